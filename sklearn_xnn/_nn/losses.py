@@ -1,0 +1,74 @@
+"""The three SRAE loss terms. Each is a pure function of tensors with one signature style.
+
+Notation: ``N`` rows in the batch, ``D`` activation units, ``C`` outputs, ``K`` x-features.
+"""
+
+import torch
+
+PULLAWAY_EPS = 1e-6
+
+
+def faithfulness_loss(y_hat, y):
+    """``(1 / (N C)) sum_i sum_c (y_hat_ic - y_ic)^2``: mean squared error of the logits."""
+    return torch.mean((y_hat - y) ** 2)
+
+
+def reconstruction_loss(z_hat, z, kind="log", q=100.0):
+    """Reconstruction penalty of the decoder output.
+
+    ``kind="log"``: ``(1 / D) sum_j log(1 + q e_j)`` with ``e_j = (1 / N) sum_i (z_hat_ij - z_ij)^2``,
+    concave in each unit's error, so the optimiser rebuilds part of the space well and gives
+    up on the rest. ``kind="mse"``: ``(1 / (N D)) sum_ij (z_hat_ij - z_ij)^2``.
+    """
+    sq = (z_hat - z) ** 2
+    if kind == "mse":
+        return torch.mean(sq)
+    return torch.mean(torch.log1p(q * torch.mean(sq, dim=0)))
+
+
+def pullaway_term(s, over="samples", eps=PULLAWAY_EPS):
+    """EBGAN pull-away of ``s`` (shape ``(..., N, K)``), averaged over ``m (m - 1)`` pairs.
+
+    ``PT(S) = 1 / (m (m - 1)) sum_{a != b} (s_a . s_b / (|s_a| |s_b|))^2`` over the rows of
+    ``S + eps`` (``over="samples"``, ``m = N``) or over its columns (``over="components"``,
+    ``m = K``). Leading dimensions are summed, so ``s`` may stack one ``S`` per output.
+    """
+    s = s + eps
+    if over == "components":
+        s = s.transpose(-1, -2)
+    m = s.shape[-2]
+    if m < 2:
+        return s.new_zeros(())
+    unit = s / torch.linalg.vector_norm(s, dim=-1, keepdim=True)
+    cos2 = (unit @ unit.transpose(-1, -2)) ** 2
+    diag = torch.diagonal(cos2, dim1=-2, dim2=-1).sum(-1)
+    return torch.sum((cos2.sum((-2, -1)) - diag) / (m * (m - 1)))
+
+
+def contributions(x, weight):
+    """``S[c, i, k] = x_ik W_ck``: each x-feature's contribution to each output, ``(C, N, K)``."""
+    return x.unsqueeze(0) * weight.unsqueeze(1)
+
+
+def pullaway_loss(x, weight, over="samples"):
+    """``sum_c PT(S^(c))`` with ``S^(c)_ik = x_ik W_ck + eps``; ``weight=None`` uses ``S = x``."""
+    s = x.unsqueeze(0) if weight is None else contributions(x, weight)
+    return pullaway_term(s, over)
+
+
+def srae_loss(x, y_hat, z_hat, z, y, weight, cfg):
+    """``alpha_f L_faith + alpha_r L_rec + alpha_p L_pt`` and its three parts (detached).
+
+    ``weight`` is the head's ``W`` (``C x K``); ``cfg`` holds ``alpha_f, alpha_r, alpha_p,
+    reconstruction, q, pullaway``. Without a head (``y`` is None, the unsupervised SRAE) the
+    faithfulness term is zero and the pull-away acts on ``x`` itself.
+    """
+    faith = z.new_zeros(())
+    if y is not None:
+        faith = faithfulness_loss(y_hat, y)
+    else:
+        weight = None
+    rec = reconstruction_loss(z_hat, z, cfg["reconstruction"], cfg["q"])
+    pt = pullaway_loss(x, weight, cfg["pullaway"]) if cfg["alpha_p"] else z.new_zeros(())
+    total = cfg["alpha_f"] * faith + cfg["alpha_r"] * rec + cfg["alpha_p"] * pt
+    return total, torch.stack([faith.detach(), rec.detach(), pt.detach()])

@@ -1,0 +1,190 @@
+"""Training as plain functions: layer-wise pre-training, head initialisation, fine-tuning.
+
+Data arrive as float32 tensors already on the training device. Minibatches are drawn by
+an index permutation from the CPU generator; the step loop never synchronises with the
+host (losses are accumulated on the device and read once per epoch).
+"""
+
+import copy
+import logging
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from sklearn_xnn._nn.losses import srae_loss
+from sklearn_xnn._nn.modules import XNN, init_linear
+
+logger = logging.getLogger("sklearn_xnn")
+
+
+class NonFiniteLossError(ArithmeticError):
+    """Raised when the training loss stops being finite; carries the epoch it happened in."""
+
+    def __init__(self, epoch, history):
+        super().__init__(f"the training loss became non-finite in epoch {epoch + 1}")
+        self.epoch = epoch
+        self.history = history
+
+
+def batches(n, batch_size, generator, device, shuffle=True):
+    """Index tensors of the minibatches of one epoch (a permutation drawn on the CPU)."""
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    order = order.to(device)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def _adam(params, cfg):
+    return torch.optim.Adam(
+        params, lr=cfg["lr"], weight_decay=cfg["weight_decay"], **cfg.get("adam_kwargs", {})
+    )
+
+
+def pretrain_layers(model, Z, cfg, generator):
+    """Greedy layer-wise pre-training of ``model.encoder`` / ``model.decoder`` in place.
+
+    Layer ``l`` is trained as a one-hidden-layer autoencoder (Linear+ReLU encoder, Linear
+    decoder with the decoder's output activation, MSE) on the codes of layer ``l - 1``.
+    """
+    enc, dec = model.encoder.layers, model.decoder.layers
+    n_layers = len(enc)
+    codes = Z
+    for level in range(n_layers):
+        e, d = enc[level], dec[n_layers - 1 - level]
+        relu_out = level > 0 or model.decoder.nonnegative_output
+        opt = _adam([*e.parameters(), *d.parameters()], cfg)
+        for _ in range(cfg["pretrain"]):
+            for idx in batches(codes.shape[0], cfg["batch_size"], generator, codes.device):
+                target = codes[idx]
+                rebuilt = d(F.relu(e(target)))
+                rebuilt = F.relu(rebuilt) if relu_out else rebuilt
+                loss = F.mse_loss(rebuilt, target)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        with torch.no_grad():
+            codes = torch.cat([F.relu(e(codes[i])) for i in _chunks(codes.shape[0])])
+    return codes
+
+
+def _chunks(n, size=8192):
+    return [slice(i, i + size) for i in range(0, n, size)]
+
+
+@torch.no_grad()
+def encode(model, Z):
+    """The x-features of every row of ``Z`` (no dropout), in chunks."""
+    return torch.cat([model.encoder(Z[s]) for s in _chunks(Z.shape[0])])
+
+
+@torch.no_grad()
+def init_head_lstsq(head, x, y, ridge=1e-6):
+    """Set the head to the (slightly ridged) least-squares regression of ``y`` on ``x``."""
+    x64, y64 = x.double().cpu(), y.double().cpu()
+    x_mean, y_mean = x64.mean(0), y64.mean(0)
+    xc, yc = x64 - x_mean, y64 - y_mean
+    gram = xc.T @ xc
+    gram += ridge * (torch.trace(gram) / gram.shape[0] + 1.0) * torch.eye(gram.shape[0], dtype=gram.dtype)
+    coef = torch.linalg.solve(gram, xc.T @ yc).T
+    head.weight.copy_(coef.to(head.weight))
+    head.bias.copy_((y_mean - coef @ x_mean).to(head.bias))
+
+
+def build_model(n_features, n_outputs, cfg, generator, device):
+    """A freshly initialised XNN (weights drawn from ``generator``) on ``device``."""
+    model = XNN(
+        n_features,
+        cfg["hidden"],
+        cfg["n_components"],
+        n_outputs,
+        cfg["dropout"],
+        cfg["nonneg_output"],
+    )
+    for layer in model.modules():
+        if isinstance(layer, nn.Linear):
+            init_linear(layer, generator)
+    return model.to(device)
+
+
+def _epoch(model, opt, Z, Y, cfg, generator, dropout_gen):
+    model.train()
+    acc = torch.zeros(3, device=Z.device)
+    for idx in batches(Z.shape[0], cfg["batch_size"], generator, Z.device):
+        zb = Z[idx]
+        yb = None if Y is None else Y[idx]
+        x, y_hat, z_hat = model(zb, dropout_gen)
+        weight = None if model.head is None else model.head.weight
+        loss, parts = srae_loss(x, y_hat, z_hat, zb, yb, weight, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        acc += parts * idx.shape[0]
+    return acc / Z.shape[0]
+
+
+@torch.no_grad()
+def evaluate(model, Z, Y, cfg):
+    """Mean loss parts ``[faith, rec, pt]`` on ``(Z, Y)`` without dropout, in one batch pass."""
+    model.eval()
+    acc = torch.zeros(3, device=Z.device)
+    for idx in batches(Z.shape[0], max(cfg["batch_size"], 1024), None, Z.device, shuffle=False):
+        zb = Z[idx]
+        yb = None if Y is None else Y[idx]
+        x, y_hat, z_hat = model(zb)
+        weight = None if model.head is None else model.head.weight
+        acc += srae_loss(x, y_hat, z_hat, zb, yb, weight, cfg)[1] * idx.shape[0]
+    return acc / Z.shape[0]
+
+
+def total_loss(parts, cfg):
+    return cfg["alpha_f"] * parts[0] + cfg["alpha_r"] * parts[1] + cfg["alpha_p"] * parts[2]
+
+
+def fine_tune(model, Z, Y, cfg, generator, Z_val=None, Y_val=None):
+    """Joint fine-tuning of encoder, decoder and head on the SRAE loss with Adam.
+
+    The learning rate is multiplied by ``cfg["lr_gamma"]`` every ``cfg["lr_step"]`` epochs.
+    Stops after ``cfg["max_iter"]`` epochs, or when the monitored loss (validation loss when
+    ``Z_val`` is given, else training loss) has not improved by ``tol`` for
+    ``n_iter_no_change`` epochs. With a validation set the best weights are restored.
+    Returns a history dict.
+    """
+    opt = _adam(model.parameters(), cfg)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg["lr_step"], gamma=cfg["lr_gamma"])
+    dropout_gen = cfg["dropout_generator"]
+    hist = {"loss": [], "parts": [], "validation_loss": [], "converged": False}
+    best, best_state, stall = math.inf, None, 0
+    for epoch in range(cfg["max_iter"]):
+        good_state = copy.deepcopy(model.state_dict())
+        parts = _epoch(model, opt, Z, Y, cfg, generator, dropout_gen)
+        sched.step()
+        parts_host = parts.tolist()  # the one host synchronisation of the epoch
+        loss = total_loss(parts_host, cfg)
+        if not math.isfinite(loss):
+            model.load_state_dict(good_state)
+            hist["n_iter"] = len(hist["loss"])
+            raise NonFiniteLossError(epoch, hist)
+        hist["loss"].append(loss)
+        hist["parts"].append(parts_host)
+        monitored = loss
+        if Z_val is not None:
+            monitored = total_loss(evaluate(model, Z_val, Y_val, cfg).tolist(), cfg)
+            hist["validation_loss"].append(monitored)
+        if cfg["verbose"]:
+            logger.info("epoch %d: loss %.6g (monitored %.6g)", epoch + 1, loss, monitored)
+        if monitored < best - cfg["tol"]:
+            stall = 0
+        else:
+            stall += 1
+        if monitored < best:
+            best = monitored
+            if Z_val is not None:
+                best_state = copy.deepcopy(model.state_dict())
+        if stall >= cfg["n_iter_no_change"]:
+            hist["converged"] = True
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    hist["n_iter"] = len(hist["loss"])
+    return hist

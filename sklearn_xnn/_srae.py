@@ -433,6 +433,7 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
             "n_iter_no_change": self.n_iter_no_change,
             "verbose": self.verbose,
             "dropout_generator": device_generator(generator, device),
+            "revive_dead": True,
         }
 
     def _train_once(self, Zt, Yt, Zv, Yv, cfg, generator, device):
@@ -440,6 +441,9 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
         model = training.build_model(Zt.shape[1], cfg["n_outputs"], cfg, generator, device)
         if cfg["pretrain"]:
             training.pretrain_layers(model, Zt, cfg, generator)
+        if cfg["revive_dead"]:
+            x = training.encode(model, Zt)
+            training.revive_dead(model, Zt, x.amax(0) <= 0, generator)
         if model.head is not None:
             training.init_head_lstsq(model.head, training.encode(model, Zt), Yt)
         history = training.fine_tune(model, Zt, Yt, cfg, generator, Zv, Yv)

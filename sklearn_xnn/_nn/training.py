@@ -107,9 +107,33 @@ def build_model(n_features, n_outputs, cfg, generator, device):
     return model.to(device)
 
 
+@torch.no_grad()
+def revive_dead(model, Z, dead, generator, density=0.3, max_rows=8192):
+    """Give each dead x-feature (zero on every row) a fresh start; returns how many.
+
+    The feature's last-layer weights are redrawn and its bias set so that it is positive
+    on the ``density`` fraction of (a sample of) the rows with the largest pre-activation.
+    """
+    n_dead = int(dead.sum())
+    if not n_dead:
+        return 0
+    last = model.encoder.layers[-1]
+    rows = torch.randperm(Z.shape[0], generator=generator)[:max_rows].to(Z.device)
+    h = Z[rows]
+    for layer in model.encoder.layers[:-1]:
+        h = F.relu(layer(h))
+    idx = torch.nonzero(dead).flatten()
+    fresh = torch.empty(n_dead, last.in_features)
+    nn.init.kaiming_uniform_(fresh, a=math.sqrt(5), generator=generator)
+    last.weight[idx] = fresh.to(last.weight)
+    pre = h @ last.weight[idx].T
+    last.bias[idx] = -torch.quantile(pre, 1.0 - density, dim=0)
+    return n_dead
+
+
 def _epoch(model, opt, Z, Y, cfg, generator, dropout_gen):
     model.train()
-    acc = torch.zeros(3, device=Z.device)
+    acc = torch.zeros(3 + cfg["n_components"], device=Z.device)
     for idx in batches(Z.shape[0], cfg["batch_size"], generator, Z.device):
         zb = Z[idx]
         yb = None if Y is None else Y[idx]
@@ -119,8 +143,10 @@ def _epoch(model, opt, Z, Y, cfg, generator, dropout_gen):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        acc += parts * idx.shape[0]
-    return acc / Z.shape[0]
+        acc[:3] += parts * idx.shape[0]
+        acc[3:] = torch.maximum(acc[3:], x.detach().amax(0))
+    acc[:3] /= Z.shape[0]
+    return acc
 
 
 @torch.no_grad()
@@ -153,13 +179,17 @@ def fine_tune(model, Z, Y, cfg, generator, Z_val=None, Y_val=None):
     opt = _adam(model.parameters(), cfg)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg["lr_step"], gamma=cfg["lr_gamma"])
     dropout_gen = cfg["dropout_generator"]
-    hist = {"loss": [], "parts": [], "validation_loss": [], "converged": False}
+    hist = {"loss": [], "parts": [], "validation_loss": [], "converged": False, "revived": 0}
     best, best_state, stall = math.inf, None, 0
     for epoch in range(cfg["max_iter"]):
         good_state = copy.deepcopy(model.state_dict())
-        parts = _epoch(model, opt, Z, Y, cfg, generator, dropout_gen)
-        sched.step()
-        parts_host = parts.tolist()  # the one host synchronisation of the epoch
+        stats = _epoch(model, opt, Z, Y, cfg, generator, dropout_gen).tolist()
+        sched.step()  # the line above is the one host synchronisation of the epoch
+        parts_host, x_max = stats[:3], torch.tensor(stats[3:])
+        if cfg["revive_dead"] and epoch < cfg["max_iter"] - 1:
+            n_revived = revive_dead(model, Z, x_max <= 0, generator)
+            hist["revived"] += n_revived
+            stall = 0 if n_revived else stall
         loss = total_loss(parts_host, cfg)
         if not math.isfinite(loss):
             model.load_state_dict(good_state)

@@ -21,6 +21,17 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from sklearn_xnn._nn import training
 from sklearn_xnn._nn.convert import device_generator, make_generator, resolve_device, to_tensor
 from sklearn_xnn._nn.inference import decode_numpy, encode_numpy
+from sklearn_xnn._validation import (
+    check_float32_range,
+    check_input_kind,
+    finite_output,
+    float_dtypes,
+    magnitude,
+    numeric_conversion,
+    scaled_float32,
+    standardize_columns,
+)
+from sklearn_xnn.exceptions import TrainingDivergedError
 
 logger = logging.getLogger("sklearn_xnn")
 
@@ -332,18 +343,22 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
         self._batch_size = min(self.batch_size, n_samples - n_val)
 
     def _validate_fit_data(self, X, y):
+        check_input_kind(X, "X")
         if y is None:
-            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+            with numeric_conversion("X"):
+                X = validate_data(self, X, dtype=float_dtypes(X), ensure_min_samples=2)
             return X, None
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            dtype=[np.float64, np.float32],
-            multi_output=True,
-            y_numeric=True,
-            ensure_min_samples=2,
-        )
+        check_input_kind(y, "y")
+        with numeric_conversion("X or y"):
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                dtype=float_dtypes(X),
+                multi_output=True,
+                y_numeric=True,
+                ensure_min_samples=2,
+            )
         y = np.asarray(y, dtype=np.float64)
         self._y_1d = y.ndim == 1
         return X, y.reshape(X.shape[0], -1)
@@ -377,7 +392,7 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
             result = self._train_once(Zt, Yt, Zv, Yv, cfg, generator, device)
             if best is None or result["balance"] > best["balance"]:
                 best = result
-            if not result["collapsed"] or attempt == self.collapse_retries:
+            if not result["collapsed"] or attempt == self.collapse_retries or result["stopped"]:
                 break
             cfg["alpha_r"] *= 1.2
             cfg["alpha_p"] *= 0.8
@@ -389,19 +404,17 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
 
     def _prepare_tensors(self, X, Y, device, generator):
         """Scale and move the data to ``device``; split off the validation rows."""
-        if self.rescale:
-            scale = float(np.sqrt(np.mean(np.square(X, dtype=np.float64))))
-            self.scale_ = scale if np.isfinite(scale) and scale > 0 else 1.0
-        else:
-            self.scale_ = 1.0
+        peak, rms = magnitude(X)  # overflow-safe, so 1e200 activations still rescale
+        self.scale_ = rms if self.rescale and rms > 0 else 1.0
+        check_float32_range(peak / self.scale_, "X", self.rescale)
         self.decoder_relu_output_ = bool((X >= 0).all())
-        Zt = to_tensor(X, device) / self.scale_
+        Zs, divisor = scaled_float32(X, self.scale_, peak)
+        Zt = to_tensor(Zs, device) / divisor
         Yt = None
         if Y is not None:
-            self.y_mean_ = Y.mean(axis=0) if self.rescale else np.zeros(Y.shape[1])
-            std = Y.std(axis=0)
-            self.y_scale_ = np.where(std > 0, std, 1.0) if self.rescale else np.ones(Y.shape[1])
-            Yt = to_tensor((Y - self.y_mean_) / self.y_scale_, device)
+            self.y_mean_, self.y_scale_, Ys = standardize_columns(Y, self.rescale)
+            check_float32_range(float(np.max(np.abs(Ys))), "y", self.rescale)
+            Yt = to_tensor(Ys, device)
         if not self._n_val:
             return Zt, Yt, None, None
         order = torch.randperm(Zt.shape[0], generator=generator).to(device)
@@ -439,14 +452,15 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
     def _train_once(self, Zt, Yt, Zv, Yv, cfg, generator, device):
         """One attempt: initialise, pre-train, initialise the head, fine-tune, assess collapse."""
         model = training.build_model(Zt.shape[1], cfg["n_outputs"], cfg, generator, device)
-        if cfg["pretrain"]:
-            training.pretrain_layers(model, Zt, cfg, generator)
+        interrupted = self._pretrain(model, Zt, cfg, generator)
         if cfg["revive_dead"]:
             x = training.encode(model, Zt)
             training.revive_dead(model, Zt, x.amax(0) <= 0, generator)
         if model.head is not None:
             training.init_head_lstsq(model.head, training.encode(model, Zt), Yt)
-        history = training.fine_tune(model, Zt, Yt, cfg, generator, Zv, Yv)
+        self._require_finite(model, "layer-wise pre-training and head initialisation")
+        history = self._fine_tune(model, Zt, Yt, Zv, Yv, cfg, generator, interrupted)
+        self._require_finite(model, "fine-tuning")
         x = training.encode(model, Zt)
         weight = None if model.head is None else model.head.weight.detach()
         collapsed, balance = collapse_state(x, weight)
@@ -457,7 +471,73 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
             "balance": balance,
             "alphas": (cfg["alpha_f"], cfg["alpha_r"], cfg["alpha_p"]),
             "x_train": x,
+            "stopped": self._announce_stop(history),
         }
+
+    # ------------------------------------------------------------------ faults
+    def _pretrain(self, model, Zt, cfg, generator):
+        """Layer-wise pre-training; returns True when a KeyboardInterrupt cut it short."""
+        if not cfg["pretrain"]:
+            return False
+        try:
+            training.pretrain_layers(model, Zt, cfg, generator)
+        except KeyboardInterrupt:
+            return True
+        return False
+
+    def _fine_tune(self, model, Zt, Yt, Zv, Yv, cfg, generator, skip):
+        """Fine-tune; a non-finite loss keeps the last finite weights and is recorded."""
+        if skip:  # interrupted in pre-training: no fine-tuning, an empty history
+            history = training.fine_tune(model, Zt, Yt, {**cfg, "max_iter": 0}, generator)
+            history["interrupted_in_pretraining"] = True
+            return history
+        try:
+            return training.fine_tune(model, Zt, Yt, cfg, generator, Zv, Yv)
+        except training.NonFiniteLossError as exc:
+            exc.history["diverged_epoch"] = exc.epoch
+            return exc.history
+
+    def _require_finite(self, model, stage):
+        """Raise TrainingDivergedError (and forget any earlier fit) if a weight is not finite."""
+        if training.finite_weights(model):
+            return
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, name)
+        raise TrainingDivergedError(
+            f"Training diverged: the weights became NaN or infinite during {stage} "
+            f"(learning_rate_init={self.learning_rate_init}, rescale={self.rescale}) and no "
+            "finite model was reached. Lower learning_rate_init, keep rescale=True, or check "
+            "X and y for extreme values."
+        )
+
+    def _announce_stop(self, history):
+        """Warn about an interrupted or diverged training; returns whether it stopped early."""
+        done = history["n_iter"]
+        kept = f"after epoch {done}" if done else "from before fine-tuning"
+        if history.get("interrupted_in_pretraining"):
+            msg = (
+                "fit was interrupted (KeyboardInterrupt) during layer-wise pre-training; "
+                "fine-tuning was skipped and the explainer keeps the partly pre-trained "
+                "weights with a least-squares head. It is usable but not trained."
+            )
+        elif "interrupted_epoch" in history:
+            msg = (
+                "fit was interrupted (KeyboardInterrupt) in fine-tuning epoch "
+                f"{history['interrupted_epoch'] + 1} of {self.max_iter}; the explainer keeps "
+                f"the weights {kept} and is usable, but not converged."
+            )
+        elif "diverged_epoch" in history:
+            msg = (
+                "The training loss became non-finite in fine-tuning epoch "
+                f"{history['diverged_epoch'] + 1} (learning_rate_init="
+                f"{self.learning_rate_init}); training stopped and the explainer keeps the "
+                f"last finite weights ({kept}). Lower learning_rate_init, keep "
+                "rescale=True, or check X and y for extreme values."
+            )
+        else:
+            return False
+        warnings.warn(msg, ConvergenceWarning, stacklevel=4)
+        return True
 
     def _store_fitted(self, result, X, supervised):
         """Copy the kept attempt's weights to numpy, folding the scalings into them."""
@@ -516,7 +596,7 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        if not self._converged and not self.early_stopping:
+        if not self._converged and not self.early_stopping and not result["stopped"]:
             warnings.warn(
                 f"SRAEExplainer reached max_iter={self.max_iter} epochs before the loss "
                 "stopped improving; consider increasing max_iter.",
@@ -527,7 +607,9 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
     # ------------------------------------------------------------------ inference
     def _validated(self, X):
         check_is_fitted(self)
-        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        check_input_kind(X, "X")
+        with numeric_conversion("X"):
+            return validate_data(self, X, reset=False, dtype=float_dtypes(X))
 
     def _encode64(self, X):
         return encode_numpy(X, self.encoder_coefs_, self.encoder_intercepts_, self.device)
@@ -550,10 +632,12 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
         Returns
         -------
         X_new : ndarray of shape (n_samples, n_components)
-            Non-negative x-features, in the dtype of ``X`` (float32 or float64).
+            Non-negative x-features, in the dtype of ``X``: float32 for float32 (and
+            float16, computed as float32) input, float64 for anything else (float64,
+            integers, booleans, numeric objects).
         """
         X = self._validated(X)
-        return self._encode64(X).astype(X.dtype, copy=False)
+        return finite_output(self._encode64(X), X.dtype, X, "transform")
 
     def inverse_transform(self, X):
         """Rebuild activations from x-features with the decoder.
@@ -569,7 +653,9 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
             Reconstructed activations, in the dtype of ``X``.
         """
         check_is_fitted(self)
-        X = check_array(X, dtype=[np.float64, np.float32])
+        check_input_kind(X, "X")
+        with numeric_conversion("X"):
+            X = check_array(X, dtype=float_dtypes(X))
         if X.shape[1] != self.n_components_:
             raise ValueError(
                 f"inverse_transform expects {self.n_components_} x-features per row, got "
@@ -578,7 +664,7 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
         Z = decode_numpy(
             X, self.decoder_coefs_, self.decoder_intercepts_, self.decoder_relu_output_, self.device
         )
-        return Z.astype(X.dtype, copy=False)
+        return finite_output(Z, X.dtype, X, "inverse_transform")
 
     def predict(self, X):
         """Rebuild the explained logits linearly from the x-features.
@@ -597,7 +683,7 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
         self._require_head("predict")
         y = self._encode64(X) @ self.coef_.T + self.intercept_
         y = y.ravel() if self._y_1d else y
-        return y.astype(X.dtype, copy=False)
+        return finite_output(y, X.dtype, X, "predict")
 
     def contributions(self, X):
         """Each x-feature's contribution ``x_ik W_ck`` to each output.
@@ -618,7 +704,7 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
         self._require_head("contributions")
         S = self._encode64(X)[:, None, :] * self.coef_[None, :, :]
         S = S[:, 0, :] if self._y_1d else S
-        return S.astype(X.dtype, copy=False)
+        return finite_output(S, X.dtype, X, "contributions")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

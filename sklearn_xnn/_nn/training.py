@@ -167,6 +167,31 @@ def total_loss(parts, cfg):
     return cfg["alpha_f"] * parts[0] + cfg["alpha_r"] * parts[1] + cfg["alpha_p"] * parts[2]
 
 
+def _finite_state(state):
+    return all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point())
+
+
+def finite_weights(model):
+    """Whether every weight of ``model`` is finite."""
+    return _finite_state(model.state_dict())
+
+
+def _roll_back(model, hist, good_state, prev_state, best_state=None):
+    """Restore the last finite weights after a non-finite loss.
+
+    The weights at the start of the failing epoch can already be non-finite (the last step
+    of the previous epoch overflowed while its loss was finite); then the weights from one
+    epoch earlier are restored and that epoch is dropped from the history. With a
+    validation set the best validated weights are restored instead.
+    """
+    if prev_state is not None and not _finite_state(good_state):
+        good_state = prev_state
+        for key in ("loss", "parts", "validation_loss"):
+            del hist[key][-1:]
+    model.load_state_dict(good_state if best_state is None else best_state)
+    hist["n_iter"] = len(hist["loss"])
+
+
 def fine_tune(model, Z, Y, cfg, generator, Z_val=None, Y_val=None):
     """Joint fine-tuning of encoder, decoder and head on the SRAE loss with Adam.
 
@@ -174,6 +199,9 @@ def fine_tune(model, Z, Y, cfg, generator, Z_val=None, Y_val=None):
     Stops after ``cfg["max_iter"]`` epochs, or when the monitored loss (validation loss when
     ``Z_val`` is given, else training loss) has not improved by ``tol`` for
     ``n_iter_no_change`` epochs. With a validation set the best weights are restored.
+    A non-finite loss restores the last finite weights and raises ``NonFiniteLossError``;
+    a ``KeyboardInterrupt`` stops training with the weights of the last complete epoch
+    (or the best validated ones) and records ``hist["interrupted_epoch"]``.
     Returns a history dict.
     """
     opt = _adam(model.parameters(), cfg)
@@ -181,39 +209,44 @@ def fine_tune(model, Z, Y, cfg, generator, Z_val=None, Y_val=None):
     dropout_gen = cfg["dropout_generator"]
     hist = {"loss": [], "parts": [], "validation_loss": [], "converged": False, "revived": 0}
     best, best_state, stall = math.inf, None, 0
-    for epoch in range(cfg["max_iter"]):
-        good_state = copy.deepcopy(model.state_dict())
-        stats = _epoch(model, opt, Z, Y, cfg, generator, dropout_gen).tolist()
-        sched.step()  # the line above is the one host synchronisation of the epoch
-        parts_host, x_max = stats[:3], torch.tensor(stats[3:])
-        if cfg["revive_dead"] and epoch < cfg["max_iter"] - 1:
-            n_revived = revive_dead(model, Z, x_max <= 0, generator)
-            hist["revived"] += n_revived
-            stall = 0 if n_revived else stall
-        loss = total_loss(parts_host, cfg)
-        if not math.isfinite(loss):
-            model.load_state_dict(good_state)
-            hist["n_iter"] = len(hist["loss"])
-            raise NonFiniteLossError(epoch, hist)
-        hist["loss"].append(loss)
-        hist["parts"].append(parts_host)
-        monitored = loss
-        if Z_val is not None:
-            monitored = total_loss(evaluate(model, Z_val, Y_val, cfg).tolist(), cfg)
-            hist["validation_loss"].append(monitored)
-        if cfg["verbose"]:
-            logger.info("epoch %d: loss %.6g (monitored %.6g)", epoch + 1, loss, monitored)
-        if monitored < best - cfg["tol"]:
-            stall = 0
-        else:
-            stall += 1
-        if monitored < best:
-            best = monitored
+    epoch, good_state = 0, None
+    try:
+        for epoch in range(cfg["max_iter"]):
+            prev_state, good_state = good_state, copy.deepcopy(model.state_dict())
+            stats = _epoch(model, opt, Z, Y, cfg, generator, dropout_gen).tolist()
+            sched.step()  # the line above is the one host synchronisation of the epoch
+            parts_host, x_max = stats[:3], torch.tensor(stats[3:])
+            if cfg["revive_dead"] and epoch < cfg["max_iter"] - 1:
+                n_revived = revive_dead(model, Z, x_max <= 0, generator)
+                hist["revived"] += n_revived
+                stall = 0 if n_revived else stall
+            loss = total_loss(parts_host, cfg)
+            if not math.isfinite(loss):
+                _roll_back(model, hist, good_state, prev_state, best_state)
+                raise NonFiniteLossError(epoch, hist)
+            hist["loss"].append(loss)
+            hist["parts"].append(parts_host)
+            monitored = loss
             if Z_val is not None:
-                best_state = copy.deepcopy(model.state_dict())
-        if stall >= cfg["n_iter_no_change"]:
-            hist["converged"] = True
-            break
+                monitored = total_loss(evaluate(model, Z_val, Y_val, cfg).tolist(), cfg)
+                hist["validation_loss"].append(monitored)
+            if cfg["verbose"]:
+                logger.info("epoch %d: loss %.6g (monitored %.6g)", epoch + 1, loss, monitored)
+            if monitored < best - cfg["tol"]:
+                stall = 0
+            else:
+                stall += 1
+            if monitored < best:
+                best = monitored
+                if Z_val is not None:
+                    best_state = copy.deepcopy(model.state_dict())
+            if stall >= cfg["n_iter_no_change"]:
+                hist["converged"] = True
+                break
+    except KeyboardInterrupt:  # keep a usable model: the last complete epoch's weights
+        if len(hist["loss"]) <= epoch and good_state is not None:
+            model.load_state_dict(good_state)
+        hist["interrupted_epoch"] = epoch
     if best_state is not None:
         model.load_state_dict(best_state)
     hist["n_iter"] = len(hist["loss"])

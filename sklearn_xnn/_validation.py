@@ -1,0 +1,147 @@
+"""Input checks and overflow-safe scalings shared by the estimators.
+
+scikit-learn's ``validate_data`` does the standard work (2-D, finite, enough samples,
+feature count and names); the helpers here add what it does not say clearly for this
+library: complex, string and sparse inputs, float16, magnitudes near the float limits.
+"""
+
+import contextlib
+
+import numpy as np
+import scipy.sparse as sp
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+_CHUNK_ROWS = 8192
+
+
+def _dtypes_of(data):
+    """The dtype(s) of an array or a data frame, without copying it (empty if unknown)."""
+    dtypes = getattr(data, "dtypes", None)
+    if dtypes is not None and not isinstance(dtypes, np.dtype):
+        return [np.dtype(d) for d in dtypes if isinstance(d, np.dtype)]
+    dtype = getattr(data, "dtype", None)
+    return [dtype] if isinstance(dtype, np.dtype) else []
+
+
+def check_input_kind(data, name):
+    """Refuse complex, string and (for ``y``) sparse data with a message that names the fix.
+
+    ``name`` is "X" or "y". scikit-learn refuses a sparse ``X`` itself with a message
+    telling to call ``.toarray()``.
+    """
+    if name == "y" and sp.issparse(data):
+        raise TypeError(
+            "y is a scipy sparse matrix, but SRAEExplainer needs dense logits; "
+            "pass y.toarray()."
+        )
+    kinds = {d.kind for d in _dtypes_of(data)}
+    if "c" in kinds:
+        raise ValueError(
+            f"Complex data not supported: {name} has a complex dtype; SRAEExplainer needs "
+            f"real values. Pass {name}.real (or np.abs({name})) explicitly."
+        )
+    if kinds & {"U", "S"}:
+        what = "activations" if name == "X" else "network outputs (logits), not class labels"
+        raise ValueError(
+            f"{name} has a string dtype; SRAEExplainer needs numeric {what}. Convert it "
+            f"with np.asarray({name}, dtype=float) if it holds numbers."
+        )
+    shape = getattr(data, "shape", None)
+    if name == "y" and shape is not None and len(shape) > 2:
+        raise ValueError(
+            f"y must have shape (n_samples,) or (n_samples, n_outputs); got shape {shape}."
+        )
+
+
+def float_dtypes(data):
+    """``dtype`` argument for ``validate_data``: float16 is computed as float32.
+
+    float32 and float64 are kept; float16 becomes float32; anything else (integers,
+    booleans, objects, longdouble) becomes float64.
+    """
+    dtypes = _dtypes_of(data)
+    if dtypes and all(d == np.float16 for d in dtypes):
+        return [np.float32, np.float64]
+    return [np.float64, np.float32]
+
+
+@contextlib.contextmanager
+def numeric_conversion(name="X"):
+    """Re-raise numpy's "could not convert string to float" with the cause and the fix."""
+    try:
+        yield
+    except ValueError as exc:
+        if "could not convert" not in str(exc):
+            raise
+        raise ValueError(
+            f"Non-numeric values in {name}: {exc}. SRAEExplainer needs numbers; encode or "
+            "drop the non-numeric columns first."
+        ) from exc
+
+
+def magnitude(X):
+    """``(max |X|, sqrt(mean(X ** 2)))`` computed without overflow or underflow.
+
+    The mean of squares is taken of ``X / max |X|`` in float64, chunk by chunk, so that
+    values up to the float64 limit (and down to its subnormals) give a finite, positive
+    root mean square.
+    """
+    chunks = [X[i : i + _CHUNK_ROWS] for i in range(0, X.shape[0], _CHUNK_ROWS)]
+    peak = max((float(np.max(np.abs(c))) for c in chunks if c.size), default=0.0)
+    if peak == 0.0:
+        return 0.0, 0.0
+    sumsq = sum(float(np.sum(np.square(c / peak, dtype=np.float64))) for c in chunks)
+    return peak, peak * float(np.sqrt(sumsq / X.size))
+
+
+def standardize_columns(Y, enabled=True):
+    """``(mean, scale, (Y - mean) / scale)`` per column, overflow-safe.
+
+    Constant columns get ``scale = 1``. With ``enabled=False`` the mean is 0 and the
+    scale 1. Computed on ``Y / max |Y|`` so that logits up to the float64 limit work.
+    """
+    n_outputs = Y.shape[1]
+    if not enabled:
+        return np.zeros(n_outputs), np.ones(n_outputs), Y
+    peak = np.max(np.abs(Y), axis=0)
+    peak = np.where(peak > 0, peak, 1.0)
+    U = Y / peak
+    mu, sd = U.mean(axis=0), U.std(axis=0)
+    scale = np.where(sd > 0, peak * sd, 1.0)
+    return peak * mu, scale, (U - mu) * (peak / scale)
+
+
+def check_float32_range(peak, name, rescale):
+    """Training computes in float32: refuse values it cannot represent, and say the fix."""
+    if peak > FLOAT32_MAX:
+        fix = "use rescale=True (the default) or " if not rescale else ""
+        raise ValueError(
+            f"{name} has values up to {peak:.3g}, beyond the float32 range ({FLOAT32_MAX:.3g}) "
+            f"that training computes in; {fix}divide {name} by a constant first."
+        )
+
+
+def scaled_float32(X, scale, peak):
+    """``X / scale`` ready for a float32 tensor; divides in float64 when the cast would lose it.
+
+    Float64 values beyond the float32 range (or below its normal range) are divided before
+    the cast, so that they neither overflow to inf nor flush to zero. Returns the array to
+    convert and the divisor still to apply (1.0 when already divided).
+    """
+    if X.dtype == np.float64 and scale != 1.0 and not 1e-30 <= peak <= 1e30:
+        return X / scale, 1.0
+    return X, scale
+
+
+def finite_output(out, dtype, X, method):
+    """Cast ``out`` to ``dtype``; refuse non-finite results of finite input (overflow)."""
+    with np.errstate(over="ignore"):
+        out = out.astype(dtype, copy=False)
+    if not np.isfinite(out).all():
+        peak = float(np.max(np.abs(X))) if X.size else 0.0
+        raise ValueError(
+            f"{method} overflowed to non-finite values in {np.dtype(dtype).name}: the input's "
+            f"magnitude (max |X| = {peak:.3g}) is far outside what the fitted network can "
+            "map. Rescale the input to the range seen at fit (or pass float64)."
+        )
+    return out

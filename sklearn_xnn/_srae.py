@@ -18,6 +18,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from sklearn_xnn import _persistence
 from sklearn_xnn._nn import training
 from sklearn_xnn._nn.convert import device_generator, make_generator, resolve_device, to_tensor
 from sklearn_xnn._nn.inference import decode_numpy, encode_numpy
@@ -705,6 +706,46 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
         S = self._encode64(X)[:, None, :] * self.coef_[None, :, :]
         S = S[:, 0, :] if self._y_1d else S
         return finite_output(S, X.dtype, X, "contributions")
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path):
+        """Save the fitted explainer to ``path`` without pickle (a safetensors file).
+
+        The file holds the library version, the parameters and every fitted attribute
+        as plain arrays and JSON, with a SHA-256 checksum; loading it never executes
+        code. Pickle and joblib keep working as well.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Destination file; ``.safetensors`` is a good extension.
+
+        See Also
+        --------
+        sklearn_xnn.load : Load any saved sklearn_xnn estimator.
+        """
+        _persistence.save(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Load an explainer written by :meth:`save` (on any machine, GPU or not).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`save`.
+
+        Returns
+        -------
+        explainer : SRAEExplainer
+            The fitted explainer.
+
+        Raises
+        ------
+        sklearn_xnn.exceptions.InvalidModelFileError
+            If the file is truncated, corrupted, foreign or inconsistent.
+        """
+        return _persistence.load(path, expected_class=cls)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -75,7 +75,7 @@ def _encode(value, key, arrays):
 def _decode(spec, arrays, used):
     if not isinstance(spec, dict) or len(spec) != 1:
         raise InvalidModelFileError(f"malformed attribute description {spec!r:.80}")
-    (kind, payload), = spec.items()
+    ((kind, payload),) = spec.items()
     if kind == "v" and isinstance(payload, _VALUE_TYPES):
         return payload
     if kind in ("a", "f") and isinstance(payload, str) and payload in arrays:
@@ -218,8 +218,7 @@ def load(path, expected_class=None):
         raise InvalidModelFileError(f"Cannot load {os.fspath(path)!r}: {exc}") from exc
     except Exception as exc:  # any other failure of a hostile file is still a refusal
         raise InvalidModelFileError(
-            f"Cannot load {os.fspath(path)!r}: the file is corrupted "
-            f"({type(exc).__name__}: {exc})."
+            f"Cannot load {os.fspath(path)!r}: the file is corrupted ({type(exc).__name__}: {exc})."
         ) from exc
 
 

@@ -31,8 +31,7 @@ def check_input_kind(data, name):
     """
     if name == "y" and sp.issparse(data):
         raise TypeError(
-            "y is a scipy sparse matrix, but SRAEExplainer needs dense logits; "
-            "pass y.toarray()."
+            "y is a scipy sparse matrix, but SRAEExplainer needs dense logits; pass y.toarray()."
         )
     kinds = {d.kind for d in _dtypes_of(data)}
     if "c" in kinds:

@@ -206,6 +206,27 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
     sklearn.decomposition.NMF : Non-negative factorisation without a target.
     sklearn.cross_decomposition.PLSRegression : Supervised linear rank-K regression.
 
+    Notes
+    -----
+    **Input.** ``X`` must be a dense, finite, real 2-D array (numpy, list or data frame)
+    with at least 2 rows. float32 and float64 are kept; float16 is computed as float32
+    (outputs are float32); integers, booleans and numeric objects become float64. Sparse
+    matrices are refused (call ``.toarray()``: the network densifies them anyway), as are
+    complex and string data. Magnitudes from ~1e-300 to ~1e300 train as well as unit-scale
+    data (the rescaling is overflow-safe); with ``rescale=False`` values must fit float32.
+
+    **Faults.** If the loss becomes NaN or infinite during fine-tuning, ``fit`` restores
+    the last finite weights, stops, and raises a ``ConvergenceWarning`` naming the epoch;
+    if no finite model exists yet it raises
+    :class:`~sklearn_xnn.exceptions.TrainingDivergedError` and leaves the explainer
+    unfitted. A ``KeyboardInterrupt`` during ``fit`` is caught like scikit-learn's MLP
+    does: the explainer keeps the weights of the last complete epoch, warns with the
+    epoch, and ``fit`` returns normally.
+
+    **Persistence.** :meth:`save` / :meth:`load` (and :func:`sklearn_xnn.load`) use a
+    checksummed safetensors file that loading never executes; pickle and joblib work too.
+    Both load on a machine without the GPU the model was trained on.
+
     References
     ----------
     Z. Qi, S. Khorram, F. Li. "Embedding Deep Networks into Visual Explanations".

@@ -1,0 +1,89 @@
+"""Each SRAE loss term against a hand-computed numpy value on a tiny batch."""
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_xnn._nn.losses import (
+    PULLAWAY_EPS,
+    faithfulness_loss,
+    pullaway_loss,
+    reconstruction_loss,
+    srae_loss,
+)
+
+rng = np.random.RandomState(0)
+Z = rng.rand(4, 3)
+Z_HAT = Z + rng.randn(4, 3) * 0.3
+Y = rng.randn(4, 2)
+Y_HAT = Y + rng.randn(4, 2)
+X = np.abs(rng.randn(4, 3))
+W = rng.randn(2, 3)
+
+t = torch.as_tensor
+
+
+def _pt_numpy(S):
+    """PT over the rows of S, by the definition: mean of squared cosines over ordered pairs."""
+    m = S.shape[0]
+    total = 0.0
+    for a in range(m):
+        for b in range(m):
+            if a != b:
+                cos = S[a] @ S[b] / (np.linalg.norm(S[a]) * np.linalg.norm(S[b]))
+                total += cos**2
+    return total / (m * (m - 1))
+
+
+def test_faithfulness_is_mean_squared_error():
+    expected = sum((Y_HAT[i, c] - Y[i, c]) ** 2 for i in range(4) for c in range(2)) / 8
+    assert faithfulness_loss(t(Y_HAT), t(Y)).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_log_reconstruction_by_hand():
+    q = 100.0
+    e = [np.mean([(Z_HAT[i, j] - Z[i, j]) ** 2 for i in range(4)]) for j in range(3)]
+    expected = np.mean([np.log(1 + q * ej) for ej in e])
+    got = reconstruction_loss(t(Z_HAT), t(Z), "log", q).item()
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_mse_reconstruction_by_hand():
+    expected = np.sum((Z_HAT - Z) ** 2) / 12
+    assert reconstruction_loss(t(Z_HAT), t(Z), "mse").item() == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("over", ["samples", "components"])
+def test_pullaway_by_hand(over):
+    expected = 0.0
+    for c in range(2):
+        S = X * W[c] + PULLAWAY_EPS  # S_ik = x_ik W_ck + eps
+        expected += _pt_numpy(S if over == "samples" else S.T)
+    got = pullaway_loss(t(X), t(W), over).item()
+    assert got == pytest.approx(expected, rel=1e-10)
+
+
+def test_pullaway_of_orthogonal_rows_is_zero_and_of_parallel_rows_is_one():
+    eye = torch.eye(3, dtype=torch.float64) * 5
+    assert pullaway_loss(eye, None, "samples").item() == pytest.approx(0.0, abs=1e-10)
+    same = torch.ones(4, 3, dtype=torch.float64)
+    assert pullaway_loss(same, None, "samples").item() == pytest.approx(1.0, rel=1e-12)
+
+
+def test_srae_loss_weights_the_three_terms():
+    cfg = dict(alpha_f=2.0, alpha_r=3.0, alpha_p=5.0, reconstruction="log", q=100.0,
+               pullaway="samples")
+    total, parts = srae_loss(t(X), t(Y_HAT), t(Z_HAT), t(Z), t(Y), t(W), cfg)
+    f = faithfulness_loss(t(Y_HAT), t(Y))
+    r = reconstruction_loss(t(Z_HAT), t(Z), "log", 100.0)
+    p = pullaway_loss(t(X), t(W), "samples")
+    assert total.item() == pytest.approx((2 * f + 3 * r + 5 * p).item(), rel=1e-12)
+    np.testing.assert_allclose(parts.numpy(), [f.item(), r.item(), p.item()], rtol=1e-12)
+
+
+def test_unsupervised_loss_has_no_faithfulness_and_pulls_x_apart():
+    cfg = dict(alpha_f=1.0, alpha_r=1.0, alpha_p=1.0, reconstruction="mse", q=100.0,
+               pullaway="samples")
+    total, parts = srae_loss(t(X), None, t(Z_HAT), t(Z), None, t(W), cfg)
+    assert parts[0].item() == 0.0
+    assert parts[2].item() == pytest.approx(_pt_numpy(X + PULLAWAY_EPS), rel=1e-10)

@@ -91,6 +91,45 @@ def init_head_lstsq(head, x, y, ridge=1e-6):
     head.bias.copy_((y_mean - coef @ x_mean).to(head.bias))
 
 
+@torch.no_grad()
+def init_last_layer_rrr(model, Z, Y, ridge=1e-3):
+    """Point the x-features at the best rank-K linear predictor of ``Y`` from the hidden codes.
+
+    Reduced-rank regression on the codes ``h`` of the encoder's last hidden layer: the
+    least-squares fit ``Y ~ h B`` is projected on the top right singular vectors ``V_K`` of
+    its fitted values, and x-feature ``k`` starts as ``relu(h B v_k + b_k)``, oriented so its
+    long tail is positive, scaled to unit spread, and shifted so it is active on every row.
+    The least-squares head on these x-features then starts at the rank-K linear optimum on
+    ``h``; fine-tuning makes them sparse. With fewer outputs than x-features the remaining
+    x-features keep their pre-trained weights.
+    """
+    last = model.encoder.layers[-1]
+    h = torch.cat([_hidden_codes(model, Z[s]) for s in _chunks(Z.shape[0])]).double()
+    y = Y.double()
+    hc, yc = h - h.mean(0), y - y.mean(0)
+    gram = hc.T @ hc
+    gram += ridge * (torch.trace(gram) / gram.shape[0] + 1e-12) * torch.eye(
+        gram.shape[0], dtype=gram.dtype, device=gram.device
+    )
+    coef = torch.linalg.solve(gram, hc.T @ yc)  # (h2, C)
+    _, _, vh = torch.linalg.svd(hc @ coef, full_matrices=False)
+    k = min(last.out_features, vh.shape[0])
+    directions = coef @ vh[:k].T  # (h2, k)
+    proj = hc @ directions
+    sign = torch.where(proj.max(0).values >= -proj.min(0).values, 1.0, -1.0).to(proj)
+    directions, proj = directions * sign, proj * sign
+    spread = proj.std(0).clamp_min(1e-12)
+    directions, proj = directions / spread, proj / spread
+    last.weight[:k] = directions.T.to(last.weight)
+    last.bias[:k] = (-(h.mean(0) @ directions) - proj.min(0).values).to(last.bias)
+
+
+def _hidden_codes(model, z):
+    for layer in model.encoder.layers[:-1]:
+        z = F.relu(layer(z))
+    return z
+
+
 def build_model(n_features, n_outputs, cfg, generator, device):
     """A freshly initialised XNN (weights drawn from ``generator``) on ``device``."""
     model = XNN(

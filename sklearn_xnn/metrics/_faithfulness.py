@@ -1,0 +1,260 @@
+"""Faithfulness of rebuilt logits and quality of rebuilt activations: pure array functions.
+
+Notation: ``n`` rows, ``C`` outputs (logits), ``D`` activation units; ``y`` the network's
+logits, ``y_hat`` the explainer's linear rebuild; ``z`` activations, ``z_hat`` their rebuild.
+"""
+
+import numpy as np
+from sklearn.utils.validation import check_consistent_length
+
+_MULTIOUTPUT = ("uniform_average", "variance_weighted", "raw_values")
+
+
+def _as_2d_pair(y_true, y_pred, name):
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    if y_true.ndim > 2 or y_pred.ndim > 2:
+        raise ValueError(
+            f"{name} expects 1-D or 2-D arrays, got ndim {y_true.ndim} and {y_pred.ndim}."
+        )
+    y_true = y_true.reshape(y_true.shape[0], -1)
+    y_pred = y_pred.reshape(y_pred.shape[0], -1)
+    check_consistent_length(y_true, y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(
+            f"{name}: y_true and y_pred must have the same shape, got {y_true.shape} and "
+            f"{y_pred.shape}."
+        )
+    if y_true.shape[0] == 0:
+        raise ValueError(f"{name} needs at least one row, got 0.")
+    return y_true, y_pred
+
+
+def _r2_from_sums(ss_res, ss_tot, multioutput):
+    """Per-output ``1 - ss_res / ss_tot`` with sklearn's conventions for constant outputs."""
+    if multioutput not in _MULTIOUTPUT:
+        raise ValueError(f"multioutput must be one of {_MULTIOUTPUT}, got {multioutput!r}.")
+    if multioutput == "variance_weighted":
+        res, tot = ss_res.sum(), ss_tot.sum()
+        if tot == 0:
+            return 1.0 if res == 0 else 0.0
+        return float(1.0 - res / tot)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), 0.0)
+    scores = np.where((ss_tot == 0) & (ss_res == 0), 1.0, scores)
+    return scores if multioutput == "raw_values" else float(scores.mean())
+
+
+def faithfulness_r2(y_true, y_pred, *, multioutput="uniform_average"):
+    """Coefficient of determination of the rebuilt logits.
+
+    For each output ``c``::
+
+        R2_c = 1 - sum_i (y_ic - y_hat_ic)^2 / sum_i (y_ic - mean_i y_ic)^2
+
+    averaged over outputs (``"uniform_average"``, what :meth:`SRAEExplainer.score` and
+    :func:`sklearn.metrics.r2_score` report), pooled as ``1 - sum_ic res / sum_ic tot``
+    (``"variance_weighted"``) or returned per output (``"raw_values"``). A constant output
+    scores 1 when rebuilt exactly and 0 otherwise (sklearn's ``force_finite`` convention).
+    Predicting each output's mean gives 0; a perfect rebuild gives 1; worse than the mean
+    is negative.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        The network's logits.
+    y_pred : array-like of the same shape
+        The explainer's rebuilt logits.
+    multioutput : {"uniform_average", "variance_weighted", "raw_values"}, \
+            default="uniform_average"
+        How to combine outputs.
+
+    Returns
+    -------
+    score : float or ndarray of shape (n_outputs,)
+        R².
+
+    See Also
+    --------
+    sklearn.metrics.r2_score : The same quantity (this function agrees with it).
+
+    Examples
+    --------
+    >>> from sklearn_xnn.metrics import faithfulness_r2
+    >>> faithfulness_r2([1.0, 2.0, 3.0], [1.0, 2.0, 4.0])
+    0.5
+    """
+    y, y_hat = _as_2d_pair(y_true, y_pred, "faithfulness_r2")
+    ss_res = ((y - y_hat) ** 2).sum(axis=0)
+    ss_tot = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+    return _r2_from_sums(ss_res, ss_tot, multioutput)
+
+
+def faithfulness_rmse(y_true, y_pred):
+    """Root mean squared error of the rebuilt logits, pooled over rows and outputs.
+
+    ``RMSE = sqrt( (1 / (n C)) sum_i sum_c (y_ic - y_hat_ic)^2 )``, in the logits' units.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        The network's logits.
+    y_pred : array-like of the same shape
+        The rebuilt logits.
+
+    Returns
+    -------
+    rmse : float
+        Non-negative; 0 for a perfect rebuild.
+
+    Examples
+    --------
+    >>> from sklearn_xnn.metrics import faithfulness_rmse
+    >>> faithfulness_rmse([[0.0, 0.0], [0.0, 0.0]], [[1.0, -1.0], [1.0, -1.0]])
+    1.0
+    """
+    y, y_hat = _as_2d_pair(y_true, y_pred, "faithfulness_rmse")
+    return float(np.sqrt(np.mean((y - y_hat) ** 2)))
+
+
+def _need_classes(y, name):
+    if y.shape[1] < 2:
+        raise ValueError(
+            f"{name} needs at least 2 outputs (a row of logits per input); got "
+            f"{y.shape[1]}. With one logit there is no class to agree on."
+        )
+
+
+def top1_agreement(y_true, y_pred):
+    """Fraction of inputs whose rebuilt logits rank the same class first.
+
+    ``top1 = (1 / n) sum_i [argmax_c y_hat_ic == argmax_c y_ic]``; ties go to the first
+    maximal index (numpy's ``argmax``).
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples, n_outputs)
+        The network's logits, ``n_outputs >= 2``.
+    y_pred : array-like of shape (n_samples, n_outputs)
+        The rebuilt logits.
+
+    Returns
+    -------
+    agreement : float
+        In ``[0, 1]``.
+
+    Examples
+    --------
+    >>> from sklearn_xnn.metrics import top1_agreement
+    >>> top1_agreement([[3.0, 1.0], [0.0, 2.0]], [[2.0, 1.5], [1.0, 0.5]])
+    0.5
+    """
+    y, y_hat = _as_2d_pair(y_true, y_pred, "top1_agreement")
+    _need_classes(y, "top1_agreement")
+    return float(np.mean(y.argmax(axis=1) == y_hat.argmax(axis=1)))
+
+
+def _log_softmax(a):
+    a = a - a.max(axis=1, keepdims=True)
+    return a - np.log(np.exp(a).sum(axis=1, keepdims=True))
+
+
+def softmax_kl(y_true, y_pred):
+    """Mean Kullback-Leibler divergence from the network's softmax to the rebuilt one.
+
+    With ``p_i = softmax(y_i)`` and ``q_i = softmax(y_hat_i)``::
+
+        KL = (1 / n) sum_i sum_c p_ic (log p_ic - log q_ic)
+
+    in nats, computed from log-softmaxes (stable for large logits).
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples, n_outputs)
+        The network's logits, ``n_outputs >= 2``.
+    y_pred : array-like of shape (n_samples, n_outputs)
+        The rebuilt logits.
+
+    Returns
+    -------
+    kl : float
+        Non-negative; 0 when the softmaxes agree (e.g. logits equal up to a per-row shift).
+
+    Examples
+    --------
+    >>> from sklearn_xnn.metrics import softmax_kl
+    >>> softmax_kl([[1.0, 2.0]], [[11.0, 12.0]])
+    0.0
+    """
+    y, y_hat = _as_2d_pair(y_true, y_pred, "softmax_kl")
+    _need_classes(y, "softmax_kl")
+    log_p, log_q = _log_softmax(y), _log_softmax(y_hat)
+    kl = (np.exp(log_p) * (log_p - log_q)).sum(axis=1).mean()
+    return float(max(kl, 0.0))
+
+
+def reconstruction_r2(Z, Z_hat):
+    """Pooled R² of rebuilt activations, against each unit's own mean.
+
+    ``R2 = 1 - sum_ij (z_ij - z_hat_ij)^2 / sum_ij (z_ij - mean_i z_ij)^2``: the fraction
+    of the activations' total variance (about per-dimension means) that the rebuild
+    captures. Units with more variance weigh more, as in
+    ``sklearn.metrics.r2_score(Z, Z_hat, multioutput="variance_weighted")``, which it
+    agrees with, except for a constant unit rebuilt wrongly: sklearn gives that unit
+    weight 0, the pooled formula counts its error in the residual. All of ``Z``
+    constant: 1 when rebuilt exactly, else 0.
+
+    Parameters
+    ----------
+    Z : array-like of shape (n_samples, n_features)
+        Activations.
+    Z_hat : array-like of shape (n_samples, n_features)
+        Their rebuild (e.g. ``inverse_transform(transform(Z))``).
+
+    Returns
+    -------
+    score : float
+        At most 1.
+
+    Examples
+    --------
+    >>> from sklearn_xnn.metrics import reconstruction_r2
+    >>> reconstruction_r2([[0.0, 1.0], [2.0, 3.0]], [[1.0, 2.0], [1.0, 2.0]])
+    0.0
+    """
+    Z, Z_hat = _as_2d_pair(Z, Z_hat, "reconstruction_r2")
+    ss_res = ((Z - Z_hat) ** 2).sum(axis=0)
+    ss_tot = ((Z - Z.mean(axis=0)) ** 2).sum(axis=0)
+    return _r2_from_sums(ss_res, ss_tot, "variance_weighted")
+
+
+def reconstruction_explained_variance(Z, Z_hat):
+    """Pooled explained variance of rebuilt activations.
+
+    ``EV = 1 - sum_j Var_i(z_ij - z_hat_ij) / sum_j Var_i(z_ij)``. Unlike
+    :func:`reconstruction_r2` it ignores a constant offset of the rebuild (a biased
+    decoder is not penalised). Agrees with
+    ``sklearn.metrics.explained_variance_score(Z, Z_hat, multioutput="variance_weighted")``.
+
+    Parameters
+    ----------
+    Z : array-like of shape (n_samples, n_features)
+        Activations.
+    Z_hat : array-like of shape (n_samples, n_features)
+        Their rebuild.
+
+    Returns
+    -------
+    score : float
+        At most 1.
+
+    Examples
+    --------
+    >>> from sklearn_xnn.metrics import reconstruction_explained_variance
+    >>> reconstruction_explained_variance([[0.0], [2.0]], [[1.0], [3.0]])
+    1.0
+    """
+    Z, Z_hat = _as_2d_pair(Z, Z_hat, "reconstruction_explained_variance")
+    ss_res = np.var(Z - Z_hat, axis=0)
+    ss_tot = np.var(Z, axis=0)
+    return _r2_from_sums(ss_res, ss_tot, "variance_weighted")

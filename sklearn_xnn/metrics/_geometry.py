@@ -1,0 +1,313 @@
+"""Sparsity, orthogonality and health of an explanation space: pure array functions.
+
+Notation: ``n`` rows, ``K`` x-features, ``C`` outputs. ``X`` holds the x-features
+(``transform``'s output, ``(n, K)``); ``S`` the contributions ``S_ick = x_ik W_ck`` in the
+layout of :meth:`SRAEExplainer.contributions`: ``(n, K)`` for one output or ``(n, C, K)``.
+"""
+
+import numpy as np
+
+#: The epsilon the training loss adds to contributions (``sklearn_xnn._nn.losses``).
+PULLAWAY_EPS = 1e-6
+
+
+def _contributions_3d(S):
+    """``S`` as ``(C, n, K)``: one ``(n, K)`` matrix per output."""
+    S = np.asarray(S, dtype=np.float64)
+    if S.ndim == 2:
+        return S[None]
+    if S.ndim == 3:
+        return np.transpose(S, (1, 0, 2))
+    raise ValueError(
+        f"contributions must have shape (n_samples, n_components) or (n_samples, n_outputs, "
+        f"n_components); got an array with shape {S.shape}."
+    )
+
+
+def _as_matrix(X, name):
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_components), got shape {X.shape}.")
+    return X
+
+
+def mean_active(X, *, threshold=0.0):
+    """Mean number of active x-features per input.
+
+    ``active = (1 / n) sum_i #{k : |x_ik| > threshold}``. For ReLU x-features (SRAE, NMF)
+    this counts the non-zero ones; signed embeddings (PCA, PLS) are almost always fully
+    active.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_components)
+        x-features.
+    threshold : float, default=0.0
+        Magnitudes at or below it count as inactive.
+
+    Returns
+    -------
+    active : float
+        In ``[0, n_components]``.
+
+    Examples
+    --------
+    >>> from sklearn_xnn.metrics import mean_active
+    >>> mean_active([[0.0, 1.0, 2.0], [0.0, 0.0, 3.0]])
+    1.5
+    """
+    X = _as_matrix(X, "X")
+    return float(np.mean((np.abs(X) > threshold).sum(axis=1)))
+
+
+def n_significant(S, *, coverage=0.9):
+    """Number of significant x-features per input: fewest positive contributions covering the score.
+
+    For each input ``i`` (and output ``c``) sort the positive contributions
+    ``s_(1) >= s_(2) >= ...`` of ``S_ic = max(S_ic:, 0)`` and count the fewest whose sum
+    reaches ``coverage`` times the positive total::
+
+        sig_ic = min { m : sum_{l <= m} s_(l) >= coverage * sum_k max(S_ick, 0) }
+
+    (0 when no contribution is positive). Returns the mean over inputs and outputs.
+
+    Parameters
+    ----------
+    S : array-like of shape (n_samples, n_components) or (n_samples, n_outputs, n_components)
+        Contributions.
+    coverage : float, default=0.9
+        Fraction of the positive score to cover, in ``(0, 1]``.
+
+    Returns
+    -------
+    n_sig : float
+        Mean count, in ``[0, n_components]``.
+
+    Examples
+    --------
+    >>> from sklearn_xnn.metrics import n_significant
+    >>> n_significant([[5.0, 4.0, 1.0, -3.0], [10.0, 0.0, 0.0, 0.0]])
+    1.5
+    """
+    if not 0.0 < coverage <= 1.0:
+        raise ValueError(f"coverage must be in (0, 1], got {coverage}.")
+    P = np.maximum(_contributions_3d(S), 0.0)
+    P = -np.sort(-P, axis=-1)
+    csum = np.cumsum(P, axis=-1)
+    total = csum[..., -1:]
+    reached = csum >= coverage * total * (1.0 - 1e-12)
+    counts = np.where(total[..., 0] > 0, reached.argmax(axis=-1) + 1, 0)
+    return float(counts.mean())
+
+
+def pullaway(S, *, over="samples", eps=PULLAWAY_EPS):
+    """EBGAN pull-away value of contributions, averaged over outputs.
+
+    For one output's contribution matrix ``S`` (``n x K``), shifted by ``eps``::
+
+        PT(S) = 1 / (m (m - 1)) sum_{a != b} ( s_a . s_b / (|s_a| |s_b|) )^2
+
+    over its rows (``over="samples"``, ``m = n``: different inputs use different
+    x-features) or its columns (``over="components"``, ``m = K``: the x-features
+    decorrelate). With several outputs the value is ``(1 / C) sum_c PT(S^(c))``, the
+    training loss's ``sum_c`` divided by ``C`` so that values compare across ``C``. The
+    default ``eps`` is the training loss's, so this agrees with
+    ``sklearn_xnn._nn.losses.pullaway_term``. Rows (or columns) of zeros with ``eps=0``
+    have no direction and are left out of the pairs. Lower is more orthogonal; ``1`` means
+    all parallel.
+
+    Parameters
+    ----------
+    S : array-like of shape (n_samples, n_components) or (n_samples, n_outputs, n_components)
+        Contributions (or any non-negative features).
+    over : {"samples", "components"}, default="samples"
+        Which vectors are pulled apart.
+    eps : float, default=1e-6
+        Added to every entry before normalising, as in training.
+
+    Returns
+    -------
+    pt : float
+        In ``[0, 1]``; NaN when fewer than two vectors have a direction.
+
+    Examples
+    --------
+    >>> from sklearn_xnn.metrics import pullaway
+    >>> pullaway([[1.0, 0.0], [0.0, 1.0]], eps=0.0)
+    0.0
+    >>> pullaway([[1.0, 0.0], [0.0, 1.0]], over="components", eps=0.0)
+    0.0
+    """
+    if over not in ("samples", "components"):
+        raise ValueError(f"over must be 'samples' or 'components', got {over!r}.")
+    values = []
+    for s in _contributions_3d(S) + eps:
+        s = s.T if over == "components" else s
+        norms = np.linalg.norm(s, axis=1)
+        s = s[norms > 0] / norms[norms > 0, None]
+        m = s.shape[0]
+        if m < 2:
+            values.append(np.nan)
+            continue
+        cos2 = (s @ s.T) ** 2
+        values.append((cos2.sum() - np.trace(cos2)) / (m * (m - 1)))
+    return float(np.mean(values))
+
+
+def contribution_correlation(S):
+    """Pearson correlation matrix between x-features' contributions.
+
+    ``R_c[k, l] = corr_i(S_ick, S_icl)``; a constant column (a dead x-feature, or a zero
+    head weight) has no correlation and gives NaN in its row and column (1 on the
+    diagonal stays NaN too, so it can be spotted).
+
+    Parameters
+    ----------
+    S : array-like of shape (n_samples, n_components) or (n_samples, n_outputs, n_components)
+        Contributions.
+
+    Returns
+    -------
+    R : ndarray of shape (n_components, n_components) or (n_outputs, n_components, \
+            n_components)
+        One matrix per output when ``S`` is 3-D.
+
+    Examples
+    --------
+    >>> from sklearn_xnn.metrics import contribution_correlation
+    >>> contribution_correlation([[1.0, 2.0], [2.0, 4.0], [3.0, 7.0]]).round(3)
+    array([[1.   , 0.993],
+           [0.993, 1.   ]])
+    """
+    S3 = _contributions_3d(S)
+    centred = S3 - S3.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(centred, axis=1)  # (C, K)
+    scale = np.where(norms > 1e-12 * (1.0 + np.abs(S3).max()), norms, np.nan)
+    unit = centred / scale[:, None, :]
+    R = np.einsum("cik,cil->ckl", unit, unit)
+    R = np.clip(R, -1.0, 1.0)
+    return R[0] if np.asarray(S).ndim == 2 else R
+
+
+def mean_abs_correlation(S):
+    """Mean absolute off-diagonal correlation between x-features' contributions.
+
+    ``rho = mean_c mean_{k != l} |R_c[k, l]|`` over pairs of non-constant columns (see
+    :func:`contribution_correlation`); dead x-features are left out, so read it next to
+    :func:`dead_fraction`. 0: decorrelated contributions; 1: one feature repeated.
+
+    Parameters
+    ----------
+    S : array-like of shape (n_samples, n_components) or (n_samples, n_outputs, n_components)
+        Contributions.
+
+    Returns
+    -------
+    rho : float
+        In ``[0, 1]``; NaN when fewer than two columns vary.
+
+    Examples
+    --------
+    >>> from sklearn_xnn.metrics import mean_abs_correlation
+    >>> round(mean_abs_correlation([[1.0, -1.0], [2.0, -2.0], [3.0, -3.0]]), 6)
+    1.0
+    """
+    R = contribution_correlation(S)
+    R = R[None] if R.ndim == 2 else R
+    K = R.shape[-1]
+    off = np.abs(R[:, ~np.eye(K, dtype=bool)])
+    if K < 2 or np.isnan(off).all():
+        return float("nan")
+    return float(np.nanmean(off))
+
+
+def component_cosines(components):
+    """Absolute cosines between the rows of ``components_`` (the x-features' directions).
+
+    ``cos_kl = |g_k . g_l| / (|g_k| |g_l|)`` for ``k != l``; zero rows (dead x-features)
+    are left out. PCA's orthonormal components give 0; NMF's non-negative ones cannot go
+    below the overlap of their supports.
+
+    Parameters
+    ----------
+    components : array-like of shape (n_components, n_features)
+        One direction per x-feature, in activation space.
+
+    Returns
+    -------
+    max_cos : float
+        Largest absolute cosine between two components (NaN with fewer than two).
+    mean_cos : float
+        Mean absolute cosine over the ordered pairs.
+
+    Examples
+    --------
+    >>> from sklearn_xnn.metrics import component_cosines
+    >>> max_cos, mean_cos = component_cosines([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
+    >>> round(max_cos, 4), round(mean_cos, 4)
+    (0.7071, 0.4714)
+    """
+    G = _as_matrix(components, "components")
+    norms = np.linalg.norm(G, axis=1)
+    G = G[norms > 0] / norms[norms > 0, None]
+    if G.shape[0] < 2:
+        return float("nan"), float("nan")
+    cos = np.abs(G @ G.T)[~np.eye(G.shape[0], dtype=bool)]
+    return float(min(cos.max(), 1.0)), float(min(cos.mean(), 1.0))
+
+
+def dead_fraction(X, *, atol=0.0):
+    """Fraction of dead x-features: constant over every row.
+
+    ``dead = (1 / K) #{k : max_i x_ik - min_i x_ik <= atol}``. For ReLU x-features
+    this is a unit that is zero on every row (SRAE's ``dead_components_`` on training
+    rows); a constant unit carries no information either way.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_components)
+        x-features.
+    atol : float, default=0.0
+        Spread at or below which a feature counts as constant.
+
+    Returns
+    -------
+    fraction : float
+        In ``[0, 1]``.
+
+    Examples
+    --------
+    >>> from sklearn_xnn.metrics import dead_fraction
+    >>> dead_fraction([[0.0, 1.0, 2.0, 0.0], [0.0, 0.0, 3.0, 0.0]])
+    0.5
+    """
+    X = _as_matrix(X, "X")
+    return float(np.mean(np.ptp(X, axis=0) <= atol))
+
+
+def mean_contributions(S):
+    """Each x-feature's mean contribution to each output.
+
+    ``m_ck = (1 / n) sum_i S_ick``; the collapse guard of SPEC section 1 asks that at least
+    two are positive and that the second is at least 0.3 of the largest.
+
+    Parameters
+    ----------
+    S : array-like of shape (n_samples, n_components) or (n_samples, n_outputs, n_components)
+        Contributions.
+
+    Returns
+    -------
+    means : ndarray of shape (n_components,) or (n_outputs, n_components)
+        Mean contributions.
+
+    Examples
+    --------
+    >>> from sklearn_xnn.metrics import mean_contributions
+    >>> mean_contributions([[1.0, 0.0], [3.0, -2.0]])
+    array([ 2., -1.])
+    """
+    S = np.asarray(S, dtype=np.float64)
+    if S.ndim not in (2, 3):
+        raise ValueError(f"contributions must be 2-D or 3-D, got shape {S.shape}.")
+    return S.mean(axis=0)

@@ -1,0 +1,217 @@
+"""Scorers for ``GridSearchCV`` / ``cross_validate``: ``scorer(estimator, Z, y) -> float``.
+
+They accept a fitted :class:`~sklearn_xnn.SRAEExplainer`, a headed pipeline from
+:func:`sklearn_xnn.baselines.make_headed`, or any predictor that also transforms (PLS).
+Greater is better for all of them.
+"""
+
+import numpy as np
+
+from sklearn_xnn.metrics._adapter import (
+    contributions_of,
+    embed,
+    reconstruct,
+    transformer_part,
+)
+from sklearn_xnn.metrics._faithfulness import faithfulness_r2, reconstruction_r2, top1_agreement
+from sklearn_xnn.metrics._geometry import dead_fraction, mean_abs_correlation
+
+
+def faithfulness_r2_scorer(estimator, Z, y):
+    """Faithfulness R² of ``estimator.predict(Z)`` against the logits ``y``.
+
+    Same value as ``estimator.score(Z, y)`` for SRAE and headed pipelines; see
+    :func:`~sklearn_xnn.metrics.faithfulness_r2`.
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+        SRAE, a headed pipeline or a predictor that transforms.
+    Z : array-like of shape (n_samples, n_features)
+        Activations.
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        Logits to explain.
+
+    Returns
+    -------
+    score : float
+        Greater is better.
+
+    Examples
+    --------
+    >>> from sklearn.decomposition import PCA
+    >>> from sklearn_xnn.baselines import make_headed
+    >>> from sklearn_xnn.datasets import make_concept_activations
+    >>> from sklearn_xnn.metrics import faithfulness_r2_scorer
+    >>> Z, y, _ = make_concept_activations(200, 16, random_state=0)
+    >>> model = make_headed(PCA(3)).fit(Z, y)
+    >>> bool(abs(faithfulness_r2_scorer(model, Z, y) - model.score(Z, y)) < 1e-12)
+    True
+    """
+    return faithfulness_r2(y, estimator.predict(Z))
+
+
+def top1_agreement_scorer(estimator, Z, y):
+    """Top-1 agreement of ``estimator.predict(Z)`` with the logits ``y`` (needs >= 2 outputs).
+
+    See :func:`~sklearn_xnn.metrics.top1_agreement`.
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+        SRAE, a headed pipeline or a predictor that transforms.
+    Z : array-like of shape (n_samples, n_features)
+        Activations.
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        Logits to explain.
+
+    Returns
+    -------
+    score : float
+        Greater is better.
+
+    Examples
+    --------
+    >>> from sklearn.decomposition import PCA
+    >>> from sklearn_xnn.baselines import make_headed
+    >>> from sklearn_xnn.datasets import make_concept_activations
+    >>> from sklearn_xnn.metrics import top1_agreement_scorer
+    >>> Z, y, _ = make_concept_activations(200, 16, random_state=0)
+    >>> 0.0 <= top1_agreement_scorer(make_headed(PCA(3)).fit(Z, y), Z, y) <= 1.0
+    True
+    """
+    return top1_agreement(y, estimator.predict(Z))
+
+
+def reconstruction_r2_scorer(estimator, Z, y=None):
+    """Pooled reconstruction R² of ``inverse_transform(transform(Z))`` (``y`` is ignored).
+
+    See :func:`~sklearn_xnn.metrics.reconstruction_r2`. Raises ``ValueError`` for an
+    explainer whose transformer has no ``inverse_transform``.
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+        SRAE, a headed pipeline or a predictor that transforms.
+    Z : array-like of shape (n_samples, n_features)
+        Activations.
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        Logits to explain.
+
+    Returns
+    -------
+    score : float
+        Greater is better.
+
+    Examples
+    --------
+    >>> from sklearn.decomposition import PCA
+    >>> from sklearn_xnn.baselines import make_headed
+    >>> from sklearn_xnn.datasets import make_concept_activations
+    >>> from sklearn_xnn.metrics import reconstruction_r2_scorer
+    >>> Z, y, _ = make_concept_activations(200, 16, random_state=0)
+    >>> pca = PCA(16).fit(Z)
+    >>> round(reconstruction_r2_scorer(pca, Z), 6)
+    1.0
+    """
+    Z_hat = reconstruct(estimator, embed(estimator, Z))
+    if Z_hat is None:
+        part = transformer_part(estimator)
+        last = part.steps[-1][1] if hasattr(part, "steps") else part
+        raise ValueError(
+            f"{type(last).__name__} has no inverse_transform: reconstruction R² is undefined."
+        )
+    return reconstruction_r2(np.asarray(Z, dtype=np.float64), Z_hat)
+
+
+class ExplanationScorer:
+    """Combined score: faithfulness, minus penalties for entangled and dead x-features.
+
+    ::
+
+        score = R2_faith - corr_weight * rho - dead_weight * dead
+
+    with ``R2_faith`` the faithfulness R² (:func:`~sklearn_xnn.metrics.faithfulness_r2`),
+    ``rho`` the mean absolute correlation between the x-features' contributions
+    (:func:`~sklearn_xnn.metrics.mean_abs_correlation`; taken as 1 when fewer than two
+    x-features vary) and ``dead`` the fraction of x-features constant on the scored rows
+    (:func:`~sklearn_xnn.metrics.dead_fraction`).
+
+    **Why this combination.** Faithfulness is the precondition of an explanation and
+    stays in R² units, so a model that rebuilds nothing cannot win on the penalties. Left
+    alone, faithfulness rewards a dense, entangled space (a model that copies one
+    predictive direction into every x-feature scores like a good one); ``rho`` is the
+    property SRAE's pull-away term pays for, on a [0, 1] scale comparable with R²: a
+    perfectly faithful space of identical features (``rho = 1``) scores 0.5, like a
+    perfectly decorrelated one that explains half the variance. ``rho`` ignores dead
+    features, so killing features would lower it for free; the ``dead`` term closes that
+    loophole (SPEC: report dead x-features, never hide them). Sparsity is left out on
+    purpose: it trades directly against faithfulness for a fixed ``K`` and is better read
+    from its own column than folded into a number that grid search maximises.
+
+    Parameters
+    ----------
+    corr_weight : float, default=0.5
+        Weight of the entanglement penalty.
+    dead_weight : float, default=0.5
+        Weight of the dead-feature penalty.
+
+    Examples
+    --------
+    >>> from sklearn.decomposition import PCA
+    >>> from sklearn_xnn.baselines import make_headed
+    >>> from sklearn_xnn.datasets import make_concept_activations
+    >>> from sklearn_xnn.metrics import ExplanationScorer
+    >>> Z, y, _ = make_concept_activations(200, 16, random_state=0)
+    >>> model = make_headed(PCA(3)).fit(Z, y)
+    >>> bool(ExplanationScorer()(model, Z, y) <= model.score(Z, y))
+    True
+    """
+
+    def __init__(self, corr_weight=0.5, dead_weight=0.5):
+        self.corr_weight = corr_weight
+        self.dead_weight = dead_weight
+
+    def __call__(self, estimator, Z, y):
+        """Score a fitted explainer on ``(Z, y)``; see the class docstring."""
+        faith = faithfulness_r2(y, estimator.predict(Z))
+        X = embed(estimator, Z)
+        S = contributions_of(estimator, Z, X)
+        rho = mean_abs_correlation(S)
+        rho = 1.0 if np.isnan(rho) else rho
+        return float(faith - self.corr_weight * rho - self.dead_weight * dead_fraction(X))
+
+    def __repr__(self):
+        return f"ExplanationScorer(corr_weight={self.corr_weight}, dead_weight={self.dead_weight})"
+
+
+explanation_scorer = ExplanationScorer()
+
+
+def get_explanation_scorers(*, reconstruction=True, top1=True):
+    """A ``scoring=`` dict for ``cross_validate`` / multi-metric ``GridSearchCV``.
+
+    Parameters
+    ----------
+    reconstruction : bool, default=True
+        Include ``"reconstruction_r2"`` (needs ``inverse_transform``).
+    top1 : bool, default=True
+        Include ``"top1_agreement"`` (needs at least two logits).
+
+    Returns
+    -------
+    scoring : dict of str to callable
+        ``faithfulness_r2``, ``explanation`` and the optional ones.
+
+    Examples
+    --------
+    >>> from sklearn_xnn.metrics import get_explanation_scorers
+    >>> sorted(get_explanation_scorers())
+    ['explanation', 'faithfulness_r2', 'reconstruction_r2', 'top1_agreement']
+    """
+    scoring = {"faithfulness_r2": faithfulness_r2_scorer, "explanation": explanation_scorer}
+    if top1:
+        scoring["top1_agreement"] = top1_agreement_scorer
+    if reconstruction:
+        scoring["reconstruction_r2"] = reconstruction_r2_scorer
+    return scoring

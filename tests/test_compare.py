@@ -1,0 +1,202 @@
+"""compare_explainers / compare_per_output, the baselines and the random sanity row."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.cross_decomposition import PLSRegression
+from sklearn.decomposition import NMF, PCA
+from sklearn.kernel_approximation import Nystroem
+from sklearn.linear_model import LinearRegression
+from sklearn.pipeline import Pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklearn_xnn import SRAEExplainer
+from sklearn_xnn.baselines import PLSEmbedding, RandomNonnegativeProjection, make_headed
+from sklearn_xnn.compare import (
+    COLUMNS,
+    compare_explainers,
+    compare_per_output,
+    default_explainers,
+    evaluate_explainer,
+)
+from sklearn_xnn.datasets import make_concept_activations
+from sklearn_xnn.metrics import (
+    component_cosines,
+    concept_recovery,
+    faithfulness_r2,
+    mean_abs_correlation,
+    reconstruction_r2,
+    top1_agreement,
+)
+from sklearn_xnn.metrics._adapter import contributions_of, head_coef
+
+SMALL_SRAE = dict(
+    hidden_layer_sizes=(32, 16), max_iter=15, pretrain=2, collapse_retries=0, device="cpu"
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Small fits on a shared 2-core machine run several times faster on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def split():
+    Z, y, codes = make_concept_activations(400, 32, n_outputs=4, random_state=0)
+    return Z[:300], y[:300], Z[300:], y[300:], codes[300:]
+
+
+@pytest.fixture(scope="module")
+def table(split):
+    Zt, yt, Zs, ys, codes = split
+    explainers = default_explainers(3, 0, srae_params=SMALL_SRAE)
+    explainers["nystroem"] = Nystroem(n_components=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return compare_explainers(explainers, Zt, yt, Zs, ys, codes_test=codes)
+
+
+@parametrize_with_checks([RandomNonnegativeProjection(3, random_state=0)])
+def test_random_projection_sklearn_checks(estimator, check):
+    check(estimator)
+
+
+def test_random_projection_behaviour():
+    Z = np.random.RandomState(0).exponential(size=(60, 8))
+    rnp = RandomNonnegativeProjection(3, random_state=0).fit(Z)
+    X = rnp.transform(Z)
+    assert (rnp.projection_ >= 0).all() and (X >= 0).all()
+    np.testing.assert_allclose(np.linalg.norm(rnp.projection_, axis=1), 1.0, rtol=1e-12)
+    # inverse_transform is the least-squares regression of Z on the projected features
+    lr = LinearRegression().fit(X, Z)
+    np.testing.assert_allclose(rnp.inverse_transform(X), lr.predict(X), atol=1e-10)
+    assert rnp.get_feature_names_out().tolist() == [
+        "randomnonnegativeprojection0",
+        "randomnonnegativeprojection1",
+        "randomnonnegativeprojection2",
+    ]
+    other = RandomNonnegativeProjection(3, random_state=1).fit(Z)
+    assert not np.allclose(other.projection_, rnp.projection_)
+    assert X.dtype == np.float64 and rnp.transform(Z.astype(np.float32)).dtype == np.float32
+    with pytest.raises(ValueError, match="inverse_transform expects 3 features per row"):
+        rnp.inverse_transform(X[:, :2])
+
+
+def test_make_headed():
+    model = make_headed(PCA(2))
+    assert isinstance(model, Pipeline) and [n for n, _ in model.steps] == ["pca", "head"]
+    pls = make_headed(PLSRegression(4, scale=False))
+    assert type(pls[0]) is PLSEmbedding and pls[0].get_params()["scale"] is False
+    assert pls[0].n_components == 4
+
+
+def test_compare_table_shape_and_columns(table):
+    assert list(table.index) == ["SRAE", "PCA", "NMF", "PLS", "random", "nystroem"]
+    assert list(table.columns) == COLUMNS
+    assert (table["n_components"] == 3).all()
+    assert (table["fit_time_s"] > 0).all()
+    # every row has a head on equal footing: faithfulness and top-1 everywhere
+    assert table[["faithfulness_r2", "top1_agreement", "kl"]].notna().all().all()
+    # no inverse_transform -> NaN reconstruction; no PCA-style components_ for ... Nystroem has some
+    assert np.isnan(table.loc["nystroem", "reconstruction_r2"])
+    assert table.drop(index="nystroem")["reconstruction_r2"].notna().all()
+    assert table["concept_recovery"].between(0, 1).all()
+
+
+def test_compare_rows_match_direct_computation(split, table):
+    Zt, yt, Zs, ys, codes = split
+    pca = make_headed(PCA(3, random_state=0)).fit(Zt, yt)
+    row = table.loc["PCA"]
+    assert row["faithfulness_r2"] == pytest.approx(pca.score(Zs, ys), rel=1e-10)
+    assert row["top1_agreement"] == pytest.approx(top1_agreement(ys, pca.predict(Zs)), abs=0)
+    Z_hat = pca[0].inverse_transform(pca[0].transform(Zs))
+    assert row["reconstruction_r2"] == pytest.approx(reconstruction_r2(Zs, Z_hat), rel=1e-10)
+    assert row["component_max_cos"] == pytest.approx(0.0, abs=1e-10)
+    assert row["mean_active"] == 3.0
+    assert row["concept_recovery"] == pytest.approx(
+        concept_recovery(pca[0].transform(Zs), codes), rel=1e-10
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        srae = SRAEExplainer(3, random_state=0, **SMALL_SRAE).fit(Zt, yt)
+    assert table.loc["SRAE", "faithfulness_r2"] == pytest.approx(srae.score(Zs, ys), rel=1e-9)
+    assert table.loc["SRAE", "contribution_corr"] == pytest.approx(
+        mean_abs_correlation(srae.contributions(Zs)), rel=1e-9
+    )
+    assert table.loc["SRAE", "component_max_cos"] == pytest.approx(
+        component_cosines(srae.components_)[0], rel=1e-9
+    )
+
+
+def test_random_row_is_told_apart(table):
+    # all-positive projections of non-negative data: nearly collinear contributions
+    assert table.loc["random", "contribution_corr"] > 0.8
+    assert table.loc["random", "contribution_corr"] > table.loc["PCA", "contribution_corr"] + 0.5
+    assert table.loc["random", "pullaway_samples"] > 0.9
+
+
+def test_pls_contributions_rebuild_its_own_predict(split):
+    Zt, yt, Zs, ys, _ = split
+    pls = PLSRegression(3).fit(Zt, yt)
+    S = contributions_of(pls, Zs, Z_ref=Zt)
+    assert S.shape == (len(Zs), 4, 3)
+    offset = pls.predict(Zs) - S.sum(axis=2)
+    np.testing.assert_allclose(offset, np.broadcast_to(offset[0], offset.shape), atol=1e-8)
+    assert head_coef(pls, Zt).shape == (4, 3)
+
+
+def test_nmf_is_skipped_on_signed_activations(split):
+    Zt, yt, Zs, ys, _ = split
+    signed = Zt - Zt.mean(0)
+    table = compare_explainers(
+        {"NMF": NMF(2, init="nndsvda", random_state=0), "PCA": PCA(2)},
+        signed,
+        yt,
+        Zs - Zt.mean(0),
+        ys,
+    )
+    assert table.loc["NMF", "note"].startswith("skipped: NMF needs non-negative activations")
+    assert table.loc["NMF", COLUMNS[:-1]].isna().all()
+    assert np.isfinite(table.loc["PCA", "faithfulness_r2"])
+
+
+def test_one_output_leaves_top1_nan(split):
+    Zt, yt, Zs, ys, _ = split
+    table = compare_explainers({"PCA": PCA(2)}, Zt, yt[:, 0], Zs, ys[:, 0])
+    assert np.isnan(table.loc["PCA", "top1_agreement"]) and np.isnan(table.loc["PCA", "kl"])
+    assert table.loc["PCA", "faithfulness_r2"] == pytest.approx(
+        make_headed(PCA(2)).fit(Zt, yt[:, 0]).score(Zs, ys[:, 0]), rel=1e-10
+    )
+
+
+def test_compare_per_output(split):
+    Zt, yt, Zs, ys, _ = split
+    ex = {"PCA": PCA(2), "PLS": PLSRegression(2)}
+    table = compare_per_output(ex, Zt, yt, Zs, ys)
+    preds = np.column_stack(
+        [PLSRegression(2).fit(Zt, yt[:, c]).predict(Zs) for c in range(ys.shape[1])]
+    )
+    per_logit = [faithfulness_r2(ys[:, c], preds[:, c]) for c in range(ys.shape[1])]
+    assert table.loc["PLS", "faithfulness_r2"] == pytest.approx(np.mean(per_logit), rel=1e-10)
+    assert table.loc["PLS", "top1_agreement"] == pytest.approx(top1_agreement(ys, preds), abs=0)
+    # a subset of logits in another order: averages still defined, top-1 is not
+    part = compare_per_output(ex, Zt, yt, Zs, ys, outputs=[2, 0])
+    assert np.isnan(part.loc["PLS", "top1_agreement"])
+    assert part.loc["PLS", "faithfulness_r2"] == pytest.approx(
+        np.mean([per_logit[2], per_logit[0]]), rel=1e-10
+    )
+    with pytest.raises(ValueError, match="compare_per_output needs 2-D logits"):
+        compare_per_output(ex, Zt, yt[:, 0], Zs, ys[:, 0])
+
+
+def test_evaluate_explainer_bare_transformer(split):
+    Zt, yt, Zs, ys, _ = split
+    row = evaluate_explainer(PCA(2).fit(Zt), Zs, ys)
+    assert row["y_pred"] is None and np.isnan(row["faithfulness_r2"])
+    assert np.isnan(row["n_significant"]) and row["reconstruction_r2"] > 0

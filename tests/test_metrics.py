@@ -1,0 +1,350 @@
+"""Explanation metrics against references (sklearn, scipy, torch losses) and hand-computed cases."""
+
+from itertools import permutations
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import log_softmax
+from scipy.stats import entropy
+from sklearn.decomposition import PCA
+from sklearn.metrics import explained_variance_score, r2_score, root_mean_squared_error
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_xnn._nn.losses import pullaway_term
+from sklearn_xnn.baselines import RandomNonnegativeProjection
+from sklearn_xnn.metrics import (
+    component_cosines,
+    concept_recovery,
+    contribution_correlation,
+    cross_correlation,
+    dead_fraction,
+    faithfulness_r2,
+    faithfulness_rmse,
+    matched_correlation,
+    mean_abs_correlation,
+    mean_active,
+    mean_contributions,
+    n_significant,
+    pullaway,
+    reconstruction_explained_variance,
+    reconstruction_r2,
+    seed_stability,
+    softmax_kl,
+    top1_agreement,
+)
+
+
+@pytest.fixture
+def logits():
+    rng = np.random.RandomState(0)
+    y = rng.normal(size=(60, 4)) * [1.0, 2.0, 0.5, 3.0]
+    y_hat = y + rng.normal(scale=0.7, size=y.shape)
+    return y, y_hat
+
+
+# ----------------------------------------------------------------------------- faithfulness
+@pytest.mark.parametrize("multioutput", ["uniform_average", "variance_weighted", "raw_values"])
+def test_faithfulness_r2_matches_sklearn(logits, multioutput):
+    y, y_hat = logits
+    ours = faithfulness_r2(y, y_hat, multioutput=multioutput)
+    np.testing.assert_allclose(ours, r2_score(y, y_hat, multioutput=multioutput), rtol=1e-12)
+
+
+def test_faithfulness_r2_edge_cases(logits):
+    y, _ = logits
+    mean_pred = np.broadcast_to(y.mean(axis=0), y.shape)
+    assert faithfulness_r2(y, mean_pred) == pytest.approx(0.0, abs=1e-12)
+    assert faithfulness_r2(y, y) == pytest.approx(1.0, abs=1e-12)
+    # a single output, 1-D
+    assert faithfulness_r2(y[:, 0], y[:, 0] + 1.0) == pytest.approx(
+        r2_score(y[:, 0], y[:, 0] + 1.0), rel=1e-12
+    )
+    # a constant output: 1 if rebuilt exactly, else 0 (sklearn's force_finite)
+    const = np.c_[y[:, 0], np.full(len(y), 2.0)]
+    assert faithfulness_r2(const, const) == pytest.approx(1.0, abs=1e-12)
+    off = const + [0.0, 1.0]
+    np.testing.assert_allclose(
+        faithfulness_r2(off, const, multioutput="raw_values"), [1.0, 0.0], atol=1e-12
+    )
+    np.testing.assert_allclose(
+        faithfulness_r2(off, const, multioutput="raw_values"),
+        r2_score(off, const, multioutput="raw_values"),
+        atol=1e-12,
+    )
+
+
+def test_faithfulness_input_errors(logits):
+    y, y_hat = logits
+    with pytest.raises(ValueError, match="same shape"):
+        faithfulness_r2(y, y_hat[:, :2])
+    with pytest.raises(ValueError, match="multioutput must be one of"):
+        faithfulness_r2(y, y_hat, multioutput="median")
+    with pytest.raises(ValueError, match="1-D or 2-D"):
+        faithfulness_rmse(y[None], y_hat[None])
+
+
+def test_faithfulness_rmse(logits):
+    y, y_hat = logits
+    expected = root_mean_squared_error(y.ravel(), y_hat.ravel())
+    assert faithfulness_rmse(y, y_hat) == pytest.approx(expected, rel=1e-12)
+    assert faithfulness_rmse([[1.0, 2.0]], [[4.0, 6.0]]) == pytest.approx(np.sqrt(12.5), rel=1e-12)
+
+
+def test_top1_agreement_hand_case():
+    y = [[3.0, 1.0, 0.0], [0.0, 2.0, 1.0], [0.0, 0.0, 5.0], [1.0, 0.0, 0.0]]
+    y_hat = [[9.0, 1.0, 0.0], [0.0, 1.0, 3.0], [0.0, 0.0, 5.0], [0.0, 2.0, 0.0]]
+    assert top1_agreement(y, y_hat) == pytest.approx(0.5, abs=1e-12)
+
+
+def test_top1_and_kl_need_two_outputs():
+    y = np.arange(5.0)
+    with pytest.raises(ValueError, match="top1_agreement needs at least 2 outputs"):
+        top1_agreement(y, y)
+    with pytest.raises(ValueError, match="softmax_kl needs at least 2 outputs"):
+        softmax_kl(y[:, None], y[:, None])
+
+
+def test_softmax_kl_matches_scipy(logits):
+    y, y_hat = logits
+    p = np.exp(log_softmax(y, axis=1))
+    q = np.exp(log_softmax(y_hat, axis=1))
+    expected = np.mean(entropy(p, q, axis=1))
+    assert softmax_kl(y, y_hat) == pytest.approx(expected, rel=1e-10)
+    # shift invariance and stability with huge logits
+    assert softmax_kl(y, y + 1000.0) == pytest.approx(0.0, abs=1e-10)
+    assert softmax_kl(1e4 * y, 1e4 * y) == pytest.approx(0.0, abs=1e-10)
+
+
+# ----------------------------------------------------------------------------- reconstruction
+@pytest.fixture
+def acts():
+    rng = np.random.RandomState(1)
+    Z = rng.normal(size=(80, 6)) * [1.0, 5.0, 0.1, 2.0, 1.0, 3.0] + 4.0
+    return Z, Z + rng.normal(scale=0.5, size=Z.shape) + 0.3
+
+
+def test_reconstruction_r2_matches_sklearn(acts):
+    Z, Z_hat = acts
+    expected = r2_score(Z, Z_hat, multioutput="variance_weighted")
+    assert reconstruction_r2(Z, Z_hat) == pytest.approx(expected, rel=1e-12)
+    manual = 1 - ((Z - Z_hat) ** 2).sum() / ((Z - Z.mean(0)) ** 2).sum()
+    assert reconstruction_r2(Z, Z_hat) == pytest.approx(manual, rel=1e-12)
+
+
+def test_reconstruction_explained_variance_matches_sklearn(acts):
+    Z, Z_hat = acts
+    expected = explained_variance_score(Z, Z_hat, multioutput="variance_weighted")
+    assert reconstruction_explained_variance(Z, Z_hat) == pytest.approx(expected, rel=1e-12)
+    # a constant offset is not penalised by EV, it is by R²
+    assert reconstruction_explained_variance(Z, Z + 7.0) == pytest.approx(1.0, abs=1e-12)
+    assert reconstruction_r2(Z, Z + 7.0) < 0
+
+
+def test_reconstruction_edge_cases(acts):
+    Z, Z_hat = acts
+    assert reconstruction_r2(Z, np.broadcast_to(Z.mean(0), Z.shape)) == pytest.approx(0, abs=1e-12)
+    assert reconstruction_r2(Z, Z) == pytest.approx(1.0, abs=1e-12)
+    # a constant feature rebuilt exactly changes nothing (sklearn agrees) ...
+    Zc, Zc_hat = np.c_[Z, np.ones(len(Z))], np.c_[Z_hat, np.ones(len(Z))]
+    assert reconstruction_r2(Zc, Zc_hat) == pytest.approx(reconstruction_r2(Z, Z_hat), rel=1e-12)
+    assert reconstruction_r2(Zc, Zc_hat) == pytest.approx(
+        r2_score(Zc, Zc_hat, multioutput="variance_weighted"), rel=1e-12
+    )
+    # ... rebuilt wrongly, its error counts in the pooled residual (sklearn weighs it 0)
+    Zc_hat[:, -1] = 0.0
+    ss_res = ((Z - Z_hat) ** 2).sum() + len(Z)
+    expected = 1 - ss_res / ((Z - Z.mean(0)) ** 2).sum()
+    assert reconstruction_r2(Zc, Zc_hat) == pytest.approx(expected, rel=1e-12)
+    # a single feature and an all-constant Z
+    assert reconstruction_r2(Z[:, 0], Z_hat[:, 0]) == pytest.approx(
+        r2_score(Z[:, 0], Z_hat[:, 0]), rel=1e-12
+    )
+    ones = np.ones((5, 3))
+    assert reconstruction_r2(ones, ones) == 1.0
+    assert reconstruction_r2(ones, 2 * ones) == 0.0
+
+
+def test_reconstruction_r2_of_pca():
+    rng = np.random.RandomState(2)
+    Z = rng.normal(size=(100, 5)) @ rng.normal(size=(5, 12))
+    full = PCA(5).fit(Z)
+    assert reconstruction_r2(Z, full.inverse_transform(full.transform(Z))) == pytest.approx(
+        1.0, abs=1e-10
+    )
+    pca = PCA(2).fit(Z)
+    expected = pca.explained_variance_ratio_.sum()
+    got = reconstruction_r2(Z, pca.inverse_transform(pca.transform(Z)))
+    assert got == pytest.approx(expected, rel=1e-10)
+
+
+# ----------------------------------------------------------------------------- sparsity
+def test_mean_active():
+    X = [[0.0, 1.0, -2.0], [0.0, 0.0, 0.0], [1e-3, 0.0, 3.0]]
+    assert mean_active(X) == pytest.approx(4 / 3, rel=1e-12)
+    assert mean_active(X, threshold=0.01) == pytest.approx(1.0, rel=1e-12)
+    with pytest.raises(ValueError, match="X must be 2-D"):
+        mean_active([1.0, 2.0])
+
+
+def test_n_significant_hand_cases():
+    S = np.array(
+        [
+            [5.0, 4.0, 1.0, -3.0],  # positives 10: 5 + 4 = 9 >= 9 -> 2
+            [1.0, 1.0, 1.0, 1.0],  # 4 -> needs 3.6 -> 4
+            [-1.0, -2.0, 0.0, 0.0],  # nothing positive -> 0
+            [0.0, 0.0, 7.0, 0.0],  # 1
+        ]
+    )
+    assert n_significant(S) == pytest.approx((2 + 4 + 0 + 1) / 4, rel=1e-12)
+    assert n_significant(S, coverage=0.5) == pytest.approx((1 + 2 + 0 + 1) / 4, rel=1e-12)
+    # 3-D layout (n, C, K): averaged over rows and outputs
+    S3 = np.stack([S, S[::-1] * 0 + [[9.0, 0.0, 0.0, 0.0]]], axis=1)
+    assert n_significant(S3) == pytest.approx((7 + 4) / 8, rel=1e-12)
+    with pytest.raises(ValueError, match=r"coverage must be in \(0, 1\]"):
+        n_significant(S, coverage=0.0)
+    with pytest.raises(ValueError, match="contributions must have shape"):
+        n_significant(np.ones(3))
+
+
+# ----------------------------------------------------------------------------- orthogonality
+@pytest.mark.parametrize("over", ["samples", "components"])
+def test_pullaway_agrees_with_training_loss(over):
+    rng = np.random.RandomState(3)
+    S2 = np.abs(rng.normal(size=(30, 5)))
+    S2[:, 2] = 0.0  # a dead column: eps keeps it defined, as in training
+    torch_value = pullaway_term(torch.as_tensor(S2), over).item()
+    assert pullaway(S2, over=over) == pytest.approx(torch_value, rel=1e-9)
+    # (n, C, K) layout: the training loss sums over outputs, the metric averages
+    S3 = rng.normal(size=(30, 3, 5))
+    torch_sum = pullaway_term(torch.as_tensor(S3).permute(1, 0, 2), over).item()
+    assert pullaway(S3, over=over) * 3 == pytest.approx(torch_sum, rel=1e-9)
+
+
+def test_pullaway_hand_cases():
+    eye = np.eye(3)
+    assert pullaway(eye, eps=0.0) == pytest.approx(0.0, abs=1e-12)
+    assert pullaway(eye, over="components", eps=0.0) == pytest.approx(0.0, abs=1e-12)
+    parallel = np.outer([1.0, 2.0, 3.0], [1.0, 1.0])
+    assert pullaway(parallel, eps=0.0) == pytest.approx(1.0, abs=1e-12)
+    # rows (1,0), (1,1): cos² = 1/2 for the one pair, counted twice over 2*1 ordered pairs
+    assert pullaway([[1.0, 0.0], [1.0, 1.0]], eps=0.0) == pytest.approx(0.5, abs=1e-12)
+    assert np.isnan(pullaway([[1.0, 2.0]], eps=0.0))
+    with pytest.raises(ValueError, match="over must be 'samples' or 'components'"):
+        pullaway(eye, over="rows")
+
+
+def test_contribution_correlation_matches_corrcoef():
+    rng = np.random.RandomState(4)
+    S = rng.normal(size=(50, 4))
+    np.testing.assert_allclose(contribution_correlation(S), np.corrcoef(S.T), atol=1e-12)
+    S3 = rng.normal(size=(50, 2, 4))
+    R3 = contribution_correlation(S3)
+    assert R3.shape == (2, 4, 4)
+    np.testing.assert_allclose(R3[1], np.corrcoef(S3[:, 1, :].T), atol=1e-12)
+
+
+def test_mean_abs_correlation_ignores_dead_columns():
+    rng = np.random.RandomState(5)
+    a = rng.normal(size=40)
+    S = np.c_[a, -2 * a, np.zeros(40), rng.normal(size=40)]
+    R = contribution_correlation(S)
+    assert np.isnan(R[2]).all() and np.isnan(R[:, 2]).all()
+    live = np.corrcoef(S[:, [0, 1, 3]].T)
+    expected = np.abs(live[~np.eye(3, dtype=bool)]).mean()
+    assert mean_abs_correlation(S) == pytest.approx(expected, rel=1e-12)
+    assert np.isnan(mean_abs_correlation(np.c_[a, np.zeros(40)]))
+
+
+def test_component_cosines():
+    rng = np.random.RandomState(6)
+    pca = PCA(4).fit(rng.normal(size=(60, 10)))
+    max_cos, mean_cos = component_cosines(pca.components_)
+    assert max_cos == pytest.approx(0.0, abs=1e-10)
+    assert mean_cos == pytest.approx(0.0, abs=1e-10)
+    # (1,0),(1,1),(0,2): |cos| = 1/sqrt2, 0, 1/sqrt2 -> max 0.7071, mean 0.4714
+    max_cos, mean_cos = component_cosines([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0], [0.0, 0.0]])
+    assert max_cos == pytest.approx(np.sqrt(0.5), rel=1e-12)
+    assert mean_cos == pytest.approx(2 * np.sqrt(0.5) / 3, rel=1e-12)
+    assert np.isnan(component_cosines([[1.0, 0.0]])[0])
+
+
+# ----------------------------------------------------------------------------- health
+def test_dead_fraction_and_mean_contributions():
+    X = np.array([[0.0, 1.0, 3.0, 2.0], [0.0, 0.0, 3.0, 2.0 + 1e-9]])
+    assert dead_fraction(X) == pytest.approx(0.5, abs=1e-12)
+    assert dead_fraction(X, atol=1e-6) == pytest.approx(0.75, abs=1e-12)
+    np.testing.assert_allclose(mean_contributions(X), [0.0, 0.5, 3.0, 2.0 + 5e-10], rtol=1e-12)
+    S3 = np.arange(12.0).reshape(2, 3, 2)
+    np.testing.assert_allclose(mean_contributions(S3), S3.mean(0), rtol=1e-12)
+    with pytest.raises(ValueError, match="contributions must be 2-D or 3-D"):
+        mean_contributions(np.ones(3))
+
+
+# ----------------------------------------------------------------------------- stability
+def test_cross_correlation_matches_corrcoef():
+    rng = np.random.RandomState(7)
+    A, B = rng.normal(size=(30, 3)), rng.normal(size=(30, 2))
+    expected = np.corrcoef(A.T, B.T)[:3, 3:]
+    np.testing.assert_allclose(cross_correlation(A, B), expected, atol=1e-12)
+    assert (cross_correlation(np.c_[A, np.ones(30)], B)[3] == 0).all()
+    with pytest.raises(ValueError, match="same number of rows"):
+        cross_correlation(A, B[:5])
+
+
+def test_matched_correlation_is_permutation_and_scale_invariant():
+    rng = np.random.RandomState(8)
+    A = rng.exponential(size=(100, 4))
+    B = A[:, [2, 0, 3, 1]] * [3.0, 0.5, 2.0, 7.0] + 1.0
+    assert matched_correlation(A, B) == pytest.approx(1.0, abs=1e-12)
+    score, (rows, cols, vals) = matched_correlation(A, B, return_pairs=True)
+    np.testing.assert_array_equal(cols[np.argsort(rows)], [1, 3, 0, 2])
+    assert matched_correlation(A, -B) == pytest.approx(1.0, abs=1e-12)
+    # signed: the best assignment of signed correlations, found by brute force
+    R = np.corrcoef(A.T, -B.T)[:4, 4:]
+    best = max(np.mean([R[i, p[i]] for i in range(4)]) for p in permutations(range(4)))
+    assert matched_correlation(A, -B, absolute=False) == pytest.approx(best, rel=1e-12)
+    assert best < 0.5
+
+
+def test_matched_correlation_equals_brute_force():
+    rng = np.random.RandomState(9)
+    A, B = rng.normal(size=(25, 4)), rng.normal(size=(25, 4))
+    R = np.abs(np.corrcoef(A.T, B.T)[:4, 4:])
+    best = max(np.mean([R[i, p[i]] for i in range(4)]) for p in permutations(range(4)))
+    assert matched_correlation(A, B) == pytest.approx(best, rel=1e-12)
+
+
+def test_concept_recovery():
+    rng = np.random.RandomState(10)
+    codes = rng.exponential(size=(200, 3)) * (rng.uniform(size=(200, 3)) < 0.3)
+    assert concept_recovery(codes[:, [2, 0, 1]] * 4.0, codes) == pytest.approx(1.0, abs=1e-12)
+    # two of three concepts found, the third has no x-feature: 2 / 3
+    assert concept_recovery(codes[:, :2], codes) == pytest.approx(2 / 3, abs=1e-12)
+    # extra x-features do not hurt
+    noisy = np.c_[codes, rng.normal(size=(200, 2))]
+    assert concept_recovery(noisy, codes) == pytest.approx(1.0, abs=1e-12)
+    with pytest.raises(ValueError, match="codes must be 2-D"):
+        concept_recovery(codes, codes[:, 0])
+
+
+def test_seed_stability():
+    rng = np.random.RandomState(11)
+    Z = rng.exponential(size=(120, 10))
+    pca = seed_stability(PCA(3), Z, seeds=[0, 1, 2])
+    assert pca.mean == pytest.approx(1.0, abs=1e-10)
+    assert pca.pairwise.shape == (3, 3)
+    rand = seed_stability(RandomNonnegativeProjection(3), Z, seeds=[0, 1, 2])
+    assert rand.mean < 0.99
+    np.testing.assert_allclose(np.diag(rand.pairwise), 1.0)
+    # nested random_state inside a pipeline is set too
+    pipe = make_pipeline(StandardScaler(), RandomNonnegativeProjection(3))
+    res = seed_stability(pipe, Z, seeds=[0, 5])
+    assert res.estimators[1][-1].random_state == 5
+    assert res.mean == pytest.approx(
+        matched_correlation(res.estimators[0].transform(Z), res.estimators[1].transform(Z)),
+        rel=1e-12,
+    )
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        seed_stability(PCA(3), Z, seeds=[0])

@@ -2,7 +2,18 @@
 
 from sklearn_xnn._persistence import load
 from sklearn_xnn._srae import SRAEExplainer
+from sklearn_xnn.baselines import PLSEmbedding, RandomNonnegativeProjection, make_headed
+from sklearn_xnn.compare import compare_explainers, default_explainers
 
 __version__ = "0.1.0"
 
-__all__ = ["SRAEExplainer", "__version__", "load"]
+__all__ = [
+    "PLSEmbedding",
+    "RandomNonnegativeProjection",
+    "SRAEExplainer",
+    "__version__",
+    "compare_explainers",
+    "default_explainers",
+    "load",
+    "make_headed",
+]

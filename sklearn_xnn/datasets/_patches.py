@@ -1,0 +1,171 @@
+"""Synthetic images whose class evidence sits in a known patch (for testing heatmaps)."""
+
+import numpy as np
+import torch
+from sklearn.utils import Bunch, check_random_state
+from torch import nn
+
+
+def _patterns(n_classes, size, rng):
+    """One binary texture per class, each with half its pixels on."""
+    r, c = np.indices((size, size))
+    fixed = [r % 2 == 0, c % 2 == 0, (r + c) % 2 == 0, (r // 2 + c // 2) % 2 == 0]
+    out = [p.astype(np.float32) for p in fixed[:n_classes]]
+    while len(out) < n_classes:
+        flat = np.zeros(size * size, dtype=np.float32)
+        flat[rng.permutation(size * size)[: size * size // 2]] = 1.0
+        out.append(flat.reshape(size, size))
+    return np.stack(out)
+
+
+def _distractor(kind, size, rng):
+    """An uninformative patch: uniform 0.5, or a fresh random half-on binary texture."""
+    if kind == "uniform":
+        return np.full((size, size), 0.5, dtype=np.float32)
+    if kind == "texture":
+        flat = np.zeros(size * size, dtype=np.float32)
+        flat[rng.permutation(size * size)[: size * size // 2]] = 1.0
+        return flat.reshape(size, size)
+    raise ValueError(f"distractor must be 'texture', 'uniform' or None, got {kind!r}.")
+
+
+def _place(rng, image_size, patch_size, avoid=None):
+    """Top-left corner of a patch that does not overlap the ``avoid`` patch."""
+    while True:
+        r0, c0 = rng.randint(0, image_size - patch_size + 1, size=2)
+        if avoid is None:
+            return r0, c0
+        ar, ac = avoid
+        if abs(r0 - ar) >= patch_size or abs(c0 - ac) >= patch_size:
+            return r0, c0
+
+
+def make_patch_images(
+    n_samples=600,
+    *,
+    image_size=16,
+    patch_size=4,
+    n_classes=4,
+    noise=0.15,
+    distractor="uniform",
+    random_state=None,
+):
+    """Images whose class is decided by a textured patch at a random, known place.
+
+    Each image is uniform noise in ``[0, noise]``; a ``patch_size`` square anywhere in it
+    holds the class's binary texture (horizontal stripes, vertical stripes, a
+    checkerboard, a coarse checkerboard, then random textures). A second,
+    non-overlapping square carries no class information: uniform 0.5, the patterns'
+    mean (``distractor="uniform"``), or a fresh random binary texture (``"texture"``,
+    harder: it can look like a weak piece of a class texture). The mask of the textured patch is the
+    ground truth of the pointing game (:func:`sklearn_xnn.torch.pointing_game`).
+
+    Parameters
+    ----------
+    n_samples : int, default=600
+        Number of images.
+    image_size : int, default=16
+        Height and width.
+    patch_size : int, default=4
+        Side of the patches.
+    n_classes : int, default=4
+        Number of classes (textures).
+    noise : float, default=0.15
+        Amplitude of the background noise.
+    distractor : {"uniform", "texture"} or None, default="uniform"
+        The uninformative square, or None for none.
+    random_state : int, RandomState instance or None, default=None
+        Seed.
+
+    Returns
+    -------
+    data : Bunch
+        ``images`` (n_samples, 1, image_size, image_size) float32 in [0, 1], ``labels``
+        (n_samples,), ``masks`` (n_samples, image_size, image_size) bool (the textured
+        patch), ``distractor_masks`` (same shape; all False without a distractor),
+        ``patterns`` (n_classes, patch_size, patch_size).
+
+    Examples
+    --------
+    >>> from sklearn_xnn.datasets._patches import make_patch_images
+    >>> data = make_patch_images(10, random_state=0)
+    >>> data.images.shape, data.masks.shape, int(data.masks[0].sum())
+    ((10, 1, 16, 16), (10, 16, 16), 16)
+    """
+    if patch_size * 2 > image_size:
+        raise ValueError(
+            f"patch_size={patch_size} is too large for image_size={image_size}; two patches "
+            "must fit side by side."
+        )
+    rng = check_random_state(random_state)
+    patterns = _patterns(n_classes, patch_size, rng)
+    images = rng.uniform(0, noise, size=(n_samples, 1, image_size, image_size)).astype(np.float32)
+    labels = rng.randint(0, n_classes, size=n_samples)
+    masks = np.zeros((n_samples, image_size, image_size), dtype=bool)
+    distractor_masks = np.zeros_like(masks)
+    for i, label in enumerate(labels):
+        r0, c0 = _place(rng, image_size, patch_size)
+        images[i, 0, r0 : r0 + patch_size, c0 : c0 + patch_size] = patterns[label]
+        masks[i, r0 : r0 + patch_size, c0 : c0 + patch_size] = True
+        if distractor is not None:
+            r1, c1 = _place(rng, image_size, patch_size, avoid=(r0, c0))
+            images[i, 0, r1 : r1 + patch_size, c1 : c1 + patch_size] = _distractor(
+                distractor, patch_size, rng
+            )
+            distractor_masks[i, r1 : r1 + patch_size, c1 : c1 + patch_size] = True
+    return Bunch(
+        images=images,
+        labels=labels,
+        masks=masks,
+        distractor_masks=distractor_masks,
+        patterns=patterns,
+    )
+
+
+class PatchCNN(nn.Module):
+    """``conv -> ReLU -> conv -> ReLU -> maxpool -> fc -> ReLU -> fc`` for small square images.
+
+    Named layers as in :class:`sklearn_xnn.datasets.DigitsCNN`: ``conv1``, ``relu1``,
+    ``conv2``, ``relu2``, ``pool``, ``flatten``, ``fc1``, ``relu_fc1``, ``fc2``.
+    """
+
+    def __init__(self, image_size=16, n_classes=4, width=8, hidden=32):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, width, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
+        self.relu2 = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(2 * width * (image_size // 2) ** 2, hidden)
+        self.relu_fc1 = nn.ReLU()
+        self.fc2 = nn.Linear(hidden, n_classes)
+
+    def forward(self, x):
+        h = self.pool(self.relu2(self.conv2(self.relu1(self.conv1(x)))))
+        return self.fc2(self.relu_fc1(self.fc1(self.flatten(h))))
+
+
+def train_patch_cnn(images, labels, *, epochs=10, batch_size=32, lr=3e-3, random_state=None):
+    """Train a :class:`PatchCNN` on ``images`` (N, 1, S, S); returns it in eval mode.
+
+    Randomness comes from ``random_state`` only (the layer initialisation runs in a
+    forked RNG, the shuffling uses a local generator).
+    """
+    seed = int(check_random_state(random_state).randint(0, 2**31 - 1))
+    gen = torch.Generator().manual_seed(seed)
+    n_classes = int(np.max(labels)) + 1
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = PatchCNN(images.shape[-1], n_classes)
+    X = torch.as_tensor(images, dtype=torch.float32)
+    y = torch.as_tensor(labels, dtype=torch.long)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(X), generator=gen).split(batch_size):
+            loss = nn.functional.cross_entropy(model(X[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model.eval()

@@ -1,0 +1,212 @@
+"""A self-contained HTML report: the comparison table and the figures, embedded as base64."""
+
+import base64
+import html
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from sklearn_xnn.report._figures import (
+    decomposition_figure,
+    head_weights_figure,
+    to_png,
+    top_activating_figure,
+)
+
+logger = logging.getLogger("sklearn_xnn")
+
+_CSS = """
+body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em;
+       color: #222; max-width: 1200px; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
+table.comparison { border-collapse: collapse; font-size: 0.85em; }
+table.comparison th, table.comparison td { border: 1px solid #ccc; padding: 3px 8px;
+       text-align: right; }
+table.comparison th { background: #f0f0f0; }
+figure { margin: 0.6em 0; } figcaption { font-size: 0.8em; color: #555; }
+img { max-width: 100%; } p.note { font-size: 0.85em; color: #444; }
+"""
+
+
+class _Report:
+    """Collects sections; writes each figure as a PNG and embeds it in the HTML."""
+
+    def __init__(self, out_dir, title):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.parts = [f"<h1>{html.escape(title)}</h1>"]
+        self.pngs = []
+
+    def heading(self, text):
+        self.parts.append(f"<h2>{html.escape(text)}</h2>")
+
+    def paragraph(self, text):
+        self.parts.append(f'<p class="note">{html.escape(text)}</p>')
+
+    def raw(self, markup):
+        self.parts.append(markup)
+
+    def figure(self, fig, name, caption):
+        data = to_png(fig)
+        path = self.out_dir / f"{name}.png"
+        path.write_bytes(data)
+        self.pngs.append(path)
+        encoded = base64.b64encode(data).decode("ascii")
+        self.parts.append(
+            f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{encoded}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+
+    def write(self, filename="report.html"):
+        body = "\n".join(self.parts)
+        text = (
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>sklearn_xnn report</title><style>{_CSS}</style></head>"
+            f"<body>\n{body}\n</body></html>\n"
+        )
+        path = self.out_dir / filename
+        path.write_text(text, encoding="utf-8")
+        return path
+
+
+def _table_html(table):
+    """The comparison DataFrame as an HTML table (4 significant digits, empty columns dropped)."""
+    table = table.dropna(axis=1, how="all")
+    return table.to_html(
+        classes="comparison", float_format=lambda v: f"{v:.4g}", na_rep="", border=0
+    )
+
+
+def _example_rows(predicted, n_examples):
+    """One row per predicted output first (first occurrence), then the next rows in order."""
+    chosen = []
+    for c in np.unique(predicted):
+        chosen.append(int(np.flatnonzero(predicted == c)[0]))
+    rest = [i for i in range(len(predicted)) if i not in set(chosen)]
+    return sorted(chosen[:n_examples]) + rest[: max(0, n_examples - len(chosen))]
+
+
+def write_report(
+    out_dir,
+    table,
+    *,
+    explainer=None,
+    Z=None,
+    images=None,
+    network=None,
+    heatmap_method="contrastive_excitation_backprop",
+    output_names=None,
+    n_examples=6,
+    n_top=8,
+    title="sklearn_xnn: explanation report",
+    notes=(),
+):
+    """Write ``report.html`` (figures embedded) and the figures as PNGs into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Created if needed.
+    table : pandas.DataFrame
+        The comparison of explainers (one row per explainer), e.g. from
+        ``sklearn_xnn.compare.compare_explainers``.
+    explainer : SRAEExplainer, optional
+        Fitted explainer whose x-features are shown.
+    Z : array-like of shape (n_samples, n_features), optional
+        Activations (held-out rows) to illustrate; needed with ``explainer``.
+    images : array-like of shape (n_samples, channels, height, width), optional
+        The inputs behind ``Z`` (same rows): enables the top-activating inputs and the
+        images next to the decompositions.
+    network : ExplainedNetwork, optional
+        Enables one heatmap per significant x-feature.
+    heatmap_method : str, default="contrastive_excitation_backprop"
+        See :func:`sklearn_xnn.torch.xfeature_heatmaps`.
+    output_names : list of str, optional
+        Names of the outputs (classes).
+    n_examples : int, default=6
+        Inputs whose prediction is decomposed.
+    n_top : int, default=8
+        Top-activating inputs per x-feature.
+    title : str
+        Page title.
+    notes : sequence of str
+        Paragraphs shown under the table (data, settings, timings).
+
+    Returns
+    -------
+    path : Path
+        The HTML file.
+    """
+    report = _Report(out_dir, title)
+    report.heading("Comparison of explainers (held-out rows)")
+    report.raw(_table_html(table))
+    for note in notes:
+        report.paragraph(note)
+    if explainer is not None and Z is not None:
+        _explainer_sections(
+            report,
+            explainer,
+            np.asarray(Z),
+            images,
+            network,
+            heatmap_method,
+            output_names,
+            n_examples,
+            n_top,
+        )
+    path = report.write()
+    logger.info("report written to %s (%d figures)", path, len(report.pngs))
+    return path
+
+
+def _explainer_sections(
+    report, explainer, Z, images, network, method, output_names, n_examples, n_top
+):
+    X = explainer.transform(Z)
+    K = X.shape[1]
+    names = [f"x{k}" for k in range(K)]
+    S = np.asarray(explainer.contributions(Z))
+    S = S[:, None, :] if S.ndim == 2 else S
+    coef = np.atleast_2d(explainer.coef_)
+    intercept = np.atleast_1d(explainer.intercept_)
+    C = S.shape[1]
+    output_names = list(output_names) if output_names is not None else [str(c) for c in range(C)]
+    report.heading("The explanation space")
+    report.figure(
+        head_weights_figure(coef, output_names, names),
+        "head_weights",
+        "Head weights W: how each x-feature moves each output (red +, blue -).",
+    )
+    if images is not None:
+        images = np.asarray(images)
+        report.figure(
+            top_activating_figure(images, X, n_top, names),
+            "top_activating",
+            "Each x-feature's top-activating inputs (value above each image).",
+        )
+    predicted = (S.sum(2) + intercept).argmax(1)
+    rows = _example_rows(predicted, n_examples)
+    heatmaps = None
+    if network is not None and images is not None:
+        from sklearn_xnn.torch import xfeature_heatmaps
+
+        heatmaps = xfeature_heatmaps(network, images[rows], method=method)
+    report.heading("Predictions decomposed into x-feature contributions")
+    report.paragraph(
+        "Bars: each x-feature's contribution x_k * W_ck to the predicted output (red positive, "
+        "blue negative); outlined bars are the significant x-features (the fewest positive "
+        "contributions covering 90% of the positive score)"
+        + (f"; each has a {method.replace('_', ' ')} heatmap." if heatmaps is not None else ".")
+    )
+    for j, i in enumerate(rows):
+        c = int(predicted[i])
+        fig = decomposition_figure(
+            S[i, c],
+            intercept=float(intercept[c]),
+            output_name=output_names[c],
+            image=None if images is None else images[i],
+            heatmaps=None if heatmaps is None else heatmaps[j],
+            names=names,
+        )
+        report.figure(fig, f"decomposition_{j}", f"Input {i}: output {output_names[c]}")

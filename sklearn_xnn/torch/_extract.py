@@ -1,0 +1,360 @@
+"""Activations of a named layer of any ``torch.nn.Module``, and the network cut at that layer."""
+
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from sklearn_xnn._nn.convert import resolve_device
+
+logger = logging.getLogger("sklearn_xnn")
+
+POOLINGS = ("avg", "max", "flatten")
+
+
+def get_layer(model, layer):
+    """The submodule of ``model`` named ``layer`` (a dotted name from ``named_modules``).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network.
+    layer : str or torch.nn.Module
+        A name such as ``"features.3"`` or the submodule itself.
+
+    Returns
+    -------
+    module : torch.nn.Module
+        The submodule.
+    """
+    if isinstance(layer, nn.Module):
+        if not any(m is layer for m in model.modules()):
+            raise ValueError("The module given as layer is not part of the model.")
+        return layer
+    modules = dict(model.named_modules())
+    if layer not in modules or layer == "":
+        names = [n for n in modules if n]
+        shown = ", ".join(names[:30]) + (", ..." if len(names) > 30 else "")
+        raise ValueError(f"The model has no layer named {layer!r}; its layers are: {shown}.")
+    return modules[layer]
+
+
+def pool_activations(a, pooling="avg"):
+    """Turn a layer's output into one row per input.
+
+    Parameters
+    ----------
+    a : torch.Tensor of shape (n_samples, n_channels, ...)
+        Layer output; 2-D outputs are returned unchanged.
+    pooling : {"avg", "max", "flatten"}, default="avg"
+        Mean or max over the spatial axes (``(N, C, H, W) -> (N, C)``), or flatten them
+        (``-> (N, C*H*W)``).
+
+    Returns
+    -------
+    rows : torch.Tensor of shape (n_samples, n_features)
+        One row per input.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_xnn.torch import pool_activations
+    >>> pool_activations(torch.ones(2, 3, 4, 4), "flatten").shape
+    torch.Size([2, 48])
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
+    if a.ndim == 2:
+        return a
+    if a.ndim < 2:
+        return a.reshape(a.shape[0], -1)
+    if pooling == "flatten":
+        return a.flatten(1)
+    spatial = tuple(range(2, a.ndim))
+    return a.mean(spatial) if pooling == "avg" else a.amax(spatial)
+
+
+def iter_batches(data, batch_size):
+    """Yield input tensors from a tensor, an array, or an iterable of batches.
+
+    A batch that is a tuple or list (as a ``DataLoader`` over ``(x, y)`` yields) contributes
+    its first element.
+    """
+    if isinstance(data, torch.Tensor | np.ndarray):
+        tensor = torch.as_tensor(data)
+        for start in range(0, tensor.shape[0], batch_size):
+            yield tensor[start : start + batch_size]
+        return
+    if not isinstance(data, Iterable):
+        raise TypeError(
+            "data must be a tensor, a numpy array or an iterable of batches (e.g. a "
+            f"DataLoader), got {type(data).__name__}."
+        )
+    for batch in data:
+        if isinstance(batch, tuple | list):
+            batch = batch[0]
+        yield torch.as_tensor(batch)
+
+
+def _n_rows(data):
+    if isinstance(data, torch.Tensor | np.ndarray):
+        return int(data.shape[0])
+    dataset = getattr(data, "dataset", None)
+    try:
+        return len(dataset) if dataset is not None else None
+    except TypeError:
+        return None
+
+
+def _progress(total, enabled):
+    if not enabled:
+        return contextlib.nullcontext(None)
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional: fall back to the logger
+        logger.info("extracting activations (install tqdm for a progress bar)")
+        return contextlib.nullcontext(None)
+    return tqdm(total=total, unit="img", desc="activations", leave=False)
+
+
+@contextlib.contextmanager
+def _evaluating(model, device):
+    """Put ``model`` in eval mode on ``device``; restore its mode and device afterwards."""
+    param = next(iter(model.parameters()), None)
+    old_device = param.device if param is not None else None
+    was_training = model.training
+    model.eval()
+    model.to(device)
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+        if old_device is not None:
+            model.to(old_device)
+
+
+def _as_input(batch, model, device):
+    """Floating inputs take the model's dtype (numpy float64 -> float32); others are kept."""
+    if not batch.is_floating_point():
+        return batch.to(device)
+    param = next(iter(model.parameters()), None)
+    return batch.to(device=device, dtype=torch.float32 if param is None else param.dtype)
+
+
+def extract_activations(
+    model,
+    layer,
+    data,
+    *,
+    pooling="avg",
+    batch_size=256,
+    device="auto",
+    return_logits=True,
+    progress=False,
+):
+    """Activations of one layer of a network, with the network's outputs, as numpy arrays.
+
+    A forward hook on ``layer`` records its output on every batch; the model runs in
+    eval mode under ``torch.no_grad``, on ``device``, and is put back in its previous
+    mode and device afterwards.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any network whose ``forward`` returns a tensor (the logits).
+    layer : str or torch.nn.Module
+        The layer to read, by its name in ``model.named_modules()`` or as the module.
+    data : tensor, ndarray or iterable of batches
+        The inputs: an array/tensor of shape (n_samples, ...) cut into batches of
+        ``batch_size``, or an iterable (e.g. a ``DataLoader``) yielding tensors or
+        ``(inputs, targets)`` tuples.
+    pooling : {"avg", "max", "flatten"}, default="avg"
+        How outputs with more than two axes, such as conv maps ``(N, C, H, W)``, become
+        rows: spatial mean, spatial max, or flattening.
+    batch_size : int, default=256
+        Rows per forward pass when ``data`` is an array or tensor.
+    device : str, default="auto"
+        "auto" (a GPU when torch sees one), "cpu", "cuda", "cuda:N" or "mps".
+    return_logits : bool, default=True
+        Also return the model's outputs.
+    progress : bool, default=False
+        Show a progress bar (tqdm when installed, else one log line).
+
+    Returns
+    -------
+    Z : ndarray of shape (n_samples, n_features)
+        The layer's activations, float32 unless the model computes in float64.
+    logits : ndarray of shape (n_samples, n_outputs)
+        The model's outputs; only when ``return_logits=True``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_xnn.torch import extract_activations
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    >>> Z, logits = extract_activations(net, "1", torch.randn(10, 4), device="cpu")
+    >>> Z.shape, logits.shape
+    ((10, 8), (10, 3))
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
+    module = get_layer(model, layer)
+    dev = resolve_device(device)
+    captured, rows, outs = [], [], []
+    handle = module.register_forward_hook(lambda m, i, o: captured.append(o))
+    try:
+        with _evaluating(model, dev), torch.no_grad(), _progress(_n_rows(data), progress) as bar:
+            for batch in iter_batches(data, batch_size):
+                captured.clear()
+                out = model(_as_input(batch, model, dev))
+                if not captured:
+                    raise RuntimeError(f"Layer {layer!r} was not called by the model's forward.")
+                rows.append(pool_activations(_first_tensor(captured[-1]), pooling).cpu())
+                if return_logits:
+                    outs.append(_first_tensor(out).reshape(len(batch), -1).cpu())
+                if bar is not None:
+                    bar.update(len(batch))
+    finally:
+        handle.remove()
+    if not rows:
+        raise ValueError("data yielded no batches; nothing to extract.")
+    Z = torch.cat(rows).numpy()
+    return (Z, torch.cat(outs).numpy()) if return_logits else Z
+
+
+def _first_tensor(out):
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, tuple | list) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise TypeError(f"Expected a tensor output, got {type(out).__name__}.")
+
+
+class Pool(nn.Module):
+    """:func:`pool_activations` as a module (so that heatmap rules can see it)."""
+
+    def __init__(self, pooling="avg"):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
+        self.pooling = pooling
+
+    def forward(self, a):
+        return pool_activations(a, self.pooling)
+
+
+class _Stop(Exception):
+    """Raised by the cut hook once the explained layer has run."""
+
+
+class TruncatedNetwork(nn.Module):
+    """A network run only up to one of its layers: ``model(x)`` stops at ``layer``.
+
+    Works for any ``forward`` (the layer's output is captured by a forward hook and the
+    rest of the forward pass is skipped), keeps the autograd graph, and shares the
+    wrapped model's parameters.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The full network.
+    layer : str or torch.nn.Module
+        The layer whose output is returned.
+    pooling : {"avg", "max", "flatten"}, default="avg"
+        As in :func:`extract_activations`, so that the output matches its rows.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_xnn.torch import TruncatedNetwork
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    >>> TruncatedNetwork(net, "1")(torch.randn(5, 4)).shape
+    torch.Size([5, 8])
+    """
+
+    def __init__(self, model, layer, pooling="avg"):
+        super().__init__()
+        self.model = model
+        self.layer = get_layer(model, layer)
+        self.layer_name = layer if isinstance(layer, str) else None
+        self.pool = Pool(pooling)
+
+    def forward(self, x):
+        captured = []
+
+        def hook(module, inputs, output):
+            captured.append(output)
+            raise _Stop
+
+        handle = self.layer.register_forward_hook(hook)
+        try:
+            self.model(x)
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+        if not captured:
+            raise RuntimeError("The layer was not called by the model's forward.")
+        return self.pool(_first_tensor(captured[0]))
+
+
+def split_sequential(model, layer):
+    """Cut a network whose ``forward`` runs its children in order into (trunk, rest).
+
+    ``rest(trunk(x))`` equals ``model(x)`` for networks such as
+    :class:`sklearn_xnn.datasets.DigitsCNN` or any ``nn.Sequential``; the caller should
+    check it on a batch for other models (:func:`check_split` does).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network.
+    layer : str
+        Name of a direct child of ``model``: the last layer of the trunk.
+
+    Returns
+    -------
+    trunk, rest : torch.nn.Sequential
+        The children up to and including ``layer``, and those after it (sharing the
+        model's parameters).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_xnn.torch import split_sequential
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    >>> trunk, rest = split_sequential(net, "1")
+    >>> x = torch.randn(5, 4)
+    >>> bool(torch.allclose(rest(trunk(x)), net(x)))
+    True
+    """
+    names = [name for name, _ in model.named_children()]
+    if layer not in names:
+        raise ValueError(
+            f"split_sequential needs the name of a direct child of the model; {layer!r} is not "
+            f"one of {names}."
+        )
+    cut = names.index(layer) + 1
+    children = list(model.named_children())
+    trunk = nn.Sequential(OrderedDict(children[:cut]))
+    rest = nn.Sequential(OrderedDict(children[cut:]))
+    return trunk, rest
+
+
+def check_split(model, trunk, rest, x, *, atol=1e-5):
+    """Raise ``ValueError`` unless ``rest(trunk(x))`` matches ``model(x)`` within ``atol``."""
+    with torch.no_grad():
+        full, parts = model(x), rest(trunk(x))
+    if full.shape != parts.shape or not torch.allclose(full, parts, atol=atol, rtol=1e-4):
+        raise ValueError(
+            "rest(trunk(x)) differs from model(x): the model's forward does not run its "
+            "children in order; build the trunk and the rest of the network by hand."
+        )

@@ -1,0 +1,381 @@
+"""Per-x-feature heatmaps on the input: (contrastive) Excitation Backprop, Grad-CAM, grad x input.
+
+Excitation Backprop (Zhang et al., 2016) passes a "marginal winning probability" top-down:
+through a layer ``y = f(a, W)`` with non-negative inputs ``a`` it becomes
+
+    p_in = a * f*(W+, p_out / f(a, W+))          W+ = max(W, 0), no bias
+
+where ``f*`` is the layer's ordinary backward (vector-Jacobian product). Linear and
+convolution layers use ``W+``; average pooling has non-negative weights already; batch
+normalisation passes the signal through unchanged; ReLU and max pooling keep their
+ordinary gradient, which routes the signal to the active units and to the pooling winner.
+Other layers, and operations not done by a module, keep their ordinary gradient.
+"""
+
+import contextlib
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from sklearn_xnn.torch._extract import Pool, get_layer
+
+HEATMAP_METHODS = (
+    "contrastive_excitation_backprop",
+    "excitation_backprop",
+    "grad_cam",
+    "gradient_input",
+)
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_AVG_POOL = (
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+)
+
+
+class _ExcitationRule(torch.autograd.Function):
+    """Identity on the layer's output forward; the excitation rule backward."""
+
+    @staticmethod
+    def forward(ctx, inp, out, positive_forward):
+        ctx.positive_forward = positive_forward
+        ctx.save_for_backward(inp)
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, p_out):
+        (inp,) = ctx.saved_tensors
+        with torch.enable_grad():
+            a = inp.detach().clamp(min=0).requires_grad_(True)
+            z = ctx.positive_forward(a)
+            scaled = torch.where(z > 0, p_out / z.clamp(min=torch.finfo(z.dtype).tiny), 0.0)
+            (g,) = torch.autograd.grad(z, a, scaled)
+        return g * a.detach(), None, None
+
+
+class _PassThrough(torch.autograd.Function):
+    """Identity forward; the signal passes back unchanged (batch norm under EB)."""
+
+    @staticmethod
+    def forward(ctx, inp, out):
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, p_out):
+        return p_out, None
+
+
+def _positive_forward(module):
+    if isinstance(module, nn.Linear):
+        return lambda a: F.linear(a, module.weight.clamp(min=0))
+    if isinstance(module, _CONV):
+        return lambda a: module._conv_forward(a, module.weight.clamp(min=0), None)
+    if isinstance(module, _AVG_POOL) or (isinstance(module, Pool) and module.pooling == "avg"):
+        return module.forward  # bypasses the hooks: no recursion
+    return None
+
+
+@contextlib.contextmanager
+def excitation_rules(model):
+    """Within this context, backward passes through ``model`` follow Excitation Backprop.
+
+    Forward hooks replace each supported layer's output by an identical tensor whose
+    backward is the excitation rule (see the module docstring); nothing global is
+    patched and the model's parameters are untouched.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network (all its submodules get the rules).
+    """
+    handles = []
+
+    def make_hook(fn):
+        def hook(module, inputs, output):
+            if not (inputs and torch.is_tensor(inputs[0]) and inputs[0].requires_grad):
+                return None
+            if fn is None:
+                return _PassThrough.apply(inputs[0], output.detach())
+            return _ExcitationRule.apply(inputs[0], output.detach(), fn)
+
+        return hook
+
+    try:
+        for module in model.modules():
+            fn = _positive_forward(module)
+            if fn is None and not isinstance(module, nn.modules.batchnorm._BatchNorm):
+                continue
+            handles.append(module.register_forward_hook(make_hook(fn)))
+        yield model
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def _capture(module):
+    """Record ``module``'s (final, after other hooks) output during forward passes."""
+    store = []
+    handle = module.register_forward_hook(lambda m, i, o: store.append(o))
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+def _top_signal(z, w):
+    """Winning probability of the activations ``z`` under a linear unit with weights ``w``.
+
+    ``p_j = z_j w+_j / sum_j' z_j' w+_j'`` for each row (the unit's probability is 1).
+    """
+    z = z.detach().clamp(min=0)
+    share = z * w.clamp(min=0)
+    total = share.sum(1, keepdim=True)
+    return torch.where(total > 0, share / total.clamp(min=torch.finfo(z.dtype).tiny), 0.0)
+
+
+def _local_weights(explainer, z, k):
+    """Weights of the linear unit that the ReLU encoder is at ``z`` for x-feature ``k``.
+
+    The encoder is piecewise linear: at each input, ``x_k = w(z) . z + b(z)`` with
+    ``w(z) = d x_k / d z`` (rows are independent, so one backward gives every row's).
+    """
+    with torch.enable_grad():
+        zz = z.detach().requires_grad_(True)
+        (w,) = torch.autograd.grad(explainer.encode(zz)[:, k].sum(), zz)
+    return w
+
+
+def _to_input_size(maps, size):
+    """Sum over channels and resize bilinearly to the input's spatial size."""
+    maps = maps.sum(1, keepdim=True)
+    if maps.shape[2:] != size:
+        maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    return maps[:, 0]
+
+
+def _excitation_maps(network, x, components, layer, contrast_layer, contrastive):
+    saliency = None if layer is None else get_layer(network, layer)
+    contrast = None
+    if contrastive:
+        contrast = _last_spatial_layer(network, x, required=False)
+        contrast = contrast if contrast_layer is None else get_layer(network, contrast_layer)
+    maps = []
+    with excitation_rules(network.trunk), contextlib.ExitStack() as stack:
+        store = stack.enter_context(_capture(saliency)) if saliency is not None else None
+        c_store = stack.enter_context(_capture(contrast)) if contrast is not None else None
+        z = network.activations(x)
+        target = x if store is None else store[-1]
+        for k in components:
+            w = _local_weights(network.explainer, z, k)
+            if not contrastive:
+                (g,) = torch.autograd.grad(z, target, _top_signal(z, w), retain_graph=True)
+            elif c_store is None:  # no spatial layer: contrast at the explained layer
+                top = _top_signal(z, w) - _top_signal(z, -w)
+                (g,) = torch.autograd.grad(z, target, top, retain_graph=True)
+            else:
+                g = _contrastive_step(z, w, c_store[-1], target)
+            maps.append(_to_input_size(g, x.shape[2:]))
+    return maps
+
+
+def _contrastive_step(z, w, c, target):
+    """Target minus dual winning probability at ``c``, kept where positive, sent to ``target``."""
+    p_target, p_dual = (
+        torch.autograd.grad(z, c, _top_signal(z, v), retain_graph=True)[0] for v in (w, -w)
+    )
+    diff = (p_target - p_dual).clamp(min=0)
+    if target is c:
+        return diff
+    (g,) = torch.autograd.grad(c, target, diff, retain_graph=True, allow_unused=True)
+    if g is None:
+        raise ValueError("The saliency layer must lie below contrast_layer (closer to the input).")
+    return g
+
+
+def _spatial_size(output):
+    """Number of spatial positions of a module output (0 when it has no spatial axes)."""
+    if not torch.is_tensor(output) or output.ndim < 3:
+        return 0
+    return int(np.prod(output.shape[2:]))
+
+
+def _last_spatial_layer(network, x, required=True):
+    """The last trunk module run whose output has more than one spatial position."""
+    order = []
+    leaves = [m for m in network.trunk.modules() if not list(m.children())]
+    handles = [
+        m.register_forward_hook(lambda mod, i, o: order.append((mod, _spatial_size(o))))
+        for m in leaves
+    ]
+    try:
+        with torch.no_grad():
+            network.activations(x[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    spatial = [m for m, size in order if size > 1]
+    if not spatial and not required:
+        return None
+    if not spatial:
+        raise ValueError("grad_cam needs a layer with spatial output in the trunk; none was found.")
+    return spatial[-1]
+
+
+def _gradient_maps(network, x, components, layer, method):
+    maps = []
+    if method == "grad_cam":
+        module = _last_spatial_layer(network, x) if layer is None else get_layer(network, layer)
+        with _capture(module) as store:
+            feats = network.xfeatures(x)
+        acts = store[-1]
+        for k in components:
+            (g,) = torch.autograd.grad(feats[:, k].sum(), acts, retain_graph=True)
+            alpha = g.mean(tuple(range(2, g.ndim)), keepdim=True)
+            maps.append(_to_input_size(F.relu((alpha * acts).sum(1, keepdim=True)), x.shape[2:]))
+        return maps
+    feats = network.xfeatures(x)
+    for k in components:
+        (g,) = torch.autograd.grad(feats[:, k].sum(), x, retain_graph=True)
+        maps.append(_to_input_size(g * x.detach(), x.shape[2:]))
+    return maps
+
+
+def xfeature_heatmaps(
+    network,
+    images,
+    components=None,
+    *,
+    method="contrastive_excitation_backprop",
+    layer=None,
+    contrast_layer=None,
+    batch_size=64,
+):
+    """Where in each input the evidence for each x-feature lies.
+
+    Parameters
+    ----------
+    network : ExplainedNetwork
+        The network up to the explained layer followed by the explainer's encoder.
+    images : tensor or ndarray of shape (n_samples, n_channels, height, width)
+        Inputs (any number of spatial axes works for the gradient methods).
+    components : int, sequence of int or None, default=None
+        Which x-features; None means all of them.
+    method : {"contrastive_excitation_backprop", "excitation_backprop", "grad_cam", \
+"gradient_input"}, default="contrastive_excitation_backprop"
+        - ``"excitation_backprop"``: the marginal winning probability of Zhang et al.
+          (2016), started from the x-feature's unit (see the module docstring).
+        - ``"contrastive_excitation_backprop"``: the same minus the map of the dual unit
+          (the x-feature's weights negated), subtracted at the input of the layer making
+          the x-features and propagated further down; the paper's choice.
+        - ``"grad_cam"``: Grad-CAM of the x-feature on ``layer`` (default: the trunk's
+          last layer with spatial output), upsampled bilinearly.
+        - ``"gradient_input"``: gradient of the x-feature times the input.
+    layer : str, optional
+        For the Excitation Backprop methods, the layer (name in ``network``, e.g.
+        ``"trunk.model.conv1"``) where the map is read and then upsampled; None reads it
+        on the input pixels. For ``"grad_cam"``, the layer the map is computed on.
+    batch_size : int, default=64
+        Inputs per backward pass.
+
+    Returns
+    -------
+    heatmaps : ndarray of shape (n_samples, n_selected, height, width)
+        Summed over channels; the positive part is the evidence for the x-feature
+        (Grad-CAM is non-negative by construction, the others are clipped at zero).
+
+    References
+    ----------
+    J. Zhang, Z. Lin, J. Brandt, X. Shen, S. Sclaroff. "Top-down Neural Attention by
+    Excitation Backprop". ECCV 2016. R. Selvaraju et al. "Grad-CAM". ICCV 2017.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_xnn.torch import xfeature_heatmaps
+    >>> # maps = xfeature_heatmaps(explained_network, images, method="grad_cam")
+    """
+    if method not in HEATMAP_METHODS:
+        raise ValueError(f"method must be one of {HEATMAP_METHODS}, got {method!r}.")
+    if method == "gradient_input" and layer is not None:
+        raise ValueError("method='gradient_input' works on the input; leave layer=None.")
+    k_total = network.explainer.feature_layer.out_features
+    if components is None:
+        components = list(range(k_total))
+    components = [int(k) for k in np.atleast_1d(components)]
+    if any(k < 0 or k >= k_total for k in components):
+        raise ValueError(f"components must lie in [0, {k_total}), got {components}.")
+    param = next(iter(network.parameters()))
+    images = torch.as_tensor(images)
+    if images.ndim < 3:
+        raise ValueError(f"images must have shape (n, channels, ...), got {tuple(images.shape)}.")
+    was_training = network.training
+    network.eval()
+    out = []
+    try:
+        for start in range(0, images.shape[0], batch_size):
+            x = images[start : start + batch_size].to(param.device, param.dtype)
+            x = x.detach().requires_grad_(True)
+            if method.endswith("excitation_backprop"):
+                contrastive = method.startswith("contrastive")
+                maps = _excitation_maps(network, x, components, layer, contrast_layer, contrastive)
+            else:
+                maps = _gradient_maps(network, x, components, layer, method)
+            out.append(torch.stack(maps, 1).clamp(min=0).detach().cpu())
+    finally:
+        network.train(was_training)
+    return torch.cat(out).double().numpy()
+
+
+def pointing_game(heatmaps, masks, *, tolerance=0):
+    """Fraction of heatmaps whose maximum falls inside the object mask.
+
+    A hit is ``masks[i]`` containing, within ``tolerance`` pixels (Chebyshev distance),
+    the location of the largest value of ``heatmaps[i]``. An all-zero heatmap counts
+    as a miss.
+
+    Parameters
+    ----------
+    heatmaps : array-like of shape (n_samples, height, width)
+        One map per input.
+    masks : array-like of bool of shape (n_samples, height, width)
+        Where the evidence truly is.
+    tolerance : int, default=0
+        Pixels of slack around the mask.
+
+    Returns
+    -------
+    score : float
+        Hits divided by the number of inputs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_xnn.torch import pointing_game
+    >>> maps = np.zeros((2, 4, 4)); maps[0, 1, 1] = maps[1, 3, 3] = 1.0
+    >>> masks = np.zeros((2, 4, 4), bool); masks[:, :2, :2] = True
+    >>> pointing_game(maps, masks)
+    0.5
+    """
+    heatmaps, masks = np.asarray(heatmaps), np.asarray(masks, dtype=bool)
+    if heatmaps.shape != masks.shape or heatmaps.ndim != 3:
+        raise ValueError(
+            f"heatmaps and masks must share a shape (n, height, width); got {heatmaps.shape} "
+            f"and {masks.shape}."
+        )
+    hits = 0
+    for hm, mask in zip(heatmaps, masks, strict=True):
+        if not np.any(hm > 0):
+            continue
+        r, c = np.unravel_index(np.argmax(hm), hm.shape)
+        window = mask[
+            max(r - tolerance, 0) : r + tolerance + 1, max(c - tolerance, 0) : c + tolerance + 1
+        ]
+        hits += bool(window.any())
+    return hits / len(heatmaps) if len(heatmaps) else float("nan")

@@ -1,0 +1,182 @@
+"""A fitted explainer as a ``torch.nn.Module``, alone or on top of the network it explains."""
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from sklearn_xnn.torch._extract import TruncatedNetwork
+
+
+def _linear(coef, intercept, dtype):
+    """An ``nn.Linear`` holding MLP-convention weights ``coef`` of shape (n_in, n_out)."""
+    coef = np.asarray(coef, dtype=np.float64)
+    layer = nn.Linear(coef.shape[0], coef.shape[1], dtype=dtype)
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(coef.T, dtype=dtype))
+        layer.bias.copy_(torch.as_tensor(np.asarray(intercept, dtype=np.float64), dtype=dtype))
+    return layer
+
+
+def _output_is_1d(explainer):
+    """Whether ``predict`` answers 1-D (the explainer was fitted on a 1-D ``y``)."""
+    probe = np.zeros((1, explainer.n_features_in_))
+    return np.ndim(explainer.predict(probe)) == 1
+
+
+class ExplainerModule(nn.Module):
+    """The encoder and linear head of a fitted explainer as a differentiable module.
+
+    ``forward(z)`` gives the rebuilt logits (``explainer.predict``), :meth:`encode` the
+    x-features (``explainer.transform``) and :meth:`contributions` their contributions
+    ``x_k W_ck`` (``explainer.contributions``). Build it with :func:`explainer_module`.
+
+    Attributes
+    ----------
+    encoder : torch.nn.Sequential
+        ``Linear -> ReLU`` for every encoder layer; the last ``Linear`` gives the x-features
+        before their ReLU.
+    head : torch.nn.Linear or None
+        ``y_hat = W x + b``; None when the explainer was fitted without ``y``.
+    """
+
+    def __init__(self, encoder, head, output_1d=False):
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+        self.output_1d = output_1d
+
+    @property
+    def feature_layer(self):
+        """The ``nn.Linear`` whose rows give the x-features (before their ReLU)."""
+        return self.encoder[-2]
+
+    def encode(self, z):
+        """x-features, shape (n_samples, n_components), non-negative."""
+        return self.encoder(z)
+
+    def _require_head(self):
+        if self.head is None:
+            raise RuntimeError(
+                "This explainer was fitted without y: it has x-features (encode) but no head."
+            )
+
+    def forward(self, z):
+        """Rebuilt logits, shape (n_samples, n_outputs) or (n_samples,) for a 1-D ``y``."""
+        self._require_head()
+        y = self.head(self.encode(z))
+        return y[:, 0] if self.output_1d else y
+
+    def contributions(self, z):
+        """Contributions ``x_k W_ck``, shape (n_samples, n_outputs, n_components)."""
+        self._require_head()
+        return self.encode(z)[:, None, :] * self.head.weight[None]
+
+
+def explainer_module(explainer, *, dtype=torch.float32, device="cpu"):
+    """Build the torch module of a fitted :class:`~sklearn_xnn.SRAEExplainer`'s encoder and head.
+
+    The weights are copied from the explainer's numpy state (``encoder_coefs_``,
+    ``encoder_intercepts_``, ``coef_``, ``intercept_``), so the module answers in the
+    caller's units and can be run, moved and backpropagated through like any other.
+
+    Parameters
+    ----------
+    explainer : SRAEExplainer
+        A fitted explainer (anything with the same fitted attributes works).
+    dtype : torch.dtype, default=torch.float32
+        Parameter dtype; float64 reproduces ``transform`` to ~1e-12.
+    device : str or torch.device, default="cpu"
+        Where to put the parameters.
+
+    Returns
+    -------
+    module : ExplainerModule
+        In eval mode, parameters with ``requires_grad=False``.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from sklearn_xnn import SRAEExplainer
+    >>> from sklearn_xnn.torch import explainer_module
+    >>> rng = np.random.default_rng(0)
+    >>> Z, y = rng.random((60, 6)), rng.random((60, 2))
+    >>> xnn = SRAEExplainer(2, hidden_layer_sizes=(8,), max_iter=2, pretrain=1,
+    ...                     collapse_retries=0, random_state=0).fit(Z, y)  # doctest: +SKIP
+    >>> m = explainer_module(xnn, dtype=torch.float64)  # doctest: +SKIP
+    >>> np.allclose(m(torch.as_tensor(Z)).numpy(), xnn.predict(Z))  # doctest: +SKIP
+    True
+    """
+    check_is_fitted(explainer, ["encoder_coefs_", "encoder_intercepts_"])
+    layers = []
+    for coef, intercept in zip(
+        explainer.encoder_coefs_, explainer.encoder_intercepts_, strict=True
+    ):
+        layers += [_linear(coef, intercept, dtype), nn.ReLU()]
+    head, output_1d = None, False
+    if hasattr(explainer, "coef_"):
+        coef = np.atleast_2d(explainer.coef_)
+        head = _linear(coef.T, np.atleast_1d(explainer.intercept_), dtype)
+        output_1d = _output_is_1d(explainer)
+    module = ExplainerModule(nn.Sequential(*layers), head, output_1d).to(device).eval()
+    module.requires_grad_(False)
+    return module
+
+
+class ExplainedNetwork(nn.Module):
+    """A network up to its explained layer, then the explainer's encoder and head.
+
+    ``forward(images)`` gives the logits rebuilt from the x-features;
+    :meth:`xfeatures` the x-features themselves; :meth:`contributions` each
+    x-feature's contribution to each output. Gradients flow to the input, which is what
+    the heatmap methods of :func:`sklearn_xnn.torch.xfeature_heatmaps` need.
+
+    Parameters
+    ----------
+    trunk : torch.nn.Module
+        Maps inputs to the explained layer's activations, exactly the rows the explainer
+        was fitted on: e.g. ``TruncatedNetwork(model, layer)``, or the first part of
+        :func:`split_sequential`. A full model plus ``layer`` is accepted too.
+    explainer : SRAEExplainer or ExplainerModule
+        A fitted explainer, or its module from :func:`explainer_module`.
+    layer : str, optional
+        When given, ``trunk`` is a full model and is cut at this layer with ``pooling``.
+    pooling : {"avg", "max", "flatten"}, default="avg"
+        Used with ``layer`` only.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_xnn.torch import ExplainedNetwork
+    >>> # net = ExplainedNetwork(cnn, fitted_srae, layer="relu_fc1")
+    >>> # x = net.xfeatures(images); y_hat = net(images)
+    """
+
+    def __init__(self, trunk, explainer, *, layer=None, pooling="avg"):
+        super().__init__()
+        if layer is not None:
+            trunk = TruncatedNetwork(trunk, layer, pooling)
+        if not isinstance(explainer, ExplainerModule):
+            param = next(iter(trunk.parameters()), None)
+            dtype = param.dtype if param is not None else torch.float32
+            device = param.device if param is not None else "cpu"
+            explainer = explainer_module(explainer, dtype=dtype, device=device)
+        self.trunk = trunk
+        self.explainer = explainer
+
+    def activations(self, x):
+        """The explained layer's activations, shape (n_samples, n_features)."""
+        z = self.trunk(x)
+        return z.flatten(1) if z.ndim > 2 else z
+
+    def xfeatures(self, x):
+        """x-features, shape (n_samples, n_components)."""
+        return self.explainer.encode(self.activations(x))
+
+    def contributions(self, x):
+        """Contributions, shape (n_samples, n_outputs, n_components)."""
+        return self.explainer.contributions(self.activations(x))
+
+    def forward(self, x):
+        """Logits rebuilt linearly from the x-features."""
+        return self.explainer(self.activations(x))

@@ -770,6 +770,11 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
         """
         return _persistence.load(path, expected_class=cls)
 
+    @property
+    def _n_features_out(self):
+        """Number of x-features, for ``get_feature_names_out``."""
+        return self.n_components_
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = False

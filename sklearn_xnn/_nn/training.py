@@ -131,15 +131,21 @@ def _hidden_codes(model, z):
 
 
 def build_model(n_features, n_outputs, cfg, generator, device):
-    """A freshly initialised XNN (weights drawn from ``generator``) on ``device``."""
-    model = XNN(
-        n_features,
-        cfg["hidden"],
-        cfg["n_components"],
-        n_outputs,
-        cfg["dropout"],
-        cfg["nonneg_output"],
-    )
+    """A freshly initialised XNN (weights drawn from ``generator``) on ``device``.
+
+    The layers are built on the meta device, so torch's default initialisation never
+    draws from the global RNG; every weight comes from ``generator`` on the CPU.
+    """
+    with torch.device("meta"):
+        model = XNN(
+            n_features,
+            cfg["hidden"],
+            cfg["n_components"],
+            n_outputs,
+            cfg["dropout"],
+            cfg["nonneg_output"],
+        )
+    model = model.to_empty(device="cpu")
     for layer in model.modules():
         if isinstance(layer, nn.Linear):
             init_linear(layer, generator)

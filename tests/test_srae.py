@@ -1,0 +1,272 @@
+"""Behaviour of SRAEExplainer: reproducibility, persistence, dtypes, sklearn integration."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
+from sklearn.model_selection import GridSearchCV, cross_validate
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from sklearn_xnn import SRAEExplainer
+from tests.conftest import FAST
+
+
+def _fit(planted, **kw):
+    Z, y, _ = planted
+    return SRAEExplainer(3, random_state=0, **{**FAST, **kw}).fit(Z, y)
+
+
+def _state(est):
+    return est.encoder_coefs_ + est.decoder_coefs_ + [est.coef_, est.intercept_]
+
+
+def test_fitted_attributes_and_shapes(planted_small):
+    Z, y, _ = planted_small
+    est = _fit(planted_small)
+    assert est.n_components_ == 3 and est.n_features_in_ == Z.shape[1]
+    assert est.coef_.shape == (4, 3) and est.intercept_.shape == (4,)
+    assert est.components_.shape == (3, Z.shape[1])
+    assert est.loss_parts_.shape == (est.n_iter_, 3) and len(est.loss_curve_) == est.n_iter_
+    assert est.dead_components_.shape == (3,)
+    assert est.n_dead_components_ == int(est.dead_components_.sum())
+    X = est.transform(Z)
+    assert X.shape == (Z.shape[0], 3) and (X >= 0).all()
+    assert est.inverse_transform(X).shape == Z.shape
+    assert est.predict(Z).shape == y.shape
+    assert list(est.get_feature_names_out()) == [f"sraeexplainer{k}" for k in range(3)]
+
+
+def test_contributions_sum_to_the_prediction(planted_small):
+    Z, _, _ = planted_small
+    est = _fit(planted_small)
+    S = est.contributions(Z)
+    assert S.shape == (Z.shape[0], 4, 3)
+    np.testing.assert_allclose(S.sum(-1) + est.intercept_, est.predict(Z), rtol=1e-10, atol=1e-10)
+
+
+def test_one_dimensional_y_round_trips_its_shape(planted_small):
+    Z, y, _ = planted_small
+    est = SRAEExplainer(3, random_state=0, **FAST).fit(Z, y[:, 0])
+    assert est.predict(Z).shape == (Z.shape[0],)
+    assert est.contributions(Z).shape == (Z.shape[0], 3)
+    assert est.score(Z, y[:, 0]) == pytest.approx(
+        1 - np.sum((y[:, 0] - est.predict(Z)) ** 2) / np.sum((y[:, 0] - y[:, 0].mean()) ** 2),
+        rel=1e-9,
+    )
+
+
+def test_unsupervised_fit_has_no_head(planted_small):
+    Z, _, _ = planted_small
+    est = SRAEExplainer(3, random_state=0, **FAST).fit(Z)
+    assert est.transform(Z).shape == (Z.shape[0], 3)
+    assert est.inverse_transform(est.transform(Z)).shape == Z.shape
+    with pytest.raises(AttributeError, match="fitted unsupervised"):
+        est.predict(Z)
+
+
+def test_cpu_fits_are_bitwise_repeatable_and_ignore_the_global_seed(planted_small):
+    torch.manual_seed(1)
+    a = _fit(planted_small)
+    torch.manual_seed(12345)
+    np.random.seed(7)
+    b = _fit(planted_small)
+    for wa, wb in zip(_state(a), _state(b)):
+        np.testing.assert_array_equal(wa, wb)
+    c = _fit(planted_small, random_state=1) if False else SRAEExplainer(
+        3, random_state=1, **FAST
+    ).fit(*planted_small[:2])
+    assert not np.array_equal(a.encoder_coefs_[0], c.encoder_coefs_[0])
+
+
+def test_fit_does_not_touch_the_global_torch_rng(planted_small):
+    torch.manual_seed(3)
+    before = torch.get_rng_state().clone()
+    _fit(planted_small)
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_pickle_round_trip_transforms_identically(planted_small):
+    Z, _, _ = planted_small
+    est = _fit(planted_small)
+    back = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(back.transform(Z), est.transform(Z))
+    np.testing.assert_array_equal(back.predict(Z), est.predict(Z))
+
+
+def test_fitted_state_holds_no_tensors(planted_small):
+    est = _fit(planted_small)
+
+    def walk(obj):
+        if isinstance(obj, torch.Tensor | torch.nn.Module):
+            raise AssertionError(f"tensor state found: {type(obj)}")
+        if isinstance(obj, dict):
+            for v in obj.values():
+                walk(v)
+        if isinstance(obj, list | tuple):
+            for v in obj:
+                walk(v)
+
+    walk(vars(est))
+
+
+def test_model_fitted_on_a_gpu_transforms_on_a_cpu_only_machine(planted_small, monkeypatch):
+    """A model whose device is 'cuda' unpickles and transforms here, where torch sees no GPU."""
+    Z, _, _ = planted_small
+    est = _fit(planted_small)
+    expected = est.transform(Z)
+    est.set_params(device="cuda:0")  # what a GPU-trained model carries
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    back = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(back.transform(Z), expected)
+
+
+def test_weights_that_lived_on_the_meta_device_are_refused_not_silently_used(planted_small):
+    """Tensors never enter the fitted state: weights from another device go through numpy."""
+    from sklearn_xnn._nn.inference import encode_numpy
+
+    est = _fit(planted_small)
+    Z = planted_small[0]
+    meta = [torch.as_tensor(w).to("meta") for w in est.encoder_coefs_]
+    with pytest.raises((NotImplementedError, RuntimeError, TypeError)):
+        encode_numpy(Z, [m.numpy() for m in meta], est.encoder_intercepts_)
+
+
+def test_row_by_row_transform_equals_batch_transform(planted_small):
+    Z, _, _ = planted_small
+    est = _fit(planted_small)
+    rows = Z[:40]
+    batch = est.transform(rows)
+    one_by_one = np.vstack([est.transform(r[None]) for r in rows])
+    np.testing.assert_allclose(one_by_one, batch, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        np.vstack([est.predict(r[None]) for r in rows]), est.predict(rows), rtol=0, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_in_is_dtype_out(planted_small, dtype):
+    Z, y, _ = planted_small
+    est = SRAEExplainer(3, random_state=0, **FAST).fit(Z.astype(dtype), y)
+    Zd = Z.astype(dtype)
+    assert est.transform(Zd).dtype == dtype
+    assert est.predict(Zd).dtype == dtype
+    assert est.contributions(Zd).dtype == dtype
+    assert est.inverse_transform(est.transform(Zd)).dtype == dtype
+
+
+def test_pipeline_and_grid_search_with_the_default_score(planted_small):
+    Z, y, _ = planted_small
+    pipe = make_pipeline(FunctionTransformer(), SRAEExplainer(random_state=0, **FAST))
+    grid = GridSearchCV(pipe, {"sraeexplainer__n_components": [1, 3]}, cv=2)
+    grid.fit(Z, y)
+    assert grid.best_params_["sraeexplainer__n_components"] == 3
+    assert np.isfinite(grid.best_score_)
+
+
+def test_cross_validate_and_column_transformer(planted_small):
+    Z, y, _ = planted_small
+    res = cross_validate(SRAEExplainer(3, random_state=0, **FAST), Z, y, cv=2)
+    assert np.all(np.isfinite(res["test_score"]))
+    ct = ColumnTransformer([("xnn", SRAEExplainer(2, random_state=0, **FAST), slice(0, 24))])
+    assert ct.fit_transform(Z, y[:, 0]).shape == (Z.shape[0], 2)
+
+
+def test_set_output_pandas(planted_small):
+    pd = pytest.importorskip("pandas")
+    Z, y, _ = planted_small
+    est = SRAEExplainer(3, random_state=0, **FAST).set_output(transform="pandas").fit(Z, y)
+    out = est.transform(Z)
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.columns) == ["sraeexplainer0", "sraeexplainer1", "sraeexplainer2"]
+
+
+def test_clone_keeps_parameters_and_drops_fit(planted_small):
+    est = _fit(planted_small)
+    fresh = clone(est)
+    assert fresh.get_params() == est.get_params()
+    assert not hasattr(fresh, "coef_")
+
+
+def test_predictions_are_in_the_callers_units(planted_small):
+    """Rescaling is internal: scaling Z and y by constants scales predictions the same way."""
+    Z, y, _ = planted_small
+    a = SRAEExplainer(3, random_state=0, **FAST).fit(Z, y)
+    b = SRAEExplainer(3, random_state=0, **FAST).fit(Z * 40.0, y * 7.0 + 3.0)
+    np.testing.assert_allclose(b.predict(Z * 40.0), a.predict(Z) * 7.0 + 3.0, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(b.transform(Z * 40.0), a.transform(Z), rtol=1e-4, atol=1e-4)
+
+
+def test_signed_activations_use_a_linear_decoder_output(planted_small):
+    Z, y, _ = planted_small
+    Zs = Z - Z.mean(0)
+    est = SRAEExplainer(3, random_state=0, **FAST).fit(Zs, y)
+    assert not est.decoder_relu_output_
+    assert (est.inverse_transform(est.transform(Zs)) < 0).any()
+    assert _fit(planted_small).decoder_relu_output_
+
+
+def test_reference_preset_has_the_papers_recipe():
+    est = SRAEExplainer.reference(n_components=4)
+    assert (est.alpha_faithfulness, est.alpha_reconstruction, est.alpha_pullaway) == (1, 10, 10)
+    assert est.batch_size == 50 and est.pullaway == "samples" and est.n_components == 4
+    comp = SRAEExplainer.reference("components")
+    assert (comp.alpha_reconstruction, comp.alpha_pullaway) == (15, 5)
+    with pytest.raises(ValueError, match="pullaway must be"):
+        SRAEExplainer.reference("rows")
+
+
+def test_dead_features_are_counted_and_announced(planted_small, monkeypatch):
+    """Kill x-feature 0 by hand and check it is reported, not hidden."""
+    from sklearn_xnn._nn import training
+
+    original = training.fine_tune
+
+    def kill_first(model, *args, **kwargs):
+        hist = original(model, *args, **kwargs)
+        with torch.no_grad():
+            model.encoder.layers[-1].weight[0] = 0.0
+            model.encoder.layers[-1].bias[0] = -1.0
+        return hist
+
+    monkeypatch.setattr(training, "fine_tune", kill_first)
+    Z, y, _ = planted_small
+    with pytest.warns(Warning, match="1 of 3 x-features are dead"):
+        est = SRAEExplainer(3, random_state=0, **FAST).fit(Z, y)
+    assert est.n_dead_components_ == 1 and est.dead_components_[0]
+    assert np.all(est.transform(Z)[:, 0] == 0)
+    np.testing.assert_array_equal(est.components_[0], 0.0)
+
+
+def test_collapse_guard_retrains_with_adjusted_alphas(planted_small, monkeypatch):
+    import sklearn_xnn._srae as srae
+
+    calls = []
+    monkeypatch.setattr(srae, "collapse_state", lambda x, w: (calls.append(1) or True, 0.1))
+    Z, y, _ = planted_small
+    with pytest.warns(Warning, match="collapse guard retried 2 times"):
+        est = SRAEExplainer(3, random_state=0, **{**FAST, "collapse_retries": 2}).fit(Z, y)
+    assert len(calls) == 3 and est.n_collapse_retries_ == 2
+    assert est.alphas_[1] == pytest.approx(FAST.get("alpha_reconstruction", est.alpha_reconstruction))
+
+
+def test_collapse_state_rule():
+    from sklearn_xnn._srae import collapse_state
+
+    x = torch.ones(10, 3, dtype=torch.float64)
+    w = torch.tensor([[1.0, 1.0, 1.0]], dtype=torch.float64)
+    assert collapse_state(x, w) == (False, 1.0)
+    w1 = torch.tensor([[1.0, 0.2, -1.0]], dtype=torch.float64)  # second = 0.2 of the largest
+    collapsed, ratio = collapse_state(x, w1)
+    assert collapsed and ratio == pytest.approx(0.2)
+    w2 = torch.tensor([[1.0, -1.0, -1.0]], dtype=torch.float64)  # one positive contribution
+    assert collapse_state(x, w2)[0]
+
+
+def test_early_stopping_keeps_validation_scores(planted_small):
+    est = _fit(planted_small, early_stopping=True, validation_fraction=0.2)
+    assert len(est.validation_scores_) == est.n_iter_
+    assert _fit(planted_small).validation_scores_ is None

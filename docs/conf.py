@@ -111,9 +111,9 @@ def _skip_foreign_members(app, what, name, obj, skip, options):
     return None
 
 
-# Docstrings inherited from scikit-learn (e.g. ``set_output``, ``set_score_request``) point
-# at labels and glossary terms of scikit-learn's own documentation, which do not exist here and cannot be fetched offline
-# (no intersphinx). Render those references as plain text.
+# Docstrings inherited from scikit-learn (``set_output``, ``set_score_request``, ...) point
+# at labels and glossary terms of scikit-learn's own documentation, which do not exist
+# here and cannot be fetched offline (no intersphinx). Render them as plain text.
 _REF = re.compile(r":(?:ref|term):`([^`<]*?)\s*<[^>`]+>`|:(?:ref|term):`([^`]+)`")
 
 

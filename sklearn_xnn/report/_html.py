@@ -26,6 +26,7 @@ table.comparison th, table.comparison td { border: 1px solid #ccc; padding: 3px 
 table.comparison th { background: #f0f0f0; }
 figure { margin: 0.6em 0; } figcaption { font-size: 0.8em; color: #555; }
 img { max-width: 100%; } p.note { font-size: 0.85em; color: #444; }
+div.scroll { overflow-x: auto; } summary { font-size: 0.85em; margin: 0.5em 0; }
 """
 
 
@@ -70,11 +71,36 @@ class _Report:
         return path
 
 
+#: Columns of the first table; every column is in the second, folded one.
+MAIN_COLUMNS = [
+    "faithfulness_r2",
+    "reconstruction_faithfulness_r2",
+    "top1_agreement",
+    "reconstruction_top1_agreement",
+    "reconstruction_r2",
+    "mean_active",
+    "n_significant",
+    "contribution_corr",
+    "component_max_cos",
+    "dead_fraction",
+    "fit_time_s",
+]
+
+
 def _table_html(table):
-    """The comparison DataFrame as an HTML table (4 significant digits, empty columns dropped)."""
+    """The main columns, then every non-empty column folded (4 significant digits)."""
     table = table.dropna(axis=1, how="all")
-    return table.to_html(
-        classes="comparison", float_format=lambda v: f"{v:.4g}", na_rep="", border=0
+
+    def to_html(frame):
+        return frame.to_html(
+            classes="comparison", float_format=lambda v: f"{v:.4g}", na_rep="", border=0
+        )
+
+    main = [c for c in MAIN_COLUMNS if c in table.columns]
+    first = to_html(table[main]) if main else ""
+    return (
+        f'<div class="scroll">{first}</div><details><summary>All metrics</summary>'
+        f'<div class="scroll">{to_html(table)}</div></details>'
     )
 
 
@@ -209,4 +235,5 @@ def _explainer_sections(
             heatmaps=None if heatmaps is None else heatmaps[j],
             names=names,
         )
-        report.figure(fig, f"decomposition_{j}", f"Input {i}: output {output_names[c]}")
+        caption = f"Held-out input {i}: predicted output {output_names[c]}"
+        report.figure(fig, f"decomposition_{j}", caption)

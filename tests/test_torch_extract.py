@@ -1,0 +1,213 @@
+"""sklearn_xnn.torch: activation extraction, the network cut, the explainer as a module."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition import PCA
+from torch import nn
+
+from sklearn_xnn import SRAEExplainer
+from sklearn_xnn.datasets._patches import PatchCNN
+from sklearn_xnn.torch import (
+    ExplainedNetwork,
+    TruncatedNetwork,
+    check_split,
+    explainer_module,
+    extract_activations,
+    reconstruction_faithfulness,
+    split_sequential,
+)
+
+
+@pytest.fixture(scope="module")
+def cnn_and_images():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = PatchCNN(image_size=8, n_classes=3).eval()
+    images = np.random.default_rng(0).random((37, 1, 8, 8)).astype(np.float32)
+    return model, images
+
+
+def manual_relu2(model, x):
+    return model.relu2(model.conv2(model.relu1(model.conv1(x))))
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max", "flatten"])
+def test_conv_layer_matches_manual_forward(cnn_and_images, pooling):
+    model, images = cnn_and_images
+    Z, logits = extract_activations(
+        model, "relu2", images, pooling=pooling, batch_size=10, device="cpu"
+    )
+    with torch.no_grad():
+        x = torch.as_tensor(images)
+        maps = manual_relu2(model, x)
+        expected = {
+            "avg": maps.mean((2, 3)),
+            "max": maps.amax((2, 3)),
+            "flatten": maps.flatten(1),
+        }[pooling]
+        expected_logits = model(x)
+    np.testing.assert_allclose(Z, expected.numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(logits, expected_logits.numpy(), rtol=0, atol=1e-6)
+
+
+def test_dataloader_and_numpy_inputs_agree(cnn_and_images):
+    model, images = cnn_and_images
+    x = torch.as_tensor(images)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, torch.zeros(len(x))), batch_size=8
+    )
+    Z1, y1 = extract_activations(model, "relu_fc1", loader, device="cpu", progress=True)
+    Z2, y2 = extract_activations(model, "relu_fc1", images.astype(np.float64), device="cpu")
+    with torch.no_grad():
+        manual = model.relu_fc1(model.fc1(model.flatten(model.pool(manual_relu2(model, x)))))
+    np.testing.assert_allclose(Z1, manual.numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(Z1, Z2, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(y1, y2, rtol=0, atol=1e-6)
+
+
+def test_model_state_is_restored_and_hooks_removed(cnn_and_images):
+    model, images = cnn_and_images
+    model.train()
+    try:
+        extract_activations(model, "relu2", images, device="cpu")
+        assert model.training
+        assert all(not m._forward_hooks for m in model.modules())
+    finally:
+        model.eval()
+
+
+def test_extraction_errors(cnn_and_images):
+    model, images = cnn_and_images
+    with pytest.raises(ValueError, match="no layer named 'conv9'"):
+        extract_activations(model, "conv9", images, device="cpu")
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        extract_activations(model, "relu2", images, pooling="median", device="cpu")
+    with pytest.raises(TypeError, match="data must be a tensor"):
+        extract_activations(model, "relu2", 3.0, device="cpu")
+
+    class Skips(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used, self.unused = nn.Linear(2, 2), nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.used(x)
+
+    with pytest.raises(RuntimeError, match="was not called"):
+        extract_activations(Skips(), "unused", np.ones((3, 2)), device="cpu")
+
+
+def test_truncated_network_and_split(cnn_and_images):
+    model, images = cnn_and_images
+    x = torch.as_tensor(images)
+    Z = extract_activations(model, "relu_fc1", images, device="cpu", return_logits=False)
+    with torch.no_grad():
+        cut = TruncatedNetwork(model, "relu_fc1")(x)
+        trunk, rest = split_sequential(model, "relu_fc1")
+        np.testing.assert_allclose(cut.numpy(), Z, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(trunk(x).numpy(), Z, rtol=0, atol=1e-6)
+    check_split(model, trunk, rest, x)
+    with pytest.raises(ValueError, match="direct child"):
+        split_sequential(model, "fc1.weight")
+
+
+@pytest.fixture(scope="module")
+def fitted_srae():
+    rng = np.random.default_rng(0)
+    Z = rng.random((120, 12))
+    y = Z[:, :3] @ rng.normal(size=(3, 4)) + 0.1 * rng.normal(size=(120, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        srae = SRAEExplainer(
+            3,
+            hidden_layer_sizes=(16, 8),
+            max_iter=5,
+            pretrain=1,
+            collapse_retries=0,
+            device="cpu",
+            random_state=0,
+        ).fit(Z, y)
+    return srae, Z, y
+
+
+def test_explainer_module_matches_numpy(fitted_srae):
+    srae, Z, _ = fitted_srae
+    m64 = explainer_module(srae, dtype=torch.float64)
+    z = torch.as_tensor(Z)
+    with torch.no_grad():
+        # float64 module vs the float64 numpy inference: same arithmetic, ~1e-12
+        np.testing.assert_allclose(m64.encode(z).numpy(), srae.transform(Z), rtol=0, atol=1e-10)
+        np.testing.assert_allclose(m64(z).numpy(), srae.predict(Z), rtol=0, atol=1e-10)
+        np.testing.assert_allclose(
+            m64.contributions(z).numpy(), srae.contributions(Z), rtol=0, atol=1e-10
+        )
+        # float32 module: float32 rounding through 3 layers, relative 1e-5
+        out32 = explainer_module(srae)(z.float()).numpy()
+    np.testing.assert_allclose(out32, srae.predict(Z), rtol=1e-5, atol=1e-5)
+    assert not any(p.requires_grad for p in m64.parameters())
+
+
+def test_explainer_module_1d_target_and_unsupervised():
+    rng = np.random.default_rng(1)
+    Z = rng.random((80, 6))
+    kw = dict(hidden_layer_sizes=(8,), max_iter=2, pretrain=1, collapse_retries=0, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = SRAEExplainer(2, random_state=0, **kw).fit(Z, Z[:, 0])
+        none = SRAEExplainer(2, random_state=0, **kw).fit(Z)
+    m = explainer_module(one, dtype=torch.float64)
+    out = m(torch.as_tensor(Z)).detach().numpy()
+    assert out.shape == (80,)
+    np.testing.assert_allclose(out, one.predict(Z), rtol=0, atol=1e-10)
+    m0 = explainer_module(none, dtype=torch.float64)
+    assert m0.encode(torch.as_tensor(Z)).shape == (80, 2)
+    with pytest.raises(RuntimeError, match="without y"):
+        m0(torch.as_tensor(Z))
+
+
+def test_explained_network_equals_transform_of_extracted(cnn_and_images):
+    model, images = cnn_and_images
+    Z, _ = extract_activations(model, "relu_fc1", images, device="cpu")
+    Z = Z.astype(np.float64)
+    y = Z @ np.random.default_rng(0).normal(size=(Z.shape[1], 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        srae = SRAEExplainer(
+            3,
+            hidden_layer_sizes=(16,),
+            max_iter=3,
+            pretrain=1,
+            collapse_retries=0,
+            device="cpu",
+            random_state=0,
+        ).fit(Z, y)
+    net = ExplainedNetwork(model, srae, layer="relu_fc1")
+    x = torch.as_tensor(images).requires_grad_(True)
+    # float32 CNN + float32 explainer vs float64 numpy on float32 activations
+    np.testing.assert_allclose(
+        net.xfeatures(x).detach().numpy(), srae.transform(Z), rtol=1e-4, atol=1e-5
+    )
+    out = net(x)
+    np.testing.assert_allclose(out.detach().numpy(), srae.predict(Z), rtol=1e-4, atol=1e-4)
+    out.sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape
+
+
+def test_reconstruction_faithfulness(fitted_srae):
+    srae, Z, _ = fitted_srae
+    head = nn.Linear(12, 4, dtype=torch.float64)
+    scores = reconstruction_faithfulness(PCA(12).fit(Z), head, Z)
+    assert scores["reconstruction_faithfulness_r2"] == pytest.approx(1.0, abs=1e-9)
+    assert scores["reconstruction_top1_agreement"] == 1.0
+    srae_scores = reconstruction_faithfulness(srae, head, Z)
+    assert set(srae_scores) == set(scores)
+    assert srae_scores["reconstruction_faithfulness_r2"] <= 1.0
+    as_callable = reconstruction_faithfulness(
+        srae, lambda a: head(torch.as_tensor(a)).detach().numpy(), Z
+    )
+    assert as_callable == pytest.approx(srae_scores, abs=1e-12)
+    with pytest.raises(ValueError, match="head_network gives"):
+        reconstruction_faithfulness(srae, head, Z, np.zeros((len(Z), 2)))

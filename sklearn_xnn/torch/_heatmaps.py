@@ -297,9 +297,18 @@ def xfeature_heatmaps(
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from sklearn_xnn.torch import xfeature_heatmaps
-    >>> # maps = xfeature_heatmaps(explained_network, images, method="grad_cam")
+    >>> import torch
+    >>> from sklearn_xnn import SRAEExplainer
+    >>> from sklearn_xnn.torch import ExplainedNetwork, extract_activations, xfeature_heatmaps
+    >>> cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
+    ...                           torch.nn.Flatten(), torch.nn.Linear(256, 3))
+    >>> images = torch.rand(40, 1, 8, 8)
+    >>> Z, logits = extract_activations(cnn, "1", images, pooling="flatten", device="cpu")
+    >>> xnn = SRAEExplainer(2, hidden_layer_sizes=(8,), max_iter=2, pretrain=1,
+    ...                     collapse_retries=0, device="cpu", random_state=0).fit(Z, logits)
+    >>> net = ExplainedNetwork(cnn, xnn, layer="1", pooling="flatten")
+    >>> xfeature_heatmaps(net, images[:5], method="grad_cam").shape
+    (5, 2, 8, 8)
     """
     if method not in HEATMAP_METHODS:
         raise ValueError(f"method must be one of {HEATMAP_METHODS}, got {method!r}.")

@@ -102,9 +102,9 @@ def explainer_module(explainer, *, dtype=torch.float32, device="cpu"):
     >>> rng = np.random.default_rng(0)
     >>> Z, y = rng.random((60, 6)), rng.random((60, 2))
     >>> xnn = SRAEExplainer(2, hidden_layer_sizes=(8,), max_iter=2, pretrain=1,
-    ...                     collapse_retries=0, random_state=0).fit(Z, y)  # doctest: +SKIP
-    >>> m = explainer_module(xnn, dtype=torch.float64)  # doctest: +SKIP
-    >>> np.allclose(m(torch.as_tensor(Z)).numpy(), xnn.predict(Z))  # doctest: +SKIP
+    ...                     collapse_retries=0, device="cpu", random_state=0).fit(Z, y)
+    >>> m = explainer_module(xnn, dtype=torch.float64)
+    >>> bool(np.allclose(m(torch.as_tensor(Z)).numpy(), xnn.predict(Z)))
     True
     """
     check_is_fitted(explainer, ["encoder_coefs_", "encoder_intercepts_"])
@@ -146,10 +146,18 @@ class ExplainedNetwork(nn.Module):
 
     Examples
     --------
-    >>> import torch
-    >>> from sklearn_xnn.torch import ExplainedNetwork
-    >>> # net = ExplainedNetwork(cnn, fitted_srae, layer="relu_fc1")
-    >>> # x = net.xfeatures(images); y_hat = net(images)
+    >>> import numpy as np, torch
+    >>> from sklearn_xnn import SRAEExplainer
+    >>> from sklearn_xnn.torch import ExplainedNetwork, extract_activations
+    >>> cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(),
+    ...                           torch.nn.Flatten(), torch.nn.Linear(144, 3))
+    >>> images = torch.rand(50, 1, 8, 8)
+    >>> Z, logits = extract_activations(cnn, "1", images, pooling="flatten", device="cpu")
+    >>> xnn = SRAEExplainer(2, hidden_layer_sizes=(8,), max_iter=2, pretrain=1,
+    ...                     collapse_retries=0, device="cpu", random_state=0).fit(Z, logits)
+    >>> net = ExplainedNetwork(cnn, xnn, layer="1", pooling="flatten")
+    >>> net.xfeatures(images).shape, net(images).shape
+    (torch.Size([50, 2]), torch.Size([50, 3]))
     """
 
     def __init__(self, trunk, explainer, *, layer=None, pooling="avg"):

@@ -1,32 +1,57 @@
 """
-Visual explanations on a digits CNN
-===================================
+Visual report on a digits CNN
+=============================
 
 A small CNN is trained on scikit-learn's embedded 8x8 digits
 (:func:`~sklearn_xnn.datasets.load_digits_activations`, nothing is downloaded). We explain
-its 64-unit ``relu_fc1`` layer with five x-features, then look at the x-features on the
-images:
+its 64-unit ``relu_fc1`` layer with five x-features and look at them the way the HTML
+report of :mod:`sklearn_xnn.report` does:
 
-* which x-features each digit class uses (mean contribution to its own logit);
+* which x-features each digit class uses (the head weights ``W``);
 * the test images on which each x-feature fires most;
-* where in those images the x-feature's evidence lies, with contrastive Excitation
-  Backprop through the CNN and the explainer's encoder
-  (:func:`~sklearn_xnn.torch.xfeature_heatmaps`).
+* one decision split into x-feature contributions, with a heatmap per significant
+  x-feature: where in the image its evidence lies (contrastive Excitation Backprop
+  through the CNN and the explainer's encoder, :func:`~sklearn_xnn.torch.xfeature_heatmaps`).
+
+``sklearn-xnn demo`` runs the same steps from the command line (with PCA, NMF and PLS
+for comparison) and writes the report as one HTML page.
 """
 
 # %%
 # The CNN and its activations
 # ---------------------------
+import io
+import tempfile
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sklearn_xnn import SRAEExplainer
+from sklearn_xnn import SRAEExplainer, compare_explainers
 from sklearn_xnn.datasets import load_digits_activations
+from sklearn_xnn.report import (
+    decomposition_figure,
+    head_weights_figure,
+    top_activating_figure,
+    write_report,
+)
 from sklearn_xnn.torch import ExplainedNetwork, xfeature_heatmaps
 
 data = load_digits_activations(epochs=20, random_state=0)
 print(f"CNN held-out accuracy: {data.accuracy:.3f}")
 print(f"layer {data.layer!r}: Z_train {data.Z_train.shape}, logits {data.y_train.shape}")
+
+
+def show(fig):
+    """Display a report figure (drawn without pyplot) in this page."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    width, height = fig.get_size_inches()
+    canvas = plt.figure(figsize=(width, height))
+    ax = canvas.add_axes((0, 0, 1, 1))
+    ax.imshow(plt.imread(io.BytesIO(buf.getvalue())))
+    ax.axis("off")
+
 
 # %%
 # An explanation space for the ten logits
@@ -43,44 +68,65 @@ print(f"top-1 agreement with the CNN: {top1:.3f}")
 # %%
 # Which x-features does each class use?
 # -------------------------------------
-# Mean contribution ``x_k W_ck`` of each x-feature to the logit of the true class,
-# over the test images of that class.
-S = xnn.contributions(data.Z_test)  # (n_test, 10, K)
-labels = data.labels_test
-own = S[np.arange(len(labels)), labels]  # contribution to the true class's logit
-per_class = np.stack([own[labels == c].mean(0) for c in range(10)])
-lim = np.abs(per_class).max()
-fig, ax = plt.subplots(figsize=(4.5, 4.5))
-im = ax.imshow(per_class, cmap="RdBu_r", vmin=-lim, vmax=lim)
-ax.set(xlabel="x-feature", ylabel="digit class", xticks=range(K), yticks=range(10))
-ax.set_title("mean contribution to the class logit")
-fig.colorbar(im, ax=ax, shrink=0.8)
-fig.tight_layout()
+# The head rebuilds logit ``c`` as ``sum_k W_ck x_k + b_c``; red weights add evidence for
+# the class, blue weights remove it.
+digits = [str(d) for d in range(10)]
+show(head_weights_figure(xnn.coef_, output_names=digits))
 
 # %%
-# Where is each x-feature's evidence?
-# -----------------------------------
-# :class:`~sklearn_xnn.torch.ExplainedNetwork` chains the CNN up to ``relu_fc1`` with the
-# explainer's encoder, so the x-features are differentiable functions of the pixels. For
-# each x-feature we show the three test images where it is largest and its contrastive
-# Excitation Backprop map on them.
-network = ExplainedNetwork(data.model, xnn, layer=data.layer)
+# What does each x-feature fire on?
+# ---------------------------------
+# One row per x-feature: the test images where it is largest (its value above each).
 X_test = xnn.transform(data.Z_test)
-n_top = 3
-fig, axes = plt.subplots(K, 2 * n_top, figsize=(2 * n_top * 1.2, K * 1.3))
-for k in range(K):
-    top = np.argsort(-X_test[:, k])[:n_top]
-    maps = xfeature_heatmaps(network, data.images_test[top], components=[k])[:, 0]
-    for j, (i, heat) in enumerate(zip(top, maps)):
-        image = data.images_test[i, 0]
-        axes[k, 2 * j].imshow(image, cmap="gray_r")
-        axes[k, 2 * j + 1].imshow(image, cmap="gray_r")
-        axes[k, 2 * j + 1].imshow(heat, cmap="jet", alpha=0.5)
-        axes[k, 2 * j].set_title(f"digit {labels[i]}", fontsize=7)
-    axes[k, 0].set_ylabel(f"x{k}", rotation=0, labelpad=12)
-for ax in axes.ravel():
-    ax.set_xticks([])
-    ax.set_yticks([])
-fig.suptitle("Top test images per x-feature and their excitation maps", fontsize=9)
-fig.tight_layout()
+show(top_activating_figure(data.images_test, X_test, n_top=8))
+
+# %%
+# One decision, explained
+# -----------------------
+# :class:`~sklearn_xnn.torch.ExplainedNetwork` chains the CNN up to ``relu_fc1`` with the
+# explainer, so the x-features are differentiable functions of the pixels. For a few test
+# images, the bars split the predicted logit into contributions ``x_k W_ck`` (significant
+# x-features outlined) and each significant x-feature gets its heatmap.
+network = ExplainedNetwork(data.model, xnn, layer=data.layer)
+S_test = xnn.contributions(data.Z_test)  # (n_test, 10, K)
+predicted = xnn.predict(data.Z_test).argmax(1)
+for i in (0, 1, 2):
+    c = int(predicted[i])
+    heatmaps = xfeature_heatmaps(network, data.images_test[i : i + 1])[0]  # (K, 8, 8)
+    show(
+        decomposition_figure(
+            S_test[i, c],
+            intercept=float(xnn.intercept_[c]),
+            output_name=f"digit {c}",
+            image=data.images_test[i],
+            heatmaps=heatmaps,
+        )
+    )
+
+# %%
+# The HTML report
+# ---------------
+# :func:`~sklearn_xnn.report.write_report` puts a comparison table and these figures in
+# one self-contained page. Here the table compares SRAE with PCA under the same linear
+# head (see :ref:`sphx_glr_auto_examples_plot_compare.py` for the full comparison).
+# ``compare_explainers`` fits clones; with the same ``random_state`` the SRAE clone is
+# bitwise the explainer above (CPU fits are deterministic).
+from sklearn.decomposition import PCA  # noqa: E402
+
+table = compare_explainers(
+    {"SRAE": xnn, "PCA": PCA(K)}, data.Z_train, data.y_train, data.Z_test, data.y_test
+)
+print(table[["faithfulness_r2", "top1_agreement", "mean_active", "dead_fraction"]].round(3))
+out = Path(tempfile.mkdtemp(prefix="xnn-report-"))
+path = write_report(
+    out,
+    table,
+    explainer=xnn,
+    Z=data.Z_test,
+    images=data.images_test,
+    network=network,
+    output_names=digits,
+    n_examples=3,
+)
+print(f"wrote {path.name} and {len(list(out.glob('*.png')))} figures")
 plt.show()

@@ -16,10 +16,15 @@ from sklearn.base import (
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    check_array,
+    check_consistent_length,
+    check_is_fitted,
+    validate_data,
+)
 
 from sklearn_xnn import _persistence
-from sklearn_xnn._nn import training
+from sklearn_xnn._nn import data, training
 from sklearn_xnn._nn.convert import device_generator, make_generator, resolve_device, to_tensor
 from sklearn_xnn._nn.inference import decode_numpy, encode_numpy
 from sklearn_xnn._validation import (
@@ -151,6 +156,21 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
         Where to train. "auto" takes a GPU when torch sees one, else the CPU. Asking for
         a device that is not present raises an error at ``fit``; inference falls back to
         the CPU, so a model fitted on a GPU transforms on a machine without one.
+    precision : {"float32", "bf16"}, default="float32"
+        Arithmetic of fine-tuning. "bf16" runs the network's forward and backward passes
+        under bfloat16 autocast on CUDA GPUs (weights, optimiser and losses stay
+        float32); on other devices it is ignored and training runs in float32.
+    compile : bool, default=False
+        Compile the forward pass and loss of fine-tuning with ``torch.compile`` (needs
+        torch's compiler toolchain; the first epoch pays the compilation).
+    stream_threshold : int, default=2**30
+        ``X`` whose float32 copy would exceed this many bytes is streamed instead of
+        copied: it stays where it is (a ``numpy.memmap`` on disk, host memory, any
+        array that slices) and each minibatch is read (row indices sorted) and moved to
+        the device; the rescaling statistics and the NaN/inf check are computed in a
+        streaming pass. Peak memory is then bounded by the batch, the model and
+        ``n_samples * (hidden_layer_sizes[-1] + n_outputs)`` numbers, not by ``X``.
+        Smaller ``X`` is copied to the device once.
     random_state : int, RandomState instance or None, default=None
         Decides every random draw (initialisation, pre-training, shuffling, dropout,
         validation split) through a local ``torch.Generator``; the global torch seed
@@ -267,6 +287,9 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
         "collapse_retries": [Interval(Integral, 0, None, closed="left")],
         "rescale": ["boolean"],
         "device": [str],
+        "precision": [StrOptions({"float32", "bf16"})],
+        "compile": ["boolean"],
+        "stream_threshold": [Interval(Integral, 0, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -295,6 +318,9 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
         collapse_retries=5,
         rescale=True,
         device="auto",
+        precision="float32",
+        compile=False,
+        stream_threshold=2**30,
         random_state=None,
         verbose=0,
     ):
@@ -319,6 +345,9 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
         self.collapse_retries = collapse_retries
         self.rescale = rescale
         self.device = device
+        self.precision = precision
+        self.compile = compile
+        self.stream_threshold = stream_threshold
         self.random_state = random_state
         self.verbose = verbose
 
@@ -366,6 +395,8 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
 
     def _validate_fit_data(self, X, y):
         check_input_kind(X, "X")
+        if data.should_stream(X, self.stream_threshold):
+            return self._validate_streamed(X, y)
         if y is None:
             with numeric_conversion("X"):
                 X = validate_data(self, X, dtype=float_dtypes(X), ensure_min_samples=2)
@@ -382,6 +413,19 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
                 ensure_min_samples=2,
             )
         y = np.asarray(y, dtype=np.float64)
+        self._y_1d = y.ndim == 1
+        return X, y.reshape(X.shape[0], -1)
+
+    def _validate_streamed(self, X, y):
+        """Validate a streamed ``X`` on its first rows (NaN/inf are checked while streaming)."""
+        with numeric_conversion("X"):
+            validate_data(self, np.asarray(X[:2]), dtype=float_dtypes(X), ensure_min_samples=2)
+        if y is None:
+            return X, None
+        check_input_kind(y, "y")
+        with numeric_conversion("y"):
+            y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        check_consistent_length(X, y)
         self._y_1d = y.ndim == 1
         return X, y.reshape(X.shape[0], -1)
 
@@ -403,6 +447,7 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
         self : SRAEExplainer
             The fitted explainer.
         """
+        self.__dict__.pop("_engine", None)  # partial_fit after fit starts from the new weights
         X, Y = self._validate_fit_data(X, y)
         self._check_params_vs_input(*X.shape)
         device = resolve_device(self.device)
@@ -426,12 +471,19 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
 
     def _prepare_tensors(self, X, Y, device, generator):
         """Scale and move the data to ``device``; split off the validation rows."""
-        peak, rms = magnitude(X)  # overflow-safe, so 1e200 activations still rescale
+        stream = data.should_stream(X, self.stream_threshold)
+        if stream:  # one streaming pass, never a full copy
+            peak, rms, nonneg = data.scan(X)
+        else:  # overflow-safe, so 1e200 activations still rescale
+            (peak, rms), nonneg = magnitude(X), bool((X >= 0).all())
         self.scale_ = rms if self.rescale and rms > 0 else 1.0
         check_float32_range(peak / self.scale_, "X", self.rescale)
-        self.decoder_relu_output_ = bool((X >= 0).all())
-        Zs, divisor = scaled_float32(X, self.scale_, peak)
-        Zt = to_tensor(Zs, device) / divisor
+        self.decoder_relu_output_ = nonneg
+        if stream:
+            Zt = self._host_rows(X, peak, device)
+        else:
+            Zs, divisor = scaled_float32(X, self.scale_, peak)
+            Zt = to_tensor(Zs, device) / divisor
         Yt = None
         if Y is not None:
             self.y_mean_, self.y_scale_, Ys = standardize_columns(Y, self.rescale)
@@ -441,8 +493,181 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
             return Zt, Yt, None, None
         order = torch.randperm(Zt.shape[0], generator=generator).to(device)
         val, train = order[: self._n_val], order[self._n_val :]
-        pick = (lambda t, i: None if t is None else t[i])  # noqa: E731
+        pick = data.take_rows
         return pick(Zt, train), pick(Yt, train), pick(Zt, val), pick(Yt, val)
+
+    # ------------------------------------------------------------------ streaming
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Train on one chunk of rows: streaming training for data larger than memory.
+
+        The first call (on an unfitted explainer) initialises it from its chunk alone, as
+        ``fit`` does: layer-wise pre-training, x-feature and head initialisation, and the
+        rescaling: ``scale_``, ``y_mean_`` and ``y_scale_`` are computed on this first
+        chunk and kept for every later one. It then runs one fine-tuning epoch over the
+        chunk. **The first chunk must therefore be a representative sample**: at least 2
+        rows (as ``fit``), in practice several thousand with every output varying, and its
+        sign decides ``decoder_relu_output_``. Each later call runs one epoch of
+        fine-tuning over its chunk (shuffled minibatches of ``batch_size``) with the same
+        Adam optimiser, at the constant learning rate ``learning_rate_init``; the collapse
+        guard and early stopping do not apply. After ``fit`` or unpickling, ``partial_fit``
+        continues from the fitted weights with a fresh optimiser.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A chunk of activations.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
+            Their logits; given on every call or on none.
+
+        Returns
+        -------
+        self : SRAEExplainer
+            The updated explainer.
+        """
+        if not hasattr(self, "n_components_"):
+            return self._partial_first(X, y)
+        X, Y = self._validate_chunk(X, y)
+        engine = self.__dict__.get("_engine") or self._engine_from_fitted()
+        Zt, Yt = self._chunk_tensors(X, Y, engine["device"])
+        cfg = {**engine["cfg"], "max_iter": 1, "batch_size": min(self.batch_size, X.shape[0])}
+        try:
+            hist = training.fine_tune(
+                engine["model"], Zt, Yt, cfg, engine["generator"], opt=engine["opt"]
+            )
+        except training.NonFiniteLossError as exc:
+            hist = {**exc.history, "diverged_epoch": exc.epoch}
+        stopped = self._announce_stop(hist)
+        self._require_finite(engine["model"], "partial_fit")
+        self._engine = engine
+        for key in ("loss", "parts"):
+            engine["history"][key] += hist[key]
+        self._store_partial(engine, Zt, Y is not None, hist.get("converged", False), stopped)
+        return self
+
+    def _partial_first(self, X, y):
+        X, Y = self._validate_fit_data(X, y)
+        self._check_params_vs_input(*X.shape)
+        self._n_val, self._batch_size = 0, min(self.batch_size, X.shape[0])
+        device = resolve_device(self.device)
+        generator = make_generator(check_random_state(self.random_state))
+        Zt, Yt, _, _ = self._prepare_tensors(X, Y, device, generator)
+        cfg = self._training_config(device, generator, Yt is not None and Yt.shape[1])
+        cfg["max_iter"] = 1
+        result = self._train_once(Zt, Yt, None, None, cfg, generator, device)
+        opt = result["history"].pop("optimizer")
+        self._engine = {
+            "model": result["model"],
+            "opt": opt,
+            "generator": generator,
+            "cfg": cfg,
+            "device": device,
+            "history": result["history"],
+        }
+        self._store_fitted(result, X, Y is not None)
+        self.n_collapse_retries_ = 0
+        return self
+
+    def _validate_chunk(self, X, y):
+        check_input_kind(X, "X")
+        if (y is None) == self._has_head:
+            given = "without" if y is None else "with"
+            raise ValueError(
+                f"partial_fit was called {given} y, but the explainer was first fitted "
+                f"{'with' if self._has_head else 'without'} it; give y on every call or on none."
+            )
+        with numeric_conversion("X or y"):
+            if y is None:
+                return validate_data(self, X, reset=False, dtype=float_dtypes(X)), None
+            X, y = validate_data(
+                self, X, y, reset=False, dtype=float_dtypes(X), multi_output=True, y_numeric=True
+            )
+        Y = np.asarray(y, dtype=np.float64).reshape(X.shape[0], -1)
+        if Y.shape[1] != self.coef_.shape[0]:
+            raise ValueError(
+                f"y has {Y.shape[1]} outputs, but the explainer was fitted on "
+                f"{self.coef_.shape[0]}; every chunk must have the same outputs."
+            )
+        return X, Y
+
+    def _chunk_tensors(self, X, Y, device):
+        """A later chunk scaled with the first chunk's ``scale_``, ``y_mean_``, ``y_scale_``."""
+        peak = magnitude(X)[0]
+        check_float32_range(peak / self.scale_, "X", self.rescale)
+        Zs, divisor = scaled_float32(X, self.scale_, peak)
+        Zt = to_tensor(Zs, device) / divisor
+        if Y is None:
+            return Zt, None
+        Ys = (Y - self.y_mean_) / self.y_scale_
+        check_float32_range(float(np.max(np.abs(Ys))), "y", self.rescale)
+        return Zt, to_tensor(Ys, device)
+
+    def _engine_from_fitted(self):
+        """Rebuild the torch model from the fitted (caller-unit) weights; a fresh Adam."""
+        device = resolve_device(self.device)
+        generator = make_generator(check_random_state(self.random_state))
+        self._hidden = tuple(w.shape[1] for w in self.encoder_coefs_[:-1])
+        self._batch_size = self.batch_size
+        n_outputs = self.coef_.shape[0] if self._has_head else 0
+        cfg = self._training_config(device, generator, n_outputs)
+        model = training.build_model(self.n_features_in_, n_outputs, cfg, generator, device)
+        layers = [*model.encoder.layers, *model.decoder.layers]
+        coefs = [*self.encoder_coefs_, *self.decoder_coefs_]
+        intercepts = [*self.encoder_intercepts_, *self.decoder_intercepts_]
+        unfold = np.ones(len(layers))
+        unfold[0], unfold[-1] = self.scale_, 1.0 / self.scale_
+        with torch.no_grad():
+            for layer, w, b, f in zip(layers, coefs, intercepts, unfold, strict=True):
+                layer.weight.copy_(torch.as_tensor(w.T * f))
+                layer.bias.copy_(torch.as_tensor(b * (f if layer is layers[-1] else 1.0)))
+            if self._has_head:
+                model.head.weight.copy_(torch.as_tensor(self.coef_ / self.y_scale_[:, None]))
+                model.head.bias.copy_(
+                    torch.as_tensor((self.intercept_ - self.y_mean_) / self.y_scale_)
+                )
+        history = {"loss": list(self.loss_curve_), "parts": self.loss_parts_.tolist()}
+        return {
+            "model": model,
+            "opt": training._adam(model.parameters(), cfg),
+            "generator": generator,
+            "cfg": cfg,
+            "device": device,
+            "history": history,
+        }
+
+    def _store_partial(self, engine, Zt, supervised, converged, stopped):
+        x = training.encode(engine["model"], Zt)
+        history = {
+            **engine["history"],
+            "validation_loss": [],
+            "converged": converged,
+            "n_iter": len(engine["history"]["loss"]),
+        }
+        weight = None if engine["model"].head is None else engine["model"].head.weight.detach()
+        result = {
+            "model": engine["model"],
+            "history": history,
+            "x_train": x,
+            "alphas": (
+                engine["cfg"]["alpha_f"],
+                engine["cfg"]["alpha_r"],
+                engine["cfg"]["alpha_p"],
+            ),
+            "collapsed": collapse_state(x, weight)[0],
+            "stopped": stopped,
+        }
+        self._store_fitted(result, None, supervised)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_engine", None)  # torch objects; partial_fit rebuilds them from the weights
+        return state
+    def _host_rows(self, X, peak, device):
+        """A streamed ``X``, scaled exactly as ``scaled_float32`` + ``to_tensor`` would."""
+        wide = data.working_dtype(X.dtype) == np.float64
+        if wide and self.scale_ != 1.0 and not 1e-30 <= peak <= 1e30:
+            return data.HostRows(X, device, pre_divisor=self.scale_)
+        return data.HostRows(X, device, divisor=self.scale_)
 
     def _training_config(self, device, generator, n_outputs):
         return {
@@ -468,6 +693,8 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
             "n_iter_no_change": self.n_iter_no_change,
             "verbose": self.verbose,
             "dropout_generator": device_generator(generator, device),
+            "precision": self.precision,
+            "compile": self.compile,
             "revive_dead": True,
         }
 

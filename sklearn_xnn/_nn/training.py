@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from sklearn_xnn._nn import data
 from sklearn_xnn._nn.losses import srae_loss
 from sklearn_xnn._nn.modules import XNN, init_linear
 
@@ -36,9 +37,21 @@ def batches(n, batch_size, generator, device, shuffle=True):
 
 
 def _adam(params, cfg):
-    return torch.optim.Adam(
-        params, lr=cfg["lr"], weight_decay=cfg["weight_decay"], **cfg.get("adam_kwargs", {})
-    )
+    """Adam with torch's fused kernel where the device has one (CPU and CUDA do): one pass
+    over each parameter instead of ~10, deterministic, so CPU fits stay bitwise repeatable."""
+    params = list(params)
+    kwargs = dict(cfg.get("adam_kwargs", {}))
+    if "fused" not in kwargs and "foreach" not in kwargs and params:
+        kwargs["fused"] = params[0].device.type in _fused_devices()
+    return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"], **kwargs)
+
+
+def _fused_devices():
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:  # pragma: no cover - older torch
+        return ("cuda",)
+    return tuple(_get_fused_kernels_supported_devices())
 
 
 def pretrain_layers(model, Z, cfg, generator):
@@ -55,7 +68,9 @@ def pretrain_layers(model, Z, cfg, generator):
         relu_out = level > 0 or model.decoder.nonnegative_output
         opt = _adam([*e.parameters(), *d.parameters()], cfg)
         for _ in range(cfg["pretrain"]):
-            for idx in batches(codes.shape[0], cfg["batch_size"], generator, codes.device):
+            for idx in batches(
+                codes.shape[0], cfg["batch_size"], generator, data.index_device(codes)
+            ):
                 target = codes[idx]
                 rebuilt = d(F.relu(e(target)))
                 rebuilt = F.relu(rebuilt) if relu_out else rebuilt
@@ -63,9 +78,17 @@ def pretrain_layers(model, Z, cfg, generator):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-        with torch.no_grad():
-            codes = torch.cat([F.relu(e(codes[i])) for i in _chunks(codes.shape[0])])
+        codes = _next_codes(codes, e)
     return codes
+
+
+def _next_codes(codes, layer):
+    """The codes of the next level: stored for a device tensor, recomputed per batch for
+    a host source (whose codes would not fit in memory either)."""
+    if not torch.is_tensor(codes):
+        return data.Mapped(codes, layer)
+    with torch.no_grad():
+        return torch.cat([F.relu(layer(codes[i])) for i in _chunks(codes.shape[0])])
 
 
 def _chunks(n, size=8192):
@@ -163,7 +186,7 @@ def revive_dead(model, Z, dead, generator, density=0.3, max_rows=8192):
     if not n_dead:
         return 0
     last = model.encoder.layers[-1]
-    rows = torch.randperm(Z.shape[0], generator=generator)[:max_rows].to(Z.device)
+    rows = torch.randperm(Z.shape[0], generator=generator)[:max_rows].to(data.index_device(Z))
     h = Z[rows]
     for layer in model.encoder.layers[:-1]:
         h = F.relu(layer(h))
@@ -176,15 +199,37 @@ def revive_dead(model, Z, dead, generator, density=0.3, max_rows=8192):
     return n_dead
 
 
-def _epoch(model, opt, Z, Y, cfg, generator, dropout_gen):
+def forward_loss(model, zb, yb, cfg, dropout_gen):
+    """Forward pass and SRAE loss of one minibatch: ``(x, loss, parts)``.
+
+    With ``cfg["precision"] == "bf16"`` on CUDA the network runs under bf16 autocast
+    and the loss is computed in float32 from its float32-cast outputs.
+    """
+    bf16 = cfg.get("precision") == "bf16" and zb.device.type == "cuda"
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+        x, y_hat, z_hat = model(zb, dropout_gen)
+    if bf16:
+        x, z_hat = x.float(), z_hat.float()
+        y_hat = None if y_hat is None else y_hat.float()
+    weight = None if model.head is None else model.head.weight
+    loss, parts = srae_loss(x, y_hat, z_hat, zb, yb, weight, cfg)
+    return x, loss, parts
+
+
+def _step_function(cfg):
+    """``forward_loss``, compiled with ``torch.compile`` when ``cfg["compile"]``."""
+    if cfg.get("compile"):
+        return torch.compile(forward_loss)
+    return forward_loss
+
+
+def _epoch(model, opt, Z, Y, cfg, generator, dropout_gen, step=forward_loss):
     model.train()
     acc = torch.zeros(3 + cfg["n_components"], device=Z.device)
-    for idx in batches(Z.shape[0], cfg["batch_size"], generator, Z.device):
+    for idx in batches(Z.shape[0], cfg["batch_size"], generator, data.index_device(Z)):
         zb = Z[idx]
         yb = None if Y is None else Y[idx]
-        x, y_hat, z_hat = model(zb, dropout_gen)
-        weight = None if model.head is None else model.head.weight
-        loss, parts = srae_loss(x, y_hat, z_hat, zb, yb, weight, cfg)
+        x, loss, parts = step(model, zb, yb, cfg, dropout_gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -199,7 +244,8 @@ def evaluate(model, Z, Y, cfg):
     """Mean loss parts ``[faith, rec, pt]`` on ``(Z, Y)`` without dropout, in one batch pass."""
     model.eval()
     acc = torch.zeros(3, device=Z.device)
-    for idx in batches(Z.shape[0], max(cfg["batch_size"], 1024), None, Z.device, shuffle=False):
+    n, size = Z.shape[0], max(cfg["batch_size"], 1024)
+    for idx in batches(n, size, None, data.index_device(Z), shuffle=False):
         zb = Z[idx]
         yb = None if Y is None else Y[idx]
         x, y_hat, z_hat = model(zb)
@@ -237,7 +283,7 @@ def _roll_back(model, hist, good_state, prev_state, best_state=None):
     hist["n_iter"] = len(hist["loss"])
 
 
-def fine_tune(model, Z, Y, cfg, generator, Z_val=None, Y_val=None):
+def fine_tune(model, Z, Y, cfg, generator, Z_val=None, Y_val=None, opt=None):
     """Joint fine-tuning of encoder, decoder and head on the SRAE loss with Adam.
 
     The learning rate is multiplied by ``cfg["lr_gamma"]`` every ``cfg["lr_step"]`` epochs.
@@ -247,18 +293,21 @@ def fine_tune(model, Z, Y, cfg, generator, Z_val=None, Y_val=None):
     A non-finite loss restores the last finite weights and raises ``NonFiniteLossError``;
     a ``KeyboardInterrupt`` stops training with the weights of the last complete epoch
     (or the best validated ones) and records ``hist["interrupted_epoch"]``.
-    Returns a history dict.
+    ``opt`` continues an existing Adam (``partial_fit``); the one used is returned as
+    ``hist["optimizer"]``. Returns a history dict.
     """
-    opt = _adam(model.parameters(), cfg)
+    opt = _adam(model.parameters(), cfg) if opt is None else opt
+    step = _step_function(cfg)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg["lr_step"], gamma=cfg["lr_gamma"])
     dropout_gen = cfg["dropout_generator"]
     hist = {"loss": [], "parts": [], "validation_loss": [], "converged": False, "revived": 0}
+    hist["optimizer"] = opt
     best, best_state, stall = math.inf, None, 0
     epoch, good_state = 0, None
     try:
         for epoch in range(cfg["max_iter"]):
             prev_state, good_state = good_state, copy.deepcopy(model.state_dict())
-            stats = _epoch(model, opt, Z, Y, cfg, generator, dropout_gen).tolist()
+            stats = _epoch(model, opt, Z, Y, cfg, generator, dropout_gen, step).tolist()
             sched.step()  # the line above is the one host synchronisation of the epoch
             parts_host, x_max = stats[:3], torch.tensor(stats[3:])
             if cfg["revive_dead"] and epoch < cfg["max_iter"] - 1:

@@ -1,0 +1,204 @@
+"""Batch sources for data that stay on the host: a memmap (or any array that slices) is
+read one minibatch at a time and moved to the training device.
+
+The training functions index their data as ``Z[idx]`` (an index tensor) and ``Z[a:b]``
+(a slice), and read ``Z.shape`` and ``Z.device``. A float32 tensor on the device does all
+of that; :class:`HostRows` does it too without ever holding more than the requested rows,
+and :class:`Mapped` applies a frozen layer to another source (the codes of layer-wise
+pre-training, recomputed per batch instead of stored).
+
+Pages of a ``numpy.memmap`` that a read touched count toward the process's resident memory
+until they are unmapped; :class:`PageReleaser` unmaps them (``madvise(MADV_DONTNEED)``,
+the data stay in the operating system's page cache) after every few tens of megabytes
+read, so that peak memory is bounded by the batch and the model, not by the file.
+"""
+
+import mmap
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+#: Rows per chunk of the streaming passes (same as ``_validation.magnitude``).
+CHUNK_ROWS = 8192
+#: Bytes read from a memmap between two releases of its pages.
+RELEASE_BYTES = 32 * 2**20
+
+
+def is_streamable(X):
+    """Whether ``X`` can be streamed: a numpy array or an array-like with ``shape``,
+    ``dtype`` and row slicing that is not a data frame or a sparse matrix."""
+    if isinstance(X, np.ndarray):
+        return X.ndim == 2
+    shape, dtype = getattr(X, "shape", None), getattr(X, "dtype", None)
+    return (
+        isinstance(dtype, np.dtype)
+        and shape is not None
+        and len(shape) == 2
+        and hasattr(X, "__getitem__")
+        and not hasattr(X, "columns")
+        and not hasattr(X, "tocsr")
+    )
+
+
+def should_stream(X, threshold):
+    """Stream ``X`` from the host when its float32 copy would exceed ``threshold`` bytes."""
+    if not is_streamable(X):
+        return False
+    n_rows, n_cols = X.shape
+    return n_rows * n_cols * 4 > threshold
+
+
+class PageReleaser:
+    """Unmaps the pages of a ``numpy.memmap`` after every ``every`` bytes read (no-op else)."""
+
+    def __init__(self, array, every=RELEASE_BYTES):
+        self._mmap = getattr(array, "_mmap", None)
+        self._ok = self._mmap is not None and hasattr(self._mmap, "madvise")
+        self._every, self._read = every, 0
+
+    def __call__(self, nbytes, force=False):
+        if not self._ok:
+            return
+        self._read += nbytes
+        if force or self._read >= self._every:
+            try:
+                self._mmap.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):  # closed or unsupported: keep going without it
+                self._ok = False
+            self._read = 0
+
+
+def working_dtype(dtype):
+    """The dtype the in-memory path computes in: float32/float64 kept, float16 as float32,
+    anything else as float64 (like ``_validation.float_dtypes``)."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float16:
+        return np.dtype(np.float32)
+    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+
+def iter_chunks(X, rows=CHUNK_ROWS):
+    """``X[i : i + rows]`` as in-memory arrays of the working dtype, releasing memmap pages."""
+    release = PageReleaser(X)
+    dtype = working_dtype(X.dtype)
+    for start in range(0, X.shape[0], rows):
+        chunk = np.asarray(X[start : start + rows])
+        release(chunk.nbytes)
+        yield chunk.astype(dtype, copy=False)
+    release(0, force=True)
+
+
+def scan(X):
+    """One streaming pass: ``(peak, rms, nonnegative)`` of ``X``; refuses NaN and infinity.
+
+    ``peak = max |X|`` and ``rms = sqrt(mean(X ** 2))`` computed exactly as
+    ``_validation.magnitude`` does (same chunks, overflow-safe), so that a streamed fit
+    rescales by the same scalar as an in-memory one.
+    """
+    peak, nonneg = 0.0, True
+    for c in iter_chunks(X):
+        if not np.isfinite(c).all():
+            what = "NaN" if np.isnan(c).any() else f"infinity or a value too large for {c.dtype!r}"
+            raise ValueError(f"Input X contains {what}.")
+        if c.size:
+            peak = max(peak, float(np.max(np.abs(c))))
+            nonneg = nonneg and bool((c >= 0).all())
+    if peak == 0.0:
+        return 0.0, 0.0, nonneg
+    sumsq = sum(float(np.sum(np.square(c / peak, dtype=np.float64))) for c in iter_chunks(X))
+    return peak, peak * float(np.sqrt(sumsq / (X.shape[0] * X.shape[1]))), nonneg
+
+
+class HostRows:
+    """Rows ``rows`` of a host array, delivered as scaled float32 tensors on ``device``.
+
+    ``source[key]`` with an index tensor, an integer array or a slice reads those rows
+    (sorted, so that a memmap is read front to back; then put back in the requested
+    order), converts them like the in-memory path does (``float32(X) / divisor``, or
+    ``float32(X / pre_divisor)`` for float64 values beyond the float32 range) and moves
+    them to ``device`` (through pinned memory on CUDA, without synchronising).
+    """
+
+    def __init__(self, array, device, divisor=1.0, pre_divisor=1.0, rows=None):
+        self.array, self.device = array, torch.device(device)
+        self.divisor, self.pre_divisor = divisor, pre_divisor
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        n = array.shape[0] if self.rows is None else self.rows.shape[0]
+        self.shape = (n, array.shape[1])
+        self.index_device = torch.device("cpu")
+        self._release = PageReleaser(array)
+
+    def take(self, idx):
+        """The sub-source of rows ``idx`` (no data are read)."""
+        idx = _as_numpy_index(idx)
+        rows = idx if self.rows is None else self.rows[idx]
+        return HostRows(self.array, self.device, self.divisor, self.pre_divisor, rows)
+
+    def _positions(self, key):
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.shape[0])
+            if self.rows is None and step == 1:
+                return slice(start, stop)
+            pos = np.arange(start, stop, step)
+        else:
+            pos = _as_numpy_index(key)
+        return pos if self.rows is None else self.rows[pos]
+
+    def _read(self, pos):
+        if isinstance(pos, slice):
+            return np.asarray(self.array[pos])
+        order = np.argsort(pos, kind="stable")
+        first, last = (int(pos[order[0]]), int(pos[order[-1]])) if pos.size else (0, -1)
+        if last - first + 1 == pos.size:  # a contiguous block: one slice read
+            block = np.asarray(self.array[first : last + 1])
+        else:
+            block = np.asarray(self.array[pos[order]])
+        out = np.empty_like(block)
+        out[order] = block
+        return out
+
+    def __getitem__(self, key):
+        block = self._read(self._positions(key))
+        self._release(block.nbytes)
+        block = block.astype(working_dtype(block.dtype), copy=False)
+        if self.pre_divisor != 1.0:
+            block = block / self.pre_divisor
+        t = torch.as_tensor(np.ascontiguousarray(block), dtype=torch.float32)
+        if self.device.type == "cuda":
+            t = t.pin_memory().to(self.device, non_blocking=True)
+        else:
+            t = t.to(self.device)
+        return t / self.divisor if self.divisor != 1.0 else t
+
+
+class Mapped:
+    """``relu(layer(source[key]))`` computed per request (codes that are never stored)."""
+
+    def __init__(self, source, layer):
+        self.source, self.layer = source, layer
+        self.shape = (source.shape[0], layer.out_features)
+        self.device = source.device
+        self.index_device = getattr(source, "index_device", source.device)
+
+    def __getitem__(self, key):
+        with torch.no_grad():
+            return F.relu(self.layer(self.source[key]))
+
+
+def take_rows(data, idx):
+    """``data[idx]`` for a tensor, a lazy sub-source for a :class:`HostRows`."""
+    if data is None:
+        return None
+    return data.take(idx) if isinstance(data, HostRows) else data[idx]
+
+
+def index_device(data):
+    """Where the index tensors of ``data``'s minibatches should live."""
+    return getattr(data, "index_device", data.device)
+
+
+def _as_numpy_index(idx):
+    if torch.is_tensor(idx):
+        idx = idx.cpu().numpy()
+    return np.asarray(idx, dtype=np.int64)

@@ -1,0 +1,174 @@
+"""Streaming training: partial_fit, fit from a numpy.memmap, bounded memory."""
+
+import pickle
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+from conftest import FAST
+from sklearn.exceptions import ConvergenceWarning
+
+from sklearn_xnn import SRAEExplainer
+from sklearn_xnn._nn import data
+
+
+@pytest.fixture
+def memmap_of(tmp_path):
+    def make(array):
+        path = tmp_path / "z.npy"
+        np.save(path, array)
+        return np.load(path, mmap_mode="r")
+
+    return make
+
+
+def _fit(X, y, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return SRAEExplainer(**{**FAST, "random_state": 0, **kw}).fit(X, y)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_memmap_fit_equals_in_memory_fit(planted_small, memmap_of, dtype):
+    Z, y, _ = planted_small
+    Z = Z.astype(dtype)
+    a = _fit(Z, y)
+    b = _fit(memmap_of(Z), y, stream_threshold=0)
+    assert b.scale_ == a.scale_
+    assert b.decoder_relu_output_ == a.decoder_relu_output_
+    np.testing.assert_allclose(b.transform(Z), a.transform(Z), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.loss_curve_, a.loss_curve_, rtol=1e-5)
+    assert b.transform(Z).dtype == dtype
+
+
+def test_streamed_fit_with_validation_split_and_signed_data(planted_small, memmap_of):
+    Z, y, _ = planted_small
+    Zs = (Z - Z.mean(0)).astype(np.float32)
+    est = _fit(memmap_of(Zs), y, stream_threshold=0, early_stopping=True)
+    assert not est.decoder_relu_output_
+    assert len(est.validation_scores_) == est.n_iter_
+    assert est.transform(Zs).shape == (Z.shape[0], FAST.get("n_components", 5))
+
+
+def test_streamed_unsupervised_and_integer_data(planted_small, memmap_of):
+    Z, _, _ = planted_small
+    Zi = np.round(Z * 10).astype(np.int32)
+    a = _fit(Zi, None)
+    b = _fit(memmap_of(Zi), None, stream_threshold=0)
+    np.testing.assert_allclose(b.transform(Zi), a.transform(Zi), rtol=1e-5, atol=1e-6)
+    assert b.transform(Zi).dtype == np.float64
+
+
+def test_streamed_fit_refuses_nan(planted_small, memmap_of):
+    Z, y, _ = planted_small
+    Z = Z.astype(np.float32)
+    Z[-1, 3] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        _fit(memmap_of(Z), y, stream_threshold=0)
+
+
+def test_host_rows_keeps_requested_order(memmap_of):
+    Z = np.arange(60, dtype=np.float32).reshape(20, 3)
+    rows = data.HostRows(memmap_of(Z), "cpu", divisor=2.0)
+    idx = np.array([7, 2, 19, 3])
+    np.testing.assert_array_equal(rows[idx].numpy(), Z[idx] / 2)
+    np.testing.assert_array_equal(rows[4:9].numpy(), Z[4:9] / 2)
+    sub = rows.take(np.array([5, 1, 9]))
+    np.testing.assert_array_equal(sub[1:3].numpy(), Z[[1, 9]] / 2)
+    assert sub.shape == (3, 3)
+
+
+def test_partial_fit_learns_and_keeps_first_scaling(planted_small):
+    Z, y, _ = planted_small
+    est = SRAEExplainer(**{**FAST, "random_state": 0})
+    est.partial_fit(Z[:150], y[:150])
+    scale, y_mean = est.scale_, est.y_mean_.copy()
+    first = est.score(Z, y)
+    for _ in range(8):
+        est.partial_fit(Z[150:], y[150:])
+        est.partial_fit(Z[:150], y[:150])
+    assert est.scale_ == scale
+    np.testing.assert_array_equal(est.y_mean_, y_mean)
+    assert est.n_iter_ == 17
+    assert len(est.loss_curve_) == 17
+    assert est.score(Z, y) > first + 0.05
+
+
+def test_partial_fit_after_fit_and_pickle_continues_from_weights(planted_small):
+    Z, y, _ = planted_small
+    est = _fit(Z, y)
+    before = est.transform(Z)
+    clone = pickle.loads(pickle.dumps(est))
+    assert "_engine" not in vars(clone)
+    clone.set_params(learning_rate_init=1e-12).partial_fit(Z, y)
+    np.testing.assert_allclose(clone.transform(Z), before, rtol=1e-4, atol=1e-5)
+    assert clone.n_iter_ == est.n_iter_ + 1
+
+
+def test_partial_fit_is_reproducible(planted_small):
+    Z, y, _ = planted_small
+    runs = []
+    for _ in range(2):
+        est = SRAEExplainer(**{**FAST, "random_state": 3})
+        est.partial_fit(Z[:200], y[:200]).partial_fit(Z[200:], y[200:])
+        runs.append(est.transform(Z))
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_partial_fit_refuses_inconsistent_chunks(planted_small):
+    Z, y, _ = planted_small
+    est = SRAEExplainer(**{**FAST, "random_state": 0}).partial_fit(Z[:150], y[:150])
+    with pytest.raises(ValueError, match="called without y"):
+        est.partial_fit(Z[150:])
+    with pytest.raises(ValueError, match="outputs"):
+        est.partial_fit(Z[150:], y[150:, :2])
+    with pytest.raises(ValueError, match="features"):
+        est.partial_fit(Z[150:, :5], y[150:])
+    with pytest.raises(ValueError, match="minimum of 2"):
+        SRAEExplainer(**FAST).partial_fit(Z[:1], y[:1])
+
+
+_RSS_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys, warnings
+    import numpy as np, torch
+    torch.set_num_threads(1)
+    from sklearn_xnn import SRAEExplainer
+    Z = np.load(sys.argv[1], mmap_mode="r")
+    y = np.asarray(Z[:, :2]).copy() @ np.ones((2, 2))
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    warnings.simplefilter("ignore")
+    SRAEExplainer(hidden_layer_sizes=(16, 8), n_components=3, max_iter=1, pretrain=1,
+                  batch_size=256, collapse_retries=0, device="cpu", random_state=0,
+                  stream_threshold=int(sys.argv[2])).fit(Z, y)
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in KiB on Linux")
+def test_streamed_fit_memory_is_bounded_by_the_batch(tmp_path):
+    path = tmp_path / "big.npy"
+    Z = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(40000, 1000))
+    rng = np.random.default_rng(0)
+    for i in range(0, 40000, 5000):
+        Z[i : i + 5000] = rng.random((5000, 1000), dtype=np.float32)
+    Z.flush()
+    del Z  # 160 MB on disk
+
+    def growth(threshold):
+        out = subprocess.run(
+            [sys.executable, "-c", _RSS_SCRIPT, str(path), str(threshold)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        return int(out.stdout.split()[-1])
+
+    streamed, copied = growth(0), growth(2**40)
+    assert copied > 100e6  # the in-memory path holds a float32 copy of X (160 MB)
+    assert streamed < 60e6, f"streamed fit grew resident memory by {streamed / 1e6:.0f} MB"

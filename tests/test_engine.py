@@ -1,0 +1,79 @@
+"""The training engine's fast paths: fused Adam, bf16 autocast, torch.compile."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import FAST
+from sklearn.exceptions import ConvergenceWarning
+
+from sklearn_xnn import SRAEExplainer
+from sklearn_xnn._nn import training
+
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="bf16 autocast and compile are CUDA paths; no GPU here"
+)
+
+
+def _fit(Z, y, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return SRAEExplainer(**{**FAST, "random_state": 0, **kw}).fit(Z, y)
+
+
+def test_adam_is_fused_on_cpu():
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    opt = training._adam(params, {"lr": 1e-3, "weight_decay": 0.0})
+    assert opt.defaults["fused"] is True
+    forced = training._adam(params, {"lr": 1e-3, "weight_decay": 0.0, "adam_kwargs": {}})
+    assert forced.defaults["fused"] is True
+
+
+def test_fused_adam_keeps_cpu_fits_bitwise_repeatable(planted_small):
+    Z, y, _ = planted_small
+    a, b = _fit(Z, y), _fit(Z, y)
+    np.testing.assert_array_equal(a.transform(Z), b.transform(Z))
+    assert a.loss_curve_ == b.loss_curve_
+
+
+def test_fused_adam_follows_the_plain_adam_update():
+    torch.manual_seed(0)
+    w0 = torch.randn(50, 20)
+    results = []
+    for kwargs in ({"fused": True}, {"foreach": False}):
+        w = torch.nn.Parameter(w0.clone())
+        opt = training._adam([w], {"lr": 1e-2, "weight_decay": 1e-4, "adam_kwargs": kwargs})
+        for step in range(20):
+            w.grad = torch.sin(w.detach() * (step + 1))
+            opt.step()
+        results.append(w.detach())
+    torch.testing.assert_close(results[0], results[1], rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_is_ignored_off_cuda(planted_small):
+    Z, y, _ = planted_small
+    a, b = _fit(Z, y), _fit(Z, y, precision="bf16", device="cpu")
+    np.testing.assert_array_equal(a.transform(Z), b.transform(Z))
+
+
+def test_bad_precision_is_refused(planted_small):
+    Z, y, _ = planted_small
+    with pytest.raises(ValueError, match="precision"):
+        SRAEExplainer(precision="fp16").fit(Z, y)
+
+
+@needs_cuda
+def test_bf16_on_cuda_stays_close_to_float32(planted_small):
+    Z, y, _ = planted_small
+    a = _fit(Z, y, device="cuda")
+    b = _fit(Z, y, device="cuda", precision="bf16")
+    assert abs(a.score(Z, y) - b.score(Z, y)) < 0.05
+
+
+@needs_cuda
+def test_compile_on_cuda_matches_eager(planted_small):
+    Z, y, _ = planted_small
+    a = _fit(Z, y, device="cuda", max_iter=3)
+    b = _fit(Z, y, device="cuda", max_iter=3, compile=True)
+    np.testing.assert_allclose(a.transform(Z), b.transform(Z), rtol=1e-3, atol=1e-3)

@@ -115,16 +115,18 @@ def init_head_lstsq(head, x, y, ridge=1e-6):
 
 
 @torch.no_grad()
-def init_last_layer_rrr(model, Z, Y, ridge=1e-3):
-    """Point the x-features at the best rank-K linear predictor of ``Y`` from the hidden codes.
+def init_last_layer_rrr(model, Z, Y, generator, ridge=1e-3, unmix=True):
+    """Point the x-features at independent directions of the best rank-K linear predictor.
 
     Reduced-rank regression on the codes ``h`` of the encoder's last hidden layer: the
     least-squares fit ``Y ~ h B`` is projected on the top right singular vectors ``V_K`` of
-    its fitted values, and x-feature ``k`` starts as ``relu(h B v_k + b_k)``, oriented so its
-    long tail is positive, scaled to unit spread, and shifted so it is active on every row.
-    The least-squares head on these x-features then starts at the rank-K linear optimum on
-    ``h``; fine-tuning makes them sparse. With fewer outputs than x-features the remaining
-    x-features keep their pre-trained weights.
+    its fitted values, giving the faithful rank-K subspace ``h B V_K``. With ``unmix`` the
+    subspace is rotated by FastICA into its most independent (sparsest) directions, which
+    leaves the rank-K faithfulness unchanged. Each x-feature then starts as
+    ``relu(h d_k + b_k)``, oriented so its long tail is positive, scaled to unit spread and
+    shifted so it is active on every row: the least-squares head on them starts at the
+    rank-K linear optimum on ``h``, and fine-tuning makes them sparse. With fewer outputs
+    than x-features the remaining x-features keep their pre-trained weights.
     """
     last = model.encoder.layers[-1]
     h = torch.cat([_hidden_codes(model, Z[s]) for s in _chunks(Z.shape[0])]).double()
@@ -138,13 +140,34 @@ def init_last_layer_rrr(model, Z, Y, ridge=1e-3):
     _, _, vh = torch.linalg.svd(hc @ coef, full_matrices=False)
     k = min(last.out_features, vh.shape[0])
     directions = coef @ vh[:k].T  # (h2, k)
+    if unmix and k > 1:
+        directions = directions @ _ica_rotation(hc @ directions, generator).to(directions)
     proj = hc @ directions
-    sign = torch.where(proj.max(0).values >= -proj.min(0).values, 1.0, -1.0).to(proj)
+    skew = torch.mean(((proj - proj.mean(0)) / proj.std(0).clamp_min(1e-12)) ** 3, dim=0)
+    sign = torch.where(skew >= 0, 1.0, -1.0).to(proj)
     directions, proj = directions * sign, proj * sign
     spread = proj.std(0).clamp_min(1e-12)
     directions, proj = directions / spread, proj / spread
     last.weight[:k] = directions.T.to(last.weight)
     last.bias[:k] = (-(h.mean(0) @ directions) - proj.min(0).values).to(last.bias)
+
+
+def _ica_rotation(proj, generator):
+    """The ``(k, k)`` FastICA unmixing of ``proj`` (rows = samples), as a right factor."""
+    import warnings
+
+    from sklearn.decomposition import FastICA
+    from sklearn.exceptions import ConvergenceWarning
+
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    ica = FastICA(whiten="unit-variance", max_iter=400, tol=1e-4, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ica.fit(proj.cpu().numpy())
+    unmixing = torch.as_tensor(ica.components_, dtype=torch.float64)  # (k, k)
+    if not torch.isfinite(unmixing).all():
+        return torch.eye(proj.shape[1], dtype=torch.float64)
+    return unmixing.T
 
 
 def _hidden_codes(model, z):

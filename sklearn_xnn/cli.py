@@ -198,19 +198,13 @@ def _add_reconstruction_columns(table, fitted, head_network, Z_test, y_test):
     return table[order + [c for c in table.columns if c not in order]]
 
 
-def _fit_transformers(explainers, Z_train, y_train):
-    """Fit a clone of each explainer (for reconstruction); None where fitting is impossible."""
-    from sklearn.base import clone
+def _embedders(fitted):
+    """The fitted embedding of each explainer (the transformer inside a headed pipeline)."""
+    from sklearn.pipeline import Pipeline
 
-    fitted = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name, est in explainers.items():
-            try:
-                fitted[name] = clone(est).fit(Z_train, y_train)
-            except ValueError:  # e.g. NMF on signed activations: compare notes it
-                fitted[name] = None
-    return fitted
+    return {
+        name: est[0] if isinstance(est, Pipeline) else est for name, est in fitted.items()
+    }
 
 
 # ---------------------------------------------------------------------------- demo
@@ -271,11 +265,13 @@ def run_demo(args):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table = compare_explainers(explainers, Z_tr, y_tr, Z_te, y_te)
+        table, fitted = compare_explainers(
+            explainers, Z_tr, y_tr, Z_te, y_te, return_fitted=True
+        )
     step("reconstruction faithfulness through the rest of the network (fc2)")
     trunk, rest = split_sequential(model, "relu_fc1")
     check_split(model, trunk, rest, torch.as_tensor(im_te[:8]))
-    fitted = _fit_transformers(explainers, Z_tr, y_tr)
+    fitted = _embedders(fitted)
     table = _add_reconstruction_columns(table, fitted, rest, Z_te, y_te)
     _print_table(table)
     step(f"heatmaps ({args.heatmap}) and report")
@@ -381,12 +377,12 @@ def run_fit(args):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table = compare_explainers(explainers, Z_tr, y_tr, Z_te, y_te)
+        table, fitted = compare_explainers(
+            explainers, Z_tr, y_tr, Z_te, y_te, return_fitted=True
+        )
     _print_table(table)
-    step("fitting the SRAE explainer to save")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        srae = explainers["SRAE"].fit(Z_tr, y_tr)
+    step("saving the fitted SRAE explainer")
+    srae = fitted["SRAE"]
     args.out.mkdir(parents=True, exist_ok=True)
     model_path = args.out / "explainer.safetensors"
     srae.save(model_path)

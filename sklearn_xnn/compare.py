@@ -172,12 +172,12 @@ def _skip_reason(estimator, Z_train):
 
 
 def _fit_measure(estimator, Z_train, y_train, Z_test, y_test, codes_test):
-    """Fit a clone (headed when it has no predict) and measure it: ``(row, y_pred)``."""
+    """Fit a clone (headed when it has no predict) and measure it: ``(row, y_pred, fitted)``."""
     est = clone(estimator)
     est = est if hasattr(est, "predict") else make_headed(est)
     reason = _skip_reason(est, Z_train)
     if reason is not None:
-        return {"note": reason}, None
+        return {"note": reason}, None, None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         start = time.perf_counter()
@@ -186,7 +186,7 @@ def _fit_measure(estimator, Z_train, y_train, Z_test, y_test, codes_test):
         row = evaluate_explainer(est, Z_test, y_test, Z_train=Z_train, codes=codes_test)
     kinds = sorted({w.category.__name__ for w in caught if issubclass(w.category, UserWarning)})
     row.update(fit_time_s=fit_time, note="; ".join(kinds))
-    return row, row.pop("y_pred")
+    return row, row.pop("y_pred"), est
 
 
 def _frame(rows, names):
@@ -196,7 +196,9 @@ def _frame(rows, names):
     return frame.reindex(columns=COLUMNS)
 
 
-def compare_explainers(explainers, Z_train, y_train, Z_test, y_test, *, codes_test=None):
+def compare_explainers(
+    explainers, Z_train, y_train, Z_test, y_test, *, codes_test=None, return_fitted=False
+):
     """Fit each explainer on the training rows and measure every metric on the test rows.
 
     Explainers without ``predict`` (PCA, NMF, any transformer) are wrapped by
@@ -220,6 +222,9 @@ def compare_explainers(explainers, Z_train, y_train, Z_test, y_test, *, codes_te
         Logits to explain.
     codes_test : array-like of shape (n_test, n_concepts), default=None
         Planted concept codes of the test rows; fills ``concept_recovery``.
+    return_fitted : bool, default=False
+        Also return the fitted explainers (headed pipelines for transformers; None where
+        a method was skipped), so that they need not be fitted again.
 
     Returns
     -------
@@ -230,6 +235,8 @@ def compare_explainers(explainers, Z_train, y_train, Z_test, y_test, *, codes_te
         orthogonality (``pullaway_samples``, ``pullaway_components``,
         ``contribution_corr``, ``component_max_cos``, ``component_mean_cos``), health
         (``dead_fraction``), ``concept_recovery``, ``n_components``, ``fit_time_s``, ``note``.
+    fitted : dict of str to estimator
+        Only with ``return_fitted=True``: the fitted explainers, by name.
 
     Examples
     --------
@@ -244,11 +251,17 @@ def compare_explainers(explainers, Z_train, y_train, Z_test, y_test, *, codes_te
     >>> list(table.index), bool(table.loc["PCA", "reconstruction_r2"] > 0)
     (['PCA', 'random'], True)
     """
-    rows = [
-        _fit_measure(est, Z_train, y_train, Z_test, y_test, codes_test)[0]
+    # One dtype for every method: float32 activations (what torch gives) would otherwise
+    # meet float64 inside methods that refuse mixed dtypes (NMF).
+    Z_train, Z_test = (np.asarray(a, dtype=np.float64) for a in (Z_train, Z_test))
+    results = [
+        _fit_measure(est, Z_train, y_train, Z_test, y_test, codes_test)
         for est in explainers.values()
     ]
-    return _frame(rows, list(explainers))
+    table = _frame([r[0] for r in results], list(explainers))
+    if return_fitted:
+        return table, dict(zip(explainers, (r[2] for r in results), strict=True))
+    return table
 
 
 def compare_per_output(
@@ -301,7 +314,7 @@ def compare_per_output(
     for est in explainers.values():
         per, preds = [], []
         for c in outputs:
-            row, y_pred = _fit_measure(
+            row, y_pred, _ = _fit_measure(
                 est, Z_train, y_train[:, c], Z_test, y_test[:, c], codes_test
             )
             per.append(row)

@@ -1,4 +1,4 @@
-"""Held-out quality of SRAEExplainer at default settings next to PCA, NMF, PLS and the rank-K optimum.
+"""Held-out quality of SRAEExplainer at default settings beside PCA, NMF, PLS and rank-K optimum.
 
 Planted data (``make_concept_activations(3000, 256)``, 2000 train / 1000 test rows, K = 5 =
 the number of planted concepts) for three data seeds, and the digits CNN's ``fc1`` layer

@@ -121,14 +121,15 @@ def main():
     ap.add_argument("--datasets", default="planted,digits")
     ap.add_argument("--limit", type=int, default=None, help="run only the first N fits")
     args = ap.parse_args()
-    settings = [dict(zip(GRID, v)) for v in itertools.product(*GRID.values())] + EXTRA
+    settings = [dict(zip(GRID, v, strict=True)) for v in itertools.product(*GRID.values())] + EXTRA
     jobs = [
         (s, d, seed) for s in settings for d in args.datasets.split(",") for seed in SEEDS
     ]
     jobs = jobs[: args.limit]
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     t0 = time.time()
-    with mp.get_context("spawn").Pool(args.procs, initializer=load_data) as pool, open(args.out + ".jsonl", "w") as log:
+    pool = mp.get_context("spawn").Pool(args.procs, initializer=load_data)
+    with pool, open(args.out + ".jsonl", "w") as log:
         rows = []
         for row in pool.imap_unordered(run_one, jobs):
             rows.append(row)

@@ -73,7 +73,9 @@ _LR_STEP_EPOCHS = 40
 _LR_GAMMA = 0.1
 
 
-class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin, BaseEstimator):
+class SRAEExplainer(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin, BaseEstimator
+):
     """Explanation space of a network layer: a few sparse, non-negative x-features.
 
     Learns an encoder ``E`` from a layer's activations ``Z`` to ``K`` non-negative
@@ -387,7 +389,9 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
                 f"{self.hidden_layer_sizes!r}."
             )
         if (sizes < 1).any():
-            raise ValueError(f"hidden_layer_sizes must be positive, got {self.hidden_layer_sizes!r}.")
+            raise ValueError(
+                f"hidden_layer_sizes must be positive, got {self.hidden_layer_sizes!r}."
+            )
         self._hidden = tuple(int(s) for s in sizes)
         n_val = int(np.ceil(self.validation_fraction * n_samples)) if self.early_stopping else 0
         if self.early_stopping and (n_val < 1 or n_samples - n_val < 2):

@@ -21,7 +21,7 @@ def inference_device(device):
 
 def _mlp(h, coefs, intercepts, relu_last):
     last = len(coefs) - 1
-    for i, (w, b) in enumerate(zip(coefs, intercepts)):
+    for i, (w, b) in enumerate(zip(coefs, intercepts, strict=True)):
         h = torch.addmm(b, h, w)
         if i < last or relu_last:
             h = torch.relu(h)

@@ -16,7 +16,8 @@ def faithfulness_loss(y_hat, y):
 def reconstruction_loss(z_hat, z, kind="log", q=100.0):
     """Reconstruction penalty of the decoder output.
 
-    ``kind="log"``: ``(1 / D) sum_j log(1 + q e_j)`` with ``e_j = (1 / N) sum_i (z_hat_ij - z_ij)^2``,
+    ``kind="log"``: ``(1 / D) sum_j log(1 + q e_j)`` with
+    ``e_j = (1 / N) sum_i (z_hat_ij - z_ij)^2``,
     concave in each unit's error, so the optimiser rebuilds part of the space well and gives
     up on the rest. ``kind="mse"``: ``(1 / (N D)) sum_ij (z_hat_ij - z_ij)^2``.
     """

@@ -28,7 +28,8 @@ class Encoder(nn.Module):
 
     def __init__(self, sizes, p_dropout=0.0):
         super().__init__()
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        pairs = zip(sizes[:-1], sizes[1:], strict=True)
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
         self.p_dropout = p_dropout
 
     def forward(self, z, generator=None):
@@ -45,7 +46,8 @@ class Decoder(nn.Module):
 
     def __init__(self, sizes, nonnegative_output):
         super().__init__()
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        pairs = zip(sizes[:-1], sizes[1:], strict=True)
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
         self.nonnegative_output = nonnegative_output
 
     def forward(self, x):

@@ -108,7 +108,8 @@ def init_head_lstsq(head, x, y, ridge=1e-6):
     x_mean, y_mean = x64.mean(0), y64.mean(0)
     xc, yc = x64 - x_mean, y64 - y_mean
     gram = xc.T @ xc
-    gram += ridge * (torch.trace(gram) / gram.shape[0] + 1.0) * torch.eye(gram.shape[0], dtype=gram.dtype)
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype)
+    gram += ridge * (torch.trace(gram) / gram.shape[0] + 1.0) * eye
     coef = torch.linalg.solve(gram, xc.T @ yc).T
     head.weight.copy_(coef.to(head.weight))
     head.bias.copy_((y_mean - coef @ x_mean).to(head.bias))

@@ -9,9 +9,11 @@ from torch import nn
 
 
 class DigitsCNN(nn.Module):
-    """``conv(1->16) -> ReLU -> conv(16->32) -> ReLU -> maxpool -> fc(512->64) -> ReLU -> fc(64->10)``.
+    """A small CNN for 8x8 digits.
 
-    Named layers: ``conv1``, ``conv2``, ``pool``, ``fc1`` (its ReLU output is ``relu_fc1``), ``fc2``.
+    ``conv(1->16) -> ReLU -> conv(16->32) -> ReLU -> maxpool -> fc(512->64) -> ReLU -> fc(64->10)``.
+    Named layers: ``conv1``, ``conv2``, ``pool``, ``fc1`` (its ReLU output is ``relu_fc1``),
+    ``fc2``.
     """
 
     def __init__(self, width=16, hidden=64):
@@ -36,7 +38,7 @@ class DigitsCNN(nn.Module):
 
 
 def train_digits_cnn(images, labels, *, epochs=30, batch_size=64, random_state=None):
-    """Train :class:`DigitsCNN` on ``images`` (N, 1, 8, 8) scaled to [0, 1]; returns it in eval mode."""
+    """Train :class:`DigitsCNN` on ``images`` (N, 1, 8, 8) in [0, 1]; returns it in eval mode."""
     seed = int(check_random_state(random_state).randint(0, 2**31 - 1))
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):

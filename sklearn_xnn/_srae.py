@@ -497,6 +497,7 @@ class SRAEExplainer(
         Yt = None
         if Y is not None:
             self.y_mean_, self.y_scale_, Ys = standardize_columns(Y, self.rescale)
+            self._constant_outputs = np.ptp(Y, axis=0) == 0
             check_float32_range(float(np.max(np.abs(Ys))), "y", self.rescale)
             Yt = to_tensor(Ys, device)
         if not self._n_val:
@@ -817,6 +818,11 @@ class SRAEExplainer(
             W, b = tonp(model.head.weight), tonp(model.head.bias)
             self.coef_ = W * self.y_scale_[:, None]
             self.intercept_ = b * self.y_scale_ + self.y_mean_
+            # An output constant on the training rows carries nothing to explain: its
+            # prediction is that constant, with no x-feature contributing.
+            constant = getattr(self, "_constant_outputs", np.zeros(len(b), dtype=bool))
+            self.coef_[constant] = 0.0
+            self.intercept_[constant] = self.y_mean_[constant]
         self._has_head = supervised
         x = result["x_train"].double().cpu().numpy()
         self.dead_components_ = x.max(axis=0) <= 0

@@ -28,16 +28,21 @@ def _mlp(h, coefs, intercepts, relu_last):
     return h
 
 
+def _tensor(array, device):
+    """Float64 tensor sharing ``array``'s memory when it can (torch wants writable memory)."""
+    array = np.asarray(array, dtype=np.float64)
+    array = array if array.flags.writeable else array.copy()
+    return torch.as_tensor(array, device=device)
+
+
 def _run(X, coefs, intercepts, relu_last, device):
     dev = inference_device(device)
-    ws = [torch.as_tensor(w, dtype=torch.float64, device=dev) for w in coefs]
-    bs = [torch.as_tensor(b, dtype=torch.float64, device=dev) for b in intercepts]
+    ws = [_tensor(w, dev) for w in coefs]
+    bs = [_tensor(b, dev) for b in intercepts]
     out = []
     with torch.no_grad():
         for start in range(0, X.shape[0], _CHUNK_ROWS):
-            chunk = torch.as_tensor(
-                np.asarray(X[start : start + _CHUNK_ROWS], dtype=np.float64), device=dev
-            )
+            chunk = _tensor(X[start : start + _CHUNK_ROWS], dev)
             out.append(_mlp(chunk, ws, bs, relu_last).cpu().numpy())
     if not out:
         return np.zeros((0, coefs[-1].shape[1]))

@@ -131,6 +131,8 @@ def init_last_layer_rrr(model, Z, Y, generator, ridge=1e-3, unmix=True):
     """
     last = model.encoder.layers[-1]
     h = torch.cat([_hidden_codes(model, Z[s]) for s in _chunks(Z.shape[0])]).double()
+    if not torch.isfinite(h).all():
+        return  # pre-training diverged: leave the weights for the caller's finiteness check
     y = Y.double()
     hc, yc = h - h.mean(0), y - y.mean(0)
     gram = hc.T @ hc

@@ -9,6 +9,7 @@ import copy
 import logging
 import math
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -164,12 +165,17 @@ def _ica_rotation(proj, generator):
 
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
     ica = FastICA(whiten="unit-variance", max_iter=400, tol=1e-4, random_state=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        ica.fit(proj.cpu().numpy())
+    identity = torch.eye(proj.shape[1], dtype=torch.float64)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ica.fit(proj.cpu().numpy())
+    except (ValueError, np.linalg.LinAlgError):  # degenerate subspace (tiny or constant data)
+        return identity
     unmixing = torch.as_tensor(ica.components_, dtype=torch.float64)  # (k, k)
     if not torch.isfinite(unmixing).all():
-        return torch.eye(proj.shape[1], dtype=torch.float64)
+        return identity
     return unmixing.T
 
 

@@ -37,7 +37,7 @@ def test_memmap_fit_equals_in_memory_fit(planted_small, memmap_of, dtype):
     Z = Z.astype(dtype)
     a = _fit(Z, y)
     b = _fit(memmap_of(Z), y, stream_threshold=0)
-    assert b.scale_ == a.scale_
+    assert b.scale_ == pytest.approx(a.scale_, rel=1e-12)
     assert b.decoder_relu_output_ == a.decoder_relu_output_
     np.testing.assert_allclose(b.transform(Z), a.transform(Z), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(b.loss_curve_, a.loss_curve_, rtol=1e-5)
@@ -133,23 +133,28 @@ def test_partial_fit_refuses_inconsistent_chunks(planted_small):
 
 _RSS_SCRIPT = textwrap.dedent(
     """
-    import resource, sys, warnings
+    import sys, warnings
     import numpy as np, torch
     torch.set_num_threads(1)
     from sklearn_xnn import SRAEExplainer
     Z = np.load(sys.argv[1], mmap_mode="r")
     y = np.asarray(Z[:, :2]).copy() @ np.ones((2, 2))
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    def peak():  # VmHWM: ru_maxrss would carry the parent's peak over exec
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
     warnings.simplefilter("ignore")
-    SRAEExplainer(hidden_layer_sizes=(16, 8), n_components=3, max_iter=1, pretrain=1,
-                  batch_size=256, collapse_retries=0, device="cpu", random_state=0,
-                  stream_threshold=int(sys.argv[2])).fit(Z, y)
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)
+    est = SRAEExplainer(hidden_layer_sizes=(16, 8), n_components=3, max_iter=1, pretrain=1,
+                        batch_size=256, collapse_retries=0, device="cpu", random_state=0)
+    est.fit(np.asarray(Z[:300]), y[:300])  # warm up torch (kernels, thread pools) first
+    base = peak()
+    est.set_params(stream_threshold=int(sys.argv[2])).fit(Z, y)
+    print(peak() - base)
     """
 )
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in KiB on Linux")
+@pytest.mark.slow  # two subprocesses importing torch: ~10-40 s on a loaded 2-core machine
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_streamed_fit_memory_is_bounded_by_the_batch(tmp_path):
     path = tmp_path / "big.npy"
     Z = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(40000, 1000))
@@ -170,5 +175,7 @@ def test_streamed_fit_memory_is_bounded_by_the_batch(tmp_path):
         return int(out.stdout.split()[-1])
 
     streamed, copied = growth(0), growth(2**40)
-    assert copied > 100e6  # the in-memory path holds a float32 copy of X (160 MB)
-    assert streamed < 60e6, f"streamed fit grew resident memory by {streamed / 1e6:.0f} MB"
+    print(f"resident memory growth: streamed {streamed / 1e6:.0f} MB, copied {copied / 1e6:.0f} MB")
+    assert copied > 160e6  # the in-memory path holds a float32 copy of X (160 MB)
+    # streamed: 8192-row chunks of encode (~64 MB here), <= 16 MB of mapped file pages
+    assert streamed < copied / 2, f"streamed fit grew resident memory by {streamed / 1e6:.0f} MB"

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-#: Rows per chunk of the streaming passes (same as ``_validation.magnitude``).
-CHUNK_ROWS = 8192
+#: Numbers per chunk of the streaming passes (8 MB of float32, 16 MB as float64).
+CHUNK_VALUES = 2**21
 #: Bytes read from a memmap between two releases of its pages.
-RELEASE_BYTES = 32 * 2**20
+RELEASE_BYTES = 16 * 2**20
 
 
 def is_streamable(X):
@@ -78,8 +78,9 @@ def working_dtype(dtype):
     return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
-def iter_chunks(X, rows=CHUNK_ROWS):
+def iter_chunks(X, rows=None):
     """``X[i : i + rows]`` as in-memory arrays of the working dtype, releasing memmap pages."""
+    rows = rows or max(1, CHUNK_VALUES // max(1, X.shape[1]))
     release = PageReleaser(X)
     dtype = working_dtype(X.dtype)
     for start in range(0, X.shape[0], rows):
@@ -92,9 +93,9 @@ def iter_chunks(X, rows=CHUNK_ROWS):
 def scan(X):
     """One streaming pass: ``(peak, rms, nonnegative)`` of ``X``; refuses NaN and infinity.
 
-    ``peak = max |X|`` and ``rms = sqrt(mean(X ** 2))`` computed exactly as
-    ``_validation.magnitude`` does (same chunks, overflow-safe), so that a streamed fit
-    rescales by the same scalar as an in-memory one.
+    ``peak = max |X|`` and ``rms = sqrt(mean(X ** 2))`` computed as
+    ``_validation.magnitude`` does (overflow-safe; chunks of bounded size, so the sum may
+    differ from the in-memory one in the last bits).
     """
     peak, nonneg = 0.0, True
     for c in iter_chunks(X):

@@ -37,7 +37,8 @@ def patch_setup():
     S = S[np.arange(len(predicted)), predicted]
     top = S.argmax(1)  # the most contributing x-feature of each image's predicted class
     # An image whose predicted logit gets no positive contribution (the explainer rebuilds
-    # it from the intercept minus the other x-features) has no x-feature to point with.
+    # it from the intercept minus the other x-features) has no x-feature to point with;
+    # with this fixture there is none, and the pointing game scores every image.
     evaluable = S.max(1) > 0
     net = ExplainedNetwork(model, srae, layer="relu_fc1")
     return dict(test=test, net=net, top=top, evaluable=evaluable, accuracy=accuracy)
@@ -45,7 +46,7 @@ def patch_setup():
 
 def test_cnn_learned_the_patches(patch_setup):
     assert patch_setup["accuracy"] >= 0.95
-    assert patch_setup["evaluable"].mean() >= 0.6
+    assert patch_setup["evaluable"].mean() >= 0.95  # health check; measured: 1.00
 
 
 @pytest.mark.parametrize("method", HEATMAP_METHODS)
@@ -54,12 +55,34 @@ def test_pointing_game(patch_setup, method):
     maps = xfeature_heatmaps(net, test.images, method=method)
     assert maps.shape == (100, 4, 16, 16)
     assert np.all(maps >= 0)
-    ok = patch_setup["evaluable"]
-    chosen = maps[np.arange(len(top)), top][ok]
-    # Measured on seeds 0-5 (one torch thread): c-EB 0.94-1.00, EB 0.96-1.00,
-    # Grad-CAM 0.68-1.00 (0.68 on seed 0 only), gradient x input 0.92-1.00; this seed: >= 0.99.
-    assert pointing_game(chosen, test.masks[ok]) >= 0.8
-    assert pointing_game(chosen, test.distractor_masks[ok]) <= 0.1
+    chosen = maps[np.arange(len(top)), top]
+    # Seed s: training images, CNN and explainer with random_state=s, test images 100 + s;
+    # one torch thread. Over all 100 test images (over the evaluable ones in brackets where
+    # some are not: 81 on seed 0, 71 on seed 5), seeds 0-5:
+    # c-EB 0.91 (1.00), 1.00, 1.00, 1.00, 1.00, 0.79 (1.00); EB the same;
+    # Grad-CAM 0.87 (1.00), 0.98, 0.99, 0.89, 0.89, 0.78 (1.00);
+    # gradient x input 0.91 (1.00), 1.00, 1.00, 0.97, 1.00, 0.79 (1.00); distractor <= 0.06.
+    # This seed (1): c-EB 1.00, EB 1.00, Grad-CAM 0.98, gradient x input 1.00.
+    # The textbook gradient methods (positive_gradients=False) score 0.74 and 0.71 here.
+    assert pointing_game(chosen, test.masks) >= 0.8
+    assert pointing_game(chosen, test.distractor_masks) <= 0.1
+
+
+@pytest.mark.parametrize("method", ["grad_cam", "gradient_input"])
+def test_textbook_gradient_methods(patch_setup, method):
+    """positive_gradients=False gives Grad-CAM and gradient x input as published."""
+    test, net = patch_setup["test"], patch_setup["net"]
+    x = torch.as_tensor(test.images[:4]).requires_grad_(True)
+    maps = xfeature_heatmaps(net, x.detach(), 2, method=method, positive_gradients=False)
+    guided = xfeature_heatmaps(net, x.detach(), 2, method=method)
+    if method == "gradient_input":
+        (g,) = torch.autograd.grad(net.xfeatures(x)[:, 2].sum(), x)
+        expected = (g * x).detach().sum(1).clamp(min=0).numpy()
+        np.testing.assert_allclose(maps[:, 0], expected, rtol=1e-4, atol=1e-6)
+    assert maps.shape == guided.shape == (4, 1, 16, 16)
+    assert np.all(maps >= 0)
+    assert not np.allclose(maps, guided)
+    assert all(not m._forward_hooks for m in net.modules())
 
 
 def test_excitation_backprop_conserves_probability(patch_setup):

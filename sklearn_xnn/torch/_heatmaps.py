@@ -10,6 +10,17 @@ convolution layers use ``W+``; average pooling has non-negative weights already;
 normalisation passes the signal through unchanged; ReLU and max pooling keep their
 ordinary gradient, which routes the signal to the active units and to the pooling winner.
 Other layers, and operations not done by a module, keep their ordinary gradient.
+
+The gradient methods keep, by default, only the excitatory (positive) part of the
+gradient, the evidence Excitation Backprop follows too: Grad-CAM weighs each channel by
+its positive gradients only (the ReLU of Grad-CAM++), and gradient x input
+backpropagates through ReLU modules by the guided-backprop rule (a negative gradient is
+stopped). Their textbook forms (``positive_gradients=False``) give the local net effect
+on the x-feature instead, which is not where an x-feature's evidence lies when the
+x-feature is large because something is *absent* (e.g. an x-feature shared by two
+classes and inhibited by the others' textures: the image parts that raise it are the
+ones that do not look like those textures, and its gradient there points at background
+or at an uninformative patch).
 """
 
 import contextlib
@@ -57,6 +68,37 @@ class _ExcitationRule(torch.autograd.Function):
             scaled = torch.where(z > 0, p_out / z.clamp(min=torch.finfo(z.dtype).tiny), 0.0)
             (g,) = torch.autograd.grad(z, a, scaled)
         return g * a.detach(), None, None
+
+
+class _GuidedReLU(torch.autograd.Function):
+    """Identity on a ReLU's output forward; backward passes positive gradients at active units."""
+
+    @staticmethod
+    def forward(ctx, inp, out):
+        ctx.save_for_backward(out > 0)
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (active,) = ctx.saved_tensors
+        return grad.clamp(min=0) * active, None
+
+
+@contextlib.contextmanager
+def _guided_relus(model):
+    """Within this context, ReLU modules of ``model`` backpropagate by guided backprop."""
+
+    def hook(module, inputs, output):
+        if not (inputs and torch.is_tensor(inputs[0]) and inputs[0].requires_grad):
+            return None
+        return _GuidedReLU.apply(inputs[0], output.detach())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU)]
+    try:
+        yield model
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 class _PassThrough(torch.autograd.Function):
@@ -228,7 +270,7 @@ def _last_spatial_layer(network, x, required=True):
     return spatial[-1]
 
 
-def _gradient_maps(network, x, components, layer, method):
+def _gradient_maps(network, x, components, layer, method, positive):
     maps = []
     if method == "grad_cam":
         module = _last_spatial_layer(network, x) if layer is None else get_layer(network, layer)
@@ -237,13 +279,16 @@ def _gradient_maps(network, x, components, layer, method):
         acts = store[-1]
         for k in components:
             (g,) = torch.autograd.grad(feats[:, k].sum(), acts, retain_graph=True)
+            if positive:
+                g = g.clamp(min=0)
             alpha = g.mean(tuple(range(2, g.ndim)), keepdim=True)
             maps.append(_to_input_size(F.relu((alpha * acts).sum(1, keepdim=True)), x.shape[2:]))
         return maps
-    feats = network.xfeatures(x)
-    for k in components:
-        (g,) = torch.autograd.grad(feats[:, k].sum(), x, retain_graph=True)
-        maps.append(_to_input_size(g * x.detach(), x.shape[2:]))
+    with _guided_relus(network.trunk) if positive else contextlib.nullcontext():
+        feats = network.xfeatures(x)
+        for k in components:
+            (g,) = torch.autograd.grad(feats[:, k].sum(), x, retain_graph=True)
+            maps.append(_to_input_size(g * x.detach(), x.shape[2:]))
     return maps
 
 
@@ -255,6 +300,7 @@ def xfeature_heatmaps(
     method="contrastive_excitation_backprop",
     layer=None,
     contrast_layer=None,
+    positive_gradients=True,
     batch_size=64,
 ):
     """Where in each input the evidence for each x-feature lies.
@@ -275,12 +321,31 @@ def xfeature_heatmaps(
           (the x-feature's weights negated), subtracted at the input of the layer making
           the x-features and propagated further down; the paper's choice.
         - ``"grad_cam"``: Grad-CAM of the x-feature on ``layer`` (default: the trunk's
-          last layer with spatial output), upsampled bilinearly.
-        - ``"gradient_input"``: gradient of the x-feature times the input.
+          last layer with spatial output), upsampled bilinearly. With
+          ``positive_gradients`` (the default) each channel's weight is the spatial mean
+          of the *positive part* of the x-feature's gradient, the ReLU that Grad-CAM++
+          (Chattopadhay et al., 2018) puts on the gradients, with Grad-CAM's uniform
+          mean over positions; otherwise the textbook mean of the gradient.
+        - ``"gradient_input"``: gradient of the x-feature times the input. With
+          ``positive_gradients`` (the default) the gradient is the guided-backprop one
+          (Springenberg et al., 2015): every ReLU module of the trunk, the explained
+          layer's included, passes back only positive gradients, so the map follows
+          the x-feature's excitatory inputs (the positive part of its local linear
+          unit on the explained layer, where Excitation Backprop starts too);
+          otherwise the plain gradient.
     layer : str, optional
         For the Excitation Backprop methods, the layer (name in ``network``, e.g.
         ``"trunk.model.conv1"``) where the map is read and then upsampled; None reads it
         on the input pixels. For ``"grad_cam"``, the layer the map is computed on.
+    contrast_layer : str, optional
+        For ``"contrastive_excitation_backprop"``, the layer where the dual map is
+        subtracted; None means the trunk's last layer with spatial output.
+    positive_gradients : bool, default=True
+        For ``"grad_cam"`` and ``"gradient_input"``: keep only the excitatory (positive)
+        part of the gradients, as described under ``method``. False gives the textbook
+        methods, whose maps show the local *net* effect on the x-feature: an x-feature
+        raised by the absence of some pattern (inhibited where the pattern is) can then
+        point away from the evidence that the excitatory maps find.
     batch_size : int, default=64
         Inputs per backward pass.
 
@@ -294,6 +359,9 @@ def xfeature_heatmaps(
     ----------
     J. Zhang, Z. Lin, J. Brandt, X. Shen, S. Sclaroff. "Top-down Neural Attention by
     Excitation Backprop". ECCV 2016. R. Selvaraju et al. "Grad-CAM". ICCV 2017.
+    A. Chattopadhay, A. Sarkar, P. Howlader, V. Balasubramanian. "Grad-CAM++". WACV 2018.
+    J. T. Springenberg, A. Dosovitskiy, T. Brox, M. Riedmiller. "Striving for Simplicity:
+    The All Convolutional Net". ICLR workshop 2015 (guided backprop).
 
     Examples
     --------
@@ -335,7 +403,9 @@ def xfeature_heatmaps(
                 contrastive = method.startswith("contrastive")
                 maps = _excitation_maps(network, x, components, layer, contrast_layer, contrastive)
             else:
-                maps = _gradient_maps(network, x, components, layer, method)
+                maps = _gradient_maps(
+                    network, x, components, layer, method, bool(positive_gradients)
+                )
             out.append(torch.stack(maps, 1).clamp(min=0).detach().cpu())
     finally:
         network.train(was_training)

@@ -107,9 +107,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--logits", type=int, default=3, help="logits explained one at a time")
     parser.add_argument("--all-logits", action="store_true", help="one setting over all 10")
-    parser.add_argument("--srae-hidden", type=int, nargs=2, default=(64, 16))
-    parser.add_argument("--srae-max-iter", type=int, default=30)
-    parser.add_argument("--srae-pretrain", type=int, default=2)
+    parser.add_argument("--srae-hidden", type=int, nargs=2, default=(128, 32))
+    parser.add_argument("--srae-max-iter", type=int, default=50)
+    parser.add_argument("--srae-pretrain", type=int, default=5)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 avoids oversubscription)"

@@ -1,7 +1,6 @@
 """SRAEExplainer: the XNN explanation space trained with a Sparse Reconstruction Autoencoder."""
 
 import logging
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -13,7 +12,6 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
@@ -24,9 +22,11 @@ from sklearn.utils.validation import (
 )
 
 from sklearn_xnn import _persistence
-from sklearn_xnn._nn import data, training
-from sklearn_xnn._nn.convert import device_generator, make_generator, resolve_device, to_tensor
+from sklearn_xnn._nn import data
+from sklearn_xnn._nn.convert import make_generator, resolve_device, to_tensor
 from sklearn_xnn._nn.inference import decode_numpy, encode_numpy
+from sklearn_xnn._srae_streaming import _StreamingMixin
+from sklearn_xnn._srae_training import _TrainingMixin
 from sklearn_xnn._validation import (
     check_float32_range,
     check_input_kind,
@@ -37,7 +37,6 @@ from sklearn_xnn._validation import (
     scaled_float32,
     standardize_columns,
 )
-from sklearn_xnn.exceptions import TrainingDivergedError
 
 logger = logging.getLogger("sklearn_xnn")
 
@@ -69,12 +68,14 @@ REFERENCE_PARAMS = {
     ),
 }
 
-_LR_STEP_EPOCHS = 40
-_LR_GAMMA = 0.1
-
 
 class SRAEExplainer(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin, BaseEstimator
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    RegressorMixin,
+    _StreamingMixin,
+    _TrainingMixin,
+    BaseEstimator,
 ):
     """Explanation space of a network layer: a few sparse, non-negative x-features.
 
@@ -508,171 +509,12 @@ class SRAEExplainer(
         return pick(Zt, train), pick(Yt, train), pick(Zt, val), pick(Yt, val)
 
     # ------------------------------------------------------------------ streaming
-    @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y=None):
-        """Train on one chunk of rows: streaming training for data larger than memory.
-
-        The first call (on an unfitted explainer) initialises it from its chunk alone, as
-        ``fit`` does: layer-wise pre-training, x-feature and head initialisation, and the
-        rescaling: ``scale_``, ``y_mean_`` and ``y_scale_`` are computed on this first
-        chunk and kept for every later one. It then runs one fine-tuning epoch over the
-        chunk. **The first chunk must therefore be a representative sample**: at least 2
-        rows (as ``fit``), in practice several thousand with every output varying, and its
-        sign decides ``decoder_relu_output_``. Each later call runs one epoch of
-        fine-tuning over its chunk (shuffled minibatches of ``batch_size``) with the same
-        Adam optimiser, at the constant learning rate ``learning_rate_init``; the collapse
-        guard and early stopping do not apply. After ``fit`` or unpickling, ``partial_fit``
-        continues from the fitted weights with a fresh optimiser.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            A chunk of activations.
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
-            Their logits; given on every call or on none.
-
-        Returns
-        -------
-        self : SRAEExplainer
-            The updated explainer.
-        """
-        if not hasattr(self, "n_components_"):
-            return self._partial_first(X, y)
-        X, Y = self._validate_chunk(X, y)
-        engine = self.__dict__.get("_engine") or self._engine_from_fitted()
-        Zt, Yt = self._chunk_tensors(X, Y, engine["device"])
-        cfg = {**engine["cfg"], "max_iter": 1, "batch_size": min(self.batch_size, X.shape[0])}
-        try:
-            hist = training.fine_tune(
-                engine["model"], Zt, Yt, cfg, engine["generator"], opt=engine["opt"]
-            )
-        except training.NonFiniteLossError as exc:
-            hist = {**exc.history, "diverged_epoch": exc.epoch}
-        stopped = self._announce_stop(hist)
-        self._require_finite(engine["model"], "partial_fit")
-        self._engine = engine
-        for key in ("loss", "parts"):
-            engine["history"][key] += hist[key]
-        self._store_partial(engine, Zt, Y is not None, hist.get("converged", False), stopped)
-        return self
-
-    def _partial_first(self, X, y):
-        X, Y = self._validate_fit_data(X, y)
-        self._check_params_vs_input(*X.shape)
-        self._n_val, self._batch_size = 0, min(self.batch_size, X.shape[0])
-        device = resolve_device(self.device)
-        generator = make_generator(check_random_state(self.random_state))
-        Zt, Yt, _, _ = self._prepare_tensors(X, Y, device, generator)
-        cfg = self._training_config(device, generator, Yt is not None and Yt.shape[1])
-        cfg["max_iter"] = 1
-        result = self._train_once(Zt, Yt, None, None, cfg, generator, device)
-        opt = result["history"].pop("optimizer")
-        self._engine = {
-            "model": result["model"],
-            "opt": opt,
-            "generator": generator,
-            "cfg": cfg,
-            "device": device,
-            "history": result["history"],
-        }
-        self._store_fitted(result, X, Y is not None)
-        self.n_collapse_retries_ = 0
-        return self
-
-    def _validate_chunk(self, X, y):
-        check_input_kind(X, "X")
-        if (y is None) == self._has_head:
-            given = "without" if y is None else "with"
-            raise ValueError(
-                f"partial_fit was called {given} y, but the explainer was first fitted "
-                f"{'with' if self._has_head else 'without'} it; give y on every call or on none."
-            )
-        with numeric_conversion("X or y"):
-            if y is None:
-                return validate_data(self, X, reset=False, dtype=float_dtypes(X)), None
-            X, y = validate_data(
-                self, X, y, reset=False, dtype=float_dtypes(X), multi_output=True, y_numeric=True
-            )
-        Y = np.asarray(y, dtype=np.float64).reshape(X.shape[0], -1)
-        if Y.shape[1] != self.coef_.shape[0]:
-            raise ValueError(
-                f"y has {Y.shape[1]} outputs, but the explainer was fitted on "
-                f"{self.coef_.shape[0]}; every chunk must have the same outputs."
-            )
-        return X, Y
-
-    def _chunk_tensors(self, X, Y, device):
-        """A later chunk scaled with the first chunk's ``scale_``, ``y_mean_``, ``y_scale_``."""
-        peak = magnitude(X)[0]
-        check_float32_range(peak / self.scale_, "X", self.rescale)
-        Zs, divisor = scaled_float32(X, self.scale_, peak)
-        Zt = to_tensor(Zs, device) / divisor
-        if Y is None:
-            return Zt, None
-        Ys = (Y - self.y_mean_) / self.y_scale_
-        check_float32_range(float(np.max(np.abs(Ys))), "y", self.rescale)
-        return Zt, to_tensor(Ys, device)
-
-    def _engine_from_fitted(self):
-        """Rebuild the torch model from the fitted (caller-unit) weights; a fresh Adam."""
-        device = resolve_device(self.device)
-        generator = make_generator(check_random_state(self.random_state))
-        self._hidden = tuple(w.shape[1] for w in self.encoder_coefs_[:-1])
-        self._batch_size = self.batch_size
-        n_outputs = self.coef_.shape[0] if self._has_head else 0
-        cfg = self._training_config(device, generator, n_outputs)
-        model = training.build_model(self.n_features_in_, n_outputs, cfg, generator, device)
-        layers = [*model.encoder.layers, *model.decoder.layers]
-        coefs = [*self.encoder_coefs_, *self.decoder_coefs_]
-        intercepts = [*self.encoder_intercepts_, *self.decoder_intercepts_]
-        unfold = np.ones(len(layers))
-        unfold[0], unfold[-1] = self.scale_, 1.0 / self.scale_
-        with torch.no_grad():
-            for layer, w, b, f in zip(layers, coefs, intercepts, unfold, strict=True):
-                layer.weight.copy_(torch.as_tensor(w.T * f))
-                layer.bias.copy_(torch.as_tensor(b * (f if layer is layers[-1] else 1.0)))
-            if self._has_head:
-                model.head.weight.copy_(torch.as_tensor(self.coef_ / self.y_scale_[:, None]))
-                model.head.bias.copy_(
-                    torch.as_tensor((self.intercept_ - self.y_mean_) / self.y_scale_)
-                )
-        history = {"loss": list(self.loss_curve_), "parts": self.loss_parts_.tolist()}
-        return {
-            "model": model,
-            "opt": training._adam(model.parameters(), cfg),
-            "generator": generator,
-            "cfg": cfg,
-            "device": device,
-            "history": history,
-        }
-
-    def _store_partial(self, engine, Zt, supervised, converged, stopped):
-        x = training.encode(engine["model"], Zt)
-        history = {
-            **engine["history"],
-            "validation_loss": [],
-            "converged": converged,
-            "n_iter": len(engine["history"]["loss"]),
-        }
-        weight = None if engine["model"].head is None else engine["model"].head.weight.detach()
-        result = {
-            "model": engine["model"],
-            "history": history,
-            "x_train": x,
-            "alphas": (
-                engine["cfg"]["alpha_f"],
-                engine["cfg"]["alpha_r"],
-                engine["cfg"]["alpha_p"],
-            ),
-            "collapsed": collapse_state(x, weight)[0],
-            "stopped": stopped,
-        }
-        self._store_fitted(result, None, supervised)
 
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_engine", None)  # torch objects; partial_fit rebuilds them from the weights
         return state
+
     def _host_rows(self, X, peak, device):
         """A streamed ``X``, scaled exactly as ``scaled_float32`` + ``to_tensor`` would."""
         wide = data.working_dtype(X.dtype) == np.float64
@@ -680,196 +522,7 @@ class SRAEExplainer(
             return data.HostRows(X, device, pre_divisor=self.scale_)
         return data.HostRows(X, device, divisor=self.scale_)
 
-    def _training_config(self, device, generator, n_outputs):
-        return {
-            "n_components": self.n_components,
-            "hidden": self._hidden,
-            "n_outputs": n_outputs or 0,
-            "dropout": float(self.dropout),
-            "nonneg_output": self.decoder_relu_output_,
-            "alpha_f": float(self.alpha_faithfulness),
-            "alpha_r": float(self.alpha_reconstruction),
-            "alpha_p": float(self.alpha_pullaway),
-            "reconstruction": self.reconstruction,
-            "q": float(self.log_penalty),
-            "pullaway": self.pullaway,
-            "pretrain": self.pretrain,
-            "max_iter": self.max_iter,
-            "batch_size": self._batch_size,
-            "lr": float(self.learning_rate_init),
-            "weight_decay": float(self.weight_decay),
-            "lr_step": _LR_STEP_EPOCHS,
-            "lr_gamma": _LR_GAMMA,
-            "tol": float(self.tol),
-            "n_iter_no_change": self.n_iter_no_change,
-            "verbose": self.verbose,
-            "dropout_generator": device_generator(generator, device),
-            "precision": self.precision,
-            "compile": self.compile,
-            "revive_dead": True,
-        }
-
-    def _train_once(self, Zt, Yt, Zv, Yv, cfg, generator, device):
-        """One attempt: initialise, pre-train, initialise the head, fine-tune, assess collapse."""
-        model = training.build_model(Zt.shape[1], cfg["n_outputs"], cfg, generator, device)
-        interrupted = self._pretrain(model, Zt, cfg, generator)
-        if cfg["revive_dead"]:
-            x = training.encode(model, Zt)
-            training.revive_dead(model, Zt, x.amax(0) <= 0, generator)
-        if model.head is not None:
-            if cfg.get("init_rrr", True):
-                training.init_last_layer_rrr(model, Zt, Yt, generator)
-            training.init_head_lstsq(model.head, training.encode(model, Zt), Yt)
-        self._require_finite(model, "layer-wise pre-training and head initialisation")
-        history = self._fine_tune(model, Zt, Yt, Zv, Yv, cfg, generator, interrupted)
-        self._require_finite(model, "fine-tuning")
-        x = training.encode(model, Zt)
-        weight = None if model.head is None else model.head.weight.detach()
-        collapsed, balance = collapse_state(x, weight)
-        return {
-            "model": model,
-            "history": history,
-            "collapsed": collapsed,
-            "balance": balance,
-            "alphas": (cfg["alpha_f"], cfg["alpha_r"], cfg["alpha_p"]),
-            "x_train": x,
-            "stopped": self._announce_stop(history),
-        }
-
     # ------------------------------------------------------------------ faults
-    def _pretrain(self, model, Zt, cfg, generator):
-        """Layer-wise pre-training; returns True when a KeyboardInterrupt cut it short."""
-        if not cfg["pretrain"]:
-            return False
-        try:
-            training.pretrain_layers(model, Zt, cfg, generator)
-        except KeyboardInterrupt:
-            return True
-        return False
-
-    def _fine_tune(self, model, Zt, Yt, Zv, Yv, cfg, generator, skip):
-        """Fine-tune; a non-finite loss keeps the last finite weights and is recorded."""
-        if skip:  # interrupted in pre-training: no fine-tuning, an empty history
-            history = training.fine_tune(model, Zt, Yt, {**cfg, "max_iter": 0}, generator)
-            history["interrupted_in_pretraining"] = True
-            return history
-        try:
-            return training.fine_tune(model, Zt, Yt, cfg, generator, Zv, Yv)
-        except training.NonFiniteLossError as exc:
-            exc.history["diverged_epoch"] = exc.epoch
-            return exc.history
-
-    def _require_finite(self, model, stage):
-        """Raise TrainingDivergedError (and forget any earlier fit) if a weight is not finite."""
-        if training.finite_weights(model):
-            return
-        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
-            delattr(self, name)
-        raise TrainingDivergedError(
-            f"Training diverged: the weights became NaN or infinite during {stage} "
-            f"(learning_rate_init={self.learning_rate_init}, rescale={self.rescale}) and no "
-            "finite model was reached. Lower learning_rate_init, keep rescale=True, or check "
-            "X and y for extreme values."
-        )
-
-    def _announce_stop(self, history):
-        """Warn about an interrupted or diverged training; returns whether it stopped early."""
-        done = history["n_iter"]
-        kept = f"after epoch {done}" if done else "from before fine-tuning"
-        if history.get("interrupted_in_pretraining"):
-            msg = (
-                "fit was interrupted (KeyboardInterrupt) during layer-wise pre-training; "
-                "fine-tuning was skipped and the explainer keeps the partly pre-trained "
-                "weights with a least-squares head. It is usable but not trained."
-            )
-        elif "interrupted_epoch" in history:
-            msg = (
-                "fit was interrupted (KeyboardInterrupt) in fine-tuning epoch "
-                f"{history['interrupted_epoch'] + 1} of {self.max_iter}; the explainer keeps "
-                f"the weights {kept} and is usable, but not converged."
-            )
-        elif "diverged_epoch" in history:
-            msg = (
-                "The training loss became non-finite in fine-tuning epoch "
-                f"{history['diverged_epoch'] + 1} (learning_rate_init="
-                f"{self.learning_rate_init}); training stopped and the explainer keeps the "
-                f"last finite weights ({kept}). Lower learning_rate_init, keep "
-                "rescale=True, or check X and y for extreme values."
-            )
-        else:
-            return False
-        warnings.warn(msg, ConvergenceWarning, stacklevel=4)
-        return True
-
-    def _store_fitted(self, result, X, supervised):
-        """Copy the kept attempt's weights to numpy, folding the scalings into them."""
-        model, hist = result["model"], result["history"]
-        tonp = lambda t: t.detach().cpu().double().numpy()  # noqa: E731
-        enc = [(tonp(l.weight).T, tonp(l.bias)) for l in model.encoder.layers]
-        dec = [(tonp(l.weight).T, tonp(l.bias)) for l in model.decoder.layers]
-        enc[0] = (enc[0][0] / self.scale_, enc[0][1])
-        dec[-1] = (dec[-1][0] * self.scale_, dec[-1][1] * self.scale_)
-        self.encoder_coefs_ = [w for w, _ in enc]
-        self.encoder_intercepts_ = [b for _, b in enc]
-        self.decoder_coefs_ = [w for w, _ in dec]
-        self.decoder_intercepts_ = [b for _, b in dec]
-        self.n_components_ = self.n_components
-        if supervised:
-            W, b = tonp(model.head.weight), tonp(model.head.bias)
-            self.coef_ = W * self.y_scale_[:, None]
-            self.intercept_ = b * self.y_scale_ + self.y_mean_
-            # An output constant on the training rows carries nothing to explain: its
-            # prediction is that constant, with no x-feature contributing.
-            constant = getattr(self, "_constant_outputs", np.zeros(len(b), dtype=bool))
-            self.coef_[constant] = 0.0
-            self.intercept_[constant] = self.y_mean_[constant]
-        self._has_head = supervised
-        x = result["x_train"].double().cpu().numpy()
-        self.dead_components_ = x.max(axis=0) <= 0
-        self.n_dead_components_ = int(self.dead_components_.sum())
-        self.components_ = self._decoder_responses(x)
-        self.loss_curve_ = list(hist["loss"])
-        self.loss_parts_ = np.asarray(hist["parts"], dtype=np.float64).reshape(-1, 3)
-        self.validation_scores_ = list(hist["validation_loss"]) if self._n_val else None
-        self.n_iter_ = hist["n_iter"]
-        self.alphas_ = result["alphas"]
-        self._converged = hist["converged"]
-
-    def _decoder_responses(self, x):
-        positive = np.where(x > 0, x, np.nan)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            means = np.nan_to_num(np.nanmean(positive, axis=0), nan=0.0)
-        probes = np.vstack([np.zeros(self.n_components_), np.diag(means)])
-        rebuilt = decode_numpy(
-            probes, self.decoder_coefs_, self.decoder_intercepts_, self.decoder_relu_output_
-        )
-        return rebuilt[1:] - rebuilt[0]
-
-    def _announce_problems(self, result):
-        if self.n_dead_components_:
-            warnings.warn(
-                f"{self.n_dead_components_} of {self.n_components_} x-features are dead (zero "
-                "on every training row): the explanation space uses fewer concepts than "
-                "asked. Try another random_state, pretrain > 0, a smaller n_components or "
-                "collapse_retries > 0.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        if result["collapsed"] and self.collapse_retries:
-            warnings.warn(
-                f"The collapse guard retried {self.collapse_retries} times and one x-feature "
-                "still carries most of the prediction; the best attempt was kept.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        if not self._converged and not self.early_stopping and not result["stopped"]:
-            warnings.warn(
-                f"SRAEExplainer reached max_iter={self.max_iter} epochs before the loss "
-                "stopped improving; consider increasing max_iter.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
 
     # ------------------------------------------------------------------ inference
     def _validated(self, X):
@@ -1024,27 +677,3 @@ class SRAEExplainer(
         tags.target_tags.multi_output = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
-
-
-def collapse_state(x, weight, min_ratio=0.3):
-    """Whether the x-features collapsed, and how balanced their mean contributions are.
-
-    With one output the mean contribution of x-feature ``k`` is ``mean_i x_ik W_k``; with
-    several outputs it is the magnitude ``mean_i x_ik ||W_:k||``. Collapsed means fewer
-    than two positive means, or the second largest under ``min_ratio`` of the largest.
-    Returns ``(collapsed, second / largest)``.
-    """
-    mean_x = x.double().mean(0).cpu()
-    if weight is None:
-        score = mean_x
-    elif weight.shape[0] == 1:
-        score = mean_x * weight[0].double().cpu()
-    else:
-        score = mean_x * torch.linalg.vector_norm(weight.double().cpu(), dim=0)
-    top = torch.sort(score, descending=True).values
-    if top.numel() < 2:
-        return False, 1.0
-    if top[0] <= 0:
-        return True, 0.0
-    ratio = float(max(top[1], 0.0) / top[0])
-    return (int((score > 0).sum()) < 2 or ratio < min_ratio), ratio

@@ -248,7 +248,7 @@ def test_dead_features_are_counted_and_announced(planted_small, monkeypatch):
 
 
 def test_collapse_guard_retrains_with_adjusted_alphas(planted_small, monkeypatch):
-    import sklearn_xnn._srae as srae
+    import sklearn_xnn._srae_training as srae
 
     calls = []
     monkeypatch.setattr(srae, "collapse_state", lambda x, w: (calls.append(1) or True, 0.1))
@@ -260,7 +260,7 @@ def test_collapse_guard_retrains_with_adjusted_alphas(planted_small, monkeypatch
 
 
 def test_collapse_state_rule():
-    from sklearn_xnn._srae import collapse_state
+    from sklearn_xnn._srae_training import collapse_state
 
     x = torch.ones(10, 3, dtype=torch.float64)
     w = torch.tensor([[1.0, 1.0, 1.0]], dtype=torch.float64)

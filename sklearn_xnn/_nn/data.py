@@ -21,7 +21,9 @@ from torch.nn import functional as F
 
 #: Numbers per chunk of the streaming passes (8 MB of float32, 16 MB as float64).
 CHUNK_VALUES = 2**21
-#: Bytes read from a memmap between two releases of its pages.
+#: Rows of one scattered read from a memmap between two releases of its pages.
+SCATTER_ROWS = 256
+#: Bytes read contiguously from a memmap between two releases of its pages.
 RELEASE_BYTES = 16 * 2**20
 
 
@@ -147,21 +149,30 @@ class HostRows:
         return pos if self.rows is None else self.rows[pos]
 
     def _read(self, pos):
+        """The rows at ``pos`` and whether they were one contiguous block."""
         if isinstance(pos, slice):
-            return np.asarray(self.array[pos])
+            return np.asarray(self.array[pos]), True
         order = np.argsort(pos, kind="stable")
         first, last = (int(pos[order[0]]), int(pos[order[-1]])) if pos.size else (0, -1)
-        if last - first + 1 == pos.size:  # a contiguous block: one slice read
+        contiguous = last - first + 1 == pos.size
+        if contiguous:  # one slice read
             block = np.asarray(self.array[first : last + 1])
-        else:
-            block = np.asarray(self.array[pos[order]])
+        else:  # in groups, each followed by a release (see __getitem__)
+            wanted = pos[order]
+            parts = []
+            for i in range(0, wanted.size, SCATTER_ROWS):
+                parts.append(np.asarray(self.array[wanted[i : i + SCATTER_ROWS]]))
+                self._release(0, force=True)
+            block = np.concatenate(parts)
         out = np.empty_like(block)
         out[order] = block
-        return out
+        return out, contiguous
 
     def __getitem__(self, key):
-        block = self._read(self._positions(key))
-        self._release(block.nbytes)
+        block, contiguous = self._read(self._positions(key))
+        # scattered rows map far more than they read (the kernel maps whole page-cache
+        # folios around each row, up to 2 MB): _read released after each group of them
+        self._release(block.nbytes if contiguous else 0)
         block = block.astype(working_dtype(block.dtype), copy=False)
         if self.pre_divisor != 1.0:
             block = block / self.pre_divisor

@@ -170,18 +170,18 @@ class HostRows:
 
     def __getitem__(self, key):
         block, contiguous = self._read(self._positions(key))
-        # scattered rows map far more than they read (the kernel maps whole page-cache
-        # folios around each row, up to 2 MB): _read released after each group of them
-        self._release(block.nbytes if contiguous else 0)
         block = block.astype(working_dtype(block.dtype), copy=False)
         if self.pre_divisor != 1.0:
             block = block / self.pre_divisor
-        t = torch.as_tensor(np.ascontiguousarray(block), dtype=torch.float32)
+        t = torch.tensor(block, dtype=torch.float32)  # a copy: the memmap's pages are free
+        # scattered rows map far more than they read (the kernel maps whole page-cache
+        # folios around each row, up to 2 MB): _read released after each group of them
+        self._release(block.nbytes if contiguous else 0, force=block.nbytes >= RELEASE_BYTES)
         if self.device.type == "cuda":
             t = t.pin_memory().to(self.device, non_blocking=True)
         else:
             t = t.to(self.device)
-        return t / self.divisor if self.divisor != 1.0 else t
+        return t.div_(self.divisor) if self.divisor != 1.0 else t
 
 
 class Mapped:

@@ -131,11 +131,14 @@ def init_last_layer_rrr(model, Z, Y, generator, ridge=1e-3, unmix=True):
     than x-features the remaining x-features keep their pre-trained weights.
     """
     last = model.encoder.layers[-1]
-    h = torch.cat([_hidden_codes(model, Z[s]) for s in _chunks(Z.shape[0])]).double()
+    h = torch.empty(Z.shape[0], last.in_features, dtype=torch.float64, device=Y.device)
+    for s in _chunks(Z.shape[0]):  # filled in place: one float64 copy of the codes at most
+        h[s] = _hidden_codes(model, Z[s])
     if not torch.isfinite(h).all():
         return  # pre-training diverged: leave the weights for the caller's finiteness check
     y = Y.double()
-    hc, yc = h - h.mean(0), y - y.mean(0)
+    h_mean = h.mean(0)
+    hc, yc = h.sub_(h_mean), y - y.mean(0)  # centred in place (h is not needed again)
     gram = hc.T @ hc
     gram += ridge * (torch.trace(gram) / gram.shape[0] + 1e-12) * torch.eye(
         gram.shape[0], dtype=gram.dtype, device=gram.device
@@ -153,7 +156,7 @@ def init_last_layer_rrr(model, Z, Y, generator, ridge=1e-3, unmix=True):
     spread = proj.std(0).clamp_min(1e-12)
     directions, proj = directions / spread, proj / spread
     last.weight[:k] = directions.T.to(last.weight)
-    last.bias[:k] = (-(h.mean(0) @ directions) - proj.min(0).values).to(last.bias)
+    last.bias[:k] = (-(h_mean @ directions) - proj.min(0).values).to(last.bias)
 
 
 def _ica_rotation(proj, generator):

@@ -124,7 +124,6 @@ def test_pullaway_range_and_invariances(S, data):
         np.testing.assert_allclose(b, a, rtol=1e-7, atol=1e-9)
 
 
-@pytest.mark.xfail(reason="pullaway's norms underflow for entries below ~1e-154", strict=False)
 def test_pullaway_tiny_magnitudes_stay_in_range():
     S = np.full((2, 2), 1.5713434e-160)  # found by hypothesis: gave 1.0006
     assert metrics.pullaway(S, eps=0.0) <= 1.0 + 1e-9

@@ -143,6 +143,10 @@ def pullaway(S, *, over="samples", eps=PULLAWAY_EPS):
     values = []
     for s in _contributions_3d(S) + eps:
         s = s.T if over == "components" else s
+        # Cosines are scale-free: dividing each vector by its largest entry first keeps the
+        # norms from underflowing (entries ~1e-160) or overflowing.
+        peak = np.max(np.abs(s), axis=1, keepdims=True)
+        s = s / np.where(peak > 0, peak, 1.0)
         norms = np.linalg.norm(s, axis=1)
         s = s[norms > 0] / norms[norms > 0, None]
         m = s.shape[0]

@@ -154,26 +154,15 @@ def _srae_params(args, quick=False):
     return params
 
 
-_PRINTED = [
-    "faithfulness_r2",
-    "reconstruction_faithfulness_r2",
-    "top1_agreement",
-    "reconstruction_top1_agreement",
-    "reconstruction_r2",
-    "mean_active",
-    "n_significant",
-    "contribution_corr",
-    "component_max_cos",
-    "dead_fraction",
-    "fit_time_s",
-]
 
 
 def _print_table(table):
     """The main columns on stdout (the report and the CSV have them all)."""
     import pandas as pd
 
-    shown = [c for c in _PRINTED if c in table.columns]
+    from sklearn_xnn.report._html import MAIN_COLUMNS
+
+    shown = [c for c in MAIN_COLUMNS if c in table.columns]
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(table[shown].to_string(float_format=lambda v: f"{v:.3g}"))
 

@@ -39,14 +39,23 @@ class DigitsCNN(nn.Module):
 
 def train_digits_cnn(images, labels, *, epochs=30, batch_size=64, random_state=None):
     """Train :class:`DigitsCNN` on ``images`` (N, 1, 8, 8) in [0, 1]; returns it in eval mode."""
+    return train_classifier(DigitsCNN, images, labels, epochs, batch_size, 2e-3, random_state)
+
+
+def train_classifier(make_model, images, labels, epochs, batch_size, lr, random_state):
+    """Cross-entropy training of ``make_model()`` with Adam; randomness from ``random_state`` only.
+
+    The layer initialisation runs inside a forked RNG (the caller's global state is left
+    untouched) and the shuffling uses a local generator.
+    """
     seed = int(check_random_state(random_state).randint(0, 2**31 - 1))
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # layer init inside a forked RNG: the caller's state is untouched
-        model = DigitsCNN()
+        torch.manual_seed(seed)
+        model = make_model()
     X = torch.as_tensor(images, dtype=torch.float32)
     y = torch.as_tensor(labels, dtype=torch.long)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     for _ in range(epochs):
         for idx in torch.randperm(len(X), generator=gen).split(batch_size):
@@ -84,7 +93,10 @@ def load_digits_activations(*, test_size=0.3, epochs=30, random_state=0):
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)[:, None]
     im_tr, im_te, lab_tr, lab_te = train_test_split(
-        images, digits.target, test_size=test_size, stratify=digits.target,
+        images,
+        digits.target,
+        test_size=test_size,
+        stratify=digits.target,
         random_state=random_state,
     )
     model = train_digits_cnn(im_tr, lab_tr, epochs=epochs, random_state=random_state)

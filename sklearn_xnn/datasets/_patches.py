@@ -1,9 +1,10 @@
 """Synthetic images whose class evidence sits in a known patch (for testing heatmaps)."""
 
 import numpy as np
-import torch
 from sklearn.utils import Bunch, check_random_state
 from torch import nn
+
+from sklearn_xnn.datasets._digits import train_classifier
 
 
 def _patterns(n_classes, size, rng):
@@ -152,20 +153,13 @@ def train_patch_cnn(images, labels, *, epochs=10, batch_size=32, lr=3e-3, random
     Randomness comes from ``random_state`` only (the layer initialisation runs in a
     forked RNG, the shuffling uses a local generator).
     """
-    seed = int(check_random_state(random_state).randint(0, 2**31 - 1))
-    gen = torch.Generator().manual_seed(seed)
     n_classes = int(np.max(labels)) + 1
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = PatchCNN(images.shape[-1], n_classes)
-    X = torch.as_tensor(images, dtype=torch.float32)
-    y = torch.as_tensor(labels, dtype=torch.long)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(X), generator=gen).split(batch_size):
-            loss = nn.functional.cross_entropy(model(X[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return model.eval()
+    return train_classifier(
+        lambda: PatchCNN(images.shape[-1], n_classes),
+        images,
+        labels,
+        epochs,
+        batch_size,
+        lr,
+        random_state,
+    )

@@ -63,23 +63,37 @@ def evaluate(name, Ztr, ytr, Zte, yte, codes_te, seed):
             warnings=sorted({str(w.category.__name__) for w in caught}),
         )
     )
-    for label, tr in (("PCA", PCA(K, random_state=seed)), ("NMF", NMF(K, init="nndsvda",
-                                                                       max_iter=500,
-                                                                       random_state=seed))):
+    for label, tr in (
+        ("PCA", PCA(K, random_state=seed)),
+        ("NMF", NMF(K, init="nndsvda", max_iter=500, random_state=seed)),
+    ):
         pred, Xte, s = headed(tr, Ztr, ytr, Zte)
         rows.append(dict(method=label, r2=r2_score(yte, pred), X=Xte, fit_s=s, dead=0))
     t0 = time.perf_counter()
     pls = PLSRegression(K).fit(Ztr, ytr)
     rows.append(
-        dict(method="PLS", r2=r2_score(yte, pls.predict(Zte)), X=pls.transform(Zte),
-             fit_s=time.perf_counter() - t0, dead=0)
+        dict(
+            method="PLS",
+            r2=r2_score(yte, pls.predict(Zte)),
+            X=pls.transform(Zte),
+            fit_s=time.perf_counter() - t0,
+            dead=0,
+        )
     )
-    rows.append(dict(method="rank-K linear optimum", r2=reduced_rank_r2(Ztr, ytr, Zte, yte, K),
-                     X=None, fit_s=np.nan, dead=0))
+    rows.append(
+        dict(
+            method="rank-K linear optimum",
+            r2=reduced_rank_r2(Ztr, ytr, Zte, yte, K),
+            X=None,
+            fit_s=np.nan,
+            dead=0,
+        )
+    )
     for r in rows:
         X = r.pop("X")
         r["recovery"] = (
-            float(concept_recovery(X, codes_te)) if codes_te is not None and X is not None
+            float(concept_recovery(X, codes_te))
+            if codes_te is not None and X is not None
             else float("nan")
         )
         r.update(data=name, seed=seed, r2=float(r["r2"]))
@@ -105,8 +119,10 @@ def main():
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out + ".json", "w") as f:
         json.dump(rows, f, indent=1)
-    lines = ["| data | seed | method | held-out R² | concept recovery | dead | fit s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| data | seed | method | held-out R² | concept recovery | dead | fit s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['data']} | {r['seed']} | {r['method']} | {r['r2']:.3f} | "

@@ -122,9 +122,7 @@ def main():
     ap.add_argument("--limit", type=int, default=None, help="run only the first N fits")
     args = ap.parse_args()
     settings = [dict(zip(GRID, v, strict=True)) for v in itertools.product(*GRID.values())] + EXTRA
-    jobs = [
-        (s, d, seed) for s in settings for d in args.datasets.split(",") for seed in SEEDS
-    ]
+    jobs = [(s, d, seed) for s in settings for d in args.datasets.split(",") for seed in SEEDS]
     jobs = jobs[: args.limit]
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     t0 = time.time()

@@ -154,8 +154,6 @@ def _srae_params(args, quick=False):
     return params
 
 
-
-
 def _print_table(table):
     """The main columns on stdout (the report and the CSV have them all)."""
     import pandas as pd
@@ -191,9 +189,7 @@ def _embedders(fitted):
     """The fitted embedding of each explainer (the transformer inside a headed pipeline)."""
     from sklearn.pipeline import Pipeline
 
-    return {
-        name: est[0] if isinstance(est, Pipeline) else est for name, est in fitted.items()
-    }
+    return {name: est[0] if isinstance(est, Pipeline) else est for name, est in fitted.items()}
 
 
 # ---------------------------------------------------------------------------- demo
@@ -254,9 +250,7 @@ def run_demo(args):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table, fitted = compare_explainers(
-            explainers, Z_tr, y_tr, Z_te, y_te, return_fitted=True
-        )
+        table, fitted = compare_explainers(explainers, Z_tr, y_tr, Z_te, y_te, return_fitted=True)
     step("reconstruction faithfulness through the rest of the network (fc2)")
     trunk, rest = split_sequential(model, "relu_fc1")
     check_split(model, trunk, rest, torch.as_tensor(im_te[:8]))
@@ -366,9 +360,7 @@ def run_fit(args):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table, fitted = compare_explainers(
-            explainers, Z_tr, y_tr, Z_te, y_te, return_fitted=True
-        )
+        table, fitted = compare_explainers(explainers, Z_tr, y_tr, Z_te, y_te, return_fitted=True)
     _print_table(table)
     step("saving the fitted SRAE explainer")
     srae = fitted["SRAE"]

@@ -71,8 +71,9 @@ def test_pullaway_of_orthogonal_rows_is_zero_and_of_parallel_rows_is_one():
 
 
 def test_srae_loss_weights_the_three_terms():
-    cfg = dict(alpha_f=2.0, alpha_r=3.0, alpha_p=5.0, reconstruction="log", q=100.0,
-               pullaway="samples")
+    cfg = dict(
+        alpha_f=2.0, alpha_r=3.0, alpha_p=5.0, reconstruction="log", q=100.0, pullaway="samples"
+    )
     total, parts = srae_loss(t(X), t(Y_HAT), t(Z_HAT), t(Z), t(Y), t(W), cfg)
     f = faithfulness_loss(t(Y_HAT), t(Y))
     r = reconstruction_loss(t(Z_HAT), t(Z), "log", 100.0)
@@ -82,8 +83,9 @@ def test_srae_loss_weights_the_three_terms():
 
 
 def test_unsupervised_loss_has_no_faithfulness_and_pulls_x_apart():
-    cfg = dict(alpha_f=1.0, alpha_r=1.0, alpha_p=1.0, reconstruction="mse", q=100.0,
-               pullaway="samples")
+    cfg = dict(
+        alpha_f=1.0, alpha_r=1.0, alpha_p=1.0, reconstruction="mse", q=100.0, pullaway="samples"
+    )
     total, parts = srae_loss(t(X), None, t(Z_HAT), t(Z), None, t(W), cfg)
     assert parts[0].item() == 0.0
     assert parts[2].item() == pytest.approx(_pt_numpy(X + PULLAWAY_EPS), rel=1e-10)

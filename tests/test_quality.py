@@ -51,7 +51,8 @@ def test_faithfulness_beats_a_random_projection_of_the_same_size():
     Z, y, _ = make_concept_activations(900, 64, random_state=3)
     srae = SRAEExplainer(5, random_state=0, device="cpu", hidden_layer_sizes=(128, 32))
     r2 = srae.fit(Z[:600], y[:600]).score(Z[600:], y[600:])
-    rand = _headed_r2(RandomNonnegativeProjection(5, random_state=0), Z[:600], y[:600],
-                      Z[600:], y[600:])
+    rand = _headed_r2(
+        RandomNonnegativeProjection(5, random_state=0), Z[:600], y[:600], Z[600:], y[600:]
+    )
     assert r2 > rand + 0.3, (r2, rand)
     assert np.isfinite(rand)

@@ -76,9 +76,11 @@ def test_cpu_fits_are_bitwise_repeatable_and_ignore_the_global_seed(planted_smal
     b = _fit(planted_small)
     for wa, wb in zip(_state(a), _state(b), strict=True):
         np.testing.assert_array_equal(wa, wb)
-    c = _fit(planted_small, random_state=1) if False else SRAEExplainer(
-        3, random_state=1, **FAST
-    ).fit(*planted_small[:2])
+    c = (
+        _fit(planted_small, random_state=1)
+        if False
+        else SRAEExplainer(3, random_state=1, **FAST).fit(*planted_small[:2])
+    )
     assert not np.array_equal(a.encoder_coefs_[0], c.encoder_coefs_[0])
 
 
@@ -202,8 +204,12 @@ def test_predictions_are_in_the_callers_units(planted_small):
     b = SRAEExplainer(3, random_state=0, **FAST).fit(Z * 32.0, y * 8.0 + 3.0)
     np.testing.assert_allclose(b.predict(Z * 32.0), a.predict(Z) * 8.0 + 3.0, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(b.transform(Z * 32.0), a.transform(Z), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(b.inverse_transform(b.transform(Z * 32.0)),
-                               a.inverse_transform(a.transform(Z)) * 32.0, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        b.inverse_transform(b.transform(Z * 32.0)),
+        a.inverse_transform(a.transform(Z)) * 32.0,
+        rtol=1e-5,
+        atol=1e-4,
+    )
 
 
 def test_signed_activations_use_a_linear_decoder_output(planted_small):

@@ -140,8 +140,10 @@ def init_last_layer_rrr(model, Z, Y, generator, ridge=1e-3, unmix=True):
     h_mean = h.mean(0)
     hc, yc = h.sub_(h_mean), y - y.mean(0)  # centred in place (h is not needed again)
     gram = hc.T @ hc
-    gram += ridge * (torch.trace(gram) / gram.shape[0] + 1e-12) * torch.eye(
-        gram.shape[0], dtype=gram.dtype, device=gram.device
+    gram += (
+        ridge
+        * (torch.trace(gram) / gram.shape[0] + 1e-12)
+        * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
     )
     coef = torch.linalg.solve(gram, hc.T @ yc)  # (h2, C)
     _, _, vh = torch.linalg.svd(hc @ coef, full_matrices=False)

@@ -98,8 +98,16 @@ def _chunks(n, size=8192):
 
 @torch.no_grad()
 def encode(model, Z):
-    """The x-features of every row of ``Z`` (no dropout), in chunks."""
-    return torch.cat([model.encoder(Z[s]) for s in _chunks(Z.shape[0])])
+    """The x-features of every row of ``Z`` (no dropout), in chunks.
+
+    Written into one preallocated tensor: a list of small per-chunk outputs would pin the
+    top of the C heap above each chunk's large temporaries, which then are never given
+    back (resident memory grew with the number of rows of a streamed fit).
+    """
+    out = torch.empty(Z.shape[0], model.encoder.layers[-1].out_features, device=Z.device)
+    for s in _chunks(Z.shape[0]):
+        out[s] = model.encoder(Z[s])
+    return out
 
 
 @torch.no_grad()

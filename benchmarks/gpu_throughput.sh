@@ -20,5 +20,6 @@ timeout 60 python benchmarks/time_to_quality.py --device cuda --n-train 50000 --
   || echo "time_to_quality: exit $?" >> "$OUT/gpu_info.txt"
 timeout 20 python -m pytest -q -p no:cacheprovider tests/test_engine.py -k 'not compile' \
   > "$OUT/test_engine_cuda.txt" 2>&1 || echo "test_engine: exit $?" >> "$OUT/gpu_info.txt"
-cat "$OUT/gpu_info.txt" "$OUT"/throughput_cuda.md "$OUT"/time_to_quality_cuda.md 2>/dev/null
+cat "$OUT/gpu_info.txt" "$OUT"/throughput_cuda.md "$OUT"/throughput_cuda_vs_cpu.md \
+  "$OUT"/time_to_quality_cuda.md 2>/dev/null
 tail -3 "$OUT/test_engine_cuda.txt"

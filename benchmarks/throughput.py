@@ -222,6 +222,30 @@ def markdown(rows, info):
     return "\n".join(lines) + "\n"
 
 
+def versus_cpu(rows, cpu_json=Path(__file__).parent / "results" / "throughput.json"):
+    """The README's GPU-vs-CPU table: CPU samples/s from the committed CPU run."""
+    cpu = {}
+    if cpu_json.exists():
+        for r in json.loads(cpu_json.read_text())["rows"]:
+            if r["variant"] == "engine":
+                cpu[r["D"], r["batch"]] = r["samples_per_s"]
+    by = {(r["D"], r["batch"], r["variant"]): r for r in rows}
+    lines = [
+        "| D | batch | CPU samples/s (1 thread, table 1) | GPU fp32 samples/s "
+        "| GPU bf16 samples/s | GPU fp32 ratio exact | GPU bf16 ratio exact |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for d, b in sorted({(r["D"], r["batch"]) for r in rows}):
+        f32, bf = by.get((d, b, "engine")), by.get((d, b, "bf16"))
+        cell = lambda r, k, f: "-" if r is None else format(r[k], f)  # noqa: E731
+        lines.append(
+            f"| {d} | {b} | {cell(cpu and {'v': cpu.get((d, b), float('nan'))}, 'v', '.0f')} | "
+            f"{cell(f32, 'samples_per_s', '.0f')} | {cell(bf, 'samples_per_s', '.0f')} | "
+            f"{cell(f32, 'ratio_exact', '.2f')} | {cell(bf, 'ratio_exact', '.2f')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def plot(rows, path):
     import matplotlib
 
@@ -280,6 +304,8 @@ def main():
         info["threads"] = args.threads
     rows = run(args, save)
     plot(rows, out / f"{stem}.png")
+    if args.device != "cpu":
+        (out / f"{stem}_vs_cpu.md").write_text(versus_cpu(rows))
     print(markdown(rows, info))
 
 

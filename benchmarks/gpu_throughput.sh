@@ -11,11 +11,11 @@ export PYTHONPATH="${PYTHONPATH:-.}"
 { nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv; python -c \
   "import torch, sklearn; print('torch', torch.__version__, 'sklearn', sklearn.__version__)"; } \
   > "$OUT/gpu_info.txt" 2>&1
-timeout 50 python benchmarks/throughput.py --device cuda --rounds 4 --out "$OUT" \
+timeout 45 python benchmarks/throughput.py --device cuda --rounds 4 --out "$OUT" \
   --name throughput_cuda --variants "samples pull-away" "samples, gram" \
   > "$OUT/throughput_cuda.log" 2>&1 || echo "throughput: exit $?" >> "$OUT/gpu_info.txt"
-timeout 60 python benchmarks/time_to_quality.py --device cuda --n-train 50000 --n-test 5000 \
-  --batches 256 1024 --precisions float32 bf16 --max-iter 30 --collapse-retries 0 --no-baselines --out "$OUT" \
+timeout 75 python benchmarks/time_to_quality.py --device cuda --n-train 50000 --n-test 5000 \
+  --batches 1024 256 --precisions float32 bf16 --max-iter 30 --collapse-retries 0 --no-baselines --out "$OUT" \
   --name time_to_quality_cuda > "$OUT/time_to_quality_cuda.log" 2>&1 \
   || echo "time_to_quality: exit $?" >> "$OUT/gpu_info.txt"
 timeout 20 python -m pytest -q -p no:cacheprovider tests/test_engine.py -k 'not compile' \

@@ -139,27 +139,27 @@ def init_last_layer_rrr(model, Z, Y, generator, ridge=1e-3, unmix=True):
     than x-features the remaining x-features keep their pre-trained weights.
     """
     last = model.encoder.layers[-1]
-    h = torch.empty(Z.shape[0], last.in_features, dtype=torch.float64, device=Y.device)
-    for s in _chunks(Z.shape[0]):  # filled in place: one float64 copy of the codes at most
-        h[s] = _hidden_codes(model, Z[s])
-    if not all(torch.isfinite(h[s]).all() for s in _chunks(h.shape[0])):  # chunked: a
-        return  # whole-array isfinite costs 2.3x h; diverged: the caller's check reports it
-    y = Y.double()
-    h_mean = h.mean(0)
-    hc, yc = h.sub_(h_mean), y - y.mean(0)  # centred in place (h is not needed again)
-    gram = hc.T @ hc
+    stats = _code_moments(model, Z, Y)
+    if stats is None:
+        return  # pre-training diverged: the caller's finiteness check reports it
+    h_mean, gram, cross = stats
+    fitted_gram = gram.clone()  # h_c^T h_c, for the fitted values' singular vectors
     gram += (
         ridge
         * (torch.trace(gram) / gram.shape[0] + 1e-12)
         * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
     )
-    coef = torch.linalg.solve(gram, hc.T @ yc)  # (h2, C)
-    _, _, vh = torch.linalg.svd(hc @ coef, full_matrices=False)
+    coef = torch.linalg.solve(gram, cross)  # (h2, C)
+    # Right singular vectors of the fitted values h_c B: eigenvectors of B^T (h_c^T h_c) B.
+    evals, evecs = torch.linalg.eigh(coef.T @ fitted_gram @ coef)
+    vh = evecs.flip(-1).T
     k = min(last.out_features, vh.shape[0])
     directions = coef @ vh[:k].T  # (h2, k)
     if unmix and k > 1:
-        directions = directions @ _ica_rotation(hc @ directions, generator).to(directions)
-    proj = hc @ directions
+        directions = directions @ _ica_rotation(
+            _projection(model, Z, h_mean, directions), generator
+        ).to(directions)
+    proj = _projection(model, Z, h_mean, directions)
     skew = torch.mean(((proj - proj.mean(0)) / proj.std(0).clamp_min(1e-12)) ** 3, dim=0)
     sign = torch.where(skew >= 0, 1.0, -1.0).to(proj)
     directions, proj = directions * sign, proj * sign
@@ -167,6 +167,34 @@ def init_last_layer_rrr(model, Z, Y, generator, ridge=1e-3, unmix=True):
     directions, proj = directions / spread, proj / spread
     last.weight[:k] = directions.T.to(last.weight)
     last.bias[:k] = (-(h_mean @ directions) - proj.min(0).values).to(last.bias)
+
+
+def _code_moments(model, Z, Y):
+    """Mean of the last hidden codes ``h`` and the centred ``h^T h`` and ``h^T y`` (float64).
+
+    Accumulated chunk by chunk, so memory stays independent of the number of rows; None
+    when a code is not finite.
+    """
+    n, y = Z.shape[0], Y.double()
+    y_mean = y.mean(0)
+    s1 = s2 = sxy = None
+    for s in _chunks(n):
+        h = _hidden_codes(model, Z[s]).double()
+        if not torch.isfinite(h).all():
+            return None
+        hy = h.T @ (y[s] - y_mean)
+        s1 = h.sum(0) if s1 is None else s1 + h.sum(0)
+        s2 = h.T @ h if s2 is None else s2 + h.T @ h
+        sxy = hy if sxy is None else sxy + hy
+    mean = s1 / n
+    return mean, s2 - n * torch.outer(mean, mean), sxy
+
+
+def _projection(model, Z, h_mean, directions):
+    """``(h - mean) @ directions`` for every row, chunk by chunk (float64, ``(N, k)``)."""
+    return torch.cat(
+        [(_hidden_codes(model, Z[s]).double() - h_mean) @ directions for s in _chunks(Z.shape[0])]
+    )
 
 
 def _ica_rotation(proj, generator):

@@ -5,7 +5,6 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 from sklearn.cross_decomposition import PLSRegression
 from sklearn.decomposition import NMF, PCA
 from sklearn.kernel_approximation import Nystroem
@@ -27,19 +26,9 @@ from sklearn_xnn.metrics import (
     top1_agreement,
     top1_agreement_scorer,
 )
+from tests.conftest import FAST
 
-SMALL_SRAE = dict(
-    hidden_layer_sizes=(32, 16), max_iter=15, pretrain=2, collapse_retries=0, device="cpu"
-)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small fits on a shared 2-core machine run several times faster on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+SMALL_SRAE = FAST  # small and fast; conftest also runs torch on one thread
 
 
 @pytest.fixture(scope="module")

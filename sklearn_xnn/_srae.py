@@ -104,9 +104,9 @@ class SRAEExplainer(
     weights ``alpha_faithfulness=1``, ``alpha_reconstruction=0.1``, ``alpha_pullaway=0.02``
     with ``pullaway="components"`` then keep it faithful while the x-features decorrelate.
     Measured on held-out rows (``benchmarks/core_quality.py``, seeds 0-2): on planted data
-    (:func:`~sklearn_xnn.datasets.make_concept_activations`, K=5) R² 0.989-0.993 and concept
-    recovery 0.992-0.994 with no dead x-feature, against PLS 0.75-0.85; on the digits CNN
-    (:func:`~sklearn_xnn.datasets.load_digits_activations`, K=5, 10 logits) R² 0.899-0.900,
+    (:func:`~sklearn_xnn.datasets.make_concept_activations`, K=5) R² 0.986-0.993 and concept
+    recovery 0.993-0.994 with no dead x-feature, against PLS 0.75-0.85; on the digits CNN
+    (:func:`~sklearn_xnn.datasets.load_digits_activations`, K=5, 10 logits) R² 0.898-0.900,
     at the rank-5 linear optimum (0.904). Larger pull-away or reconstruction weights cost
     faithfulness (``benchmarks/tune_defaults.py``): with internal rescaling the reference
     weights (1 / 10 / 10) let reconstruction and pull-away dominate and held-out R² fell

@@ -63,8 +63,7 @@ class _TrainingMixin:
             x = training.encode(model, Zt)
             training.revive_dead(model, Zt, x.amax(0) <= 0, generator)
         if model.head is not None:
-            if cfg.get("init_rrr", True):
-                training.init_last_layer_rrr(model, Zt, Yt, generator)
+            training.init_last_layer_rrr(model, Zt, Yt, generator)
             training.init_head_lstsq(model.head, training.encode(model, Zt), Yt)
         self._require_finite(model, "layer-wise pre-training and head initialisation")
         history = self._fine_tune(model, Zt, Yt, Zv, Yv, cfg, generator, interrupted)

@@ -1,6 +1,9 @@
 """SRAEExplainer: the XNN explanation space trained with a Sparse Reconstruction Autoencoder."""
 
+import dataclasses
 import logging
+import math
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -12,6 +15,7 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
@@ -21,62 +25,93 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from sklearn_xnn import _messages as messages
 from sklearn_xnn import _persistence
-from sklearn_xnn._nn import data
-from sklearn_xnn._nn.convert import make_generator, resolve_device, to_tensor
+from sklearn_xnn._nn import data, engine, training, weights
+from sklearn_xnn._nn.config import History, TrainConfig
+from sklearn_xnn._nn.convert import device_generator, make_generator, resolve_device, to_tensor
 from sklearn_xnn._nn.inference import decode_numpy, encode_numpy
-from sklearn_xnn._srae_streaming import _StreamingMixin
-from sklearn_xnn._srae_training import _TrainingMixin
+from sklearn_xnn._nn.scaling import Scaler
+from sklearn_xnn._threads import torch_threads
 from sklearn_xnn._validation import (
-    check_float32_range,
     check_input_kind,
     finite_output,
     float_dtypes,
-    magnitude,
     numeric_conversion,
-    scaled_float32,
-    standardize_columns,
 )
+from sklearn_xnn.exceptions import TrainingDivergedError
 
 logger = logging.getLogger("sklearn_xnn")
 
+_PAPER = dict(
+    faithfulness_tol=None,
+    alpha_faithfulness=1.0,
+    log_penalty=100.0,
+    reconstruction="log",
+    hidden_layer_sizes=(800, 100),
+    dropout=0.02,
+    batch_size=50,
+    pretrain=10,
+    max_iter=150,
+    n_iter_no_change=10,
+    rescale=False,
+)
 #: The reference recipe of Qi, Khorram & Li (tuned on raw VGG fc activations).
 REFERENCE_PARAMS = {
-    "samples": dict(
-        alpha_faithfulness=1.0,
-        alpha_reconstruction=10.0,
-        alpha_pullaway=10.0,
-        pullaway="samples",
-        log_penalty=100.0,
-        reconstruction="log",
-        hidden_layer_sizes=(800, 100),
-        dropout=0.02,
-        batch_size=50,
-        rescale=False,
-    ),
+    "samples": dict(_PAPER, alpha_reconstruction=10.0, alpha_pullaway=10.0, pullaway="samples"),
     "components": dict(
-        alpha_faithfulness=1.0,
-        alpha_reconstruction=15.0,
-        alpha_pullaway=5.0,
-        pullaway="components",
-        log_penalty=100.0,
-        reconstruction="log",
-        hidden_layer_sizes=(800, 100),
-        dropout=0.02,
-        batch_size=50,
-        rescale=False,
+        _PAPER, alpha_reconstruction=15.0, alpha_pullaway=5.0, pullaway="components"
     ),
 }
 
 
-class SRAEExplainer(
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-    RegressorMixin,
-    _StreamingMixin,
-    _TrainingMixin,
-    BaseEstimator,
-):
+@dataclasses.dataclass
+class _Engine:
+    """The torch side of a fitted explainer that ``partial_fit`` keeps training."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer | None
+    generator: torch.Generator
+    cfg: TrainConfig
+    device: torch.device
+    scaler: Scaler
+    multiplier: float = 1.0
+    history: History = dataclasses.field(default_factory=History)
+
+    @property
+    def epochs(self):
+        return self.history.n_iter
+
+
+def _split(Zt, Yt, n_val, generator, device):
+    """``((Z_train, Y_train), (Z_val, Y_val) or None)``: a random validation split."""
+    if not n_val:
+        return (Zt, Yt), None
+    order = torch.randperm(Zt.shape[0], generator=generator).to(device)
+    val, train = order[:n_val], order[n_val:]
+    pick = data.take_rows
+    return (pick(Zt, train), pick(Yt, train)), (pick(Zt, val), pick(Yt, val))
+
+
+def _validation_target(val, the_bound, tol):
+    """``(Z_val, Y_val, target)``: the constraint on the validation rows (or None)."""
+    if val is None:
+        return None
+    Zv, Yv = val
+    if the_bound is None or tol is None or Yv is None:
+        return Zv, Yv, None
+    pred = torch.cat([the_bound.predict(Zv[s]) for s in _row_slices(Zv)])
+    rss = ((pred - Yv.double()) ** 2).sum(0)
+    var = ((Yv.double() - Yv.double().mean(0)) ** 2).sum(0)
+    r2 = training.bound.uniform_r2(rss, var)
+    return Zv, Yv, max(1.0 - r2, 0.0) + float(tol)
+
+
+def _row_slices(Z):
+    return training.bound.row_slices(Z.shape[0], Z.shape[1])
+
+
+class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin, BaseEstimator):
     """Explanation space of a network layer: a few sparse, non-negative x-features.
 
     Learns an encoder ``E`` from a layer's activations ``Z`` to ``K`` non-negative
@@ -277,6 +312,7 @@ class SRAEExplainer(
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "hidden_layer_sizes": ["array-like"],
+        "faithfulness_tol": [Interval(Real, 0, None, closed="left"), None],
         "alpha_faithfulness": [Interval(Real, 0, None, closed="left")],
         "alpha_reconstruction": [Interval(Real, 0, None, closed="left")],
         "alpha_pullaway": [Interval(Real, 0, None, closed="left")],
@@ -308,22 +344,23 @@ class SRAEExplainer(
         n_components=5,
         *,
         hidden_layer_sizes=(800, 100),
+        faithfulness_tol=0.01,
         alpha_faithfulness=1.0,
         alpha_reconstruction=0.1,
-        alpha_pullaway=0.02,
+        alpha_pullaway=0.1,
         reconstruction="log",
         log_penalty=100.0,
         pullaway="components",
         dropout=0.02,
-        pretrain=10,
-        max_iter=150,
-        batch_size=64,
+        pretrain=0,
+        max_iter=50,
+        batch_size=256,
         learning_rate_init=1e-3,
         weight_decay=1e-4,
         tol=1e-4,
         early_stopping=False,
         validation_fraction=0.1,
-        n_iter_no_change=10,
+        n_iter_no_change=5,
         collapse_retries=5,
         rescale=True,
         device="auto",
@@ -335,6 +372,7 @@ class SRAEExplainer(
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
+        self.faithfulness_tol = faithfulness_tol
         self.alpha_faithfulness = alpha_faithfulness
         self.alpha_reconstruction = alpha_reconstruction
         self.alpha_pullaway = alpha_pullaway
@@ -364,6 +402,10 @@ class SRAEExplainer(
     def reference(cls, pullaway="samples", **overrides):
         """An explainer with the paper's recipe (alphas 1/10/10 or 1/15/5, batch 50, no rescaling).
 
+        The paper's fixed-weight objective: no faithfulness constraint
+        (``faithfulness_tol=None``), 10 epochs of layer-wise pre-training per layer,
+        150 epochs of fine-tuning.
+
         Parameters
         ----------
         pullaway : {"samples", "components"}, default="samples"
@@ -380,9 +422,167 @@ class SRAEExplainer(
             raise ValueError(f"pullaway must be 'samples' or 'components', got {pullaway!r}.")
         return cls(**{**REFERENCE_PARAMS[pullaway], **overrides})
 
+    # ------------------------------------------------------------------ fitting
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the explanation space to activations ``X`` and the logits ``y`` to explain.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Activations of the explained layer, one row per input.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
+            Logits (or any network outputs) to explain. ``None`` fits the unsupervised
+            SRAE: no head, reconstruction and pull-away only.
+
+        Returns
+        -------
+        self : SRAEExplainer
+            The fitted explainer.
+        """
+        return self._fit(X, y, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Train on one chunk of rows: streaming training for data larger than memory.
+
+        The first call (on an unfitted explainer) initialises it from its chunk alone, as
+        ``fit`` does: the linear faithfulness bound, the faithful start and the
+        rescaling: ``scale_``, ``y_mean_`` and ``y_scale_`` are computed on this first
+        chunk and kept for every later one. It then runs one fine-tuning epoch over the
+        chunk. **The first chunk must therefore be a representative sample**: at least 2
+        rows (as ``fit``), in practice several thousand with every output varying, and its
+        sign decides ``decoder_relu_output_``. Each later call runs one epoch of
+        fine-tuning over its chunk (shuffled minibatches of ``batch_size``) with the same
+        Adam optimiser and multiplier, at the constant learning rate
+        ``learning_rate_init``; the faithfulness constraint is checked on the chunk (an
+        epoch that breaks it is undone), the collapse guard and early stopping do not
+        apply. After ``fit`` or unpickling, ``partial_fit`` continues from the fitted
+        weights with a fresh optimiser.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A chunk of activations.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
+            Their logits; given on every call or on none.
+
+        Returns
+        -------
+        self : SRAEExplainer
+            The updated explainer.
+        """
+        return self._fit(X, y, incremental=True)
+
+    def _fit(self, X, y, incremental):
+        """The one training path of ``fit`` and ``partial_fit``."""
+        if incremental and hasattr(self, "n_components_"):
+            X, Y = self._validate_chunk(X, y)
+            eng = self.__dict__.get("_engine") or self._engine_from_fitted()
+            with torch_threads():
+                result = self._train_chunk(eng, X, Y)
+            self._engine = eng
+            self._store(result, eng, Y is not None)
+            return self
+        self.__dict__.pop("_engine", None)  # partial_fit after fit starts from the new weights
+        X, Y = self._validate_fit_data(X, y)
+        stream = data.should_stream(X, self.stream_threshold)
+        n_val, batch_size = self._check_params_vs_input(*X.shape, incremental)
+        device = resolve_device(self.device)
+        generator = make_generator(check_random_state(self.random_state))
+        scaler = Scaler.fit(X, Y, self.rescale, stream)
+        with torch_threads():
+            Zt, Yt = scaler.activations(X, device, stream), scaler.targets(Y, device)
+            train, val = _split(Zt, Yt, n_val, generator, device)
+            the_bound = engine.linear_bound(*train, self.n_components)
+            self._store_bound(the_bound, train[1])
+            n_outputs = 0 if Y is None else Y.shape[1]
+            cfg = self._config(n_outputs, scaler.nonnegative, batch_size, train[0].shape[0], incremental)
+            cfg = cfg.replace(dropout_generator=device_generator(generator, device))
+            val = _validation_target(val, the_bound, self.faithfulness_tol)
+            result, retries = self._train_with_guard(train, cfg, generator, device, the_bound, val)
+        eng = _Engine(result.model, result.optimizer, generator, cfg, device, scaler)
+        eng.multiplier, eng.history = result.multiplier, result.history
+        self._store(result, eng, Y is not None)
+        self.n_collapse_retries_ = retries
+        self._announce_problems(result)
+        if incremental:  # fit keeps no torch state; a later partial_fit rebuilds it
+            self._engine = eng
+        return self
+
+    def _train_with_guard(self, train, cfg, generator, device, the_bound, val):
+        """Train; retrain with adjusted alphas while the x-features collapse (the guard)."""
+        best, retries = None, 0
+        for retries in range(self.collapse_retries + 1):
+            result = engine.attempt(*train, cfg, generator, device, the_bound, val)
+            self._require_finite(result.model, result.stage)
+            result.stopped = self._announce_stop(result.history)
+            if best is None or result.balance > best.balance:
+                best = result
+            if not result.collapsed or retries == self.collapse_retries or result.stopped:
+                break
+            cfg = cfg.replace(alpha_r=cfg.alpha_r * 1.2, alpha_p=cfg.alpha_p * 0.8)
+            logger.info("collapse guard: retraining (attempt %d)", retries + 2)
+        return best, retries
+
+    def _train_chunk(self, eng, X, Y):
+        Zt, Yt = eng.scaler.chunk(X, eng.device), eng.scaler.targets(Y, eng.device)
+        cfg = eng.cfg.replace(max_iter=1, batch_size=min(self.batch_size, X.shape[0]))
+        result = engine.resume(
+            eng.model, eng.optimizer, Zt, Yt, cfg, eng.generator, eng.multiplier, eng.epochs
+        )
+        self._require_finite(result.model, "partial_fit")
+        result.stopped = self._announce_stop(result.history)
+        eng.optimizer, eng.multiplier = result.optimizer, result.multiplier
+        eng.history.extend(result.history)
+        result.history = eng.history
+        return result
+
+    def _store_bound(self, the_bound, Yt):
+        """The linear faithfulness reference and the constraint derived from it."""
+        self.faithfulness_bound_ = None if the_bound is None else the_bound.r2
+        self._faith_target = self._output_weights = None
+        if the_bound is None or self.faithfulness_tol is None:
+            return
+        self._faith_target = max(1.0 - the_bound.r2, 0.0) + float(self.faithfulness_tol)
+        var = the_bound.y_variance.cpu().numpy()
+        varying = var > 0
+        weights = np.where(varying, Yt.shape[0] / np.where(varying, var, 1.0), 0.0)
+        self._output_weights = weights / max(int(varying.sum()), 1)
+
+    def _config(self, n_outputs, nonneg_output, batch_size, n_train, incremental):
+        weights = getattr(self, "_output_weights", None)
+        device = resolve_device(self.device)
+        return TrainConfig(
+            n_components=self.n_components,
+            hidden=self._hidden,
+            n_outputs=n_outputs,
+            dropout=float(self.dropout),
+            nonneg_output=nonneg_output,
+            alpha_f=float(self.alpha_faithfulness),
+            alpha_r=float(self.alpha_reconstruction),
+            alpha_p=float(self.alpha_pullaway),
+            reconstruction=self.reconstruction,
+            q=float(self.log_penalty),
+            pullaway=self.pullaway,
+            pretrain=self.pretrain,
+            max_iter=1 if incremental else self.max_iter,
+            batch_size=batch_size,
+            lr=float(self.learning_rate_init),
+            weight_decay=float(self.weight_decay),
+            tol=float(self.tol),
+            n_iter_no_change=self.n_iter_no_change,
+            verbose=self.verbose,
+            precision=self.precision,
+            compile=self.compile,
+            faith_target=getattr(self, "_faith_target", None),
+            output_weights=None if weights is None else to_tensor(weights, device),
+            warmup_steps=math.ceil(n_train / batch_size),
+        )
+
     # ------------------------------------------------------------------ validation
-    def _check_params_vs_input(self, n_samples, n_features):
-        """Cross-parameter rules; writes the private working values."""
+    def _check_params_vs_input(self, n_samples, n_features, incremental=False):
+        """Cross-parameter rules; returns ``(n_val, batch_size)`` and sets ``_hidden``."""
         sizes = np.atleast_1d(np.asarray(self.hidden_layer_sizes))
         if sizes.ndim != 1 or sizes.size == 0 or not np.issubdtype(sizes.dtype, np.integer):
             raise ValueError(
@@ -394,15 +594,15 @@ class SRAEExplainer(
                 f"hidden_layer_sizes must be positive, got {self.hidden_layer_sizes!r}."
             )
         self._hidden = tuple(int(s) for s in sizes)
-        n_val = int(np.ceil(self.validation_fraction * n_samples)) if self.early_stopping else 0
-        if self.early_stopping and (n_val < 1 or n_samples - n_val < 2):
+        early = self.early_stopping and not incremental
+        n_val = int(np.ceil(self.validation_fraction * n_samples)) if early else 0
+        if early and (n_val < 1 or n_samples - n_val < 2):
             raise ValueError(
                 f"early_stopping with validation_fraction={self.validation_fraction} needs at "
                 f"least 2 training rows and 1 validation row; got n_samples={n_samples}. "
                 "Pass more samples or set early_stopping=False."
             )
-        self._n_val = n_val
-        self._batch_size = min(self.batch_size, n_samples - n_val)
+        return n_val, min(self.batch_size, n_samples - n_val)
 
     def _validate_fit_data(self, X, y):
         check_input_kind(X, "X")
@@ -423,9 +623,14 @@ class SRAEExplainer(
                 y_numeric=True,
                 ensure_min_samples=2,
             )
+        return X, self._as_targets(y, X.shape[0])
+
+    def _as_targets(self, y, n):
         y = np.asarray(y, dtype=np.float64)
         self._y_1d = y.ndim == 1
-        return X, y.reshape(X.shape[0], -1)
+        Y = y.reshape(n, -1)
+        self._constant_outputs = np.ptp(Y, axis=0) == 0
+        return Y
 
     def _validate_streamed(self, X, y):
         """Validate a streamed ``X`` on its first rows (NaN/inf are checked while streaming)."""
@@ -437,92 +642,132 @@ class SRAEExplainer(
         with numeric_conversion("y"):
             y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
         check_consistent_length(X, y)
-        self._y_1d = y.ndim == 1
-        return X, y.reshape(X.shape[0], -1)
+        return X, self._as_targets(y, X.shape[0])
 
-    # ------------------------------------------------------------------ fitting
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Fit the explanation space to activations ``X`` and the logits ``y`` to explain.
+    def _validate_chunk(self, X, y):
+        check_input_kind(X, "X")
+        if (y is None) == self._has_head:
+            given = "without" if y is None else "with"
+            raise ValueError(
+                f"partial_fit was called {given} y, but the explainer was first fitted "
+                f"{'with' if self._has_head else 'without'} it; give y on every call or on none."
+            )
+        with numeric_conversion("X or y"):
+            if y is None:
+                return validate_data(self, X, reset=False, dtype=float_dtypes(X)), None
+            X, y = validate_data(
+                self, X, y, reset=False, dtype=float_dtypes(X), multi_output=True, y_numeric=True
+            )
+        Y = np.asarray(y, dtype=np.float64).reshape(X.shape[0], -1)
+        if Y.shape[1] != self.coef_.shape[0]:
+            raise ValueError(
+                f"y has {Y.shape[1]} outputs, but the explainer was fitted on "
+                f"{self.coef_.shape[0]}; every chunk must have the same outputs."
+            )
+        return X, Y
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Activations of the explained layer, one row per input.
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
-            Logits (or any network outputs) to explain. ``None`` fits the unsupervised
-            SRAE: no head, reconstruction and pull-away only.
+    # ------------------------------------------------------------------ fitted state
+    def _store(self, result, eng, supervised):
+        """Copy a trained network to the numpy fitted state, in the caller's units."""
+        w = eng.scaler.fold(weights.from_module(result.model))
+        self.encoder_coefs_ = [c for c, _ in w.encoder]
+        self.encoder_intercepts_ = [b for _, b in w.encoder]
+        self.decoder_coefs_ = [c for c, _ in w.decoder]
+        self.decoder_intercepts_ = [b for _, b in w.decoder]
+        self.decoder_relu_output_ = w.nonneg_output
+        self.scale_ = eng.scaler.scale
+        self.n_components_ = self.n_components
+        self._has_head = supervised
+        if supervised:
+            self.y_mean_, self.y_scale_ = eng.scaler.y_mean, eng.scaler.y_scale
+            self.coef_, self.intercept_ = w.head
+            # An output constant on the training rows carries nothing to explain: its
+            # prediction is that constant, with no x-feature contributing.
+            constant = self._constant_outputs
+            self.coef_[constant] = 0.0
+            self.intercept_[constant] = self.y_mean_[constant]
+            self.faithfulness_ = result.r2
+            self.faithfulness_multiplier_ = result.multiplier
+        x = result.x_train.double().cpu().numpy()
+        self.dead_components_ = x.max(axis=0) <= 0
+        self.n_dead_components_ = int(self.dead_components_.sum())
+        self.components_ = self._decoder_responses(x)
+        hist = result.history
+        self.loss_curve_ = list(hist.loss)
+        self.loss_parts_ = np.asarray(hist.parts, dtype=np.float64).reshape(-1, 3)
+        self.validation_scores_ = list(hist.validation_loss) if hist.validation_loss else None
+        self.n_iter_ = hist.n_iter
+        self.alphas_ = result.alphas
+        self._converged = hist.converged
 
-        Returns
-        -------
-        self : SRAEExplainer
-            The fitted explainer.
-        """
-        self.__dict__.pop("_engine", None)  # partial_fit after fit starts from the new weights
-        X, Y = self._validate_fit_data(X, y)
-        self._check_params_vs_input(*X.shape)
+    def _decoder_responses(self, x):
+        positive = np.where(x > 0, x, np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means = np.nan_to_num(np.nanmean(positive, axis=0), nan=0.0)
+        probes = np.vstack([np.zeros(self.n_components_), np.diag(means)])
+        rebuilt = decode_numpy(
+            probes, self.decoder_coefs_, self.decoder_intercepts_, self.decoder_relu_output_
+        )
+        return rebuilt[1:] - rebuilt[0]
+
+    def _network_weights(self):
+        """The fitted state as :class:`~sklearn_xnn._nn.weights.NetworkWeights`."""
+        head = (self.coef_, self.intercept_) if self._has_head else None
+        return weights.NetworkWeights(
+            list(zip(self.encoder_coefs_, self.encoder_intercepts_, strict=True)),
+            list(zip(self.decoder_coefs_, self.decoder_intercepts_, strict=True)),
+            head,
+            bool(self.decoder_relu_output_),
+        )
+
+    def _engine_from_fitted(self):
+        """Rebuild the torch network from the fitted weights; a fresh Adam (``partial_fit``)."""
         device = resolve_device(self.device)
         generator = make_generator(check_random_state(self.random_state))
-        Zt, Yt, Zv, Yv = self._prepare_tensors(X, Y, device, generator)
-        cfg = self._training_config(device, generator, Yt is not None and Yt.shape[1])
-        best = None
-        for attempt in range(self.collapse_retries + 1):
-            result = self._train_once(Zt, Yt, Zv, Yv, cfg, generator, device)
-            if best is None or result["balance"] > best["balance"]:
-                best = result
-            if not result["collapsed"] or attempt == self.collapse_retries or result["stopped"]:
-                break
-            cfg["alpha_r"] *= 1.2
-            cfg["alpha_p"] *= 0.8
-            logger.info("collapse guard: retraining (attempt %d)", attempt + 2)
-        self._store_fitted(best, X, Y is not None)
-        self.n_collapse_retries_ = attempt
-        self._announce_problems(best)
-        return self
-
-    def _prepare_tensors(self, X, Y, device, generator):
-        """Scale and move the data to ``device``; split off the validation rows."""
-        stream = data.should_stream(X, self.stream_threshold)
-        if stream:  # one streaming pass, never a full copy
-            peak, rms, nonneg = data.scan(X)
-        else:  # overflow-safe, so 1e200 activations still rescale
-            (peak, rms), nonneg = magnitude(X), bool((X >= 0).all())
-        self.scale_ = rms if self.rescale and rms > 0 else 1.0
-        check_float32_range(peak / self.scale_, "X", self.rescale)
-        self.decoder_relu_output_ = nonneg
-        if stream:
-            Zt = self._host_rows(X, peak, device)
-        else:
-            Zs, divisor = scaled_float32(X, self.scale_, peak)
-            Zt = to_tensor(Zs, device) / divisor
-        Yt = None
-        if Y is not None:
-            self.y_mean_, self.y_scale_, Ys = standardize_columns(Y, self.rescale)
-            self._constant_outputs = np.ptp(Y, axis=0) == 0
-            check_float32_range(float(np.max(np.abs(Ys))), "y", self.rescale)
-            Yt = to_tensor(Ys, device)
-        if not self._n_val:
-            return Zt, Yt, None, None
-        order = torch.randperm(Zt.shape[0], generator=generator).to(device)
-        val, train = order[: self._n_val], order[self._n_val :]
-        pick = data.take_rows
-        return pick(Zt, train), pick(Yt, train), pick(Zt, val), pick(Yt, val)
-
-    # ------------------------------------------------------------------ streaming
+        y_mean, y_scale = getattr(self, "y_mean_", None), getattr(self, "y_scale_", None)
+        scaler = Scaler(self.scale_, y_mean, y_scale, self.rescale, self.decoder_relu_output_)
+        w = self._network_weights()
+        self._hidden = w.hidden
+        n_outputs = self.coef_.shape[0] if self._has_head else 0
+        cfg = self._config(n_outputs, w.nonneg_output, self.batch_size, 1, True)
+        cfg = cfg.replace(dropout_generator=device_generator(generator, device))
+        model = weights.to_module(scaler.unfold(w), dropout=cfg.dropout, device=device)
+        eng = _Engine(model, None, generator, cfg, device, scaler)
+        eng.multiplier = getattr(self, "faithfulness_multiplier_", cfg.alpha_f)
+        eng.history = History(list(self.loss_curve_), self.loss_parts_.tolist())
+        return eng
 
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_engine", None)  # torch objects; partial_fit rebuilds them from the weights
         return state
 
-    def _host_rows(self, X, peak, device):
-        """A streamed ``X``, scaled exactly as ``scaled_float32`` + ``to_tensor`` would."""
-        wide = data.working_dtype(X.dtype) == np.float64
-        if wide and self.scale_ != 1.0 and not 1e-30 <= peak <= 1e30:
-            return data.HostRows(X, device, pre_divisor=self.scale_)
-        return data.HostRows(X, device, divisor=self.scale_)
-
     # ------------------------------------------------------------------ faults
+    def _require_finite(self, model, stage):
+        """Raise TrainingDivergedError (and forget any earlier fit) if a weight is not finite."""
+        if training.finite_weights(model):
+            return
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, name)
+        raise TrainingDivergedError(
+            f"Training diverged: the weights became NaN or infinite during {stage} "
+            f"(learning_rate_init={self.learning_rate_init}, rescale={self.rescale}) and no "
+            "finite model was reached. Lower learning_rate_init, keep rescale=True, or check "
+            "X and y for extreme values."
+        )
+
+    def _announce_stop(self, history):
+        """Warn about an interrupted or diverged training; returns whether it stopped early."""
+        msg = messages.stop_message(history, self.max_iter, self.learning_rate_init)
+        if msg is None:
+            return False
+        warnings.warn(msg, ConvergenceWarning, stacklevel=5)
+        return True
+
+    def _announce_problems(self, result):
+        for msg in messages.problem_messages(self, result):
+            warnings.warn(msg, ConvergenceWarning, stacklevel=4)
 
     # ------------------------------------------------------------------ inference
     def _validated(self, X):
@@ -540,7 +785,6 @@ class SRAEExplainer(
                 f"{method} needs the linear head, which exists only when fit was given y; "
                 "this explainer was fitted unsupervised (y=None)."
             )
-
     def transform(self, X):
         """Map activations to the x-features.
 

@@ -1,8 +1,8 @@
-"""Input checks and overflow-safe scalings shared by the estimators.
+"""Input checks shared by the estimators.
 
 scikit-learn's ``validate_data`` does the standard work (2-D, finite, enough samples,
 feature count and names); the helpers here add what it does not say clearly for this
-library: complex, string and sparse inputs, float16, magnitudes near the float limits.
+library: complex, string and sparse inputs, float16, overflowing outputs.
 """
 
 import contextlib
@@ -10,8 +10,6 @@ import contextlib
 import numpy as np
 import scipy.sparse as sp
 
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-_CHUNK_ROWS = 8192
 
 
 def _dtypes_of(data):
@@ -76,60 +74,6 @@ def numeric_conversion(name="X"):
             f"Non-numeric values in {name}: {exc}. SRAEExplainer needs numbers; encode or "
             "drop the non-numeric columns first."
         ) from exc
-
-
-def magnitude(X):
-    """``(max |X|, sqrt(mean(X ** 2)))`` computed without overflow or underflow.
-
-    The mean of squares is taken of ``X / max |X|`` in float64, chunk by chunk, so that
-    values up to the float64 limit (and down to its subnormals) give a finite, positive
-    root mean square.
-    """
-    chunks = [X[i : i + _CHUNK_ROWS] for i in range(0, X.shape[0], _CHUNK_ROWS)]
-    peak = max((float(np.max(np.abs(c))) for c in chunks if c.size), default=0.0)
-    if peak == 0.0:
-        return 0.0, 0.0
-    sumsq = sum(float(np.sum(np.square(c / peak, dtype=np.float64))) for c in chunks)
-    return peak, peak * float(np.sqrt(sumsq / X.size))
-
-
-def standardize_columns(Y, enabled=True):
-    """``(mean, scale, (Y - mean) / scale)`` per column, overflow-safe.
-
-    Constant columns get ``scale = 1``. With ``enabled=False`` the mean is 0 and the
-    scale 1. Computed on ``Y / max |Y|`` so that logits up to the float64 limit work.
-    """
-    n_outputs = Y.shape[1]
-    if not enabled:
-        return np.zeros(n_outputs), np.ones(n_outputs), Y
-    peak = np.max(np.abs(Y), axis=0)
-    peak = np.where(peak > 0, peak, 1.0)
-    U = Y / peak
-    mu, sd = U.mean(axis=0), U.std(axis=0)
-    scale = np.where(sd > 0, peak * sd, 1.0)
-    return peak * mu, scale, (U - mu) * (peak / scale)
-
-
-def check_float32_range(peak, name, rescale):
-    """Training computes in float32: refuse values it cannot represent, and say the fix."""
-    if peak > FLOAT32_MAX:
-        fix = "use rescale=True (the default) or " if not rescale else ""
-        raise ValueError(
-            f"{name} has values up to {peak:.3g}, beyond the float32 range ({FLOAT32_MAX:.3g}) "
-            f"that training computes in; {fix}divide {name} by a constant first."
-        )
-
-
-def scaled_float32(X, scale, peak):
-    """``X / scale`` ready for a float32 tensor; divides in float64 when the cast would lose it.
-
-    Float64 values beyond the float32 range (or below its normal range) are divided before
-    the cast, so that they neither overflow to inf nor flush to zero. Returns the array to
-    convert and the divisor still to apply (1.0 when already divided).
-    """
-    if X.dtype == np.float64 and scale != 1.0 and not 1e-30 <= peak <= 1e30:
-        return X / scale, 1.0
-    return X, scale
 
 
 def finite_output(out, dtype, X, method):

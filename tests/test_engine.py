@@ -9,7 +9,7 @@ from conftest import FAST
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_xnn import SRAEExplainer
-from sklearn_xnn._nn import training
+from sklearn_xnn._nn import optim
 
 needs_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="bf16 autocast and compile are CUDA paths; no GPU here"
@@ -24,10 +24,8 @@ def _fit(Z, y, **kw):
 
 def test_adam_is_fused_on_cpu():
     params = [torch.nn.Parameter(torch.zeros(3))]
-    opt = training._adam(params, {"lr": 1e-3, "weight_decay": 0.0})
+    opt = optim.adam(params, 1e-3, 0.0)
     assert opt.defaults["fused"] is True
-    forced = training._adam(params, {"lr": 1e-3, "weight_decay": 0.0, "adam_kwargs": {}})
-    assert forced.defaults["fused"] is True
 
 
 def test_fused_adam_keeps_cpu_fits_bitwise_repeatable(planted_small):
@@ -43,12 +41,13 @@ def test_fused_adam_follows_the_plain_adam_update():
     results = []
     for kwargs in ({"fused": True}, {"foreach": False}):
         w = torch.nn.Parameter(w0.clone())
-        opt = training._adam([w], {"lr": 1e-2, "weight_decay": 1e-4, "adam_kwargs": kwargs})
+        opt = torch.optim.Adam([w], lr=1e-2, weight_decay=1e-4, **kwargs)
         for step in range(20):
             w.grad = torch.sin(w.detach() * (step + 1))
             opt.step()
         results.append(w.detach())
     torch.testing.assert_close(results[0], results[1], rtol=1e-5, atol=1e-6)
+    assert optim.adam([torch.nn.Parameter(w0.clone())], 1e-2, 1e-4).defaults["fused"] is True
 
 
 def test_bf16_is_ignored_off_cuda(planted_small):

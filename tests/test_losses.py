@@ -1,5 +1,7 @@
 """Each SRAE loss term against a hand-computed numpy value on a tiny batch."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -71,7 +73,7 @@ def test_pullaway_of_orthogonal_rows_is_zero_and_of_parallel_rows_is_one():
 
 
 def test_srae_loss_weights_the_three_terms():
-    cfg = dict(
+    cfg = SimpleNamespace(
         alpha_f=2.0, alpha_r=3.0, alpha_p=5.0, reconstruction="log", q=100.0, pullaway="samples"
     )
     total, parts = srae_loss(t(X), t(Y_HAT), t(Z_HAT), t(Z), t(Y), t(W), cfg)
@@ -83,7 +85,7 @@ def test_srae_loss_weights_the_three_terms():
 
 
 def test_unsupervised_loss_has_no_faithfulness_and_pulls_x_apart():
-    cfg = dict(
+    cfg = SimpleNamespace(
         alpha_f=1.0, alpha_r=1.0, alpha_p=1.0, reconstruction="mse", q=100.0, pullaway="samples"
     )
     total, parts = srae_loss(t(X), None, t(Z_HAT), t(Z), None, t(W), cfg)

@@ -254,7 +254,7 @@ def test_dead_features_are_counted_and_announced(planted_small, monkeypatch):
 
 
 def test_collapse_guard_retrains_with_adjusted_alphas(planted_small, monkeypatch):
-    import sklearn_xnn._srae_training as srae
+    from sklearn_xnn._nn import engine as srae
 
     calls = []
     monkeypatch.setattr(srae, "collapse_state", lambda x, w: (calls.append(1) or True, 0.1))
@@ -266,7 +266,7 @@ def test_collapse_guard_retrains_with_adjusted_alphas(planted_small, monkeypatch
 
 
 def test_collapse_state_rule():
-    from sklearn_xnn._srae_training import collapse_state
+    from sklearn_xnn._nn.engine import collapse_state
 
     x = torch.ones(10, 3, dtype=torch.float64)
     w = torch.tensor([[1.0, 1.0, 1.0]], dtype=torch.float64)

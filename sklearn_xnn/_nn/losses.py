@@ -5,12 +5,21 @@ Notation: ``N`` rows in the batch, ``D`` activation units, ``C`` outputs, ``K`` 
 
 import torch
 
-PULLAWAY_EPS = 1e-6
+from sklearn_xnn.metrics._geometry import PULLAWAY_EPS
 
 
 def faithfulness_loss(y_hat, y):
     """``(1 / (N C)) sum_i sum_c (y_hat_ic - y_ic)^2``: mean squared error of the logits."""
     return torch.mean((y_hat - y) ** 2)
+
+
+def normalised_faithfulness(y_hat, y, output_weights):
+    """``sum_c w_c (1 / N) sum_i (y_hat_ic - y_ic)^2``: the faithfulness error in R² units.
+
+    With ``w_c = 1 / (C' var_c)`` (``C'`` outputs that vary, ``w_c = 0`` for a constant
+    one) this is ``1 - R²`` averaged uniformly over the outputs.
+    """
+    return torch.sum(torch.mean((y_hat - y) ** 2, dim=0) * output_weights)
 
 
 def reconstruction_loss(z_hat, z, kind="log", q=100.0):
@@ -60,19 +69,21 @@ def pullaway_loss(x, weight, over="samples"):
     return pullaway_term(s, over)
 
 
-def srae_loss(x, y_hat, z_hat, z, y, weight, cfg):
+def srae_loss(x, y_hat, z_hat, z, y, weight, cfg, constrained=False):
     """``alpha_f L_faith + alpha_r L_rec + alpha_p L_pt`` and its three parts (detached).
 
     ``weight`` is the head's ``W`` (``C x K``); ``cfg`` holds ``alpha_f, alpha_r, alpha_p,
     reconstruction, q, pullaway``. Without a head (``y`` is None, the unsupervised SRAE) the
-    faithfulness term is zero and the pull-away acts on ``x`` itself.
+    faithfulness term is zero and the pull-away acts on ``x`` itself. With ``constrained``
+    the faithfulness term is left out of the total (the caller adds it with its multiplier).
     """
     faith = z.new_zeros(())
     if y is not None:
         faith = faithfulness_loss(y_hat, y)
     else:
         weight = None
-    rec = reconstruction_loss(z_hat, z, cfg["reconstruction"], cfg["q"])
-    pt = pullaway_loss(x, weight, cfg["pullaway"]) if cfg["alpha_p"] else z.new_zeros(())
-    total = cfg["alpha_f"] * faith + cfg["alpha_r"] * rec + cfg["alpha_p"] * pt
+    rec = reconstruction_loss(z_hat, z, cfg.reconstruction, cfg.q)
+    pt = pullaway_loss(x, weight, cfg.pullaway) if cfg.alpha_p else z.new_zeros(())
+    alpha_f = 0.0 if constrained else cfg.alpha_f
+    total = alpha_f * faith + cfg.alpha_r * rec + cfg.alpha_p * pt
     return total, torch.stack([faith.detach(), rec.detach(), pt.detach()])

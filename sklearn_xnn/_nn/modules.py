@@ -32,13 +32,17 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
         self.p_dropout = p_dropout
 
-    def forward(self, z, generator=None):
+    def hidden(self, z, generator=None):
+        """The codes of the last hidden layer (dropout after the first when ``generator``)."""
         h = z
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(self.layers[:-1]):
             h = F.relu(layer(h))
-            if i == 0 and len(self.layers) > 1:
+            if i == 0:
                 h = dropout(h, self.p_dropout, generator)
         return h
+
+    def forward(self, z, generator=None):
+        return F.relu(self.layers[-1](self.hidden(z, generator)))
 
 
 class Decoder(nn.Module):

@@ -1,22 +1,35 @@
-"""Training as plain functions: layer-wise pre-training, head initialisation, fine-tuning.
+"""Fine-tuning as a plain function: the SRAE objective under a faithfulness constraint.
 
-Data arrive as float32 tensors already on the training device. Minibatches are drawn by
-an index permutation from the CPU generator; the step loop never synchronises with the
-host (losses are accumulated on the device and read once per epoch).
+Data arrive as float32 tensors (or streaming sources) already on the training device.
+Minibatches are drawn by an index permutation from the CPU generator; the step loop never
+synchronises with the host (losses and the multiplier live on the device and are read
+once per epoch).
+
+**The constraint.** With ``cfg.faith_target`` set, the objective is the Lagrangian
+``lam * (e_faith - target) + alpha_r L_rec + alpha_p L_pt`` with ``e_faith`` the normalised
+faithfulness error ``mean_c MSE_c / var_c`` (``1 - R²``). After every step the multiplier
+follows the constraint (``log lam += rate * (e_faith - target) / target``, clipped), as in
+GECO (Rezende & Viola, 2018): it grows while the explainer is less faithful than the
+target and shrinks while it has room to spare, so the alphas only trade reconstruction
+against pull-away, whatever the data's scale or number of outputs. After every epoch the
+head is set to the exact least-squares head on the x-features and the epoch is *feasible*
+when that explainer meets the target; training keeps the feasible epoch with the smallest
+regularisers (the faithful start counts as feasible), so no epoch can make the result
+less faithful than the target. The learning rate warms up linearly over the first steps,
+so Adam's first updates cannot throw the start away.
 """
 
 import copy
 import logging
 import math
 
-import numpy as np
 import torch
-from torch import nn
-from torch.nn import functional as F
 
-from sklearn_xnn._nn import data
-from sklearn_xnn._nn.losses import srae_loss
-from sklearn_xnn._nn.modules import XNN, init_linear
+from sklearn_xnn._nn import bound, data
+from sklearn_xnn._nn.config import History
+from sklearn_xnn._nn.init import revive_dead, set_head
+from sklearn_xnn._nn.losses import normalised_faithfulness, srae_loss
+from sklearn_xnn._nn.optim import adam, batches
 
 logger = logging.getLogger("sklearn_xnn")
 
@@ -30,286 +43,114 @@ class NonFiniteLossError(ArithmeticError):
         self.history = history
 
 
-def batches(n, batch_size, generator, device, shuffle=True):
-    """Index tensors of the minibatches of one epoch (a permutation drawn on the CPU)."""
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    order = order.to(device)
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
-
-
-def _adam(params, cfg):
-    """Adam with torch's fused kernel where the device has one (CPU and CUDA do): one pass
-    over each parameter instead of ~10, deterministic, so CPU fits stay bitwise repeatable."""
-    params = list(params)
-    kwargs = dict(cfg.get("adam_kwargs", {}))
-    if "fused" not in kwargs and "foreach" not in kwargs and params:
-        kwargs["fused"] = params[0].device.type in _fused_devices()
-    return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"], **kwargs)
-
-
-def _fused_devices():
-    try:
-        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-    except ImportError:  # pragma: no cover - older torch
-        return ("cuda",)
-    return tuple(_get_fused_kernels_supported_devices())
-
-
-def pretrain_layers(model, Z, cfg, generator):
-    """Greedy layer-wise pre-training of ``model.encoder`` / ``model.decoder`` in place.
-
-    Layer ``l`` is trained as a one-hidden-layer autoencoder (Linear+ReLU encoder, Linear
-    decoder with the decoder's output activation, MSE) on the codes of layer ``l - 1``.
-    """
-    enc, dec = model.encoder.layers, model.decoder.layers
-    n_layers = len(enc)
-    codes = Z
-    for level in range(n_layers):
-        e, d = enc[level], dec[n_layers - 1 - level]
-        relu_out = level > 0 or model.decoder.nonnegative_output
-        opt = _adam([*e.parameters(), *d.parameters()], cfg)
-        for _ in range(cfg["pretrain"]):
-            for idx in batches(
-                codes.shape[0], cfg["batch_size"], generator, data.index_device(codes)
-            ):
-                target = codes[idx]
-                rebuilt = d(F.relu(e(target)))
-                rebuilt = F.relu(rebuilt) if relu_out else rebuilt
-                loss = F.mse_loss(rebuilt, target)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-        codes = _next_codes(codes, e)
-    return codes
-
-
-def _next_codes(codes, layer):
-    """The codes of the next level: stored for a device tensor, recomputed per batch for
-    a host source (whose codes would not fit in memory either)."""
-    if not torch.is_tensor(codes):
-        return data.Mapped(codes, layer)
-    with torch.no_grad():
-        return torch.cat([F.relu(layer(codes[i])) for i in _chunks(codes.shape[0])])
-
-
-def _chunks(n, size=8192):
-    return [slice(i, i + size) for i in range(0, n, size)]
-
-
 @torch.no_grad()
 def encode(model, Z):
-    """The x-features of every row of ``Z`` (no dropout), in chunks.
-
-    Written into one preallocated tensor: a list of small per-chunk outputs would pin the
-    top of the C heap above each chunk's large temporaries, which then are never given
-    back (resident memory grew with the number of rows of a streamed fit).
-    """
+    """The x-features of every row of ``Z`` (no dropout), in chunks, into one tensor."""
     out = torch.empty(Z.shape[0], model.encoder.layers[-1].out_features, device=Z.device)
-    for s in _chunks(Z.shape[0]):
+    for s in bound.row_slices(Z.shape[0], Z.shape[1]):
         out[s] = model.encoder(Z[s])
     return out
 
 
 @torch.no_grad()
-def init_head_lstsq(head, x, y, ridge=1e-6):
-    """Set the head to the (slightly ridged) least-squares regression of ``y`` on ``x``."""
-    x64, y64 = x.double().cpu(), y.double().cpu()
-    x_mean, y_mean = x64.mean(0), y64.mean(0)
-    xc, yc = x64 - x_mean, y64 - y_mean
-    gram = xc.T @ xc
-    eye = torch.eye(gram.shape[0], dtype=gram.dtype)
-    gram += ridge * (torch.trace(gram) / gram.shape[0] + 1.0) * eye
-    coef = torch.linalg.solve(gram, xc.T @ yc).T
-    head.weight.copy_(coef.to(head.weight))
-    head.bias.copy_((y_mean - coef @ x_mean).to(head.bias))
+def lstsq_head(model, Z, Y):
+    """``(W, b, r2)``: the least-squares head on the x-features of ``Z`` and its R²."""
+    m = bound.moments(Z, Y, transform=model.encoder)
+    if m is None:
+        return None
+    return bound.lstsq_head(m)
 
 
 @torch.no_grad()
-def init_last_layer_rrr(model, Z, Y, generator, ridge=1e-3, unmix=True):
-    """Point the x-features at independent directions of the best rank-K linear predictor.
+def heldout_r2(model, Z, Y):
+    """Uniform-average R² of ``model``'s prediction on ``(Z, Y)``."""
+    rss = torch.zeros(Y.shape[1], dtype=torch.float64, device=Y.device)
+    for s in bound.row_slices(Z.shape[0], Z.shape[1]):
+        rss += ((model.head(model.encoder(Z[s])) - Y[s]).double() ** 2).sum(0)
+    var = ((Y.double() - Y.double().mean(0)) ** 2).sum(0)
+    return bound.uniform_r2(rss, var)
 
-    Reduced-rank regression on the codes ``h`` of the encoder's last hidden layer: the
-    least-squares fit ``Y ~ h B`` is projected on the top right singular vectors ``V_K`` of
-    its fitted values, giving the faithful rank-K subspace ``h B V_K``. With ``unmix`` the
-    subspace is rotated by FastICA into its most independent (sparsest) directions, which
-    leaves the rank-K faithfulness unchanged. Each x-feature then starts as
-    ``relu(h d_k + b_k)``, oriented so its long tail is positive, scaled to unit spread and
-    shifted so it is active on every row: the least-squares head on them starts at the
-    rank-K linear optimum on ``h``, and fine-tuning makes them sparse. With fewer outputs
-    than x-features the remaining x-features keep their pre-trained weights.
+
+def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None):
+    """Forward pass and loss of one minibatch: ``(x, loss, parts, e_faith)``.
+
+    ``multiplier`` (a device scalar) replaces ``alpha_f`` when the constraint is on. With
+    ``cfg.precision == "bf16"`` on CUDA the network runs under bf16 autocast and the loss
+    is computed in float32 from its float32-cast outputs.
     """
-    last = model.encoder.layers[-1]
-    stats = _code_moments(model, Z, Y)
-    if stats is None:
-        return  # pre-training diverged: the caller's finiteness check reports it
-    h_mean, gram, cross = stats
-    fitted_gram = gram.clone()  # h_c^T h_c, for the fitted values' singular vectors
-    gram += (
-        ridge
-        * (torch.trace(gram) / gram.shape[0] + 1e-12)
-        * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
-    )
-    coef = torch.linalg.solve(gram, cross)  # (h2, C)
-    # Right singular vectors of the fitted values h_c B: eigenvectors of B^T (h_c^T h_c) B.
-    evals, evecs = torch.linalg.eigh(coef.T @ fitted_gram @ coef)
-    vh = evecs.flip(-1).T
-    k = min(last.out_features, vh.shape[0])
-    directions = coef @ vh[:k].T  # (h2, k)
-    if unmix and k > 1:
-        directions = directions @ _ica_rotation(
-            _projection(model, Z, h_mean, directions), generator
-        ).to(directions)
-    proj = _projection(model, Z, h_mean, directions)
-    skew = torch.mean(((proj - proj.mean(0)) / proj.std(0).clamp_min(1e-12)) ** 3, dim=0)
-    sign = torch.where(skew >= 0, 1.0, -1.0).to(proj)
-    directions, proj = directions * sign, proj * sign
-    spread = proj.std(0).clamp_min(1e-12)
-    directions, proj = directions / spread, proj / spread
-    last.weight[:k] = directions.T.to(last.weight)
-    last.bias[:k] = (-(h_mean @ directions) - proj.min(0).values).to(last.bias)
-
-
-def _code_moments(model, Z, Y):
-    """Mean of the last hidden codes ``h`` and the centred ``h^T h`` and ``h^T y`` (float64).
-
-    Accumulated chunk by chunk, so memory stays independent of the number of rows; None
-    when a code is not finite.
-    """
-    n, y = Z.shape[0], Y.double()
-    y_mean = y.mean(0)
-    s1 = s2 = sxy = None
-    for s in _chunks(n):
-        h = _hidden_codes(model, Z[s]).double()
-        if not torch.isfinite(h).all():
-            return None
-        hy = h.T @ (y[s] - y_mean)
-        s1 = h.sum(0) if s1 is None else s1 + h.sum(0)
-        s2 = h.T @ h if s2 is None else s2 + h.T @ h
-        sxy = hy if sxy is None else sxy + hy
-    mean = s1 / n
-    return mean, s2 - n * torch.outer(mean, mean), sxy
-
-
-def _projection(model, Z, h_mean, directions):
-    """``(h - mean) @ directions`` for every row, chunk by chunk (float64, ``(N, k)``)."""
-    return torch.cat(
-        [(_hidden_codes(model, Z[s]).double() - h_mean) @ directions for s in _chunks(Z.shape[0])]
-    )
-
-
-def _ica_rotation(proj, generator):
-    """The ``(k, k)`` FastICA unmixing of ``proj`` (rows = samples), as a right factor."""
-    import warnings
-
-    from sklearn.decomposition import FastICA
-    from sklearn.exceptions import ConvergenceWarning
-
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-    ica = FastICA(whiten="unit-variance", max_iter=400, tol=1e-4, random_state=seed)
-    identity = torch.eye(proj.shape[1], dtype=torch.float64)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.simplefilter("ignore", RuntimeWarning)
-            ica.fit(proj.cpu().numpy())
-    except (ValueError, np.linalg.LinAlgError):  # degenerate subspace (tiny or constant data)
-        return identity
-    unmixing = torch.as_tensor(ica.components_, dtype=torch.float64)  # (k, k)
-    if not torch.isfinite(unmixing).all():
-        return identity
-    return unmixing.T
-
-
-def _hidden_codes(model, z):
-    for layer in model.encoder.layers[:-1]:
-        z = F.relu(layer(z))
-    return z
-
-
-def build_model(n_features, n_outputs, cfg, generator, device):
-    """A freshly initialised XNN (weights drawn from ``generator``) on ``device``.
-
-    The layers are built on the meta device, so torch's default initialisation never
-    draws from the global RNG; every weight comes from ``generator`` on the CPU.
-    """
-    with torch.device("meta"):
-        model = XNN(
-            n_features,
-            cfg["hidden"],
-            cfg["n_components"],
-            n_outputs,
-            cfg["dropout"],
-            cfg["nonneg_output"],
-        )
-    model = model.to_empty(device="cpu")
-    for layer in model.modules():
-        if isinstance(layer, nn.Linear):
-            init_linear(layer, generator)
-    return model.to(device)
-
-
-@torch.no_grad()
-def revive_dead(model, Z, dead, generator, density=0.3, max_rows=8192):
-    """Give each dead x-feature (zero on every row) a fresh start; returns how many.
-
-    The feature's last-layer weights are redrawn and its bias set so that it is positive
-    on the ``density`` fraction of (a sample of) the rows with the largest pre-activation.
-    """
-    n_dead = int(dead.sum())
-    if not n_dead:
-        return 0
-    last = model.encoder.layers[-1]
-    rows = torch.randperm(Z.shape[0], generator=generator)[:max_rows].to(data.index_device(Z))
-    h = Z[rows]
-    for layer in model.encoder.layers[:-1]:
-        h = F.relu(layer(h))
-    idx = torch.nonzero(dead).flatten()
-    fresh = torch.empty(n_dead, last.in_features)
-    nn.init.kaiming_uniform_(fresh, a=math.sqrt(5), generator=generator)
-    last.weight[idx] = fresh.to(last.weight)
-    pre = h @ last.weight[idx].T
-    last.bias[idx] = -torch.quantile(pre, 1.0 - density, dim=0)
-    return n_dead
-
-
-def forward_loss(model, zb, yb, cfg, dropout_gen):
-    """Forward pass and SRAE loss of one minibatch: ``(x, loss, parts)``.
-
-    With ``cfg["precision"] == "bf16"`` on CUDA the network runs under bf16 autocast
-    and the loss is computed in float32 from its float32-cast outputs.
-    """
-    bf16 = cfg.get("precision") == "bf16" and zb.device.type == "cuda"
+    bf16 = cfg.precision == "bf16" and zb.device.type == "cuda"
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
         x, y_hat, z_hat = model(zb, dropout_gen)
     if bf16:
         x, z_hat = x.float(), z_hat.float()
         y_hat = None if y_hat is None else y_hat.float()
     weight = None if model.head is None else model.head.weight
-    loss, parts = srae_loss(x, y_hat, z_hat, zb, yb, weight, cfg)
-    return x, loss, parts
+    constrained = multiplier is not None and yb is not None
+    loss, parts = srae_loss(x, y_hat, z_hat, zb, yb, weight, cfg, constrained)
+    e_faith = None
+    if constrained:
+        e_faith = normalised_faithfulness(y_hat, yb, cfg.output_weights)
+        loss = loss + multiplier * e_faith
+    return x, loss, parts, e_faith
 
 
 def _step_function(cfg):
-    """``forward_loss``, compiled with ``torch.compile`` when ``cfg["compile"]``."""
-    if cfg.get("compile"):
-        return torch.compile(forward_loss)
-    return forward_loss
+    """``forward_loss``, compiled with ``torch.compile`` when ``cfg.compile``."""
+    return torch.compile(forward_loss) if cfg.compile else forward_loss
 
 
-def _epoch(model, opt, Z, Y, cfg, generator, dropout_gen, step=forward_loss):
+class _Multiplier:
+    """``log lam`` on the device, updated after every step without a host round trip."""
+
+    def __init__(self, value, cfg, steps_per_epoch, device):
+        self.on = cfg.faith_target is not None
+        self.log = torch.tensor(math.log(max(value, 1e-30)), device=device)
+        self.target = cfg.faith_target
+        self.rate = cfg.multiplier_rate / max(1, steps_per_epoch) * 10
+        self.low, self.high = (math.log(v) for v in cfg.multiplier_range)
+
+    def value(self):
+        return self.log.exp() if self.on else None
+
+    def update(self, e_faith):
+        if self.on and e_faith is not None:
+            violation = (e_faith.detach() - self.target) / max(self.target, 1e-12)
+            self.log = (self.log + self.rate * violation.clamp(-1.0, 10.0)).clamp(
+                self.low, self.high
+            )
+
+
+def _epoch(model, opt, Z, Y, cfg, generator, schedule, multiplier, step=forward_loss):
     model.train()
-    acc = torch.zeros(3 + cfg["n_components"], device=Z.device)
-    for idx in batches(Z.shape[0], cfg["batch_size"], generator, data.index_device(Z)):
+    acc = torch.zeros(3 + cfg.n_components, device=Z.device)
+    for idx in batches(Z.shape[0], cfg.batch_size, generator, data.index_device(Z)):
         zb = Z[idx]
         yb = None if Y is None else Y[idx]
-        x, loss, parts = step(model, zb, yb, cfg, dropout_gen)
+        for group in opt.param_groups:
+            group["lr"] = schedule()
+        x, loss, parts, e_faith = step(model, zb, yb, cfg, cfg.dropout_generator, multiplier.value())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        multiplier.update(e_faith)
         acc[:3] += parts * idx.shape[0]
         acc[3:] = torch.maximum(acc[3:], x.detach().amax(0))
     acc[:3] /= Z.shape[0]
     return acc
+
+
+class _Schedule:
+    """Linear warm-up over ``warmup_steps``, then x``lr_gamma`` every ``lr_step`` epochs."""
+
+    def __init__(self, cfg, steps_per_epoch, start_epoch=0):
+        self.cfg, self.per_epoch = cfg, max(1, steps_per_epoch)
+        self.step = start_epoch * self.per_epoch
+
+    def __call__(self):
+        cfg, t = self.cfg, self.step
+        self.step += 1
+        warm = min(1.0, (t + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+        return cfg.lr * warm * cfg.lr_gamma ** ((t // self.per_epoch) // cfg.lr_step)
 
 
 @torch.no_grad()
@@ -317,7 +158,7 @@ def evaluate(model, Z, Y, cfg):
     """Mean loss parts ``[faith, rec, pt]`` on ``(Z, Y)`` without dropout, in one batch pass."""
     model.eval()
     acc = torch.zeros(3, device=Z.device)
-    n, size = Z.shape[0], max(cfg["batch_size"], 1024)
+    n, size = Z.shape[0], max(cfg.batch_size, 1024)
     for idx in batches(n, size, None, data.index_device(Z), shuffle=False):
         zb = Z[idx]
         yb = None if Y is None else Y[idx]
@@ -328,7 +169,11 @@ def evaluate(model, Z, Y, cfg):
 
 
 def total_loss(parts, cfg):
-    return cfg["alpha_f"] * parts[0] + cfg["alpha_r"] * parts[1] + cfg["alpha_p"] * parts[2]
+    return cfg.alpha_f * parts[0] + cfg.alpha_r * parts[1] + cfg.alpha_p * parts[2]
+
+
+def regularisers(parts, cfg):
+    return cfg.alpha_r * parts[1] + cfg.alpha_p * parts[2]
 
 
 def _finite_state(state):
@@ -340,81 +185,123 @@ def finite_weights(model):
     return _finite_state(model.state_dict())
 
 
-def _roll_back(model, hist, good_state, prev_state, best_state=None):
+class _Keeper:
+    """The epoch to keep: the feasible one with the smallest regularisers (constrained), the
+    best validated one (fixed weights with a validation set), else the last one."""
+
+    def __init__(self, model, constrained, validated):
+        self.constrained, self.validated = constrained, validated
+        self.best = math.inf
+        self.state = copy.deepcopy(model.state_dict()) if constrained else None
+        self.epoch = 0
+
+    def offer(self, model, epoch, value, feasible):
+        """Record epoch ``epoch`` (1-based); returns whether it improved by more than nothing."""
+        if self.constrained and not feasible:
+            return False
+        if value < self.best:
+            if self.constrained or self.validated:
+                self.state = copy.deepcopy(model.state_dict())
+            self.best, self.epoch = value, epoch
+            return True
+        return False
+
+    def restore(self, model):
+        if self.state is not None:
+            model.load_state_dict(self.state)
+
+
+def _check_epoch(model, Z, Y, val, cfg, parts, hist):
+    """Refit the head, then ``(monitored value, feasible)`` of the epoch just run."""
+    feasible = True
+    if Y is not None and cfg.faith_target is not None:
+        fit = lstsq_head(model, Z, Y)
+        if fit is not None:
+            set_head(model.head, *fit[:2])
+            hist.faithfulness.append(fit[2])
+            feasible = 1.0 - fit[2] <= cfg.faith_target
+    monitored = regularisers(parts, cfg) if cfg.faith_target is not None else total_loss(parts, cfg)
+    if val is not None:
+        Zv, Yv, val_target = val
+        vparts = evaluate(model, Zv, Yv, cfg).tolist()
+        monitored = (
+            regularisers(vparts, cfg) if cfg.faith_target is not None else total_loss(vparts, cfg)
+        )
+        hist.validation_loss.append(monitored)
+        if Yv is not None and val_target is not None:
+            feasible = feasible and 1.0 - heldout_r2(model, Zv, Yv) <= val_target
+    return monitored, feasible
+
+
+def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=1.0, start_epoch=0):
+    """Joint fine-tuning of encoder, decoder and head; returns ``(history, optimizer, lam)``.
+
+    ``val`` is ``(Z_val, Y_val, val_target)`` or None. Stops after ``cfg.max_iter`` epochs,
+    or when the monitored value (the regularisers of feasible epochs under the constraint,
+    else the total loss; on the validation rows when given) has not improved by ``tol``
+    for ``n_iter_no_change`` epochs. A non-finite loss restores the last finite weights and
+    raises ``NonFiniteLossError``; a ``KeyboardInterrupt`` stops training with the kept
+    weights and records ``history.interrupted_epoch``. ``opt`` continues an existing Adam
+    (``partial_fit``).
+    """
+    opt = adam(model.parameters(), cfg.lr, cfg.weight_decay) if opt is None else opt
+    step = _step_function(cfg)
+    n_steps = math.ceil(Z.shape[0] / cfg.batch_size)
+    schedule = _Schedule(cfg, n_steps, start_epoch)
+    lam = _Multiplier(multiplier, cfg, n_steps, Z.device)
+    hist = History()
+    keeper = _Keeper(model, cfg.faith_target is not None, val is not None)
+    stall, epoch, good_state = 0, 0, None
+    try:
+        for epoch in range(cfg.max_iter):
+            prev_state, good_state = good_state, copy.deepcopy(model.state_dict())
+            stats = _epoch(model, opt, Z, Y, cfg, generator, schedule, lam, step).tolist()
+            parts, x_max = stats[:3], torch.tensor(stats[3:])
+            if epoch < cfg.max_iter - 1 and revive_dead(model, Z, x_max <= 0, generator):
+                stall = 0
+            loss = total_loss(parts, cfg)
+            if not math.isfinite(loss) or not finite_weights(model):
+                _roll_back(model, hist, good_state, prev_state, keeper)
+                raise NonFiniteLossError(epoch, hist)
+            hist.loss.append(loss)
+            hist.parts.append(parts)
+            hist.multiplier.append(float(lam.log.exp()) if lam.on else float(cfg.alpha_f))
+            monitored, feasible = _check_epoch(model, Z, Y, val, cfg, parts, hist)
+            if cfg.verbose:
+                logger.info(
+                    "epoch %d: loss %.6g (monitored %.6g%s)",
+                    epoch + 1,
+                    loss,
+                    monitored,
+                    "" if feasible else ", not faithful enough",
+                )
+            improved = feasible and monitored < keeper.best - cfg.tol
+            keeper.offer(model, epoch + 1, monitored, feasible)
+            stall = 0 if improved else stall + 1
+            if stall >= cfg.n_iter_no_change:
+                hist.converged = True
+                break
+    except KeyboardInterrupt:  # keep a usable model: the last complete epoch's weights
+        if len(hist.loss) <= epoch and good_state is not None:
+            model.load_state_dict(good_state)
+        hist.interrupted_epoch = epoch
+    keeper.restore(model)
+    hist.best_epoch = keeper.epoch if keeper.state is not None else hist.n_iter
+    return hist, opt, float(lam.log.exp()) if lam.on else float(cfg.alpha_f)
+
+
+def _roll_back(model, hist, good_state, prev_state, keeper):
     """Restore the last finite weights after a non-finite loss.
 
     The weights at the start of the failing epoch can already be non-finite (the last step
     of the previous epoch overflowed while its loss was finite); then the weights from one
-    epoch earlier are restored and that epoch is dropped from the history. With a
-    validation set the best validated weights are restored instead.
+    epoch earlier are restored and that epoch is dropped from the history. A kept
+    (feasible or validated) state is restored instead when there is one.
     """
     if prev_state is not None and not _finite_state(good_state):
         good_state = prev_state
-        for key in ("loss", "parts", "validation_loss"):
-            del hist[key][-1:]
-    model.load_state_dict(good_state if best_state is None else best_state)
-    hist["n_iter"] = len(hist["loss"])
-
-
-def fine_tune(model, Z, Y, cfg, generator, Z_val=None, Y_val=None, opt=None):
-    """Joint fine-tuning of encoder, decoder and head on the SRAE loss with Adam.
-
-    The learning rate is multiplied by ``cfg["lr_gamma"]`` every ``cfg["lr_step"]`` epochs.
-    Stops after ``cfg["max_iter"]`` epochs, or when the monitored loss (validation loss when
-    ``Z_val`` is given, else training loss) has not improved by ``tol`` for
-    ``n_iter_no_change`` epochs. With a validation set the best weights are restored.
-    A non-finite loss restores the last finite weights and raises ``NonFiniteLossError``;
-    a ``KeyboardInterrupt`` stops training with the weights of the last complete epoch
-    (or the best validated ones) and records ``hist["interrupted_epoch"]``.
-    ``opt`` continues an existing Adam (``partial_fit``); the one used is returned as
-    ``hist["optimizer"]``. Returns a history dict.
-    """
-    opt = _adam(model.parameters(), cfg) if opt is None else opt
-    step = _step_function(cfg)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg["lr_step"], gamma=cfg["lr_gamma"])
-    dropout_gen = cfg["dropout_generator"]
-    hist = {"loss": [], "parts": [], "validation_loss": [], "converged": False, "revived": 0}
-    hist["optimizer"] = opt
-    best, best_state, stall = math.inf, None, 0
-    epoch, good_state = 0, None
-    try:
-        for epoch in range(cfg["max_iter"]):
-            prev_state, good_state = good_state, copy.deepcopy(model.state_dict())
-            stats = _epoch(model, opt, Z, Y, cfg, generator, dropout_gen, step).tolist()
-            sched.step()  # the line above is the one host synchronisation of the epoch
-            parts_host, x_max = stats[:3], torch.tensor(stats[3:])
-            if cfg["revive_dead"] and epoch < cfg["max_iter"] - 1:
-                n_revived = revive_dead(model, Z, x_max <= 0, generator)
-                hist["revived"] += n_revived
-                stall = 0 if n_revived else stall
-            loss = total_loss(parts_host, cfg)
-            if not math.isfinite(loss):
-                _roll_back(model, hist, good_state, prev_state, best_state)
-                raise NonFiniteLossError(epoch, hist)
-            hist["loss"].append(loss)
-            hist["parts"].append(parts_host)
-            monitored = loss
-            if Z_val is not None:
-                monitored = total_loss(evaluate(model, Z_val, Y_val, cfg).tolist(), cfg)
-                hist["validation_loss"].append(monitored)
-            if cfg["verbose"]:
-                logger.info("epoch %d: loss %.6g (monitored %.6g)", epoch + 1, loss, monitored)
-            if monitored < best - cfg["tol"]:
-                stall = 0
-            else:
-                stall += 1
-            if monitored < best:
-                best = monitored
-                if Z_val is not None:
-                    best_state = copy.deepcopy(model.state_dict())
-            if stall >= cfg["n_iter_no_change"]:
-                hist["converged"] = True
-                break
-    except KeyboardInterrupt:  # keep a usable model: the last complete epoch's weights
-        if len(hist["loss"]) <= epoch and good_state is not None:
-            model.load_state_dict(good_state)
-        hist["interrupted_epoch"] = epoch
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    hist["n_iter"] = len(hist["loss"])
-    return hist
+        for name in ("loss", "parts", "validation_loss", "faithfulness", "multiplier"):
+            del getattr(hist, name)[-1:]
+    model.load_state_dict(good_state)
+    keeper.restore(model)
+    hist.best_epoch = keeper.epoch

@@ -7,7 +7,7 @@ layout of :meth:`SRAEExplainer.contributions`: ``(n, K)`` for one output or ``(n
 
 import numpy as np
 
-#: The epsilon the training loss adds to contributions (``sklearn_xnn._nn.losses``).
+#: The epsilon added to contributions, here and in the training loss (one definition).
 PULLAWAY_EPS = 1e-6
 
 

@@ -1,0 +1,188 @@
+"""The faithfulness reference: the best rank-K linear predictor of ``y`` from ``Z``.
+
+Computed in closed form from chunk-accumulated float64 moments of the (scaled) training
+data, so memory does not depend on the number of rows and streamed data work the same:
+
+1. ridge least squares ``B = (Zc^T Zc + lam I)^-1 Zc^T Yc``, with ``lam`` chosen by
+   generalised cross-validation from the eigenvalues of ``Zc^T Zc`` (no tuning constant);
+2. reduced-rank regression: the fitted values ``Zc B`` projected on their top ``K``
+   right singular vectors ``V_K``, giving ``y_hat = y_mean + (z - z_mean) B V_K V_K^T``.
+
+No linear K-dimensional embedding of ``Z`` with a linear head (PCA, NMF, PLS) is more
+faithful on the training rows. The spectrum of the fitted values (``fitted_variance``)
+tells how much of ``y`` each further component can explain.
+"""
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from sklearn_xnn._nn.data import CHUNK_VALUES
+
+#: Ridge values tried by generalised cross-validation, relative to the mean eigenvalue.
+RIDGE_GRID = 10.0 ** np.arange(-8.0, 1.5, 0.5)
+
+
+def row_slices(n, n_cols):
+    size = max(1, CHUNK_VALUES // max(1, n_cols))
+    return [slice(i, i + size) for i in range(0, n, size)]
+
+
+@dataclasses.dataclass
+class Moments:
+    """Float64 means and centred cross-products of ``Z`` (and ``Y``)."""
+
+    n: int
+    z_mean: torch.Tensor
+    zz: torch.Tensor
+    y_mean: torch.Tensor | None = None
+    zy: torch.Tensor | None = None
+    yy: torch.Tensor | None = None
+
+
+def moments(Z, Y=None, transform=None):
+    """Moments of ``transform(Z)`` (default: ``Z`` itself) and ``Y``, chunk by chunk.
+
+    Sums are shifted by the first chunk's mean, so that centring loses no precision.
+    """
+    n = Z.shape[0]
+    shift = y_shift = None
+    s1 = s2 = sy = syy = sxy = None
+    for s in row_slices(n, Z.shape[1]):
+        z = Z[s] if transform is None else transform(Z[s])
+        z = z.double()
+        if not torch.isfinite(z).all():
+            return None
+        shift = z.mean(0) if shift is None else shift
+        zc = z - shift
+        s1 = zc.sum(0) if s1 is None else s1 + zc.sum(0)
+        s2 = zc.T @ zc if s2 is None else s2 + zc.T @ zc
+        if Y is not None:
+            y = Y[s].double()
+            y_shift = y.mean(0) if y_shift is None else y_shift
+            yc = y - y_shift
+            sy = yc.sum(0) if sy is None else sy + yc.sum(0)
+            syy = yc.T @ yc if syy is None else syy + yc.T @ yc
+            sxy = zc.T @ yc if sxy is None else sxy + zc.T @ yc
+    dz = s1 / n
+    out = Moments(n, shift + dz, s2 - n * torch.outer(dz, dz))
+    if Y is not None:
+        dy = sy / n
+        out.y_mean = y_shift + dy
+        out.yy = syy - n * torch.outer(dy, dy)
+        out.zy = sxy - n * torch.outer(dz, dy)
+    return out
+
+
+@dataclasses.dataclass
+class Bound:
+    """The rank-K reduced-rank regression of ``y`` on ``z`` and its training faithfulness."""
+
+    z_mean: torch.Tensor
+    y_mean: torch.Tensor
+    coef: torch.Tensor  # (D, C) ridge least squares
+    basis: torch.Tensor  # (C, r) top right singular vectors of the fitted values
+    ridge: float
+    fitted_variance: torch.Tensor  # (C,) eigenvalues of the fitted values' scatter, descending
+    y_variance: torch.Tensor  # (C,) scatter of each output
+    r2: float  # uniform-average R² of the rank-K predictor on the training rows
+    r2_full: float  # the same with every component (ridge least squares)
+
+    @property
+    def directions(self):
+        """``(D, r)``: ``(z - z_mean) @ directions`` spans the faithful subspace."""
+        return self.coef @ self.basis
+
+    def predict(self, Z):
+        """The rank-K prediction of ``Y`` for rows ``Z`` (a tensor in training units)."""
+        proj = (Z.double() - self.z_mean) @ self.directions
+        return self.y_mean + proj @ self.basis.T
+
+    def r2_curve(self):
+        """Variance-weighted training R² reached with 1, 2, ... components."""
+        total = float(self.y_variance.sum())
+        return torch.cumsum(self.fitted_variance, 0) / max(total, 1e-300)
+
+
+def canonical_signs(V):
+    """``V`` with each column's largest-magnitude entry positive (eigenvectors have no sign
+    of their own; fixing it makes the start the same for data that differ by rounding)."""
+    if V.numel() == 0:
+        return V
+    pick = V.abs().argmax(0)
+    sign = torch.sign(V[pick, torch.arange(V.shape[1])])
+    return V * torch.where(sign == 0, 1.0, sign).to(V)
+
+
+def _gcv_ridge(m):
+    """The ridge minimising generalised cross-validation, from ``eig(Zc^T Zc)``."""
+    evals, evecs = torch.linalg.eigh(m.zz)
+    evals = evals.clamp_min(0.0)
+    rot = evecs.T @ m.zy  # (D, C)
+    scale = float(evals.mean()) if float(evals.mean()) > 0 else 1.0
+    total = float(torch.trace(m.yy))
+    best = (np.inf, RIDGE_GRID[0] * scale)
+    for rel in RIDGE_GRID:
+        lam = rel * scale
+        shrink = evals / (evals + lam)
+        fitted = float(((rot**2).sum(1) * (2.0 - shrink) / (evals + lam)).sum())
+        rss = max(total - fitted, 0.0)
+        dof = float(shrink.sum())
+        if dof >= m.n - 1:
+            continue
+        gcv = rss / (1.0 - dof / m.n) ** 2
+        if gcv < best[0]:
+            best = (gcv, lam)
+    return best[1], evals, evecs
+
+
+def reduced_rank(m, n_components):
+    """The :class:`Bound` of rank ``n_components`` from the moments ``m`` (with ``Y``)."""
+    lam, evals, evecs = _gcv_ridge(m)
+    coef = evecs @ ((evecs.T @ m.zy) / (evals + lam)[:, None])  # (D, C)
+    fitted = coef.T @ m.zz @ coef  # scatter of the fitted values
+    fvals, fvecs = torch.linalg.eigh((fitted + fitted.T) / 2)
+    fvals, fvecs = fvals.flip(0).clamp_min(0.0), fvecs.flip(-1)
+    r = min(n_components, int((fvals > 1e-12 * max(float(fvals[0]), 1e-300)).sum()) or 1)
+    basis = canonical_signs(fvecs[:, :r])
+    y_var = torch.diagonal(m.yy)
+    return Bound(
+        m.z_mean,
+        m.y_mean,
+        coef,
+        basis,
+        lam,
+        fvals,
+        y_var,
+        _r2(m, coef @ basis, basis, y_var),
+        _r2(m, coef, torch.eye(coef.shape[1], dtype=coef.dtype), y_var),
+    )
+
+
+def _r2(m, directions, basis, y_var):
+    """Uniform-average training R² of ``y_mean + zc @ directions @ basis.T`` from moments."""
+    A = directions @ basis.T  # (D, C): the full linear map
+    cross = torch.diagonal(A.T @ m.zy)
+    fit = torch.diagonal(A.T @ m.zz @ A)
+    rss = torch.diagonal(m.yy) - 2 * cross + fit
+    return uniform_r2(rss, y_var)
+
+
+def uniform_r2(rss, y_var):
+    """``mean_c (1 - rss_c / var_c)`` over the outputs that vary (1.0 when none does)."""
+    varying = y_var > 0
+    if not bool(varying.any()):
+        return 1.0
+    return float(1.0 - (rss[varying] / y_var[varying]).mean())
+
+
+def lstsq_head(x_moments, ridge=1e-9):
+    """``(W, b)`` of the least-squares regression of ``Y`` on ``x`` and its training R²."""
+    m = x_moments
+    eye = torch.eye(m.zz.shape[0], dtype=m.zz.dtype, device=m.zz.device)
+    gram = m.zz + ridge * (float(torch.trace(m.zz)) / m.zz.shape[0] + 1e-30) * eye
+    W = torch.linalg.solve(gram, m.zy).T  # (C, K)
+    b = m.y_mean - W @ m.z_mean
+    rss = torch.diagonal(m.yy) - 2 * torch.diagonal(W @ m.zy) + torch.diagonal(W @ m.zz @ W.T)
+    return W, b, uniform_r2(rss, torch.diagonal(m.yy))

@@ -1,0 +1,97 @@
+"""The typed records the engine trades with the estimator: one training configuration, one
+history, one result. Every field is declared once, here."""
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs, in training units (scaled ``Z``, standardised ``y``).
+
+    ``faith_target`` is the largest admissible normalised faithfulness error
+    ``mean_c MSE_c / var_c`` (``1 - R²``, uniform over outputs): the constraint that the
+    multiplier enforces; None trains the fixed-weight objective with ``alpha_f``.
+    """
+
+    n_components: int
+    hidden: tuple
+    n_outputs: int
+    dropout: float
+    nonneg_output: bool
+    alpha_f: float
+    alpha_r: float
+    alpha_p: float
+    reconstruction: str
+    q: float
+    pullaway: str
+    pretrain: int
+    max_iter: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    tol: float
+    n_iter_no_change: int
+    verbose: int
+    precision: str = "float32"
+    compile: bool = False
+    faith_target: float | None = None
+    output_weights: torch.Tensor | None = None
+    warmup_steps: int = 0
+    lr_step: int = 40
+    lr_gamma: float = 0.1
+    multiplier_rate: float = 0.05
+    multiplier_range: tuple = (1e-3, 1e4)
+    dropout_generator: torch.Generator | None = field(default=None, compare=False)
+
+    def replace(self, **changes):
+        """A copy with ``changes`` (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class History:
+    """What fine-tuning recorded, epoch by epoch, and how it ended."""
+
+    loss: list = field(default_factory=list)
+    parts: list = field(default_factory=list)
+    faithfulness: list = field(default_factory=list)
+    multiplier: list = field(default_factory=list)
+    validation_loss: list = field(default_factory=list)
+    converged: bool = False
+    best_epoch: int = 0
+    interrupted_epoch: int | None = None
+    interrupted_in_pretraining: bool = False
+    diverged_epoch: int | None = None
+
+    @property
+    def n_iter(self):
+        return len(self.loss)
+
+    def extend(self, other):
+        """Append ``other``'s epochs (a later ``partial_fit`` chunk)."""
+        for name in ("loss", "parts", "faithfulness", "multiplier", "validation_loss"):
+            getattr(self, name).extend(getattr(other, name))
+        self.converged = other.converged
+        self.best_epoch = self.n_iter
+        self.interrupted_epoch = other.interrupted_epoch
+        self.diverged_epoch = other.diverged_epoch
+
+
+@dataclass
+class Attempt:
+    """One training attempt: the network, its history and how its x-features turned out."""
+
+    model: torch.nn.Module
+    history: History
+    optimizer: torch.optim.Optimizer | None
+    x_train: torch.Tensor
+    collapsed: bool
+    balance: float
+    alphas: tuple
+    multiplier: float
+    r2: float | None = None
+    stage: str = "fine-tuning"
+    stopped: bool = False

@@ -1,0 +1,124 @@
+"""One training attempt from data in training units to a trained network.
+
+``start`` builds the network and gives it the faithful closed-form start, ``attempt``
+fine-tunes it and assesses the result, ``resume`` continues a trained network on more
+data (``partial_fit``). The estimator orchestrates (validation, scaling, the collapse
+guard, the fitted state); everything here is torch.
+"""
+
+import torch
+
+from sklearn_xnn._nn import bound, init, training
+from sklearn_xnn._nn.config import Attempt, History
+
+
+def linear_bound(Z, Y, n_components):
+    """The rank-``n_components`` linear reference of ``Y`` from ``Z`` (None without ``Y``)."""
+    if Y is None:
+        return None
+    m = bound.moments(Z, Y)
+    return None if m is None else bound.reduced_rank(m, n_components)
+
+
+def start(Z, Y, cfg, generator, device, the_bound):
+    """A new network at the faithful start; returns ``(model, interrupted)``.
+
+    ``interrupted`` is True when a ``KeyboardInterrupt`` cut layer-wise pre-training short
+    (the faithful start is still applied, so the network is usable).
+    """
+    model = init.build_model(Z.shape[1], cfg.n_outputs, cfg, generator, device)
+    interrupted = False
+    if cfg.pretrain:
+        try:
+            init.pretrain_layers(model, Z, cfg, generator)
+        except KeyboardInterrupt:
+            interrupted = True
+    m = bound.moments(Z)
+    if m is None or not training.finite_weights(model):
+        return model, interrupted  # the caller's finiteness check reports it
+    S = init.faithful_subspace(m, the_bound, cfg.n_components)
+    S, low = init.unmixed_directions(Z, m, S, generator)
+    init.carry_subspace(model, m.z_mean, S, low, margin=0.5)
+    x_m = bound.moments(Z, Z, transform=model.encoder)
+    if x_m is not None:
+        init.decoder_from_lstsq(model, x_m)
+    if model.head is not None:
+        fit = training.lstsq_head(model, Z, Y)
+        if fit is not None:
+            init.set_head(model.head, *fit[:2])
+    return model, interrupted
+
+
+def final_head(model, Z, Y):
+    """Set the head to the least-squares head on the final x-features when that is more
+    faithful on the training rows; returns the training R² of the kept head."""
+    fit = training.lstsq_head(model, Z, Y)
+    trained = training.heldout_r2(model, Z, Y)
+    if fit is not None and fit[2] >= trained:
+        init.set_head(model.head, *fit[:2])
+        return fit[2]
+    return trained
+
+
+def attempt(Z, Y, cfg, generator, device, the_bound, val=None):
+    """Start, fine-tune and assess one network: an :class:`Attempt`."""
+    model, interrupted = start(Z, Y, cfg, generator, device, the_bound)
+    if not training.finite_weights(model):
+        stage = "layer-wise pre-training" if cfg.pretrain else "initialisation"
+        return _assess(model, Z, Y, History(), None, cfg, cfg.alpha_f, stage=stage)
+    if interrupted:
+        history, opt, lam = History(interrupted_in_pretraining=True), None, cfg.alpha_f
+    else:
+        history, opt, lam = _fine_tune(model, Z, Y, cfg, generator, val)
+    return _assess(model, Z, Y, history, opt, cfg, lam)
+
+
+def resume(model, opt, Z, Y, cfg, generator, multiplier, start_epoch):
+    """Continue training ``model`` on ``(Z, Y)`` (one ``partial_fit`` chunk)."""
+    history, opt, lam = _fine_tune(
+        model, Z, Y, cfg, generator, None, opt=opt, multiplier=multiplier, start_epoch=start_epoch
+    )
+    return _assess(model, Z, Y, history, opt, cfg, lam)
+
+
+def _fine_tune(model, Z, Y, cfg, generator, val, **kwargs):
+    try:
+        return training.fine_tune(model, Z, Y, cfg, generator, val, **kwargs)
+    except training.NonFiniteLossError as exc:
+        exc.history.diverged_epoch = exc.epoch
+        return exc.history, kwargs.get("opt"), kwargs.get("multiplier", cfg.alpha_f)
+
+
+def _assess(model, Z, Y, history, opt, cfg, lam, stage=None):
+    r2 = None
+    if stage is None and model.head is not None and training.finite_weights(model):
+        r2 = final_head(model, Z, Y)
+    x = training.encode(model, Z) if training.finite_weights(model) else None
+    weight = None if model.head is None else model.head.weight.detach()
+    collapsed, balance = collapse_state(x, weight) if x is not None else (True, 0.0)
+    alphas = (cfg.alpha_f, cfg.alpha_r, cfg.alpha_p)
+    return Attempt(model, history, opt, x, collapsed, balance, alphas, lam, r2, stage or "fine-tuning")
+
+
+def collapse_state(x, weight, min_ratio=0.3):
+    """Whether the x-features collapsed, and how balanced their mean contributions are.
+
+    With one output the mean contribution of x-feature ``k`` is ``mean_i x_ik W_k``; with
+    several outputs it is the magnitude ``mean_i x_ik ||W_:k||``. Collapsed means fewer
+    than two positive means, or the second largest under ``min_ratio`` of the largest.
+    Returns ``(collapsed, second / largest)``.
+    """
+    mean_x = x.double().mean(0).cpu()
+    if weight is None:
+        score = mean_x
+    elif weight.shape[0] == 1:
+        score = mean_x * weight[0].double().cpu()
+    else:
+        score = mean_x * torch.linalg.vector_norm(weight.double().cpu(), dim=0)
+    top = torch.sort(score, descending=True).values
+    if top.numel() < 2:
+        return False, 1.0
+    if top[0] <= 0:
+        return True, 0.0
+    ratio = float(max(top[1], 0.0) / top[0])
+    return (int((score > 0).sum()) < 2 or ratio < min_ratio), ratio

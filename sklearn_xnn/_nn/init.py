@@ -1,0 +1,242 @@
+"""Initialisation: a random network, optional layer-wise pre-training, then the faithful start.
+
+The faithful start is closed form. The encoder's hidden layers *carry* a K-dimensional
+subspace of the activations exactly: for each direction ``s_k`` the first layer holds the
+pair ``relu(p_k)``, ``relu(-p_k)`` with ``p_k = (z - z_mean) . s_k``, every later hidden
+layer passes the pair on, and x-feature ``k`` is ``relu(p_k + c_k)``, shifted to be active
+on every training row. The subspace is the faithful one of the rank-K linear predictor,
+completed by the leading principal directions of what it leaves out when ``y`` has fewer
+than ``K`` dimensions, and rotated into its most independent (FastICA) directions. The
+head is the least-squares head on those x-features, so training starts at the rank-K
+linear bound; the decoder starts as the least-squares affine reconstruction of ``Z`` from
+the x-features. The units not used as carriers keep their random (or pre-trained) weights:
+the nonlinear capacity that training can use to go beyond the linear bound.
+"""
+
+import math
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from sklearn_xnn._nn import bound, data
+from sklearn_xnn._nn.modules import XNN, init_linear
+from sklearn_xnn._nn.optim import adam, batches
+
+
+def build_model(n_features, n_outputs, cfg, generator, device):
+    """A freshly initialised XNN (weights drawn from ``generator``) on ``device``.
+
+    The layers are built on the meta device, so torch's default initialisation never
+    draws from the global RNG; every weight comes from ``generator`` on the CPU.
+    """
+    with torch.device("meta"):
+        model = XNN(
+            n_features, cfg.hidden, cfg.n_components, n_outputs, cfg.dropout, cfg.nonneg_output
+        )
+    model = model.to_empty(device="cpu")
+    for layer in model.modules():
+        if isinstance(layer, nn.Linear):
+            init_linear(layer, generator)
+    return model.to(device)
+
+
+def pretrain_layers(model, Z, cfg, generator):
+    """Greedy layer-wise pre-training of ``model.encoder`` / ``model.decoder`` in place.
+
+    Layer ``l`` is trained as a one-hidden-layer autoencoder (Linear+ReLU encoder, Linear
+    decoder with the decoder's output activation, MSE) on the codes of layer ``l - 1``.
+    """
+    enc, dec = model.encoder.layers, model.decoder.layers
+    codes = Z
+    for level in range(len(enc)):
+        e, d = enc[level], dec[len(enc) - 1 - level]
+        relu_out = level > 0 or model.decoder.nonnegative_output
+        opt = adam([*e.parameters(), *d.parameters()], cfg.lr, cfg.weight_decay)
+        for _ in range(cfg.pretrain):
+            for idx in batches(codes.shape[0], cfg.batch_size, generator, data.index_device(codes)):
+                target = codes[idx]
+                rebuilt = d(F.relu(e(target)))
+                rebuilt = F.relu(rebuilt) if relu_out else rebuilt
+                loss = F.mse_loss(rebuilt, target)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        codes = data.Mapped(codes, e)
+
+
+# ---------------------------------------------------------------------------- subspace
+def _complement(m, A, k):
+    """``k`` leading principal directions of ``Zc`` uncorrelated with ``Zc @ A``."""
+    G = m.zz
+    if A.shape[1]:
+        GA = G @ A
+        inner = A.T @ GA
+        G = G - GA @ torch.linalg.pinv(inner, hermitian=True) @ GA.T
+    evals, evecs = torch.linalg.eigh((G + G.T) / 2)
+    U = bound.canonical_signs(evecs.flip(-1)[:, :k])
+    if not A.shape[1]:
+        return U
+    # remove what Zc @ U shares with Zc @ A (a regression of the one on the other)
+    return U - A @ (torch.linalg.pinv(inner, hermitian=True) @ (GA.T @ U))
+
+
+def faithful_subspace(m, the_bound, k):
+    """``(D, k)`` directions: the bound's faithful ones, then principal ones (float64).
+
+    Directions along which the training rows do not vary are dropped first.
+    """
+    D = m.zz.shape[0]
+    if not bool(torch.isfinite(m.zz).all()) or float(torch.trace(m.zz)) <= 0:
+        return m.zz.new_zeros(D, k)
+    A = the_bound.directions[:, :k] if the_bound is not None else m.zz.new_zeros(D, 0)
+    spread = torch.diagonal(A.T @ m.zz @ A)
+    A = A[:, spread > 1e-12 * float(torch.trace(m.zz)) / D]
+    if A.shape[1] < k:
+        A = torch.cat([A, _complement(m, A, k - A.shape[1])], 1)
+    return A
+
+
+def _ica_rotation(proj, generator):
+    """The ``(k, k)`` FastICA unmixing of ``proj`` (rows = samples), as a right factor."""
+    from sklearn.decomposition import FastICA
+    from sklearn.exceptions import ConvergenceWarning
+
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    ica = FastICA(whiten="unit-variance", max_iter=400, tol=1e-4, random_state=seed)
+    identity = torch.eye(proj.shape[1], dtype=torch.float64)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ica.fit(proj.cpu().numpy())
+    except (ValueError, np.linalg.LinAlgError):  # degenerate subspace (tiny or constant data)
+        return identity
+    unmixing = torch.as_tensor(ica.components_, dtype=torch.float64)
+    if not torch.isfinite(unmixing).all() or unmixing.shape != identity.shape:
+        return identity
+    return unmixing.T
+
+
+def _project(Z, z_mean, S, max_rows=None, generator=None):
+    """``(Z - z_mean) @ S`` for every row (or a random sample of ``max_rows``), float64."""
+    if max_rows is not None and Z.shape[0] > max_rows:
+        rows = torch.randperm(Z.shape[0], generator=generator)[:max_rows]
+        rows = rows.sort().values.to(data.index_device(Z))
+        return (Z[rows].double() - z_mean.to(Z.device)) @ S.to(Z.device)
+    parts = [(Z[s].double() - z_mean) @ S for s in bound.row_slices(Z.shape[0], Z.shape[1])]
+    return torch.cat(parts)
+
+
+def unmixed_directions(Z, m, S, generator, unmix=True):
+    """Rotate ``S`` to independent directions, orient their long tails positive, unit spread,
+    most skewed first.
+
+    Returns ``(directions, low)``: ``low[k]`` is the smallest training projection.
+    """
+    S = S.to(Z.device)
+    if unmix and S.shape[1] > 1:
+        sample = _project(Z, m.z_mean, S, max_rows=20000, generator=generator)
+        S = S @ _ica_rotation(sample, generator).to(S)
+    proj = _project(Z, m.z_mean, S)
+    spread = proj.std(0).clamp_min(1e-12)
+    skew = torch.mean(((proj - proj.mean(0)) / spread) ** 3, dim=0)
+    sign = torch.where(skew >= 0, 1.0, -1.0).to(proj)
+    S, proj = S * sign / spread, proj * sign / spread
+    order = torch.argsort(skew.abs(), descending=True)  # ICA's own order is arbitrary
+    return S[:, order], proj.min(0).values[order]
+
+
+# ---------------------------------------------------------------------------- carriers
+@torch.no_grad()
+def carry_subspace(model, z_mean, S, low, margin=0.0):
+    """Make the encoder compute ``x_k = relu((z - z_mean) . S_k - low_k + margin)`` exactly.
+
+    Each hidden layer dedicates its first units to the subspace: a pair per direction when
+    it is at least ``2 K`` wide (exact for every input), one shifted unit otherwise (exact
+    where the shifted projection stays positive). Returns how many directions are carried.
+    """
+    layers = model.encoder.layers
+    K = layers[-1].out_features
+    widths = [layer.out_features for layer in layers[:-1]]
+    k = min([K, *widths, S.shape[1]])
+    pairs = bool(widths) and min(widths) >= 2 * k
+    S, low = S[:, :k].to(layers[0].weight), low[:k].to(layers[0].weight)
+    bias = -(z_mean.to(S) @ S)
+    shift = 1.0 - low  # hidden singles: p + shift >= 1 on every training row
+    eye = torch.eye(k).to(S)
+    if pairs:
+        first_w, first_b = torch.cat([S.T, -S.T]), torch.cat([bias, -bias])
+        pass_w = torch.cat([torch.cat([eye, -eye], 1), torch.cat([-eye, eye], 1)])
+        read_w, read_b = torch.cat([eye, -eye], 1), -low + margin
+    else:
+        first_w, first_b = S.T, bias + shift
+        pass_w = eye
+        read_w, read_b = eye, -low + margin - shift
+    if not widths:
+        _set_rows(layers[0], S.T, bias - low + margin)
+        return k
+    _set_rows(layers[0], first_w, first_b)
+    for layer in layers[1:-1]:
+        _set_rows(layer, pass_w, torch.zeros(pass_w.shape[0]).to(S))
+    _set_rows(layers[-1], read_w, read_b, rows=k)
+    return k
+
+
+def _set_rows(layer, w, b, rows=None):
+    """Rows ``:len(w)`` of ``layer`` read only the first ``w.shape[1]`` inputs."""
+    n = w.shape[0] if rows is None else rows
+    layer.weight[:n] = 0.0
+    layer.weight[:n, : w.shape[1]] = w[:n]
+    layer.bias[:n] = b[:n]
+
+
+@torch.no_grad()
+def decoder_from_lstsq(model, x_m):
+    """Decoder = the least-squares affine reconstruction of ``Z`` from the x-features.
+
+    ``x_m`` holds the moments of the x-features with ``Z`` as the target. The first units
+    of each hidden decoder layer pass the x-features on unchanged (they are >= 0).
+    """
+    layers = model.decoder.layers
+    K = layers[0].in_features
+    widths = [layer.out_features for layer in layers[:-1]]
+    k = min([K, *widths])
+    eye = torch.eye(k).to(layers[0].weight)
+    for layer in layers[:-1]:
+        _set_rows(layer, eye, torch.zeros(k).to(eye))
+    W, b, _ = bound.lstsq_head(x_m)  # (D, K), (D,)
+    last = layers[-1]
+    last.weight[:, :] = 0.0
+    last.weight[:, :k] = W[:, :k].to(last.weight)
+    last.bias[:] = b.to(last.bias)
+
+
+@torch.no_grad()
+def set_head(head, W, b):
+    head.weight.copy_(W.to(head.weight))
+    head.bias.copy_(b.to(head.bias))
+
+
+@torch.no_grad()
+def revive_dead(model, Z, dead, generator, density=0.3, max_rows=8192):
+    """Give each dead x-feature (zero on every row) a fresh start; returns how many.
+
+    The feature's last-layer weights are redrawn and its bias set so that it is positive
+    on the ``density`` fraction of (a sample of) the rows with the largest pre-activation.
+    """
+    n_dead = int(dead.sum())
+    if not n_dead:
+        return 0
+    last = model.encoder.layers[-1]
+    rows = torch.randperm(Z.shape[0], generator=generator)[:max_rows].to(data.index_device(Z))
+    h = model.encoder.hidden(Z[rows])
+    idx = torch.nonzero(dead).flatten().to(last.weight.device)
+    fresh = torch.empty(n_dead, last.in_features)
+    nn.init.kaiming_uniform_(fresh, a=math.sqrt(5), generator=generator)
+    last.weight[idx] = fresh.to(last.weight)
+    pre = h @ last.weight[idx].T
+    last.bias[idx] = -torch.quantile(pre, 1.0 - density, dim=0)
+    return n_dead

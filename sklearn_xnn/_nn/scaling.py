@@ -1,0 +1,152 @@
+"""The rescaling of training data, owned by one object.
+
+Training sees ``Z / scale`` (one scalar: the root mean square of ``Z``, which keeps
+non-negative activations non-negative) and ``(y - y_mean) / y_scale`` (each output
+standardised). :class:`Scaler` computes those statistics (in memory or by streaming
+``Z``), moves the scaled data to the training device, and folds the scalings into the
+fitted weights and out of them again, so that the fitted model answers in the caller's
+units. Every magnitude is computed overflow-safe: activations and logits up to the
+float64 limits rescale into float32's comfortable range.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from sklearn_xnn._nn import data
+from sklearn_xnn._nn.convert import to_tensor
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: Beyond this magnitude float64 activations are divided before the float32 cast.
+_SAFE_CAST = (1e-30, 1e30)
+
+
+def magnitude(X):
+    """``(max |X|, sqrt(mean(X ** 2)))`` of an in-memory array, without overflow or underflow.
+
+    The mean of squares is taken of ``X / max |X|`` in float64, chunk by chunk.
+    """
+    chunks = list(data.iter_chunks(X))
+    peak = max((float(np.max(np.abs(c))) for c in chunks if c.size), default=0.0)
+    if peak == 0.0:
+        return 0.0, 0.0
+    sumsq = sum(float(np.sum(np.square(c / peak, dtype=np.float64))) for c in chunks)
+    return peak, peak * float(np.sqrt(sumsq / X.size))
+
+
+def scan(X):
+    """One streaming pass: ``(peak, rms, nonnegative)`` of ``X``; refuses NaN and infinity."""
+    peak, nonneg = 0.0, True
+    for c in data.iter_chunks(X):
+        if not np.isfinite(c).all():
+            what = "NaN" if np.isnan(c).any() else f"infinity or a value too large for {c.dtype!r}"
+            raise ValueError(f"Input X contains {what}.")
+        if c.size:
+            peak = max(peak, float(np.max(np.abs(c))))
+            nonneg = nonneg and bool((c >= 0).all())
+    if peak == 0.0:
+        return 0.0, 0.0, nonneg
+    sumsq = sum(float(np.sum(np.square(c / peak, dtype=np.float64))) for c in data.iter_chunks(X))
+    return peak, peak * float(np.sqrt(sumsq / (X.shape[0] * X.shape[1]))), nonneg
+
+
+def check_float32_range(peak, name, rescale):
+    """Training computes in float32: refuse values it cannot represent, and say the fix."""
+    if peak > FLOAT32_MAX:
+        fix = "use rescale=True (the default) or " if not rescale else ""
+        raise ValueError(
+            f"{name} has values up to {peak:.3g}, beyond the float32 range ({FLOAT32_MAX:.3g}) "
+            f"that training computes in; {fix}divide {name} by a constant first."
+        )
+
+
+def standardize_columns(Y, enabled=True):
+    """``(mean, scale)`` of each column, overflow-safe; constant columns get scale 1."""
+    n_outputs = Y.shape[1]
+    if not enabled:
+        return np.zeros(n_outputs), np.ones(n_outputs)
+    peak = np.max(np.abs(Y), axis=0)
+    peak = np.where(peak > 0, peak, 1.0)
+    U = Y / peak
+    mu, sd = U.mean(axis=0), U.std(axis=0)
+    return peak * mu, np.where(sd > 0, peak * sd, 1.0)
+
+
+@dataclasses.dataclass
+class Scaler:
+    """``Z / scale`` and ``(y - y_mean) / y_scale``: statistics, device transfer, weight folding.
+
+    Build it with :meth:`fit` (statistics of the training data) or directly from fitted
+    attributes (a later ``partial_fit``).
+    """
+
+    scale: float = 1.0
+    y_mean: np.ndarray | None = None
+    y_scale: np.ndarray | None = None
+    rescale: bool = True
+    nonnegative: bool = True
+    peak: float = 0.0
+
+    @classmethod
+    def fit(cls, X, Y, rescale, stream):
+        """Statistics of ``X`` (streamed from where it is when ``stream``) and ``Y``."""
+        if stream:  # one streaming pass, never a full copy
+            peak, rms, nonneg = scan(X)
+        else:
+            (peak, rms), nonneg = magnitude(X), bool((X >= 0).all())
+        scale = rms if rescale and rms > 0 else 1.0
+        check_float32_range(peak / scale, "X", rescale)
+        y_mean = y_scale = None
+        if Y is not None:
+            y_mean, y_scale = standardize_columns(Y, rescale)
+        return cls(scale, y_mean, y_scale, rescale, nonneg, peak)
+
+    # ------------------------------------------------------------------ data
+    def activations(self, X, device, stream=False):
+        """``X / scale`` as float32 on ``device``: a tensor, or a streaming source."""
+        wide = data.working_dtype(X.dtype) == np.float64
+        unsafe = wide and self.scale != 1.0 and not _SAFE_CAST[0] <= self.peak <= _SAFE_CAST[1]
+        if stream:
+            if unsafe:
+                return data.HostRows(X, device, pre_divisor=self.scale)
+            return data.HostRows(X, device, divisor=self.scale)
+        if unsafe:  # divide in float64 first: the cast would overflow or flush to zero
+            return to_tensor(X / self.scale, device)
+        return to_tensor(X, device) / self.scale
+
+    def chunk(self, X, device):
+        """A later chunk of activations scaled with this scaler's statistics."""
+        peak = magnitude(X)[0]
+        check_float32_range(peak / self.scale, "X", self.rescale)
+        return dataclasses.replace(self, peak=peak).activations(X, device)
+
+    def targets(self, Y, device):
+        """``(Y - y_mean) / y_scale`` as float32 on ``device`` (None for None)."""
+        if Y is None:
+            return None
+        Ys = (Y - self.y_mean) / self.y_scale
+        check_float32_range(float(np.max(np.abs(Ys))) if Ys.size else 0.0, "y", self.rescale)
+        return to_tensor(Ys, device)
+
+    # ------------------------------------------------------------------ weights
+    def fold(self, weights):
+        """Training-unit weights -> caller-unit weights (see :class:`NetworkWeights`)."""
+        return self._convert(weights, 1.0 / self.scale, self.y_scale, self.y_mean, forward=True)
+
+    def unfold(self, weights):
+        """Caller-unit weights -> training-unit weights (the inverse of :meth:`fold`)."""
+        return self._convert(weights, self.scale, self.y_scale, self.y_mean, forward=False)
+
+    def _convert(self, w, z_factor, y_scale, y_mean, forward):
+        enc, dec = list(w.encoder), list(w.decoder)  # arithmetic below makes new arrays
+        enc[0] = (enc[0][0] * z_factor, enc[0][1])
+        dec[-1] = (dec[-1][0] / z_factor, dec[-1][1] / z_factor)
+        head = None
+        if w.head is not None:
+            W, b = w.head
+            if forward:
+                head = (W * y_scale[:, None], b * y_scale + y_mean)
+            else:
+                head = (W / y_scale[:, None], (b - y_mean) / y_scale)
+        return dataclasses.replace(w, encoder=enc, decoder=dec, head=head)
+

@@ -42,7 +42,6 @@ class TrainConfig:
     warmup_steps: int = 0
     lr_step: int = 40
     lr_gamma: float = 0.1
-    multiplier_rate: float = 0.05
     multiplier_range: tuple = (1e-3, 1e4)
     dropout_generator: torch.Generator | None = field(default=None, compare=False)
 

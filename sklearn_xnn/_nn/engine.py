@@ -86,7 +86,7 @@ def _fine_tune(model, Z, Y, cfg, generator, val, **kwargs):
         return training.fine_tune(model, Z, Y, cfg, generator, val, **kwargs)
     except training.NonFiniteLossError as exc:
         exc.history.diverged_epoch = exc.epoch
-        return exc.history, kwargs.get("opt"), kwargs.get("multiplier", cfg.alpha_f)
+        return exc.history, kwargs.get("opt"), kwargs.get("multiplier") or cfg.alpha_f
 
 
 def _assess(model, Z, Y, history, opt, cfg, lam, stage=None):

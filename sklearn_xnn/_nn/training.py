@@ -100,13 +100,17 @@ def _step_function(cfg):
 
 
 class _Multiplier:
-    """``log lam`` on the device, updated after every step without a host round trip."""
+    """``log lam`` on the device, updated after every step without a host round trip.
 
-    def __init__(self, value, cfg, steps_per_epoch, device):
+    The violation is measured in units of the slack the start leaves (the tolerance): one
+    unit sustained for one epoch multiplies ``lam`` by ``e``.
+    """
+
+    def __init__(self, value, cfg, slack, steps_per_epoch, device):
         self.on = cfg.faith_target is not None
         self.log = torch.tensor(math.log(max(value, 1e-30)), device=device)
-        self.target = cfg.faith_target
-        self.rate = cfg.multiplier_rate / max(1, steps_per_epoch) * 10
+        self.target, self.slack = cfg.faith_target, max(slack, 1e-12)
+        self.rate = 1.0 / max(1, steps_per_epoch)
         self.low, self.high = (math.log(v) for v in cfg.multiplier_range)
 
     def value(self):
@@ -114,10 +118,22 @@ class _Multiplier:
 
     def update(self, e_faith):
         if self.on and e_faith is not None:
-            violation = (e_faith.detach() - self.target) / max(self.target, 1e-12)
-            self.log = (self.log + self.rate * violation.clamp(-1.0, 10.0)).clamp(
-                self.low, self.high
-            )
+            violation = ((e_faith.detach() - self.target) / self.slack).clamp(-1.0, 5.0)
+            self.log = (self.log + self.rate * violation).clamp(self.low, self.high)
+
+
+@torch.no_grad()
+def initial_multiplier(model, Z, Y, cfg, max_rows=4096):
+    """``(lam_0, slack)``: the multiplier at which the regularisers cannot buy more than the
+    slack ``target - e_0`` the start leaves, ``lam_0 = (alpha_r L_rec + alpha_p L_pt) / slack``
+    (at the start; on at most ``max_rows`` rows), and that slack."""
+    rows = slice(0, min(Z.shape[0], max_rows))
+    Zs, Ys = Z[rows], Y[rows]
+    parts = evaluate(model, Zs, Ys, cfg).tolist()
+    e0 = float(normalised_faithfulness(model.head(model.encoder(Zs)), Ys, cfg.output_weights))
+    slack = max(cfg.faith_target - e0, 0.1 * cfg.faith_target, 1e-12)
+    low, high = cfg.multiplier_range
+    return min(max(regularisers(parts, cfg) / slack, low), high), slack
 
 
 def _epoch(model, opt, Z, Y, cfg, generator, schedule, multiplier, step=forward_loss):
@@ -233,7 +249,7 @@ def _check_epoch(model, Z, Y, val, cfg, parts, hist):
     return monitored, feasible
 
 
-def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=1.0, start_epoch=0):
+def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, start_epoch=0):
     """Joint fine-tuning of encoder, decoder and head; returns ``(history, optimizer, lam)``.
 
     ``val`` is ``(Z_val, Y_val, val_target)`` or None. Stops after ``cfg.max_iter`` epochs,
@@ -248,7 +264,9 @@ def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=1.0, s
     step = _step_function(cfg)
     n_steps = math.ceil(Z.shape[0] / cfg.batch_size)
     schedule = _Schedule(cfg, n_steps, start_epoch)
-    lam = _Multiplier(multiplier, cfg, n_steps, Z.device)
+    constrained = cfg.faith_target is not None and Y is not None
+    lam0, slack = initial_multiplier(model, Z, Y, cfg) if constrained else (cfg.alpha_f, 1.0)
+    lam = _Multiplier(lam0 if multiplier is None else multiplier, cfg, slack, n_steps, Z.device)
     hist = History()
     keeper = _Keeper(model, cfg.faith_target is not None, val is not None)
     stall, epoch, good_state = 0, 0, None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sklearn_xnn.compare import DEFAULT_COLUMNS
 from sklearn_xnn.report._figures import (
     decomposition_figure,
     head_weights_figure,
@@ -71,20 +72,9 @@ class _Report:
         return path
 
 
-#: Columns of the first table; every column is in the second, folded one.
-MAIN_COLUMNS = [
-    "faithfulness_r2",
-    "reconstruction_faithfulness_r2",
-    "top1_agreement",
-    "reconstruction_top1_agreement",
-    "reconstruction_r2",
-    "mean_active",
-    "n_significant",
-    "contribution_corr",
-    "component_max_cos",
-    "dead_fraction",
-    "fit_time_s",
-]
+#: Kept for callers that imported it from here; the definition is
+#: :data:`sklearn_xnn.compare.DEFAULT_COLUMNS`.
+MAIN_COLUMNS = DEFAULT_COLUMNS
 
 
 def _table_html(table):
@@ -96,7 +86,7 @@ def _table_html(table):
             classes="comparison", float_format=lambda v: f"{v:.4g}", na_rep="", border=0
         )
 
-    main = [c for c in MAIN_COLUMNS if c in table.columns]
+    main = [c for c in DEFAULT_COLUMNS if c in table.columns]
     first = to_html(table[main]) if main else ""
     return (
         f'<div class="scroll">{first}</div><details><summary>All metrics</summary>'

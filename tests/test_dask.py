@@ -14,7 +14,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_xnn import SRAEExplainer
-from sklearn_xnn._threads import torch_threads
+from sklearn_xnn._threads import _dask_worker_nthreads, torch_threads
 from sklearn_xnn.datasets import make_concept_activations
 
 distributed = pytest.importorskip(
@@ -104,6 +104,7 @@ def _fit_in_task(Z, y):
         chosen=chosen,
         inside=inside,
         nthreads=distributed.get_worker().state.nthreads,
+        detected=_dask_worker_nthreads(),
         score=est.score(Z, y),
     )
 
@@ -115,11 +116,12 @@ def test_no_thread_or_seed_state_leaks_between_tasks(client, data):
     for report in reports:
         assert report["after"] == report["before"]
         # One task thread per worker, and the nanny's OMP_NUM_THREADS=1: one torch thread.
-        assert report["nthreads"] == 1
+        assert report["nthreads"] == report["detected"] == 1
         assert report["chosen"] == report["inside"] == 1
     # Same seed, same data: every task gets the same model, whichever worker ran it.
     scores = [report["score"] for report in reports]
     np.testing.assert_array_equal(scores, [scores[0]] * len(scores))
+    assert _dask_worker_nthreads() is None  # the client process is no worker
 
 
 class _TorchSpotter(pickle.Pickler):

@@ -155,3 +155,18 @@ def test_loky_inner_max_num_threads_limits_a_fit(inner, monkeypatch):
         assert report["chosen"] == report["inside"] == expected
         assert report["after"] == 4  # the worker's own setting is back after the fit
     assert torch.get_num_threads() == main_before
+
+
+def test_usable_as_a_method_decorator(torch_two_threads, monkeypatch):
+    # The form used on fit / partial_fit: one decorator object, a fresh context per call.
+    monkeypatch.setenv(ENV_VAR, "1")
+
+    class Fitter:
+        @torch_threads()
+        def fit(self):
+            """Docstring kept."""
+            return torch.get_num_threads()
+
+    assert Fitter.fit.__doc__ == "Docstring kept."
+    assert [Fitter().fit() for _ in range(2)] == [1, 1]
+    assert torch.get_num_threads() == 2

@@ -48,7 +48,7 @@ _CLI_NOTES = {"verbose": "The command prints these lines on stderr; 0 silences t
 #: runs give the same report.
 DEMO_DEFAULTS = {**CLI_DEFAULTS, "hidden_layer_sizes": (256, 32), "max_iter": 60, "random_state": 0}
 
-#: ``demo --quick`` replaces these defaults (options given on the command line win).
+#: The defaults of ``demo --quick`` (options given on the command line win).
 QUICK_DEFAULTS = {
     "hidden_layer_sizes": (32, 8),
     "max_iter": 5,
@@ -229,8 +229,8 @@ _POSITIVE_INT = _checked(int, [Interval(numbers.Integral, 1, None, closed="left"
 _FRACTION = _checked(float, [Interval(numbers.Real, 0, 1, closed="neither")], "a number")
 
 
-def build_parser():
-    """The argument parser of ``sklearn-xnn``."""
+def build_parser(quick=False):
+    """The argument parser of ``sklearn-xnn``; ``quick=True``: ``demo --quick``'s defaults."""
     parser = _Parser(
         prog="sklearn-xnn",
         description=DESCRIPTION,
@@ -239,12 +239,12 @@ def build_parser():
     )
     sub = parser.add_subparsers(dest="command", metavar="{demo,fit}", parser_class=_Parser)
     sub.required = True
-    _add_demo_parser(sub)
+    _add_demo_parser(sub, {**DEMO_DEFAULTS, **(QUICK_DEFAULTS if quick else {})})
     _add_fit_parser(sub)
     return parser
 
 
-def _add_demo_parser(sub):
+def _add_demo_parser(sub, defaults):
     from sklearn_xnn.torch import HEATMAP_METHODS
 
     demo = sub.add_parser(
@@ -267,7 +267,7 @@ def _add_demo_parser(sub):
     )
     threads = "torch CPU threads (1 is fastest for the demo's tiny models)"
     add("--threads", type=_POSITIVE_INT, default=1, metavar="INT", help=threads)
-    _add_estimator_options(demo, DEMO_DEFAULTS)
+    _add_estimator_options(demo, defaults)
 
 
 def _add_fit_parser(sub):
@@ -293,7 +293,8 @@ def _add_fit_parser(sub):
 def main(argv=None):
     """Run the command line; returns the exit status."""
     try:
-        args = build_parser().parse_args(argv)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        args = build_parser(quick="--quick" in argv).parse_args(argv)
         if args.threads:
             import torch
 
@@ -432,14 +433,6 @@ def _embedders(fitted):
 
 
 # --------------------------------------------------------------------------------- demo
-def _apply_quick(args):
-    """``--quick``: the reduced settings, for every option left at the demo's default."""
-    defaults = {**SRAEExplainer().get_params(deep=False), **DEMO_DEFAULTS}
-    for name, value in QUICK_DEFAULTS.items():
-        if getattr(args, name) == defaults[name]:
-            setattr(args, name, value)
-
-
 def _digits_cnn(args, cfg, step):
     """Train the digits CNN; returns the model and the train/test images and labels."""
     from sklearn.datasets import load_digits
@@ -487,8 +480,6 @@ def _add_network_columns(table, fitted, model, im_te, Z_te, y_te):
 
 def run_demo(args):
     """Train a CNN on digits, explain its fc1 layer, compare, write ``report.html``."""
-    if args.quick:
-        _apply_quick(args)
     device = _check_device(args.device)
     params = _checked_params(args, n_features=64)
     cfg = _DEMO["quick" if args.quick else "full"]

@@ -13,7 +13,14 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from sklearn_xnn import SRAEExplainer
-from sklearn_xnn.cli import CLI_DEFAULTS, DEMO_DEFAULTS, build_parser, estimator_options, main
+from sklearn_xnn.cli import (
+    CLI_DEFAULTS,
+    DEMO_DEFAULTS,
+    QUICK_DEFAULTS,
+    build_parser,
+    estimator_options,
+    main,
+)
 
 FAST = ["--hidden-layer-sizes", "16,8", "--max-iter", "3", "--device", "cpu"]
 
@@ -105,8 +112,8 @@ def test_module_entry_point_reports_errors_without_traceback(tmp_path):
 
 
 # ------------------------------------------------------------ options from the estimator
-def _subparser(command):
-    parser = build_parser()
+def _subparser(command, quick=False):
+    parser = build_parser(quick=quick)
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return sub.choices[command]
 
@@ -122,6 +129,16 @@ def test_every_estimator_parameter_is_an_option_with_its_default():
     for name, default in defaults.items():
         assert getattr(demo, name) == DEMO_DEFAULTS.get(name, default), name
     assert args.max_iter == SRAEExplainer().max_iter  # not a copy of the number
+
+
+def test_quick_changes_defaults_but_not_given_values():
+    quick = build_parser(quick=True)
+    args = quick.parse_args(["demo", "--quick"])
+    assert {k: getattr(args, k) for k in QUICK_DEFAULTS} == QUICK_DEFAULTS
+    given = quick.parse_args(["demo", "--quick", "--max-iter", "60", "--pretrain", "0"])
+    assert (given.max_iter, given.pretrain, given.hidden_layer_sizes) == (60, 0, (32, 8))
+    help_text = " ".join(_subparser("demo", quick=True).format_help().split())
+    assert "(default: 32,8)" in help_text and "(default: 256,32)" not in help_text
 
 
 def test_values_on_the_command_line_reach_the_fitted_estimator(arrays, capsys):

@@ -3,7 +3,7 @@
 Every explainer is fitted on the training rows and measured on the test rows with the
 same metrics (:mod:`sklearn_xnn.metrics`). A transformer without a head gets the same
 least-squares linear head on its training embedding (:func:`~sklearn_xnn.baselines.make_headed`),
-so faithfulness is compared on equal footing (SPEC section 3).
+so faithfulness is compared on equal footing.
 """
 
 import time

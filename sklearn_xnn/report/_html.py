@@ -70,6 +70,7 @@ class _Report:
         body = "\n".join(self.parts)
         text = (
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>sklearn_xnn report</title><style>{_CSS}</style></head>"
             f"<body>\n{body}\n</body></html>\n"
         )

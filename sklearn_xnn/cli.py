@@ -251,7 +251,7 @@ def _add_demo_parser(sub, defaults):
         "demo",
         help="train a CNN on digits, explain it, write a report",
         description="Train a small CNN on scikit-learn's 8x8 digits, explain its fc1 layer, "
-        "compare explainers and write report.html (about a minute on one CPU core).",
+        "compare explainers and write report.html (well under a minute on one CPU core).",
         formatter_class=_HelpFormatter,
     )
     add = demo.add_argument

@@ -6,6 +6,7 @@ least-squares linear head on its training embedding (:func:`~sklearn_xnn.baselin
 so faithfulness is compared on equal footing.
 """
 
+import re
 import time
 import warnings
 from typing import NamedTuple
@@ -585,8 +586,11 @@ def describe_losses(table, reference="SRAE", columns=None):
             continue
         winners.sort(key=lambda n: -values[n] if info.better == "higher" else values[n])
         side = "below" if info.better == "higher" else "above"
-        numbers = _join([f"{n}'s {_fmt(values[n])}" for n in winners])
-        detail = f"{reference}'s {info.label} {_fmt(ours)} is {side} {numbers}"
+        # a unit in the label ("fit time (s)") goes after the numbers: "fit time 1.3 s"
+        label, unit = re.fullmatch(r"(.*?)(?: \((\w+)\))?", info.label).groups()
+        unit = f" {unit}" if unit else ""
+        numbers = _join([f"{n}'s {_fmt(values[n])}{unit}" for n in winners])
+        detail = f"{reference}'s {label} {_fmt(ours)}{unit} is {side} {numbers}"
         if info.better == "lower":
             detail += " (lower is better)"
         if info.verdict:

@@ -257,7 +257,8 @@ def test_describe_losses_from_the_numbers(table):
             and f"{table.loc[n, column]:.3g}" != f"{ours:.3g}"
             and abs(table.loc[n, column] - ours) > 1e-12
         ]
-        said = [s for s in sentences if f"SRAE's {info.label} " in s]
+        label = info.label.removesuffix(" (s)")
+        said = [s for s in sentences if f"SRAE's {label} " in s]
         assert len(said) == (1 if beaten else 0), column
         for name in beaten:
             value = table.loc[name, column]
@@ -273,6 +274,7 @@ def test_describe_losses_sentences():
             "faithfulness_r2": [0.93, 0.95, 0.9304],
             "dead_fraction": [0.2, 0.0, 0.2],
             "n_components": [3, 2, 1],
+            "fit_time_s": [2.0, 0.01, 0.5],
         },
         index=["SRAE", "PLS", "PCA"],
     )
@@ -280,6 +282,8 @@ def test_describe_losses_sentences():
         "PLS is more faithful than SRAE on these data: SRAE's faithfulness R² 0.93 is below "
         "PLS's 0.95.",
         "SRAE's dead x-features 0.2 is above PLS's 0 (lower is better).",
+        "PLS and PCA are faster to fit than SRAE on these data: SRAE's fit time 2 s is above "
+        "PLS's 0.01 s and PCA's 0.5 s (lower is better).",
     ]
-    assert describe_losses(t, reference="PLS") == []
+    assert describe_losses(t.drop(columns="fit_time_s"), reference="PLS") == []
     assert describe_losses(t, reference="absent") == []

@@ -136,6 +136,11 @@ def test_table_defines_every_column_and_marks_the_best(tmp_path):
     assert "<summary>All metrics (5)</summary>" in text and "<code>rmse</code>" in text
     assert "concept_recovery" not in text
     assert "<b>PLS</b>: ConvergenceWarning" in text
+    # a metric undefined for one explainer is a dash, not a blank or "nan"
+    gap = TABLE.assign(rmse=[0.3, np.nan, 0.25])
+    full = write_report(tmp_path, gap).read_text(encoding="utf-8").split("All metrics")[1]
+    assert full.count('<td class="na" title="not defined for this explainer">–</td>') == 1
+    assert "nan" not in full
 
 
 def test_report_says_where_srae_loses(tmp_path):

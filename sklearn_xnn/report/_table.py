@@ -31,6 +31,7 @@ table.comparison td.best { font-weight: 700; background: #dff0d8; }
 table.comparison tr.reference th, table.comparison tr.reference td:not(.best) {
        background: #fff8e1; }
 table.comparison td.text { text-align: left; font-size: 0.95em; color: #444; }
+table.comparison td.na { color: #999; }
 span.dir { color: #666; }
 table.legend { border-collapse: collapse; font-size: 0.8em; margin-top: 0.6em; }
 table.legend td { padding: 1px 8px 1px 0; vertical-align: top; }
@@ -56,6 +57,8 @@ def _header(column):
 
 
 def _cell(value, best):
+    if not _fmt(value):
+        return '<td class="na" title="not defined for this explainer">\u2013</td>'
     cls = ' class="best" title="best in this column"' if best else ""
     return f"<td{cls}>{_fmt(value)}</td>"
 
@@ -148,8 +151,8 @@ def comparison_html(table, reference="SRAE"):
     every = _shown_columns(table, "all")
     key = (
         '<p class="key">Bold on green: the best explainer in each column (ties at the '
-        "shown precision). \u2191 higher is better, \u2193 lower is better; hover a "
-        "header for its definition."
+        "shown precision). \u2191 higher is better, \u2193 lower is better; \u2013: not "
+        "defined for that explainer; hover a header for its definition."
         + (f" The highlighted row is {html.escape(reference)}." if reference in table.index else "")
         + "</p>"
     )

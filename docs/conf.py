@@ -216,6 +216,11 @@ def _resolve_aliases(app, env, node, contnode):
 
 
 def setup(app):
+    # sphinx-mathjax-offline only copies files when the build ends; it does not say so, and
+    # ``sphinx -j N`` would warn (an error under -W) that it may not be parallel safe.
+    mathjax_offline = app.extensions.get("sphinx-mathjax-offline")
+    if mathjax_offline is not None:
+        mathjax_offline.parallel_read_safe = mathjax_offline.parallel_write_safe = True
     app.connect("missing-reference", _resolve_aliases)
     app.connect("autodoc-skip-member", _skip_foreign_members)
     app.connect("autodoc-process-docstring", _unlink_foreign_refs)

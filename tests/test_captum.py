@@ -78,13 +78,10 @@ def test_captum_instances_and_layers(captum_setup):
     np.testing.assert_allclose(as_instance, as_class, rtol=1e-5, atol=1e-7)
     smooth = attr.NoiseTunnel(attr.Saliency(net.xfeature_module()))
     kwargs = {"nt_type": "smoothgrad", "nt_samples": 4, "stdevs": 0.1}
-    torch.manual_seed(0)  # NoiseTunnel draws its noise from the global generator
-    assert xfeature_heatmaps(net, x, 1, method=smooth, attribute_kwargs=kwargs).shape == (
-        5,
-        1,
-        16,
-        16,
-    )
+    with torch.random.fork_rng(devices=[]):  # NoiseTunnel draws from the global generator
+        torch.manual_seed(0)
+        noisy = xfeature_heatmaps(net, x, 1, method=smooth, attribute_kwargs=kwargs)
+    assert noisy.shape == (5, 1, 16, 16)
     cam = xfeature_heatmaps(net, x, 1, method=attr.LayerGradCam, layer="trunk.model.layer1")
     assert cam.shape == (5, 1, 16, 16)  # a 16x16 layer: no upsampling needed
     assert all(not m._forward_hooks and not m._backward_hooks for m in net.modules())

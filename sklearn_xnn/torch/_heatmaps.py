@@ -28,13 +28,13 @@ or at an uninformative patch).
 """
 
 import contextlib
-import inspect
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from sklearn_xnn.torch import _captum
 from sklearn_xnn.torch._extract import Pool, get_layer
 from sklearn_xnn.torch._modes import evaluating
 
@@ -333,72 +333,6 @@ def _gradient_maps(network, x, components, layer, method, positive):
     return maps
 
 
-def _captum_attr():
-    """``captum.attr``, or None when captum is not installed."""
-    try:
-        from captum import attr
-    except ImportError:
-        return None
-    return attr
-
-
-def _is_captum_method(method):
-    attr = _captum_attr()
-    if attr is None or isinstance(method, str):
-        return False
-    if isinstance(method, type):
-        return issubclass(method, attr.Attribution)
-    return isinstance(method, attr.Attribution)
-
-
-def _captum_equivalent(method, positive):
-    """The captum class computing exactly what a hand-written method does, or None."""
-    attr = _captum_attr()
-    if attr is None or positive:
-        return None
-    return {"grad_cam": attr.LayerGradCam, "gradient_input": attr.InputXGradient}.get(method)
-
-
-def _build_captum(cls, network, x, layer):
-    """Instantiate a captum attribution class on the x-feature output of ``network``."""
-    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    kwargs = {}
-    if not params or params[0].name not in ("forward_func", "model"):
-        first = params[0].name if params else "arguments"
-        raise ValueError(
-            f"{cls.__name__} needs {first!r} to be built; pass an instance built on "
-            "network.xfeature_module() instead of the class."
-        )
-    for p in params[1:]:
-        if p.name == "layer":
-            kwargs["layer"] = (
-                _last_spatial_layer(network, x) if layer is None else get_layer(network, layer)
-            )
-        elif p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            raise ValueError(
-                f"{cls.__name__} needs {p.name!r} to be built; pass an instance built on "
-                "network.xfeature_module() instead of the class."
-            )
-    if layer is not None and "layer" not in kwargs:
-        raise ValueError(f"{cls.__name__} attributes to the input; leave layer=None.")
-    return cls(network.xfeature_module(), **kwargs)
-
-
-def _captum_maps(attribution, x, components, attribute_kwargs):
-    """One map per x-feature from a captum method: target = the x-feature's index."""
-    maps = []
-    for k in components:
-        a = attribution.attribute(x, target=k, **attribute_kwargs)
-        a = a[0] if isinstance(a, tuple) else a
-        if a.ndim < 3:
-            raise ValueError(
-                f"{type(attribution).__name__} gave attributions of shape {tuple(a.shape)}, "
-                "without spatial axes; attribute to the input or to a spatial layer."
-            )
-        maps.append(_to_input_size(a.detach(), x.shape[2:]))
-    return maps
-
-
 def _check_method(method, layer, attribute_kwargs):
     """Raise ``ValueError`` on a method this function cannot run with these arguments."""
     if isinstance(method, str) and method in HEATMAP_METHODS:
@@ -407,16 +341,10 @@ def _check_method(method, layer, attribute_kwargs):
         if attribute_kwargs:
             raise ValueError("attribute_kwargs is only used with a captum method.")
         return
-    if _is_captum_method(method):
-        if not isinstance(method, type) and layer is not None:
-            raise ValueError("A captum instance carries its own layer; leave layer=None.")
-        if isinstance(method, type) and issubclass(method, _captum_attr().NeuronAttribution):
-            raise ValueError(
-                f"{method.__name__} attributes one neuron of a layer, not an x-feature; use a "
-                "method whose attribute() takes a target."
-            )
+    if _captum.is_captum_method(method):
+        _captum.check_method(method, layer)
         return
-    hint = "" if _captum_attr() is not None else " (captum is not installed)"
+    hint = "" if _captum.captum_attr() is not None else " (captum is not installed)"
     raise ValueError(
         f"method must be one of {HEATMAP_METHODS} or a captum.attr attribution method "
         f"(class or instance){hint}, got {method!r}."
@@ -429,16 +357,23 @@ def _batch_maps(network, x, components, method, layer, positive, attribute_kwarg
         contrastive = method.startswith("contrastive")
         return _excitation_maps(network, x, components, layer, contrastive)
     if isinstance(method, str):
-        cls = _captum_equivalent(method, positive)
+        cls = _captum.equivalent(method, positive)
         if cls is None:
             return _gradient_maps(network, x, components, layer, method, positive)
         attribute_kwargs = {"relu_attributions": True} if method == "grad_cam" else {}
         method = cls
     if isinstance(method, type):
         if "instance" not in built:
-            built["instance"] = _build_captum(method, network, x, layer)
+            module = None
+            if _captum.takes_layer(method):
+                module = _last_spatial_layer(network, x) if layer is None else layer
+                module = get_layer(network, module)
+            built["instance"] = _captum.build(method, network.xfeature_module(), module)
         method = built["instance"]
-    return _captum_maps(method, x, components, attribute_kwargs)
+    return [
+        _to_input_size(a, x.shape[2:])
+        for a in _captum.attributions(method, x, components, attribute_kwargs)
+    ]
 
 
 def xfeature_heatmaps(
@@ -486,8 +421,8 @@ def xfeature_heatmaps(
           cancel (on a random-weight ResNet-18 c-EB keeps 30-50% of the pixels, EB all
           of them). Where the inhibitory units also look at the object (similar classes)
           the contrast removes evidence from it: on the patch images of the test suite
-          it points into the patch on 65-77% of the images, EB on 90-100%, hence EB is
-          the default.
+          it points into the patch on 65-77% of the images, EB on 90-100% (seeds 0-3),
+          hence EB is the default.
         - ``"grad_cam"``: Grad-CAM of the x-feature on ``layer`` (default: the trunk's
           last layer with spatial output), upsampled bilinearly. With
           ``positive_gradients`` (the default) each channel's weight is the spatial mean

@@ -182,25 +182,25 @@ class ExplainedNetwork(nn.Module):
         self.explainer = explainer
 
     def activations(self, x):
-        """The explained layer's activations, shape (n_samples, n_features)."""
+        """The explained layer's activations, shape (n_samples, n_features).
+
+        The one place where the network runs: in eval mode, training flags restored.
+        """
         with evaluating(self):
             z = self.trunk(x)
         return z.flatten(1) if z.ndim > 2 else z
 
     def xfeatures(self, x):
         """x-features, shape (n_samples, n_components)."""
-        with evaluating(self):
-            return self.explainer.encode(self.activations(x))
+        return self.explainer.encode(self.activations(x))
 
     def contributions(self, x):
         """Contributions, shape (n_samples, n_outputs, n_components)."""
-        with evaluating(self):
-            return self.explainer.contributions(self.activations(x))
+        return self.explainer.contributions(self.activations(x))
 
     def forward(self, x):
         """Logits rebuilt linearly from the x-features."""
-        with evaluating(self):
-            return self.explainer(self.activations(x))
+        return self.explainer(self.activations(x))
 
     def xfeature_module(self):
         """This network with the x-features as its output, as an ``nn.Module``.

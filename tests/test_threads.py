@@ -29,7 +29,8 @@ TINY = dict(
 @pytest.fixture
 def torch_two_threads(monkeypatch):
     """Torch at 2 threads in this process for the test (conftest uses 1), restored after."""
-    monkeypatch.delenv(ENV_VAR, raising=False)
+    for var in (ENV_VAR, "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     yield

@@ -9,7 +9,9 @@ Skip running the gallery examples (the pages are still written, without outputs)
     python -m sphinx -W -b html -D plot_gallery=0 docs docs/_build/html
 
 Nothing here fetches anything from the network: no intersphinx, no remote images; the
-examples use embedded or synthetic data only.
+examples use embedded or synthetic data only. Equations are typeset in the browser by
+the copy of MathJax 3 that the ``sphinx-mathjax-offline`` package (in the ``docs``
+extra) ships and copies to ``_static/mathjax``, so they render without a network too.
 """
 
 import os
@@ -43,10 +45,15 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax 3 served from _static/mathjax (no CDN)
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
 ]
+
+# MathJax from _static/mathjax (set by sphinx-mathjax-offline too; stated here so that the
+# pages never point at a CDN).
+mathjax_path = "mathjax/tex-chtml.js"
 
 templates_path = ["_templates"]
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints"]
@@ -87,11 +94,16 @@ html_theme_options = {
     "navbar_align": "left",
     "show_prev_next": True,
     "navigation_with_keys": False,
-    "secondary_sidebar_items": ["page-toc"],
+    # The page's contents go under the section navigation (html_sidebars) rather than
+    # into a third column, so that the text column is wide enough for 100-character
+    # code lines at 1280 px (with _static/custom.css).
+    "secondary_sidebar_items": [],
     "footer_start": ["copyright"],
     "footer_end": [],
 }
-html_sidebars = {"index": []}
+html_sidebars = {"index": [], "**": ["sidebar-nav-bs", "page-toc"]}
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 html_show_sourcelink = False
 
 # Examples print ConvergenceWarnings for their deliberately short trainings; keep the
@@ -204,6 +216,11 @@ def _resolve_aliases(app, env, node, contnode):
 
 
 def setup(app):
+    # sphinx-mathjax-offline only copies files when the build ends; it does not say so, and
+    # ``sphinx -j N`` would warn (an error under -W) that it may not be parallel safe.
+    mathjax_offline = app.extensions.get("sphinx-mathjax-offline")
+    if mathjax_offline is not None:
+        mathjax_offline.parallel_read_safe = mathjax_offline.parallel_write_safe = True
     app.connect("missing-reference", _resolve_aliases)
     app.connect("autodoc-skip-member", _skip_foreign_members)
     app.connect("autodoc-process-docstring", _unlink_foreign_refs)

@@ -1,13 +1,26 @@
-"""The sklearn-xnn command: demo end to end (--quick), fit on user arrays, readable errors."""
+"""The sklearn-xnn command: demo end to end (--quick), fit on user arrays, readable errors,
+options generated from the estimator, plain-text help with defaults, progress on stderr."""
 
+import argparse
+import re
 import subprocess
 import sys
+from numbers import Integral, Real
 
 import numpy as np
 import pytest
+from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from sklearn_xnn import SRAEExplainer
-from sklearn_xnn.cli import main
+from sklearn_xnn.cli import (
+    CLI_DEFAULTS,
+    DEMO_DEFAULTS,
+    QUICK_DEFAULTS,
+    build_parser,
+    estimator_options,
+    main,
+)
 
 FAST = ["--hidden-layer-sizes", "16,8", "--max-iter", "3", "--device", "cpu"]
 
@@ -18,7 +31,9 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     captured = capsys.readouterr()
     for name in ("SRAE", "PCA", "NMF", "reconstruction_faithfulness_r2", "faithfulness_r2"):
         assert name in captured.out
-    assert "[6/6" in captured.err  # progress lines
+    assert "[7/7" in captured.err  # numbered step lines
+    assert "fitting SRAE" in captured.err and "writing report" in captured.err
+    assert re.search(r"^    epoch 1: loss \S+", captured.err, re.M)  # the estimator's lines
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4
     assert (out / "top_activating.png").stat().st_size > 1000
@@ -61,7 +76,10 @@ def test_fit_on_npy_and_npz(arrays, capsys):
         (["fit", "--activations", "Z.npy:acts", "--logits", "Y.npy"], "has no keys"),
         (["fit", "--activations", "Y.npy", "--logits", "Z3d.npy"], "1 or 2 axes"),
         (["fit", "--activations", "Z.npy", "--logits", "Y.npy", "--frobnicate"], "unrecognized"),
-        (["fit", "--activations", "Z.npy", "--logits", "Y.npy", "--n-components", "0"], "positive"),
+        (
+            ["fit", "--activations", "Z.npy", "--logits", "Y.npy", "--n-components", "0"],
+            "range [1, inf)",
+        ),
         (["fit", "--activations", "Z.npy", "--logits", "Y.npy", "--n-components", "50"], "exceeds"),
         (["fit", "--activations", "Z.npy", "--logits", "Y.npy", "--device", "tpu"], "device"),
         (["fit", "--activations", "garbage.npy", "--logits", "Y.npy"], "could not read"),
@@ -91,3 +109,219 @@ def test_module_entry_point_reports_errors_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "sklearn-xnn: error: activations file 'nope.npy' does not exist"
+
+
+# ------------------------------------------------------------ options from the estimator
+def _subparser(command, quick=False):
+    parser = build_parser(quick=quick)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[command]
+
+
+def test_every_estimator_parameter_is_an_option_with_its_default():
+    defaults = SRAEExplainer().get_params(deep=False)
+    args = build_parser().parse_args(["fit", "--activations", "Z.npy", "--logits", "Y.npy"])
+    for name, default in defaults.items():
+        expected = CLI_DEFAULTS.get(name, default)
+        assert getattr(args, name) == expected, name
+    assert set(CLI_DEFAULTS) <= set(defaults)
+    demo = build_parser().parse_args(["demo"])
+    for name, default in defaults.items():
+        assert getattr(demo, name) == DEMO_DEFAULTS.get(name, default), name
+    assert args.max_iter == SRAEExplainer().max_iter  # not a copy of the number
+
+
+def test_quick_changes_defaults_but_not_given_values():
+    quick = build_parser(quick=True)
+    args = quick.parse_args(["demo", "--quick"])
+    assert {k: getattr(args, k) for k in QUICK_DEFAULTS} == QUICK_DEFAULTS
+    given = quick.parse_args(["demo", "--quick", "--max-iter", "60", "--pretrain", "0"])
+    assert (given.max_iter, given.pretrain, given.hidden_layer_sizes) == (60, 0, (32, 8))
+    help_text = " ".join(_subparser("demo", quick=True).format_help().split())
+    assert "(default: 32,8)" in help_text and "(default: 256,32)" not in help_text
+
+
+def test_values_on_the_command_line_reach_the_fitted_estimator(arrays, capsys):
+    out = arrays / "out"
+    argv = ["fit", "--activations", str(arrays / "Z.npy"), "--logits", str(arrays / "Y.npy")]
+    given = {
+        "--n-components": "2",
+        "--hidden-layer-sizes": "12,6",
+        "--alpha-pullaway": "0.05",
+        "--alpha-reconstruction": "0.2",
+        "--pullaway": "samples",
+        "--reconstruction": "mse",
+        "--max-iter": "3",
+        "--batch-size": "32",
+        "--pretrain": "1",
+        "--collapse-retries": "0",
+        "--random-state": "3",
+        "--device": "cpu",
+        "--verbose": "0",
+    }
+    argv += [*(x for item in given.items() for x in item), "--no-rescale", "--out", str(out)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    params = SRAEExplainer.load(out / "explainer.safetensors").get_params()
+    expected = dict(SRAEExplainer().get_params(), rescale=False, verbose=0)
+    expected.update(n_components=2, hidden_layer_sizes=(12, 6), alpha_pullaway=0.05)
+    expected.update(alpha_reconstruction=0.2, pullaway="samples", reconstruction="mse")
+    expected.update(max_iter=3, batch_size=32, pretrain=1, collapse_retries=0)
+    expected.update(random_state=3, device="cpu")
+    assert {k: params[k] for k in expected} == expected
+    assert tuple(params["hidden_layer_sizes"]) == (12, 6)
+
+
+class _Future(BaseEstimator):
+    """A stand-in for a later SRAEExplainer with parameters of every kind.
+
+    Parameters
+    ----------
+    width : int, default=3
+        How wide. More text that the help leaves out.
+    faithfulness_tol : float, default=0.05
+        Stop when ``R2`` is within this of the best rank-K :class:`~sklearn.Pipeline`.
+    mode : {"a", "b"}, default="a"
+        Which mode.
+    fast : bool, default=True
+        Go fast.
+    sizes : tuple of int, default=(4, 2)
+        Layer sizes.
+    random_state : int, RandomState instance or None, default=None
+        Seed.
+    budget : "auto" or float, default="auto"
+        A word or a number.
+
+    Attributes
+    ----------
+    width_ : int
+        Not a parameter.
+    """
+
+    _parameter_constraints = {
+        "width": [Interval(Integral, 1, None, closed="left")],
+        "faithfulness_tol": [Interval(Real, 0, 1, closed="neither"), None],
+        "mode": [StrOptions({"a", "b"})],
+        "fast": ["boolean"],
+        "sizes": ["array-like"],
+        "random_state": ["random_state"],
+        "budget": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        width=3,
+        faithfulness_tol=0.05,
+        mode="a",
+        fast=True,
+        sizes=(4, 2),
+        random_state=None,
+        budget="auto",
+    ):
+        self.width = width
+        self.faithfulness_tol = faithfulness_tol
+        self.mode = mode
+        self.fast = fast
+        self.sizes = sizes
+        self.random_state = random_state
+        self.budget = budget
+
+
+def test_options_follow_the_estimators_constraints_and_docstring():
+    options = estimator_options(_Future)
+    names = ["width", "faithfulness_tol", "mode", "fast", "sizes", "random_state", "budget"]
+    assert list(options) == names
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    for flag, kwargs in options.values():
+        parser.add_argument(flag, **kwargs)
+    assert vars(parser.parse_args([])) == _Future().get_params()
+    args = parser.parse_args(
+        "--width 7 --faithfulness-tol 0.5 --mode b --no-fast --sizes 8,4,2 --random-state 9 "
+        "--budget 2.5".split()
+    )
+    expected = dict(width=7, faithfulness_tol=0.5, mode="b", fast=False, sizes=(8, 4, 2))
+    assert vars(args) == dict(expected, random_state=9, budget=2.5)
+    assert parser.parse_args(["--budget", "auto"]).budget == "auto"
+    assert parser.parse_args(["--faithfulness-tol", "None"]).faithfulness_tol is None
+    assert options["width"][1]["help"] == "How wide."
+    assert options["faithfulness_tol"][1]["help"] == (
+        "Stop when R2 is within this of the best rank-K Pipeline."
+    )
+    for argv, message in [
+        (["--width", "0"], r"an int in the range \[1, inf\)"),
+        (["--width", "2.5"], "expected an integer"),
+        (["--faithfulness-tol", "1"], r"a float in the range \(0.0, 1.0\) or None"),
+        (["--mode", "c"], "invalid choice"),
+        (["--sizes", "8,x"], "comma-separated integers"),
+        (["--sizes", "8,0"], "positive integers"),
+        (["--budget", "lots"], "a str among {'auto'} or a float in the range"),
+        (["--random-state", "-1"], r"an int in the range \[0, 4294967295\]"),
+    ]:
+        with pytest.raises(argparse.ArgumentError, match=message):
+            parser.parse_args(argv)
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--alpha-pullaway", "-1"], r"--alpha-pullaway: expected a float in the range \[0"),
+        (["--pullaway", "rows"], "invalid choice: 'rows'"),
+        (["--hidden-layer-sizes", "8,x"], "comma-separated integers"),
+        (["--max-iter", "0"], r"--max-iter: expected an int in the range \[1, inf\)"),
+        (["--rescale", "yes"], "unrecognized arguments: yes"),
+        (["--test-size", "1.5"], r"--test-size: expected a float in the range \(0"),
+    ],
+)
+def test_bad_option_values_exit_2_with_one_line(arrays, capsys, option, message):
+    argv = ["fit", "--activations", str(arrays / "Z.npy"), "--logits", str(arrays / "Y.npy")]
+    assert main([*argv, *option]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert re.search(message, err), err
+
+
+# --------------------------------------------------------------------------- help text
+@pytest.mark.parametrize("command", [[], ["demo"], ["fit"]])
+def test_help_is_plain_text_and_shows_every_default(command):
+    proc = subprocess.run(
+        [sys.executable, "-m", "sklearn_xnn", *command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    for markup in ("``", ":class:", ":func:", ":meth:", ":data:", "SPEC", "STYLE"):
+        assert markup not in text, markup
+    if not command:
+        assert "demo" in text and "fit" in text
+        return
+    sub = _subparser(command[0])
+    formatter = sub._get_formatter()
+    flat = " ".join(text.split())
+    for action in sub._actions:
+        if action.dest == "help" or action.required:
+            continue
+        assert max(action.option_strings, key=len) in flat
+        assert "default" in formatter._get_help_string(action), action.dest
+    assert flat.count("(default: ") >= len(SRAEExplainer().get_params())
+    if command == ["fit"]:
+        assert f"(default: {SRAEExplainer().max_iter})" in flat
+        max_iter = SRAEExplainer().max_iter
+        assert f"--max-iter INT Maximum number of fine-tuning epochs. (default: {max_iter})" in flat
+
+
+# ---------------------------------------------------------------------------- progress
+def test_fit_shows_steps_and_epoch_progress_on_stderr(arrays, capsys):
+    argv = ["fit", "--activations", str(arrays / "Z.npy"), "--logits", str(arrays / "Y.npy")]
+    argv += ["--out", str(arrays / "out"), "--n-components", "3", "--collapse-retries", "0"]
+    assert main([*argv, *FAST]) == 0
+    err = capsys.readouterr().err
+    for text in ("fitting SRAE", "fitting baselines (PCA, NMF, PLS, random)", "writing report"):
+        assert text in err
+    epochs = re.findall(r"^    epoch (\d+): loss [-+0-9.e]+", err, re.M)
+    assert epochs == ["1", "2", "3"]  # FAST: --max-iter 3
+    assert err.index("fitting SRAE") < err.index("epoch 1: loss") < err.index("fitting baselines")
+    assert main([*argv, *FAST, "--verbose", "0"]) == 0
+    quiet = capsys.readouterr().err
+    assert "fitting SRAE" in quiet and "epoch 1: loss" not in quiet

@@ -3,6 +3,7 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.cross_decomposition import PLSRegression
 from sklearn.decomposition import NMF, PCA
@@ -189,3 +190,100 @@ def test_evaluate_explainer_bare_transformer(split):
     row = evaluate_explainer(PCA(2).fit(Zt), Zs, ys)
     assert row["y_pred"] is None and np.isnan(row["faithfulness_r2"])
     assert np.isnan(row["n_significant"]) and row["reconstruction_r2"] > 0
+
+
+def test_default_columns_are_described():
+    from sklearn_xnn.compare import COLUMN_INFO, DEFAULT_COLUMNS
+
+    assert set(COLUMNS) | set(DEFAULT_COLUMNS) == set(COLUMN_INFO)
+    assert {info.better for info in COLUMN_INFO.values()} == {"higher", "lower", None}
+    assert all(info.meaning.endswith(".") for info in COLUMN_INFO.values())
+
+
+def test_comparison_prints_readably(table):
+    from sklearn_xnn.compare import DEFAULT_COLUMNS, ComparisonTable, format_comparison
+
+    assert isinstance(table, pd.DataFrame) and isinstance(table, ComparisonTable)
+    text = str(table)
+    assert text == repr(table) == format_comparison(table) == table.to_text()
+    lines = text.splitlines()
+    assert "..." not in text and max(len(line) for line in lines) <= 100
+    assert lines[0].split() == ["metric", "(*", "best)", *table.index, "better"]
+    shown = [c for c in DEFAULT_COLUMNS if c in table.columns and table[c].notna().any()]
+    assert [line.split()[0] for line in lines[1 : 1 + len(shown)]] == shown
+    # one star per scored line, on the best value (faithfulness: higher is better)
+    row = lines[1 + shown.index("faithfulness_r2")].split()
+    best = table["faithfulness_r2"].idxmax()
+    assert row[-1] == "higher" and row[1 + list(table.index).index(best)].endswith("*")
+    assert sum(cell.endswith("*") for cell in row) == 1
+    assert lines[-1] == "(7 more columns: format_comparison(table, columns='all'))"
+    full = format_comparison(table, columns="all")
+    assert "pullaway_components" in full and "pullaway_components" not in text
+    assert format_comparison(table, columns=["rmse"]).splitlines()[1].startswith("rmse ")
+    with pytest.raises(ValueError, match=r"columns \['nope'\] are not in the comparison"):
+        format_comparison(table, columns=["nope"])
+    # derived frames are plain DataFrames with pandas' own repr
+    assert type(table[["rmse"]]) is pd.DataFrame
+
+
+def test_skipped_rows_are_noted_in_the_text(split):
+    from sklearn_xnn.compare import format_comparison
+
+    Zt, yt, Zs, ys, _ = split
+    table = compare_explainers(
+        {"NMF": NMF(2, init="nndsvda", random_state=0), "PCA": PCA(2)},
+        Zt - Zt.mean(0),
+        yt,
+        Zs - Zt.mean(0),
+        ys,
+    )
+    assert "note: NMF: skipped: NMF needs non-negative activations" in format_comparison(table)
+
+
+def test_describe_losses_from_the_numbers(table):
+    from sklearn_xnn.compare import COLUMN_INFO, best_rows, describe_losses
+
+    sentences = describe_losses(table)
+    for column, info in COLUMN_INFO.items():
+        if info.better is None or column not in table.columns:
+            continue
+        ours = table.loc["SRAE", column]
+        sign = 1 if info.better == "higher" else -1
+        beaten = [
+            n
+            for n in table.index
+            if n != "SRAE"
+            and sign * (table.loc[n, column] - ours) > 0
+            and f"{table.loc[n, column]:.3g}" != f"{ours:.3g}"
+            and abs(table.loc[n, column] - ours) > 1e-12
+        ]
+        label = info.label.removesuffix(" (s)")
+        said = [s for s in sentences if f"SRAE's {label} " in s]
+        assert len(said) == (1 if beaten else 0), column
+        for name in beaten:
+            value = table.loc[name, column]
+            assert f"{name}'s {'0' if abs(value) < 1e-12 else f'{value:.3g}'}" in said[0]
+    assert best_rows(table, "fit_time_s") == [table["fit_time_s"].idxmin()]
+
+
+def test_describe_losses_sentences():
+    from sklearn_xnn.compare import describe_losses
+
+    t = pd.DataFrame(
+        {
+            "faithfulness_r2": [0.93, 0.95, 0.9304],
+            "dead_fraction": [0.2, 0.0, 0.2],
+            "n_components": [3, 2, 1],
+            "fit_time_s": [2.0, 0.01, 0.5],
+        },
+        index=["SRAE", "PLS", "PCA"],
+    )
+    assert describe_losses(t) == [
+        "PLS is more faithful than SRAE on these data: SRAE's faithfulness R² 0.93 is below "
+        "PLS's 0.95.",
+        "SRAE's dead x-features 0.2 is above PLS's 0 (lower is better).",
+        "PLS and PCA are faster to fit than SRAE on these data: SRAE's fit time 2 s is above "
+        "PLS's 0.01 s and PCA's 0.5 s (lower is better).",
+    ]
+    assert describe_losses(t.drop(columns="fit_time_s"), reference="PLS") == []
+    assert describe_losses(t, reference="absent") == []

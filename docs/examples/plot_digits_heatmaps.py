@@ -20,7 +20,6 @@ for comparison) and writes the report as one HTML page.
 # %%
 # The CNN and its activations
 # ---------------------------
-import io
 import tempfile
 from pathlib import Path
 
@@ -30,28 +29,16 @@ import numpy as np
 from sklearn_xnn import SRAEExplainer, compare_explainers
 from sklearn_xnn.datasets import load_digits_activations
 from sklearn_xnn.report import (
-    decomposition_figure,
     head_weights_figure,
+    plot_decision,
     top_activating_figure,
     write_report,
 )
-from sklearn_xnn.torch import ExplainedNetwork, xfeature_heatmaps
+from sklearn_xnn.torch import ExplainedNetwork
 
 data = load_digits_activations(epochs=20, random_state=0)
 print(f"CNN held-out accuracy: {data.accuracy:.3f}")
 print(f"layer {data.layer!r}: Z_train {data.Z_train.shape}, logits {data.y_train.shape}")
-
-
-def show(fig):
-    """Display a report figure (drawn without pyplot) in this page."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    width, height = fig.get_size_inches()
-    canvas = plt.figure(figsize=(width, height))
-    ax = canvas.add_axes((0, 0, 1, 1))
-    ax.imshow(plt.imread(io.BytesIO(buf.getvalue())))
-    ax.axis("off")
-
 
 # %%
 # An explanation space for the ten logits
@@ -69,38 +56,60 @@ print(f"top-1 agreement with the CNN: {top1:.3f}")
 # Which x-features does each class use?
 # -------------------------------------
 # The head rebuilds logit ``c`` as ``sum_k W_ck x_k + b_c``; red weights add evidence for
-# the class, blue weights remove it.
+# the class, blue weights remove it. The report's figures are drawn without pyplot;
+# ``figure=plt.figure()`` draws one into a pyplot figure, so that it shows on this page
+# (or in a notebook).
 digits = [str(d) for d in range(10)]
-show(head_weights_figure(xnn.coef_, output_names=digits))
+names = list(xnn.get_feature_names_out())  # the names pandas output uses, too
+head_weights_figure(xnn.coef_, output_names=digits, names=names, figure=plt.figure())
 
 # %%
 # What does each x-feature fire on?
 # ---------------------------------
 # One row per x-feature: the test images where it is largest (its value above each).
 X_test = xnn.transform(data.Z_test)
-show(top_activating_figure(data.images_test, X_test, n_top=8))
+top_activating_figure(data.images_test, X_test, n_top=8, names=names, figure=plt.figure())
 
 # %%
 # One decision, explained
 # -----------------------
 # :class:`~sklearn_xnn.torch.ExplainedNetwork` chains the CNN up to ``relu_fc1`` with the
-# explainer, so the x-features are differentiable functions of the pixels. For a few test
-# images, the bars split the predicted logit into contributions ``x_k W_ck`` (significant
-# x-features outlined) and each significant x-feature gets its heatmap.
+# explainer, so the x-features are differentiable functions of the pixels.
+# :func:`~sklearn_xnn.report.plot_decision` splits the predicted logit of a test image
+# into contributions ``x_k W_ck`` (significant x-features outlined) and the bias ``b_c``,
+# its own grey bar, and draws each significant x-feature's heatmap with a colour bar.
+# When the bias outweighs all contributions together the figure says so: such a
+# decision is carried by the intercept, not by the x-features.
 network = ExplainedNetwork(data.model, xnn, layer=data.layer)
+for i in (0, 1, 2):
+    plot_decision(
+        xnn,
+        data.Z_test[i],
+        image=data.images_test[i],
+        network=network,
+        output_names=[f"digit {d}" for d in digits],
+        figure=plt.figure(),
+    )
+
+# %%
+# Decisions carried by the bias
+# -----------------------------
+# A decision whose bias outweighs all its contributions is not explained by the
+# x-features. Count them among the test images and show the first.
 S_test = xnn.contributions(data.Z_test)  # (n_test, 10, K)
 predicted = xnn.predict(data.Z_test).argmax(1)
-for i in (0, 1, 2):
-    c = int(predicted[i])
-    heatmaps = xfeature_heatmaps(network, data.images_test[i : i + 1])[0]  # (K, 8, 8)
-    show(
-        decomposition_figure(
-            S_test[i, c],
-            intercept=float(xnn.intercept_[c]),
-            output_name=f"digit {c}",
-            image=data.images_test[i],
-            heatmaps=heatmaps,
-        )
+S_pred = S_test[np.arange(len(S_test)), predicted]
+carried = np.flatnonzero(np.abs(xnn.intercept_[predicted]) > np.abs(S_pred).sum(1))
+print(f"{len(carried)} of {len(S_test)} test decisions are carried by the bias")
+if len(carried):
+    i = int(carried[0])
+    plot_decision(
+        xnn,
+        data.Z_test[i],
+        image=data.images_test[i],
+        network=network,
+        output_names=[f"digit {d}" for d in digits],
+        figure=plt.figure(),
     )
 
 # %%
@@ -116,7 +125,7 @@ from sklearn.decomposition import PCA  # noqa: E402
 table = compare_explainers(
     {"SRAE": xnn, "PCA": PCA(K)}, data.Z_train, data.y_train, data.Z_test, data.y_test
 )
-print(table[["faithfulness_r2", "top1_agreement", "mean_active", "dead_fraction"]].round(3))
+print(table)  # the main columns, the best marked; format_comparison(table, "all") for all
 out = Path(tempfile.mkdtemp(prefix="xnn-report-"))
 path = write_report(
     out,

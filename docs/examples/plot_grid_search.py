@@ -49,6 +49,20 @@ print(results.round(3).to_string(index=False))
 print("best:", search.best_params_)
 
 # %%
+# Parallel searches and torch threads
+# -----------------------------------
+# ``GridSearchCV(..., n_jobs=2)`` runs two fits at a time in joblib's worker processes
+# (and ``joblib.parallel_config(backend="dask")`` runs them on a Dask cluster, see
+# :ref:`scaling`). Each fit sets torch's intra-op thread count for its own duration
+# and restores it afterwards. By default the count never exceeds torch's current
+# setting, ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` (joblib gives each of its
+# ``n_jobs`` workers ``cores // n_jobs``, or ``inner_max_num_threads`` of
+# ``joblib.parallel_config``), and the CPUs the process may use; so two parallel fits
+# do not each start one thread per core. Set ``SKLEARN_XNN_NUM_THREADS`` to choose the
+# count yourself. The search above runs sequentially: this page is built on a small
+# machine, where one thread per fit is the fastest setting for these tiny networks.
+
+# %%
 # With several scorers, ``search.score`` uses the refit scorer (``explanation``);
 # the explainer's own ``score`` is faithfulness R².
 best = search.best_estimator_

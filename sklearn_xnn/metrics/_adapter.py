@@ -14,8 +14,13 @@ def fit_explainer(estimator, Z, y=None):
     return estimator.fit(Z) if y is None else estimator.fit(Z, y)
 
 
+def last_step(estimator):
+    """The final estimator of a pipeline, or ``estimator`` itself when it is not one."""
+    return estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+
+
 def _is_headed(estimator):
-    return isinstance(estimator, Pipeline) and not hasattr(estimator.steps[-1][1], "transform")
+    return isinstance(estimator, Pipeline) and not hasattr(last_step(estimator), "transform")
 
 
 def transformer_part(estimator):
@@ -54,8 +59,7 @@ def components_of(estimator):
     ``components_`` of the last transformer (SRAE, PCA, NMF, the random projection) or,
     for PLS, its ``x_loadings_.T`` (the directions its ``inverse_transform`` mixes).
     """
-    part = transformer_part(estimator)
-    last = part.steps[-1][1] if isinstance(part, Pipeline) else part
+    last = last_step(transformer_part(estimator))
     if hasattr(last, "components_"):
         return np.asarray(last.components_, dtype=np.float64)
     if hasattr(last, "x_loadings_"):

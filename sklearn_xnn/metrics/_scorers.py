@@ -10,6 +10,7 @@ import numpy as np
 from sklearn_xnn.metrics._adapter import (
     contributions_of,
     embed,
+    last_step,
     reconstruct,
     transformer_part,
 )
@@ -116,8 +117,7 @@ def reconstruction_r2_scorer(estimator, Z, y=None):
     """
     Z_hat = reconstruct(estimator, embed(estimator, Z))
     if Z_hat is None:
-        part = transformer_part(estimator)
-        last = part.steps[-1][1] if hasattr(part, "steps") else part
+        last = last_step(transformer_part(estimator))
         raise ValueError(
             f"{type(last).__name__} has no inverse_transform: reconstruction R² is undefined."
         )

@@ -3,7 +3,7 @@
 from sklearn_xnn.report._figures import (
     decomposition_figure,
     head_weights_figure,
-    significant_components,
+    plot_decision,
     top_activating_figure,
 )
 from sklearn_xnn.report._html import write_report
@@ -11,7 +11,7 @@ from sklearn_xnn.report._html import write_report
 __all__ = [
     "decomposition_figure",
     "head_weights_figure",
-    "significant_components",
+    "plot_decision",
     "top_activating_figure",
     "write_report",
 ]

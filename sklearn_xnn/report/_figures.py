@@ -1,43 +1,62 @@
-"""Figures of the report, drawn with matplotlib's Agg canvas (no pyplot, no global state)."""
+"""Figures of the report, drawn with matplotlib's Agg canvas (no pyplot, no global state).
+
+Every figure function takes ``figure=None``: a new :class:`matplotlib.figure.Figure` is
+drawn (what the HTML report embeds); pass ``figure=plt.figure()`` to draw into a pyplot
+figure instead, e.g. to show it in a notebook or a sphinx-gallery page.
+"""
 
 import io
+import textwrap
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-POSITIVE, NEGATIVE = "#d62728", "#1f77b4"  # red / blue, as in the paper
+from sklearn_xnn.metrics import n_significant
+
+POSITIVE, NEGATIVE, BIAS = "#d62728", "#1f77b4", "#8c8c8c"  # red / blue as in the paper
+HEATMAP_CMAP = "jet"
+FONT = 9
 
 
-def significant_components(contributions, coverage=0.9):
-    """The fewest positive contributions that cover ``coverage`` of the positive score.
+def feature_names(explainer, n_components):
+    """The explainer's ``get_feature_names_out()``, or ``x0, x1, ...`` without it."""
+    try:
+        names = [str(n) for n in explainer.get_feature_names_out()]
+    except (AttributeError, TypeError, ValueError):
+        names = []
+    return names if len(names) == n_components else [f"x{k}" for k in range(n_components)]
 
-    Parameters
-    ----------
-    contributions : array-like of shape (n_components,)
-        One input's contributions to one output.
-    coverage : float, default=0.9
-        Share of the sum of positive contributions to reach.
 
-    Returns
-    -------
-    indices : ndarray of int
-        x-features, largest contribution first; empty when none is positive.
+def significant(contributions):
+    """The significant x-features of one decision, largest contribution first.
 
-    Examples
-    --------
-    >>> from sklearn_xnn.report import significant_components
-    >>> significant_components([5.0, -1.0, 4.0, 0.5]).tolist()
-    [0, 2]
+    Their number is :func:`sklearn_xnn.metrics.n_significant` of this one row: the fewest
+    positive contributions covering 90% of the positive score.
     """
     s = np.asarray(contributions, dtype=np.float64)
-    order = np.argsort(-s, kind="stable")
-    positive = order[s[order] > 0]
-    if positive.size == 0:
-        return positive
-    cum = np.cumsum(s[positive])
-    n = int(np.searchsorted(cum, coverage * cum[-1] * (1 - 1e-12))) + 1
-    return positive[:n]
+    n = int(n_significant(s[None, :]))
+    return np.argsort(-s, kind="stable")[:n]
+
+
+def bias_note(contributions, intercept):
+    """A sentence when the bias carries most of the score, else None.
+
+    "Most" means ``|b| > sum_k |s_k|``: the bias outweighs all contributions together.
+    """
+    s = np.asarray(contributions, dtype=np.float64)
+    total = float(np.abs(s).sum())
+    if abs(intercept) <= total:
+        return None
+    text = (
+        f"Most of this score comes from the bias ({intercept:.2f}): the x-features' "
+        f"contributions add up to {s.sum():.2f} ({total:.2f} in absolute value)"
+    )
+    if s.size and (s <= 0).all() and intercept > 0:
+        text += " and every one of them is negative or zero"
+    return text + "."
 
 
 def to_png(fig):
@@ -46,6 +65,13 @@ def to_png(fig):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return buf.getvalue()
+
+
+def _figure(figure, size):
+    if figure is None:
+        return Figure(figsize=size)
+    figure.set_size_inches(*size)
+    return figure
 
 
 def display_image(image):
@@ -63,93 +89,301 @@ def _show(ax, image, title=None):
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
-        ax.set_title(title, fontsize=8)
+        ax.set_title(title, fontsize=FONT)
 
 
-def top_activating_figure(images, X, n_top=8, names=None):
-    """A row per x-feature with the inputs that activate it most."""
+def top_activating_figure(images, X, n_top=8, names=None, *, figure=None):
+    """A row per x-feature with the inputs that activate it most, its value above each.
+
+    Parameters
+    ----------
+    images : array-like of shape (n_samples, channels, height, width)
+        The inputs behind the rows of ``X``.
+    X : array-like of shape (n_samples, n_components)
+        Their x-features.
+    n_top : int, default=8
+        Inputs per x-feature.
+    names : list of str, default=None
+        x-feature names; ``x0, x1, ...`` when None.
+    figure : matplotlib Figure, default=None
+        Drawn into (and resized) when given.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+    """
+    X = np.asarray(X)
     K = X.shape[1]
     names = names or [f"x{k}" for k in range(K)]
-    fig = Figure(figsize=(1.1 * n_top + 1.2, 1.2 * K + 0.3))
+    fig = _figure(figure, (1.15 * n_top + 0.15 * max(map(len, names)) + 0.8, 1.3 * K + 0.7))
     axes = fig.subplots(K, n_top, squeeze=False)
     for k in range(K):
         order = np.argsort(-X[:, k], kind="stable")[:n_top]
         for j, ax in enumerate(axes[k]):
             if j < len(order) and X[order[j], k] > 0:
-                _show(ax, images[order[j]], f"{X[order[j], k]:.2g}")
+                _show(ax, images[order[j]], f"{X[order[j], k]:.3g}")
             else:
                 ax.axis("off")
-        axes[k, 0].set_ylabel(names[k], rotation=0, ha="right", va="center", fontsize=9)
+        axes[k, 0].set_ylabel(names[k], rotation=0, ha="right", va="center", fontsize=FONT + 1)
         axes[k, 0].axis("on")
         axes[k, 0].set_xticks([])
         axes[k, 0].set_yticks([])
+    fig.suptitle(
+        "Top-activating inputs of each x-feature (number above an image: the x-feature's "
+        "value on it)",
+        fontsize=FONT + 1,
+    )
     fig.tight_layout()
     return fig
 
 
-def _bars(ax, contributions, significant, names, title):
+def _bars(ax, contributions, intercept, marked, names, title):
+    """x-feature contributions, a gap, then the bias as its own grey bar."""
+    K = len(contributions)
     colors = [POSITIVE if c > 0 else NEGATIVE for c in contributions]
-    pos = np.arange(len(contributions))
+    pos = np.arange(K)
     bars = ax.bar(pos, contributions, color=colors)
-    for k in significant:
+    for k in marked:
         bars[k].set_edgecolor("black")
         bars[k].set_linewidth(1.5)
+    ax.bar([K + 0.5], [intercept], color=BIAS, hatch="//", edgecolor="white")
+    ax.axvline(K - 0.25, color="#bbbbbb", linewidth=0.8, linestyle=":")
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks(pos)
-    ax.set_xticklabels(names, fontsize=7, rotation=45 if len(names) > 8 else 0)
-    ax.tick_params(axis="y", labelsize=7)
-    ax.set_title(title, fontsize=8)
+    ax.set_xticks([*pos, K + 0.5])
+    long = len(names) > 6 or max(map(len, names)) > 4
+    ax.set_xticklabels(
+        [*names, "bias"],
+        fontsize=FONT - 1,
+        rotation=45 if long else 0,
+        ha="right" if long else "center",
+    )
+    ax.tick_params(axis="y", labelsize=FONT - 1)
+    ax.set_ylabel("contribution to the score", fontsize=FONT - 1)
+    ax.set_title(title, fontsize=FONT)
 
 
 def decomposition_figure(
-    contributions, *, intercept, output_name, image=None, heatmaps=None, names=None
+    contributions,
+    *,
+    intercept,
+    output_name,
+    image=None,
+    heatmaps=None,
+    names=None,
+    figure=None,
 ):
-    """The prediction of one output split into x-feature contributions, with heatmaps.
+    """The score of one output split into x-feature contributions and the bias.
 
-    Bars: positive contributions red, negative blue; significant x-features (fewest
-    positive ones covering 90% of the positive score) outlined. One heatmap per
-    significant x-feature, overlaid on the image, when ``heatmaps`` is given.
+    Bars: contributions ``x_k W_ck`` (red positive, blue negative; significant
+    x-features outlined: fewest positive ones covering 90% of the positive score) and
+    the bias ``b_c`` as its own grey bar; they sum to the score. When the bias outweighs
+    all contributions together the figure says so. With ``heatmaps``, one heatmap per
+    significant x-feature overlaid on the image, with a colour bar.
+
+    Parameters
+    ----------
+    contributions : array-like of shape (n_components,)
+        One input's contributions to one output.
+    intercept : float
+        That output's bias.
+    output_name : str
+        Shown in the title.
+    image : array-like of shape (channels, height, width), default=None
+        The input, shown on the left.
+    heatmaps : array-like of shape (n_components, height, width), default=None
+        Its heatmap per x-feature (needs ``image``).
+    names : list of str, default=None
+        x-feature names; ``x0, x1, ...`` when None.
+    figure : matplotlib Figure, default=None
+        Drawn into (and resized) when given.
+
+    Returns
+    -------
+    fig : matplotlib Figure
     """
     contributions = np.asarray(contributions, dtype=np.float64)
     K = contributions.size
     names = names or [f"x{k}" for k in range(K)]
-    significant = significant_components(contributions)
-    n_maps = len(significant) if heatmaps is not None else 0
-    n_cols = (image is not None) + 1 + n_maps
-    widths = ([1.0] if image is not None else []) + [max(1.6, 0.25 * K)] + [1.0] * n_maps
-    fig = Figure(figsize=(sum(widths) * 1.6 + 0.3, 2.0))
-    axes = fig.subplots(1, n_cols, squeeze=False, gridspec_kw={"width_ratios": widths})[0]
-    col = 0
+    marked = significant(contributions)
+    maps = list(marked) if heatmaps is not None and image is not None else []
+    note = bias_note(contributions, intercept)
+    fig, axes = _decomposition_axes(figure, image is not None, max(3.2, 0.4 * (K + 2)), len(maps))
     score = contributions.sum() + intercept
     if image is not None:
-        _show(axes[0], image, f"{output_name}: {score:.2f}")
-        col = 1
-    _bars(axes[col], contributions, significant, names, f"contributions (bias {intercept:.2f})")
-    for j, k in enumerate(significant[:n_maps]):
-        ax = axes[col + 1 + j]
+        _show(axes[0], image, f"input, predicted {output_name}")
+    _bars(
+        axes[int(image is not None)],
+        contributions,
+        intercept,
+        marked,
+        names,
+        f"{output_name}: score {score:.2f} = {contributions.sum():.2f} (x-features) "
+        f"{'-' if intercept < 0 else '+'} {abs(intercept):.2f} (bias)",
+    )
+    for ax, k in zip(axes[1 + (image is not None) :], maps, strict=False):
         _show(ax, image, f"{names[k]}: {contributions[k]:.2f}")
         hm = np.asarray(heatmaps[k], dtype=np.float64)
-        if hm.max() > 0:
-            ax.imshow(
-                hm / hm.max(), cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="bilinear"
-            )
-    fig.tight_layout()
+        top = hm.max()
+        ax.imshow(
+            hm / top if top > 0 else np.zeros_like(hm),
+            cmap=HEATMAP_CMAP,
+            alpha=0.5,
+            vmin=0,
+            vmax=1,
+            interpolation="bilinear",
+        )
+    if maps:
+        bar = fig.colorbar(
+            ScalarMappable(Normalize(0, 1), cmap=HEATMAP_CMAP), cax=axes[-1], alpha=0.5
+        )
+        bar.set_label("evidence (share of\nthe map's max)", fontsize=FONT - 1)
+        bar.ax.tick_params(labelsize=FONT - 1)
+    if note:
+        lines = textwrap.wrap(note, width=int(fig.get_figwidth() * 14))
+        fig.set_figheight(fig.get_figheight() + 0.18 * len(lines))
+        fig.supxlabel("\n".join(lines), x=0.01, ha="left", fontsize=FONT, color="#8a4b00")
     return fig
 
 
-def head_weights_figure(coef, output_names=None, names=None):
-    """The head's weight matrix ``W`` (outputs x x-features), red positive, blue negative."""
+#: Widest figure, in inches, before the heatmaps go to a second row (about a laptop page).
+MAX_WIDTH_IN = 12.0
+IMAGE_IN, BAR_H_IN, MAP_H_IN = 1.9, 3.2, 2.5
+
+
+def _decomposition_axes(figure, with_image, bars_width, n_maps):
+    """Axes: [image], bars, maps..., [colour bar]; the maps in a second row when too wide."""
+    top = ([IMAGE_IN] if with_image else []) + [bars_width]
+    bottom = [IMAGE_IN] * n_maps + ([0.12] if n_maps else [])
+    pad = 0.35
+    one_row = sum(top) + sum(bottom) + pad * (len(top) + len(bottom)) <= MAX_WIDTH_IN
+    rows = [top + bottom] if one_row else [top, bottom] if n_maps else [top]
+    width = max(sum(r) + pad * len(r) for r in rows)
+    height = BAR_H_IN + (0 if len(rows) == 1 else MAP_H_IN)
+    fig = _figure(figure, (width, height))
+    fig.set_layout_engine("constrained")
+    outer = fig.add_gridspec(len(rows), 1, height_ratios=[BAR_H_IN, MAP_H_IN][: len(rows)])
+    axes = []
+    for i, row in enumerate(rows):
+        spare = width - sum(row) - pad * len(row)
+        ratios = row + ([spare] if spare > 0.05 else [])  # left-aligned, spare space right
+        grid = outer[i].subgridspec(1, len(ratios), width_ratios=ratios)
+        axes += [fig.add_subplot(grid[0, j]) for j in range(len(row))]
+    return fig, axes
+
+
+def plot_decision(
+    explainer,
+    z,
+    *,
+    output=None,
+    image=None,
+    network=None,
+    heatmap_method="contrastive_excitation_backprop",
+    output_names=None,
+    figure=None,
+):
+    """One decision explained: contributions, the bias and the heatmaps, in one figure.
+
+    Splits the explainer's rebuilt score of ``output`` (by default the predicted one)
+    for the activations ``z`` into x-feature contributions ``x_k W_ck`` and the bias,
+    as the HTML report does (:func:`decomposition_figure`), with the input and, given
+    ``network``, a heatmap per significant x-feature. x-features are labelled with the
+    explainer's ``get_feature_names_out()``.
+
+    Parameters
+    ----------
+    explainer : fitted SRAEExplainer
+        Anything with ``contributions``, ``coef_`` and ``intercept_``.
+    z : array-like of shape (n_features,) or (1, n_features)
+        One input's activations.
+    output : int, default=None
+        The output to explain; the one with the largest rebuilt score when None.
+    image : array-like of shape (channels, height, width), default=None
+        The input behind ``z``.
+    network : ExplainedNetwork, default=None
+        With ``image``: one heatmap per significant x-feature
+        (:func:`sklearn_xnn.torch.xfeature_heatmaps`).
+    heatmap_method : str, default="contrastive_excitation_backprop"
+        See :func:`sklearn_xnn.torch.xfeature_heatmaps`.
+    output_names : list of str, default=None
+        Names of the outputs; their indices when None.
+    figure : matplotlib Figure, default=None
+        Drawn into (and resized) when given, e.g. ``plt.figure()`` in a notebook.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+        At most 12 inches wide (the heatmaps go to a second row when needed), 1.9
+        inches per image panel.
+
+    Examples
+    --------
+    >>> from sklearn_xnn import SRAEExplainer
+    >>> from sklearn_xnn.datasets import make_concept_activations
+    >>> from sklearn_xnn.report import plot_decision
+    >>> Z, y, _ = make_concept_activations(200, 16, n_outputs=3, random_state=0)
+    >>> xnn = SRAEExplainer(3, hidden_layer_sizes=(16,), max_iter=5, random_state=0)
+    >>> fig = plot_decision(xnn.fit(Z, y), Z[0])
+    >>> [label.get_text() for label in fig.axes[0].get_xticklabels()][-1]
+    'bias'
+    """
+    z = np.asarray(z).reshape(1, -1)
+    S = np.asarray(explainer.contributions(z), dtype=np.float64)
+    S = S[:, None, :] if S.ndim == 2 else S
+    intercept = np.atleast_1d(np.asarray(explainer.intercept_, dtype=np.float64))
+    c = int((S[0].sum(1) + intercept).argmax()) if output is None else int(output)
+    heatmaps = None
+    if network is not None and image is not None:
+        from sklearn_xnn.torch import xfeature_heatmaps
+
+        heatmaps = xfeature_heatmaps(network, np.asarray(image)[None], method=heatmap_method)[0]
+    name = str(c) if output_names is None else str(output_names[c])
+    return decomposition_figure(
+        S[0, c],
+        intercept=float(intercept[c]),
+        output_name=name,
+        image=image,
+        heatmaps=heatmaps,
+        names=feature_names(explainer, S.shape[2]),
+        figure=figure,
+    )
+
+
+def head_weights_figure(coef, output_names=None, names=None, *, figure=None):
+    """The head's weight matrix ``W`` (outputs x x-features), red positive, blue negative.
+
+    Parameters
+    ----------
+    coef : array-like of shape (n_outputs, n_components)
+        The head weights (``coef_``).
+    output_names, names : list of str, default=None
+        Row and column labels; indices and ``x0, x1, ...`` when None.
+    figure : matplotlib Figure, default=None
+        Drawn into (and resized) when given.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+    """
     coef = np.atleast_2d(coef)
     C, K = coef.shape
-    fig = Figure(figsize=(0.45 * K + 2.0, 0.3 * C + 1.2))
+    names = names or [f"x{k}" for k in range(K)]
+    long = max(map(len, names)) > 4
+    fig = _figure(figure, (0.55 * K + 3.0, 0.32 * C + (2.4 if long else 1.6)))
     ax = fig.subplots()
     lim = float(np.abs(coef).max()) or 1.0
     im = ax.imshow(coef, cmap="bwr", vmin=-lim, vmax=lim, aspect="auto")
     ax.set_xticks(range(K))
-    ax.set_xticklabels(names or [f"x{k}" for k in range(K)], fontsize=7)
+    ax.set_xticklabels(
+        names, fontsize=FONT - 1, rotation=45 if long else 0, ha="right" if long else "center"
+    )
     ax.set_yticks(range(C))
-    ax.set_yticklabels(output_names or [str(c) for c in range(C)], fontsize=7)
-    ax.set_title("head weights W", fontsize=8)
-    fig.colorbar(im, ax=ax, fraction=0.05)
+    ax.set_yticklabels(output_names or [str(c) for c in range(C)], fontsize=FONT - 1)
+    ax.set_xlabel("x-feature", fontsize=FONT - 1)
+    ax.set_ylabel("output", fontsize=FONT - 1)
+    ax.set_title("head weights W", fontsize=FONT)
+    bar = fig.colorbar(im, ax=ax, fraction=0.05)
+    bar.set_label("weight W_ck", fontsize=FONT - 1)
+    bar.ax.tick_params(labelsize=FONT - 1)
     fig.tight_layout()
     return fig

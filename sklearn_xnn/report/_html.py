@@ -7,27 +7,32 @@ from pathlib import Path
 
 import numpy as np
 
+from sklearn_xnn.compare import DEFAULT_COLUMNS
 from sklearn_xnn.report._figures import (
+    bias_note,
     decomposition_figure,
+    feature_names,
     head_weights_figure,
     to_png,
     top_activating_figure,
 )
+from sklearn_xnn.report._table import TABLE_CSS, comparison_html
 
 logger = logging.getLogger("sklearn_xnn")
 
-_CSS = """
-body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em;
-       color: #222; max-width: 1200px; }
+_CSS = (
+    """
+body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; color: #222;
+       max-width: 1200px; margin: 1.5em auto; padding: 0 1.5em; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
-table.comparison { border-collapse: collapse; font-size: 0.85em; }
-table.comparison th, table.comparison td { border: 1px solid #ccc; padding: 3px 8px;
-       text-align: right; }
-table.comparison th { background: #f0f0f0; }
-figure { margin: 0.6em 0; } figcaption { font-size: 0.8em; color: #555; }
+h3 { font-size: 1em; margin: 1em 0 0.3em; }
+figure { margin: 0.6em 0; } figcaption { font-size: 0.85em; color: #444; }
+figcaption b { color: #8a4b00; }
 img { max-width: 100%; } p.note { font-size: 0.85em; color: #444; }
-div.scroll { overflow-x: auto; } summary { font-size: 0.85em; margin: 0.5em 0; }
+summary { font-size: 0.9em; margin: 0.7em 0; cursor: pointer; }
 """
+    + TABLE_CSS
+)
 
 
 class _Report:
@@ -48,7 +53,7 @@ class _Report:
     def raw(self, markup):
         self.parts.append(markup)
 
-    def figure(self, fig, name, caption):
+    def figure(self, fig, name, caption, note=None):
         data = to_png(fig)
         path = self.out_dir / f"{name}.png"
         path.write_bytes(data)
@@ -56,13 +61,16 @@ class _Report:
         encoded = base64.b64encode(data).decode("ascii")
         self.parts.append(
             f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{encoded}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            f"<figcaption>{html.escape(caption)}"
+            + (f" <b>{html.escape(note)}</b>" if note else "")
+            + "</figcaption></figure>"
         )
 
     def write(self, filename="report.html"):
         body = "\n".join(self.parts)
         text = (
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>sklearn_xnn report</title><style>{_CSS}</style></head>"
             f"<body>\n{body}\n</body></html>\n"
         )
@@ -71,37 +79,9 @@ class _Report:
         return path
 
 
-#: Columns of the first table; every column is in the second, folded one.
-MAIN_COLUMNS = [
-    "faithfulness_r2",
-    "reconstruction_faithfulness_r2",
-    "top1_agreement",
-    "reconstruction_top1_agreement",
-    "reconstruction_r2",
-    "mean_active",
-    "n_significant",
-    "contribution_corr",
-    "component_max_cos",
-    "dead_fraction",
-    "fit_time_s",
-]
-
-
-def _table_html(table):
-    """The main columns, then every non-empty column folded (4 significant digits)."""
-    table = table.dropna(axis=1, how="all")
-
-    def to_html(frame):
-        return frame.to_html(
-            classes="comparison", float_format=lambda v: f"{v:.4g}", na_rep="", border=0
-        )
-
-    main = [c for c in MAIN_COLUMNS if c in table.columns]
-    first = to_html(table[main]) if main else ""
-    return (
-        f'<div class="scroll">{first}</div><details><summary>All metrics</summary>'
-        f'<div class="scroll">{to_html(table)}</div></details>'
-    )
+#: Kept for callers that imported it from here; the definition is
+#: :data:`sklearn_xnn.compare.DEFAULT_COLUMNS`.
+MAIN_COLUMNS = DEFAULT_COLUMNS
 
 
 def _example_rows(predicted, n_examples):
@@ -127,6 +107,7 @@ def write_report(
     n_top=8,
     title="sklearn_xnn: explanation report",
     notes=(),
+    reference="SRAE",
 ):
     """Write ``report.html`` (figures embedded) and the figures as PNGs into ``out_dir``.
 
@@ -136,7 +117,10 @@ def write_report(
         Created if needed.
     table : pandas.DataFrame
         The comparison of explainers (one row per explainer), e.g. from
-        ``sklearn_xnn.compare.compare_explainers``.
+        :func:`sklearn_xnn.compare.compare_explainers`. The main columns
+        (:data:`sklearn_xnn.compare.DEFAULT_COLUMNS`) come first, each defined in a legend
+        and a header tooltip, the best value of each marked; every column is in a
+        second, folded table. Columns empty for every explainer are left out.
     explainer : SRAEExplainer, optional
         Fitted explainer whose x-features are shown.
     Z : array-like of shape (n_samples, n_features), optional
@@ -158,6 +142,10 @@ def write_report(
         Page title.
     notes : sequence of str
         Paragraphs shown under the table (data, settings, timings).
+    reference : str, default="SRAE"
+        The row of ``table`` that the others are measured against: it is highlighted and
+        every metric on which another explainer beats it is said in a sentence
+        (:func:`sklearn_xnn.compare.describe_losses`).
 
     Returns
     -------
@@ -166,7 +154,7 @@ def write_report(
     """
     report = _Report(out_dir, title)
     report.heading("Comparison of explainers (held-out rows)")
-    report.raw(_table_html(table))
+    report.raw(comparison_html(table, reference))
     for note in notes:
         report.paragraph(note)
     if explainer is not None and Z is not None:
@@ -191,7 +179,7 @@ def _explainer_sections(
 ):
     X = explainer.transform(Z)
     K = X.shape[1]
-    names = [f"x{k}" for k in range(K)]
+    names = feature_names(explainer, K)
     S = np.asarray(explainer.contributions(Z))
     S = S[:, None, :] if S.ndim == 2 else S
     coef = np.atleast_2d(explainer.coef_)
@@ -209,7 +197,8 @@ def _explainer_sections(
         report.figure(
             top_activating_figure(images, X, n_top, names),
             "top_activating",
-            "Each x-feature's top-activating inputs (value above each image).",
+            "Each x-feature's top-activating inputs; the number above an image is the "
+            "x-feature's value on it.",
         )
     predicted = (S.sum(2) + intercept).argmax(1)
     rows = _example_rows(predicted, n_examples)
@@ -220,10 +209,16 @@ def _explainer_sections(
         heatmaps = xfeature_heatmaps(network, images[rows], method=method)
     report.heading("Predictions decomposed into x-feature contributions")
     report.paragraph(
-        "Bars: each x-feature's contribution x_k * W_ck to the predicted output (red positive, "
-        "blue negative); outlined bars are the significant x-features (the fewest positive "
+        "Bars: each x-feature's contribution x_k * W_ck to the predicted output's score (red "
+        "positive, blue negative) and the bias b_c as its own grey bar; together they sum "
+        "to the score. Outlined bars are the significant x-features (the fewest positive "
         "contributions covering 90% of the positive score)"
-        + (f"; each has a {method.replace('_', ' ')} heatmap." if heatmaps is not None else ".")
+        + (
+            f"; each has a {method.replace('_', ' ')} heatmap (colour bar: share of the "
+            "map's maximum)."
+            if heatmaps is not None
+            else "."
+        )
     )
     for j, i in enumerate(rows):
         c = int(predicted[i])
@@ -235,5 +230,7 @@ def _explainer_sections(
             heatmaps=None if heatmaps is None else heatmaps[j],
             names=names,
         )
-        caption = f"Held-out input {i}: predicted output {output_names[c]}"
-        report.figure(fig, f"decomposition_{j}", caption)
+        score = S[i, c].sum() + intercept[c]
+        caption = f"Held-out input {i}: predicted output {output_names[c]} (score {score:.2f})."
+        note = bias_note(S[i, c], float(intercept[c]))
+        report.figure(fig, f"decomposition_{j}", caption, note)

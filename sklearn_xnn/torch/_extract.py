@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from sklearn_xnn._nn.convert import resolve_device
+from sklearn_xnn.torch._modes import evaluating
 
 logger = logging.getLogger("sklearn_xnn")
 
@@ -122,17 +123,14 @@ def _progress(total, enabled):
 
 
 @contextlib.contextmanager
-def _evaluating(model, device):
-    """Put ``model`` in eval mode on ``device``; restore its mode and device afterwards."""
+def _on_device(model, device):
+    """Move ``model`` to ``device``; move it back to where its parameters were afterwards."""
     param = next(iter(model.parameters()), None)
     old_device = param.device if param is not None else None
-    was_training = model.training
-    model.eval()
     model.to(device)
     try:
         yield model
     finally:
-        model.train(was_training)
         if old_device is not None:
             model.to(old_device)
 
@@ -158,9 +156,11 @@ def extract_activations(
 ):
     """Activations of one layer of a network, with the network's outputs, as numpy arrays.
 
-    A forward hook on ``layer`` records its output on every batch; the model runs in
-    eval mode under ``torch.no_grad``, on ``device``, and is put back in its previous
-    mode and device afterwards.
+    A forward hook on ``layer`` records its output on every batch. The model runs for
+    inference whatever mode it is in: in eval mode (batch normalisation uses its running
+    statistics and leaves its buffers untouched, dropout is off) under ``torch.no_grad``,
+    on ``device``; afterwards every submodule's ``training`` flag and the model's device
+    are restored, also when an error is raised.
 
     Parameters
     ----------
@@ -211,7 +211,12 @@ def extract_activations(
     captured, rows, outs = [], [], []
     handle = module.register_forward_hook(lambda m, i, o: captured.append(o))
     try:
-        with _evaluating(model, dev), torch.no_grad(), _progress(_n_rows(data), progress) as bar:
+        with (
+            evaluating(model),
+            _on_device(model, dev),
+            torch.no_grad(),
+            _progress(_n_rows(data), progress) as bar,
+        ):
             for batch in iter_batches(data, batch_size):
                 captured.clear()
                 out = model(_as_input(batch, model, dev))
@@ -260,7 +265,10 @@ class TruncatedNetwork(nn.Module):
 
     Works for any ``forward`` (the layer's output is captured by a forward hook and the
     rest of the forward pass is skipped), keeps the autograd graph, and shares the
-    wrapped model's parameters.
+    wrapped model's parameters. The model always runs in eval mode, as in
+    :func:`extract_activations`, whatever mode it or this module is in: batch
+    normalisation uses (and does not update) its running statistics and dropout is off;
+    every submodule's ``training`` flag is restored after each call.
 
     Parameters
     ----------
@@ -296,7 +304,8 @@ class TruncatedNetwork(nn.Module):
 
         handle = self.layer.register_forward_hook(hook)
         try:
-            self.model(x)
+            with evaluating(self.model):
+                self.model(x)
         except _Stop:
             pass
         finally:
@@ -350,8 +359,12 @@ def split_sequential(model, layer):
 
 
 def check_split(model, trunk, rest, x, *, atol=1e-5):
-    """Raise ``ValueError`` unless ``rest(trunk(x))`` matches ``model(x)`` within ``atol``."""
-    with torch.no_grad():
+    """Raise ``ValueError`` unless ``rest(trunk(x))`` matches ``model(x)`` within ``atol``.
+
+    The networks run in eval mode under ``torch.no_grad``; their submodules' ``training``
+    flags are restored afterwards and their buffers are left untouched.
+    """
+    with evaluating(model, trunk, rest), torch.no_grad():
         full, parts = model(x), rest(trunk(x))
     if full.shape != parts.shape or not torch.allclose(full, parts, atol=atol, rtol=1e-4):
         raise ValueError(

@@ -4,6 +4,8 @@ import numpy as np
 import torch
 from sklearn.metrics import r2_score
 
+from sklearn_xnn.torch._modes import evaluating
+
 
 def _run_head(head_network, Z, batch_size):
     """``head_network`` on the rows of ``Z``: a torch module (batched, no grad) or a callable."""
@@ -12,16 +14,11 @@ def _run_head(head_network, Z, batch_size):
     param = next(iter(head_network.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None else torch.float32
-    was_training = head_network.training
-    head_network.eval()
     out = []
-    try:
-        with torch.no_grad():
-            for start in range(0, Z.shape[0], batch_size):
-                z = torch.as_tensor(Z[start : start + batch_size], dtype=dtype, device=device)
-                out.append(head_network(z).reshape(len(z), -1).double().cpu().numpy())
-    finally:
-        head_network.train(was_training)
+    with evaluating(head_network), torch.no_grad():
+        for start in range(0, Z.shape[0], batch_size):
+            z = torch.as_tensor(Z[start : start + batch_size], dtype=dtype, device=device)
+            out.append(head_network(z).reshape(len(z), -1).double().cpu().numpy())
     return np.concatenate(out)
 
 
@@ -45,6 +42,9 @@ def reconstruction_faithfulness(explainer, head_network, Z, y=None, *, batch_siz
     head_network : torch.nn.Module or callable
         The layers after the explained one: maps activations of shape
         (n_samples, n_features) to logits. A callable gets and returns numpy arrays.
+        A module runs in eval mode under ``torch.no_grad`` (batch normalisation on its
+        running statistics, buffers untouched, dropout off); its submodules' ``training``
+        flags are restored afterwards.
     Z : array-like of shape (n_samples, n_features)
         Activations, preferably held out.
     y : array-like of shape (n_samples, n_outputs), optional

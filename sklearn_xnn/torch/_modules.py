@@ -6,6 +6,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from sklearn_xnn.torch._extract import TruncatedNetwork
+from sklearn_xnn.torch._modes import evaluating
 
 
 def _linear(coef, intercept, dtype):
@@ -131,6 +132,14 @@ class ExplainedNetwork(nn.Module):
     x-feature's contribution to each output. Gradients flow to the input, which is what
     the heatmap methods of :func:`sklearn_xnn.torch.xfeature_heatmaps` need.
 
+    Every call runs the network for inference, whatever mode it (or this module) is in:
+    in eval mode, so batch normalisation uses its running statistics and leaves its
+    buffers untouched and dropout is off, exactly as
+    :func:`~sklearn_xnn.torch.extract_activations` reads the rows the explainer was
+    fitted on; ``xfeatures(x)`` then equals ``explainer.transform`` of those rows. Every
+    submodule's ``training`` flag is restored after the call (also when it raises), so
+    a model being trained elsewhere keeps its mode. ``torch.no_grad`` is not entered.
+
     Parameters
     ----------
     trunk : torch.nn.Module
@@ -173,8 +182,12 @@ class ExplainedNetwork(nn.Module):
         self.explainer = explainer
 
     def activations(self, x):
-        """The explained layer's activations, shape (n_samples, n_features)."""
-        z = self.trunk(x)
+        """The explained layer's activations, shape (n_samples, n_features).
+
+        The one place where the network runs: in eval mode, training flags restored.
+        """
+        with evaluating(self):
+            z = self.trunk(x)
         return z.flatten(1) if z.ndim > 2 else z
 
     def xfeatures(self, x):
@@ -188,3 +201,23 @@ class ExplainedNetwork(nn.Module):
     def forward(self, x):
         """Logits rebuilt linearly from the x-features."""
         return self.explainer(self.activations(x))
+
+    def xfeature_module(self):
+        """This network with the x-features as its output, as an ``nn.Module``.
+
+        ``xfeature_module()(x)`` is ``xfeatures(x)``; the module contains this network
+        (its layers are found under ``"network."``), which is what attribution libraries
+        that hook a model's layers, such as captum's ``GuidedBackprop``, need.
+        """
+        return _XFeatures(self)
+
+
+class _XFeatures(nn.Module):
+    """An :class:`ExplainedNetwork` whose output is its x-features."""
+
+    def __init__(self, network):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x):
+        return self.network.xfeatures(x)

@@ -1,0 +1,170 @@
+"""sklearn_xnn.torch runs a network left in train mode for inference and leaves it as it was."""
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from _torch_nets import buffers, make_resnet, training_flags
+from torch import nn
+
+from sklearn_xnn import SRAEExplainer
+from sklearn_xnn.torch import (
+    HEATMAP_METHODS,
+    ExplainedNetwork,
+    TruncatedNetwork,
+    check_split,
+    extract_activations,
+    reconstruction_faithfulness,
+    split_sequential,
+    xfeature_heatmaps,
+)
+from sklearn_xnn.torch._modes import evaluating
+
+
+def _in_train_mode(model):
+    """Train mode, except ``layer1`` frozen in eval mode (a mixed state to restore)."""
+    model.train()
+    model.layer1.eval()
+    return model
+
+
+@pytest.fixture(scope="module")
+def trained_state():
+    """A ResNet with BatchNorm and dropout, running statistics moved off their init, an SRAE."""
+    model = make_resnet(0, n_classes=5, width=8, blocks=(1, 1, 1))
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(40, 3, 32, 32, generator=gen)
+    with torch.no_grad():  # a few train-mode passes: running statistics off (0, 1)
+        model.train()
+        for _ in range(3):
+            model(torch.rand(16, 3, 32, 32, generator=gen) * 2)
+    reference = copy.deepcopy(model).eval()
+    Z, y = extract_activations(reference, "layer3", images, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xnn = SRAEExplainer(
+            3,
+            hidden_layer_sizes=(16, 8),
+            max_iter=5,
+            pretrain=1,
+            collapse_retries=0,
+            device="cpu",
+            random_state=0,
+        ).fit(Z, y)
+    return model, reference, images, Z, y, xnn
+
+
+@pytest.fixture
+def setup(trained_state):
+    model, reference, images, Z, y, xnn = trained_state
+    model = _in_train_mode(copy.deepcopy(model))
+    return model, reference, images, Z, y, xnn, buffers(model), training_flags(model)
+
+
+def _assert_untouched(model, before_buffers, before_flags):
+    after = buffers(model)
+    assert after.keys() == before_buffers.keys()
+    for name, b in before_buffers.items():
+        assert torch.equal(after[name], b), name  # bitwise
+    assert training_flags(model) == before_flags
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_extract_activations_in_train_mode(setup):
+    model, _, images, Z, y, _, bufs, flags = setup
+    Z_train, y_train = extract_activations(model, "layer3", images, batch_size=16, device="cpu")
+    # same float32 arithmetic as the eval-mode copy, batch size aside
+    np.testing.assert_allclose(Z_train, Z, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(y_train, y, rtol=0, atol=1e-5)
+    _assert_untouched(model, bufs, flags)
+
+
+def test_explained_network_in_train_mode(setup):
+    model, _, images, Z, _, xnn, bufs, flags = setup
+    net = ExplainedNetwork(model, xnn, layer="layer3")
+    net.train()  # the wrapper's own mode does not matter either
+    flags = training_flags(model)
+    x = images.clone().requires_grad_(True)
+    feats = net.xfeatures(x)
+    # float32 network and encoder vs transform (float32 activations, float64 arithmetic)
+    np.testing.assert_allclose(feats.detach().numpy(), xnn.transform(Z), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(net(x).detach().numpy(), xnn.predict(Z), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        net.contributions(x).detach().numpy(), xnn.contributions(Z), rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(net.activations(x).detach().numpy(), Z, rtol=0, atol=1e-5)
+    # row-wise: one image alone gets its row of the batch (batch statistics would not)
+    alone = net.xfeatures(images[7:8]).detach().numpy()
+    np.testing.assert_allclose(alone, feats[7:8].detach().numpy(), rtol=1e-5, atol=1e-6)
+    feats.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    _assert_untouched(model, bufs, flags)
+    assert net.training
+
+
+@pytest.mark.parametrize("method", HEATMAP_METHODS)
+def test_heatmaps_in_train_mode(setup, method):
+    model, reference, images, _, _, xnn, bufs, flags = setup
+    maps = xfeature_heatmaps(
+        ExplainedNetwork(model, xnn, layer="layer3"), images[:6], method=method
+    )
+    expected = xfeature_heatmaps(
+        ExplainedNetwork(reference, xnn, layer="layer3"), images[:6], method=method
+    )
+    # identical arithmetic: the train-mode model is run as its eval-mode copy
+    np.testing.assert_allclose(maps, expected, rtol=1e-5, atol=1e-7)
+    assert maps.max() > 0
+    _assert_untouched(model, bufs, flags)
+
+
+def test_modes_restored_when_the_network_raises(setup):
+    model, _, images, _, _, xnn, bufs, flags = setup
+    net = ExplainedNetwork(model, xnn, layer="layer3")
+    with pytest.raises(RuntimeError, match="channels"):
+        net.xfeatures(images[:, :2])  # 2 channels for a 3-channel stem
+    _assert_untouched(model, bufs, flags)
+    with pytest.raises(RuntimeError, match="channels"):
+        xfeature_heatmaps(net, images[:2, :2], method="excitation_backprop")
+    _assert_untouched(model, bufs, flags)
+    with pytest.raises(RuntimeError, match="channels"):
+        extract_activations(model, "layer3", images[:, :2], device="cpu")
+    _assert_untouched(model, bufs, flags)
+
+
+def test_evaluating_restores_each_flag_and_nests(setup):
+    model, _, _, _, _, _, _, flags = setup
+    with evaluating(model):
+        with evaluating(model.layer2, model):  # shared submodules, nested use
+            assert not any(m.training for m in model.modules())
+        assert not any(m.training for m in model.modules())
+    assert training_flags(model) == flags
+    with pytest.raises(KeyError, match="boom"), evaluating(model):
+        raise KeyError("boom")
+    assert training_flags(model) == flags
+
+
+def test_cut_split_and_faithfulness_in_train_mode(setup):
+    model, reference, images, Z, _, xnn, bufs, flags = setup
+    with torch.no_grad():
+        cut = TruncatedNetwork(model, "layer3")(images)
+    np.testing.assert_allclose(cut.numpy(), Z, rtol=0, atol=1e-5)
+    _assert_untouched(model, bufs, flags)
+
+    seq = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5))
+    seq.append(nn.Linear(8, 3))
+    seq.train()
+    seq_bufs, seq_flags = buffers(seq), training_flags(seq)
+    trunk, rest = split_sequential(seq, "2")
+    check_split(seq, trunk, rest, torch.rand(10, 6))  # dropout would break the match
+    _assert_untouched(seq, seq_bufs, seq_flags)
+
+    head = nn.Sequential(nn.Linear(Z.shape[1], 8), nn.BatchNorm1d(8), nn.Dropout(0.5))
+    head.append(nn.Linear(8, 2))
+    head.train()
+    head_bufs, head_flags = buffers(head), training_flags(head)
+    first = reconstruction_faithfulness(xnn, head, Z)
+    again = reconstruction_faithfulness(xnn, head, Z)
+    assert first == again  # deterministic: dropout off
+    _assert_untouched(head, head_bufs, head_flags)

@@ -350,7 +350,7 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
         alpha_pullaway=0.1,
         reconstruction="log",
         log_penalty=100.0,
-        pullaway="components",
+        pullaway="samples",
         dropout=0.0,
         pretrain=0,
         max_iter=20,

@@ -122,13 +122,14 @@ def test_pointing_game_on_a_residual_network(residual_setup, method):
     assert residual_setup["evaluable"].mean() >= 0.95  # measured: 1.00
     maps = xfeature_heatmaps(net, test.images, method=method)
     chosen = maps[np.arange(len(top)), top]
-    # Seeds 0-5 as above (torch's global generator seeded with s for the dropout), over all
-    # 100 test images (68-75 evaluable on seeds 2-5): EB 1.00, 1.00, 0.91, 0.84, 0.80, 0.98;
-    # c-EB 0.95, 0.99, 0.85, 0.82, 0.78, 0.83; Grad-CAM 0.99, 1.00, 0.87, 0.84, 0.79, 0.97;
-    # gradient x input 1.00, 1.00, 0.91, 0.84, 0.85, 0.95; distractor <= 0.15.
-    # This seed (1): c-EB 0.99 (distractor 0.01), the others 1.00 (distractor 0.00).
-    assert pointing_game(chosen, test.masks) >= 0.8
-    assert pointing_game(chosen, test.distractor_masks) <= 0.1
+    # Seeds 0-3 as above (torch's global generator seeded with s for the dropout), over all
+    # 100 test images, in patch / on the distractor, with the faithfulness-constrained
+    # explainer (68-75 evaluable images on seeds 0, 2, 3; 100 on seed 1):
+    # EB 0.79/0.00, 0.82/0.11, 1.00/0.00, 0.92/0.00; c-EB 0.74/0.05, 0.79/0.13, 0.89/0.01,
+    # 0.92/0.00; Grad-CAM 0.75/0.00, 0.75/0.03, 0.98/0.00, 0.92/0.00; gradient x input
+    # 0.79/0.00, 0.84/0.14, 1.00/0.00, 0.92/0.00. This seed (1) is the weakest of the four.
+    assert pointing_game(chosen, test.masks) >= 0.7
+    assert pointing_game(chosen, test.distractor_masks) <= 0.15
 
 
 @pytest.fixture(scope="module")

@@ -1,134 +1,386 @@
-"""Held-out quality of SRAEExplainer at default settings beside PCA, NMF, PLS and rank-K optimum.
+"""Held-out quality of SRAEExplainer at its defaults beside PCA, NMF, PLS and the rank-5 bound.
 
-Planted data (``make_concept_activations(3000, 256)``, 2000 train / 1000 test rows, K = 5 =
-the number of planted concepts) for three data seeds, and the digits CNN's ``fc1`` layer
-(K = 5, all 10 logits) for three explainer seeds. Writes JSON and a Markdown table.
+Every method gets K = 5 x-features and is scored on held-out rows. SRAE runs at the defaults
+read at run time, with only ``n_components=5``, ``random_state`` and ``device="cpu"`` set.
+PCA and NMF (NMF only where all activations are >= 0) get a least-squares head on their
+embedding; PLS(5) is used the same way (its scores with an LS head). The rank-5 linear bound is
+reduced-rank regression fitted on the training rows: ridge least squares (ridge by generalised
+cross-validation) on per-output standardised logits, then the fitted values projected on their
+top 5 right singular vectors.
 
-    python benchmarks/core_quality.py --out benchmarks/results/core_quality
+Cases (K = 5, train / held-out):
+
+* ``planted``: ``make_concept_activations(3000, 256)``, 2000 / 1000 rows, data seed = seed;
+* ``planted_small``: ``make_concept_activations(2500 + 1000, 256)``, 2500 / 1000 rows;
+* ``digits_relu_fc1``, ``digits_pool``, ``digits_fc1_signed``: the digits CNN (trained once,
+  ``random_state=0``, scikit-learn's stratified 70 / 30 split of the digits images), its
+  ``relu_fc1`` output (64, >= 0), its ``pool`` output flattened (512, >= 0) and its ``fc1``
+  output before the ReLU (64, signed); logits = its 10 outputs; seed = explainer seed;
+* ``patch_relu_fc1``: the patch CNN on ``make_patch_images(2000)``, 70 / 30, 4 logits;
+* ``planted_16out``: ``make_concept_activations(3000, 256, n_outputs=16)``, 2000 / 1000;
+* ``planted_standardised``: ``StandardScaler`` (fitted on the training rows) on ``planted``'s Z.
+
+Metrics on held-out rows: R² (variance-weighted and uniform), top-1 agreement, mean active
+x-features (x > 0) per input, mean significant x-features (``n_significant`` of the
+contributions ``x_k W_ck``), dead x-features (zero on every training row), fit time. Checks
+per case and seed: SRAE R² (uniform) >= bound - 0.01; SRAE significant < PCA's; 0 dead;
+SRAE fit time / NMF fit time (or / (50 x PCA fit time) without NMF) <= 10.
+
+    python benchmarks/core_quality.py                # all default cases, seeds 0, 1, 2
+    python benchmarks/core_quality.py --quick        # seed 0, planted and digits only
 """
 
 import argparse
+import functools
 import json
 import os
+import platform
+import sys
 import time
 import warnings
+from collections import Counter
 
 import numpy as np
 import torch
 from sklearn.cross_decomposition import PLSRegression
 from sklearn.decomposition import NMF, PCA
-from sklearn.linear_model import LinearRegression
+from sklearn.linear_model import LinearRegression, RidgeCV
 from sklearn.metrics import r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
 
 from sklearn_xnn import SRAEExplainer
 from sklearn_xnn.datasets import load_digits_activations, make_concept_activations
-from sklearn_xnn.metrics import concept_recovery
+from sklearn_xnn.datasets._patches import make_patch_images, train_patch_cnn
+from sklearn_xnn.metrics import n_significant, top1_agreement
+from sklearn_xnn.torch import extract_activations
 
 K = 5
+N_TEST = 1000
+N_TRAIN_SMALL = 2500  # the "small-data" planted case: at most this many training rows
+TOL_BOUND = 0.01
+MAX_TIME_RATIO = 10.0
+PCA_TIME_FACTOR = 50.0
+SRAE_EXTRAS = (
+    "faithfulness_bound_",
+    "faithfulness_",
+    "n_iter_",
+    "n_collapse_retries_",
+    "n_dead_components_",
+)
 
 
-def reduced_rank_r2(Ztr, ytr, Zte, yte, k):
-    """Best rank-k linear map from Z to y (reduced-rank regression), held-out R²."""
-    lin = LinearRegression().fit(Ztr, ytr)
-    fitted = lin.predict(Ztr) - ytr.mean(0)
-    _, _, vt = np.linalg.svd(fitted, full_matrices=False)
+# ----------------------------------------------------------------------------- cases
+def _split_rows(Z, y, n_train):
+    d = dict(Ztr=Z[:n_train], ytr=y[:n_train], Zte=Z[-N_TEST:], yte=y[-N_TEST:])
+    return d | dict(seed_role="data + explainer")
+
+
+def planted(seed, n_train=2000, **kw):
+    Z, y, _ = make_concept_activations(n_train + N_TEST, 256, random_state=seed, **kw)
+    return _split_rows(Z, y, n_train)
+
+
+def planted_standardised(seed):
+    d = planted(seed)
+    scaler = StandardScaler().fit(d["Ztr"])
+    return dict(d, Ztr=scaler.transform(d["Ztr"]), Zte=scaler.transform(d["Zte"]))
+
+
+@functools.cache
+def _digits():
+    return load_digits_activations(random_state=0)
+
+
+@functools.cache
+def _patches():
+    data = make_patch_images(2000, random_state=0)
+    im_tr, im_te, lab_tr, _ = train_test_split(
+        data.images, data.labels, test_size=0.3, stratify=data.labels, random_state=0
+    )
+    return train_patch_cnn(im_tr, lab_tr, random_state=0), im_tr, im_te
+
+
+def _layer(model, layer, im_tr, im_te):
+    out = dict(seed_role="explainer")
+    for part, ims in (("tr", im_tr), ("te", im_te)):
+        Z, y = extract_activations(model, layer, ims, pooling="flatten", device="cpu")
+        out["Z" + part], out["y" + part] = Z.astype(np.float64), y.astype(np.float64)
+    return out
+
+
+def digits(layer):
+    def load(seed):
+        d = _digits()
+        return _layer(d.model, layer, d.images_train, d.images_test)
+
+    return load
+
+
+def patches(seed):
+    model, im_tr, im_te = _patches()
+    return _layer(model, "relu_fc1", im_tr, im_te)
+
+
+CASES = {  # name -> loader(seed); the fixed networks ignore the seed (explainer seed only)
+    "planted": planted,
+    "planted_small": functools.partial(planted, n_train=N_TRAIN_SMALL),
+    "digits_relu_fc1": digits("relu_fc1"),
+    "digits_pool": digits("pool"),
+    "patch_relu_fc1": patches,
+    "digits_fc1_signed": digits("fc1"),
+    "planted_16out": functools.partial(planted, n_outputs=16),
+    "planted_standardised": planted_standardised,
+}
+DEFAULT_CASES = list(CASES)
+QUICK_CASES = ["planted", "digits_relu_fc1", "digits_pool"]
+
+
+# ----------------------------------------------------------------------------- methods
+def rank_k_bound(Z, y, k=K):
+    """Reduced-rank regression fitted on (Z, y); returns its predict function.
+
+    GCV ridge on per-output standardised y (ridge grid relative to the mean eigenvalue of
+    Zc^T Zc), then the fitted values projected on their top-k right singular vectors.
+    """
+    mu, sd = y.mean(0), np.where(y.std(0) > 0, y.std(0), 1.0)
+    mean_eig = float(((Z - Z.mean(0)) ** 2).sum()) / Z.shape[1]
+    ridge = RidgeCV(alphas=mean_eig * 10.0 ** np.arange(-8.0, 1.5, 0.5)).fit(Z, (y - mu) / sd)
+    fitted = ridge.predict(Z)
+    center = fitted.mean(0)
+    _, _, vt = np.linalg.svd(fitted - center, full_matrices=False)
     proj = vt[:k].T @ vt[:k]
-    pred = (lin.predict(Zte) - ytr.mean(0)) @ proj + ytr.mean(0)
-    return r2_score(yte, pred)
+    return lambda Znew: ((ridge.predict(Znew) - center) @ proj + center) * sd + mu
 
 
-def headed(transformer, Ztr, ytr, Zte):
-    t0 = time.perf_counter()
-    Xtr = transformer.fit_transform(Ztr)
-    fit_s = time.perf_counter() - t0
-    head = LinearRegression().fit(Xtr, ytr)
-    Xte = transformer.transform(Zte)
-    return head.predict(Xte), Xte, fit_s
-
-
-def evaluate(name, Ztr, ytr, Zte, yte, codes_te, seed):
-    rows = []
-    t0 = time.perf_counter()
+def _timed(fit):
+    """Run ``fit()`` with warnings recorded; returns (result, seconds, warning counts)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        srae = SRAEExplainer(K, random_state=seed).fit(Ztr, ytr)
-    fit_s = time.perf_counter() - t0
-    rows.append(
-        dict(
-            method="SRAE",
-            r2=r2_score(yte, srae.predict(Zte)),
-            X=srae.transform(Zte),
-            fit_s=fit_s,
-            dead=srae.n_dead_components_,
-            warnings=sorted({str(w.category.__name__) for w in caught}),
-        )
-    )
-    for label, tr in (
-        ("PCA", PCA(K, random_state=seed)),
-        ("NMF", NMF(K, init="nndsvda", max_iter=500, random_state=seed)),
-    ):
-        pred, Xte, s = headed(tr, Ztr, ytr, Zte)
-        rows.append(dict(method=label, r2=r2_score(yte, pred), X=Xte, fit_s=s, dead=0))
-    t0 = time.perf_counter()
-    pls = PLSRegression(K).fit(Ztr, ytr)
-    rows.append(
-        dict(
-            method="PLS",
-            r2=r2_score(yte, pls.predict(Zte)),
-            X=pls.transform(Zte),
-            fit_s=time.perf_counter() - t0,
-            dead=0,
-        )
-    )
-    rows.append(
-        dict(
-            method="rank-K linear optimum",
-            r2=reduced_rank_r2(Ztr, ytr, Zte, yte, K),
-            X=None,
-            fit_s=np.nan,
-            dead=0,
-        )
-    )
-    for r in rows:
-        X = r.pop("X")
-        r["recovery"] = (
-            float(concept_recovery(X, codes_te))
-            if codes_te is not None and X is not None
-            else float("nan")
-        )
-        r.update(data=name, seed=seed, r2=float(r["r2"]))
-    return rows
+        t0 = time.perf_counter()
+        out = fit()
+        seconds = time.perf_counter() - t0
+    return out, seconds, dict(Counter(w.category.__name__ for w in caught))
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+def fit_srae(d, seed):
+    srae = SRAEExplainer(n_components=K, random_state=seed, device="cpu")
+    srae, s, warns = _timed(lambda: srae.fit(d["Ztr"], d["ytr"]))
+    extras = {a: _plain(getattr(srae, a, None)) for a in SRAE_EXTRAS}
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        Xtr, Xte = srae.transform(d["Ztr"]), srae.transform(d["Zte"])
+        pred, S = srae.predict(d["Zte"]), srae.contributions(d["Zte"])
+    return dict(pred=pred, Xtr=Xtr, Xte=Xte, S=S, fit_s=s, warnings=warns, extras=extras)
+
+
+def fit_headed(transformer, d):
+    def fit():
+        Xtr = transformer.fit_transform(d["Ztr"], d["ytr"])
+        Xtr = Xtr[0] if isinstance(Xtr, tuple) else Xtr  # PLS returns (x_scores, y_scores)
+        return Xtr, LinearRegression().fit(Xtr, d["ytr"])
+
+    (Xtr, head), s, warns = _timed(fit)
+    Xte = transformer.transform(d["Zte"])
+    S = Xte[:, None, :] * head.coef_[None, :, :]
+    return dict(pred=head.predict(Xte), Xtr=Xtr, Xte=Xte, S=S, fit_s=s, warnings=warns)
+
+
+def fit_bound(d):
+    predict, s, warns = _timed(lambda: rank_k_bound(d["Ztr"], d["ytr"]))
+    return dict(pred=predict(d["Zte"]), fit_s=s, warnings=warns)
+
+
+def _plain(v):
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def scores(fitted, yte):
+    """Held-out metrics of one fitted method."""
+    pred = fitted["pred"]
+    row = dict(
+        r2_vw=float(r2_score(yte, pred, multioutput="variance_weighted")),
+        r2_uniform=float(r2_score(yte, pred, multioutput="uniform_average")),
+        top1=float(top1_agreement(yte, pred)),
+        fit_s=float(fitted["fit_s"]),
+        warnings=fitted["warnings"],
+        n_warnings=sum(fitted["warnings"].values()),
+    )
+    if "Xte" in fitted:
+        row["active"] = float(np.mean((fitted["Xte"] > 0).sum(axis=1)))
+        row["significant"] = float(n_significant(fitted["S"]))
+        row["dead"] = int((np.abs(fitted["Xtr"]).max(axis=0) == 0).sum())
+    return row | fitted.get("extras", {})
+
+
+def evaluate(d, seed):
+    """All methods on one case and seed: {method: metrics}."""
+    nonneg = d["Ztr"].min() >= 0 and d["Zte"].min() >= 0
+    fitted = {"SRAE": fit_srae(d, seed), "PCA": fit_headed(PCA(K, random_state=seed), d)}
+    if nonneg:
+        nmf = NMF(K, init="nndsvda", max_iter=500, random_state=seed)
+        fitted["NMF"] = fit_headed(nmf, d)
+    fitted["PLS"] = fit_headed(PLSRegression(K), d)
+    fitted["rank-5 bound"] = fit_bound(d)
+    return {m: scores(f, d["yte"]) for m, f in fitted.items()}
+
+
+def checks(res):
+    """The pass/fail checks of one case and seed."""
+    srae, pca, bound = res["SRAE"], res["PCA"], res["rank-5 bound"]
+    if "NMF" in res:
+        ratio, ref = srae["fit_s"] / res["NMF"]["fit_s"], "NMF"
+    else:
+        ratio, ref = srae["fit_s"] / (PCA_TIME_FACTOR * pca["fit_s"]), "50 x PCA"
+    return dict(
+        r2_vs_bound=srae["r2_uniform"] >= bound["r2_uniform"] - TOL_BOUND,
+        sparser_than_pca=srae["significant"] < pca["significant"],
+        no_dead=srae["dead"] == 0,
+        time_ratio_ok=ratio <= MAX_TIME_RATIO,
+        time_ratio=ratio,
+        time_ref=ref,
+    )
+
+
+# ----------------------------------------------------------------------------- report
+def _fmt(v, spec=".3f"):
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "PASS" if v else "**FAIL**"
+    return f"{v:{spec}}" if isinstance(v, float) else str(v)
+
+
+def _joined(values, spec=".3f"):
+    return " / ".join(_fmt(v, spec) for v in values)
+
+
+METRIC_COLUMNS = [
+    ("r2_vw", "R² vw", ".3f"),
+    ("r2_uniform", "R² uniform", ".3f"),
+    ("top1", "top-1", ".3f"),
+    ("active", "active", ".2f"),
+    ("significant", "significant", ".2f"),
+    ("dead", "dead", "d"),
+    ("fit_s", "fit s", ".2f"),
+    ("n_warnings", "warnings", "d"),
+]
+
+
+def quality_table(records, seeds):
+    head = "| case | method | " + " | ".join(c[1] for c in METRIC_COLUMNS) + " |"
+    rule = "|---" * (len(METRIC_COLUMNS) + 2) + "|"
+    lines = [f"Seeds {' / '.join(map(str, seeds))} (one value per seed).", "", head, rule]
+    for case, per_seed in records.items():
+        for method in per_seed[0]["methods"]:
+            rows = [r["methods"][method] for r in per_seed]
+            cells = [_joined([r.get(key) for r in rows], spec) for key, _, spec in METRIC_COLUMNS]
+            lines.append(f"| {case} | {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _srae(key):
+    return lambda r: r["methods"]["SRAE"].get(key)
+
+
+def _warning_counts(r):
+    return ", ".join(f"{k} x{v}" for k, v in r["methods"]["SRAE"]["warnings"].items()) or "-"
+
+
+CHECK_COLUMNS = [
+    ("seed", lambda r: r["seed"]),
+    ("SRAE R² unif", _srae("r2_uniform")),
+    ("bound R² unif", lambda r: r["methods"]["rank-5 bound"]["r2_uniform"]),
+    ("R² >= bound - 0.01", lambda r: r["checks"]["r2_vs_bound"]),
+    ("SRAE sig", _srae("significant")),
+    ("PCA sig", lambda r: r["methods"]["PCA"]["significant"]),
+    ("sig < PCA", lambda r: r["checks"]["sparser_than_pca"]),
+    ("dead = 0", lambda r: r["checks"]["no_dead"]),
+    ("time ratio (vs)", lambda r: f"{r['checks']['time_ratio']:.1f} ({r['checks']['time_ref']})"),
+    ("ratio <= 10", lambda r: r["checks"]["time_ratio_ok"]),
+    ("faithfulness_bound_", _srae("faithfulness_bound_")),
+    ("faithfulness_", _srae("faithfulness_")),
+    ("n_iter_", _srae("n_iter_")),
+    ("retries", _srae("n_collapse_retries_")),
+    ("SRAE warnings", _warning_counts),
+]
+
+
+def check_table(records):
+    lines = ["| case | " + " | ".join(c[0] for c in CHECK_COLUMNS) + " |"]
+    lines.append("|---" * (len(CHECK_COLUMNS) + 1) + "|")
+    for case, per_seed in records.items():
+        for r in per_seed:
+            lines.append(
+                f"| {case} | " + " | ".join(_fmt(get(r)) for _, get in CHECK_COLUMNS) + " |"
+            )
+    return lines
+
+
+def markdown(meta, records):
+    lines = [
+        f"Machine: {meta['machine']}, torch {meta['torch']}, {meta['threads']} threads; "
+        f"total {meta['total_s']:.0f} s. SRAE defaults: `{meta['srae_defaults']}`.",
+        "",
+    ]
+    lines += ["| case | n train | n test | D | outputs | Z >= 0 | seed sets |", "|---" * 7 + "|"]
+    lines += [f"| {c} | " + " | ".join(map(str, meta["cases"][c])) + " |" for c in records]
+    lines += [""] + quality_table(records, meta["seeds"]) + [""] + check_table(records)
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- main
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/results/core_quality")
     ap.add_argument("--seeds", default="0,1,2")
-    args = ap.parse_args()
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    seeds = [int(s) for s in args.seeds.split(",")]
-    rows = []
+    ap.add_argument("--cases", default=",".join(DEFAULT_CASES), help=f"from {', '.join(CASES)}")
+    ap.add_argument("--quick", action="store_true", help="first seed; planted and digits only")
+    args = ap.parse_args(argv)
+    args.seeds = [int(s) for s in args.seeds.split(",")][: 1 if args.quick else None]
+    args.cases = QUICK_CASES if args.quick else args.cases.split(",")
+    unknown = set(args.cases) - set(CASES)
+    if unknown:
+        ap.error(f"unknown cases {sorted(unknown)}; choose from {list(CASES)}")
+    return args
+
+
+def run_case(case, seeds):
+    loader = CASES[case]
+    out = []
     for seed in seeds:
-        Z, y, codes = make_concept_activations(3000, 256, random_state=seed)
-        rows += evaluate("planted", Z[:2000], y[:2000], Z[2000:], y[2000:], codes[2000:], seed)
-        print(f"planted seed {seed} done", flush=True)
-    d = load_digits_activations(random_state=0)
-    for seed in seeds:
-        rows += evaluate("digits", d.Z_train, d.y_train, d.Z_test, d.y_test, None, seed)
-        print(f"digits seed {seed} done", flush=True)
+        d = loader(seed)
+        t0 = time.perf_counter()
+        res = evaluate(d, seed)
+        out.append(dict(seed=seed, methods=res, checks=checks(res)))
+        print(f"{case} seed {seed}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    shape = [len(d["Ztr"]), len(d["Zte"]), d["Ztr"].shape[1], d["ytr"].shape[1]]
+    return out, shape + [bool(d["Ztr"].min() >= 0), d["seed_role"]]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    defaults, t0 = SRAEExplainer().get_params(), time.perf_counter()
+    records, shapes = {}, {}
+    with warnings.catch_warnings(record=True) as outside:
+        warnings.simplefilter("always")
+        for case in args.cases:
+            records[case], shapes[case] = run_case(case, args.seeds)
+    meta = dict(
+        machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        seeds=args.seeds,
+        total_s=time.perf_counter() - t0,
+        srae_defaults=defaults,
+        cases=shapes,
+        other_warnings=dict(Counter(w.category.__name__ for w in outside)),
+    )
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out + ".json", "w") as f:
-        json.dump(rows, f, indent=1)
-    lines = [
-        "| data | seed | method | held-out R² | concept recovery | dead | fit s |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['data']} | {r['seed']} | {r['method']} | {r['r2']:.3f} | "
-            f"{r['recovery']:.3f} | {r['dead']} | {r['fit_s']:.2f} |"
-        )
-    table = "\n".join(lines)
+        json.dump(dict(meta=meta, results=records), f, indent=1, default=str)
+    table = markdown(meta, records)
     with open(args.out + ".md", "w") as f:
         f.write(table + "\n")
     print(table)

@@ -1,13 +1,11 @@
 """SRAEExplainer: the XNN explanation space trained with a Sparse Reconstruction Autoencoder."""
 
-import dataclasses
 import logging
 import math
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
-import torch
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -20,15 +18,15 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
     check_array,
-    check_consistent_length,
     check_is_fitted,
     validate_data,
 )
 
+from sklearn_xnn import _fitted as fitted
 from sklearn_xnn import _messages as messages
 from sklearn_xnn import _persistence
-from sklearn_xnn._nn import data, engine, training, weights
-from sklearn_xnn._nn.config import History, TrainConfig
+from sklearn_xnn._nn import data, engine, training
+from sklearn_xnn._nn.config import TrainConfig
 from sklearn_xnn._nn.convert import device_generator, make_generator, resolve_device, to_tensor
 from sklearn_xnn._nn.inference import decode_numpy, encode_numpy
 from sklearn_xnn._nn.scaling import Scaler
@@ -38,6 +36,8 @@ from sklearn_xnn._validation import (
     finite_output,
     float_dtypes,
     numeric_conversion,
+    validate_chunk,
+    validate_fit_data,
 )
 from sklearn_xnn.exceptions import TrainingDivergedError
 
@@ -65,53 +65,9 @@ REFERENCE_PARAMS = {
 }
 
 
-@dataclasses.dataclass
-class _Engine:
-    """The torch side of a fitted explainer that ``partial_fit`` keeps training."""
-
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer | None
-    generator: torch.Generator
-    cfg: TrainConfig
-    device: torch.device
-    scaler: Scaler
-    multiplier: float = 1.0
-    history: History = dataclasses.field(default_factory=History)
-
-    @property
-    def epochs(self):
-        return self.history.n_iter
-
-
-def _split(Zt, Yt, n_val, generator, device):
-    """``((Z_train, Y_train), (Z_val, Y_val) or None)``: a random validation split."""
-    if not n_val:
-        return (Zt, Yt), None
-    order = torch.randperm(Zt.shape[0], generator=generator).to(device)
-    val, train = order[:n_val], order[n_val:]
-    pick = data.take_rows
-    return (pick(Zt, train), pick(Yt, train)), (pick(Zt, val), pick(Yt, val))
-
-
-def _validation_target(val, the_bound, tol):
-    """``(Z_val, Y_val, target)``: the constraint on the validation rows (or None)."""
-    if val is None:
-        return None
-    Zv, Yv = val
-    if the_bound is None or tol is None or Yv is None:
-        return Zv, Yv, None
-    pred = torch.cat([the_bound.predict(Zv[s]) for s in _row_slices(Zv)])
-    rss = ((pred - Yv.double()) ** 2).sum(0)
-    var = ((Yv.double() - Yv.double().mean(0)) ** 2).sum(0)
-    r2 = training.bound.uniform_r2(rss, var)
-    return Zv, Yv, max(1.0 - r2, 0.0) + float(tol)
-
-
-def _row_slices(Z):
-    return training.bound.row_slices(Z.shape[0], Z.shape[1])
-
-
-class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin, BaseEstimator):
+class SRAEExplainer(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin, BaseEstimator
+):
     """Explanation space of a network layer: a few sparse, non-negative x-features.
 
     Learns an encoder ``E`` from a layer's activations ``Z`` to ``K`` non-negative
@@ -477,15 +433,15 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
     def _fit(self, X, y, incremental):
         """The one training path of ``fit`` and ``partial_fit``."""
         if incremental and hasattr(self, "n_components_"):
-            X, Y = self._validate_chunk(X, y)
-            eng = self.__dict__.get("_engine") or self._engine_from_fitted()
+            X, Y = validate_chunk(self, X, y)
+            eng = self.__dict__.get("_engine") or fitted.engine_from_fitted(self)
             with torch_threads():
                 result = self._train_chunk(eng, X, Y)
             self._engine = eng
-            self._store(result, eng, Y is not None)
+            fitted.store(self, result, eng, Y is not None)
             return self
         self.__dict__.pop("_engine", None)  # partial_fit after fit starts from the new weights
-        X, Y = self._validate_fit_data(X, y)
+        X, Y = validate_fit_data(self, X, y)
         stream = data.should_stream(X, self.stream_threshold)
         n_val, batch_size = self._check_params_vs_input(*X.shape, incremental)
         device = resolve_device(self.device)
@@ -493,17 +449,19 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
         scaler = Scaler.fit(X, Y, self.rescale, stream)
         with torch_threads():
             Zt, Yt = scaler.activations(X, device, stream), scaler.targets(Y, device)
-            train, val = _split(Zt, Yt, n_val, generator, device)
+            train, val = engine.split_rows(Zt, Yt, n_val, generator, device)
             the_bound = engine.linear_bound(*train, self.n_components)
             self._store_bound(the_bound, train[1])
             n_outputs = 0 if Y is None else Y.shape[1]
-            cfg = self._config(n_outputs, scaler.nonnegative, batch_size, train[0].shape[0], incremental)
+            cfg = self._config(
+                n_outputs, scaler.nonnegative, batch_size, train[0].shape[0], incremental
+            )
             cfg = cfg.replace(dropout_generator=device_generator(generator, device))
-            val = _validation_target(val, the_bound, self.faithfulness_tol)
+            val = engine.validation_target(val, the_bound, self.faithfulness_tol)
             result, retries = self._train_with_guard(train, cfg, generator, device, the_bound, val)
-        eng = _Engine(result.model, result.optimizer, generator, cfg, device, scaler)
+        eng = fitted.Engine(result.model, result.optimizer, generator, cfg, device, scaler)
         eng.multiplier, eng.history = result.multiplier, result.history
-        self._store(result, eng, Y is not None)
+        fitted.store(self, result, eng, Y is not None)
         self.n_collapse_retries_ = retries
         self._announce_problems(result)
         if incremental:  # fit keeps no torch state; a later partial_fit rebuilds it
@@ -604,140 +562,7 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
             )
         return n_val, min(self.batch_size, n_samples - n_val)
 
-    def _validate_fit_data(self, X, y):
-        check_input_kind(X, "X")
-        if data.should_stream(X, self.stream_threshold):
-            return self._validate_streamed(X, y)
-        if y is None:
-            with numeric_conversion("X"):
-                X = validate_data(self, X, dtype=float_dtypes(X), ensure_min_samples=2)
-            return X, None
-        check_input_kind(y, "y")
-        with numeric_conversion("X or y"):
-            X, y = validate_data(
-                self,
-                X,
-                y,
-                dtype=float_dtypes(X),
-                multi_output=True,
-                y_numeric=True,
-                ensure_min_samples=2,
-            )
-        return X, self._as_targets(y, X.shape[0])
-
-    def _as_targets(self, y, n):
-        y = np.asarray(y, dtype=np.float64)
-        self._y_1d = y.ndim == 1
-        Y = y.reshape(n, -1)
-        self._constant_outputs = np.ptp(Y, axis=0) == 0
-        return Y
-
-    def _validate_streamed(self, X, y):
-        """Validate a streamed ``X`` on its first rows (NaN/inf are checked while streaming)."""
-        with numeric_conversion("X"):
-            validate_data(self, np.asarray(X[:2]), dtype=float_dtypes(X), ensure_min_samples=2)
-        if y is None:
-            return X, None
-        check_input_kind(y, "y")
-        with numeric_conversion("y"):
-            y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
-        check_consistent_length(X, y)
-        return X, self._as_targets(y, X.shape[0])
-
-    def _validate_chunk(self, X, y):
-        check_input_kind(X, "X")
-        if (y is None) == self._has_head:
-            given = "without" if y is None else "with"
-            raise ValueError(
-                f"partial_fit was called {given} y, but the explainer was first fitted "
-                f"{'with' if self._has_head else 'without'} it; give y on every call or on none."
-            )
-        with numeric_conversion("X or y"):
-            if y is None:
-                return validate_data(self, X, reset=False, dtype=float_dtypes(X)), None
-            X, y = validate_data(
-                self, X, y, reset=False, dtype=float_dtypes(X), multi_output=True, y_numeric=True
-            )
-        Y = np.asarray(y, dtype=np.float64).reshape(X.shape[0], -1)
-        if Y.shape[1] != self.coef_.shape[0]:
-            raise ValueError(
-                f"y has {Y.shape[1]} outputs, but the explainer was fitted on "
-                f"{self.coef_.shape[0]}; every chunk must have the same outputs."
-            )
-        return X, Y
-
     # ------------------------------------------------------------------ fitted state
-    def _store(self, result, eng, supervised):
-        """Copy a trained network to the numpy fitted state, in the caller's units."""
-        w = eng.scaler.fold(weights.from_module(result.model))
-        self.encoder_coefs_ = [c for c, _ in w.encoder]
-        self.encoder_intercepts_ = [b for _, b in w.encoder]
-        self.decoder_coefs_ = [c for c, _ in w.decoder]
-        self.decoder_intercepts_ = [b for _, b in w.decoder]
-        self.decoder_relu_output_ = w.nonneg_output
-        self.scale_ = eng.scaler.scale
-        self.n_components_ = self.n_components
-        self._has_head = supervised
-        if supervised:
-            self.y_mean_, self.y_scale_ = eng.scaler.y_mean, eng.scaler.y_scale
-            self.coef_, self.intercept_ = w.head
-            # An output constant on the training rows carries nothing to explain: its
-            # prediction is that constant, with no x-feature contributing.
-            constant = self._constant_outputs
-            self.coef_[constant] = 0.0
-            self.intercept_[constant] = self.y_mean_[constant]
-            self.faithfulness_ = result.r2
-            self.faithfulness_multiplier_ = result.multiplier
-        x = result.x_train.double().cpu().numpy()
-        self.dead_components_ = x.max(axis=0) <= 0
-        self.n_dead_components_ = int(self.dead_components_.sum())
-        self.components_ = self._decoder_responses(x)
-        hist = result.history
-        self.loss_curve_ = list(hist.loss)
-        self.loss_parts_ = np.asarray(hist.parts, dtype=np.float64).reshape(-1, 3)
-        self.validation_scores_ = list(hist.validation_loss) if hist.validation_loss else None
-        self.n_iter_ = hist.n_iter
-        self.alphas_ = result.alphas
-        self._converged = hist.converged
-
-    def _decoder_responses(self, x):
-        positive = np.where(x > 0, x, np.nan)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            means = np.nan_to_num(np.nanmean(positive, axis=0), nan=0.0)
-        probes = np.vstack([np.zeros(self.n_components_), np.diag(means)])
-        rebuilt = decode_numpy(
-            probes, self.decoder_coefs_, self.decoder_intercepts_, self.decoder_relu_output_
-        )
-        return rebuilt[1:] - rebuilt[0]
-
-    def _network_weights(self):
-        """The fitted state as :class:`~sklearn_xnn._nn.weights.NetworkWeights`."""
-        head = (self.coef_, self.intercept_) if self._has_head else None
-        return weights.NetworkWeights(
-            list(zip(self.encoder_coefs_, self.encoder_intercepts_, strict=True)),
-            list(zip(self.decoder_coefs_, self.decoder_intercepts_, strict=True)),
-            head,
-            bool(self.decoder_relu_output_),
-        )
-
-    def _engine_from_fitted(self):
-        """Rebuild the torch network from the fitted weights; a fresh Adam (``partial_fit``)."""
-        device = resolve_device(self.device)
-        generator = make_generator(check_random_state(self.random_state))
-        y_mean, y_scale = getattr(self, "y_mean_", None), getattr(self, "y_scale_", None)
-        scaler = Scaler(self.scale_, y_mean, y_scale, self.rescale, self.decoder_relu_output_)
-        w = self._network_weights()
-        self._hidden = w.hidden
-        n_outputs = self.coef_.shape[0] if self._has_head else 0
-        cfg = self._config(n_outputs, w.nonneg_output, self.batch_size, 1, True)
-        cfg = cfg.replace(dropout_generator=device_generator(generator, device))
-        model = weights.to_module(scaler.unfold(w), dropout=cfg.dropout, device=device)
-        eng = _Engine(model, None, generator, cfg, device, scaler)
-        eng.multiplier = getattr(self, "faithfulness_multiplier_", cfg.alpha_f)
-        eng.history = History(list(self.loss_curve_), self.loss_parts_.tolist())
-        return eng
-
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_engine", None)  # torch objects; partial_fit rebuilds them from the weights
@@ -785,6 +610,7 @@ class SRAEExplainer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regressor
                 f"{method} needs the linear head, which exists only when fit was given y; "
                 "this explainer was fitted unsupervised (y=None)."
             )
+
     def transform(self, X):
         """Map activations to the x-features.
 

@@ -9,7 +9,9 @@ import contextlib
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.utils.validation import check_array, check_consistent_length, validate_data
 
+from sklearn_xnn._nn.data import should_stream
 
 
 def _dtypes_of(data):
@@ -88,3 +90,71 @@ def finite_output(out, dtype, X, method):
             "map. Rescale the input to the range seen at fit (or pass float64)."
         )
     return out
+
+
+def validate_fit_data(est, X, y):
+    """``(X, Y)`` for ``fit``: ``Y`` 2-D float64 or None; a streamed ``X`` is left in place."""
+    check_input_kind(X, "X")
+    if should_stream(X, est.stream_threshold):
+        return _validate_streamed(est, X, y)
+    if y is None:
+        with numeric_conversion("X"):
+            X = validate_data(est, X, dtype=float_dtypes(X), ensure_min_samples=2)
+        return X, None
+    check_input_kind(y, "y")
+    with numeric_conversion("X or y"):
+        X, y = validate_data(
+            est,
+            X,
+            y,
+            dtype=float_dtypes(X),
+            multi_output=True,
+            y_numeric=True,
+            ensure_min_samples=2,
+        )
+    return X, _as_targets(est, y, X.shape[0])
+
+
+def _as_targets(est, y, n):
+    y = np.asarray(y, dtype=np.float64)
+    est._y_1d = y.ndim == 1
+    Y = y.reshape(n, -1)
+    est._constant_outputs = np.ptp(Y, axis=0) == 0
+    return Y
+
+
+def _validate_streamed(est, X, y):
+    """Validate a streamed ``X`` on its first rows (NaN/inf are checked while streaming)."""
+    with numeric_conversion("X"):
+        validate_data(est, np.asarray(X[:2]), dtype=float_dtypes(X), ensure_min_samples=2)
+    if y is None:
+        return X, None
+    check_input_kind(y, "y")
+    with numeric_conversion("y"):
+        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+    check_consistent_length(X, y)
+    return X, _as_targets(est, y, X.shape[0])
+
+
+def validate_chunk(est, X, y):
+    """``(X, Y)`` of a later ``partial_fit`` chunk, checked against the fitted explainer."""
+    check_input_kind(X, "X")
+    if (y is None) == est._has_head:
+        given = "without" if y is None else "with"
+        raise ValueError(
+            f"partial_fit was called {given} y, but the explainer was first fitted "
+            f"{'with' if est._has_head else 'without'} it; give y on every call or on none."
+        )
+    with numeric_conversion("X or y"):
+        if y is None:
+            return validate_data(est, X, reset=False, dtype=float_dtypes(X)), None
+        X, y = validate_data(
+            est, X, y, reset=False, dtype=float_dtypes(X), multi_output=True, y_numeric=True
+        )
+    Y = np.asarray(y, dtype=np.float64).reshape(X.shape[0], -1)
+    if Y.shape[1] != est.coef_.shape[0]:
+        raise ValueError(
+            f"y has {Y.shape[1]} outputs, but the explainer was fitted on "
+            f"{est.coef_.shape[0]}; every chunk must have the same outputs."
+        )
+    return X, Y

@@ -8,7 +8,7 @@ guard, the fitted state); everything here is torch.
 
 import torch
 
-from sklearn_xnn._nn import bound, init, training
+from sklearn_xnn._nn import bound, data, init, training
 from sklearn_xnn._nn.config import Attempt, History
 
 
@@ -97,7 +97,9 @@ def _assess(model, Z, Y, history, opt, cfg, lam, stage=None):
     weight = None if model.head is None else model.head.weight.detach()
     collapsed, balance = collapse_state(x, weight) if x is not None else (True, 0.0)
     alphas = (cfg.alpha_f, cfg.alpha_r, cfg.alpha_p)
-    return Attempt(model, history, opt, x, collapsed, balance, alphas, lam, r2, stage or "fine-tuning")
+    return Attempt(
+        model, history, opt, x, collapsed, balance, alphas, lam, r2, stage or "fine-tuning"
+    )
 
 
 def collapse_state(x, weight, min_ratio=0.3):
@@ -122,3 +124,31 @@ def collapse_state(x, weight, min_ratio=0.3):
         return True, 0.0
     ratio = float(max(top[1], 0.0) / top[0])
     return (int((score > 0).sum()) < 2 or ratio < min_ratio), ratio
+
+
+def split_rows(Zt, Yt, n_val, generator, device):
+    """``((Z_train, Y_train), (Z_val, Y_val) or None)``: a random validation split."""
+    if not n_val:
+        return (Zt, Yt), None
+    order = torch.randperm(Zt.shape[0], generator=generator).to(device)
+    val, train = order[:n_val], order[n_val:]
+    pick = data.take_rows
+    return (pick(Zt, train), pick(Yt, train)), (pick(Zt, val), pick(Yt, val))
+
+
+def validation_target(val, the_bound, tol):
+    """``(Z_val, Y_val, target)``: the constraint on the validation rows (or None)."""
+    if val is None:
+        return None
+    Zv, Yv = val
+    if the_bound is None or tol is None or Yv is None:
+        return Zv, Yv, None
+    pred = torch.cat([the_bound.predict(Zv[s]) for s in _row_slices(Zv)])
+    rss = ((pred - Yv.double()) ** 2).sum(0)
+    var = ((Yv.double() - Yv.double().mean(0)) ** 2).sum(0)
+    r2 = bound.uniform_r2(rss, var)
+    return Zv, Yv, max(1.0 - r2, 0.0) + float(tol)
+
+
+def _row_slices(Z):
+    return bound.row_slices(Z.shape[0], Z.shape[1])

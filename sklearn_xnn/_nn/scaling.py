@@ -149,4 +149,3 @@ class Scaler:
             else:
                 head = (W / y_scale[:, None], (b - y_mean) / y_scale)
         return dataclasses.replace(w, encoder=enc, decoder=dec, head=head)
-

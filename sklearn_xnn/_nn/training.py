@@ -144,7 +144,9 @@ def _epoch(model, opt, Z, Y, cfg, generator, schedule, multiplier, step=forward_
         yb = None if Y is None else Y[idx]
         for group in opt.param_groups:
             group["lr"] = schedule()
-        x, loss, parts, e_faith = step(model, zb, yb, cfg, cfg.dropout_generator, multiplier.value())
+        x, loss, parts, e_faith = step(
+            model, zb, yb, cfg, cfg.dropout_generator, multiplier.value()
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

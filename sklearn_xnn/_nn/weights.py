@@ -95,7 +95,9 @@ def to_module(weights, *, dropout=0.0, device="cpu", dtype=torch.float32):
     n_outputs = 0 if weights.head is None else weights.head[0].shape[0]
     K = weights.encoder[-1][0].shape[1]
     with torch.device("meta"):
-        model = XNN(weights.n_features, weights.hidden, K, n_outputs, dropout, weights.nonneg_output)
+        model = XNN(
+            weights.n_features, weights.hidden, K, n_outputs, dropout, weights.nonneg_output
+        )
     model = _materialise(model, device, dtype)
     _load(model.encoder.layers, weights.encoder)
     _load(model.decoder.layers, weights.decoder)

@@ -183,8 +183,8 @@ def markdown(rows, info, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-iter", type=int, default=10)
-    parser.add_argument("--hidden", type=int, nargs=2, default=[32, 16])
+    parser.add_argument("--max-iter", type=int, default=40)
+    parser.add_argument("--hidden", type=int, nargs=2, default=[64, 32])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
 

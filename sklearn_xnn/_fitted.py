@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
+from sklearn_xnn import _fitting as fitting
 from sklearn_xnn._nn import weights
 from sklearn_xnn._nn.config import History, TrainConfig
 from sklearn_xnn._nn.convert import device_generator, make_generator, resolve_device
@@ -105,7 +106,7 @@ def engine_from_fitted(est):
     w = network_weights(est)
     est._hidden = w.hidden
     n_outputs = est.coef_.shape[0] if est._has_head else 0
-    cfg = est._config(n_outputs, w.nonneg_output, est.batch_size, 1, True)
+    cfg = fitting.train_config(est, n_outputs, w.nonneg_output, est.batch_size, 1, True)
     cfg = cfg.replace(dropout_generator=device_generator(generator, device))
     model = weights.to_module(scaler.unfold(w), dropout=cfg.dropout, device=device)
     eng = Engine(model, None, generator, cfg, device, scaler)

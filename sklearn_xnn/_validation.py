@@ -158,3 +158,25 @@ def validate_chunk(est, X, y):
             f"{est.coef_.shape[0]}; every chunk must have the same outputs."
         )
     return X, Y
+
+
+def check_params_vs_input(est, n_samples, n_features, incremental=False):
+    """Cross-parameter rules; returns ``(n_val, batch_size)`` and sets ``_hidden``."""
+    sizes = np.atleast_1d(np.asarray(est.hidden_layer_sizes))
+    if sizes.ndim != 1 or sizes.size == 0 or not np.issubdtype(sizes.dtype, np.integer):
+        raise ValueError(
+            "hidden_layer_sizes must be a non-empty tuple of positive ints, got "
+            f"{est.hidden_layer_sizes!r}."
+        )
+    if (sizes < 1).any():
+        raise ValueError(f"hidden_layer_sizes must be positive, got {est.hidden_layer_sizes!r}.")
+    est._hidden = tuple(int(s) for s in sizes)
+    early = est.early_stopping and not incremental
+    n_val = int(np.ceil(est.validation_fraction * n_samples)) if early else 0
+    if early and (n_val < 1 or n_samples - n_val < 2):
+        raise ValueError(
+            f"early_stopping with validation_fraction={est.validation_fraction} needs at "
+            f"least 2 training rows and 1 validation row; got n_samples={n_samples}. "
+            "Pass more samples or set early_stopping=False."
+        )
+    return n_val, min(est.batch_size, n_samples - n_val)

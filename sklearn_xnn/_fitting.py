@@ -1,0 +1,142 @@
+"""How SRAEExplainer's parameters become a training run: the configuration, the
+faithfulness constraint, the collapse guard, ``partial_fit`` epochs and the fault reports."""
+
+import logging
+import math
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from sklearn_xnn import _messages as messages
+from sklearn_xnn._nn import engine, training
+from sklearn_xnn._nn.config import TrainConfig
+from sklearn_xnn._nn.convert import resolve_device, to_tensor
+from sklearn_xnn.exceptions import TrainingDivergedError
+
+logger = logging.getLogger("sklearn_xnn")
+
+_PAPER = dict(
+    faithfulness_tol=None,
+    alpha_faithfulness=1.0,
+    log_penalty=100.0,
+    reconstruction="log",
+    hidden_layer_sizes=(800, 100),
+    dropout=0.02,
+    batch_size=50,
+    pretrain=10,
+    max_iter=150,
+    n_iter_no_change=10,
+    rescale=False,
+)
+#: The reference recipe of Qi, Khorram & Li (tuned on raw VGG fc activations).
+REFERENCE_PARAMS = {
+    "samples": dict(_PAPER, alpha_reconstruction=10.0, alpha_pullaway=10.0, pullaway="samples"),
+    "components": dict(
+        _PAPER, alpha_reconstruction=15.0, alpha_pullaway=5.0, pullaway="components"
+    ),
+}
+
+
+def train_with_guard(est, train, cfg, generator, device, the_bound, val):
+    """Train; retrain with adjusted alphas while the x-features collapse (the guard)."""
+    best, retries = None, 0
+    for retries in range(est.collapse_retries + 1):
+        result = engine.attempt(*train, cfg, generator, device, the_bound, val)
+        require_finite(est, result.model, result.stage)
+        result.stopped = announce_stop(est, result.history)
+        if best is None or result.balance > best.balance:
+            best = result
+        if not result.collapsed or retries == est.collapse_retries or result.stopped:
+            break
+        cfg = cfg.replace(alpha_r=cfg.alpha_r * 1.2, alpha_p=cfg.alpha_p * 0.8)
+        logger.info("collapse guard: retraining (attempt %d)", retries + 2)
+    return best, retries
+
+
+def train_chunk(est, eng, X, Y):
+    """One ``partial_fit`` epoch over a chunk, on the kept engine."""
+    Zt, Yt = eng.scaler.chunk(X, eng.device), eng.scaler.targets(Y, eng.device)
+    cfg = eng.cfg.replace(max_iter=1, batch_size=min(est.batch_size, X.shape[0]))
+    result = engine.resume(
+        eng.model, eng.optimizer, Zt, Yt, cfg, eng.generator, eng.multiplier, eng.epochs
+    )
+    require_finite(est, result.model, "partial_fit")
+    result.stopped = announce_stop(est, result.history)
+    eng.optimizer, eng.multiplier = result.optimizer, result.multiplier
+    eng.history.extend(result.history)
+    result.history = eng.history
+    return result
+
+
+def store_constraint(est, the_bound, Yt):
+    """The linear faithfulness reference and the constraint derived from it."""
+    est.faithfulness_bound_ = None if the_bound is None else the_bound.r2
+    est._faith_target = est._output_weights = None
+    if the_bound is None or est.faithfulness_tol is None:
+        return
+    est._faith_target = max(1.0 - the_bound.r2, 0.0) + float(est.faithfulness_tol)
+    var = the_bound.y_variance.cpu().numpy()
+    varying = var > 0
+    weights = np.where(varying, Yt.shape[0] / np.where(varying, var, 1.0), 0.0)
+    est._output_weights = weights / max(int(varying.sum()), 1)
+
+
+def train_config(est, n_outputs, nonneg_output, batch_size, n_train, incremental):
+    """The :class:`TrainConfig` of ``est``'s parameters (and its stored constraint)."""
+    weights = getattr(est, "_output_weights", None)
+    device = resolve_device(est.device)
+    return TrainConfig(
+        n_components=est.n_components,
+        hidden=est._hidden,
+        n_outputs=n_outputs,
+        dropout=float(est.dropout),
+        nonneg_output=nonneg_output,
+        alpha_f=float(est.alpha_faithfulness),
+        alpha_r=float(est.alpha_reconstruction),
+        alpha_p=float(est.alpha_pullaway),
+        reconstruction=est.reconstruction,
+        q=float(est.log_penalty),
+        pullaway=est.pullaway,
+        pretrain=est.pretrain,
+        max_iter=1 if incremental else est.max_iter,
+        batch_size=batch_size,
+        lr=float(est.learning_rate_init),
+        weight_decay=float(est.weight_decay),
+        tol=float(est.tol),
+        n_iter_no_change=est.n_iter_no_change,
+        verbose=est.verbose,
+        precision=est.precision,
+        compile=est.compile,
+        faith_target=getattr(est, "_faith_target", None),
+        output_weights=None if weights is None else to_tensor(weights, device),
+        warmup_steps=math.ceil(n_train / batch_size),
+    )
+
+
+def require_finite(est, model, stage):
+    """Raise TrainingDivergedError (and forget any earlier fit) if a weight is not finite."""
+    if training.finite_weights(model):
+        return
+    for name in [k for k in vars(est) if k.endswith("_") and not k.startswith("__")]:
+        delattr(est, name)
+    raise TrainingDivergedError(
+        f"Training diverged: the weights became NaN or infinite during {stage} "
+        f"(learning_rate_init={est.learning_rate_init}, rescale={est.rescale}) and no "
+        "finite model was reached. Lower learning_rate_init, keep rescale=True, or check "
+        "X and y for extreme values."
+    )
+
+
+def announce_stop(est, history):
+    """Warn about an interrupted or diverged training; returns whether it stopped early."""
+    msg = messages.stop_message(history, est.max_iter, est.learning_rate_init)
+    if msg is None:
+        return False
+    warnings.warn(msg, ConvergenceWarning, stacklevel=5)
+    return True
+
+
+def announce_problems(est, result):
+    for msg in messages.problem_messages(est, result):
+        warnings.warn(msg, ConvergenceWarning, stacklevel=4)

@@ -66,6 +66,8 @@ def _encode(value, key, arrays):
             return {"a": key}
         if value.ndim == 1 and all(isinstance(v, str) for v in value):
             return {"s": [str(v) for v in value]}
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {"d": {k: _encode(v, f"{key}.{k}", arrays) for k, v in value.items()}}
     if isinstance(value, (list, tuple)):
         items = [_encode(v, f"{key}.{i}", arrays) for i, v in enumerate(value)]
         return {"t" if isinstance(value, tuple) else "l": items}
@@ -84,6 +86,8 @@ def _decode(spec, arrays, used):
         return array.T if kind == "f" else array
     if kind == "s" and isinstance(payload, list) and all(isinstance(s, str) for s in payload):
         return np.asarray(payload, dtype=object)
+    if kind == "d" and isinstance(payload, dict):  # e.g. set_output's configuration
+        return {str(k): _decode(v, arrays, used) for k, v in payload.items()}
     if kind in ("l", "t") and isinstance(payload, list):
         items = [_decode(item, arrays, used) for item in payload]
         return items if kind == "l" else tuple(items)

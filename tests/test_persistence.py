@@ -335,3 +335,14 @@ def test_hypothesis_mutations_are_refused_or_exact(saved, fitted, data, tmp_path
     if cut is not None:
         raw = raw[: cut % len(raw)]
     assert try_load(raw, tmp_path / "h.safetensors", fitted, data[0]) in ("refused", "loaded")
+
+
+def test_set_output_survives_save_and_load(data, tmp_path):
+    pd = pytest.importorskip("pandas")
+    est = fit_quiet(*data).set_output(transform="pandas")
+    path = tmp_path / "pandas.safetensors"
+    est.save(path)
+    back = SRAEExplainer.load(path)
+    out = back.transform(data[0])
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.columns) == list(est.get_feature_names_out())

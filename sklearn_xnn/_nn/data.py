@@ -73,7 +73,7 @@ class PageReleaser:
 
 def working_dtype(dtype):
     """The dtype the in-memory path computes in: float32/float64 kept, float16 as float32,
-    anything else as float64 (like ``_validation.float_dtypes``)."""
+    anything else as float64 (like ``sklearn_xnn._validation.float_dtypes``)."""
     dtype = np.dtype(dtype)
     if dtype == np.float16:
         return np.dtype(np.float32)
@@ -90,27 +90,6 @@ def iter_chunks(X, rows=None):
         release(chunk.nbytes)
         yield chunk.astype(dtype, copy=False)
     release(0, force=True)
-
-
-def scan(X):
-    """One streaming pass: ``(peak, rms, nonnegative)`` of ``X``; refuses NaN and infinity.
-
-    ``peak = max |X|`` and ``rms = sqrt(mean(X ** 2))`` computed as
-    ``_validation.magnitude`` does (overflow-safe; chunks of bounded size, so the sum may
-    differ from the in-memory one in the last bits).
-    """
-    peak, nonneg = 0.0, True
-    for c in iter_chunks(X):
-        if not np.isfinite(c).all():
-            what = "NaN" if np.isnan(c).any() else f"infinity or a value too large for {c.dtype!r}"
-            raise ValueError(f"Input X contains {what}.")
-        if c.size:
-            peak = max(peak, float(np.max(np.abs(c))))
-            nonneg = nonneg and bool((c >= 0).all())
-    if peak == 0.0:
-        return 0.0, 0.0, nonneg
-    sumsq = sum(float(np.sum(np.square(c / peak, dtype=np.float64))) for c in iter_chunks(X))
-    return peak, peak * float(np.sqrt(sumsq / (X.shape[0] * X.shape[1]))), nonneg
 
 
 class HostRows:

@@ -1,8 +1,12 @@
 """Shared fixtures: small planted data sets and a fast estimator configuration."""
 
+import warnings
+
 import pytest
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
+from sklearn_xnn import SRAEExplainer
 from sklearn_xnn.datasets import make_concept_activations
 
 # Tiny models are dominated by thread start-up: one torch thread makes the suite ~10x faster
@@ -18,6 +22,18 @@ FAST = dict(
     collapse_retries=0,
     device="cpu",
 )
+
+
+#: The smallest configuration that still trains: for tests of plumbing, not of quality.
+TINY = dict(hidden_layer_sizes=(16, 8), max_iter=5, pretrain=1, n_components=2, collapse_retries=0)
+
+
+def fit_quiet(X, y=None, **kw):
+    """A :data:`TINY` explainer (``random_state=0``, ``kw`` on top) fitted without its
+    ConvergenceWarnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return SRAEExplainer(**{**TINY, "random_state": 0, **kw}).fit(X, y)
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn_xnn import SRAEExplainer
 from sklearn_xnn._nn import init, training
 from sklearn_xnn.exceptions import TrainingDivergedError
-
-TINY = dict(hidden_layer_sizes=(16, 8), max_iter=5, pretrain=1, n_components=2, collapse_retries=0)
+from tests.conftest import TINY
 
 
 def tiny(**kw):

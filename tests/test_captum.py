@@ -1,16 +1,15 @@
 """captum's attribution methods as ``xfeature_heatmaps`` methods, on the x-feature outputs."""
 
 import copy
-import warnings
 
 import numpy as np
 import pytest
 import torch
 from _torch_nets import buffers, make_resnet, training_flags
 
-from sklearn_xnn import SRAEExplainer
 from sklearn_xnn.torch import ExplainedNetwork, extract_activations, xfeature_heatmaps
 from sklearn_xnn.torch._heatmaps import _gradient_maps
+from tests.conftest import fit_quiet
 
 attr = pytest.importorskip(
     "captum.attr", reason="captum is not installed (pip install sklearn-xnn[captum])"
@@ -24,17 +23,7 @@ def captum_setup():
     model.eval()
     images = torch.rand(40, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     Z, y = extract_activations(model, "layer2", images, device="cpu")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        xnn = SRAEExplainer(
-            3,
-            hidden_layer_sizes=(16, 8),
-            max_iter=5,
-            pretrain=1,
-            collapse_retries=0,
-            device="cpu",
-            random_state=0,
-        ).fit(Z, y)
+    xnn = fit_quiet(Z, y, n_components=3, device="cpu")
     net = ExplainedNetwork(model, xnn, layer="layer2")
     return net, images[:5]
 

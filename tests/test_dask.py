@@ -16,6 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn_xnn import SRAEExplainer
 from sklearn_xnn._threads import _dask_worker_nthreads, torch_threads
 from sklearn_xnn.datasets import make_concept_activations
+from tests import conftest
 
 distributed = pytest.importorskip(
     "distributed",
@@ -26,15 +27,7 @@ distributed = pytest.importorskip(
 # Five epochs never converge; these tests are about distribution, not quality.
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
-TINY = dict(
-    n_components=3,
-    hidden_layer_sizes=(16, 8),
-    max_iter=5,
-    pretrain=1,
-    collapse_retries=0,
-    device="cpu",
-    random_state=0,
-)
+TINY = dict(conftest.TINY, n_components=3, device="cpu", random_state=0)
 GRID = {"srae__n_components": [2, 3], "srae__alpha_reconstruction": [0.1, 1.0]}
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 import sklearn_xnn
+from tests._browser import CHROMIUM, HEIGHT, WIDTH, needs_chromium, run_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -179,16 +180,6 @@ def test_docs_build_with_gallery(tmp_path):
 # ---------------------------------------------------------------- the site, offline
 #: The user-guide page with the most equations (inline and display).
 MATH_PAGE = "user_guide/srae.html"
-WIDTH, HEIGHT = 1280, 900
-CHROMIUM = next(
-    (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
-    None,
-)
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no chromium found on PATH (chromium, chromium-browser or google-chrome); "
-    "install Debian's with `apt-get install chromium`",
-)
 _EXTERNAL = re.compile(
     r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*["']?(?:https?:)?//""", re.I
 )
@@ -215,21 +206,8 @@ def test_no_page_loads_anything_from_another_host(site):
 
 
 def _chromium(*args, profile):
-    cmd = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        f"--window-size={WIDTH},{HEIGHT}",
-        "--virtual-time-budget=20000",  # let MathJax finish typesetting before the dump
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
+    # let MathJax finish typesetting before the dump
+    return run_chromium("--virtual-time-budget=20000", *args, profile=profile, timeout=180)
 
 
 # Runs once MathJax has typeset the page and the fonts are in, then writes what it sees

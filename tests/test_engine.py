@@ -5,11 +5,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import FAST
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_xnn import SRAEExplainer
 from sklearn_xnn._nn import optim
+from tests.conftest import FAST
 
 needs_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="bf16 autocast and compile are CUDA paths; no GPU here"

@@ -18,6 +18,7 @@ from sklearn_xnn.torch import (
     pointing_game,
     xfeature_heatmaps,
 )
+from tests.conftest import fit_quiet
 
 
 @pytest.fixture(scope="module")
@@ -138,17 +139,7 @@ def random_resnet18():
     model = make_resnet(0, n_classes=10, width=16).eval()
     images = torch.rand(48, 3, 112, 112, generator=torch.Generator().manual_seed(0))
     Z, y = extract_activations(model, "layer4", images, device="cpu")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        srae = SRAEExplainer(
-            3,
-            hidden_layer_sizes=(16, 8),
-            max_iter=5,
-            pretrain=1,
-            collapse_retries=0,
-            device="cpu",
-            random_state=0,
-        ).fit(Z, y)
+    srae = fit_quiet(Z, y, n_components=3, device="cpu")
     net = ExplainedNetwork(model, srae, layer="layer4")
     X = srae.transform(Z[:8])
     return net, images[:8], X

@@ -4,7 +4,6 @@ import io
 import json
 import os
 import pickle
-import warnings
 
 import joblib
 import numpy as np
@@ -12,20 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save as st_save
-from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.exceptions import NotFittedError
 
 import sklearn_xnn
 from sklearn_xnn import SRAEExplainer
 from sklearn_xnn import _persistence as persistence
 from sklearn_xnn.exceptions import InvalidModelFileError
-
-TINY = dict(hidden_layer_sizes=(16, 8), max_iter=5, pretrain=1, n_components=2, collapse_retries=0)
-
-
-def fit_quiet(X, y=None, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return SRAEExplainer(**{**TINY, "random_state": 0, **kw}).fit(X, y)
+from tests.conftest import fit_quiet
 
 
 @pytest.fixture(scope="module")

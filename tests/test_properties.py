@@ -4,30 +4,20 @@ Shapes, dtypes, non-negative x-features, row-wise inference, consistency of pred
 contributions, and finite outputs on finite input.
 """
 
-import warnings
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from sklearn.exceptions import ConvergenceWarning
 
-from sklearn_xnn import SRAEExplainer
+from tests.conftest import fit_quiet
 
-TINY = dict(hidden_layer_sizes=(16, 8), max_iter=5, pretrain=1, n_components=2, collapse_retries=0)
 N_FEATURES = 6
 SETTINGS = settings(
     max_examples=20,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-
-def fit_quiet(X, y=None, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return SRAEExplainer(**{**TINY, "random_state": 0, **kw}).fit(X, y)
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,6 @@ installs it when missing). Without it the tests are skipped, saying so.
 
 import json
 import re
-import shutil
-import subprocess
 import warnings
 
 import numpy as np
@@ -18,18 +16,8 @@ from sklearn_xnn.compare import compare_explainers, default_explainers
 from sklearn_xnn.datasets import load_digits_activations
 from sklearn_xnn.report import write_report
 from sklearn_xnn.torch import ExplainedNetwork, reconstruction_faithfulness, split_sequential
+from tests._browser import HEIGHT, WIDTH, needs_chromium, run_chromium
 from tests.conftest import FAST
-
-CHROMIUM = next(
-    (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
-    None,
-)
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no chromium found on PATH (chromium, chromium-browser or google-chrome); "
-    "install Debian's with `apt-get install chromium`",
-)
-WIDTH, HEIGHT = 1280, 900
 
 # Measures the layout after it is done and writes it into the DOM, which --dump-dom prints.
 MEASURE = """<script>
@@ -83,24 +71,6 @@ def demo_report(tmp_path_factory):
     return out / "report.html", table
 
 
-def _chromium(*args, profile):
-    cmd = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-quic",
-        f"--user-data-dir={profile}",
-        f"--window-size={WIDTH},{HEIGHT}",
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-
-
 def test_report_loads_nothing_from_outside(demo_report):
     text = demo_report[0].read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text, re.IGNORECASE)
@@ -116,7 +86,7 @@ def test_main_table_fits_a_laptop_screen(demo_report, tmp_path):
         path.read_text(encoding="utf-8").replace("</body>", MEASURE + "</body>"),
         encoding="utf-8",
     )
-    done = _chromium("--dump-dom", probe.as_uri(), profile=tmp_path / "profile")
+    done = run_chromium("--dump-dom", probe.as_uri(), profile=tmp_path / "profile")
     found = re.search(r'data-layout="([^"]+)"', done.stdout)
     assert found, f"chromium printed no measured DOM: {done.stderr[-2000:]}"
     layout = json.loads(found.group(1).replace("&quot;", '"'))
@@ -133,7 +103,7 @@ def test_main_table_fits_a_laptop_screen(demo_report, tmp_path):
 def test_report_screenshot_reads(demo_report, tmp_path_factory):
     shots = tmp_path_factory.mktemp("screenshot")
     shot = shots / "report_1280x900.png"
-    _chromium(f"--screenshot={shot}", demo_report[0].as_uri(), profile=shots / "profile")
+    run_chromium(f"--screenshot={shot}", demo_report[0].as_uri(), profile=shots / "profile")
     assert shot.exists(), "chromium wrote no screenshot"
     img = imread(shot)[..., :3]
     assert img.shape[:2] == (HEIGHT, WIDTH)

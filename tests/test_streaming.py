@@ -8,11 +8,11 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import FAST
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_xnn import SRAEExplainer
 from sklearn_xnn._nn import data
+from tests.conftest import FAST
 
 
 @pytest.fixture

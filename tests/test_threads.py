@@ -11,19 +11,12 @@ from threadpoolctl import threadpool_limits
 from sklearn_xnn import SRAEExplainer
 from sklearn_xnn._threads import ENV_VAR, choose_num_threads, default_num_threads, torch_threads
 from sklearn_xnn.datasets import make_concept_activations
+from tests import conftest
 
 # Five epochs never converge; these tests are about threads, not quality.
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
-TINY = dict(
-    n_components=3,
-    hidden_layer_sizes=(16, 8),
-    max_iter=5,
-    pretrain=1,
-    collapse_retries=0,
-    device="cpu",
-    random_state=0,
-)
+TINY = dict(conftest.TINY, n_components=3, device="cpu", random_state=0)
 
 
 @pytest.fixture

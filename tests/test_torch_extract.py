@@ -19,6 +19,7 @@ from sklearn_xnn.torch import (
     reconstruction_faithfulness,
     split_sequential,
 )
+from tests.conftest import fit_quiet
 
 
 @pytest.fixture(scope="module")
@@ -119,17 +120,7 @@ def fitted_srae():
     rng = np.random.default_rng(0)
     Z = rng.random((120, 12))
     y = Z[:, :3] @ rng.normal(size=(3, 4)) + 0.1 * rng.normal(size=(120, 4))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        srae = SRAEExplainer(
-            3,
-            hidden_layer_sizes=(16, 8),
-            max_iter=5,
-            pretrain=1,
-            collapse_retries=0,
-            device="cpu",
-            random_state=0,
-        ).fit(Z, y)
+    srae = fit_quiet(Z, y, n_components=3, device="cpu")
     return srae, Z, y
 
 

@@ -1,7 +1,6 @@
 """sklearn_xnn.torch runs a network left in train mode for inference and leaves it as it was."""
 
 import copy
-import warnings
 
 import numpy as np
 import pytest
@@ -9,7 +8,6 @@ import torch
 from _torch_nets import buffers, make_resnet, training_flags
 from torch import nn
 
-from sklearn_xnn import SRAEExplainer
 from sklearn_xnn.torch import (
     HEATMAP_METHODS,
     ExplainedNetwork,
@@ -21,6 +19,7 @@ from sklearn_xnn.torch import (
     xfeature_heatmaps,
 )
 from sklearn_xnn.torch._modes import evaluating
+from tests.conftest import fit_quiet
 
 
 def _in_train_mode(model):
@@ -42,17 +41,7 @@ def trained_state():
             model(torch.rand(16, 3, 32, 32, generator=gen) * 2)
     reference = copy.deepcopy(model).eval()
     Z, y = extract_activations(reference, "layer3", images, device="cpu")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        xnn = SRAEExplainer(
-            3,
-            hidden_layer_sizes=(16, 8),
-            max_iter=5,
-            pretrain=1,
-            collapse_retries=0,
-            device="cpu",
-            random_state=0,
-        ).fit(Z, y)
+    xnn = fit_quiet(Z, y, n_components=3, device="cpu")
     return model, reference, images, Z, y, xnn
 
 

@@ -38,11 +38,11 @@ REFERENCE_PARAMS = {
 }
 
 
-def train_with_guard(est, train, cfg, generator, device, the_bound, val):
+def train_with_guard(est, train, cfg, generator, device, reference, val):
     """Train; retrain with adjusted alphas while the x-features collapse (the guard)."""
     best, retries = None, 0
     for retries in range(est.collapse_retries + 1):
-        result = engine.attempt(*train, cfg, generator, device, the_bound, val)
+        result = engine.attempt(*train, cfg, generator, device, reference, val)
         require_finite(est, result.model, result.stage)
         result.stopped = announce_stop(est, result.history)
         if best is None or result.balance > best.balance:

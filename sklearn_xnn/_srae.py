@@ -458,7 +458,7 @@ class SRAEExplainer(
         with torch_threads():
             Zt, Yt = scaler.activations(X, device, stream), scaler.targets(Y, device)
             train, val = engine.split_rows(Zt, Yt, n_val, generator, device)
-            the_bound = engine.linear_bound(*train, self.n_components)
+            z_moments, the_bound = engine.linear_reference(*train, self.n_components)
             fitting.store_constraint(self, the_bound, train[1])
             n_outputs = 0 if Y is None else Y.shape[1]
             cfg = fitting.train_config(
@@ -467,7 +467,7 @@ class SRAEExplainer(
             cfg = cfg.replace(dropout_generator=device_generator(generator, device))
             val = engine.validation_target(val, the_bound, self.faithfulness_tol)
             result, retries = fitting.train_with_guard(
-                self, train, cfg, generator, device, the_bound, val
+                self, train, cfg, generator, device, (z_moments, the_bound), val
             )
         eng = fitted.Engine(result.model, result.optimizer, generator, cfg, device, scaler)
         eng.multiplier, eng.history = result.multiplier, result.history

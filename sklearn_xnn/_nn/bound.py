@@ -87,7 +87,6 @@ class Bound:
     fitted_variance: torch.Tensor  # (C,) eigenvalues of the fitted values' scatter, descending
     y_variance: torch.Tensor  # (C,) scatter of each output
     r2: float  # uniform-average R² of the rank-K predictor on the training rows
-    r2_full: float  # the same with every component (ridge least squares)
 
     @property
     def directions(self):
@@ -98,11 +97,6 @@ class Bound:
         """The rank-K prediction of ``Y`` for rows ``Z`` (a tensor in training units)."""
         proj = (Z.double() - self.z_mean) @ self.directions
         return self.y_mean + proj @ self.basis.T
-
-    def r2_curve(self):
-        """Variance-weighted training R² reached with 1, 2, ... components."""
-        total = float(self.y_variance.sum())
-        return torch.cumsum(self.fitted_variance, 0) / max(total, 1e-300)
 
 
 def canonical_signs(V):
@@ -156,7 +150,6 @@ def reduced_rank(m, n_components):
         fvals,
         y_var,
         _r2(m, coef @ basis, basis, y_var),
-        _r2(m, coef, torch.eye(coef.shape[1], dtype=coef.dtype), y_var),
     )
 
 

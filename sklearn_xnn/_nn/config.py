@@ -60,7 +60,6 @@ class History:
     multiplier: list = field(default_factory=list)
     validation_loss: list = field(default_factory=list)
     converged: bool = False
-    best_epoch: int = 0
     interrupted_epoch: int | None = None
     interrupted_in_pretraining: bool = False
     diverged_epoch: int | None = None
@@ -74,7 +73,6 @@ class History:
         for name in ("loss", "parts", "faithfulness", "multiplier", "validation_loss"):
             getattr(self, name).extend(getattr(other, name))
         self.converged = other.converged
-        self.best_epoch = self.n_iter
         self.interrupted_epoch = other.interrupted_epoch
         self.diverged_epoch = other.diverged_epoch
 

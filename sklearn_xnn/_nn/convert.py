@@ -70,9 +70,3 @@ def device_generator(cpu_generator, device):
 def to_tensor(array, device, dtype=torch.float32):
     """Copy a numpy array (or array slice) to a contiguous tensor on ``device``."""
     return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
-
-
-def to_numpy(tensor, dtype=None):
-    """Detach a tensor to a numpy array on the host, optionally cast to ``dtype``."""
-    array = tensor.detach().to("cpu").numpy()
-    return array if dtype is None else array.astype(dtype, copy=False)

@@ -12,15 +12,17 @@ from sklearn_xnn._nn import bound, data, init, training
 from sklearn_xnn._nn.config import Attempt, History
 
 
-def linear_bound(Z, Y, n_components):
-    """The rank-``n_components`` linear reference of ``Y`` from ``Z`` (None without ``Y``)."""
-    if Y is None:
-        return None
+def linear_reference(Z, Y, n_components):
+    """``(moments, bound)``: the moments of ``Z`` (and ``Y``), computed once for the bound and
+    every start, and the rank-``n_components`` linear bound of ``Y`` (None without ``Y``);
+    moments are None when ``Z`` is not finite."""
     m = bound.moments(Z, Y)
-    return None if m is None else bound.reduced_rank(m, n_components)
+    if m is None or Y is None:
+        return m, None
+    return m, bound.reduced_rank(m, n_components)
 
 
-def start(Z, Y, cfg, generator, device, the_bound):
+def start(Z, Y, cfg, generator, device, reference):
     """A new network at the faithful start; returns ``(model, interrupted)``.
 
     ``interrupted`` is True when a ``KeyboardInterrupt`` cut layer-wise pre-training short
@@ -33,7 +35,7 @@ def start(Z, Y, cfg, generator, device, the_bound):
             init.pretrain_layers(model, Z, cfg, generator)
         except KeyboardInterrupt:
             interrupted = True
-    m = bound.moments(Z)
+    m, the_bound = reference
     if m is None or not training.finite_weights(model):
         return model, interrupted  # the caller's finiteness check reports it
     S = init.faithful_subspace(m, the_bound, cfg.n_components)
@@ -60,9 +62,9 @@ def final_head(model, Z, Y):
     return trained
 
 
-def attempt(Z, Y, cfg, generator, device, the_bound, val=None):
+def attempt(Z, Y, cfg, generator, device, reference, val=None):
     """Start, fine-tune and assess one network: an :class:`Attempt`."""
-    model, interrupted = start(Z, Y, cfg, generator, device, the_bound)
+    model, interrupted = start(Z, Y, cfg, generator, device, reference)
     if not training.finite_weights(model):
         stage = "layer-wise pre-training" if cfg.pretrain else "initialisation"
         return _assess(model, Z, Y, History(), None, cfg, cfg.alpha_f, stage=stage)

@@ -211,18 +211,14 @@ class _Keeper:
         self.constrained, self.validated = constrained, validated
         self.best = math.inf
         self.state = copy.deepcopy(model.state_dict()) if constrained else None
-        self.epoch = 0
 
-    def offer(self, model, epoch, value, feasible):
-        """Record epoch ``epoch`` (1-based); returns whether it improved by more than nothing."""
-        if self.constrained and not feasible:
-            return False
-        if value < self.best:
-            if self.constrained or self.validated:
-                self.state = copy.deepcopy(model.state_dict())
-            self.best, self.epoch = value, epoch
-            return True
-        return False
+    def offer(self, model, value, feasible):
+        """Keep ``model``'s weights when this epoch is feasible and better than the kept one."""
+        if (self.constrained and not feasible) or value >= self.best:
+            return
+        if self.constrained or self.validated:
+            self.state = copy.deepcopy(model.state_dict())
+        self.best = value
 
     def restore(self, model):
         if self.state is not None:
@@ -296,7 +292,7 @@ def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, 
                     "" if feasible else ", not faithful enough",
                 )
             improved = feasible and monitored < keeper.best - cfg.tol
-            keeper.offer(model, epoch + 1, monitored, feasible)
+            keeper.offer(model, monitored, feasible)
             stall = 0 if improved else stall + 1
             if stall >= cfg.n_iter_no_change:
                 hist.converged = True
@@ -306,7 +302,6 @@ def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, 
             model.load_state_dict(good_state)
         hist.interrupted_epoch = epoch
     keeper.restore(model)
-    hist.best_epoch = keeper.epoch if keeper.state is not None else hist.n_iter
     return hist, opt, float(lam.log.exp()) if lam.on else float(cfg.alpha_f)
 
 
@@ -324,4 +319,3 @@ def _roll_back(model, hist, good_state, prev_state, keeper):
             del getattr(hist, name)[-1:]
     model.load_state_dict(good_state)
     keeper.restore(model)
-    hist.best_epoch = keeper.epoch

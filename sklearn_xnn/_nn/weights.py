@@ -13,7 +13,6 @@ import dataclasses
 
 import numpy as np
 import torch
-from torch import nn
 
 from sklearn_xnn._nn.modules import XNN, Decoder, Encoder
 
@@ -106,15 +105,3 @@ def to_module(weights, *, dropout=0.0, device="cpu", dtype=torch.float32):
             model.head.weight.copy_(torch.as_tensor(weights.head[0]))
             model.head.bias.copy_(torch.as_tensor(weights.head[1]))
     return model
-
-
-def head_module(coef, intercept, *, device="cpu", dtype=torch.float32):
-    """An ``nn.Linear`` holding the head ``y = x @ coef.T + intercept``."""
-    coef = np.asarray(coef, dtype=np.float64)
-    with torch.device("meta"):
-        layer = nn.Linear(coef.shape[1], coef.shape[0])
-    layer = _materialise(layer, device, dtype)
-    with torch.no_grad():
-        layer.weight.copy_(torch.as_tensor(coef))
-        layer.bias.copy_(torch.as_tensor(np.asarray(intercept, dtype=np.float64)))
-    return layer

@@ -48,7 +48,7 @@ def store(est, result, eng, supervised):
     est.decoder_intercepts_ = [b for _, b in w.decoder]
     est.decoder_relu_output_ = w.nonneg_output
     est.scale_ = eng.scaler.scale
-    est.n_components_ = est.n_components
+    est.n_components_ = est._n_components
     est._has_head = supervised
     if supervised:
         est.y_mean_, est.y_scale_ = eng.scaler.y_mean, eng.scaler.y_scale
@@ -58,7 +58,7 @@ def store(est, result, eng, supervised):
         constant = est._constant_outputs
         est.coef_[constant] = 0.0
         est.intercept_[constant] = est.y_mean_[constant]
-        est.faithfulness_ = result.r2
+        est.faithfulness_ = result.faithfulness
         est.faithfulness_multiplier_ = result.multiplier
     x = result.x_train.double().cpu().numpy()
     est.dead_components_ = x.max(axis=0) <= 0
@@ -106,7 +106,11 @@ def engine_from_fitted(est):
     w = network_weights(est)
     est._hidden = w.hidden
     n_outputs = est.coef_.shape[0] if est._has_head else 0
-    cfg = fitting.train_config(est, n_outputs, w.nonneg_output, est.batch_size, 1, True)
+    est._n_components = est.n_components_
+    y_stats = (y_mean, y_scale) if est._has_head else None
+    cfg = fitting.train_config(
+        est, n_outputs, w.nonneg_output, est.batch_size, 1, True, y_stats=y_stats
+    )
     cfg = cfg.replace(dropout_generator=device_generator(generator, device))
     model = weights.to_module(scaler.unfold(w), dropout=cfg.dropout, device=device)
     eng = Engine(model, None, generator, cfg, device, scaler)

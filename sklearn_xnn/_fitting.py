@@ -69,25 +69,42 @@ def train_chunk(est, eng, X, Y):
     return result
 
 
-def store_constraint(est, the_bound, Yt):
-    """The linear faithfulness reference and the constraint derived from it."""
-    est.faithfulness_bound_ = None if the_bound is None else the_bound.r2
+def store_constraint(est, cfg, the_bound, train):
+    """The linear faithfulness reference and the constraint derived from it.
+
+    Sets ``faithfulness_bound_`` (the rank-K linear predictor's training R² for
+    ``"mse"``, its mean softmax KL for ``"kl"``) and returns ``cfg`` with the target:
+    ``1 - R²_bound + faithfulness_tol`` for ``"mse"``, ``min(faithfulness_tol, KL_bound)``
+    nats for ``"kl"`` (never less faithful to the decisions than the linear reference).
+    """
+    est.faithfulness_bound_ = None
     est._faith_target = est._output_weights = None
-    if the_bound is None or est.faithfulness_tol is None:
-        return
-    est._faith_target = max(1.0 - the_bound.r2, 0.0) + float(est.faithfulness_tol)
+    if the_bound is None:
+        return cfg
     var = the_bound.y_variance.cpu().numpy()
     varying = var > 0
-    weights = np.where(varying, Yt.shape[0] / np.where(varying, var, 1.0), 0.0)
+    weights = np.where(varying, train[1].shape[0] / np.where(varying, var, 1.0), 0.0)
     est._output_weights = weights / max(int(varying.sum()), 1)
+    cfg = cfg.replace(output_weights=to_tensor(est._output_weights, train[0].device))
+    reference = engine.reference_error(the_bound, *train, cfg)
+    kl = cfg.faithfulness == "kl"
+    est.faithfulness_bound_ = reference if kl else the_bound.r2
+    if est.faithfulness_tol is not None:
+        tol = float(est.faithfulness_tol)
+        est._faith_target = min(tol, reference) if kl else max(1.0 - the_bound.r2, 0.0) + tol
+    return cfg.replace(faith_target=est._faith_target)
 
 
-def train_config(est, n_outputs, nonneg_output, batch_size, n_train, incremental):
-    """The :class:`TrainConfig` of ``est``'s parameters (and its stored constraint)."""
+def train_config(est, n_outputs, nonneg_output, batch_size, n_train, incremental, y_stats=None):
+    """The :class:`TrainConfig` of ``est``'s parameters (and its stored constraint).
+
+    ``y_stats`` is ``(y_mean, y_scale)``, the logits' standardisation (for ``"kl"``).
+    """
     weights = getattr(est, "_output_weights", None)
     device = resolve_device(est.device)
+    y_mean, y_scale = (None, None) if y_stats is None else y_stats
     return TrainConfig(
-        n_components=est.n_components,
+        n_components=est._n_components,
         hidden=est._hidden,
         n_outputs=n_outputs,
         dropout=float(est.dropout),
@@ -110,6 +127,10 @@ def train_config(est, n_outputs, nonneg_output, batch_size, n_train, incremental
         compile=est.compile,
         faith_target=getattr(est, "_faith_target", None),
         output_weights=None if weights is None else to_tensor(weights, device),
+        faithfulness=est.faithfulness,
+        temperature=float(est.temperature),
+        y_mean=None if y_mean is None else to_tensor(np.asarray(y_mean), device),
+        y_scale=None if y_scale is None else to_tensor(np.asarray(y_scale), device),
         warmup_steps=math.ceil(n_train / batch_size),
     )
 

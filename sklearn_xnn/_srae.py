@@ -27,11 +27,13 @@ from sklearn_xnn._nn.inference import decode_numpy, encode_numpy
 from sklearn_xnn._nn.scaling import Scaler
 from sklearn_xnn._threads import torch_threads
 from sklearn_xnn._validation import (
+    check_faithfulness,
     check_input_kind,
     check_params_vs_input,
     finite_output,
     float_dtypes,
     numeric_conversion,
+    rank_request,
     validate_chunk,
     validate_fit_data,
 )
@@ -274,8 +276,14 @@ class SRAEExplainer(
     """
 
     _parameter_constraints: dict = {
-        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "n_components": [
+            Interval(Integral, 1, None, closed="left"),
+            Interval(Real, 0, 1, closed="neither"),
+            StrOptions({"auto"}),
+        ],
         "hidden_layer_sizes": ["array-like"],
+        "faithfulness": [StrOptions({"mse", "kl"})],
+        "temperature": [Interval(Real, 0, None, closed="neither")],
         "faithfulness_tol": [Interval(Real, 0, None, closed="left"), None],
         "alpha_faithfulness": [Interval(Real, 0, None, closed="left")],
         "alpha_reconstruction": [Interval(Real, 0, None, closed="left")],
@@ -308,6 +316,8 @@ class SRAEExplainer(
         n_components=5,
         *,
         hidden_layer_sizes=(800, 100),
+        faithfulness="mse",
+        temperature=1.0,
         faithfulness_tol=0.005,
         alpha_faithfulness=1.0,
         alpha_reconstruction=0.1,
@@ -336,6 +346,8 @@ class SRAEExplainer(
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
+        self.faithfulness = faithfulness
+        self.temperature = temperature
         self.faithfulness_tol = faithfulness_tol
         self.alpha_faithfulness = alpha_faithfulness
         self.alpha_reconstruction = alpha_reconstruction
@@ -450,6 +462,7 @@ class SRAEExplainer(
             return self
         self.__dict__.pop("_engine", None)  # partial_fit after fit starts from the new weights
         X, Y = validate_fit_data(self, X, y)
+        check_faithfulness(self, Y)
         stream = data.should_stream(X, self.stream_threshold)
         n_val, batch_size = check_params_vs_input(self, *X.shape, incremental)
         device = resolve_device(self.device)
@@ -458,14 +471,20 @@ class SRAEExplainer(
         with torch_threads():
             Zt, Yt = scaler.activations(X, device, stream), scaler.targets(Y, device)
             train, val = engine.split_rows(Zt, Yt, n_val, generator, device)
-            z_moments, the_bound = engine.linear_reference(*train, self.n_components)
-            fitting.store_constraint(self, the_bound, train[1])
-            n_outputs = 0 if Y is None else Y.shape[1]
-            cfg = fitting.train_config(
-                self, n_outputs, scaler.nonnegative, batch_size, train[0].shape[0], incremental
+            k, fraction = rank_request(self.n_components)
+            z_moments, the_bound, curve, self._n_components = engine.linear_reference(
+                *train, k, fraction
             )
+            self.faithfulness_curve_ = curve
+            n_outputs = 0 if Y is None else Y.shape[1]
+            y_stats = None if Y is None else (scaler.y_mean, scaler.y_scale)
+            cfg = fitting.train_config(
+                self, n_outputs, scaler.nonnegative, batch_size, train[0].shape[0], incremental,
+                y_stats,
+            )
+            cfg = fitting.store_constraint(self, cfg, the_bound, train)
             cfg = cfg.replace(dropout_generator=device_generator(generator, device))
-            val = engine.validation_target(val, the_bound, self.faithfulness_tol)
+            val = engine.validation_target(val, the_bound, self.faithfulness_tol, cfg)
             result, retries = fitting.train_with_guard(
                 self, train, cfg, generator, device, (z_moments, the_bound), val
             )

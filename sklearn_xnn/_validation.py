@@ -6,6 +6,7 @@ library: complex, string and sparse inputs, float16, overflowing outputs.
 """
 
 import contextlib
+from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
@@ -180,3 +181,28 @@ def check_params_vs_input(est, n_samples, n_features, incremental=False):
             "Pass more samples or set early_stopping=False."
         )
     return n_val, min(est.batch_size, n_samples - n_val)
+
+
+#: The fraction of the reachable faithfulness that ``n_components="auto"`` asks for.
+AUTO_FRACTION = 0.98
+
+
+def rank_request(n_components):
+    """``(k, fraction)``: a fixed number of x-features, or the fraction of the reachable
+    faithfulness that decides it (``"auto"`` or a float in ``(0, 1)``)."""
+    if isinstance(n_components, str):
+        return None, AUTO_FRACTION
+    if isinstance(n_components, Real) and not isinstance(n_components, Integral):
+        return None, float(n_components)
+    return int(n_components), None
+
+
+def check_faithfulness(est, Y):
+    """``faithfulness="kl"`` compares softmax distributions: it needs two or more outputs."""
+    if est.faithfulness == "kl" and (Y is None or Y.shape[1] < 2):
+        n = 0 if Y is None else Y.shape[1]
+        raise ValueError(
+            'faithfulness="kl" compares the softmax of the logits, so it needs y with at '
+            f"least 2 columns (one logit per class); got {n}. Pass the network's logits, "
+            'or use faithfulness="mse".'
+        )

@@ -87,6 +87,7 @@ class Bound:
     fitted_variance: torch.Tensor  # (C,) eigenvalues of the fitted values' scatter, descending
     y_variance: torch.Tensor  # (C,) scatter of each output
     r2: float  # uniform-average R² of the rank-K predictor on the training rows
+    curve: np.ndarray | None = None  # (rank,) that R² for every rank 1, 2, ...
 
     @property
     def directions(self):
@@ -131,26 +132,61 @@ def _gcv_ridge(m):
     return best[1], evals, evecs
 
 
-def reduced_rank(m, n_components):
-    """The :class:`Bound` of rank ``n_components`` from the moments ``m`` (with ``Y``)."""
+def reduced_rank(m, n_components, fraction=None):
+    """The :class:`Bound` of rank ``n_components`` from the moments ``m`` (with ``Y``).
+
+    With ``fraction`` the rank is chosen instead: the smallest one whose training R²
+    reaches ``fraction`` of the full-rank predictor's (:func:`smallest_rank` on
+    :func:`rank_curve`). The bound's ``curve`` holds that R² for every rank.
+    """
     lam, evals, evecs = _gcv_ridge(m)
     coef = evecs @ ((evecs.T @ m.zy) / (evals + lam)[:, None])  # (D, C)
     fitted = coef.T @ m.zz @ coef  # scatter of the fitted values
     fvals, fvecs = torch.linalg.eigh((fitted + fitted.T) / 2)
     fvals, fvecs = fvals.flip(0).clamp_min(0.0), fvecs.flip(-1)
-    r = min(n_components, int((fvals > 1e-12 * max(float(fvals[0]), 1e-300)).sum()) or 1)
-    basis = canonical_signs(fvecs[:, :r])
+    rank = int((fvals > 1e-12 * max(float(fvals[0]), 1e-300)).sum()) or 1
     y_var = torch.diagonal(m.yy)
-    return Bound(
-        m.z_mean,
-        m.y_mean,
-        coef,
-        basis,
-        lam,
-        fvals,
-        y_var,
-        _r2(m, coef @ basis, basis, y_var),
-    )
+    full = Bound(m.z_mean, m.y_mean, coef, canonical_signs(fvecs[:, :rank]), lam, fvals, y_var, 0.0)
+    curve = rank_curve(m, full)
+    k = smallest_rank(curve, fraction) if fraction is not None else n_components
+    basis = full.basis[:, : min(k, rank)]
+    r2 = _r2(m, coef @ basis, basis, y_var)
+    return dataclasses.replace(full, basis=basis, r2=r2, curve=curve)
+
+
+def rank_curve(m, the_bound):
+    """``(r,)`` float64: the training R² (uniform over outputs) of the best rank-``k``
+    linear predictor for ``k = 1 .. r``, ``r`` the rank of the fitted values.
+
+    ``the_bound`` must be of full rank (``reduced_rank(m, n_outputs)``). The fitted
+    values' scatter is ``F = V diag(f) V^T``, so the rank-``k`` predictor's fit and cross
+    terms are running sums over the eigenpairs: the whole curve costs ``O(C^2)``.
+    """
+    V = the_bound.basis  # (C, r)
+    P = the_bound.coef.T @ m.zy  # (C, C): cross-products of fitted and true values
+    cross = V * (V.T @ P).T  # cross[c, j] = V[c, j] (v_j^T P)_c
+    fit = V**2 * the_bound.fitted_variance[: V.shape[1]]  # fit[c, j] = f_j V[c, j]^2
+    rss = torch.diagonal(m.yy)[:, None] - 2 * cross.cumsum(1) + fit.cumsum(1)  # (C, r)
+    y_var = torch.diagonal(m.yy)
+    return np.array([uniform_r2(rss[:, j], y_var) for j in range(V.shape[1])])
+
+
+def variance_curve(m):
+    """``(D,)`` float64: the fraction of ``Z``'s variance its top ``k`` principal directions
+    explain, ``k = 1 .. D`` (the unsupervised counterpart of :func:`rank_curve`)."""
+    evals = torch.linalg.eigvalsh((m.zz + m.zz.T) / 2).flip(0).clamp_min(0.0)
+    total = float(evals.sum())
+    if total <= 0:
+        return np.ones(evals.numel())
+    return (evals.cumsum(0) / total).cpu().numpy()
+
+
+def smallest_rank(curve, fraction):
+    """The smallest ``k`` whose ``curve[k - 1]`` reaches ``fraction`` of ``curve[-1]``."""
+    top = float(curve[-1])
+    if top <= 0:
+        return 1
+    return int(np.argmax(np.asarray(curve) >= fraction * top * (1.0 - 1e-12))) + 1
 
 
 def _r2(m, directions, basis, y_var):

@@ -11,9 +11,12 @@ import torch
 class TrainConfig:
     """Everything one training run needs, in training units (scaled ``Z``, standardised ``y``).
 
-    ``faith_target`` is the largest admissible normalised faithfulness error
-    ``mean_c MSE_c / var_c`` (``1 - R²``, uniform over outputs): the constraint that the
-    multiplier enforces; None trains the fixed-weight objective with ``alpha_f``.
+    ``faithfulness`` is ``"mse"`` (the error is the normalised squared error
+    ``mean_c MSE_c / var_c``, that is ``1 - R²`` uniform over outputs) or ``"kl"`` (the
+    mean KL divergence in nats between the softmax of the logits and of their rebuilt
+    values at ``temperature``, on logits in the caller's units ``y_mean + y_scale * y``).
+    ``faith_target`` is the largest admissible error: the constraint that the multiplier
+    enforces; None trains the fixed-weight objective with ``alpha_f``.
     """
 
     n_components: int
@@ -39,6 +42,10 @@ class TrainConfig:
     compile: bool = False
     faith_target: float | None = None
     output_weights: torch.Tensor | None = None
+    faithfulness: str = "mse"
+    temperature: float = 1.0
+    y_mean: torch.Tensor | None = None
+    y_scale: torch.Tensor | None = None
     warmup_steps: int = 0
     lr_step: int = 40
     lr_gamma: float = 0.1
@@ -89,6 +96,6 @@ class Attempt:
     balance: float
     alphas: tuple
     multiplier: float
-    r2: float | None = None
+    faithfulness: float | None = None
     stage: str = "fine-tuning"
     stopped: bool = False

@@ -8,18 +8,28 @@ guard, the fitted state); everything here is torch.
 
 import torch
 
-from sklearn_xnn._nn import bound, data, init, training
+from sklearn_xnn._nn import bound, data, init, losses, training
 from sklearn_xnn._nn.config import Attempt, History
 
 
-def linear_reference(Z, Y, n_components):
-    """``(moments, bound)``: the moments of ``Z`` (and ``Y``), computed once for the bound and
-    every start, and the rank-``n_components`` linear bound of ``Y`` (None without ``Y``);
-    moments are None when ``Z`` is not finite."""
+def linear_reference(Z, Y, n_components, fraction=None):
+    """``(moments, bound, curve, k)``: the moments of ``Z`` (and ``Y``), computed once for
+    the bound and every start; the rank-``k`` linear bound of ``Y`` (None without ``Y``);
+    the faithfulness curve (the bound's R² for every rank, or without ``Y`` the variance
+    fraction of ``Z``'s top principal directions); and the rank ``k``: ``n_components``,
+    or with ``fraction`` the smallest rank whose curve value reaches that fraction of the
+    last. Moments, bound and curve are None when ``Z`` is not finite.
+    """
     m = bound.moments(Z, Y)
-    if m is None or Y is None:
-        return m, None
-    return m, bound.reduced_rank(m, n_components)
+    if m is None:
+        return None, None, None, n_components or 1
+    if Y is None:
+        curve = bound.variance_curve(m)
+        k = n_components if fraction is None else bound.smallest_rank(curve, fraction)
+        return m, None, curve, k
+    the_bound = bound.reduced_rank(m, n_components, fraction)
+    k = n_components if fraction is None else the_bound.basis.shape[1]
+    return m, the_bound, the_bound.curve, k
 
 
 def start(Z, Y, cfg, generator, device, reference):
@@ -51,9 +61,12 @@ def start(Z, Y, cfg, generator, device, reference):
     return model, interrupted
 
 
-def final_head(model, Z, Y):
+def final_head(model, Z, Y, cfg):
     """Set the head to the least-squares head on the final x-features when that is more
-    faithful on the training rows; returns the training R² of the kept head."""
+    faithful on the training rows; returns the kept head's training faithfulness: R²
+    (uniform over outputs) for ``"mse"``, the mean softmax KL for ``"kl"``."""
+    if cfg.faithfulness == "kl":
+        return training.refit_head(model, Z, Y, cfg)
     fit = training.lstsq_head(model, Z, Y)
     trained = training.heldout_r2(model, Z, Y)
     if fit is not None and fit[2] >= trained:
@@ -92,15 +105,15 @@ def _fine_tune(model, Z, Y, cfg, generator, val, **kwargs):
 
 
 def _assess(model, Z, Y, history, opt, cfg, lam, stage=None):
-    r2 = None
+    faithfulness = None
     if stage is None and model.head is not None and training.finite_weights(model):
-        r2 = final_head(model, Z, Y)
+        faithfulness = final_head(model, Z, Y, cfg)
     x = training.encode(model, Z) if training.finite_weights(model) else None
     weight = None if model.head is None else model.head.weight.detach()
     collapsed, balance = collapse_state(x, weight) if x is not None else (True, 0.0)
     alphas = (cfg.alpha_f, cfg.alpha_r, cfg.alpha_p)
     return Attempt(
-        model, history, opt, x, collapsed, balance, alphas, lam, r2, stage or "fine-tuning"
+        model, history, opt, x, collapsed, balance, alphas, lam, faithfulness, stage or "fine-tuning"
     )
 
 
@@ -138,18 +151,31 @@ def split_rows(Zt, Yt, n_val, generator, device):
     return (pick(Zt, train), pick(Yt, train)), (pick(Zt, val), pick(Yt, val))
 
 
-def validation_target(val, the_bound, tol):
+def reference_error(the_bound, Z, Y, cfg):
+    """The faithfulness error of the rank-K linear predictor on ``(Z, Y)``: ``1 - R²``
+    (uniform over outputs, ``Y``'s own variances) for ``"mse"``, the mean softmax KL for
+    ``"kl"``."""
+    pred = torch.cat([the_bound.predict(Z[s]) for s in _row_slices(Z)])
+    Yd = Y.double()
+    if cfg.faithfulness == "kl":
+        kl = losses.softmax_kl(losses.logits(pred, cfg), losses.logits(Yd, cfg), cfg.temperature)
+        return float(kl)
+    rss = ((pred - Yd) ** 2).sum(0)
+    var = ((Yd - Yd.mean(0)) ** 2).sum(0)
+    return 1.0 - bound.uniform_r2(rss, var)
+
+
+def validation_target(val, the_bound, tol, cfg):
     """``(Z_val, Y_val, target)``: the constraint on the validation rows (or None)."""
     if val is None:
         return None
     Zv, Yv = val
     if the_bound is None or tol is None or Yv is None:
         return Zv, Yv, None
-    pred = torch.cat([the_bound.predict(Zv[s]) for s in _row_slices(Zv)])
-    rss = ((pred - Yv.double()) ** 2).sum(0)
-    var = ((Yv.double() - Yv.double().mean(0)) ** 2).sum(0)
-    r2 = bound.uniform_r2(rss, var)
-    return Zv, Yv, max(1.0 - r2, 0.0) + float(tol)
+    reference = reference_error(the_bound, Zv, Yv, cfg)
+    if cfg.faithfulness == "kl":
+        return Zv, Yv, min(float(tol), reference)
+    return Zv, Yv, max(reference, 0.0) + float(tol)
 
 
 def _row_slices(Z):

@@ -22,6 +22,33 @@ def normalised_faithfulness(y_hat, y, output_weights):
     return torch.sum(torch.mean((y_hat - y) ** 2, dim=0) * output_weights)
 
 
+def softmax_kl(y_hat, y, temperature=1.0):
+    """``(1 / N) sum_i KL(softmax(y_i / T) || softmax(y_hat_i / T))`` in nats.
+
+    The divergence of the rebuilt decision distribution from the network's, row by row.
+    """
+    log_p = torch.log_softmax(y / temperature, dim=-1)
+    log_q = torch.log_softmax(y_hat / temperature, dim=-1)
+    return torch.sum(log_p.exp() * (log_p - log_q), dim=-1).mean()
+
+
+def logits(y, cfg):
+    """Training-unit outputs ``y`` back in the caller's units, ``y_mean + y_scale * y``."""
+    return y * cfg.y_scale + cfg.y_mean
+
+
+def faithfulness_error(y_hat, y, cfg):
+    """The error the faithfulness constraint bounds, for ``cfg.faithfulness``.
+
+    ``"mse"``: :func:`normalised_faithfulness` (``1 - R²``); ``"kl"``: :func:`softmax_kl`
+    of the logits in the caller's units at ``cfg.temperature`` (a softmax is not invariant
+    to the per-output standardisation used in training).
+    """
+    if cfg.faithfulness == "kl":
+        return softmax_kl(logits(y_hat, cfg), logits(y, cfg), cfg.temperature)
+    return normalised_faithfulness(y_hat, y, cfg.output_weights)
+
+
 def reconstruction_loss(z_hat, z, kind="log", q=100.0):
     """Reconstruction penalty of the decoder output.
 
@@ -73,12 +100,15 @@ def srae_loss(x, y_hat, z_hat, z, y, weight, cfg, constrained=False):
     """``alpha_f L_faith + alpha_r L_rec + alpha_p L_pt`` and its three parts (detached).
 
     ``weight`` is the head's ``W`` (``C x K``); ``cfg`` holds ``alpha_f, alpha_r, alpha_p,
-    reconstruction, q, pullaway``. Without a head (``y`` is None, the unsupervised SRAE) the
+    reconstruction, q, pullaway, faithfulness``. ``L_faith`` is the logits' mean squared
+    error, or their softmax KL divergence with ``cfg.faithfulness == "kl"``. Without a head (``y`` is None, the unsupervised SRAE) the
     faithfulness term is zero and the pull-away acts on ``x`` itself. With ``constrained``
     the faithfulness term is left out of the total (the caller adds it with its multiplier).
     """
     faith = z.new_zeros(())
-    if y is not None:
+    if y is not None and cfg.faithfulness == "kl":
+        faith = faithfulness_error(y_hat, y, cfg)
+    elif y is not None:
         faith = faithfulness_loss(y_hat, y)
     else:
         weight = None

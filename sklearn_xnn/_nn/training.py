@@ -28,7 +28,7 @@ import torch
 from sklearn_xnn._nn import bound, data
 from sklearn_xnn._nn.config import History
 from sklearn_xnn._nn.init import revive_dead, set_head
-from sklearn_xnn._nn.losses import normalised_faithfulness, srae_loss
+from sklearn_xnn._nn.losses import faithfulness_error, logits, softmax_kl, srae_loss
 from sklearn_xnn._nn.optim import adam, batches
 
 logger = logging.getLogger("sklearn_xnn")
@@ -71,6 +71,20 @@ def heldout_r2(model, Z, Y):
     return bound.uniform_r2(rss, var)
 
 
+@torch.no_grad()
+def faithfulness_on(model, Z, Y, cfg):
+    """The faithfulness error of ``model`` on ``(Z, Y)``: ``1 - R²`` (uniform over outputs,
+    with ``Y``'s own variances) for ``"mse"``, the mean softmax KL for ``"kl"``."""
+    if cfg.faithfulness != "kl":
+        return 1.0 - heldout_r2(model, Z, Y)
+    total = 0.0
+    for s in bound.row_slices(Z.shape[0], Z.shape[1]):
+        y_hat = logits(model.head(model.encoder(Z[s])).double(), cfg)
+        kl = softmax_kl(y_hat, logits(Y[s].double(), cfg), cfg.temperature)
+        total += float(kl) * (min(s.stop, Z.shape[0]) - s.start)
+    return total / max(Z.shape[0], 1)
+
+
 def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None):
     """Forward pass and loss of one minibatch: ``(x, loss, parts, e_faith)``.
 
@@ -89,7 +103,7 @@ def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None):
     loss, parts = srae_loss(x, y_hat, z_hat, zb, yb, weight, cfg, constrained)
     e_faith = None
     if constrained:
-        e_faith = normalised_faithfulness(y_hat, yb, cfg.output_weights)
+        e_faith = faithfulness_error(y_hat, yb, cfg)
         loss = loss + multiplier * e_faith
     return x, loss, parts, e_faith
 
@@ -130,7 +144,7 @@ def initial_multiplier(model, Z, Y, cfg, max_rows=4096):
     rows = slice(0, min(Z.shape[0], max_rows))
     Zs, Ys = Z[rows], Y[rows]
     parts = evaluate(model, Zs, Ys, cfg).tolist()
-    e0 = float(normalised_faithfulness(model.head(model.encoder(Zs)), Ys, cfg.output_weights))
+    e0 = float(faithfulness_error(model.head(model.encoder(Zs)), Ys, cfg))
     slack = max(cfg.faith_target - e0, 0.1 * cfg.faith_target, 1e-12)
     low, high = cfg.multiplier_range
     return min(max(regularisers(parts, cfg) / slack, low), high), slack
@@ -204,36 +218,70 @@ def finite_weights(model):
 
 
 class _Keeper:
-    """The epoch to keep: the feasible one with the smallest regularisers (constrained), the
-    best validated one (fixed weights with a validation set), else the last one."""
+    """The epoch to keep, by the key ``(infeasible, violation or monitored value)``.
 
-    def __init__(self, model, constrained, validated):
+    Under the constraint a feasible epoch beats an infeasible one; among feasible epochs
+    the one with the smallest regularisers wins, among infeasible ones the smallest
+    violation (the start is a candidate, with its own violation). Without the constraint:
+    the best validated epoch, else the last one.
+    """
+
+    def __init__(self, model, constrained, validated, start_violation=0.0):
         self.constrained, self.validated = constrained, validated
-        self.best = math.inf
+        self.best = self.key(math.inf, start_violation)
         self.state = copy.deepcopy(model.state_dict()) if constrained else None
 
-    def offer(self, model, value, feasible):
-        """Keep ``model``'s weights when this epoch is feasible and better than the kept one."""
-        if (self.constrained and not feasible) or value >= self.best:
+    @staticmethod
+    def key(value, violation):
+        return (True, violation) if violation > 0 else (False, value)
+
+    def improves(self, value, violation, tol):
+        """Whether ``(value, violation)`` beats the kept epoch by more than ``tol``."""
+        new = self.key(value, violation)
+        return new[0] < self.best[0] or (new[0] == self.best[0] and new[1] < self.best[1] - tol)
+
+    def offer(self, model, value, violation):
+        """Keep ``model``'s weights when this epoch's key is better than the kept one's."""
+        new = self.key(value, violation)
+        if new >= self.best:
             return
         if self.constrained or self.validated:
             self.state = copy.deepcopy(model.state_dict())
-        self.best = value
+        self.best = new
 
     def restore(self, model):
         if self.state is not None:
             model.load_state_dict(self.state)
 
 
+def refit_head(model, Z, Y, cfg):
+    """Set the head to the least-squares head on the x-features when it is at least as
+    faithful (always for ``"mse"``, where it is optimal); returns the faithfulness error."""
+    if cfg.faithfulness == "kl":
+        before = faithfulness_on(model, Z, Y, cfg)
+        kept = (model.head.weight.detach().clone(), model.head.bias.detach().clone())
+    fit = lstsq_head(model, Z, Y)
+    if fit is None:
+        return faithfulness_on(model, Z, Y, cfg)
+    set_head(model.head, *fit[:2])
+    if cfg.faithfulness != "kl":
+        return 1.0 - fit[2]
+    after = faithfulness_on(model, Z, Y, cfg)
+    if after <= before:
+        return after
+    set_head(model.head, *kept)
+    return before
+
+
 def _check_epoch(model, Z, Y, val, cfg, parts, hist):
-    """Refit the head, then ``(monitored value, feasible)`` of the epoch just run."""
-    feasible = True
+    """Refit the head, then ``(monitored value, violation)`` of the epoch just run; the
+    violation (0 when feasible) is by how much the faithfulness error exceeds its target
+    on the training rows, plus on the validation rows when given."""
+    violation = 0.0
     if Y is not None and cfg.faith_target is not None:
-        fit = lstsq_head(model, Z, Y)
-        if fit is not None:
-            set_head(model.head, *fit[:2])
-            hist.faithfulness.append(fit[2])
-            feasible = 1.0 - fit[2] <= cfg.faith_target
+        error = refit_head(model, Z, Y, cfg)
+        hist.faithfulness.append(error)
+        violation = max(error - cfg.faith_target, 0.0)
     monitored = regularisers(parts, cfg) if cfg.faith_target is not None else total_loss(parts, cfg)
     if val is not None:
         Zv, Yv, val_target = val
@@ -243,8 +291,8 @@ def _check_epoch(model, Z, Y, val, cfg, parts, hist):
         )
         hist.validation_loss.append(monitored)
         if Yv is not None and val_target is not None:
-            feasible = feasible and 1.0 - heldout_r2(model, Zv, Yv) <= val_target
-    return monitored, feasible
+            violation += max(faithfulness_on(model, Zv, Yv, cfg) - val_target, 0.0)
+    return monitored, violation
 
 
 def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, start_epoch=0):
@@ -266,7 +314,10 @@ def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, 
     lam0, slack = initial_multiplier(model, Z, Y, cfg) if constrained else (cfg.alpha_f, 1.0)
     lam = _Multiplier(lam0 if multiplier is None else multiplier, cfg, slack, n_steps, Z.device)
     hist = History()
-    keeper = _Keeper(model, cfg.faith_target is not None, val is not None)
+    start_violation = 0.0
+    if constrained and cfg.faithfulness == "kl":  # "mse" starts feasible by construction
+        start_violation = max(faithfulness_on(model, Z, Y, cfg) - cfg.faith_target, 0.0)
+    keeper = _Keeper(model, cfg.faith_target is not None, val is not None, start_violation)
     stall, epoch, good_state = 0, 0, None
     try:
         for epoch in range(cfg.max_iter):
@@ -282,17 +333,17 @@ def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, 
             hist.loss.append(loss)
             hist.parts.append(parts)
             hist.multiplier.append(float(lam.log.exp()) if lam.on else float(cfg.alpha_f))
-            monitored, feasible = _check_epoch(model, Z, Y, val, cfg, parts, hist)
+            monitored, violation = _check_epoch(model, Z, Y, val, cfg, parts, hist)
             if cfg.verbose:
                 logger.info(
                     "epoch %d: loss %.6g (monitored %.6g%s)",
                     epoch + 1,
                     loss,
                     monitored,
-                    "" if feasible else ", not faithful enough",
+                    "" if violation <= 0 else ", not faithful enough",
                 )
-            improved = feasible and monitored < keeper.best - cfg.tol
-            keeper.offer(model, monitored, feasible)
+            improved = keeper.improves(monitored, violation, cfg.tol)
+            keeper.offer(model, monitored, violation)
             stall = 0 if improved else stall + 1
             if stall >= cfg.n_iter_no_change:
                 hist.converged = True

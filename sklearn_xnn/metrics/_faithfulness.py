@@ -159,10 +159,10 @@ def _log_softmax(a):
     return a - np.log(np.exp(a).sum(axis=1, keepdims=True))
 
 
-def softmax_kl(y_true, y_pred):
+def softmax_kl(y_true, y_pred, *, temperature=1.0):
     """Mean Kullback-Leibler divergence from the network's softmax to the rebuilt one.
 
-    With ``p_i = softmax(y_i)`` and ``q_i = softmax(y_hat_i)``::
+    With ``p_i = softmax(y_i / T)`` and ``q_i = softmax(y_hat_i / T)``::
 
         KL = (1 / n) sum_i sum_c p_ic (log p_ic - log q_ic)
 
@@ -174,6 +174,8 @@ def softmax_kl(y_true, y_pred):
         The network's logits, ``n_outputs >= 2``.
     y_pred : array-like of shape (n_samples, n_outputs)
         The rebuilt logits.
+    temperature : float, default=1.0
+        The softmax temperature ``T > 0`` (larger values weigh the non-top classes more).
 
     Returns
     -------
@@ -188,7 +190,9 @@ def softmax_kl(y_true, y_pred):
     """
     y, y_hat = _as_2d_pair(y_true, y_pred, "softmax_kl")
     _need_classes(y, "softmax_kl")
-    log_p, log_q = _log_softmax(y), _log_softmax(y_hat)
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}.")
+    log_p, log_q = _log_softmax(y / temperature), _log_softmax(y_hat / temperature)
     kl = (np.exp(log_p) * (log_p - log_q)).sum(axis=1).mean()
     return float(max(kl, 0.0))
 

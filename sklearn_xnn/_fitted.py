@@ -112,6 +112,8 @@ def engine_from_fitted(est):
         est, n_outputs, w.nonneg_output, est.batch_size, 1, True, y_stats=y_stats
     )
     cfg = cfg.replace(dropout_generator=device_generator(generator, device))
+    probe = torch.zeros(1, est.n_features_in_, device=device)
+    cfg = fitting.with_network_head(est, cfg, est.scale_, probe)
     model = weights.to_module(scaler.unfold(w), dropout=cfg.dropout, device=device)
     eng = Engine(model, None, generator, cfg, device, scaler)
     eng.multiplier = getattr(est, "faithfulness_multiplier_", cfg.alpha_f)

@@ -1,11 +1,13 @@
 """How SRAEExplainer's parameters become a training run: the configuration, the
 faithfulness constraint, the collapse guard, ``partial_fit`` epochs and the fault reports."""
 
+import copy
 import logging
 import math
 import warnings
 
 import numpy as np
+import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_xnn import _messages as messages
@@ -133,6 +135,36 @@ def train_config(est, n_outputs, nonneg_output, batch_size, n_train, incremental
         y_scale=None if y_scale is None else to_tensor(np.asarray(y_scale), device),
         warmup_steps=math.ceil(n_train / batch_size),
     )
+
+
+def with_network_head(est, cfg, z_scale, Z):
+    """``cfg`` with ``est.network_head`` ready to train through: a frozen float32 copy in
+    eval mode on ``Z``'s device, checked to map rows of activations to the logits."""
+    head = est.network_head
+    if head is None or not cfg.n_outputs:
+        return cfg
+    if not isinstance(head, torch.nn.Module):
+        raise TypeError(
+            f"network_head must be a torch.nn.Module, got {type(head).__name__}; wrap the "
+            "layers after the explained one in a module (e.g. torch.nn.Sequential)."
+        )
+    head = copy.deepcopy(head).to(device=Z.device, dtype=torch.float32).eval()
+    head.requires_grad_(False)
+    with torch.no_grad():
+        try:
+            out = head(Z[:2] * z_scale)
+        except Exception as exc:
+            raise ValueError(
+                f"network_head failed on rows of X of shape {tuple(Z[:2].shape)} ({exc}); "
+                "it must take activations as X holds them (flattened rows) and return the "
+                "logits y."
+            ) from exc
+    if tuple(out.shape) != (min(2, Z.shape[0]), cfg.n_outputs):
+        raise ValueError(
+            f"network_head maps rows of X to shape {tuple(out.shape)}, but y has "
+            f"{cfg.n_outputs} outputs; it must return one logit per column of y."
+        )
+    return cfg.replace(network_head=head, z_scale=float(z_scale))
 
 
 def require_finite(est, model, stage):

@@ -105,6 +105,15 @@ def _encode_params(estimator):
                 stacklevel=4,
             )
             value = None
+        if name == "network_head" and value is not None:
+            warnings.warn(
+                "network_head is a torch module, which is saved as None (the file holds no "
+                "code). Inference does not need it; set it again with set_params before a "
+                "further partial_fit, or use pickle/joblib to keep it.",
+                UserWarning,
+                stacklevel=4,
+            )
+            value = None
         if isinstance(value, np.ndarray):
             value = value.tolist()  # e.g. hidden_layer_sizes given as an array
         try:

@@ -11,7 +11,7 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import (
     check_array,
     check_is_fitted,
@@ -285,6 +285,7 @@ class SRAEExplainer(
         "faithfulness": [StrOptions({"mse", "kl"})],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "faithfulness_tol": [Interval(Real, 0, None, closed="left"), None],
+        "network_head": [HasMethods(["forward"]), None],
         "alpha_faithfulness": [Interval(Real, 0, None, closed="left")],
         "alpha_reconstruction": [Interval(Real, 0, None, closed="left")],
         "alpha_pullaway": [Interval(Real, 0, None, closed="left")],
@@ -319,6 +320,7 @@ class SRAEExplainer(
         faithfulness="mse",
         temperature=1.0,
         faithfulness_tol=0.005,
+        network_head=None,
         alpha_faithfulness=1.0,
         alpha_reconstruction=0.1,
         alpha_pullaway=0.1,
@@ -349,6 +351,7 @@ class SRAEExplainer(
         self.faithfulness = faithfulness
         self.temperature = temperature
         self.faithfulness_tol = faithfulness_tol
+        self.network_head = network_head
         self.alpha_faithfulness = alpha_faithfulness
         self.alpha_reconstruction = alpha_reconstruction
         self.alpha_pullaway = alpha_pullaway
@@ -483,6 +486,7 @@ class SRAEExplainer(
                 y_stats,
             )
             cfg = fitting.store_constraint(self, cfg, the_bound, train)
+            cfg = fitting.with_network_head(self, cfg, scaler.scale, train[0])
             cfg = cfg.replace(dropout_generator=device_generator(generator, device))
             val = engine.validation_target(val, the_bound, self.faithfulness_tol, cfg)
             result, retries = fitting.train_with_guard(

@@ -46,6 +46,8 @@ class TrainConfig:
     temperature: float = 1.0
     y_mean: torch.Tensor | None = None
     y_scale: torch.Tensor | None = None
+    network_head: torch.nn.Module | None = field(default=None, compare=False)
+    z_scale: float = 1.0
     warmup_steps: int = 0
     lr_step: int = 40
     lr_gamma: float = 0.1

@@ -49,6 +49,17 @@ def faithfulness_error(y_hat, y, cfg):
     return normalised_faithfulness(y_hat, y, cfg.output_weights)
 
 
+def network_decision_error(z_hat, y, cfg):
+    """The faithfulness error of the rest of the network on the decoded activations.
+
+    ``cfg.network_head`` maps activations in the caller's units to logits; it runs on
+    ``z_scale * z_hat`` and its logits, standardised as in training, are compared with
+    ``y`` by :func:`faithfulness_error`: the decoder must keep the network's decision.
+    """
+    out = cfg.network_head(z_hat * cfg.z_scale)
+    return faithfulness_error((out - cfg.y_mean) / cfg.y_scale, y, cfg)
+
+
 def reconstruction_loss(z_hat, z, kind="log", q=100.0):
     """Reconstruction penalty of the decoder output.
 
@@ -100,10 +111,12 @@ def srae_loss(x, y_hat, z_hat, z, y, weight, cfg, constrained=False):
     """``alpha_f L_faith + alpha_r L_rec + alpha_p L_pt`` and its three parts (detached).
 
     ``weight`` is the head's ``W`` (``C x K``); ``cfg`` holds ``alpha_f, alpha_r, alpha_p,
-    reconstruction, q, pullaway, faithfulness``. ``L_faith`` is the logits' mean squared
-    error, or their softmax KL divergence with ``cfg.faithfulness == "kl"``. Without a head (``y`` is None, the unsupervised SRAE) the
-    faithfulness term is zero and the pull-away acts on ``x`` itself. With ``constrained``
-    the faithfulness term is left out of the total (the caller adds it with its multiplier).
+    reconstruction, q, pullaway, faithfulness, network_head``. ``L_faith`` is the logits'
+    mean squared error, or their softmax KL divergence with ``cfg.faithfulness == "kl"``.
+    With ``cfg.network_head`` ``L_rec`` also holds :func:`network_decision_error`. Without
+    a head (``y`` is None, the unsupervised SRAE) the faithfulness term is zero and the
+    pull-away acts on ``x`` itself. With ``constrained`` the faithfulness term is left out
+    of the total (the caller adds it with its multiplier).
     """
     faith = z.new_zeros(())
     if y is not None and cfg.faithfulness == "kl":
@@ -113,6 +126,8 @@ def srae_loss(x, y_hat, z_hat, z, y, weight, cfg, constrained=False):
     else:
         weight = None
     rec = reconstruction_loss(z_hat, z, cfg.reconstruction, cfg.q)
+    if cfg.network_head is not None and y is not None:
+        rec = rec + network_decision_error(z_hat, y, cfg)
     pt = pullaway_loss(x, weight, cfg.pullaway) if cfg.alpha_p else z.new_zeros(())
     alpha_f = 0.0 if constrained else cfg.alpha_f
     total = alpha_f * faith + cfg.alpha_r * rec + cfg.alpha_p * pt

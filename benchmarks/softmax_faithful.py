@@ -90,26 +90,42 @@ def _cell(values, spec):
     return " / ".join("-" if v is None else f"{v:{spec}}" for v in values)
 
 
-COLUMNS = [("top1", "top-1", ".3f"), ("kl", "KL", ".4f"), ("r2", "R² unif", ".3f"),
-           ("significant", "significant", ".2f"), ("fit_s", "fit s", ".2f")]
+COLUMNS = [
+    ("top1", "top-1", ".3f"),
+    ("kl", "KL", ".4f"),
+    ("r2", "R² unif", ".3f"),
+    ("significant", "significant", ".2f"),
+    ("fit_s", "fit s", ".2f"),
+]
 
 
 def markdown(records, autos, seeds):
-    lines = [f"K = {K}, held-out rows, seeds {' / '.join(map(str, seeds))} (one value per seed).",
-             "", "| case | method | " + " | ".join(c[1] for c in COLUMNS) + " |",
-             "|---" * (len(COLUMNS) + 2) + "|"]
+    lines = [
+        f"K = {K}, held-out rows, seeds {' / '.join(map(str, seeds))} (one value per seed).",
+        "",
+        "| case | method | " + " | ".join(c[1] for c in COLUMNS) + " |",
+        "|---" * (len(COLUMNS) + 2) + "|",
+    ]
     for case, per_seed in records.items():
         for method in per_seed[0]:
-            cells = [_cell([r[method].get(key) for r in per_seed], spec)
-                     for key, _, spec in COLUMNS]
+            cells = [
+                _cell([r[method].get(key) for r in per_seed], spec) for key, _, spec in COLUMNS
+            ]
             lines.append(f"| {case} | {method} | " + " | ".join(cells) + " |")
-    lines += ["", "`n_components=\"auto\"` (0.98 of the full-rank R²):", "",
-              "| case | seed | chosen K | R² curve (K = 1, 2, ...) | full rank | "
-              "PCA explained variance (K = 1, 2, ...) |", "|---" * 6 + "|"]
+    lines += [
+        "",
+        '`n_components="auto"` (0.98 of the full-rank R²):',
+        "",
+        "| case | seed | chosen K | R² curve (K = 1, 2, ...) | full rank | "
+        "PCA explained variance (K = 1, 2, ...) |",
+        "|---" * 6 + "|",
+    ]
     for case, per_seed in autos.items():
         for seed, a in per_seed.items():
-            lines.append(f"| {case} | {seed} | {a['k']} | {a['curve']} | {a['full']:.4f} | "
-                         f"{a['pca_variance']} |")
+            lines.append(
+                f"| {case} | {seed} | {a['k']} | {a['curve']} | {a['full']:.4f} | "
+                f"{a['pca_variance']} |"
+            )
     return "\n".join(lines)
 
 
@@ -132,8 +148,12 @@ def main(argv=None):
     table = markdown(records, autos, seeds)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out + ".json", "w") as f:
-        json.dump(dict(results=records, auto=autos, total_s=time.perf_counter() - t0), f,
-                  indent=1, default=float)
+        json.dump(
+            dict(results=records, auto=autos, total_s=time.perf_counter() - t0),
+            f,
+            indent=1,
+            default=float,
+        )
     with open(args.out + ".md", "w") as f:
         f.write(table + "\n")
     print(table)

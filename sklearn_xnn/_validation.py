@@ -10,6 +10,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_array, check_consistent_length, validate_data
 
 from sklearn_xnn._nn.data import should_stream
@@ -206,3 +207,42 @@ def check_faithfulness(est, Y):
             f"least 2 columns (one logit per class); got {n}. Pass the network's logits, "
             'or use faithfulness="mse".'
         )
+
+
+#: ``SRAEExplainer``'s parameter constraints (scikit-learn's parameter validation).
+PARAMETER_CONSTRAINTS = {
+    "n_components": [
+        Interval(Integral, 1, None, closed="left"),
+        Interval(Real, 0, 1, closed="neither"),
+        StrOptions({"auto"}),
+    ],
+    "hidden_layer_sizes": ["array-like"],
+    "faithfulness": [StrOptions({"mse", "kl"})],
+    "temperature": [Interval(Real, 0, None, closed="neither")],
+    "faithfulness_tol": [Interval(Real, 0, None, closed="left"), None],
+    "network_head": [HasMethods(["forward"]), None],
+    "alpha_faithfulness": [Interval(Real, 0, None, closed="left")],
+    "alpha_reconstruction": [Interval(Real, 0, None, closed="left")],
+    "alpha_pullaway": [Interval(Real, 0, None, closed="left")],
+    "reconstruction": [StrOptions({"log", "mse"})],
+    "log_penalty": [Interval(Real, 0, None, closed="neither")],
+    "pullaway": [StrOptions({"samples", "components"})],
+    "dropout": [Interval(Real, 0, 1, closed="left")],
+    "pretrain": [Interval(Integral, 0, None, closed="left")],
+    "max_iter": [Interval(Integral, 1, None, closed="left")],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+    "weight_decay": [Interval(Real, 0, None, closed="left")],
+    "tol": [Interval(Real, 0, None, closed="left")],
+    "early_stopping": ["boolean"],
+    "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+    "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+    "collapse_retries": [Interval(Integral, 0, None, closed="left")],
+    "rescale": ["boolean"],
+    "device": [str],
+    "precision": [StrOptions({"float32", "bf16"})],
+    "compile": ["boolean"],
+    "stream_threshold": [Interval(Integral, 0, None, closed="left")],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+}

@@ -59,8 +59,9 @@ def test_kl_is_never_less_decision_faithful_than_the_linear_reference(signed):
     Z, y, _ = make_concept_activations(800, 32, n_outputs=6, random_state=1)
     if signed:
         Z = StandardScaler().fit_transform(Z)
-    est = _fit(Z, y, n_components=3, faithfulness="kl", faithfulness_tol=10.0, max_iter=1,
-               random_state=0)
+    est = _fit(
+        Z, y, n_components=3, faithfulness="kl", faithfulness_tol=10.0, max_iter=1, random_state=0
+    )
     reference = softmax_kl(y, _rank_k_predictions(Z, y, 3))
     assert est.faithfulness_bound_ == pytest.approx(reference, rel=0.02)
     # a tolerance above the reference is capped by it: training may not lose decisions
@@ -69,8 +70,9 @@ def test_kl_is_never_less_decision_faithful_than_the_linear_reference(signed):
 
 def test_temperature_sets_the_softmax_the_constraint_compares():
     Z, y, _ = make_concept_activations(600, 24, n_outputs=5, random_state=2)
-    warm = _fit(Z, y, n_components=3, faithfulness="kl", temperature=3.0, max_iter=2,
-                random_state=0)
+    warm = _fit(
+        Z, y, n_components=3, faithfulness="kl", temperature=3.0, max_iter=2, random_state=0
+    )
     assert warm.faithfulness_bound_ == pytest.approx(
         softmax_kl(y, _rank_k_predictions(Z, y, 3), temperature=3.0), rel=0.02
     )
@@ -108,8 +110,9 @@ def test_kl_partial_fit_and_persistence_keep_the_decision_constraint(tmp_path):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_auto_picks_the_number_of_planted_concepts(seed):
     Z, y, _ = make_concept_activations(1500, 64, n_concepts=5, random_state=seed)
-    est = _fit(Z, y, n_components="auto", max_iter=1, hidden_layer_sizes=(64, 32),
-               random_state=seed)
+    est = _fit(
+        Z, y, n_components="auto", max_iter=1, hidden_layer_sizes=(64, 32), random_state=seed
+    )
     assert est.n_components_ == 5
     assert est.transform(Z).shape == (len(Z), 5)
     curve = est.faithfulness_curve_
@@ -134,8 +137,7 @@ def test_a_fraction_picks_the_smallest_rank_reaching_it(digits):
 
 def test_auto_without_logits_uses_the_variance_curve():
     Z, _, _ = make_concept_activations(500, 20, random_state=0)
-    est = _fit(Z, None, n_components=0.8, max_iter=1, hidden_layer_sizes=(32, 16),
-               random_state=0)
+    est = _fit(Z, None, n_components=0.8, max_iter=1, hidden_layer_sizes=(32, 16), random_state=0)
     Zc = Z - Z.mean(0)
     evals = np.linalg.eigvalsh(Zc.T @ Zc)[::-1]
     expected = np.cumsum(evals) / evals.sum()

@@ -113,7 +113,16 @@ def _assess(model, Z, Y, history, opt, cfg, lam, stage=None):
     collapsed, balance = collapse_state(x, weight) if x is not None else (True, 0.0)
     alphas = (cfg.alpha_f, cfg.alpha_r, cfg.alpha_p)
     return Attempt(
-        model, history, opt, x, collapsed, balance, alphas, lam, faithfulness, stage or "fine-tuning"
+        model,
+        history,
+        opt,
+        x,
+        collapsed,
+        balance,
+        alphas,
+        lam,
+        faithfulness,
+        stage or "fine-tuning",
     )
 
 

@@ -145,7 +145,7 @@ class ExplanationScorer:
     perfectly faithful space of identical features (``rho = 1``) scores 0.5, like a
     perfectly decorrelated one that explains half the variance. ``rho`` ignores dead
     features, so killing features would lower it for free; the ``dead`` term closes that
-    loophole (SPEC: report dead x-features, never hide them). Sparsity is left out on
+    loophole (dead x-features are reported, never hidden). Sparsity is left out on
     purpose: it trades directly against faithfulness for a fixed ``K`` and is better read
     from its own column than folded into a number that grid search maximises.
 

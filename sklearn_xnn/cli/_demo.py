@@ -47,21 +47,11 @@ def _embedders(fitted):
 
 def _digits_cnn(args, cfg, step):
     """Train the digits CNN; returns the model and the train/test images and labels."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
     from sklearn_xnn.datasets import train_digits_cnn
+    from sklearn_xnn.datasets._digits import split_digit_images
 
     step(f"training the digits CNN ({cfg['cnn_epochs']} epochs on 8x8 images, CPU)...")
-    digits = load_digits()
-    images = (digits.images / 16.0).astype(np.float32)[:, None]
-    im_tr, im_te, lab_tr, lab_te = train_test_split(
-        images,
-        digits.target,
-        test_size=0.3,
-        stratify=digits.target,
-        random_state=args.random_state,
-    )
+    im_tr, im_te, lab_tr, lab_te = split_digit_images(0.3, args.random_state)
     model = train_digits_cnn(
         im_tr, lab_tr, epochs=cfg["cnn_epochs"], random_state=args.random_state
     )

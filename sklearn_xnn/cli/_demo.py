@@ -2,14 +2,7 @@
 
 import numpy as np
 
-from sklearn_xnn.cli._shared import (
-    Steps,
-    check_device,
-    checked_params,
-    fit_and_compare,
-    params_note,
-    print_table,
-)
+from sklearn_xnn.cli import _shared as shared
 
 #: The demo's CNN and report sizes.
 _DEMO = {
@@ -82,19 +75,19 @@ def _add_network_columns(table, fitted, model, im_te, Z_te, y_te):
 
 def run_demo(args):
     """Train a CNN on digits, explain its fc1 layer, compare, write ``report.html``."""
-    device = check_device(args.device)
-    params = checked_params(args, n_features=64)
+    device = shared.check_device(args.device)
+    params = shared.checked_params(args, n_features=64)
     cfg = _DEMO["quick" if args.quick else "full"]
-    step = Steps(7)
+    step = shared.Steps(7)
     model, images, lab_te = _digits_cnn(args, cfg, step)
     step(f"extracting layer relu_fc1 on {device}...")
     Z_tr, y_tr, Z_te, y_te = _layer_activations(model, images, args.device)
     accuracy = float((y_te.argmax(1) == lab_te).mean())
     step(f"CNN held-out accuracy {accuracy:.3f}")
-    table, fitted = fit_and_compare(params, step, Z_tr, y_tr, Z_te, y_te)
+    table, fitted = shared.fit_and_compare(params, step, Z_tr, y_tr, Z_te, y_te)
     fitted = _embedders(fitted)
     table = _add_network_columns(table, fitted, model, images[1], Z_te, y_te)
-    print_table(table)
+    shared.print_table(table)
     step(f"writing report (heatmaps: {args.heatmap})...")
     path = _demo_report(args, cfg, table, fitted["SRAE"], model, images[1], Z_te, accuracy)
     step(f"wrote {path}")
@@ -130,5 +123,5 @@ def _demo_notes(args, cfg, accuracy, n_test):
         "a least-squares head on their training embedding. reconstruction_faithfulness_r2 / "
         "reconstruction_top1_agreement: fc2 applied to inverse_transform(transform(Z)) "
         "against the original logits.",
-        params_note(args),
+        shared.params_note(args),
     ]

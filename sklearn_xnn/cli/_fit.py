@@ -4,15 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sklearn_xnn.cli import _shared as shared
 from sklearn_xnn.cli._parser import UsageError
-from sklearn_xnn.cli._shared import (
-    Steps,
-    check_device,
-    checked_params,
-    fit_and_compare,
-    params_note,
-    print_table,
-)
 
 
 def _load_array(spec, what):
@@ -65,14 +58,14 @@ def run_fit(args):
     from sklearn.model_selection import train_test_split
 
     Z, Y = _validated_arrays(args)
-    check_device(args.device)
-    params = checked_params(args, n_features=Z.shape[1])
-    step = Steps(5)
+    shared.check_device(args.device)
+    params = shared.checked_params(args, n_features=Z.shape[1])
+    step = shared.Steps(5)
     Z_tr, Z_te, y_tr, y_te = train_test_split(
         Z, Y, test_size=args.test_size, random_state=args.random_state
     )
-    table, fitted = fit_and_compare(params, step, Z_tr, y_tr, Z_te, y_te)
-    print_table(table)
+    table, fitted = shared.fit_and_compare(params, step, Z_tr, y_tr, Z_te, y_te)
+    shared.print_table(table)
     step("saving the fitted SRAE explainer and comparison.csv...")
     args.out.mkdir(parents=True, exist_ok=True)
     model_path = args.out / "explainer.safetensors"
@@ -96,6 +89,6 @@ def _fit_report(args, table, srae, Z, Z_te, n_train):
         notes=[
             f"Activations {args.activations} ({Z.shape[1]} features), logits {args.logits}; "
             f"{n_train} training rows, {len(Z_te)} held-out rows; K={args.n_components}.",
-            params_note(args),
+            shared.params_note(args),
         ],
     )

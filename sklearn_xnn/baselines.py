@@ -1,7 +1,8 @@
 """Baseline explainers to compare SRAE with: a headed transformer, a PLS embedding, a random row.
 
-Every method is compared on equal footing (SPEC section 3): a transformer without a head
-gets the same least-squares linear head on its embedding, fitted on the training rows.
+Every method is compared on equal footing (:ref:`comparing` in the user guide): a
+transformer without a head gets the same least-squares linear head on its embedding,
+fitted on the training rows.
 """
 
 from numbers import Integral

@@ -4,9 +4,9 @@ Fitted weights follow scikit-learn's MLP convention: ``coef`` of a layer has sha
 ``(n_in, n_out)`` and the layer computes ``h @ coef + intercept``; the head keeps the
 ``(n_outputs, n_components)`` convention of ``coef_``. :func:`from_module` reads a trained
 :class:`~sklearn_xnn._nn.modules.XNN` into a :class:`NetworkWeights` (float64 numpy), and
-:func:`encoder`, :func:`decoder` and :func:`to_module` build modules from one. Inference,
-``partial_fit`` after ``fit``, persistence and ``sklearn_xnn.torch.explainer_module`` all
-go through here.
+:func:`encoder`, :func:`decoder`, :func:`head` and :func:`to_module` build modules from
+one. Inference, ``partial_fit`` after ``fit``, persistence and
+``sklearn_xnn.torch.explainer_module`` all go through here.
 """
 
 import dataclasses
@@ -60,6 +60,12 @@ def _load(layers, pairs):
             layer.bias.copy_(torch.as_tensor(np.asarray(intercept)))
 
 
+def _load_head(layer, W, b):
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(np.asarray(W)))
+        layer.bias.copy_(torch.as_tensor(np.asarray(b)))
+
+
 def _materialise(module, device, dtype):
     """A module built on the meta device, given storage (no global RNG draw)."""
     return module.to_empty(device=device).to(dtype)
@@ -69,24 +75,33 @@ def _sizes(pairs):
     return [pairs[0][0].shape[0], *(c.shape[1] for c, _ in pairs)]
 
 
-def encoder(coefs, intercepts, *, device="cpu", dtype=torch.float64):
-    """An :class:`Encoder` holding MLP-convention weights (every layer Linear + ReLU)."""
+def _built(make, coefs, intercepts, device, dtype):
+    """``make(sizes)`` built on the meta device, then given storage and the weights."""
     pairs = list(zip(coefs, intercepts, strict=True))
     with torch.device("meta"):
-        module = Encoder(_sizes(pairs))
+        module = make(_sizes(pairs))
     module = _materialise(module, device, dtype)
     _load(module.layers, pairs)
     return module
+
+
+def encoder(coefs, intercepts, *, device="cpu", dtype=torch.float64):
+    """An :class:`Encoder` holding MLP-convention weights (every layer Linear + ReLU)."""
+    return _built(Encoder, coefs, intercepts, device, dtype)
 
 
 def decoder(coefs, intercepts, relu_output, *, device="cpu", dtype=torch.float64):
     """A :class:`Decoder` holding MLP-convention weights."""
-    pairs = list(zip(coefs, intercepts, strict=True))
+    return _built(lambda sizes: Decoder(sizes, relu_output), coefs, intercepts, device, dtype)
+
+
+def head(W, b, *, device="cpu", dtype=torch.float64):
+    """The head ``y_hat = x @ W.T + b`` as an ``nn.Linear``; ``W`` of shape (n_outputs, K)."""
     with torch.device("meta"):
-        module = Decoder(_sizes(pairs), relu_output)
-    module = _materialise(module, device, dtype)
-    _load(module.layers, pairs)
-    return module
+        layer = torch.nn.Linear(W.shape[1], W.shape[0])
+    layer = _materialise(layer, device, dtype)
+    _load_head(layer, W, b)
+    return layer
 
 
 def to_module(weights, *, dropout=0.0, device="cpu", dtype=torch.float32):
@@ -101,7 +116,5 @@ def to_module(weights, *, dropout=0.0, device="cpu", dtype=torch.float32):
     _load(model.encoder.layers, weights.encoder)
     _load(model.decoder.layers, weights.decoder)
     if weights.head is not None:
-        with torch.no_grad():
-            model.head.weight.copy_(torch.as_tensor(weights.head[0]))
-            model.head.bias.copy_(torch.as_tensor(weights.head[1]))
+        _load_head(model.head, *weights.head)
     return model

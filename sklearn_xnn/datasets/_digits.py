@@ -8,15 +8,15 @@ from sklearn.utils import Bunch, check_random_state
 from torch import nn
 
 
-class DigitsCNN(nn.Module):
-    """A small CNN for 8x8 digits.
+class SmallCNN(nn.Module):
+    """``conv -> ReLU -> conv -> ReLU -> maxpool -> fc -> ReLU -> fc`` for square 1-channel images.
 
-    ``conv(1->16) -> ReLU -> conv(16->32) -> ReLU -> maxpool -> fc(512->64) -> ReLU -> fc(64->10)``.
-    Named layers: ``conv1``, ``conv2``, ``pool``, ``fc1`` (its ReLU output is ``relu_fc1``),
-    ``fc2``.
+    Named layers: ``conv1``, ``relu1``, ``conv2``, ``relu2``, ``pool``, ``flatten``, ``fc1``
+    (its ReLU output is ``relu_fc1``), ``fc2``; :class:`DigitsCNN` and
+    :class:`~sklearn_xnn.datasets.PatchCNN` are its two sizes.
     """
 
-    def __init__(self, width=16, hidden=64):
+    def __init__(self, image_size, n_classes, width, hidden):
         super().__init__()
         self.conv1 = nn.Conv2d(1, width, 3, padding=1)
         self.relu1 = nn.ReLU()
@@ -24,9 +24,9 @@ class DigitsCNN(nn.Module):
         self.relu2 = nn.ReLU()
         self.pool = nn.MaxPool2d(2)
         self.flatten = nn.Flatten()
-        self.fc1 = nn.Linear(2 * width * 16, hidden)
+        self.fc1 = nn.Linear(2 * width * (image_size // 2) ** 2, hidden)
         self.relu_fc1 = nn.ReLU()
-        self.fc2 = nn.Linear(hidden, 10)
+        self.fc2 = nn.Linear(hidden, n_classes)
 
     def features(self, x):
         """Activations of ``relu_fc1`` (the layer explained by default)."""
@@ -35,6 +35,18 @@ class DigitsCNN(nn.Module):
 
     def forward(self, x):
         return self.fc2(self.features(x))
+
+
+class DigitsCNN(SmallCNN):
+    """A small CNN for 8x8 digits.
+
+    ``conv(1->16) -> ReLU -> conv(16->32) -> ReLU -> maxpool -> fc(512->64) -> ReLU -> fc(64->10)``.
+    Named layers: ``conv1``, ``conv2``, ``pool``, ``fc1`` (its ReLU output is ``relu_fc1``),
+    ``fc2``.
+    """
+
+    def __init__(self, width=16, hidden=64):
+        super().__init__(8, 10, width, hidden)
 
 
 def train_digits_cnn(images, labels, *, epochs=30, batch_size=64, random_state=None):
@@ -66,6 +78,22 @@ def train_classifier(make_model, images, labels, epochs, batch_size, lr, random_
     return model.eval()
 
 
+def split_digit_images(test_size, random_state):
+    """scikit-learn's digits as (n, 1, 8, 8) images in [0, 1], split stratified by label.
+
+    Returns ``images_train, images_test, labels_train, labels_test``.
+    """
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)[:, None]
+    return train_test_split(
+        images,
+        digits.target,
+        test_size=test_size,
+        stratify=digits.target,
+        random_state=random_state,
+    )
+
+
 def load_digits_activations(*, test_size=0.3, epochs=30, random_state=0):
     """Train a small CNN on scikit-learn's digits and return its ``fc1`` activations and logits.
 
@@ -90,15 +118,7 @@ def load_digits_activations(*, test_size=0.3, epochs=30, random_state=0):
         ``model`` (the trained :class:`DigitsCNN`), ``layer`` ("relu_fc1") and
         ``accuracy`` (held-out accuracy of the CNN).
     """
-    digits = load_digits()
-    images = (digits.images / 16.0).astype(np.float32)[:, None]
-    im_tr, im_te, lab_tr, lab_te = train_test_split(
-        images,
-        digits.target,
-        test_size=test_size,
-        stratify=digits.target,
-        random_state=random_state,
-    )
+    im_tr, im_te, lab_tr, lab_te = split_digit_images(test_size, random_state)
     model = train_digits_cnn(im_tr, lab_tr, epochs=epochs, random_state=random_state)
     with torch.no_grad():
         out = {}

@@ -2,9 +2,8 @@
 
 import numpy as np
 from sklearn.utils import Bunch, check_random_state
-from torch import nn
 
-from sklearn_xnn.datasets._digits import train_classifier
+from sklearn_xnn.datasets._digits import SmallCNN, train_classifier
 
 
 def _patterns(n_classes, size, rng):
@@ -123,7 +122,7 @@ def make_patch_images(
     )
 
 
-class PatchCNN(nn.Module):
+class PatchCNN(SmallCNN):
     """``conv -> ReLU -> conv -> ReLU -> maxpool -> fc -> ReLU -> fc`` for small square images.
 
     Named layers as in :class:`sklearn_xnn.datasets.DigitsCNN`: ``conv1``, ``relu1``,
@@ -131,20 +130,7 @@ class PatchCNN(nn.Module):
     """
 
     def __init__(self, image_size=16, n_classes=4, width=8, hidden=32):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, width, 3, padding=1)
-        self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
-        self.relu2 = nn.ReLU()
-        self.pool = nn.MaxPool2d(2)
-        self.flatten = nn.Flatten()
-        self.fc1 = nn.Linear(2 * width * (image_size // 2) ** 2, hidden)
-        self.relu_fc1 = nn.ReLU()
-        self.fc2 = nn.Linear(hidden, n_classes)
-
-    def forward(self, x):
-        h = self.pool(self.relu2(self.conv2(self.relu1(self.conv1(x)))))
-        return self.fc2(self.relu_fc1(self.fc1(self.flatten(h))))
+        super().__init__(image_size, n_classes, width, hidden)
 
 
 def train_patch_cnn(images, labels, *, epochs=10, batch_size=32, lr=3e-3, random_state=None):

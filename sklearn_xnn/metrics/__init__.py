@@ -6,7 +6,8 @@ Faithfulness (:func:`faithfulness_r2`, :func:`faithfulness_rmse`, :func:`top1_ag
 :func:`n_significant`), orthogonality (:func:`pullaway`, :func:`contribution_correlation`,
 :func:`mean_abs_correlation`, :func:`component_cosines`), health (:func:`dead_fraction`,
 :func:`mean_contributions`, :func:`seed_stability`) and ground truth
-(:func:`concept_recovery`). Each docstring states its formula (SPEC section 3).
+(:func:`concept_recovery`). Each docstring states its formula; :ref:`explanation_space`
+and :ref:`comparing` in the user guide say what they measure and how to read them.
 """
 
 from sklearn_xnn.metrics._faithfulness import (

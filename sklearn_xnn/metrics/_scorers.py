@@ -17,14 +17,8 @@ from sklearn_xnn.metrics._adapter import (
 from sklearn_xnn.metrics._faithfulness import faithfulness_r2, reconstruction_r2, top1_agreement
 from sklearn_xnn.metrics._geometry import dead_fraction, mean_abs_correlation
 
-
-def faithfulness_r2_scorer(estimator, Z, y):
-    """Faithfulness R² of ``estimator.predict(Z)`` against the logits ``y``.
-
-    Same value as ``estimator.score(Z, y)`` for SRAE and headed pipelines; see
-    :func:`~sklearn_xnn.metrics.faithfulness_r2`.
-
-    Parameters
+#: What every scorer takes and returns, and the set-up of its example.
+_SCORER_SECTIONS = """Parameters
     ----------
     estimator : fitted estimator
         SRAE, a headed pipeline or a predictor that transforms.
@@ -43,8 +37,25 @@ def faithfulness_r2_scorer(estimator, Z, y):
     >>> from sklearn.decomposition import PCA
     >>> from sklearn_xnn.baselines import make_headed
     >>> from sklearn_xnn.datasets import make_concept_activations
-    >>> from sklearn_xnn.metrics import faithfulness_r2_scorer
-    >>> Z, y, _ = make_concept_activations(200, 16, random_state=0)
+    >>> from sklearn_xnn.metrics import {name}
+    >>> Z, y, _ = make_concept_activations(200, 16, random_state=0)"""
+
+
+def _scorer_doc(scorer):
+    """Fill the ``{scorer_sections}`` of a scorer's docstring (the sections they share)."""
+    sections = _SCORER_SECTIONS.format(name=scorer.__name__)
+    scorer.__doc__ = scorer.__doc__.replace("{scorer_sections}", sections)
+    return scorer
+
+
+@_scorer_doc
+def faithfulness_r2_scorer(estimator, Z, y):
+    """Faithfulness R² of ``estimator.predict(Z)`` against the logits ``y``.
+
+    Same value as ``estimator.score(Z, y)`` for SRAE and headed pipelines; see
+    :func:`~sklearn_xnn.metrics.faithfulness_r2`.
+
+    {scorer_sections}
     >>> model = make_headed(PCA(3)).fit(Z, y)
     >>> bool(abs(faithfulness_r2_scorer(model, Z, y) - model.score(Z, y)) < 1e-12)
     True
@@ -52,65 +63,27 @@ def faithfulness_r2_scorer(estimator, Z, y):
     return faithfulness_r2(y, estimator.predict(Z))
 
 
+@_scorer_doc
 def top1_agreement_scorer(estimator, Z, y):
     """Top-1 agreement of ``estimator.predict(Z)`` with the logits ``y`` (needs >= 2 outputs).
 
     See :func:`~sklearn_xnn.metrics.top1_agreement`.
 
-    Parameters
-    ----------
-    estimator : fitted estimator
-        SRAE, a headed pipeline or a predictor that transforms.
-    Z : array-like of shape (n_samples, n_features)
-        Activations.
-    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-        Logits to explain.
-
-    Returns
-    -------
-    score : float
-        Greater is better.
-
-    Examples
-    --------
-    >>> from sklearn.decomposition import PCA
-    >>> from sklearn_xnn.baselines import make_headed
-    >>> from sklearn_xnn.datasets import make_concept_activations
-    >>> from sklearn_xnn.metrics import top1_agreement_scorer
-    >>> Z, y, _ = make_concept_activations(200, 16, random_state=0)
+    {scorer_sections}
     >>> 0.0 <= top1_agreement_scorer(make_headed(PCA(3)).fit(Z, y), Z, y) <= 1.0
     True
     """
     return top1_agreement(y, estimator.predict(Z))
 
 
+@_scorer_doc
 def reconstruction_r2_scorer(estimator, Z, y=None):
     """Pooled reconstruction R² of ``inverse_transform(transform(Z))`` (``y`` is ignored).
 
     See :func:`~sklearn_xnn.metrics.reconstruction_r2`. Raises ``ValueError`` for an
     explainer whose transformer has no ``inverse_transform``.
 
-    Parameters
-    ----------
-    estimator : fitted estimator
-        SRAE, a headed pipeline or a predictor that transforms.
-    Z : array-like of shape (n_samples, n_features)
-        Activations.
-    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-        Logits to explain.
-
-    Returns
-    -------
-    score : float
-        Greater is better.
-
-    Examples
-    --------
-    >>> from sklearn.decomposition import PCA
-    >>> from sklearn_xnn.baselines import make_headed
-    >>> from sklearn_xnn.datasets import make_concept_activations
-    >>> from sklearn_xnn.metrics import reconstruction_r2_scorer
-    >>> Z, y, _ = make_concept_activations(200, 16, random_state=0)
+    {scorer_sections}
     >>> pca = PCA(16).fit(Z)
     >>> round(reconstruction_r2_scorer(pca, Z), 6)
     1.0
@@ -145,7 +118,7 @@ class ExplanationScorer:
     perfectly faithful space of identical features (``rho = 1``) scores 0.5, like a
     perfectly decorrelated one that explains half the variance. ``rho`` ignores dead
     features, so killing features would lower it for free; the ``dead`` term closes that
-    loophole (SPEC: report dead x-features, never hide them). Sparsity is left out on
+    loophole (dead x-features are reported, never hidden). Sparsity is left out on
     purpose: it trades directly against faithfulness for a fixed ``K`` and is better read
     from its own column than folded into a number that grid search maximises.
 
@@ -174,7 +147,7 @@ class ExplanationScorer:
 
     def __call__(self, estimator, Z, y):
         """Score a fitted explainer on ``(Z, y)``; see the class docstring."""
-        faith = faithfulness_r2(y, estimator.predict(Z))
+        faith = faithfulness_r2_scorer(estimator, Z, y)
         X = embed(estimator, Z)
         S = contributions_of(estimator, Z, X)
         rho = mean_abs_correlation(S)

@@ -8,15 +8,8 @@ each column is marked, and every metric on which another explainer beats the ref
 
 import html
 
-from sklearn_xnn.compare import (
-    COLUMN_INFO,
-    ColumnInfo,
-    _fmt,
-    _scores,
-    _shown_columns,
-    best_rows,
-    describe_losses,
-)
+from sklearn_xnn.compare import COLUMN_INFO, ColumnInfo, best_rows, describe_losses
+from sklearn_xnn.compare._format import _fmt, _scores, _shown_columns
 
 ARROW = {"higher": "\u2191", "lower": "\u2193", None: ""}
 

@@ -5,18 +5,13 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from sklearn_xnn._nn import weights
 from sklearn_xnn.torch._extract import TruncatedNetwork
 from sklearn_xnn.torch._modes import evaluating
 
 
-def _linear(coef, intercept, dtype):
-    """An ``nn.Linear`` holding MLP-convention weights ``coef`` of shape (n_in, n_out)."""
-    coef = np.asarray(coef, dtype=np.float64)
-    layer = nn.Linear(coef.shape[0], coef.shape[1], dtype=dtype)
-    with torch.no_grad():
-        layer.weight.copy_(torch.as_tensor(coef.T, dtype=dtype))
-        layer.bias.copy_(torch.as_tensor(np.asarray(intercept, dtype=np.float64), dtype=dtype))
-    return layer
+def _float64(arrays):
+    return [np.asarray(a, dtype=np.float64) for a in arrays]
 
 
 def _output_is_1d(explainer):
@@ -109,17 +104,19 @@ def explainer_module(explainer, *, dtype=torch.float32, device="cpu"):
     True
     """
     check_is_fitted(explainer, ["encoder_coefs_", "encoder_intercepts_"])
-    layers = []
-    for coef, intercept in zip(
-        explainer.encoder_coefs_, explainer.encoder_intercepts_, strict=True
-    ):
-        layers += [_linear(coef, intercept, dtype), nn.ReLU()]
+    encoder = weights.encoder(
+        _float64(explainer.encoder_coefs_),
+        _float64(explainer.encoder_intercepts_),
+        device=device,
+        dtype=dtype,
+    )
+    layers = [m for layer in encoder.layers for m in (layer, nn.ReLU())]
     head, output_1d = None, False
     if hasattr(explainer, "coef_"):
-        coef = np.atleast_2d(explainer.coef_)
-        head = _linear(coef.T, np.atleast_1d(explainer.intercept_), dtype)
+        W, b = _float64([np.atleast_2d(explainer.coef_), np.atleast_1d(explainer.intercept_)])
+        head = weights.head(W, b, device=device, dtype=dtype)
         output_1d = _output_is_1d(explainer)
-    module = ExplainerModule(nn.Sequential(*layers), head, output_1d).to(device).eval()
+    module = ExplainerModule(nn.Sequential(*layers), head, output_1d).eval()
     module.requires_grad_(False)
     return module
 

@@ -1,0 +1,60 @@
+"""The ``sklearn-xnn`` command: ``demo`` on a digits CNN, ``fit`` on your own arrays.
+
+Every :class:`~sklearn_xnn.SRAEExplainer` parameter is an option of both commands. The
+options are generated from the estimator itself (names and defaults from ``get_params()``,
+types and choices from ``_parameter_constraints``, help from the class docstring), so a
+new parameter appears on the command line by itself and the defaults of ``fit`` are the
+estimator's. Progress (each step, and each training epoch's loss through the
+``sklearn_xnn`` logger) goes to stderr; the comparison table goes to stdout.
+
+Errors in the user's input (missing files, bad shapes, unknown options, bad values,
+bad ``.npz`` keys) print one line and exit with status 2, without a traceback.
+"""
+
+import sys
+
+from sklearn_xnn.cli._demo import run_demo
+from sklearn_xnn.cli._fit import run_fit
+from sklearn_xnn.cli._options import estimator_options, parameter_help
+from sklearn_xnn.cli._parser import (
+    CLI_DEFAULTS,
+    DEMO_DEFAULTS,
+    DESCRIPTION,
+    QUICK_DEFAULTS,
+    UsageError,
+    build_parser,
+)
+from sklearn_xnn.cli._shared import epoch_progress
+
+__all__ = [
+    "CLI_DEFAULTS",
+    "DEMO_DEFAULTS",
+    "DESCRIPTION",
+    "QUICK_DEFAULTS",
+    "UsageError",
+    "build_parser",
+    "estimator_options",
+    "main",
+    "parameter_help",
+    "run_demo",
+    "run_fit",
+]
+
+
+def main(argv=None):
+    """Run the command line; returns the exit status."""
+    try:
+        argv = sys.argv[1:] if argv is None else list(argv)
+        args = build_parser(quick="--quick" in argv).parse_args(argv)
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        with epoch_progress(args.verbose):
+            return run_demo(args) if args.command == "demo" else run_fit(args)
+    except UsageError as exc:
+        print(f"sklearn-xnn: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sklearn-xnn: interrupted", file=sys.stderr)
+        return 130

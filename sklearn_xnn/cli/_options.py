@@ -1,0 +1,152 @@
+"""Command-line options generated from :class:`~sklearn_xnn.SRAEExplainer` itself.
+
+Names and defaults come from ``get_params()``, types, ranges and choices from
+``_parameter_constraints``, the help text from the class docstring: a new parameter is an
+option of both commands by itself.
+"""
+
+import argparse
+import contextlib
+import inspect
+import numbers
+import re
+
+from sklearn.utils._param_validation import Interval, StrOptions, make_constraint
+
+from sklearn_xnn import SRAEExplainer
+
+_CLI_NOTES = {"verbose": "The command prints these lines on stderr; 0 silences them."}
+
+
+def _plain(text):
+    """reST markup of a docstring as plain text (``x`` -> x, :class:`~a.B` -> B)."""
+    text = re.sub(r":\w+:`~?(?:[\w.]+\.)?([^`<]+?)(?:\s*<[^>]*>)?`", r"\1", text)
+    text = text.replace(" (see above)", "")
+    return re.sub(r"``([^`]*)``", r"\1", text).replace("%", "%%")
+
+
+def parameter_help(estimator_class=SRAEExplainer):
+    """``{name: first sentence}`` of each parameter in the class docstring, as plain text."""
+    doc = estimator_class.__doc__ or ""
+    section = re.search(
+        r"\n\s*Parameters\n\s*-+\n(.*?)(?:\n\s*\n\s*\w[\w ]*\n\s*-+\n|\Z)", doc, re.S
+    )
+    helps = {}
+    for m in re.finditer(
+        r"^    (\w+) : [^\n]*\n((?:        [^\n]*\n?)*)", section.group(1) if section else "", re.M
+    ):
+        words = " ".join(m.group(2).split())
+        first = re.split(r"(?<=[a-z0-9)`])\.(?:\s|$)", words, maxsplit=1)[0]
+        helps[m.group(1)] = _plain(first.rstrip(".") + ".")
+    return helps
+
+
+def checked(convert, constraints, what):
+    """An argparse type: ``convert(text)``, then the estimator's constraints on the value."""
+    objects = [make_constraint(c) for c in constraints]
+
+    def parse(text):
+        if text.lower() == "none" and (None in constraints or "random_state" in constraints):
+            return None
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not any(c.is_satisfied_by(value) for c in objects):
+            allowed = " or ".join(str(c) for c in objects)
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+def _word_or_number(text):
+    for convert in (int, float):
+        with contextlib.suppress(ValueError):
+            return convert(text)
+    return text
+
+
+def _number_tuple(default):
+    """Comma lists like ``800,100`` for a tuple default (positive ints for an int tuple)."""
+    ints = all(isinstance(v, numbers.Integral) for v in default)
+
+    def parse(text):
+        try:
+            values = tuple((int if ints else float)(s) for s in text.split(","))
+        except ValueError:
+            kind = "integers" if ints else "numbers"
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {kind}, got {text!r}"
+            ) from None
+        if ints and min(values) < 1:
+            raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+        return values
+
+    return parse, ",".join(["INT" if ints else "X"] * max(len(default), 1))
+
+
+def _option_kwargs(default, constraints):
+    """argparse keyword arguments for one parameter from its default and its constraints."""
+    options = [c for c in constraints if isinstance(c, StrOptions)]
+    if options and len(options) == len(constraints):
+        return dict(choices=sorted(set().union(*(c.options for c in options))), type=str)
+    if options:  # a word or a number, e.g. "auto" or 0.5
+        return dict(type=checked(_word_or_number, constraints, "a word or a number"))
+    for c in constraints:
+        if c == "boolean":
+            return dict(action=argparse.BooleanOptionalAction)
+        if isinstance(c, Interval):
+            if c.type is numbers.Integral:
+                return dict(type=checked(int, constraints, "an integer"), metavar="INT")
+            return dict(type=checked(float, constraints, "a number"), metavar="X")
+        if c in ("random_state", "verbose"):
+            return dict(type=checked(int, constraints, "an integer"), metavar="INT")
+        if c == "array-like" and isinstance(default, tuple):
+            parse, metavar = _number_tuple(default)
+            return dict(type=parse, metavar=metavar)
+    if isinstance(default, bool):
+        return dict(action=argparse.BooleanOptionalAction)
+    if isinstance(default, tuple):
+        parse, metavar = _number_tuple(default)
+        return dict(type=parse, metavar=metavar)
+    kinds = {int: "an integer", float: "a number"}
+    convert = type(default) if type(default) in kinds else str
+    return dict(type=checked(convert, constraints, kinds.get(convert, "a string")))
+
+
+def estimator_options(estimator_class=SRAEExplainer):
+    """``{parameter: (flag, argparse kwargs)}`` for every parameter of the estimator.
+
+    Names and defaults come from ``estimator_class().get_params()``, types, ranges and
+    choices from its ``_parameter_constraints``, the help text from its docstring.
+    """
+    defaults = estimator_class().get_params(deep=False)
+    order = list(inspect.signature(estimator_class).parameters)
+    constraints = getattr(estimator_class, "_parameter_constraints", {})
+    helps = parameter_help(estimator_class)
+    options = {}
+    for name in sorted(defaults, key=lambda n: order.index(n) if n in order else len(order)):
+        default = defaults[name]
+        kwargs = _option_kwargs(default, constraints.get(name, []))
+        text = " ".join(
+            filter(None, [helps.get(name, f"The {name} parameter."), _CLI_NOTES.get(name)])
+        )
+        kwargs.update(default=default, dest=name, help=text)
+        options[name] = ("--" + name.replace("_", "-"), kwargs)
+    return options
+
+
+def add_estimator_options(parser, defaults):
+    """Add every estimator option to ``parser``, with ``defaults`` over the estimator's."""
+    group = parser.add_argument_group(
+        "SRAEExplainer parameters", "every parameter of sklearn_xnn.SRAEExplainer"
+    )
+    for name, (flag, kwargs) in estimator_options().items():
+        group.add_argument(flag, **{**kwargs, "default": defaults.get(name, kwargs["default"])})
+
+
+def estimator_params(args):
+    """The SRAEExplainer parameters given on the command line (with their defaults)."""
+    return {name: getattr(args, name) for name in SRAEExplainer().get_params(deep=False)}

@@ -1,0 +1,109 @@
+"""What both commands share: progress lines, parameter checks, fitting and printing."""
+
+import contextlib
+import logging
+import sys
+import time
+import warnings
+
+from sklearn.utils._param_validation import InvalidParameterError
+
+from sklearn_xnn import SRAEExplainer
+from sklearn_xnn.cli._options import estimator_params
+from sklearn_xnn.cli._parser import UsageError
+
+
+class Steps:
+    """Numbered progress lines on stderr with the time since the start."""
+
+    def __init__(self, total):
+        self.total, self.n, self.t0 = total, 0, time.perf_counter()
+
+    def __call__(self, text):
+        self.n += 1
+        elapsed = time.perf_counter() - self.t0
+        print(f"[{self.n}/{self.total} {elapsed:5.1f}s] {text}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def epoch_progress(verbose):
+    """While fitting, the ``sklearn_xnn`` logger's INFO lines (each epoch's loss) on stderr."""
+    if not verbose:
+        yield
+        return
+    logger = logging.getLogger("sklearn_xnn")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("    %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def check_device(device):
+    """The torch device ``--device`` names; UsageError when it is not available here."""
+    from sklearn_xnn._nn.convert import resolve_device
+
+    try:
+        return resolve_device(device)
+    except (ValueError, RuntimeError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def checked_params(args, n_features):
+    """The estimator parameters, checked against the constraints before any work starts."""
+    params = estimator_params(args)
+    try:
+        SRAEExplainer(**params)._validate_params()
+    except InvalidParameterError as exc:
+        raise UsageError(str(exc)) from None
+    if params["n_components"] > n_features:
+        raise UsageError(
+            f"--n-components {params['n_components']} exceeds the {n_features} activation features"
+        )
+    return params
+
+
+def print_table(table):
+    """The main columns on stdout, one line per metric (the report and the CSV have all)."""
+    from sklearn_xnn.compare import DEFAULT_COLUMNS, format_comparison
+
+    print(format_comparison(table, [c for c in DEFAULT_COLUMNS if c in table.columns]))
+
+
+def fit_and_compare(params, step, Z_tr, y_tr, Z_te, y_te):
+    """Fit SRAE, then the baselines, on the training rows; one table and the fitted models."""
+    import pandas as pd
+
+    from sklearn_xnn.compare import compare_explainers, default_explainers
+
+    rest = dict(params)
+    K, seed = rest.pop("n_components"), rest.pop("random_state")
+    explainers = default_explainers(K, seed, srae_params=rest)
+    srae = {"SRAE": explainers.pop("SRAE")}
+    step(
+        f"fitting SRAE (K={K}, hidden_layer_sizes={params['hidden_layer_sizes']}, "
+        f"max_iter={params['max_iter']}) on {len(Z_tr)} rows..."
+    )
+    tables, fitted = [], {}
+    for group in (srae, explainers):
+        if group is explainers:
+            step(f"fitting baselines ({', '.join(explainers)})...")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table, models = compare_explainers(group, Z_tr, y_tr, Z_te, y_te, return_fitted=True)
+        tables.append(table)
+        fitted.update(models)
+    return pd.concat(tables), fitted
+
+
+def params_note(args):
+    """The report's note on the SRAE parameters that differ from the estimator's defaults."""
+    defaults = SRAEExplainer().get_params(deep=False)
+    params = estimator_params(args)
+    changed = [f"{k}={v!r}" for k, v in params.items() if k != "verbose" and v != defaults[k]]
+    return f"SRAE parameters other than the defaults: {', '.join(changed) or 'none'}."

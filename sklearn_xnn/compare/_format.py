@@ -1,0 +1,227 @@
+"""Reading a comparison table: the best rows, the losses in words, the table as text."""
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from sklearn_xnn.compare._columns import COLUMN_INFO, DEFAULT_COLUMNS
+
+
+def _fmt(value):
+    """A metric at the precision shown everywhere (3 significant digits); '' for NaN.
+
+    Magnitudes below 1e-12 (round-off, e.g. PCA's component cosines) are shown as 0.
+    """
+    if not np.isfinite(value):
+        return ""
+    return "0" if abs(value) < 1e-12 else f"{value:.3g}"
+
+
+def _scores(table, column):
+    """The column as floats (NaN where missing or not numeric)."""
+    return pd.to_numeric(table[column], errors="coerce").astype(np.float64)
+
+
+def best_rows(table, column):
+    """The explainers with the best value of a scored column (ties at the shown precision).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A comparison, one row per explainer.
+    column : str
+        A column of :data:`COLUMN_INFO` whose ``better`` is ``"higher"`` or ``"lower"``.
+
+    Returns
+    -------
+    names : list of str
+        Row labels, in table order; empty when the column is unscored or all NaN.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sklearn_xnn.compare import best_rows
+    >>> t = pd.DataFrame({"rmse": [0.5, 0.2, 0.2001]}, index=["SRAE", "PCA", "PLS"])
+    >>> best_rows(t, "rmse")
+    ['PCA', 'PLS']
+    """
+    info = COLUMN_INFO.get(column)
+    if info is None or info.better is None or column not in table.columns:
+        return []
+    values = _scores(table, column)
+    if values.isna().all():
+        return []
+    best = values.max() if info.better == "higher" else values.min()
+    return [name for name, v in values.items() if _fmt(v) == _fmt(best)]
+
+
+def _beats(value, other, better):
+    """``other`` is better than ``value`` and the difference shows at 3 digits."""
+    if not (np.isfinite(value) and np.isfinite(other)) or _fmt(value) == _fmt(other):
+        return False
+    return other > value if better == "higher" else other < value
+
+
+def _join(words):
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def describe_losses(table, reference="SRAE", columns=None):
+    """One plain sentence per metric on which another explainer beats ``reference``.
+
+    A method beats the reference on a column when its value is better (in the direction
+    of :data:`COLUMN_INFO`) and differs at 3 significant digits. The sentence names
+    every such method, best first, with both values.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A comparison, one row per explainer (e.g. from :func:`compare_explainers`).
+    reference : str, default="SRAE"
+        The row the others are measured against.
+    columns : list of str, default=None
+        Columns to read; every scored column of ``table`` when None.
+
+    Returns
+    -------
+    sentences : list of str
+        In column order; empty when ``reference`` wins or ties everywhere or is absent.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sklearn_xnn.compare import describe_losses
+    >>> t = pd.DataFrame({"faithfulness_r2": [0.93, 0.95, 0.61],
+    ...                   "top1_agreement": [0.904, 0.919, 0.95]},
+    ...                  index=["SRAE", "PLS", "PCA"])
+    >>> print("\\n".join(describe_losses(t)))  # doctest: +NORMALIZE_WHITESPACE
+    PLS is more faithful than SRAE on these data: SRAE's faithfulness R² 0.93 is below
+    PLS's 0.95.
+    PCA and PLS are closer to the network's decisions than SRAE on these data: SRAE's
+    top-1 agreement 0.904 is below PCA's 0.95 and PLS's 0.919.
+    """
+    if reference not in table.index:
+        return []
+    columns = list(table.columns) if columns is None else list(columns)
+    sentences = []
+    for column in columns:
+        info = COLUMN_INFO.get(column)
+        if info is None or info.better is None or column not in table.columns:
+            continue
+        values = _scores(table, column)
+        ours = values[reference]
+        winners = [n for n, v in values.items() if n != reference and _beats(ours, v, info.better)]
+        if not winners:
+            continue
+        winners.sort(key=lambda n: -values[n] if info.better == "higher" else values[n])
+        side = "below" if info.better == "higher" else "above"
+        # a unit in the label ("fit time (s)") goes after the numbers: "fit time 1.3 s"
+        label, unit = re.fullmatch(r"(.*?)(?: \((\w+)\))?", info.label).groups()
+        unit = f" {unit}" if unit else ""
+        numbers = _join([f"{n}'s {_fmt(values[n])}{unit}" for n in winners])
+        detail = f"{reference}'s {label} {_fmt(ours)}{unit} is {side} {numbers}"
+        if info.better == "lower":
+            detail += " (lower is better)"
+        if info.verdict:
+            verb = "is" if len(winners) == 1 else "are"
+            sentences.append(
+                f"{_join(winners)} {verb} {info.verdict} than {reference} on these data: {detail}."
+            )
+        else:
+            sentences.append(detail[0].upper() + detail[1:] + ".")
+    return sentences
+
+
+def _shown_columns(table, columns):
+    """Requested columns that hold a number somewhere (``note`` is shown apart)."""
+    if columns is None:
+        wanted = [c for c in DEFAULT_COLUMNS if c in table.columns]
+    elif isinstance(columns, str) and columns == "all":
+        wanted = list(table.columns)
+    else:
+        wanted = list(columns)
+        missing = [c for c in wanted if c not in table.columns]
+        if missing:
+            raise ValueError(f"columns {missing} are not in the comparison table.")
+    return [c for c in wanted if c != "note" and _scores(table, c).notna().any()]
+
+
+def format_comparison(table, columns=None):
+    """The comparison as readable text: one line per metric, one column per explainer.
+
+    Values have 3 significant digits, ``*`` marks the best explainer of each scored
+    metric, ``better`` says which direction is better, and the ``note`` column (skipped
+    methods, warnings) is written below. Metrics that are empty for every explainer are
+    left out.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A comparison, one row per explainer (e.g. from :func:`compare_explainers`).
+    columns : list of str or "all", default=None
+        Metrics to show; None shows :data:`DEFAULT_COLUMNS`, ``"all"`` every column.
+
+    Returns
+    -------
+    text : str
+        No trailing newline.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sklearn_xnn.compare import format_comparison
+    >>> t = pd.DataFrame({"faithfulness_r2": [0.931, 0.95], "rmse": [0.4, 0.3],
+    ...                   "note": ["", "a warning"]}, index=["SRAE", "PLS"])
+    >>> print(format_comparison(t, columns="all"))
+    metric (* best)   SRAE    PLS   better
+    faithfulness_r2  0.931   0.95*  higher
+    rmse               0.4    0.3*  lower
+    note: PLS: a warning
+    """
+    shown = _shown_columns(table, columns)
+    lines = [["metric (* best)", *(f"{n} " for n in table.index), "better"]]
+    for column in shown:
+        best = set(best_rows(table, column))
+        marks = [_fmt(v) + ("*" if n in best else " ") for n, v in _scores(table, column).items()]
+        info = COLUMN_INFO.get(column)
+        lines.append([column, *marks, (info.better if info else None) or ""])
+    # every value carries one trailing character (a star or a space): digits align
+    widths = [max(len(row[j]) for row in lines) for j in range(len(lines[0]))]
+    text = [
+        "  ".join(
+            [row[0].ljust(widths[0])]
+            + [cell.rjust(w) for cell, w in zip(row[1:-1], widths[1:-1], strict=True)]
+            + [row[-1]]
+        ).rstrip()
+        for row in lines
+    ]
+    if "note" in table.columns:
+        notes = [f"{n}: {v}" for n, v in table["note"].items() if isinstance(v, str) and v]
+        text += [f"note: {n}" for n in notes]
+    hidden = [c for c in table.columns if c not in shown and c != "note"]
+    if columns is None and hidden:
+        text.append(f"({len(hidden)} more columns: format_comparison(table, columns='all'))")
+    return "\n".join(text)
+
+
+class ComparisonTable(pd.DataFrame):
+    """A :class:`pandas.DataFrame` of explainer metrics that prints readably.
+
+    ``print(table)`` and ``repr(table)`` give :func:`format_comparison` (the main
+    columns); everything else is the DataFrame (indexing, ``to_csv``, ``round``; derived
+    frames are plain DataFrames).
+    """
+
+    @property
+    def _constructor(self):
+        return pd.DataFrame
+
+    def to_text(self, columns=None):
+        """:func:`format_comparison` of this table; ``columns="all"`` for every metric."""
+        return format_comparison(self, columns)
+
+    def __repr__(self):
+        if self.empty:
+            return super().__repr__()
+        return format_comparison(self)

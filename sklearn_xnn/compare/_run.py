@@ -1,0 +1,304 @@
+"""Fitting explainers and measuring them on held-out rows: one table row per explainer."""
+
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.cross_decomposition import PLSRegression
+from sklearn.decomposition import NMF, PCA
+from sklearn.utils import get_tags
+
+from sklearn_xnn import metrics
+from sklearn_xnn._srae import SRAEExplainer
+from sklearn_xnn.baselines import RandomNonnegativeProjection, make_headed
+from sklearn_xnn.compare._columns import COLUMNS
+from sklearn_xnn.compare._format import ComparisonTable
+from sklearn_xnn.metrics._adapter import (
+    components_of,
+    contributions_of,
+    embed,
+    reconstruct,
+    transformer_part,
+)
+
+
+def default_explainers(n_components=5, random_state=0, *, srae_params=None):
+    """The standard line-up: SRAE, PCA, NMF, PLS and the random non-negative projection.
+
+    Parameters
+    ----------
+    n_components : int, default=5
+        ``K`` for every method.
+    random_state : int, default=0
+        Seed for every method that draws.
+    srae_params : dict, default=None
+        Extra :class:`~sklearn_xnn.SRAEExplainer` parameters (e.g. a smaller network for a
+        quick run).
+
+    Returns
+    -------
+    explainers : dict of str to estimator
+        Unfitted; keys ``"SRAE", "PCA", "NMF", "PLS", "random"``.
+
+    Examples
+    --------
+    >>> from sklearn_xnn.compare import default_explainers
+    >>> list(default_explainers(3))
+    ['SRAE', 'PCA', 'NMF', 'PLS', 'random']
+    """
+    K, seed = n_components, random_state
+    return {
+        "SRAE": SRAEExplainer(K, random_state=seed, **(srae_params or {})),
+        "PCA": PCA(K, random_state=seed),
+        "NMF": NMF(K, init="nndsvda", max_iter=1000, random_state=seed),
+        "PLS": PLSRegression(K),
+        "random": RandomNonnegativeProjection(K, random_state=seed),
+    }
+
+
+def _or_nan(fn, *args):
+    """``fn(*args)``, or NaN when an input is missing or the metric is undefined (1 logit)."""
+    if any(a is None for a in args):
+        return np.nan
+    try:
+        return fn(*args)
+    except ValueError:
+        return np.nan
+
+
+def evaluate_explainer(estimator, Z, y, *, Z_train=None, codes=None):
+    """Every explanation metric of a fitted explainer on the rows ``(Z, y)``.
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+        :class:`~sklearn_xnn.SRAEExplainer`, a headed pipeline, a predictor that transforms
+        (PLS) or a bare transformer (faithfulness columns are then NaN).
+    Z : array-like of shape (n_samples, n_features)
+        Held-out activations.
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        Their logits.
+    Z_train : array-like of shape (n_train, n_features), default=None
+        Training rows, used to read a predictor's linear head off ``predict`` (PLS); ``Z``
+        when None.
+    codes : array-like of shape (n_samples, n_concepts), default=None
+        Planted concept codes of ``Z``'s rows, for ``concept_recovery``.
+
+    Returns
+    -------
+    row : dict
+        The metric columns of :data:`COLUMNS` except ``fit_time_s`` and ``note``, and the
+        rebuilt logits under ``"y_pred"`` (None without a head).
+
+    Examples
+    --------
+    >>> from sklearn.decomposition import PCA
+    >>> from sklearn_xnn.baselines import make_headed
+    >>> from sklearn_xnn.compare import evaluate_explainer
+    >>> from sklearn_xnn.datasets import make_concept_activations
+    >>> Z, y, codes = make_concept_activations(300, 16, random_state=0)
+    >>> model = make_headed(PCA(5)).fit(Z[:200], y[:200])
+    >>> row = evaluate_explainer(model, Z[200:], y[200:], codes=codes[200:])
+    >>> row["mean_active"], row["dead_fraction"]
+    (5.0, 0.0)
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    X = embed(estimator, Z)
+    y_pred = np.asarray(estimator.predict(Z), np.float64) if hasattr(estimator, "predict") else None
+    S = contributions_of(estimator, Z, X, Z_train) if y_pred is not None else None
+    Z_hat = reconstruct(estimator, X)
+    G = components_of(estimator)
+    cos = metrics.component_cosines(G) if G is not None else (np.nan, np.nan)
+    return {
+        "faithfulness_r2": _or_nan(metrics.faithfulness_r2, y, y_pred),
+        "rmse": _or_nan(metrics.faithfulness_rmse, y, y_pred),
+        "top1_agreement": _or_nan(metrics.top1_agreement, y, y_pred),
+        "kl": _or_nan(metrics.softmax_kl, y, y_pred),
+        "reconstruction_r2": _or_nan(metrics.reconstruction_r2, Z, Z_hat),
+        "explained_variance": _or_nan(metrics.reconstruction_explained_variance, Z, Z_hat),
+        "mean_active": metrics.mean_active(X),
+        "n_significant": _or_nan(metrics.n_significant, S),
+        "pullaway_samples": _or_nan(lambda s: metrics.pullaway(s, over="samples"), S),
+        "pullaway_components": _or_nan(lambda s: metrics.pullaway(s, over="components"), S),
+        "contribution_corr": _or_nan(metrics.mean_abs_correlation, S),
+        "component_max_cos": cos[0],
+        "component_mean_cos": cos[1],
+        "dead_fraction": metrics.dead_fraction(X),
+        "concept_recovery": _or_nan(metrics.concept_recovery, X, codes),
+        "n_components": X.shape[1],
+        "y_pred": y_pred,
+    }
+
+
+def _skip_reason(estimator, Z_train):
+    """Why ``estimator`` cannot be fitted on ``Z_train`` (e.g. NMF on signed data), or None."""
+    part = transformer_part(estimator)
+    steps = part.steps if hasattr(part, "steps") else [(None, part)]
+    for _, step in steps:
+        if get_tags(step).input_tags.positive_only and np.min(np.asarray(Z_train)) < 0:
+            return (
+                f"skipped: {type(step).__name__} needs non-negative activations and Z has "
+                "negative values (shift or clip Z first if that is meaningful)"
+            )
+    return None
+
+
+def _fit_measure(estimator, Z_train, y_train, Z_test, y_test, codes_test):
+    """Fit a clone (headed when it has no predict) and measure it: ``(row, y_pred, fitted)``."""
+    est = clone(estimator)
+    est = est if hasattr(est, "predict") else make_headed(est)
+    reason = _skip_reason(est, Z_train)
+    if reason is not None:
+        return {"note": reason}, None, None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start = time.perf_counter()
+        est.fit(Z_train, y_train)
+        fit_time = time.perf_counter() - start
+        row = evaluate_explainer(est, Z_test, y_test, Z_train=Z_train, codes=codes_test)
+    kinds = sorted({w.category.__name__ for w in caught if issubclass(w.category, UserWarning)})
+    row.update(fit_time_s=fit_time, note="; ".join(kinds))
+    return row, row.pop("y_pred"), est
+
+
+def _frame(rows, names):
+    frame = pd.DataFrame(rows, index=pd.Index(names, name="explainer"))
+    return ComparisonTable(frame.reindex(columns=COLUMNS))
+
+
+def compare_explainers(
+    explainers, Z_train, y_train, Z_test, y_test, *, codes_test=None, return_fitted=False
+):
+    """Fit each explainer on the training rows and measure every metric on the test rows.
+
+    Explainers without ``predict`` (PCA, NMF, any transformer) are wrapped by
+    :func:`~sklearn_xnn.baselines.make_headed`: the same least-squares head, fitted on the
+    training embedding. SRAE uses its own head; PLS its own ``predict`` (its contributions
+    come from the linear map ``predict`` applies to its scores). Missing pieces give NaN:
+    no ``inverse_transform`` -> reconstruction columns; no ``components_`` -> cosine
+    columns; one logit -> ``top1_agreement`` and ``kl``. A method that requires
+    non-negative input (NMF, by its sklearn tags) is *skipped* on signed activations: its
+    row is NaN and ``note`` says why (we do not shift silently, because a shift changes
+    what the factors mean). ``note`` also lists warning classes raised during ``fit``
+    (e.g. ``ConvergenceWarning`` for dead SRAE x-features).
+
+    Parameters
+    ----------
+    explainers : dict of str to estimator
+        Unfitted estimators (cloned before fitting), e.g. :func:`default_explainers`.
+    Z_train, Z_test : array-like of shape (n_train, n_features), (n_test, n_features)
+        Activations.
+    y_train, y_test : array-like of shape (n_train,) / (n_train, n_outputs) and test alike
+        Logits to explain.
+    codes_test : array-like of shape (n_test, n_concepts), default=None
+        Planted concept codes of the test rows; fills ``concept_recovery``.
+    return_fitted : bool, default=False
+        Also return the fitted explainers (headed pipelines for transformers; None where
+        a method was skipped), so that they need not be fitted again.
+
+    Returns
+    -------
+    table : ComparisonTable
+        A :class:`pandas.DataFrame` that prints readably (:func:`format_comparison`),
+        indexed by name, with the columns of :data:`COLUMNS`: faithfulness (``faithfulness_r2``,
+        ``rmse``, ``top1_agreement``, ``kl``), reconstruction (``reconstruction_r2``,
+        ``explained_variance``), sparsity (``mean_active``, ``n_significant``),
+        orthogonality (``pullaway_samples``, ``pullaway_components``,
+        ``contribution_corr``, ``component_max_cos``, ``component_mean_cos``), health
+        (``dead_fraction``), ``concept_recovery``, ``n_components``, ``fit_time_s``, ``note``.
+    fitted : dict of str to estimator
+        Only with ``return_fitted=True``: the fitted explainers, by name.
+
+    Examples
+    --------
+    >>> from sklearn.decomposition import PCA
+    >>> from sklearn_xnn.baselines import RandomNonnegativeProjection
+    >>> from sklearn_xnn.compare import compare_explainers
+    >>> from sklearn_xnn.datasets import make_concept_activations
+    >>> Z, y, _ = make_concept_activations(400, 32, random_state=0)
+    >>> table = compare_explainers(
+    ...     {"PCA": PCA(5), "random": RandomNonnegativeProjection(5, random_state=0)},
+    ...     Z[:300], y[:300], Z[300:], y[300:])
+    >>> list(table.index), bool(table.loc["PCA", "reconstruction_r2"] > 0)
+    (['PCA', 'random'], True)
+    """
+    # One dtype for every method: float32 activations (what torch gives) would otherwise
+    # meet float64 inside methods that refuse mixed dtypes (NMF).
+    Z_train, Z_test = (np.asarray(a, dtype=np.float64) for a in (Z_train, Z_test))
+    results = [
+        _fit_measure(est, Z_train, y_train, Z_test, y_test, codes_test)
+        for est in explainers.values()
+    ]
+    table = _frame([r[0] for r in results], list(explainers))
+    if return_fitted:
+        return table, dict(zip(explainers, (r[2] for r in results), strict=True))
+    return table
+
+
+def compare_per_output(
+    explainers, Z_train, y_train, Z_test, y_test, *, outputs=None, codes_test=None
+):
+    """The paper's setting: one explainer per logit (``y`` 1-D), summarised per method.
+
+    For each output ``c`` in ``outputs`` a clone of every explainer is fitted on
+    ``y_train[:, c]`` and measured on ``y_test[:, c]`` as in :func:`compare_explainers`.
+    Each method's row is the mean over outputs of the per-output metrics (so
+    ``faithfulness_r2`` is the uniform average of per-logit R²), except ``top1_agreement``
+    and ``kl``, computed on the stacked per-logit rebuilds when ``outputs`` covers every
+    logit (else NaN), and ``fit_time_s``, the total over outputs.
+
+    Parameters
+    ----------
+    explainers : dict of str to estimator
+        Unfitted estimators.
+    Z_train, Z_test : array-like of shape (n_train, n_features), (n_test, n_features)
+        Activations.
+    y_train, y_test : array-like of shape (n_train, n_outputs), (n_test, n_outputs)
+        All logits.
+    outputs : sequence of int, default=None
+        Which logits to explain; all when None.
+    codes_test : array-like of shape (n_test, n_concepts), default=None
+        Planted concept codes of the test rows.
+
+    Returns
+    -------
+    table : ComparisonTable
+        Same columns as :func:`compare_explainers`.
+
+    Examples
+    --------
+    >>> from sklearn.decomposition import PCA
+    >>> from sklearn_xnn.compare import compare_per_output
+    >>> from sklearn_xnn.datasets import make_concept_activations
+    >>> Z, y, _ = make_concept_activations(300, 16, n_outputs=3, random_state=0)
+    >>> table = compare_per_output({"PCA": PCA(2)}, Z[:200], y[:200], Z[200:], y[200:])
+    >>> bool(0.0 <= table.loc["PCA", "top1_agreement"] <= 1.0)
+    True
+    """
+    y_train, y_test = np.asarray(y_train, np.float64), np.asarray(y_test, np.float64)
+    if y_train.ndim != 2:
+        raise ValueError(f"compare_per_output needs 2-D logits, got y_train.ndim={y_train.ndim}.")
+    outputs = list(range(y_train.shape[1])) if outputs is None else list(outputs)
+    rows = []
+    for est in explainers.values():
+        per, preds = [], []
+        for c in outputs:
+            row, y_pred, _ = _fit_measure(
+                est, Z_train, y_train[:, c], Z_test, y_test[:, c], codes_test
+            )
+            per.append(row)
+            preds.append(y_pred)
+        frame = pd.DataFrame(per).reindex(columns=COLUMNS)
+        row = frame.drop(columns="note").mean(numeric_only=True).to_dict()
+        row["fit_time_s"] = frame["fit_time_s"].sum()
+        notes = sorted({n for n in frame["note"].dropna() if n})
+        row["note"] = "; ".join(notes)
+        full = sorted(outputs) == list(range(y_test.shape[1])) and all(p is not None for p in preds)
+        stacked = np.column_stack(preds)[:, np.argsort(outputs)] if full else None
+        row["top1_agreement"] = _or_nan(metrics.top1_agreement, y_test if full else None, stacked)
+        row["kl"] = _or_nan(metrics.softmax_kl, y_test if full else None, stacked)
+        rows.append(row)
+    return _frame(rows, list(explainers))

@@ -287,3 +287,29 @@ def test_describe_losses_sentences():
     ]
     assert describe_losses(t.drop(columns="fit_time_s"), reference="PLS") == []
     assert describe_losses(t, reference="absent") == []
+
+
+def test_comparison_carries_the_k_curve(split):
+    from sklearn_xnn.baselines import make_headed
+    from sklearn_xnn.compare import k_curve
+
+    Zt, yt, Zs, ys, _ = split
+    table = compare_explainers({"PCA": PCA(3)}, Zt, yt, Zs, ys)
+    curve = table.k_curve
+    pd.testing.assert_frame_equal(curve, k_curve(Zt, yt), check_exact=False, rtol=1e-12)
+    # the rank-K linear bound beats PCA's own faithfulness on the training rows
+    pca_train = make_headed(PCA(3)).fit(Zt, yt).score(Zt, yt)
+    assert curve.loc[3, "linear_bound_r2"] >= pca_train - 1e-3  # (GCV's ridge: 1e-3)
+    assert np.all(np.diff(curve["pca_explained_variance"]) >= -1e-12)
+    assert any(line.startswith("K curve (training rows)") for line in str(table).splitlines())
+    combined = pd.concat([table, table])  # frames carrying the curve still combine
+    assert len(combined) == 2
+
+
+def test_k_curve_rejects_bad_input():
+    from sklearn_xnn.compare import k_curve
+
+    with pytest.raises(ValueError, match="2-D"):
+        k_curve(np.zeros(5))
+    with pytest.raises(ValueError, match="finite"):
+        k_curve(np.full((4, 3), np.nan))

@@ -75,7 +75,9 @@ def test_report_loads_nothing_from_outside(demo_report):
     text = demo_report[0].read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text, re.IGNORECASE)
     assert not re.search(r"url\(|@import|<script|<link", text, re.IGNORECASE)
-    assert text.count('src="data:image/png;base64,') == 5
+    # the K curve, the head weights, the top-activating inputs, 3 decompositions
+    assert text.count('src="data:image/png;base64,') == 6
+    assert "How faithful K components can be" in text
 
 
 @needs_chromium

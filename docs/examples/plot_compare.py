@@ -75,3 +75,19 @@ ax.set(title="Held-out explanation metrics, K = 5", ylabel="value")
 ax.legend(fontsize=8, ncols=2)
 plt.tight_layout()
 plt.show()
+
+# %%
+# How many components?
+# --------------------
+# ``table.k_curve`` (:func:`~sklearn_xnn.compare.k_curve`) tells how faithful K
+# components can be at all: the R² of the best rank-K linear predictor of the logits (no
+# linear K-dimensional explanation beats it on the training rows) next to the variance
+# PCA's K components explain. The five planted concepts show as the knee of the first
+# curve, while PCA's variance keeps climbing through the nuisance factors.
+# ``SRAEExplainer(n_components="auto")`` takes the smallest K within 0.98 of the curve's
+# maximum.
+from sklearn_xnn.report import k_curve_figure  # noqa: E402
+
+print(table.k_curve.head(8).round(3))
+k_curve_figure(table.k_curve, k=5)
+plt.show()

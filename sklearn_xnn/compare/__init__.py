@@ -7,6 +7,7 @@ so faithfulness is compared on equal footing.
 """
 
 from sklearn_xnn.compare._columns import COLUMN_INFO, COLUMNS, DEFAULT_COLUMNS, ColumnInfo
+from sklearn_xnn.compare._curve import k_curve
 from sklearn_xnn.compare._format import (
     ComparisonTable,
     best_rows,
@@ -33,4 +34,5 @@ __all__ = [
     "describe_losses",
     "evaluate_explainer",
     "format_comparison",
+    "k_curve",
 ]

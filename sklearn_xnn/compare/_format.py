@@ -199,10 +199,33 @@ def format_comparison(table, columns=None):
     if "note" in table.columns:
         notes = [f"{n}: {v}" for n, v in table["note"].items() if isinstance(v, str) and v]
         text += [f"note: {n}" for n in notes]
+    text += _curve_lines(table)
     hidden = [c for c in table.columns if c not in shown and c != "note"]
     if columns is None and hidden:
         text.append(f"({len(hidden)} more columns: format_comparison(table, columns='all'))")
     return "\n".join(text)
+
+
+def curve_frame(table):
+    """``table``'s :func:`k_curve` as a DataFrame indexed by K (None when it has none)."""
+    curve = getattr(table, "attrs", {}).get("k_curve")
+    return None if curve is None else pd.DataFrame(curve).set_index("K")
+
+
+def _curve_lines(table, n=10):
+    """The first ``n`` values of ``table.attrs["k_curve"]`` (:func:`k_curve`), if any."""
+    curve = curve_frame(table)
+    if curve is None or len(curve) == 0:
+        return []
+    head = curve.iloc[:n]
+    names = {
+        "linear_bound_r2": "rank-K linear bound R²",
+        "pca_explained_variance": "PCA explained variance",
+    }
+    rows = [["K curve (training rows)", *(str(k) for k in head.index)]]
+    rows += [[names.get(c, c), *(f"{v:.2f}" for v in head[c])] for c in head.columns]
+    width = max(len(r[0]) for r in rows)
+    return [r[0].ljust(width) + "".join(cell.rjust(6) for cell in r[1:]) for r in rows]
 
 
 class ComparisonTable(pd.DataFrame):
@@ -216,6 +239,11 @@ class ComparisonTable(pd.DataFrame):
     @property
     def _constructor(self):
         return pd.DataFrame
+
+    @property
+    def k_curve(self):
+        """The :func:`k_curve` of the training rows (None for a table built by hand)."""
+        return curve_frame(self)
 
     def to_text(self, columns=None):
         """:func:`format_comparison` of this table; ``columns="all"`` for every metric."""

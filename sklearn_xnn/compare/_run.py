@@ -14,6 +14,7 @@ from sklearn_xnn import metrics
 from sklearn_xnn._srae import SRAEExplainer
 from sklearn_xnn.baselines import RandomNonnegativeProjection, make_headed
 from sklearn_xnn.compare._columns import COLUMNS
+from sklearn_xnn.compare._curve import k_curve
 from sklearn_xnn.compare._format import ComparisonTable
 from sklearn_xnn.metrics._adapter import (
     components_of,
@@ -209,6 +210,8 @@ def compare_explainers(
         orthogonality (``pullaway_samples``, ``pullaway_components``,
         ``contribution_corr``, ``component_max_cos``, ``component_mean_cos``), health
         (``dead_fraction``), ``concept_recovery``, ``n_components``, ``fit_time_s``, ``note``.
+        ``table.k_curve`` holds :func:`k_curve` of the training rows: the rank-K linear
+        bound's R² and PCA's explained variance for every K.
     fitted : dict of str to estimator
         Only with ``return_fitted=True``: the fitted explainers, by name.
 
@@ -233,6 +236,8 @@ def compare_explainers(
         for est in explainers.values()
     ]
     table = _frame([r[0] for r in results], list(explainers))
+    # plain lists: pandas compares attrs when frames are combined (concat)
+    table.attrs["k_curve"] = k_curve(Z_train, y_train).reset_index().to_dict("list")
     if return_fitted:
         return table, dict(zip(explainers, (r[2] for r in results), strict=True))
     return table

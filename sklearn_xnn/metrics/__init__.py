@@ -34,6 +34,7 @@ from sklearn_xnn.metrics._scorers import (
     faithfulness_r2_scorer,
     get_explanation_scorers,
     reconstruction_r2_scorer,
+    softmax_kl_scorer,
     top1_agreement_scorer,
 )
 from sklearn_xnn.metrics._stability import (
@@ -66,6 +67,7 @@ __all__ = [
     "reconstruction_r2_scorer",
     "seed_stability",
     "softmax_kl",
+    "softmax_kl_scorer",
     "top1_agreement",
     "top1_agreement_scorer",
 ]

@@ -14,7 +14,12 @@ from sklearn_xnn.metrics._adapter import (
     reconstruct,
     transformer_part,
 )
-from sklearn_xnn.metrics._faithfulness import faithfulness_r2, reconstruction_r2, top1_agreement
+from sklearn_xnn.metrics._faithfulness import (
+    faithfulness_r2,
+    reconstruction_r2,
+    softmax_kl,
+    top1_agreement,
+)
 from sklearn_xnn.metrics._geometry import dead_fraction, mean_abs_correlation
 
 #: What every scorer takes and returns, and the set-up of its example.
@@ -74,6 +79,21 @@ def top1_agreement_scorer(estimator, Z, y):
     True
     """
     return top1_agreement(y, estimator.predict(Z))
+
+
+@_scorer_doc
+def softmax_kl_scorer(estimator, Z, y):
+    """Minus the softmax KL divergence of ``estimator.predict(Z)`` from the logits ``y``.
+
+    ``-softmax_kl(y, estimator.predict(Z))`` (temperature 1; needs >= 2 outputs), so that
+    greater is better: the scorer for explainers fitted with ``faithfulness="kl"``. See
+    :func:`~sklearn_xnn.metrics.softmax_kl`.
+
+    {scorer_sections}
+    >>> softmax_kl_scorer(make_headed(PCA(3)).fit(Z, y), Z, y) <= 0.0
+    True
+    """
+    return -softmax_kl(y, estimator.predict(Z))
 
 
 @_scorer_doc
@@ -161,7 +181,7 @@ class ExplanationScorer:
 explanation_scorer = ExplanationScorer()
 
 
-def get_explanation_scorers(*, reconstruction=True, top1=True):
+def get_explanation_scorers(*, reconstruction=True, top1=True, kl=False):
     """A ``scoring=`` dict for ``cross_validate`` / multi-metric ``GridSearchCV``.
 
     Parameters
@@ -170,6 +190,9 @@ def get_explanation_scorers(*, reconstruction=True, top1=True):
         Include ``"reconstruction_r2"`` (needs ``inverse_transform``).
     top1 : bool, default=True
         Include ``"top1_agreement"`` (needs at least two logits).
+    kl : bool, default=False
+        Include ``"softmax_kl"``, minus the softmax KL divergence (needs at least two
+        logits; for explainers fitted with ``faithfulness="kl"``).
 
     Returns
     -------
@@ -185,6 +208,8 @@ def get_explanation_scorers(*, reconstruction=True, top1=True):
     scoring = {"faithfulness_r2": faithfulness_r2_scorer, "explanation": explanation_scorer}
     if top1:
         scoring["top1_agreement"] = top1_agreement_scorer
+    if kl:
+        scoring["softmax_kl"] = softmax_kl_scorer
     if reconstruction:
         scoring["reconstruction_r2"] = reconstruction_r2_scorer
     return scoring

@@ -3,6 +3,7 @@
 from sklearn_xnn.report._figures import (
     decomposition_figure,
     head_weights_figure,
+    k_curve_figure,
     plot_decision,
     top_activating_figure,
 )
@@ -11,6 +12,7 @@ from sklearn_xnn.report._html import write_report
 __all__ = [
     "decomposition_figure",
     "head_weights_figure",
+    "k_curve_figure",
     "plot_decision",
     "top_activating_figure",
     "write_report",

@@ -387,3 +387,38 @@ def head_weights_figure(coef, output_names=None, names=None, *, figure=None):
     bar.ax.tick_params(labelsize=FONT - 1)
     fig.tight_layout()
     return fig
+
+
+def k_curve_figure(curve, k=None, *, figure=None):
+    """How faithful K components can be: the rank-K linear bound's R² and PCA's variance.
+
+    Parameters
+    ----------
+    curve : pandas.DataFrame
+        :func:`sklearn_xnn.compare.k_curve` (indexed by K).
+    k : int, default=None
+        The explainers' K, marked with a vertical line.
+    figure : matplotlib Figure, default=None
+        Drawn into (and resized) when given.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+    """
+    fig = _figure(figure, (5.0, 3.2))
+    ax = fig.subplots()
+    labels = {
+        "linear_bound_r2": "best rank-K linear predictor: R² of the logits",
+        "pca_explained_variance": "PCA: explained variance of the activations",
+    }
+    for column, style in zip(curve.columns, ("o-", "s--"), strict=False):
+        ax.plot(curve.index, curve[column], style, ms=3, label=labels.get(column, column))
+    if k is not None:
+        ax.axvline(k, color="grey", lw=1, ls=":", label=f"K = {k}")
+    ax.set_xlabel("K (number of components)", fontsize=FONT - 1)
+    ax.set_ylabel("fraction (training rows)", fontsize=FONT - 1)
+    ax.set_ylim(0, 1.02)
+    ax.tick_params(labelsize=FONT - 1)
+    ax.legend(fontsize=FONT - 2, loc="lower right")
+    fig.tight_layout()
+    return fig

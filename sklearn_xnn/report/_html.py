@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from sklearn_xnn.compare import DEFAULT_COLUMNS
+from sklearn_xnn.compare._format import curve_frame
 from sklearn_xnn.report._figures import (
     bias_note,
     decomposition_figure,
     feature_names,
     head_weights_figure,
+    k_curve_figure,
     to_png,
     top_activating_figure,
 )
@@ -157,6 +159,7 @@ def write_report(
     report.raw(comparison_html(table, reference))
     for note in notes:
         report.paragraph(note)
+    _curve_section(report, table)
     if explainer is not None and Z is not None:
         _explainer_sections(
             report,
@@ -172,6 +175,22 @@ def write_report(
     path = report.write()
     logger.info("report written to %s (%d figures)", path, len(report.pngs))
     return path
+
+
+def _curve_section(report, table):
+    """The K curve of a table from :func:`~sklearn_xnn.compare.compare_explainers`."""
+    curve = curve_frame(table)
+    if curve is None or len(curve) == 0:
+        return
+    ks = table["n_components"].dropna() if "n_components" in table.columns else []
+    k = int(ks.iloc[0]) if len(ks) else None
+    report.figure(
+        k_curve_figure(curve, k),
+        "k_curve",
+        "How faithful K components can be (training rows): the R² of the best rank-K "
+        "linear predictor of the logits, which no linear K-dimensional explanation beats, "
+        "next to the variance PCA's K components explain.",
+    )
 
 
 def _explainer_sections(

@@ -74,7 +74,14 @@ def test_pullaway_of_orthogonal_rows_is_zero_and_of_parallel_rows_is_one():
 
 def test_srae_loss_weights_the_three_terms():
     cfg = SimpleNamespace(
-        alpha_f=2.0, alpha_r=3.0, alpha_p=5.0, reconstruction="log", q=100.0, pullaway="samples"
+        alpha_f=2.0,
+        alpha_r=3.0,
+        alpha_p=5.0,
+        reconstruction="log",
+        q=100.0,
+        pullaway="samples",
+        faithfulness="mse",
+        network_head=None,
     )
     total, parts = srae_loss(t(X), t(Y_HAT), t(Z_HAT), t(Z), t(Y), t(W), cfg)
     f = faithfulness_loss(t(Y_HAT), t(Y))
@@ -86,8 +93,32 @@ def test_srae_loss_weights_the_three_terms():
 
 def test_unsupervised_loss_has_no_faithfulness_and_pulls_x_apart():
     cfg = SimpleNamespace(
-        alpha_f=1.0, alpha_r=1.0, alpha_p=1.0, reconstruction="mse", q=100.0, pullaway="samples"
+        alpha_f=1.0,
+        alpha_r=1.0,
+        alpha_p=1.0,
+        reconstruction="mse",
+        q=100.0,
+        pullaway="samples",
+        faithfulness="mse",
+        network_head=None,
     )
     total, parts = srae_loss(t(X), None, t(Z_HAT), t(Z), None, t(W), cfg)
     assert parts[0].item() == 0.0
     assert parts[2].item() == pytest.approx(_pt_numpy(X + PULLAWAY_EPS), rel=1e-10)
+
+
+def test_kl_term_is_the_softmax_kl_of_the_logits_in_the_callers_units():
+    from sklearn_xnn._nn.losses import faithfulness_error
+    from sklearn_xnn.metrics import softmax_kl
+
+    rng = np.random.default_rng(0)
+    y, y_hat = rng.normal(size=(50, 4)), rng.normal(size=(50, 4))
+    mean, scale = np.array([1.0, -2.0, 0.5, 3.0]), np.array([2.0, 0.5, 1.0, 4.0])
+    cfg = SimpleNamespace(faithfulness="kl", temperature=2.0, y_mean=t(mean), y_scale=t(scale))
+    # training units are standardised; the softmax is taken on the caller's logits
+    err = faithfulness_error(t((y_hat - mean) / scale), t((y - mean) / scale), cfg)
+    assert err.item() == pytest.approx(softmax_kl(y, y_hat, temperature=2.0), rel=1e-10)
+    cfg.faithfulness = "mse"
+    cfg.output_weights = t(np.full(4, 0.25))
+    err = faithfulness_error(t(y_hat), t(y), cfg)
+    assert err.item() == pytest.approx(np.mean((y_hat - y) ** 2), rel=1e-10)

@@ -11,7 +11,7 @@ import inspect
 import numbers
 import re
 
-from sklearn.utils._param_validation import Interval, StrOptions, make_constraint
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, make_constraint
 
 from sklearn_xnn import SRAEExplainer
 
@@ -121,6 +121,8 @@ def estimator_options(estimator_class=SRAEExplainer):
 
     Names and defaults come from ``estimator_class().get_params()``, types, ranges and
     choices from its ``_parameter_constraints``, the help text from its docstring.
+    Parameters that take a Python object (``network_head``, a torch module) have no
+    command-line form and are left out.
     """
     defaults = estimator_class().get_params(deep=False)
     order = list(inspect.signature(estimator_class).parameters)
@@ -128,6 +130,8 @@ def estimator_options(estimator_class=SRAEExplainer):
     helps = parameter_help(estimator_class)
     options = {}
     for name in sorted(defaults, key=lambda n: order.index(n) if n in order else len(order)):
+        if any(isinstance(c, HasMethods) for c in constraints.get(name, [])):
+            continue
         default = defaults[name]
         kwargs = _option_kwargs(default, constraints.get(name, []))
         text = " ".join(
@@ -149,4 +153,5 @@ def add_estimator_options(parser, defaults):
 
 def estimator_params(args):
     """The SRAEExplainer parameters given on the command line (with their defaults)."""
-    return {name: getattr(args, name) for name in SRAEExplainer().get_params(deep=False)}
+    names = SRAEExplainer().get_params(deep=False)
+    return {name: getattr(args, name) for name in names if hasattr(args, name)}

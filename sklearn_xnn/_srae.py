@@ -18,6 +18,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from sklearn_xnn import _batching as batching
 from sklearn_xnn import _fitted as fitted
 from sklearn_xnn import _fitting as fitting
 from sklearn_xnn import _persistence
@@ -299,6 +300,7 @@ class SRAEExplainer(
         "precision": [StrOptions({"float32", "bf16"})],
         "compile": ["boolean"],
         "stream_threshold": [Interval(Integral, 0, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -331,6 +333,7 @@ class SRAEExplainer(
         precision="float32",
         compile=False,
         stream_threshold=2**30,
+        n_init=1,
         random_state=None,
         verbose=0,
     ):
@@ -359,6 +362,7 @@ class SRAEExplainer(
         self.precision = precision
         self.compile = compile
         self.stream_threshold = stream_threshold
+        self.n_init = n_init
         self.random_state = random_state
         self.verbose = verbose
 
@@ -448,17 +452,38 @@ class SRAEExplainer(
             self._engine = eng
             fitted.store(self, result, eng, Y is not None)
             return self
+        if not incremental and self.n_init > 1:
+            return batching.fit_explainers([self], X, y)[0]
+        run = self._start_fit(X, y, incremental)
+        with torch_threads():
+            result, retries = fitting.train_with_guard(self, *run.guard_args)
+        return self._end_fit(run, result, retries)
+
+    def _start_fit(self, X, y, incremental, shared=None):
+        """Everything ``fit`` does before training: a :class:`~sklearn_xnn._fitting.FitRun`.
+
+        Explainers fitted together on one ``(X, y)`` pass the same dict as ``shared`` to
+        share the scaled data and the linear bound (unless each holds out its own rows).
+        """
         self.__dict__.pop("_engine", None)  # partial_fit after fit starts from the new weights
         X, Y = validate_fit_data(self, X, y)
         stream = data.should_stream(X, self.stream_threshold)
         n_val, batch_size = check_params_vs_input(self, *X.shape, incremental)
         device = resolve_device(self.device)
         generator = make_generator(check_random_state(self.random_state))
-        scaler = Scaler.fit(X, Y, self.rescale, stream)
+        key = (self.rescale, stream, str(device))
+        scaler = fitting.memo(shared, ("scaler", key), Scaler.fit, X, Y, self.rescale, stream)
         with torch_threads():
-            Zt, Yt = scaler.activations(X, device, stream), scaler.targets(Y, device)
+            Zt = fitting.memo(shared, ("Z", key), scaler.activations, X, device, stream)
+            Yt = fitting.memo(shared, ("Y", key), scaler.targets, Y, device)
             train, val = engine.split_rows(Zt, Yt, n_val, generator, device)
-            z_moments, the_bound = engine.linear_reference(*train, self.n_components)
+            z_moments, the_bound = fitting.memo(
+                None if n_val else shared,
+                ("bound", key, self.n_components),
+                engine.linear_reference,
+                *train,
+                self.n_components,
+            )
             fitting.store_constraint(self, the_bound, train[1])
             n_outputs = 0 if Y is None else Y.shape[1]
             cfg = fitting.train_config(
@@ -466,15 +491,19 @@ class SRAEExplainer(
             )
             cfg = cfg.replace(dropout_generator=device_generator(generator, device))
             val = engine.validation_target(val, the_bound, self.faithfulness_tol)
-            result, retries = fitting.train_with_guard(
-                self, train, cfg, generator, device, (z_moments, the_bound), val
-            )
-        eng = fitted.Engine(result.model, result.optimizer, generator, cfg, device, scaler)
+        return fitting.FitRun(
+            train, cfg, generator, device, (z_moments, the_bound), val, scaler, incremental
+        )
+
+    def _end_fit(self, run, result, retries):
+        """Everything ``fit`` does after training: the fitted state and the warnings."""
+        eng = fitted.Engine(result.model, result.optimizer, run.generator, run.cfg, run.device,
+                            run.scaler)
         eng.multiplier, eng.history = result.multiplier, result.history
-        fitted.store(self, result, eng, Y is not None)
+        fitted.store(self, result, eng, run.train[1] is not None)
         self.n_collapse_retries_ = retries
         fitting.announce_problems(self, result)
-        if incremental:  # fit keeps no torch state; a later partial_fit rebuilds it
+        if run.incremental:  # fit keeps no torch state; a later partial_fit rebuilds it
             self._engine = eng
         return self
 

@@ -64,15 +64,25 @@ def final_head(model, Z, Y):
 
 def attempt(Z, Y, cfg, generator, device, reference, val=None):
     """Start, fine-tune and assess one network: an :class:`Attempt`."""
+    model, done = begin(Z, Y, cfg, generator, device, reference)
+    if done is not None:
+        return done
+    history, opt, lam = _fine_tune(model, Z, Y, cfg, generator, val)
+    return assess(model, Z, Y, history, opt, cfg, lam)
+
+
+def begin(Z, Y, cfg, generator, device, reference):
+    """The start of an attempt: ``(model, None)`` for a network to fine-tune, or
+    ``(model, attempt)`` when there is nothing to fine-tune (a non-finite start, or
+    pre-training cut short by a ``KeyboardInterrupt``)."""
     model, interrupted = start(Z, Y, cfg, generator, device, reference)
     if not training.finite_weights(model):
         stage = "layer-wise pre-training" if cfg.pretrain else "initialisation"
-        return _assess(model, Z, Y, History(), None, cfg, cfg.alpha_f, stage=stage)
+        return model, assess(model, Z, Y, History(), None, cfg, cfg.alpha_f, stage=stage)
     if interrupted:
-        history, opt, lam = History(interrupted_in_pretraining=True), None, cfg.alpha_f
-    else:
-        history, opt, lam = _fine_tune(model, Z, Y, cfg, generator, val)
-    return _assess(model, Z, Y, history, opt, cfg, lam)
+        history = History(interrupted_in_pretraining=True)
+        return model, assess(model, Z, Y, history, None, cfg, cfg.alpha_f)
+    return model, None
 
 
 def resume(model, opt, Z, Y, cfg, generator, multiplier, start_epoch):
@@ -80,10 +90,11 @@ def resume(model, opt, Z, Y, cfg, generator, multiplier, start_epoch):
     history, opt, lam = _fine_tune(
         model, Z, Y, cfg, generator, None, opt=opt, multiplier=multiplier, start_epoch=start_epoch
     )
-    return _assess(model, Z, Y, history, opt, cfg, lam)
+    return assess(model, Z, Y, history, opt, cfg, lam)
 
 
 def _fine_tune(model, Z, Y, cfg, generator, val, **kwargs):
+    """:func:`training.fine_tune`; a non-finite loss ends it with the last finite weights."""
     try:
         return training.fine_tune(model, Z, Y, cfg, generator, val, **kwargs)
     except training.NonFiniteLossError as exc:
@@ -91,7 +102,8 @@ def _fine_tune(model, Z, Y, cfg, generator, val, **kwargs):
         return exc.history, kwargs.get("opt"), kwargs.get("multiplier") or cfg.alpha_f
 
 
-def _assess(model, Z, Y, history, opt, cfg, lam, stage=None):
+def assess(model, Z, Y, history, opt, cfg, lam, stage=None):
+    """The :class:`Attempt` of a trained network: the final head, its x-features, collapse."""
     r2 = None
     if stage is None and model.head is not None and training.finite_weights(model):
         r2 = final_head(model, Z, Y)

@@ -466,6 +466,8 @@ class SRAEExplainer(
         share the scaled data and the linear bound (unless each holds out its own rows).
         """
         self.__dict__.pop("_engine", None)  # partial_fit after fit starts from the new weights
+        for name in batching.INIT_ATTRIBUTES:  # an n_init > 1 fit sets them, its members not
+            self.__dict__.pop(name, None)
         X, Y = validate_fit_data(self, X, y)
         stream = data.should_stream(X, self.stream_threshold)
         n_val, batch_size = check_params_vs_input(self, *X.shape, incremental)
@@ -497,8 +499,9 @@ class SRAEExplainer(
 
     def _end_fit(self, run, result, retries):
         """Everything ``fit`` does after training: the fitted state and the warnings."""
-        eng = fitted.Engine(result.model, result.optimizer, run.generator, run.cfg, run.device,
-                            run.scaler)
+        eng = fitted.Engine(
+            result.model, result.optimizer, run.generator, run.cfg, run.device, run.scaler
+        )
         eng.multiplier, eng.history = result.multiplier, result.history
         fitted.store(self, result, eng, run.train[1] is not None)
         self.n_collapse_retries_ = retries

@@ -1,9 +1,10 @@
 """One training attempt from data in training units to a trained network.
 
 ``start`` builds the network and gives it the faithful closed-form start, ``attempt``
-fine-tunes it and assesses the result, ``resume`` continues a trained network on more
-data (``partial_fit``). The estimator orchestrates (validation, scaling, the collapse
-guard, the fitted state); everything here is torch.
+fine-tunes it and assesses the result (``begin`` then ``tune``, the two halves that
+:mod:`sklearn_xnn._nn.batched` runs around a stacked fine-tuning), ``resume`` continues a
+trained network on more data (``partial_fit``). The estimator orchestrates (validation,
+scaling, the collapse guard, the fitted state); everything here is torch.
 """
 
 import torch
@@ -65,8 +66,11 @@ def final_head(model, Z, Y):
 def attempt(Z, Y, cfg, generator, device, reference, val=None):
     """Start, fine-tune and assess one network: an :class:`Attempt`."""
     model, done = begin(Z, Y, cfg, generator, device, reference)
-    if done is not None:
-        return done
+    return done if done is not None else tune(model, Z, Y, cfg, generator, val)
+
+
+def tune(model, Z, Y, cfg, generator, val=None):
+    """Fine-tune and assess a started network (see :func:`begin`): an :class:`Attempt`."""
     history, opt, lam = _fine_tune(model, Z, Y, cfg, generator, val)
     return assess(model, Z, Y, history, opt, cfg, lam)
 

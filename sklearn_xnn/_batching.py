@@ -139,9 +139,9 @@ def _keep_best(est, members, results):
         key=lambda i: (not feasible[i], n_dead[i], _finite_or_inf(scores[i]), i),
     )
     best = order[0]
-    for name in [n for n in vars(est) if n.endswith("_") or n.startswith("_")]:
-        if not name.startswith("__"):
-            delattr(est, name)
+    for name in [n for n in vars(est) if n.endswith("_") and not n.startswith("__")]:
+        delattr(est, name)  # an earlier fit's state
+    est.__dict__.pop("_engine", None)
     params = set(est.get_params(deep=False))
     for name, value in vars(members[best]).items():
         if name not in params:

@@ -172,6 +172,17 @@ class SRAEExplainer(
         streaming pass. Peak memory is then bounded by the batch, the model and
         ``n_samples * (hidden_layer_sizes[-1] + n_outputs)`` numbers, not by ``X``.
         Smaller ``X`` is copied to the device once.
+    n_init : int, default=1
+        Number of initialisations (seeds) to fit; the best is kept. They are trained
+        together as one stacked network (one set of batched kernels per step, see
+        :func:`sklearn_xnn.sweep`), each equal to its own ``n_init=1`` fit up to float
+        rounding. With an integer ``random_state`` the first seed is ``random_state``
+        itself (so the first initialisation is the ``n_init=1`` fit) and the others are
+        drawn from it. The kept one meets the faithfulness constraint, then has the
+        fewest dead x-features, then the smallest objective on the training rows: the
+        regularisers ``alpha_reconstruction * L_rec + alpha_pullaway * L_pt`` (the
+        whole loss, with ``alpha_faithfulness * L_faith``, when ``faithfulness_tol=None``
+        or ``y=None``); see ``init_scores_``.
     random_state : int, RandomState instance or None, default=None
         Decides every random draw (initialisation, pre-training, shuffling, dropout,
         validation split) through a local ``torch.Generator``; the global torch seed
@@ -212,6 +223,22 @@ class SRAEExplainer(
         Fine-tuning epochs run in the kept attempt.
     n_collapse_retries_ : int
         Retraining rounds the collapse guard used.
+    init_seeds_ : ndarray of shape (n_init,)
+        The seed (``random_state``) of each initialisation. Only when ``n_init > 1``, as
+        are the four attributes below.
+    init_scores_ : ndarray of shape (n_init,)
+        Each initialisation's objective on its training rows (lower is better; see
+        ``n_init``), in training units.
+    init_feasible_ : ndarray of bool of shape (n_init,)
+        Whether each initialisation meets the faithfulness constraint.
+    init_n_dead_ : ndarray of shape (n_init,)
+        Dead x-features of each initialisation.
+    best_init_ : int
+        Index of the kept initialisation; the fitted state is its own.
+    init_stability_ : float
+        Seed stability of the kept x-features: the mean, over the other
+        initialisations, of their Hungarian-matched correlation with the kept ones
+        (:func:`sklearn_xnn.metrics.matched_correlation`) on the training rows.
     alphas_ : tuple of float
         ``(alpha_faithfulness, alpha_reconstruction, alpha_pullaway)`` of the kept attempt.
     scale_ : float

@@ -119,11 +119,18 @@ def sweep(explainer, param_grid, X, y=None):
     return fit_explainers([clone(explainer).set_params(**s) for s in settings], X, y)
 
 
-def _refitted(cv):
-    check_is_fitted(cv)
-    if not hasattr(cv, "best_estimator_"):
-        raise AttributeError("SRAEExplainerCV was fitted with refit=False: no best_estimator_.")
-    return True
+def _best_has(method):
+    """``available_if`` check: the refitted explainer (or, before fit, the search) has
+    ``method``; a search fitted with ``refit=False`` has none."""
+
+    def check(cv):
+        if hasattr(cv, "best_estimator_"):
+            return hasattr(cv.best_estimator_, method)
+        if hasattr(cv, "cv_results_") or not cv.refit:
+            raise AttributeError(f"SRAEExplainerCV with refit=False has no {method}.")
+        return True
+
+    return check
 
 
 class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, BaseEstimator):
@@ -266,7 +273,7 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
             self.feature_names_in_ = best.feature_names_in_
         return self
 
-    @available_if(_refitted)
+    @available_if(_best_has("transform"))
     def transform(self, X):
         """The best explainer's x-features of ``X`` (see ``SRAEExplainer.transform``).
 
@@ -280,9 +287,10 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
         X_new : ndarray of shape (n_samples, n_components)
             Non-negative x-features.
         """
+        check_is_fitted(self)
         return self.best_estimator_.transform(X)
 
-    @available_if(_refitted)
+    @available_if(_best_has("inverse_transform"))
     def inverse_transform(self, X):
         """The best explainer's reconstruction of activations from x-features.
 
@@ -296,9 +304,10 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
         Z_hat : ndarray of shape (n_samples, n_features_in_)
             Reconstructed activations.
         """
+        check_is_fitted(self)
         return self.best_estimator_.inverse_transform(X)
 
-    @available_if(_refitted)
+    @available_if(_best_has("predict"))
     def predict(self, X):
         """The best explainer's rebuilt logits (see ``SRAEExplainer.predict``).
 
@@ -312,9 +321,10 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
         y_hat : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             Rebuilt logits.
         """
+        check_is_fitted(self)
         return self.best_estimator_.predict(X)
 
-    @available_if(_refitted)
+    @available_if(_best_has("contributions"))
     def contributions(self, X):
         """The best explainer's contributions ``x_ik W_ck`` (see ``SRAEExplainer``).
 
@@ -328,9 +338,10 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
         S : ndarray of shape (n_samples, n_outputs, n_components)
             Contributions (``(n_samples, n_components)`` for a 1-D ``y``).
         """
+        check_is_fitted(self)
         return self.best_estimator_.contributions(X)
 
-    @available_if(_refitted)
+    @available_if(_best_has("score"))
     def score(self, X, y=None):
         """The search's score (``scorer_``) of the best explainer on ``(X, y)``.
 
@@ -346,9 +357,10 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
         score : float
             Higher is better; the R² of the rebuilt logits by default.
         """
+        check_is_fitted(self)
         return self.scorer_(self.best_estimator_, X, y)
 
-    @available_if(_refitted)
+    @available_if(_best_has("get_feature_names_out"))
     def get_feature_names_out(self, input_features=None):
         """The best explainer's output feature names.
 
@@ -362,6 +374,7 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
         feature_names_out : ndarray of str objects
             ``sraeexplainer0`` ... ``sraeexplainer{K-1}``.
         """
+        check_is_fitted(self)
         return self.best_estimator_.get_feature_names_out(input_features)
 
     def __sklearn_tags__(self):

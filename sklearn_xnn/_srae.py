@@ -182,7 +182,7 @@ class SRAEExplainer(
         fewest dead x-features, then the smallest objective on the training rows: the
         regularisers ``alpha_reconstruction * L_rec + alpha_pullaway * L_pt`` (the
         whole loss, with ``alpha_faithfulness * L_faith``, when ``faithfulness_tol=None``
-        or ``y=None``); see ``init_scores_``.
+        or ``y=None``); see ``init_scores_``. ``partial_fit`` trains one initialisation.
     random_state : int, RandomState instance or None, default=None
         Decides every random draw (initialisation, pre-training, shuffling, dropout,
         validation split) through a local ``torch.Generator``; the global torch seed

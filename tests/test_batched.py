@@ -165,7 +165,6 @@ def test_n_init_keeps_the_best_initialisation_reproducibly(planted_small):
     assert a.n_init == 3 and a.random_state == 0  # parameters untouched
     one = SRAEExplainer(**SMALL, random_state=0).fit(Z, y)
     assert not hasattr(one, "init_scores_")
-    assert a.init_scores_[a.best_init_] <= a.init_scores_[0]
     # refitting with n_init=1 forgets the initialisations
     assert not hasattr(a.set_params(n_init=1).fit(Z, y), "init_scores_")
 

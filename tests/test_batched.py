@@ -21,6 +21,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_xnn import SRAEExplainer, SRAEExplainerCV, sweep
 from sklearn_xnn._nn import batched
+from sklearn_xnn.exceptions import TrainingDivergedError
 from sklearn_xnn.metrics import reconstruction_r2_scorer
 
 #: Small and fast; pretrain=1 so that every member's start draws from its generator.
@@ -113,6 +114,21 @@ def test_collapse_guard_retries_are_batched_and_equal(planted_small):
     assert [f.n_collapse_retries_ for f in fits] == [2, 2]
     for setting, fit in zip(settings, fits, strict=True):
         assert_same_fit(_alone(Z, y[:, 0], setting), fit, Z)
+
+
+@pytest.mark.parametrize("lr", [1e4, 1e6], ids=["loss diverges", "start diverges"])
+def test_diverging_members_end_as_their_own_fits(planted_small, lr):
+    Z, y, _ = planted_small
+    settings = [{"random_state": s, "learning_rate_init": lr} for s in (0, 1)]
+    if lr > 1e5:  # no finite network at all: the fit's own error
+        with pytest.raises(TrainingDivergedError, match="during layer-wise pre-training"):
+            _sweep(Z, y, settings)
+        return
+    with pytest.warns(ConvergenceWarning, match="non-finite in fine-tuning epoch 1"):
+        fits = _sweep(Z, y, settings)
+    for setting, fit in zip(settings, fits, strict=True):
+        assert fit._stacked_with == 2
+        assert_same_fit(_alone(Z, y, setting), fit, Z)
 
 
 @pytest.mark.parametrize(

@@ -162,6 +162,8 @@ def _groups(jobs):
 
 def _tune_many(jobs, started):
     """:func:`~sklearn_xnn._nn.engine.tune` of every started network, batched."""
+    if not started:
+        return []
     if len(started) == 1:
         (i, model) = started[0]
         job = jobs[i]
@@ -205,6 +207,8 @@ def fine_tune_many(models, jobs):
                 break
     except KeyboardInterrupt:  # every member keeps its last complete epoch, as fine_tune does
         for row, i in enumerate(stack.members):
+            if ended[i] is not None:  # it had ended before the interrupt
+                continue
             runs[i].interrupt(models[i], epoch)
             runs[i].finish(models[i])
             ended[i] = (runs[i].hist, stack.lam.current_at(row, jobs[i].cfg))

@@ -4,6 +4,7 @@ from sklearn_xnn._persistence import load
 from sklearn_xnn._srae import SRAEExplainer
 from sklearn_xnn.baselines import PLSEmbedding, RandomNonnegativeProjection, make_headed
 from sklearn_xnn.compare import compare_explainers, default_explainers
+from sklearn_xnn.model_selection import SRAEExplainerCV, sweep
 
 __version__ = "0.1.0"
 
@@ -11,9 +12,11 @@ __all__ = [
     "PLSEmbedding",
     "RandomNonnegativeProjection",
     "SRAEExplainer",
+    "SRAEExplainerCV",
     "__version__",
     "compare_explainers",
     "default_explainers",
     "load",
     "make_headed",
+    "sweep",
 ]

@@ -2,6 +2,7 @@
 faithfulness constraint, the collapse guard, ``partial_fit`` epochs and the fault reports."""
 
 import copy
+import dataclasses
 import logging
 import math
 import warnings
@@ -40,20 +41,62 @@ REFERENCE_PARAMS = {
 }
 
 
+@dataclasses.dataclass
+class FitRun:
+    """What ``fit`` prepared for training one explainer (``SRAEExplainer._start_fit``)."""
+
+    train: tuple
+    cfg: TrainConfig
+    generator: torch.Generator
+    device: torch.device
+    reference: tuple
+    val: tuple | None
+    scaler: object
+    incremental: bool = False
+
+    @property
+    def guard_args(self):
+        """The arguments of :func:`train_with_guard` after the explainer."""
+        return self.train, self.cfg, self.generator, self.device, self.reference, self.val
+
+
+def memo(cache, key, compute, *args):
+    """``compute(*args)``, computed once per ``key`` when ``cache`` is a dict (None: always)."""
+    if cache is None:
+        return compute(*args)
+    if key not in cache:
+        cache[key] = compute(*args)
+    return cache[key]
+
+
 def train_with_guard(est, train, cfg, generator, device, reference, val):
     """Train; retrain with adjusted alphas while the x-features collapse (the guard)."""
-    best, retries = None, 0
-    for retries in range(est.collapse_retries + 1):
-        result = engine.attempt(*train, cfg, generator, device, reference, val)
+    guard = Guard(est, cfg)
+    while guard.offer(engine.attempt(*train, guard.cfg, generator, device, reference, val)):
+        pass
+    return guard.best, guard.retries
+
+
+class Guard:
+    """The collapse guard of one explainer: the best attempt so far, and the configuration
+    of the next one."""
+
+    def __init__(self, est, cfg):
+        self.est, self.cfg, self.best, self.retries = est, cfg, None, 0
+
+    def offer(self, result):
+        """Take an attempt (trained with ``self.cfg``); True when another one is due."""
+        est = self.est
         require_finite(est, result.model, result.stage)
         result.stopped = announce_stop(est, result.history)
-        if best is None or result.balance > best.balance:
-            best = result
-        if not result.collapsed or retries == est.collapse_retries or result.stopped:
-            break
-        cfg = cfg.replace(alpha_r=cfg.alpha_r * 1.2, alpha_p=cfg.alpha_p * 0.8)
-        logger.info("collapse guard: retraining (attempt %d)", retries + 2)
-    return best, retries
+        if self.best is None or result.balance > self.best.balance:
+            self.best = result
+        if not result.collapsed or self.retries == est.collapse_retries or result.stopped:
+            return False
+        self.retries += 1
+        self.cfg = self.cfg.replace(alpha_r=self.cfg.alpha_r * 1.2, alpha_p=self.cfg.alpha_p * 0.8)
+        logger.info("collapse guard: retraining (attempt %d)", self.retries + 1)
+        return True
 
 
 def train_chunk(est, eng, X, Y):
@@ -186,7 +229,7 @@ def announce_stop(est, history):
     msg = messages.stop_message(history, est.max_iter, est.learning_rate_init)
     if msg is None:
         return False
-    warnings.warn(msg, ConvergenceWarning, stacklevel=5)
+    warnings.warn(msg, ConvergenceWarning, stacklevel=6)
     return True
 
 

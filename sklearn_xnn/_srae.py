@@ -16,6 +16,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from sklearn_xnn import _batching as batching
 from sklearn_xnn import _fitted as fitted
 from sklearn_xnn import _fitting as fitting
 from sklearn_xnn import _persistence
@@ -177,6 +178,17 @@ class SRAEExplainer(
         streaming pass. Peak memory is then bounded by the batch, the model and
         ``n_samples * (hidden_layer_sizes[-1] + n_outputs)`` numbers, not by ``X``.
         Smaller ``X`` is copied to the device once.
+    n_init : int, default=1
+        Number of initialisations (seeds) to fit; the best is kept. They are trained
+        together as one stacked network (one set of batched kernels per step, see
+        :func:`sklearn_xnn.sweep`), each equal to its own ``n_init=1`` fit up to float
+        rounding. With an integer ``random_state`` the first seed is ``random_state``
+        itself (so the first initialisation is the ``n_init=1`` fit) and the others are
+        drawn from it. The kept one meets the faithfulness constraint, then has the
+        fewest dead x-features, then the smallest objective on the training rows: the
+        regularisers ``alpha_reconstruction * L_rec + alpha_pullaway * L_pt`` (the
+        whole loss, with ``alpha_faithfulness * L_faith``, when ``faithfulness_tol=None``
+        or ``y=None``); see ``init_scores_``. ``partial_fit`` trains one initialisation.
     random_state : int, RandomState instance or None, default=None
         Decides every random draw (initialisation, pre-training, shuffling, dropout,
         validation split) through a local ``torch.Generator``; the global torch seed
@@ -221,6 +233,22 @@ class SRAEExplainer(
         Fine-tuning epochs run in the kept attempt.
     n_collapse_retries_ : int
         Retraining rounds the collapse guard used.
+    init_seeds_ : ndarray of shape (n_init,)
+        The seed (``random_state``) of each initialisation. Only when ``n_init > 1``, as
+        are the four attributes below.
+    init_scores_ : ndarray of shape (n_init,)
+        Each initialisation's objective on its training rows (lower is better; see
+        ``n_init``), in training units.
+    init_feasible_ : ndarray of bool of shape (n_init,)
+        Whether each initialisation meets the faithfulness constraint.
+    init_n_dead_ : ndarray of shape (n_init,)
+        Dead x-features of each initialisation.
+    best_init_ : int
+        Index of the kept initialisation; the fitted state is its own.
+    init_stability_ : float
+        Seed stability of the kept x-features: the mean, over the other
+        initialisations, of their Hungarian-matched correlation with the kept ones
+        (:func:`sklearn_xnn.metrics.matched_correlation`) on the training rows.
     alphas_ : tuple of float
         ``(alpha_faithfulness, alpha_reconstruction, alpha_pullaway)`` of the kept attempt.
     scale_ : float
@@ -316,6 +344,7 @@ class SRAEExplainer(
         precision="float32",
         compile=False,
         stream_threshold=2**30,
+        n_init=1,
         random_state=None,
         verbose=0,
     ):
@@ -347,6 +376,7 @@ class SRAEExplainer(
         self.precision = precision
         self.compile = compile
         self.stream_threshold = stream_threshold
+        self.n_init = n_init
         self.random_state = random_state
         self.verbose = verbose
 
@@ -436,20 +466,42 @@ class SRAEExplainer(
             self._engine = eng
             fitted.store(self, result, eng, Y is not None)
             return self
+        if not incremental and self.n_init > 1:
+            return batching.fit_explainers([self], X, y)[0]
+        run = self._start_fit(X, y, incremental)
+        with torch_threads():
+            result, retries = fitting.train_with_guard(self, *run.guard_args)
+        return self._end_fit(run, result, retries)
+
+    def _start_fit(self, X, y, incremental, shared=None):
+        """Everything ``fit`` does before training: a :class:`~sklearn_xnn._fitting.FitRun`.
+
+        Explainers fitted together on one ``(X, y)`` pass the same dict as ``shared`` to
+        share the scaled data and the linear bound (unless each holds out its own rows).
+        """
         self.__dict__.pop("_engine", None)  # partial_fit after fit starts from the new weights
+        for name in batching.INIT_ATTRIBUTES:  # an n_init > 1 fit sets them, its members not
+            self.__dict__.pop(name, None)
         X, Y = validate_fit_data(self, X, y)
         check_faithfulness(self, Y)
         stream = data.should_stream(X, self.stream_threshold)
         n_val, batch_size = check_params_vs_input(self, *X.shape, incremental)
         device = resolve_device(self.device)
         generator = make_generator(check_random_state(self.random_state))
-        scaler = Scaler.fit(X, Y, self.rescale, stream)
+        key = (self.rescale, stream, str(device))
+        scaler = fitting.memo(shared, ("scaler", key), Scaler.fit, X, Y, self.rescale, stream)
         with torch_threads():
-            Zt, Yt = scaler.activations(X, device, stream), scaler.targets(Y, device)
+            Zt = fitting.memo(shared, ("Z", key), scaler.activations, X, device, stream)
+            Yt = fitting.memo(shared, ("Y", key), scaler.targets, Y, device)
             train, val = engine.split_rows(Zt, Yt, n_val, generator, device)
             k, fraction = rank_request(self.n_components)
-            z_moments, the_bound, curve, self._n_components = engine.linear_reference(
-                *train, k, fraction
+            z_moments, the_bound, curve, self._n_components = fitting.memo(
+                None if n_val else shared,
+                ("bound", key, self.n_components),
+                engine.linear_reference,
+                *train,
+                k,
+                fraction,
             )
             self.faithfulness_curve_ = curve
             n_outputs = 0 if Y is None else Y.shape[1]
@@ -467,15 +519,20 @@ class SRAEExplainer(
             cfg = fitting.with_network_head(self, cfg, scaler.scale, train[0])
             cfg = cfg.replace(dropout_generator=device_generator(generator, device))
             val = engine.validation_target(val, the_bound, self.faithfulness_tol, cfg)
-            result, retries = fitting.train_with_guard(
-                self, train, cfg, generator, device, (z_moments, the_bound), val
-            )
-        eng = fitted.Engine(result.model, result.optimizer, generator, cfg, device, scaler)
+        return fitting.FitRun(
+            train, cfg, generator, device, (z_moments, the_bound), val, scaler, incremental
+        )
+
+    def _end_fit(self, run, result, retries):
+        """Everything ``fit`` does after training: the fitted state and the warnings."""
+        eng = fitted.Engine(
+            result.model, result.optimizer, run.generator, run.cfg, run.device, run.scaler
+        )
         eng.multiplier, eng.history = result.multiplier, result.history
-        fitted.store(self, result, eng, Y is not None)
+        fitted.store(self, result, eng, run.train[1] is not None)
         self.n_collapse_retries_ = retries
         fitting.announce_problems(self, result)
-        if incremental:  # fit keeps no torch state; a later partial_fit rebuilds it
+        if run.incremental:  # fit keeps no torch state; a later partial_fit rebuilds it
             self._engine = eng
         return self
 

@@ -1,9 +1,10 @@
 """One training attempt from data in training units to a trained network.
 
 ``start`` builds the network and gives it the faithful closed-form start, ``attempt``
-fine-tunes it and assesses the result, ``resume`` continues a trained network on more
-data (``partial_fit``). The estimator orchestrates (validation, scaling, the collapse
-guard, the fitted state); everything here is torch.
+fine-tunes it and assesses the result (``begin`` then ``tune``, the two halves that
+:mod:`sklearn_xnn._nn.batched` runs around a stacked fine-tuning), ``resume`` continues a
+trained network on more data (``partial_fit``). The estimator orchestrates (validation,
+scaling, the collapse guard, the fitted state); everything here is torch.
 """
 
 import torch
@@ -77,15 +78,28 @@ def final_head(model, Z, Y, cfg):
 
 def attempt(Z, Y, cfg, generator, device, reference, val=None):
     """Start, fine-tune and assess one network: an :class:`Attempt`."""
+    model, done = begin(Z, Y, cfg, generator, device, reference)
+    return done if done is not None else tune(model, Z, Y, cfg, generator, val)
+
+
+def tune(model, Z, Y, cfg, generator, val=None):
+    """Fine-tune and assess a started network (see :func:`begin`): an :class:`Attempt`."""
+    history, opt, lam = _fine_tune(model, Z, Y, cfg, generator, val)
+    return assess(model, Z, Y, history, opt, cfg, lam)
+
+
+def begin(Z, Y, cfg, generator, device, reference):
+    """The start of an attempt: ``(model, None)`` for a network to fine-tune, or
+    ``(model, attempt)`` when there is nothing to fine-tune (a non-finite start, or
+    pre-training cut short by a ``KeyboardInterrupt``)."""
     model, interrupted = start(Z, Y, cfg, generator, device, reference)
     if not training.finite_weights(model):
         stage = "layer-wise pre-training" if cfg.pretrain else "initialisation"
-        return _assess(model, Z, Y, History(), None, cfg, cfg.alpha_f, stage=stage)
+        return model, assess(model, Z, Y, History(), None, cfg, cfg.alpha_f, stage=stage)
     if interrupted:
-        history, opt, lam = History(interrupted_in_pretraining=True), None, cfg.alpha_f
-    else:
-        history, opt, lam = _fine_tune(model, Z, Y, cfg, generator, val)
-    return _assess(model, Z, Y, history, opt, cfg, lam)
+        history = History(interrupted_in_pretraining=True)
+        return model, assess(model, Z, Y, history, None, cfg, cfg.alpha_f)
+    return model, None
 
 
 def resume(model, opt, Z, Y, cfg, generator, multiplier, start_epoch):
@@ -93,10 +107,11 @@ def resume(model, opt, Z, Y, cfg, generator, multiplier, start_epoch):
     history, opt, lam = _fine_tune(
         model, Z, Y, cfg, generator, None, opt=opt, multiplier=multiplier, start_epoch=start_epoch
     )
-    return _assess(model, Z, Y, history, opt, cfg, lam)
+    return assess(model, Z, Y, history, opt, cfg, lam)
 
 
 def _fine_tune(model, Z, Y, cfg, generator, val, **kwargs):
+    """:func:`training.fine_tune`; a non-finite loss ends it with the last finite weights."""
     try:
         return training.fine_tune(model, Z, Y, cfg, generator, val, **kwargs)
     except training.NonFiniteLossError as exc:
@@ -104,7 +119,8 @@ def _fine_tune(model, Z, Y, cfg, generator, val, **kwargs):
         return exc.history, kwargs.get("opt"), kwargs.get("multiplier") or cfg.alpha_f
 
 
-def _assess(model, Z, Y, history, opt, cfg, lam, stage=None):
+def assess(model, Z, Y, history, opt, cfg, lam, stage=None):
+    """The :class:`Attempt` of a trained network: the final head, its x-features, collapse."""
     faithfulness = None
     if stage is None and model.head is not None and training.finite_weights(model):
         faithfulness = final_head(model, Z, Y, cfg)

@@ -118,6 +118,16 @@ def srae_loss(x, y_hat, z_hat, z, y, weight, cfg, constrained=False):
     pull-away acts on ``x`` itself. With ``constrained`` the faithfulness term is left out
     of the total (the caller adds it with its multiplier).
     """
+    terms = srae_terms(x, y_hat, z_hat, z, y, weight, cfg)
+    return weighted_loss(terms, loss_weights(cfg, constrained))
+
+
+def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None):
+    """The three terms ``(L_faith, L_rec, L_pt)`` of :func:`srae_loss`, with their graphs.
+
+    ``L_pt`` is computed when ``pullaway`` is true (default: when ``cfg.alpha_p`` is
+    nonzero), else it is zero.
+    """
     faith = z.new_zeros(())
     if y is not None and cfg.faithfulness == "kl":
         faith = faithfulness_error(y_hat, y, cfg)
@@ -128,7 +138,22 @@ def srae_loss(x, y_hat, z_hat, z, y, weight, cfg, constrained=False):
     rec = reconstruction_loss(z_hat, z, cfg.reconstruction, cfg.q)
     if cfg.network_head is not None and y is not None:
         rec = rec + network_decision_error(z_hat, y, cfg)
-    pt = pullaway_loss(x, weight, cfg.pullaway) if cfg.alpha_p else z.new_zeros(())
-    alpha_f = 0.0 if constrained else cfg.alpha_f
-    total = alpha_f * faith + cfg.alpha_r * rec + cfg.alpha_p * pt
-    return total, torch.stack([faith.detach(), rec.detach(), pt.detach()])
+    pullaway = bool(cfg.alpha_p) if pullaway is None else pullaway
+    pt = pullaway_loss(x, weight, cfg.pullaway) if pullaway else z.new_zeros(())
+    return faith, rec, pt
+
+
+def loss_weights(cfg, constrained=False):
+    """``(alpha_f, alpha_r, alpha_p)`` of ``cfg``; ``alpha_f`` is 0 under the constraint."""
+    return 0.0 if constrained else cfg.alpha_f, cfg.alpha_r, cfg.alpha_p
+
+
+def weighted_loss(terms, weights):
+    """``(sum_t w_t term_t, detached terms)`` for ``terms = (L_faith, L_rec, L_pt)``.
+
+    Weights and terms are floats or tensors of one shape (one value per network when
+    several are trained stacked); the detached terms are stacked along a last axis.
+    """
+    (faith, rec, pt), (alpha_f, alpha_r, alpha_p) = terms, weights
+    total = alpha_f * faith + alpha_r * rec + alpha_p * pt
+    return total, torch.stack([faith.detach(), rec.detach(), pt.detach()], dim=-1)

@@ -28,7 +28,15 @@ import torch
 from sklearn_xnn._nn import bound, data
 from sklearn_xnn._nn.config import History
 from sklearn_xnn._nn.init import revive_dead, set_head
-from sklearn_xnn._nn.losses import faithfulness_error, logits, softmax_kl, srae_loss
+from sklearn_xnn._nn.losses import (
+    faithfulness_error,
+    logits,
+    loss_weights,
+    softmax_kl,
+    srae_loss,
+    srae_terms,
+    weighted_loss,
+)
 from sklearn_xnn._nn.optim import adam, batches
 
 logger = logging.getLogger("sklearn_xnn")
@@ -92,6 +100,19 @@ def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None):
     ``cfg.precision == "bf16"`` on CUDA the network runs under bf16 autocast and the loss
     is computed in float32 from its float32-cast outputs.
     """
+    x, y_hat, terms = forward_terms(model, zb, yb, cfg, dropout_gen)
+    constrained = multiplier is not None and yb is not None
+    loss, parts = weighted_loss(terms, loss_weights(cfg, constrained))
+    e_faith = None
+    if constrained:
+        e_faith = faithfulness_error(y_hat, yb, cfg)
+        loss = loss + multiplier * e_faith
+    return x, loss, parts, e_faith
+
+
+def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None):
+    """Forward pass of one minibatch and its loss terms: ``(x, y_hat, (faith, rec, pt))``
+    (:func:`~sklearn_xnn._nn.losses.srae_terms`)."""
     bf16 = cfg.precision == "bf16" and zb.device.type == "cuda"
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
         x, y_hat, z_hat = model(zb, dropout_gen)
@@ -99,13 +120,7 @@ def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None):
         x, z_hat = x.float(), z_hat.float()
         y_hat = None if y_hat is None else y_hat.float()
     weight = None if model.head is None else model.head.weight
-    constrained = multiplier is not None and yb is not None
-    loss, parts = srae_loss(x, y_hat, z_hat, zb, yb, weight, cfg, constrained)
-    e_faith = None
-    if constrained:
-        e_faith = faithfulness_error(y_hat, yb, cfg)
-        loss = loss + multiplier * e_faith
-    return x, loss, parts, e_faith
+    return x, y_hat, srae_terms(x, y_hat, z_hat, zb, yb, weight, cfg, pullaway)
 
 
 def _step_function(cfg):
@@ -129,6 +144,10 @@ class _Multiplier:
 
     def value(self):
         return self.log.exp() if self.on else None
+
+    def current(self, cfg):
+        """The multiplier as a float (``alpha_f`` without the constraint)."""
+        return float(self.log.exp()) if self.on else float(cfg.alpha_f)
 
     def update(self, e_faith):
         if self.on and e_faith is not None:
@@ -310,50 +329,97 @@ def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, 
     step = _step_function(cfg)
     n_steps = math.ceil(Z.shape[0] / cfg.batch_size)
     schedule = _Schedule(cfg, n_steps, start_epoch)
-    constrained = cfg.faith_target is not None and Y is not None
-    lam0, slack = initial_multiplier(model, Z, Y, cfg) if constrained else (cfg.alpha_f, 1.0)
-    lam = _Multiplier(lam0 if multiplier is None else multiplier, cfg, slack, n_steps, Z.device)
-    hist = History()
-    start_violation = 0.0
-    if constrained and cfg.faithfulness == "kl":  # "mse" starts feasible by construction
-        start_violation = max(faithfulness_on(model, Z, Y, cfg) - cfg.faith_target, 0.0)
-    keeper = _Keeper(model, cfg.faith_target is not None, val is not None, start_violation)
-    stall, epoch, good_state = 0, 0, None
+    lam = start_multiplier(model, Z, Y, cfg, n_steps, multiplier)
+    run = Progress(model, cfg, val, start_violation(model, Z, Y, cfg))
+    epoch = 0
     try:
         for epoch in range(cfg.max_iter):
-            prev_state, good_state = good_state, copy.deepcopy(model.state_dict())
+            run.begin(model)
             stats = _epoch(model, opt, Z, Y, cfg, generator, schedule, lam, step).tolist()
-            parts, x_max = stats[:3], torch.tensor(stats[3:])
-            if epoch < cfg.max_iter - 1 and revive_dead(model, Z, x_max <= 0, generator):
-                stall = 0
-            loss = total_loss(parts, cfg)
-            if not math.isfinite(loss) or not finite_weights(model):
-                _roll_back(model, hist, good_state, prev_state, keeper)
-                raise NonFiniteLossError(epoch, hist)
-            hist.loss.append(loss)
-            hist.parts.append(parts)
-            hist.multiplier.append(float(lam.log.exp()) if lam.on else float(cfg.alpha_f))
-            monitored, violation = _check_epoch(model, Z, Y, val, cfg, parts, hist)
-            if cfg.verbose:
-                logger.info(
-                    "epoch %d: loss %.6g (monitored %.6g%s)",
-                    epoch + 1,
-                    loss,
-                    monitored,
-                    "" if violation <= 0 else ", not faithful enough",
-                )
-            improved = keeper.improves(monitored, violation, cfg.tol)
-            keeper.offer(model, monitored, violation)
-            stall = 0 if improved else stall + 1
-            if stall >= cfg.n_iter_no_change:
-                hist.converged = True
+            if run.end_epoch(model, Z, Y, generator, stats, lam.current(cfg), epoch):
                 break
     except KeyboardInterrupt:  # keep a usable model: the last complete epoch's weights
-        if len(hist.loss) <= epoch and good_state is not None:
-            model.load_state_dict(good_state)
-        hist.interrupted_epoch = epoch
-    keeper.restore(model)
-    return hist, opt, float(lam.log.exp()) if lam.on else float(cfg.alpha_f)
+        run.interrupt(model, epoch)
+    run.finish(model)
+    return run.hist, opt, lam.current(cfg)
+
+
+def start_violation(model, Z, Y, cfg):
+    """By how much the network's start exceeds the constraint's target (0 when it meets it;
+    the faithful start always does for ``"mse"``, not necessarily for ``"kl"``)."""
+    if cfg.faith_target is None or Y is None or cfg.faithfulness != "kl":
+        return 0.0
+    return max(faithfulness_on(model, Z, Y, cfg) - cfg.faith_target, 0.0)
+
+
+def start_multiplier(model, Z, Y, cfg, steps_per_epoch, value=None):
+    """The :class:`_Multiplier` of a fine-tuning run: at ``value`` when continuing one, else
+    at :func:`initial_multiplier` under the constraint (``alpha_f`` without it)."""
+    constrained = cfg.faith_target is not None and Y is not None
+    lam0, slack = initial_multiplier(model, Z, Y, cfg) if constrained else (cfg.alpha_f, 1.0)
+    lam0 = lam0 if value is None else value
+    return _Multiplier(lam0, cfg, slack, steps_per_epoch, Z.device)
+
+
+class Progress:
+    """What fine-tuning decides between epochs, for one network: reviving dead x-features,
+    the finiteness check, the history, the least-squares head and the constraint
+    (:func:`_check_epoch`), the kept epoch (:class:`_Keeper`) and early stopping.
+
+    Each epoch is ``begin(model)``, the epoch's steps, then ``end_epoch(...)``, which
+    returns True when training stops; ``finish(model)`` restores the kept weights.
+    """
+
+    def __init__(self, model, cfg, val, start_violation=0.0):
+        self.cfg, self.val, self.hist = cfg, val, History()
+        constrained = cfg.faith_target is not None
+        self.keeper = _Keeper(model, constrained, val is not None, start_violation)
+        self.stall, self.good_state, self.prev_state = 0, None, None
+
+    def begin(self, model):
+        """Remember the weights the epoch starts from (restored if it goes non-finite)."""
+        self.prev_state, self.good_state = self.good_state, copy.deepcopy(model.state_dict())
+
+    def end_epoch(self, model, Z, Y, generator, stats, multiplier, epoch):
+        """Everything after the steps of ``epoch``; ``stats`` is the epoch's mean loss parts
+        then each x-feature's largest value, ``multiplier`` the constraint's current value.
+        Returns whether training stops."""
+        cfg, hist, keeper = self.cfg, self.hist, self.keeper
+        parts, x_max = stats[:3], torch.tensor(stats[3:])
+        if epoch < cfg.max_iter - 1 and revive_dead(model, Z, x_max <= 0, generator):
+            self.stall = 0
+        loss = total_loss(parts, cfg)
+        if not math.isfinite(loss) or not finite_weights(model):
+            _roll_back(model, hist, self.good_state, self.prev_state, keeper)
+            raise NonFiniteLossError(epoch, hist)
+        hist.loss.append(loss)
+        hist.parts.append(parts)
+        hist.multiplier.append(multiplier)
+        monitored, violation = _check_epoch(model, Z, Y, self.val, cfg, parts, hist)
+        if cfg.verbose:
+            logger.info(
+                "epoch %d: loss %.6g (monitored %.6g%s)",
+                epoch + 1,
+                loss,
+                monitored,
+                "" if violation <= 0 else ", not faithful enough",
+            )
+        improved = keeper.improves(monitored, violation, cfg.tol)
+        keeper.offer(model, monitored, violation)
+        self.stall = 0 if improved else self.stall + 1
+        if self.stall >= cfg.n_iter_no_change:
+            hist.converged = True
+            return True
+        return False
+
+    def interrupt(self, model, epoch):
+        """A ``KeyboardInterrupt`` in ``epoch``: back to the last complete epoch's weights."""
+        if len(self.hist.loss) <= epoch and self.good_state is not None:
+            model.load_state_dict(self.good_state)
+        self.hist.interrupted_epoch = epoch
+
+    def finish(self, model):
+        self.keeper.restore(model)
 
 
 def _roll_back(model, hist, good_state, prev_state, keeper):

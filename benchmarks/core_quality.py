@@ -11,7 +11,7 @@ top 5 right singular vectors.
 Cases (K = 5, train / held-out):
 
 * ``planted``: ``make_concept_activations(3000, 256)``, 2000 / 1000 rows, data seed = seed;
-* ``planted_small``: ``make_concept_activations(2500 + 1000, 256)``, 2500 / 1000 rows;
+* ``planted_small``: ``make_concept_activations(1000 + 1000, 256)``, 1000 / 1000 rows;
 * ``digits_relu_fc1``, ``digits_pool``, ``digits_fc1_signed``: the digits CNN (trained once,
   ``random_state=0``, scikit-learn's stratified 70 / 30 split of the digits images), its
   ``relu_fc1`` output (64, >= 0), its ``pool`` output flattened (512, >= 0) and its ``fc1``
@@ -57,10 +57,11 @@ from sklearn_xnn.torch import extract_activations
 
 K = 5
 N_TEST = 1000
-N_TRAIN_SMALL = 2500  # the "small-data" planted case: at most this many training rows
+N_TRAIN_SMALL = 1000  # the "small-data" planted case: at most 2,500 training rows
 TOL_BOUND = 0.01
 MAX_TIME_RATIO = 10.0
 PCA_TIME_FACTOR = 50.0
+BASELINE_REPEATS = 3  # baselines' fit time: the shortest of this many fits
 SRAE_EXTRAS = (
     "faithfulness_bound_",
     "faithfulness_",
@@ -153,14 +154,22 @@ def rank_k_bound(Z, y, k=K):
     return lambda Znew: ((ridge.predict(Znew) - center) @ proj + center) * sd + mu
 
 
-def _timed(fit):
-    """Run ``fit()`` with warnings recorded; returns (result, seconds, warning counts)."""
+def _timed(fit, repeat=1):
+    """Run ``fit()`` with warnings recorded; returns (result, seconds, warning counts).
+
+    With ``repeat > 1`` the fit runs that many times and the shortest time is kept (the
+    baselines: it makes their fits as fast as this machine allows, so the SRAE / NMF
+    ratio errs against SRAE).
+    """
+    seconds = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        t0 = time.perf_counter()
-        out = fit()
-        seconds = time.perf_counter() - t0
-    return out, seconds, dict(Counter(w.category.__name__ for w in caught))
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            out = fit()
+            seconds.append(time.perf_counter() - t0)
+    counts = Counter(w.category.__name__ for w in caught)
+    return out, min(seconds), {k: v // repeat for k, v in counts.items()}
 
 
 def fit_srae(d, seed):
@@ -180,7 +189,7 @@ def fit_headed(transformer, d):
         Xtr = Xtr[0] if isinstance(Xtr, tuple) else Xtr  # PLS returns (x_scores, y_scores)
         return Xtr, LinearRegression().fit(Xtr, d["ytr"])
 
-    (Xtr, head), s, warns = _timed(fit)
+    (Xtr, head), s, warns = _timed(fit, repeat=BASELINE_REPEATS)
     Xte = transformer.transform(d["Zte"])
     S = Xte[:, None, :] * head.coef_[None, :, :]
     return dict(pred=head.predict(Xte), Xtr=Xtr, Xte=Xte, S=S, fit_s=s, warnings=warns)

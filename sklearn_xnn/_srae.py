@@ -87,8 +87,9 @@ class SRAEExplainer(
         training); ``"auto"`` is 0.98. Without ``y`` the fraction is of ``X``'s variance
         (principal directions). The chosen ``K`` is ``n_components_``, the curve
         ``faithfulness_curve_``.
-    hidden_layer_sizes : tuple of int, default=(800, 100)
-        Widths of the encoder's hidden layers (mirrored in the decoder).
+    hidden_layer_sizes : tuple of int or "auto", default="auto"
+        Widths of the encoder's hidden layers (mirrored in the decoder). "auto" is the
+        paper's ``(800, 100)`` with each width capped at ``4 * n_features``.
     faithfulness : {"mse", "kl"}, default="mse"
         What the explanation must keep. ``"mse"``: the logits (squared error, R² uniform
         over outputs). ``"kl"``: the decision, the mean KL divergence between the softmax
@@ -317,7 +318,7 @@ class SRAEExplainer(
         self,
         n_components=5,
         *,
-        hidden_layer_sizes=(800, 100),
+        hidden_layer_sizes="auto",
         faithfulness="mse",
         temperature=1.0,
         faithfulness_tol=0.005,

@@ -162,9 +162,19 @@ def validate_chunk(est, X, y):
     return X, Y
 
 
+def auto_hidden_sizes(n_features):
+    """``hidden_layer_sizes="auto"``: the paper's ``(800, 100)``, each width capped at four
+    times the input width (a narrow layer gains nothing from an encoder wider than that,
+    and every step's cost grows with it)."""
+    return min(800, 4 * n_features), min(100, 4 * n_features)
+
+
 def check_params_vs_input(est, n_samples, n_features, incremental=False):
     """Cross-parameter rules; returns ``(n_val, batch_size)`` and sets ``_hidden``."""
-    sizes = np.atleast_1d(np.asarray(est.hidden_layer_sizes))
+    sizes = est.hidden_layer_sizes
+    if isinstance(sizes, str):  # "auto", the only word the parameter validation lets in
+        sizes = auto_hidden_sizes(n_features)
+    sizes = np.atleast_1d(np.asarray(sizes))
     if sizes.ndim != 1 or sizes.size == 0 or not np.issubdtype(sizes.dtype, np.integer):
         raise ValueError(
             "hidden_layer_sizes must be a non-empty tuple of positive ints, got "
@@ -216,7 +226,7 @@ PARAMETER_CONSTRAINTS = {
         Interval(Real, 0, 1, closed="neither"),
         StrOptions({"auto"}),
     ],
-    "hidden_layer_sizes": ["array-like"],
+    "hidden_layer_sizes": ["array-like", StrOptions({"auto"})],
     "faithfulness": [StrOptions({"mse", "kl"})],
     "temperature": [Interval(Real, 0, None, closed="neither")],
     "faithfulness_tol": [Interval(Real, 0, None, closed="left"), None],

@@ -17,6 +17,7 @@ from sklearn_xnn.cli import (
     CLI_DEFAULTS,
     DEMO_DEFAULTS,
     QUICK_DEFAULTS,
+    UsageError,
     build_parser,
     estimator_options,
     main,
@@ -120,6 +121,8 @@ def _subparser(command, quick=False):
 
 def test_every_estimator_parameter_is_an_option_with_its_default():
     defaults = SRAEExplainer().get_params(deep=False)
+    # a torch module has no command-line form
+    assert defaults.pop("network_head") is None
     args = build_parser().parse_args(["fit", "--activations", "Z.npy", "--logits", "Y.npy"])
     for name, default in defaults.items():
         expected = CLI_DEFAULTS.get(name, default)
@@ -137,6 +140,10 @@ def test_quick_changes_defaults_but_not_given_values():
     assert {k: getattr(args, k) for k in QUICK_DEFAULTS} == QUICK_DEFAULTS
     given = quick.parse_args(["demo", "--quick", "--max-iter", "60", "--pretrain", "0"])
     assert (given.max_iter, given.pretrain, given.hidden_layer_sizes) == (60, 0, (32, 8))
+    widths = quick.parse_args(["demo", "--hidden-layer-sizes", "auto"]).hidden_layer_sizes
+    assert widths == "auto"
+    with pytest.raises(UsageError, match="expected auto or comma-separated"):
+        quick.parse_args(["demo", "--hidden-layer-sizes", "wide"])
     help_text = " ".join(_subparser("demo", quick=True).format_help().split())
     assert "(default: 32,8)" in help_text and "(default: 256,32)" not in help_text
 

@@ -87,9 +87,32 @@ def _number_tuple(default):
     return parse, ",".join(["INT" if ints else "X"] * max(len(default), 1))
 
 
+def _word_or_tuple(options):
+    """argparse keyword arguments for a parameter that is a word (``options``) or a tuple
+    of positive integers given as a comma list."""
+    words = sorted(set().union(*(c.options for c in options)))
+    parse_tuple, _ = _number_tuple((1,))
+
+    def parse(text):
+        if text in words:
+            return text
+        try:
+            return parse_tuple(text)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"expected {' or '.join(words)} or comma-separated integers (positive), "
+                f"got {text!r}"
+            ) from None
+
+    parse.__name__ = f"{' or '.join(words)} or comma-separated integers"
+    return dict(type=parse, metavar="|".join([*words, "INT,INT"]))
+
+
 def _option_kwargs(default, constraints):
     """argparse keyword arguments for one parameter from its default and its constraints."""
     options = [c for c in constraints if isinstance(c, StrOptions)]
+    if options and "array-like" in constraints:  # a word or a comma list, e.g. "auto" or 64,16
+        return _word_or_tuple(options)
     if options and len(options) == len(constraints):
         return dict(choices=sorted(set().union(*(c.options for c in options))), type=str)
     if options:  # a word or a number, e.g. "auto" or 0.5

@@ -119,3 +119,15 @@ def engine_from_fitted(est):
     eng.multiplier = getattr(est, "faithfulness_multiplier_", cfg.alpha_f)
     eng.history = History(list(est.loss_curve_), est.loss_parts_.tolist())
     return eng
+
+
+def finish(est, run, result, retries):
+    """Everything ``fit`` does after training: the fitted state and the warnings."""
+    eng = Engine(result.model, result.optimizer, run.generator, run.cfg, run.device, run.scaler)
+    eng.multiplier, eng.history = result.multiplier, result.history
+    store(est, result, eng, run.train[1] is not None)
+    est.n_collapse_retries_ = retries
+    fitting.announce_problems(est, result)
+    if run.incremental:  # fit keeps no torch state; a later partial_fit rebuilds it
+        est._engine = eng
+    return est

@@ -10,11 +10,20 @@ import warnings
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
 
 from sklearn_xnn import _messages as messages
-from sklearn_xnn._nn import engine, training
+from sklearn_xnn._nn import data, engine, training
 from sklearn_xnn._nn.config import TrainConfig
-from sklearn_xnn._nn.convert import resolve_device, to_tensor
+from sklearn_xnn._nn.convert import device_generator, make_generator, resolve_device, to_tensor
+from sklearn_xnn._nn.scaling import Scaler
+from sklearn_xnn._threads import torch_threads
+from sklearn_xnn._validation import (
+    check_faithfulness,
+    check_params_vs_input,
+    rank_request,
+    validate_fit_data,
+)
 from sklearn_xnn.exceptions import TrainingDivergedError
 
 logger = logging.getLogger("sklearn_xnn")
@@ -236,3 +245,48 @@ def announce_stop(est, history):
 def announce_problems(est, result):
     for msg in messages.problem_messages(est, result):
         warnings.warn(msg, ConvergenceWarning, stacklevel=4)
+
+
+def start_fit(est, X, y, incremental, shared=None):
+    """Everything ``fit`` does before training: validation, scaling, the linear reference
+    (and the number of x-features it decides), the configuration and the constraint; a
+    :class:`FitRun`. ``shared`` (a dict) lets explainers fitted together on one ``(X, y)``
+    share the scaled data and the bound."""
+    X, Y = validate_fit_data(est, X, y)
+    check_faithfulness(est, Y)
+    stream = data.should_stream(X, est.stream_threshold)
+    n_val, batch_size = check_params_vs_input(est, *X.shape, incremental)
+    device = resolve_device(est.device)
+    generator = make_generator(check_random_state(est.random_state))
+    key = (est.rescale, stream, str(device))
+    scaler = memo(shared, ("scaler", key), Scaler.fit, X, Y, est.rescale, stream)
+    with torch_threads():
+        Zt = memo(shared, ("Z", key), scaler.activations, X, device, stream)
+        Yt = memo(shared, ("Y", key), scaler.targets, Y, device)
+        train, val = engine.split_rows(Zt, Yt, n_val, generator, device)
+        k, fraction = rank_request(est.n_components)
+        z_moments, the_bound, curve, est._n_components = memo(
+            None if n_val else shared,
+            ("bound", key, est.n_components),
+            engine.linear_reference,
+            *train,
+            k,
+            fraction,
+        )
+        est.faithfulness_curve_ = curve
+        n_outputs = 0 if Y is None else Y.shape[1]
+        y_stats = None if Y is None else (scaler.y_mean, scaler.y_scale)
+        cfg = train_config(
+            est,
+            n_outputs,
+            scaler.nonnegative,
+            batch_size,
+            train[0].shape[0],
+            incremental,
+            y_stats,
+        )
+        cfg = store_constraint(est, cfg, the_bound, train)
+        cfg = with_network_head(est, cfg, scaler.scale, train[0])
+        cfg = cfg.replace(dropout_generator=device_generator(generator, device))
+        val = engine.validation_target(val, the_bound, est.faithfulness_tol, cfg)
+    return FitRun(train, cfg, generator, device, (z_moments, the_bound), val, scaler, incremental)

@@ -9,7 +9,6 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import (
     check_array,
     check_is_fitted,
@@ -20,22 +19,15 @@ from sklearn_xnn import _batching as batching
 from sklearn_xnn import _fitted as fitted
 from sklearn_xnn import _fitting as fitting
 from sklearn_xnn import _persistence
-from sklearn_xnn._nn import data, engine
-from sklearn_xnn._nn.convert import device_generator, make_generator, resolve_device
 from sklearn_xnn._nn.inference import decode_numpy, encode_numpy
-from sklearn_xnn._nn.scaling import Scaler
 from sklearn_xnn._threads import torch_threads
 from sklearn_xnn._validation import (
     PARAMETER_CONSTRAINTS,
-    check_faithfulness,
     check_input_kind,
-    check_params_vs_input,
     finite_output,
     float_dtypes,
     numeric_conversion,
-    rank_request,
     validate_chunk,
-    validate_fit_data,
 )
 
 logger = logging.getLogger("sklearn_xnn")
@@ -275,24 +267,18 @@ class SRAEExplainer(
 
     Notes
     -----
-    **Input.** ``X`` must be a dense, finite, real 2-D array (numpy, list or data frame)
-    with at least 2 rows. float32 and float64 are kept; float16 is computed as float32
-    (outputs are float32); integers, booleans and numeric objects become float64. Sparse
-    matrices are refused (call ``.toarray()``: the network densifies them anyway), as are
-    complex and string data. Magnitudes from ~1e-300 to ~1e300 train as well as unit-scale
-    data (the rescaling is overflow-safe); with ``rescale=False`` values must fit float32.
+    **Input.** ``X``: a dense, finite, real 2-D array with at least 2 rows; float32 and
+    float64 are kept, float16 is computed as float32, integers, booleans and numeric
+    objects become float64; sparse, complex and string data are refused with an error
+    saying what to do. Any magnitude from ~1e-300 to ~1e300 trains (the rescaling is
+    overflow-safe).
 
-    **Faults.** If the loss becomes NaN or infinite during fine-tuning, ``fit`` restores
-    the last finite weights, stops, and raises a ``ConvergenceWarning`` naming the epoch;
-    if no finite model exists yet it raises
-    :class:`~sklearn_xnn.exceptions.TrainingDivergedError` and leaves the explainer
-    unfitted. A ``KeyboardInterrupt`` during ``fit`` is caught like scikit-learn's MLP
-    does: the explainer keeps the weights of the last complete epoch, warns with the
-    epoch, and ``fit`` returns normally.
-
-    **Persistence.** :meth:`save` / :meth:`load` (and :func:`sklearn_xnn.load`) use a
-    checksummed safetensors file that loading never executes; pickle and joblib work too.
-    Both load on a machine without the GPU the model was trained on.
+    **Faults.** A NaN or infinite loss restores the last finite weights and warns
+    (``ConvergenceWarning``); without any finite model ``fit`` raises
+    :class:`~sklearn_xnn.exceptions.TrainingDivergedError`. A ``KeyboardInterrupt``
+    keeps the last complete epoch, as scikit-learn's MLP does. :meth:`save` writes a
+    checksummed safetensors file that loading never executes (pickle works too); both
+    load without the GPU the model was trained on. The User Guide has the details.
 
     References
     ----------
@@ -483,59 +469,11 @@ class SRAEExplainer(
         self.__dict__.pop("_engine", None)  # partial_fit after fit starts from the new weights
         for name in batching.INIT_ATTRIBUTES:  # an n_init > 1 fit sets them, its members not
             self.__dict__.pop(name, None)
-        X, Y = validate_fit_data(self, X, y)
-        check_faithfulness(self, Y)
-        stream = data.should_stream(X, self.stream_threshold)
-        n_val, batch_size = check_params_vs_input(self, *X.shape, incremental)
-        device = resolve_device(self.device)
-        generator = make_generator(check_random_state(self.random_state))
-        key = (self.rescale, stream, str(device))
-        scaler = fitting.memo(shared, ("scaler", key), Scaler.fit, X, Y, self.rescale, stream)
-        with torch_threads():
-            Zt = fitting.memo(shared, ("Z", key), scaler.activations, X, device, stream)
-            Yt = fitting.memo(shared, ("Y", key), scaler.targets, Y, device)
-            train, val = engine.split_rows(Zt, Yt, n_val, generator, device)
-            k, fraction = rank_request(self.n_components)
-            z_moments, the_bound, curve, self._n_components = fitting.memo(
-                None if n_val else shared,
-                ("bound", key, self.n_components),
-                engine.linear_reference,
-                *train,
-                k,
-                fraction,
-            )
-            self.faithfulness_curve_ = curve
-            n_outputs = 0 if Y is None else Y.shape[1]
-            y_stats = None if Y is None else (scaler.y_mean, scaler.y_scale)
-            cfg = fitting.train_config(
-                self,
-                n_outputs,
-                scaler.nonnegative,
-                batch_size,
-                train[0].shape[0],
-                incremental,
-                y_stats,
-            )
-            cfg = fitting.store_constraint(self, cfg, the_bound, train)
-            cfg = fitting.with_network_head(self, cfg, scaler.scale, train[0])
-            cfg = cfg.replace(dropout_generator=device_generator(generator, device))
-            val = engine.validation_target(val, the_bound, self.faithfulness_tol, cfg)
-        return fitting.FitRun(
-            train, cfg, generator, device, (z_moments, the_bound), val, scaler, incremental
-        )
+        return fitting.start_fit(self, X, y, incremental, shared)
 
     def _end_fit(self, run, result, retries):
         """Everything ``fit`` does after training: the fitted state and the warnings."""
-        eng = fitted.Engine(
-            result.model, result.optimizer, run.generator, run.cfg, run.device, run.scaler
-        )
-        eng.multiplier, eng.history = result.multiplier, result.history
-        fitted.store(self, result, eng, run.train[1] is not None)
-        self.n_collapse_retries_ = retries
-        fitting.announce_problems(self, result)
-        if run.incremental:  # fit keeps no torch state; a later partial_fit rebuilds it
-            self._engine = eng
-        return self
+        return fitted.finish(self, run, result, retries)
 
     # ------------------------------------------------------------------ fitted state
     def __getstate__(self):

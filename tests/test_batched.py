@@ -250,3 +250,18 @@ def test_sweep_refuses_bad_input(planted_small):
         sweep(SRAEExplainer(**SMALL), {"alpha": [1.0]}, Z, y)
     with pytest.raises(InvalidParameterError, match="alpha_pullaway"):
         sweep(SRAEExplainer(**SMALL), [{"alpha_pullaway": -1.0}], Z, y)
+
+
+def test_decision_faithful_members_equal_their_own_fits(planted_small):
+    # faithfulness="kl" and the K chosen by n_components="auto" travel through the batch
+    Z, y, _ = planted_small
+    settings = [
+        {"random_state": s, "faithfulness": "kl", "n_components": "auto"} for s in (0, 1)
+    ]
+    fits = _sweep(Z, y, settings)
+    assert [f._stacked_with for f in fits] == [2, 2]
+    for setting, fit in zip(settings, fits, strict=True):
+        alone = _alone(Z, y, setting)
+        assert fit.n_components_ == alone.n_components_
+        assert_same_fit(alone, fit, Z)
+        assert fit.faithfulness_ == pytest.approx(alone.faithfulness_, rel=1e-4, abs=1e-7)

@@ -75,8 +75,10 @@ def sweep(explainer, param_grid, X, y=None):
     ``verbose``, which may differ within a group), and each group is fine-tuned as one
     stacked network; the scaled data and the linear faithfulness bound are computed once
     per group. Each fitted explainer equals
-    ``clone(explainer).set_params(**setting).fit(X, y)`` up to float rounding (on the
-    CPU, transform outputs and ``coef_`` agree to about 1e-6). Settings with
+    ``clone(explainer).set_params(**setting).fit(X, y)`` up to float rounding: after a
+    few epochs transform outputs and ``coef_`` agree to about 1e-6; the differences
+    grow during training as between CPU fits on different thread counts (the User
+    Guide's "Many explainers on one device" gives measurements). Settings with
     ``dropout > 0``, ``early_stopping=True``, ``compile=True`` or streamed ``X`` train
     one after another, exactly as their own ``fit``.
 

@@ -4,11 +4,12 @@
 same data; :class:`SRAEExplainerCV` scores the settings by cross-validation and refits
 the best. Both train every group of settings that share a network shape and a training
 step (seeds, alphas, ``faithfulness_tol``, epochs and early-stopping rule may differ) as
-one stacked network, each step one set of batched kernels: a step costs about as much
-wall time as one fit's step while the device has room, so on a GPU a sweep of a few
-dozen small explainers takes little longer than one fit. Each explainer equals its own
-``fit`` to float rounding. The User Guide's "Many explainers on one device" tells what
-is batched and what trains on its own.
+one stacked network, each step one set of batched kernels instead of one set per
+setting, and each explainer equals its own ``fit`` up to float rounding. Stacking saves
+the cost of issuing kernels, not arithmetic: it is meant for devices whose steps are
+bound by issuing kernels (GPUs) and for small networks; on the CPU the default network's
+arithmetic already fills the cores. The User Guide's "Many explainers on one device"
+tells what is batched, what trains on its own, and what was measured.
 """
 
 from collections.abc import Mapping
@@ -74,8 +75,10 @@ def sweep(explainer, param_grid, X, y=None):
     ``verbose``, which may differ within a group), and each group is fine-tuned as one
     stacked network; the scaled data and the linear faithfulness bound are computed once
     per group. Each fitted explainer equals
-    ``clone(explainer).set_params(**setting).fit(X, y)`` up to float rounding (on the
-    CPU, transform outputs and ``coef_`` agree to about 1e-6). Settings with
+    ``clone(explainer).set_params(**setting).fit(X, y)`` up to float rounding: after a
+    few epochs transform outputs and ``coef_`` agree to about 1e-6; the differences
+    grow during training as between CPU fits on different thread counts (the User
+    Guide's "Many explainers on one device" gives measurements). Settings with
     ``dropout > 0``, ``early_stopping=True``, ``compile=True`` or streamed ``X`` train
     one after another, exactly as their own ``fit``.
 

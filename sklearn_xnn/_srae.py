@@ -81,7 +81,8 @@ class SRAEExplainer(
         ``faithfulness_curve_``.
     hidden_layer_sizes : tuple of int or "auto", default="auto"
         Widths of the encoder's hidden layers (mirrored in the decoder). "auto" is the
-        paper's ``(800, 100)`` with each width capped at ``4 * n_features``.
+        paper's ``(800, 100)`` with each width capped at ``2 * n_features`` (enough to
+        carry every input direction as a ReLU pair).
     faithfulness : {"mse", "kl"}, default="mse"
         What the explanation must keep. ``"mse"``: the logits (squared error, R² uniform
         over outputs). ``"kl"``: the decision, the mean KL divergence between the softmax

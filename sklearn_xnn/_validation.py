@@ -163,10 +163,11 @@ def validate_chunk(est, X, y):
 
 
 def auto_hidden_sizes(n_features):
-    """``hidden_layer_sizes="auto"``: the paper's ``(800, 100)``, each width capped at four
-    times the input width (a narrow layer gains nothing from an encoder wider than that,
-    and every step's cost grows with it)."""
-    return min(800, 4 * n_features), min(100, 4 * n_features)
+    """``hidden_layer_sizes="auto"``: the paper's ``(800, 100)``, each width capped at twice
+    the input width ``D``. ``2 D`` units are enough to carry every input direction as a
+    ``relu(p), relu(-p)`` pair, that is the whole input exactly; wider layers add cost to
+    every step (measured: no gain in faithfulness or sparsity on 64- and 32-unit layers)."""
+    return min(800, 2 * n_features), min(100, 2 * n_features)
 
 
 def check_params_vs_input(est, n_samples, n_features, incremental=False):

@@ -128,7 +128,8 @@ def store_constraint(est, cfg, the_bound, train):
         return cfg
     var = the_bound.y_variance.cpu().numpy()
     varying = var > 0
-    weights = np.where(varying, train[1].shape[0] / np.where(varying, var, 1.0), 0.0)
+    n = cfg.collective.total_rows(train[1].shape[0])
+    weights = np.where(varying, n / np.where(varying, var, 1.0), 0.0)
     est._output_weights = weights / max(int(varying.sum()), 1)
     cfg = cfg.replace(output_weights=to_tensor(est._output_weights, train[0].device))
     reference = engine.reference_error(the_bound, *train, cfg)

@@ -21,7 +21,8 @@ from sklearn_xnn import _fitted as fitted
 from sklearn_xnn import _fitting as fitting
 from sklearn_xnn import _persistence
 from sklearn_xnn._nn import data, engine
-from sklearn_xnn._nn.convert import device_generator, make_generator, resolve_device
+from sklearn_xnn._nn.collective import LOCAL
+from sklearn_xnn._nn.convert import make_generator, resolve_device
 from sklearn_xnn._nn.inference import decode_numpy, encode_numpy
 from sklearn_xnn._nn.scaling import Scaler
 from sklearn_xnn._threads import torch_threads
@@ -473,11 +474,13 @@ class SRAEExplainer(
             result, retries = fitting.train_with_guard(self, *run.guard_args)
         return self._end_fit(run, result, retries)
 
-    def _start_fit(self, X, y, incremental, shared=None):
+    def _start_fit(self, X, y, incremental, shared=None, collective=LOCAL):
         """Everything ``fit`` does before training: a :class:`~sklearn_xnn._fitting.FitRun`.
 
         Explainers fitted together on one ``(X, y)`` pass the same dict as ``shared`` to
         share the scaled data and the linear bound (unless each holds out its own rows).
+        A fit over several processes passes its ``collective`` (``X`` and ``y`` are then
+        this rank's shard; :func:`sklearn_xnn.distributed.fit_sharded`).
         """
         self.__dict__.pop("_engine", None)  # partial_fit after fit starts from the new weights
         for name in batching.INIT_ATTRIBUTES:  # an n_init > 1 fit sets them, its members not
@@ -485,11 +488,14 @@ class SRAEExplainer(
         X, Y = validate_fit_data(self, X, y)
         check_faithfulness(self, Y)
         stream = data.should_stream(X, self.stream_threshold)
-        n_val, batch_size = check_params_vs_input(self, *X.shape, incremental)
+        n_rows = collective.total_rows(X.shape[0])
+        n_val, batch_size = check_params_vs_input(self, n_rows, X.shape[1], incremental)
         device = resolve_device(self.device)
         generator = make_generator(check_random_state(self.random_state))
         key = (self.rescale, stream, str(device))
-        scaler = fitting.memo(shared, ("scaler", key), Scaler.fit, X, Y, self.rescale, stream)
+        scaler = fitting.memo(
+            shared, ("scaler", key), Scaler.fit, X, Y, self.rescale, stream, collective
+        )
         with torch_threads():
             Zt = fitting.memo(shared, ("Z", key), scaler.activations, X, device, stream)
             Yt = fitting.memo(shared, ("Y", key), scaler.targets, Y, device)
@@ -502,6 +508,7 @@ class SRAEExplainer(
                 *train,
                 k,
                 fraction,
+                collective,
             )
             self.faithfulness_curve_ = curve
             n_outputs = 0 if Y is None else Y.shape[1]
@@ -511,13 +518,13 @@ class SRAEExplainer(
                 n_outputs,
                 scaler.nonnegative,
                 batch_size,
-                train[0].shape[0],
+                n_rows - n_val,
                 incremental,
                 y_stats,
-            )
+            ).replace(collective=collective)
             cfg = fitting.store_constraint(self, cfg, the_bound, train)
             cfg = fitting.with_network_head(self, cfg, scaler.scale, train[0])
-            cfg = cfg.replace(dropout_generator=device_generator(generator, device))
+            cfg = cfg.replace(dropout_generator=collective.dropout_generator(generator, device))
             val = engine.validation_target(val, the_bound, self.faithfulness_tol, cfg)
         return fitting.FitRun(
             train, cfg, generator, device, (z_moments, the_bound), val, scaler, incremental

@@ -87,7 +87,8 @@ def sharded_statistics(X, Y, rescale, collective):
     n = collective.total_rows(X.shape[0])
     rms = 0.0
     if peak > 0:
-        sumsq = sum(float(np.sum(np.square(c / peak, dtype=np.float64))) for c in data.iter_chunks(X))
+        chunks = data.iter_chunks(X)
+        sumsq = sum(float(np.sum(np.square(c / peak, dtype=np.float64))) for c in chunks)
         rms = peak * float(np.sqrt(collective.sum(sumsq) / (n * X.shape[1])))
     if Y is None:
         return peak, rms, nonneg, None, None

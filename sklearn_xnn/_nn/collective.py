@@ -201,7 +201,8 @@ class Distributed(Local):
         grads = [p.grad for p in params if p.grad is not None]
         flat = [g.reshape(-1) for g in grads]
         if e_faith is not None:
-            flat.append(e_faith.detach().reshape(1).to(grads[0].dtype))
+            dtype = grads[0].dtype if grads else torch.float32
+            flat.append(e_faith.detach().reshape(1).to(dtype))
         if not flat:
             return e_faith
         buffer = self.sum(torch.cat(flat)) / self.world

@@ -14,8 +14,9 @@ from sklearn.utils import check_random_state
 
 from sklearn_xnn import _messages as messages
 from sklearn_xnn._nn import data, engine, training
+from sklearn_xnn._nn.collective import LOCAL
 from sklearn_xnn._nn.config import TrainConfig
-from sklearn_xnn._nn.convert import device_generator, make_generator, resolve_device, to_tensor
+from sklearn_xnn._nn.convert import make_generator, resolve_device, to_tensor
 from sklearn_xnn._nn.scaling import Scaler
 from sklearn_xnn._threads import torch_threads
 from sklearn_xnn._validation import (
@@ -137,7 +138,8 @@ def store_constraint(est, cfg, the_bound, train):
         return cfg
     var = the_bound.y_variance.cpu().numpy()
     varying = var > 0
-    weights = np.where(varying, train[1].shape[0] / np.where(varying, var, 1.0), 0.0)
+    n = cfg.collective.total_rows(train[1].shape[0])
+    weights = np.where(varying, n / np.where(varying, var, 1.0), 0.0)
     est._output_weights = weights / max(int(varying.sum()), 1)
     cfg = cfg.replace(output_weights=to_tensor(est._output_weights, train[0].device))
     reference = engine.reference_error(the_bound, *train, cfg)
@@ -247,19 +249,21 @@ def announce_problems(est, result):
         warnings.warn(msg, ConvergenceWarning, stacklevel=4)
 
 
-def start_fit(est, X, y, incremental, shared=None):
+def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
     """Everything ``fit`` does before training: validation, scaling, the linear reference
     (and the number of x-features it decides), the configuration and the constraint; a
     :class:`FitRun`. ``shared`` (a dict) lets explainers fitted together on one ``(X, y)``
-    share the scaled data and the bound."""
+    share the scaled data and the bound; ``collective`` reduces every statistic over the
+    ranks of a sharded fit (:func:`sklearn_xnn.distributed.fit_sharded`)."""
     X, Y = validate_fit_data(est, X, y)
     check_faithfulness(est, Y)
     stream = data.should_stream(X, est.stream_threshold)
-    n_val, batch_size = check_params_vs_input(est, *X.shape, incremental)
+    n_rows = collective.total_rows(X.shape[0])
+    n_val, batch_size = check_params_vs_input(est, n_rows, X.shape[1], incremental)
     device = resolve_device(est.device)
     generator = make_generator(check_random_state(est.random_state))
     key = (est.rescale, stream, str(device))
-    scaler = memo(shared, ("scaler", key), Scaler.fit, X, Y, est.rescale, stream)
+    scaler = memo(shared, ("scaler", key), Scaler.fit, X, Y, est.rescale, stream, collective)
     with torch_threads():
         Zt = memo(shared, ("Z", key), scaler.activations, X, device, stream)
         Yt = memo(shared, ("Y", key), scaler.targets, Y, device)
@@ -272,21 +276,16 @@ def start_fit(est, X, y, incremental, shared=None):
             *train,
             k,
             fraction,
+            collective,
         )
         est.faithfulness_curve_ = curve
         n_outputs = 0 if Y is None else Y.shape[1]
         y_stats = None if Y is None else (scaler.y_mean, scaler.y_scale)
         cfg = train_config(
-            est,
-            n_outputs,
-            scaler.nonnegative,
-            batch_size,
-            train[0].shape[0],
-            incremental,
-            y_stats,
-        )
+            est, n_outputs, scaler.nonnegative, batch_size, n_rows - n_val, incremental, y_stats
+        ).replace(collective=collective)
         cfg = store_constraint(est, cfg, the_bound, train)
         cfg = with_network_head(est, cfg, scaler.scale, train[0])
-        cfg = cfg.replace(dropout_generator=device_generator(generator, device))
+        cfg = cfg.replace(dropout_generator=collective.dropout_generator(generator, device))
         val = engine.validation_target(val, the_bound, est.faithfulness_tol, cfg)
     return FitRun(train, cfg, generator, device, (z_moments, the_bound), val, scaler, incremental)

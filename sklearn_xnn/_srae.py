@@ -19,6 +19,7 @@ from sklearn_xnn import _batching as batching
 from sklearn_xnn import _fitted as fitted
 from sklearn_xnn import _fitting as fitting
 from sklearn_xnn import _persistence
+from sklearn_xnn._nn.collective import LOCAL
 from sklearn_xnn._nn.inference import decode_numpy, encode_numpy
 from sklearn_xnn._threads import torch_threads
 from sklearn_xnn._validation import (
@@ -461,16 +462,18 @@ class SRAEExplainer(
             result, retries = fitting.train_with_guard(self, *run.guard_args)
         return self._end_fit(run, result, retries)
 
-    def _start_fit(self, X, y, incremental, shared=None):
+    def _start_fit(self, X, y, incremental, shared=None, collective=LOCAL):
         """Everything ``fit`` does before training: a :class:`~sklearn_xnn._fitting.FitRun`.
 
         Explainers fitted together on one ``(X, y)`` pass the same dict as ``shared`` to
         share the scaled data and the linear bound (unless each holds out its own rows).
+        A fit over several processes passes its ``collective`` (``X`` and ``y`` are then
+        this rank's shard; :func:`sklearn_xnn.distributed.fit_sharded`).
         """
         self.__dict__.pop("_engine", None)  # partial_fit after fit starts from the new weights
         for name in batching.INIT_ATTRIBUTES:  # an n_init > 1 fit sets them, its members not
             self.__dict__.pop(name, None)
-        return fitting.start_fit(self, X, y, incremental, shared)
+        return fitting.start_fit(self, X, y, incremental, shared, collective)
 
     def _end_fit(self, run, result, retries):
         """Everything ``fit`` does after training: the fitted state and the warnings."""

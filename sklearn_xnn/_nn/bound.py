@@ -18,6 +18,7 @@ import dataclasses
 import numpy as np
 import torch
 
+from sklearn_xnn._nn.collective import LOCAL
 from sklearn_xnn._nn.data import CHUNK_VALUES
 
 #: Ridge values tried by generalised cross-validation, relative to the mean eigenvalue.
@@ -41,11 +42,18 @@ class Moments:
     yy: torch.Tensor | None = None
 
 
-def moments(Z, Y=None, transform=None):
+def moments(Z, Y=None, transform=None, collective=LOCAL):
     """Moments of ``transform(Z)`` (default: ``Z`` itself) and ``Y``, chunk by chunk.
 
-    Sums are shifted by the first chunk's mean, so that centring loses no precision.
+    Sums are shifted by the first chunk's mean, so that centring loses no precision. With
+    a :class:`~sklearn_xnn._nn.collective.Distributed` ``collective`` they are the moments
+    of every rank's rows (:func:`combine`).
     """
+    out = _moments(Z, Y, transform)
+    return out if collective.world == 1 else combine(out, collective)
+
+
+def _moments(Z, Y, transform):
     n = Z.shape[0]
     shift = y_shift = None
     s1 = s2 = sy = syy = sxy = None
@@ -72,6 +80,25 @@ def moments(Z, Y=None, transform=None):
         out.y_mean = y_shift + dy
         out.yy = syy - n * torch.outer(dy, dy)
         out.zy = sxy - n * torch.outer(dz, dy)
+    return out
+
+
+def combine(m, collective):
+    """The moments of all ranks' rows from each rank's own ``m``, exactly (the parallel
+    formula): ``mean = sum_r n_r mean_r / n`` and ``S = sum_r S_r + n_r d_r d_r^T`` with
+    ``d_r = mean_r - mean`` (the cross terms likewise). None on every rank when one
+    rank's rows are not finite."""
+    if not collective.min(float(m is not None)):
+        return None
+    n = int(collective.sum(float(m.n)))
+    z_mean = collective.sum(m.n * m.z_mean) / n
+    dz = m.z_mean - z_mean
+    out = Moments(n, z_mean, collective.sum(m.zz + m.n * torch.outer(dz, dz)))
+    if m.y_mean is not None:
+        out.y_mean = collective.sum(m.n * m.y_mean) / n
+        dy = m.y_mean - out.y_mean
+        out.yy = collective.sum(m.yy + m.n * torch.outer(dy, dy))
+        out.zy = collective.sum(m.zy + m.n * torch.outer(dz, dy))
     return out
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from sklearn_xnn._nn.collective import LOCAL
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -53,6 +55,8 @@ class TrainConfig:
     lr_gamma: float = 0.1
     multiplier_range: tuple = (1e-3, 1e4)
     dropout_generator: torch.Generator | None = field(default=None, compare=False)
+    #: The other workers of a fit over several processes (``collective.LOCAL``: none).
+    collective: object = field(default=LOCAL, compare=False, repr=False)
 
     def replace(self, **changes):
         """A copy with ``changes`` (``dataclasses.replace``)."""

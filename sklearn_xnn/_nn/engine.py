@@ -10,18 +10,20 @@ scaling, the collapse guard, the fitted state); everything here is torch.
 import torch
 
 from sklearn_xnn._nn import bound, data, init, losses, training
+from sklearn_xnn._nn.collective import LOCAL
 from sklearn_xnn._nn.config import Attempt, History
 
 
-def linear_reference(Z, Y, n_components, fraction=None):
+def linear_reference(Z, Y, n_components, fraction=None, collective=LOCAL):
     """``(moments, bound, curve, k)``: the moments of ``Z`` (and ``Y``), computed once for
     the bound and every start; the rank-``k`` linear bound of ``Y`` (None without ``Y``);
     the faithfulness curve (the bound's R² for every rank, or without ``Y`` the variance
     fraction of ``Z``'s top principal directions); and the rank ``k``: ``n_components``,
     or with ``fraction`` the smallest rank whose curve value reaches that fraction of the
-    last. Moments, bound and curve are None when ``Z`` is not finite.
+    last. Moments, bound and curve are None when ``Z`` is not finite. With a
+    ``collective`` they are those of every rank's rows.
     """
-    m = bound.moments(Z, Y)
+    m = bound.moments(Z, Y, collective=collective)
     if m is None:
         return None, None, None, n_components or 1
     if Y is None:
@@ -50,15 +52,17 @@ def start(Z, Y, cfg, generator, device, reference):
     if m is None or not training.finite_weights(model):
         return model, interrupted  # the caller's finiteness check reports it
     S = init.faithful_subspace(m, the_bound, cfg.n_components)
-    S, low = init.unmixed_directions(Z, m, S, generator)
+    comm = cfg.collective
+    S, low = init.unmixed_directions(Z, m, S, generator, collective=comm)
     init.carry_subspace(model, m.z_mean, S, low, margin=0.5)
-    x_m = bound.moments(Z, Z, transform=model.encoder)
+    x_m = bound.moments(Z, Z, transform=model.encoder, collective=comm)
     if x_m is not None:
         init.decoder_from_lstsq(model, x_m)
     if model.head is not None:
-        fit = training.lstsq_head(model, Z, Y)
+        fit = training.lstsq_head(model, Z, Y, collective=comm)
         if fit is not None:
             init.set_head(model.head, *fit[:2])
+    comm.broadcast_module(model)  # as DistributedDataParallel does: rank 0's start
     return model, interrupted
 
 
@@ -68,8 +72,8 @@ def final_head(model, Z, Y, cfg):
     (uniform over outputs) for ``"mse"``, the mean softmax KL for ``"kl"``."""
     if cfg.faithfulness == "kl":
         return training.refit_head(model, Z, Y, cfg)
-    fit = training.lstsq_head(model, Z, Y)
-    trained = training.heldout_r2(model, Z, Y)
+    fit = training.lstsq_head(model, Z, Y, collective=cfg.collective)
+    trained = training.heldout_r2(model, Z, Y, collective=cfg.collective)
     if fit is not None and fit[2] >= trained:
         init.set_head(model.head, *fit[:2])
         return fit[2]
@@ -124,7 +128,9 @@ def assess(model, Z, Y, history, opt, cfg, lam, stage=None):
     faithfulness = None
     if stage is None and model.head is not None and training.finite_weights(model):
         faithfulness = final_head(model, Z, Y, cfg)
-    x = training.encode(model, Z) if training.finite_weights(model) else None
+    x = None
+    if training.finite_weights(model):  # every rank's rows, in rank order
+        x = cfg.collective.all_gather_rows(training.encode(model, Z))
     weight = None if model.head is None else model.head.weight.detach()
     collapsed, balance = collapse_state(x, weight) if x is not None else (True, 0.0)
     alphas = (cfg.alpha_f, cfg.alpha_r, cfg.alpha_p)
@@ -180,13 +186,14 @@ def reference_error(the_bound, Z, Y, cfg):
     """The faithfulness error of the rank-K linear predictor on ``(Z, Y)``: ``1 - R²``
     (uniform over outputs, ``Y``'s own variances) for ``"mse"``, the mean softmax KL for
     ``"kl"``."""
+    comm = cfg.collective
     pred = torch.cat([the_bound.predict(Z[s]) for s in _row_slices(Z)])
     Yd = Y.double()
     if cfg.faithfulness == "kl":
         kl = losses.softmax_kl(losses.logits(pred, cfg), losses.logits(Yd, cfg), cfg.temperature)
-        return float(kl)
-    rss = ((pred - Yd) ** 2).sum(0)
-    var = ((Yd - Yd.mean(0)) ** 2).sum(0)
+        return comm.row_mean(float(kl), Z.shape[0])
+    rss = comm.sum(((pred - Yd) ** 2).sum(0))
+    var = comm.column_scatter(Yd)
     return 1.0 - bound.uniform_r2(rss, var)
 
 

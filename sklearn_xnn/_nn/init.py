@@ -22,8 +22,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from sklearn_xnn._nn import bound, data
+from sklearn_xnn._nn.collective import LOCAL
 from sklearn_xnn._nn.modules import XNN, init_linear
-from sklearn_xnn._nn.optim import adam, batches
+from sklearn_xnn._nn.optim import adam
 
 
 def build_model(n_features, n_outputs, cfg, generator, device):
@@ -54,15 +55,18 @@ def pretrain_layers(model, Z, cfg, generator):
     for level in range(len(enc)):
         e, d = enc[level], dec[len(enc) - 1 - level]
         relu_out = level > 0 or model.decoder.nonnegative_output
-        opt = adam([*e.parameters(), *d.parameters()], cfg.lr, cfg.weight_decay)
+        params = [*e.parameters(), *d.parameters()]
+        opt = adam(params, cfg.lr, cfg.weight_decay)
+        device, comm = data.index_device(codes), cfg.collective
         for _ in range(cfg.pretrain):
-            for idx in batches(codes.shape[0], cfg.batch_size, generator, data.index_device(codes)):
+            for idx in comm.batches(codes.shape[0], cfg.batch_size, generator, device):
                 target = codes[idx]
                 rebuilt = d(F.relu(e(target)))
                 rebuilt = F.relu(rebuilt) if relu_out else rebuilt
                 loss = F.mse_loss(rebuilt, target)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                comm.reduce_step(params, None)
                 opt.step()
         codes = data.Mapped(codes, e)
 
@@ -120,17 +124,45 @@ def _ica_rotation(proj, generator):
     return unmixing.T
 
 
-def _project(Z, z_mean, S, max_rows=None, generator=None):
-    """``(Z - z_mean) @ S`` for every row (or a random sample of ``max_rows``), float64."""
-    if max_rows is not None and Z.shape[0] > max_rows:
-        rows = torch.randperm(Z.shape[0], generator=generator)[:max_rows]
-        rows = rows.sort().values.to(data.index_device(Z))
-        return (Z[rows].double() - z_mean.to(Z.device)) @ S.to(Z.device)
+def _project(Z, z_mean, S, max_rows=None, generator=None, collective=LOCAL):
+    """``(Z - z_mean) @ S`` for every row (or a random sample of ``max_rows``), float64.
+
+    With a ``collective``: of every rank's rows, gathered in rank order (the sample is
+    drawn from the global row numbers, so with contiguous shards it is the one-process
+    sample).
+    """
+    n = collective.total_rows(Z.shape[0])
+    if max_rows is not None and n > max_rows:
+        rows = torch.randperm(n, generator=generator)[:max_rows]
+        rows = collective.local_rows(rows.sort().values).to(data.index_device(Z))
+        proj = (Z[rows].double() - z_mean.to(Z.device)) @ S.to(Z.device)
+        return collective.all_gather_rows(proj)
     parts = [(Z[s].double() - z_mean) @ S for s in bound.row_slices(Z.shape[0], Z.shape[1])]
-    return torch.cat(parts)
+    return collective.all_gather_rows(torch.cat(parts))
 
 
-def unmixed_directions(Z, m, S, generator, unmix=True):
+def _sharded_spread(Z, z_mean, S, collective):
+    """``(std, skew, min, max)`` of every rank's projections ``(Z - z_mean) @ S``, from
+    reduced sums (the one-process :func:`unmixed_directions` holds them all)."""
+    sums, lo, hi = 0.0, None, None
+    for s in bound.row_slices(Z.shape[0], Z.shape[1]):
+        p = (Z[s].double() - z_mean) @ S
+        sums = sums + p.sum(0)
+        lo = p.amin(0) if lo is None else torch.minimum(lo, p.amin(0))
+        hi = p.amax(0) if hi is None else torch.maximum(hi, p.amax(0))
+    n = collective.total_rows(Z.shape[0])
+    mean = collective.sum(sums) / n
+    central = 0.0
+    for s in bound.row_slices(Z.shape[0], Z.shape[1]):
+        c = (Z[s].double() - z_mean) @ S - mean
+        central = central + torch.stack([(c**2).sum(0), (c**3).sum(0)])
+    central = collective.sum(central)
+    spread = (central[0] / max(n - 1, 1)).sqrt().clamp_min(1e-12)
+    skew = central[1] / n / spread**3
+    return spread, skew, collective.min(lo), collective.max(hi)
+
+
+def unmixed_directions(Z, m, S, generator, unmix=True, collective=LOCAL):
     """Rotate ``S`` to independent directions, orient their long tails positive, unit spread,
     most skewed first.
 
@@ -138,15 +170,22 @@ def unmixed_directions(Z, m, S, generator, unmix=True):
     """
     S = S.to(Z.device)
     if unmix and S.shape[1] > 1:
-        sample = _project(Z, m.z_mean, S, max_rows=20000, generator=generator)
+        sample = _project(Z, m.z_mean, S, 20000, generator, collective)
         S = S @ _ica_rotation(sample, generator).to(S)
-    proj = _project(Z, m.z_mean, S)
-    spread = proj.std(0).clamp_min(1e-12)
-    skew = torch.mean(((proj - proj.mean(0)) / spread) ** 3, dim=0)
-    sign = torch.where(skew >= 0, 1.0, -1.0).to(proj)
-    S, proj = S * sign / spread, proj * sign / spread
+    if collective.world > 1:
+        spread, skew, lo, hi = _sharded_spread(Z, m.z_mean, S, collective)
+        sign = torch.where(skew >= 0, 1.0, -1.0).to(S)
+        low = torch.where(sign > 0, lo, -hi) / spread  # the min of the rescaled projections
+        S = S * sign / spread
+    else:
+        proj = _project(Z, m.z_mean, S)
+        spread = proj.std(0).clamp_min(1e-12)
+        skew = torch.mean(((proj - proj.mean(0)) / spread) ** 3, dim=0)
+        sign = torch.where(skew >= 0, 1.0, -1.0).to(proj)
+        S, proj = S * sign / spread, proj * sign / spread
+        low = proj.min(0).values
     order = torch.argsort(skew.abs(), descending=True)  # ICA's own order is arbitrary
-    return S[:, order], proj.min(0).values[order]
+    return S[:, order], low[order]
 
 
 # ---------------------------------------------------------------------------- carriers

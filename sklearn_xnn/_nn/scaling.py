@@ -12,8 +12,10 @@ float64 limits rescale into float32's comfortable range.
 import dataclasses
 
 import numpy as np
+import torch
 
 from sklearn_xnn._nn import data
+from sklearn_xnn._nn.collective import LOCAL
 from sklearn_xnn._nn.convert import to_tensor
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -72,6 +74,41 @@ def standardize_columns(Y, enabled=True):
     return peak * mu, np.where(sd > 0, peak * sd, 1.0)
 
 
+def sharded_statistics(X, Y, rescale, collective):
+    """``(peak, rms, nonnegative, y_mean, y_scale)`` of every rank's rows of ``X`` and
+    ``Y`` (rank ``r`` holds its shard): :func:`magnitude` and :func:`standardize_columns`
+    from reduced maxima, sums and counts."""
+    peak, nonneg = 0.0, True
+    for c in data.iter_chunks(X):
+        if c.size:
+            peak = max(peak, float(np.max(np.abs(c))))
+            nonneg = nonneg and bool((c >= 0).all())
+    peak, nonneg = collective.max(peak), bool(collective.min(float(nonneg)))
+    n = collective.total_rows(X.shape[0])
+    rms = 0.0
+    if peak > 0:
+        chunks = data.iter_chunks(X)
+        sumsq = sum(float(np.sum(np.square(c / peak, dtype=np.float64))) for c in chunks)
+        rms = peak * float(np.sqrt(collective.sum(sumsq) / (n * X.shape[1])))
+    if Y is None:
+        return peak, rms, nonneg, None, None
+    if not rescale:
+        return peak, rms, nonneg, np.zeros(Y.shape[1]), np.ones(Y.shape[1])
+    top = _reduced(collective.max, Y.max(axis=0))
+    bottom = _reduced(collective.min, Y.min(axis=0))
+    y_peak = np.maximum(np.abs(top), np.abs(bottom))
+    y_peak = np.where(y_peak > 0, y_peak, 1.0)
+    U = Y / y_peak
+    mu = _reduced(collective.sum, U.sum(axis=0)) / n
+    sd = np.sqrt(_reduced(collective.sum, np.square(U - mu).sum(axis=0)) / n)
+    sd = np.where(top > bottom, sd, 0.0)  # a constant column: exactly, whatever the rounding
+    return peak, rms, nonneg, y_peak * mu, np.where(sd > 0, y_peak * sd, 1.0)
+
+
+def _reduced(op, array):
+    return op(torch.as_tensor(array, dtype=torch.float64)).cpu().numpy()
+
+
 @dataclasses.dataclass
 class Scaler:
     """``Z / scale`` and ``(y - y_mean) / y_scale``: statistics, device transfer, weight folding.
@@ -88,8 +125,14 @@ class Scaler:
     peak: float = 0.0
 
     @classmethod
-    def fit(cls, X, Y, rescale, stream):
-        """Statistics of ``X`` (streamed from where it is when ``stream``) and ``Y``."""
+    def fit(cls, X, Y, rescale, stream, collective=LOCAL):
+        """Statistics of ``X`` (streamed from where it is when ``stream``) and ``Y``;
+        with a ``collective``, of every rank's rows (:func:`sharded_statistics`)."""
+        if collective.world > 1:
+            peak, rms, nonneg, y_mean, y_scale = sharded_statistics(X, Y, rescale, collective)
+            scale = rms if rescale and rms > 0 else 1.0
+            check_float32_range(peak / scale, "X", rescale)
+            return cls(scale, y_mean, y_scale, rescale, nonneg, peak)
         if stream:  # one streaming pass, never a full copy
             peak, rms, nonneg = scan(X)
         else:

@@ -26,6 +26,7 @@ import math
 import torch
 
 from sklearn_xnn._nn import bound, data
+from sklearn_xnn._nn.collective import LOCAL
 from sklearn_xnn._nn.config import History
 from sklearn_xnn._nn.init import revive_dead, set_head
 from sklearn_xnn._nn.losses import (
@@ -61,22 +62,21 @@ def encode(model, Z):
 
 
 @torch.no_grad()
-def lstsq_head(model, Z, Y):
+def lstsq_head(model, Z, Y, collective=LOCAL):
     """``(W, b, r2)``: the least-squares head on the x-features of ``Z`` and its R²."""
-    m = bound.moments(Z, Y, transform=model.encoder)
+    m = bound.moments(Z, Y, transform=model.encoder, collective=collective)
     if m is None:
         return None
     return bound.lstsq_head(m)
 
 
 @torch.no_grad()
-def heldout_r2(model, Z, Y):
+def heldout_r2(model, Z, Y, collective=LOCAL):
     """Uniform-average R² of ``model``'s prediction on ``(Z, Y)``."""
     rss = torch.zeros(Y.shape[1], dtype=torch.float64, device=Y.device)
     for s in bound.row_slices(Z.shape[0], Z.shape[1]):
         rss += ((model.head(model.encoder(Z[s])) - Y[s]).double() ** 2).sum(0)
-    var = ((Y.double() - Y.double().mean(0)) ** 2).sum(0)
-    return bound.uniform_r2(rss, var)
+    return bound.uniform_r2(collective.sum(rss), collective.column_scatter(Y.double()))
 
 
 @torch.no_grad()
@@ -84,13 +84,13 @@ def faithfulness_on(model, Z, Y, cfg):
     """The faithfulness error of ``model`` on ``(Z, Y)``: ``1 - R²`` (uniform over outputs,
     with ``Y``'s own variances) for ``"mse"``, the mean softmax KL for ``"kl"``."""
     if cfg.faithfulness != "kl":
-        return 1.0 - heldout_r2(model, Z, Y)
+        return 1.0 - heldout_r2(model, Z, Y, collective=cfg.collective)
     total = 0.0
     for s in bound.row_slices(Z.shape[0], Z.shape[1]):
         y_hat = logits(model.head(model.encoder(Z[s])).double(), cfg)
         kl = softmax_kl(y_hat, logits(Y[s].double(), cfg), cfg.temperature)
         total += float(kl) * (min(s.stop, Z.shape[0]) - s.start)
-    return total / max(Z.shape[0], 1)
+    return cfg.collective.row_mean(total / max(Z.shape[0], 1), Z.shape[0])
 
 
 def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None):
@@ -171,8 +171,9 @@ def initial_multiplier(model, Z, Y, cfg, max_rows=4096):
 
 def _epoch(model, opt, Z, Y, cfg, generator, schedule, multiplier, step=forward_loss):
     model.train()
+    comm, seen = cfg.collective, 0
     acc = torch.zeros(3 + cfg.n_components, device=Z.device)
-    for idx in batches(Z.shape[0], cfg.batch_size, generator, data.index_device(Z)):
+    for idx in comm.batches(Z.shape[0], cfg.batch_size, generator, data.index_device(Z)):
         zb = Z[idx]
         yb = None if Y is None else Y[idx]
         for group in opt.param_groups:
@@ -182,12 +183,13 @@ def _epoch(model, opt, Z, Y, cfg, generator, schedule, multiplier, step=forward_
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        e_faith = comm.reduce_step(model.parameters(), e_faith)
         opt.step()
         multiplier.update(e_faith)
         acc[:3] += parts * idx.shape[0]
         acc[3:] = torch.maximum(acc[3:], x.detach().amax(0))
-    acc[:3] /= Z.shape[0]
-    return acc
+        seen += idx.shape[0]
+    return comm.epoch_stats(acc, seen)
 
 
 class _Schedule:
@@ -279,7 +281,7 @@ def refit_head(model, Z, Y, cfg):
     if cfg.faithfulness == "kl":
         before = faithfulness_on(model, Z, Y, cfg)
         kept = (model.head.weight.detach().clone(), model.head.bias.detach().clone())
-    fit = lstsq_head(model, Z, Y)
+    fit = lstsq_head(model, Z, Y, collective=cfg.collective)
     if fit is None:
         return faithfulness_on(model, Z, Y, cfg)
     set_head(model.head, *fit[:2])
@@ -327,7 +329,7 @@ def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, 
     """
     opt = adam(model.parameters(), cfg.lr, cfg.weight_decay) if opt is None else opt
     step = _step_function(cfg)
-    n_steps = math.ceil(Z.shape[0] / cfg.batch_size)
+    n_steps = cfg.collective.steps(Z.shape[0], cfg.batch_size)
     schedule = _Schedule(cfg, n_steps, start_epoch)
     lam = start_multiplier(model, Z, Y, cfg, n_steps, multiplier)
     run = Progress(model, cfg, val, start_violation(model, Z, Y, cfg))
@@ -357,6 +359,7 @@ def start_multiplier(model, Z, Y, cfg, steps_per_epoch, value=None):
     at :func:`initial_multiplier` under the constraint (``alpha_f`` without it)."""
     constrained = cfg.faith_target is not None and Y is not None
     lam0, slack = initial_multiplier(model, Z, Y, cfg) if constrained else (cfg.alpha_f, 1.0)
+    lam0, slack = cfg.collective.broadcast((lam0, slack))  # rank 0's first rows decide
     lam0 = lam0 if value is None else value
     return _Multiplier(lam0, cfg, slack, steps_per_epoch, Z.device)
 
@@ -386,7 +389,7 @@ class Progress:
         Returns whether training stops."""
         cfg, hist, keeper = self.cfg, self.hist, self.keeper
         parts, x_max = stats[:3], torch.tensor(stats[3:])
-        if epoch < cfg.max_iter - 1 and revive_dead(model, Z, x_max <= 0, generator):
+        if epoch < cfg.max_iter - 1 and _revive(model, Z, x_max <= 0, generator, cfg):
             self.stall = 0
         loss = total_loss(parts, cfg)
         if not math.isfinite(loss) or not finite_weights(model):
@@ -420,6 +423,14 @@ class Progress:
 
     def finish(self, model):
         self.keeper.restore(model)
+
+
+def _revive(model, Z, dead, generator, cfg):
+    """:func:`~sklearn_xnn._nn.init.revive_dead` (on rank 0 of a fit over several ranks,
+    which sends the revived weights and the generator's state to the others)."""
+    last = model.encoder.layers[-1]
+    revive = lambda: revive_dead(model, Z, dead, generator)  # noqa: E731
+    return cfg.collective.on_root(revive, [last.weight, last.bias], generator)
 
 
 def _roll_back(model, hist, good_state, prev_state, keeper):

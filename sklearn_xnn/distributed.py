@@ -1,0 +1,282 @@
+"""One fit over several workers: data-parallel training with ``torch.distributed``.
+
+:func:`fit_sharded` trains one :class:`~sklearn_xnn.SRAEExplainer` on activations spread
+over the ranks of a process group (started with ``torchrun``): each rank reads only its
+own rows, and every rank ends with the same fitted explainer. See the User Guide's
+*Scaling out* page.
+"""
+
+import hashlib
+import numbers
+import os
+
+import numpy as np
+import torch
+
+from sklearn_xnn import _fitting as fitting
+from sklearn_xnn._nn import data
+from sklearn_xnn._nn.collective import Distributed
+from sklearn_xnn._nn.convert import resolve_device
+from sklearn_xnn._threads import torch_threads
+
+__all__ = ["fit_sharded", "shard_rows"]
+
+_HOW = (
+    "call it in every process of a job started with torchrun, after "
+    'torch.distributed.init_process_group("gloo") (CPU) or ("nccl") (one GPU per rank)'
+)
+
+
+def shard_rows(n_samples, rank, world_size):
+    """The contiguous rows of ``rank``'s shard: ``slice(rank * n // W, (rank + 1) * n // W)``.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of rows of the whole data.
+    rank : int
+        The rank, ``0 <= rank < world_size``.
+    world_size : int
+        Number of ranks.
+
+    Returns
+    -------
+    rows : slice
+        The shard's rows; the shards of ranks ``0 .. W - 1`` cover ``range(n_samples)`` in
+        order.
+
+    Examples
+    --------
+    >>> from sklearn_xnn.distributed import shard_rows
+    >>> [shard_rows(10, r, 3) for r in range(3)]
+    [slice(0, 3, None), slice(3, 6, None), slice(6, 10, None)]
+    """
+    return slice(rank * n_samples // world_size, (rank + 1) * n_samples // world_size)
+
+
+def fit_sharded(estimator, X, y=None, *, sharded=False, group=None):
+    """Fit ``estimator`` on the rows of every rank of a ``torch.distributed`` group.
+
+    Data-parallel training of one explainer: call it in every process of the group with
+    the same estimator parameters. Each rank reads only its contiguous shard of ``X``
+    (:func:`shard_rows`; a ``numpy.memmap`` is sliced, not copied, and is streamed when
+    its shard exceeds ``stream_threshold``). The rescaling, the rank-K linear bound and
+    the faithful start are computed from statistics reduced over all ranks (equal to the
+    one-process ones up to float rounding); each training step averages the gradients
+    over the ranks, as ``DistributedDataParallel`` does, each rank drawing
+    ``ceil(batch_size / world_size)`` rows of its shard from its own stream; every
+    decision between epochs (least-squares head, multiplier, kept epoch, stopping,
+    revival of dead x-features, final head, collapse guard) is taken from reduced
+    statistics, so all ranks hold bitwise-identical weights at every step (checked at
+    the end). The faithfulness guarantee holds on the union of the shards.
+
+    The result is not bitwise equal to a one-process fit on the same rows (the
+    minibatches differ) but as good: same bound, same start, the same kind of training.
+
+    Parameters
+    ----------
+    estimator : SRAEExplainer
+        The explainer to fit, with an integer ``random_state`` (every rank must draw the
+        same initialisation), ``n_init=1`` and ``early_stopping=False``. With
+        ``device="auto"`` (or ``"cuda"``) on a machine with GPUs each rank trains on
+        ``cuda:LOCAL_RANK`` (``torch.cuda.set_device`` is called for it).
+    X : array-like of shape (n_samples, n_features)
+        The activations of all ranks (a ``numpy.memmap`` or any array that slices); with
+        ``sharded=True`` this rank's shard only.
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
+        The logits to explain, sharded like ``X``; None fits the unsupervised SRAE.
+    sharded : bool, default=False
+        Whether ``X`` and ``y`` already hold only this rank's rows (rank ``r``'s shard
+        must be the rows that come after those of ranks ``0 .. r - 1``).
+    group : ProcessGroup or None, default=None
+        The process group; None is the default group.
+
+    Returns
+    -------
+    estimator : SRAEExplainer
+        The fitted explainer, identical on every rank.
+
+    Raises
+    ------
+    RuntimeError
+        If ``torch.distributed`` is not initialised, or the ranks disagree (parameters,
+        number of features, fitted weights).
+    ValueError
+        If a parameter is not supported, or a rank's shard is unusable (every rank
+        raises).
+
+    See Also
+    --------
+    SRAEExplainer.fit : The one-process fit.
+    SRAEExplainer.partial_fit : Streaming training in one process.
+
+    Notes
+    -----
+    ``partial_fit`` has no sharded counterpart; after ``fit_sharded`` the explainer is an
+    ordinary fitted explainer (transform, save, ``partial_fit`` in one process). The
+    ICA sample of the faithful start gathers at most 20,000 projected rows; dead
+    x-features are revived from rank 0's rows and the multiplier's starting value is
+    measured on rank 0's first rows. Each rank keeps the x-features of all rows
+    (``n_samples * n_components`` numbers) for the fitted state.
+
+    Examples
+    --------
+    In a script started with ``torchrun --nproc_per_node 2 script.py``::
+
+        import numpy as np, torch.distributed as dist
+        from sklearn_xnn import SRAEExplainer
+        from sklearn_xnn.distributed import fit_sharded
+
+        dist.init_process_group("gloo")
+        X = np.load("activations.npy", mmap_mode="r")  # each rank reads its rows
+        y = np.load("logits.npy", mmap_mode="r")
+        xnn = fit_sharded(SRAEExplainer(random_state=0), X, y)
+        dist.destroy_process_group()
+
+    Outside such a job it says what to do:
+
+    >>> import numpy as np
+    >>> from sklearn_xnn import SRAEExplainer
+    >>> from sklearn_xnn.distributed import fit_sharded
+    >>> fit_sharded(SRAEExplainer(random_state=0), np.ones((4, 2)))
+    Traceback (most recent call last):
+    ...
+    RuntimeError: fit_sharded needs an initialised torch.distributed process group; ...
+    """
+    _refuse(estimator)
+    estimator._validate_params()
+    dist = _initialised()
+    rank, world = dist.get_rank(group), dist.get_world_size(group)
+    _pick_gpu(estimator, dist.get_backend(group))
+    if not sharded:
+        rows = shard_rows(_n_rows(X), rank, world)
+        X, y = X[rows], None if y is None else y[rows]
+    shards = _exchange(dist, group, _describe(estimator, X, y))
+    _check_shards(shards, rank)
+    comm = Distributed([s["rows"] for s in shards], estimator.random_state, group)
+    with torch_threads():
+        run = estimator._start_fit(X, y, False, collective=comm)
+        if y is not None:
+            top = np.max([s["y_max"] for s in shards], axis=0)
+            estimator._constant_outputs = top == np.min([s["y_min"] for s in shards], axis=0)
+        result, retries = fitting.train_with_guard(estimator, *run.guard_args)
+    estimator._end_fit(run, result, retries)
+    prints = _exchange(dist, group, _fingerprint(estimator))
+    if len(set(prints)) != 1:
+        raise RuntimeError(
+            "fit_sharded: the ranks ended with different weights (fingerprints "
+            f"{prints}); run every rank with the same library versions, thread count and "
+            "kind of device."
+        )
+    return estimator
+
+
+def _initialised():
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized():
+        raise RuntimeError(
+            "fit_sharded needs an initialised torch.distributed process group; " + _HOW + "."
+            " To fit in one process, use estimator.fit(X, y)."
+        )
+    return dist
+
+
+def _refuse(est):
+    """Parameters a sharded fit does not support, with what to do instead."""
+    name = type(est).__name__
+    if not hasattr(est, "_start_fit") or not hasattr(est, "n_init"):
+        raise TypeError(f"fit_sharded fits an SRAEExplainer, got {name}.")
+    if not isinstance(est.random_state, numbers.Integral) or isinstance(est.random_state, bool):
+        raise ValueError(
+            f"fit_sharded needs an integer random_state (got {est.random_state!r}): every "
+            "rank must draw the same initialisation. Pass e.g. random_state=0."
+        )
+    if est.n_init != 1:
+        raise ValueError(
+            f"fit_sharded trains one initialisation; got n_init={est.n_init}. Set n_init=1 "
+            "(run fit_sharded once per seed and keep the best)."
+        )
+    if est.early_stopping:
+        raise ValueError(
+            "fit_sharded does not hold out validation rows; set early_stopping=False "
+            "(n_iter_no_change still stops training on the training objective)."
+        )
+
+
+def _pick_gpu(est, backend):
+    """``device="auto"``/``"cuda"`` on a GPU machine: this rank's ``cuda:LOCAL_RANK``."""
+    if est.device not in ("auto", "cuda") or resolve_device(est.device).type != "cuda":
+        return
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    torch.cuda.set_device(local % torch.cuda.device_count())
+
+
+def _n_rows(X):
+    if not hasattr(X, "shape") or not hasattr(X, "__getitem__"):
+        raise TypeError(
+            "fit_sharded slices X by rows: pass an array (a numpy.memmap, an ndarray, any "
+            f"array with shape and slicing), got {type(X).__name__}."
+        )
+    return X.shape[0]
+
+
+def _describe(est, X, y):
+    """What the ranks must agree on, and this shard's problem (None when usable)."""
+    params = {k: v for k, v in est.get_params().items() if k != "network_head"}
+    out = {"params": repr(sorted(params.items())), "problem": None, "rows": 0, "cols": None}
+    try:
+        out["rows"], out["cols"] = int(X.shape[0]), int(X.shape[1])
+        if out["rows"] < 2:
+            raise ValueError(f"its shard holds {out['rows']} rows; each rank needs at least 2")
+        if not data.is_streamable(X):
+            raise ValueError(f"X of type {type(X).__name__} is not a 2-D array")
+        for chunk in data.iter_chunks(X):
+            if not np.isfinite(chunk).all():
+                raise ValueError("X contains NaN or infinity")
+        if y is not None:
+            Y = np.asarray(y, dtype=np.float64).reshape(out["rows"], -1)
+            if not np.isfinite(Y).all():
+                raise ValueError("y contains NaN or infinity")
+            out["y_max"], out["y_min"] = Y.max(axis=0), Y.min(axis=0)
+    except (ValueError, TypeError, IndexError) as exc:
+        out["problem"] = str(exc)
+    return out
+
+
+def _check_shards(shards, rank):
+    """Raise the same error on every rank when one shard is unusable or the ranks differ."""
+    bad = [(r, s["problem"]) for r, s in enumerate(shards) if s["problem"]]
+    if bad:
+        told = "; ".join(f"rank {r}: {p}" for r, p in bad)
+        raise ValueError(f"fit_sharded: a shard is unusable ({told}).")
+    if len({s["params"] for s in shards}) != 1:
+        raise RuntimeError(
+            "fit_sharded: the ranks were given different estimator parameters; build the "
+            "same SRAEExplainer in every rank."
+        )
+    shapes = {(s["cols"], np.shape(s.get("y_max"))) for s in shards}
+    if len(shapes) != 1:
+        raise ValueError(
+            "fit_sharded: the shards differ in their number of features or outputs "
+            f"({[(s['cols'], np.shape(s.get('y_max'))) for s in shards]})."
+        )
+
+
+def _exchange(dist, group, value):
+    """Every rank's ``value`` (a picklable object), in rank order."""
+    out = [None] * dist.get_world_size(group)
+    dist.all_gather_object(out, value, group=group)
+    return out
+
+
+def _fingerprint(est):
+    """A digest of the fitted weights, equal on two ranks exactly when the bits are."""
+    h = hashlib.sha256()
+    names = ["encoder_coefs_", "encoder_intercepts_", "decoder_coefs_", "decoder_intercepts_"]
+    arrays = [a for name in names for a in getattr(est, name)]
+    names = ("coef_", "intercept_", "components_")
+    arrays += [getattr(est, name) for name in names if hasattr(est, name)]
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()

@@ -1,0 +1,81 @@
+"""One rank of the sharded fits of ``test_distributed.py`` (run as a script, one process per
+rank, with ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK`` and ``WORLD_SIZE`` set).
+
+``python tests/_distributed_worker.py DIR`` reads ``DIR/X.npy`` (as a memmap),
+``DIR/y.npy``, ``DIR/params.json`` and the held-out rows ``DIR/test.npz`` (when present),
+joins the gloo group and writes ``DIR/rank{r}.npz``: the fitted state of
+:func:`sklearn_xnn.distributed.fit_sharded` (with the held-out R²), the reduced moments of
+the shards and the faithful start built from the reduced statistics.
+"""
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from sklearn_xnn import SRAEExplainer
+from sklearn_xnn._nn import bound, engine
+from sklearn_xnn._nn.collective import Distributed
+from sklearn_xnn.distributed import fit_sharded, shard_rows
+
+
+def start_state(est, X, y, collective):
+    """The faithful start's weights (and the bound) of ``est`` on ``(X, y)``."""
+    run = est._start_fit(X, y, False, collective=collective)
+    model, _ = engine.start(*run.train, run.cfg, run.generator, run.device, run.reference)
+    state = {f"start/{k}": v.double().numpy() for k, v in model.state_dict().items()}
+    state["bound_coef"] = run.reference[1].coef.numpy()
+    return state
+
+
+def main(folder):
+    folder = Path(folder)
+    dist.init_process_group("gloo")
+    torch.set_num_threads(1)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    X = np.load(folder / "X.npy", mmap_mode="r")
+    y = np.load(folder / "y.npy", mmap_mode="r")
+    params = json.loads((folder / "params.json").read_text())
+    params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    warnings.simplefilter("ignore")
+    est = fit_sharded(SRAEExplainer(**params), X, y)
+    rows = shard_rows(X.shape[0], rank, world)
+    sizes = [len(range(X.shape[0])[shard_rows(X.shape[0], r, world)]) for r in range(world)]
+    comm = Distributed(sizes, params["random_state"])
+    Zs, Ys = torch.as_tensor(np.asarray(X[rows])), torch.as_tensor(np.asarray(y[rows]))
+    m = bound.moments(Zs, Ys, collective=comm)
+    out = {
+        "moments/z_mean": m.z_mean.numpy(),
+        "moments/zz": m.zz.numpy(),
+        "moments/zy": m.zy.numpy(),
+        "moments/yy": m.yy.numpy(),
+        "scale_": np.float64(est.scale_),
+        "y_mean_": est.y_mean_,
+        "y_scale_": est.y_scale_,
+        "faithfulness_bound_": np.float64(est.faithfulness_bound_),
+        "faithfulness_curve_": est.faithfulness_curve_,
+        "faithfulness_": np.float64(est.faithfulness_),
+        "n_dead_components_": np.int64(est.n_dead_components_),
+        "n_iter_": np.int64(est.n_iter_),
+        "coef_": est.coef_,
+        "intercept_": est.intercept_,
+        "components_": est.components_,
+    }
+    if (folder / "test.npz").exists():
+        test = np.load(folder / "test.npz")
+        out["heldout_r2"] = np.float64(est.score(test["X"], test["y"]))
+    for i, (c, b) in enumerate(zip(est.encoder_coefs_, est.encoder_intercepts_, strict=True)):
+        out[f"encoder/{i}/coef"], out[f"encoder/{i}/intercept"] = c, b
+    for i, (c, b) in enumerate(zip(est.decoder_coefs_, est.decoder_intercepts_, strict=True)):
+        out[f"decoder/{i}/coef"], out[f"decoder/{i}/intercept"] = c, b
+    out.update(start_state(SRAEExplainer(**params), X[rows], y[rows], comm))
+    np.savez(folder / f"rank{rank}.npz", **out)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -135,8 +135,11 @@ def _project(Z, z_mean, S, max_rows=None, generator=None, collective=LOCAL):
     if max_rows is not None and n > max_rows:
         rows = torch.randperm(n, generator=generator)[:max_rows]
         rows = collective.local_rows(rows.sort().values).to(data.index_device(Z))
-        proj = (Z[rows].double() - z_mean.to(Z.device)) @ S.to(Z.device)
-        return collective.all_gather_rows(proj)
+        z_mean, S = z_mean.to(Z.device), S.to(Z.device)
+        # chunk by chunk: a streamed Z never has the whole sample in memory at once
+        chunks = bound.row_slices(rows.shape[0], Z.shape[1])
+        proj = [(Z[rows[c]].double() - z_mean) @ S for c in chunks]
+        return collective.all_gather_rows(torch.cat(proj) if proj else S.new_zeros(0, S.shape[1]))
     parts = [(Z[s].double() - z_mean) @ S for s in bound.row_slices(Z.shape[0], Z.shape[1])]
     return collective.all_gather_rows(torch.cat(parts))
 

@@ -177,8 +177,12 @@ def _timed(fit, repeat=1):
     return out, min(seconds), {k: v // repeat for k, v in counts.items()}
 
 
+#: Extra SRAE parameters (``--srae-params``); empty: the defaults.
+SRAE_PARAMS = {}
+
+
 def fit_srae(d, seed):
-    srae = SRAEExplainer(n_components=K, random_state=seed, device="cpu")
+    srae = SRAEExplainer(n_components=K, random_state=seed, device="cpu", **SRAE_PARAMS)
     srae, s, warns = _timed(lambda: srae.fit(d["Ztr"], d["ytr"]))
     extras = {a: _plain(getattr(srae, a, None)) for a in SRAE_EXTRAS}
     with warnings.catch_warnings(record=True):
@@ -362,7 +366,9 @@ def parse_args(argv=None):
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--cases", default=",".join(DEFAULT_CASES), help=f"from {', '.join(CASES)}")
     ap.add_argument("--quick", action="store_true", help="first seed; planted and digits only")
+    ap.add_argument("--srae-params", default="{}", help='JSON, e.g. \'{"alpha_pullaway": 0.3}\'')
     args = ap.parse_args(argv)
+    SRAE_PARAMS.update(json.loads(args.srae_params))
     args.seeds = [int(s) for s in args.seeds.split(",")][: 1 if args.quick else None]
     args.cases = QUICK_CASES if args.quick else args.cases.split(",")
     unknown = set(args.cases) - set(CASES)

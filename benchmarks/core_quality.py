@@ -366,7 +366,7 @@ def parse_args(argv=None):
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--cases", default=",".join(DEFAULT_CASES), help=f"from {', '.join(CASES)}")
     ap.add_argument("--quick", action="store_true", help="first seed; planted and digits only")
-    ap.add_argument("--srae-params", default="{}", help='JSON, e.g. \'{"alpha_pullaway": 0.3}\'')
+    ap.add_argument("--srae-params", default="{}", help="JSON, e.g. '{\"alpha_pullaway\": 0.3}'")
     args = ap.parse_args(argv)
     SRAE_PARAMS.update(json.loads(args.srae_params))
     args.seeds = [int(s) for s in args.seeds.split(",")][: 1 if args.quick else None]

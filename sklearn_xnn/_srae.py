@@ -51,24 +51,16 @@ class SRAEExplainer(
     (or the plain MSE) and ``L_pt`` the pull-away term of the x-features' contributions
     ``x_ik W_ck``. The User Guide gives the exact formulas.
 
-    **Faithful by construction.** ``fit`` first computes in closed form the best rank-K
-    linear predictor of ``y`` from ``Z`` (GCV ridge, then reduced-rank regression):
-    ``faithfulness_bound_``, the reference no linear explanation beats on the training
-    rows. Training starts *at* it (the encoder's hidden layers carry that K-dimensional
-    subspace exactly, rotated into independent directions, with least-squares head and
-    decoder), and faithfulness is then a constraint, not a weight: a multiplier adapted
-    after every step (as in GECO, Rezende & Viola 2018) keeps the explainer within
+    **Faithful by construction.** ``fit`` computes in closed form the best rank-K linear
+    predictor of ``y`` from ``Z`` (``faithfulness_bound_``, which no linear explanation
+    beats on the training rows), starts training *at* it (the encoder carries that
+    subspace exactly) and keeps faithfulness as a constraint, not a weight: a multiplier
+    adapted after every step (as in GECO, Rezende & Viola 2018) holds the explainer within
     ``faithfulness_tol`` of the reference and spends the rest on reconstruction and
-    pull-away. The kept epoch is the one that meets the constraint with the smallest
-    regularisers; the start meets it, so any ``max_iter >= 1`` is at least as faithful on
-    the training rows as the reference minus the tolerance. ``faithfulness="kl"`` makes
-    the same guarantee for the network's decision (softmax) instead of its logits.
-
-    **Any activation scale works out of the box.** With ``rescale=True`` (default) ``fit``
-    divides ``Z`` by its root mean square and standardises each logit; the scalings are
-    folded into the fitted weights, so every method answers in the caller's units.
-    Signed activations are supported. The defaults were chosen by time to quality on
-    several networks, layers and seeds; the User Guide gives the evidence, and
+    pull-away, so any ``max_iter >= 1`` is at least that faithful on the training rows.
+    ``faithfulness="kl"`` does the same for the network's decision (softmax). With
+    ``rescale=True`` any activation scale works, signed or not, and every method answers
+    in the caller's units. The User Guide gives the evidence for the defaults;
     :meth:`SRAEExplainer.reference` keeps the paper's recipe.
 
     Parameters
@@ -135,59 +127,45 @@ class SRAEExplainer(
     weight_decay : float, default=1e-4
         Adam's L2 weight decay.
     tol : float, default=1e-4
-        Minimum improvement of the monitored value (the regularisers of the epochs
-        that meet the faithfulness constraint; the total loss without it) that resets
-        the patience counter.
+        Minimum improvement of the monitored value (the regularisers under the
+        constraint, else the total loss) that resets the patience counter.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the rows, monitor their loss, stop when it
-        stalls and keep the best weights; the faithfulness constraint is then also
-        checked on the held-out rows against the bound's own held-out R².
+        Hold out ``validation_fraction`` of the rows, monitor them, keep the best weights;
+        the constraint is then also checked there, against the bound's held-out value.
     validation_fraction : float, default=0.1
         Fraction of rows held out when ``early_stopping=True``.
     n_iter_no_change : int, default=5
         Epochs without an improvement of at least ``tol`` before training stops.
     collapse_retries : int, default=5
-        Collapse guard: if fewer than two x-features contribute, or the second largest
-        mean contribution is under 0.3 of the largest, multiply ``alpha_reconstruction``
-        by 1.2 and ``alpha_pullaway`` by 0.8 and train again, at most this many times
-        (0 turns the guard off). The best attempt is kept.
+        Collapse guard: while fewer than two x-features contribute (or the second
+        largest mean contribution is under 0.3 of the largest), train again with
+        ``alpha_reconstruction`` x1.2 and ``alpha_pullaway`` x0.8, at most this many
+        times (0: off). The best attempt is kept.
     rescale : bool, default=True
-        Rescale ``Z`` and ``y`` internally (see above). The fitted model always answers
-        in the caller's units.
+        Rescale ``Z`` and ``y`` internally (see above); answers stay in the caller's units.
     device : {"auto", "cpu", "cuda", "cuda:N", "mps"}, default="auto"
-        Where to train. "auto" takes a GPU when torch sees one, else the CPU. Asking for
-        a device that is not present raises an error at ``fit``; inference falls back to
-        the CPU, so a model fitted on a GPU transforms on a machine without one.
+        Where to train ("auto": a GPU when torch sees one). A missing device is an error
+        at ``fit``; inference falls back to the CPU.
     precision : {"float32", "bf16"}, default="float32"
-        Arithmetic of fine-tuning. "bf16" runs the network's forward and backward passes
-        under bfloat16 autocast on CUDA GPUs (weights, optimiser and losses stay
-        float32); on other devices it is ignored and training runs in float32.
+        "bf16": the forward and backward passes under bfloat16 autocast on CUDA GPUs
+        (weights, optimiser and losses stay float32); ignored on other devices.
     compile : bool, default=False
-        Compile the forward pass and loss of fine-tuning with ``torch.compile`` (needs
-        torch's compiler toolchain; the first epoch pays the compilation).
+        Compile the training step with ``torch.compile`` (the first epoch pays for it).
     stream_threshold : int, default=2**30
-        ``X`` whose float32 copy would exceed this many bytes is streamed instead of
-        copied: it stays where it is (a ``numpy.memmap`` on disk, host memory, any
-        array that slices) and each minibatch is read (row indices sorted) and moved to
-        the device; the rescaling statistics and the NaN/inf check are computed in a
-        streaming pass. Peak memory is then bounded by the batch, the model and
-        ``n_samples * (hidden_layer_sizes[-1] + n_outputs)`` numbers, not by ``X``.
-        Smaller ``X`` is copied to the device once.
+        ``X`` whose float32 copy would exceed this many bytes is streamed: it stays where
+        it is (a ``numpy.memmap``, any array that slices), each minibatch is read and
+        moved to the device, and the statistics come from streaming passes. Smaller
+        ``X`` is copied to the device once.
     n_init : int, default=1
-        Number of initialisations (seeds) to fit; the best is kept. They are trained
-        together as one stacked network (one set of batched kernels per step, see
-        :func:`sklearn_xnn.sweep`), each equal to its own ``n_init=1`` fit up to float
-        rounding. With an integer ``random_state`` the first seed is ``random_state``
-        itself (so the first initialisation is the ``n_init=1`` fit) and the others are
-        drawn from it. The kept one meets the faithfulness constraint, then has the
-        fewest dead x-features, then the smallest objective on the training rows: the
-        regularisers ``alpha_reconstruction * L_rec + alpha_pullaway * L_pt`` (the
-        whole loss, with ``alpha_faithfulness * L_faith``, when ``faithfulness_tol=None``
-        or ``y=None``); see ``init_scores_``. ``partial_fit`` trains one initialisation.
+        Initialisations (seeds) to fit, trained together as one stacked network (see
+        :func:`sklearn_xnn.sweep`), each equal to its own fit up to float rounding; the
+        first seed is an integer ``random_state`` itself. Kept: one that meets the
+        constraint, then with the fewest dead x-features, then the smallest regularisers
+        on the training rows (the whole loss without the constraint); see
+        ``init_scores_``. ``partial_fit`` trains one initialisation.
     random_state : int, RandomState instance or None, default=None
-        Decides every random draw (initialisation, pre-training, shuffling, dropout,
-        validation split) through a local ``torch.Generator``; the global torch seed
-        plays no part. Two CPU fits with the same integer are bitwise equal.
+        Decides every random draw through a local ``torch.Generator`` (never the global
+        seed). Two CPU fits with the same integer are bitwise equal.
     verbose : int, default=0
         Log each epoch's loss to the ``sklearn_xnn`` logger when positive.
 
@@ -241,9 +219,8 @@ class SRAEExplainer(
     best_init_ : int
         Index of the kept initialisation; the fitted state is its own.
     init_stability_ : float
-        Seed stability of the kept x-features: the mean, over the other
-        initialisations, of their Hungarian-matched correlation with the kept ones
-        (:func:`sklearn_xnn.metrics.matched_correlation`) on the training rows.
+        Mean Hungarian-matched correlation of the kept x-features with the other
+        initialisations' (:func:`sklearn_xnn.metrics.matched_correlation`, training rows).
     alphas_ : tuple of float
         ``(alpha_faithfulness, alpha_reconstruction, alpha_pullaway)`` of the kept attempt.
     scale_ : float
@@ -417,19 +394,14 @@ class SRAEExplainer(
     def partial_fit(self, X, y=None):
         """Train on one chunk of rows: streaming training for data larger than memory.
 
-        The first call (on an unfitted explainer) initialises it from its chunk alone, as
-        ``fit`` does: the linear faithfulness bound, the faithful start and the
-        rescaling: ``scale_``, ``y_mean_`` and ``y_scale_`` are computed on this first
-        chunk and kept for every later one. It then runs one fine-tuning epoch over the
-        chunk. **The first chunk must therefore be a representative sample**: at least 2
-        rows (as ``fit``), in practice several thousand with every output varying, and its
-        sign decides ``decoder_relu_output_``. Each later call runs one epoch of
-        fine-tuning over its chunk (shuffled minibatches of ``batch_size``) with the same
-        Adam optimiser and multiplier, at the constant learning rate
-        ``learning_rate_init``; the faithfulness constraint is checked on the chunk (an
-        epoch that breaks it is undone), the collapse guard and early stopping do not
-        apply. After ``fit`` or unpickling, ``partial_fit`` continues from the fitted
-        weights with a fresh optimiser.
+        The first call initialises the explainer from its chunk alone, as ``fit`` does (the
+        bound, the faithful start, ``scale_``, ``y_mean_``, ``y_scale_`` and the decoder's
+        sign), so **the first chunk must be a representative sample**: several thousand
+        rows with every output varying. Each call then runs one fine-tuning epoch over its
+        chunk with the same Adam optimiser and multiplier at the constant learning rate
+        ``learning_rate_init``; an epoch that breaks the faithfulness constraint on its
+        chunk is undone; the collapse guard and early stopping do not apply. After ``fit``
+        or unpickling, ``partial_fit`` continues from the fitted weights.
 
         Parameters
         ----------

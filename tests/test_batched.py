@@ -255,9 +255,7 @@ def test_sweep_refuses_bad_input(planted_small):
 def test_decision_faithful_members_equal_their_own_fits(planted_small):
     # faithfulness="kl" and the K chosen by n_components="auto" travel through the batch
     Z, y, _ = planted_small
-    settings = [
-        {"random_state": s, "faithfulness": "kl", "n_components": "auto"} for s in (0, 1)
-    ]
+    settings = [{"random_state": s, "faithfulness": "kl", "n_components": "auto"} for s in (0, 1)]
     fits = _sweep(Z, y, settings)
     assert [f._stacked_with for f in fits] == [2, 2]
     for setting, fit in zip(settings, fits, strict=True):

@@ -154,8 +154,9 @@ class SRAEExplainer(
     stream_threshold : int, default=2**30
         ``X`` whose float32 copy would exceed this many bytes is streamed: it stays where
         it is (a ``numpy.memmap``, any array that slices), each minibatch is read and
-        moved to the device, and the statistics come from streaming passes. Smaller
-        ``X`` is copied to the device once.
+        moved to the device, and the statistics come from streaming passes: peak memory
+        is bounded by the chunks, the model and ``n_samples * (hidden_layer_sizes[-1] +
+        n_outputs)`` numbers, not by ``X``. Smaller ``X`` is copied to the device once.
     n_init : int, default=1
         Initialisations (seeds) to fit, trained together as one stacked network (see
         :func:`sklearn_xnn.sweep`), each equal to its own fit up to float rounding; the

@@ -42,6 +42,7 @@ class Moments:
     yy: torch.Tensor | None = None
 
 
+@torch.no_grad()  # a transform's graph would otherwise keep every chunk alive
 def moments(Z, Y=None, transform=None, collective=LOCAL):
     """Moments of ``transform(Z)`` (default: ``Z`` itself) and ``Y``, chunk by chunk.
 

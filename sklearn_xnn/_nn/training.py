@@ -15,7 +15,10 @@ against pull-away, whatever the data's scale or number of outputs. After every e
 head is set to the exact least-squares head on the x-features and the epoch is *feasible*
 when that explainer meets the target; training keeps the feasible epoch with the smallest
 regularisers (the faithful start counts as feasible), so no epoch can make the result
-less faithful than the target. The learning rate warms up linearly over the first steps,
+less faithful than the target. With ``cfg.faithfulness == "kl"`` the error is the softmax
+KL of the logits and the least-squares head is taken only when it lowers it; the start
+may then miss its target, and while no epoch meets it the one with the smallest excess
+is kept. The learning rate warms up linearly over the first steps,
 so Adam's first updates cannot throw the start away.
 """
 

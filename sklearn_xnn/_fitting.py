@@ -134,8 +134,8 @@ def store_constraint(est, cfg, the_bound, train):
     """
     est.faithfulness_bound_ = None
     est._faith_target = est._output_weights = None
-    if the_bound is None:
-        return cfg
+    if the_bound is None:  # unsupervised: no constraint (nor one left by an earlier fit)
+        return cfg.replace(faith_target=None, output_weights=None)
     var = the_bound.y_variance.cpu().numpy()
     varying = var > 0
     n = cfg.collective.total_rows(train[1].shape[0])

@@ -68,3 +68,17 @@ def test_fixed_weight_objective_is_still_reachable(planted):
     assert est.faithfulness_multiplier_ == est.alpha_faithfulness
     ref = SRAEExplainer.reference()
     assert ref.faithfulness_tol is None and ref.pretrain == 10 and ref.max_iter == 150
+
+
+def test_a_refit_without_logits_keeps_no_constraint_of_the_earlier_fit():
+    # train_config reads the stored constraint (for partial_fit after fit); a new fit
+    # without y must not inherit the target and output weights of a fit with y
+    Z, y, _ = make_concept_activations(300, 24, n_concepts=3, n_outputs=4, random_state=0)
+    est = _fit(Z, y, hidden_layer_sizes=(16, 8), max_iter=2, random_state=0)
+    assert est._start_fit(Z, y, False).cfg.faith_target is not None
+    run = est._start_fit(Z, None, False)
+    fresh = SRAEExplainer(
+        5, device="cpu", hidden_layer_sizes=(16, 8), max_iter=2, random_state=0
+    )._start_fit(Z, None, False)
+    assert run.cfg.faith_target is None and run.cfg.output_weights is None
+    assert run.cfg == fresh.cfg

@@ -142,7 +142,7 @@ def store_constraint(est, cfg, the_bound, train):
     weights = np.where(varying, n / np.where(varying, var, 1.0), 0.0)
     est._output_weights = weights / max(int(varying.sum()), 1)
     cfg = cfg.replace(output_weights=to_tensor(est._output_weights, train[0].device))
-    reference = engine.reference_error(the_bound, *train, cfg)
+    reference = training.prediction_error(the_bound.predict, *train, cfg)  # rank-K linear
     kl = cfg.faithfulness == "kl"
     est.faithfulness_bound_ = reference if kl else the_bound.r2
     if est.faithfulness_tol is not None:

@@ -9,7 +9,7 @@ scaling, the collapse guard, the fitted state); everything here is torch.
 
 import torch
 
-from sklearn_xnn._nn import bound, data, init, losses, training
+from sklearn_xnn._nn import bound, data, init, training
 from sklearn_xnn._nn.collective import LOCAL
 from sklearn_xnn._nn.config import Attempt, History
 
@@ -182,21 +182,6 @@ def split_rows(Zt, Yt, n_val, generator, device):
     return (pick(Zt, train), pick(Yt, train)), (pick(Zt, val), pick(Yt, val))
 
 
-def reference_error(the_bound, Z, Y, cfg):
-    """The faithfulness error of the rank-K linear predictor on ``(Z, Y)``: ``1 - R²``
-    (uniform over outputs, ``Y``'s own variances) for ``"mse"``, the mean softmax KL for
-    ``"kl"``."""
-    comm = cfg.collective
-    pred = torch.cat([the_bound.predict(Z[s]) for s in _row_slices(Z)])
-    Yd = Y.double()
-    if cfg.faithfulness == "kl":
-        kl = losses.softmax_kl(losses.logits(pred, cfg), losses.logits(Yd, cfg), cfg.temperature)
-        return comm.row_mean(float(kl), Z.shape[0])
-    rss = comm.sum(((pred - Yd) ** 2).sum(0))
-    var = comm.column_scatter(Yd)
-    return 1.0 - bound.uniform_r2(rss, var)
-
-
 def validation_target(val, the_bound, tol, cfg):
     """``(Z_val, Y_val, target)``: the constraint on the validation rows (or None)."""
     if val is None:
@@ -204,11 +189,7 @@ def validation_target(val, the_bound, tol, cfg):
     Zv, Yv = val
     if the_bound is None or tol is None or Yv is None:
         return Zv, Yv, None
-    reference = reference_error(the_bound, Zv, Yv, cfg)
+    reference = training.prediction_error(the_bound.predict, Zv, Yv, cfg)
     if cfg.faithfulness == "kl":
         return Zv, Yv, min(float(tol), reference)
     return Zv, Yv, max(reference, 0.0) + float(tol)
-
-
-def _row_slices(Z):
-    return bound.row_slices(Z.shape[0], Z.shape[1])

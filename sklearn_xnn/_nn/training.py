@@ -73,27 +73,43 @@ def lstsq_head(model, Z, Y, collective=LOCAL):
     return bound.lstsq_head(m)
 
 
+def _predict(model):
+    """``model``'s rebuilt outputs for rows of activations (no dropout)."""
+    return lambda z: model.head(model.encoder(z))
+
+
 @torch.no_grad()
-def heldout_r2(model, Z, Y, collective=LOCAL):
-    """Uniform-average R² of ``model``'s prediction on ``(Z, Y)``."""
+def _prediction_r2(predict, Z, Y, collective):
+    """Uniform-average R² of ``predict`` on ``(Z, Y)``, chunk by chunk, over every rank."""
     rss = torch.zeros(Y.shape[1], dtype=torch.float64, device=Y.device)
     for s in bound.row_slices(Z.shape[0], Z.shape[1]):
-        rss += ((model.head(model.encoder(Z[s])) - Y[s]).double() ** 2).sum(0)
+        rss += ((predict(Z[s]) - Y[s]).double() ** 2).sum(0)
     return bound.uniform_r2(collective.sum(rss), collective.column_scatter(Y.double()))
 
 
+def heldout_r2(model, Z, Y, collective=LOCAL):
+    """Uniform-average R² of ``model``'s prediction on ``(Z, Y)``."""
+    return _prediction_r2(_predict(model), Z, Y, collective)
+
+
 @torch.no_grad()
-def faithfulness_on(model, Z, Y, cfg):
-    """The faithfulness error of ``model`` on ``(Z, Y)``: ``1 - R²`` (uniform over outputs,
-    with ``Y``'s own variances) for ``"mse"``, the mean softmax KL for ``"kl"``."""
+def prediction_error(predict, Z, Y, cfg):
+    """The faithfulness error of ``predict`` (rows of ``Z`` to training-unit outputs) on
+    ``(Z, Y)``: ``1 - R²`` (uniform over outputs, with ``Y``'s own variances) for
+    ``"mse"``, the mean softmax KL for ``"kl"``; over every rank's rows."""
     if cfg.faithfulness != "kl":
-        return 1.0 - heldout_r2(model, Z, Y, collective=cfg.collective)
+        return 1.0 - _prediction_r2(predict, Z, Y, cfg.collective)
     total = 0.0
     for s in bound.row_slices(Z.shape[0], Z.shape[1]):
-        y_hat = logits(model.head(model.encoder(Z[s])).double(), cfg)
+        y_hat = logits(predict(Z[s]).double(), cfg)
         kl = softmax_kl(y_hat, logits(Y[s].double(), cfg), cfg.temperature)
         total += float(kl) * (min(s.stop, Z.shape[0]) - s.start)
     return cfg.collective.row_mean(total / max(Z.shape[0], 1), Z.shape[0])
+
+
+def faithfulness_on(model, Z, Y, cfg):
+    """:func:`prediction_error` of ``model`` on ``(Z, Y)``."""
+    return prediction_error(_predict(model), Z, Y, cfg)
 
 
 def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None):

@@ -5,6 +5,7 @@ import pandas as pd
 import torch
 
 from sklearn_xnn._nn import bound
+from sklearn_xnn._nn.scaling import standardize_columns
 
 
 def k_curve(Z, y=None, *, max_k=20):
@@ -54,8 +55,8 @@ def k_curve(Z, y=None, *, max_k=20):
     columns = {}
     if y is not None:
         Y = np.asarray(y, dtype=np.float64).reshape(Zt.shape[0], -1)
-        sd = Y.std(0)
-        Y = (Y - Y.mean(0)) / np.where(sd > 0, sd, 1.0)
+        mean, scale = standardize_columns(Y)  # as the explainer's own fit (overflow-safe)
+        Y = (Y - mean) / scale
         m = bound.moments(Zt, torch.as_tensor(Y))
         if m is None:
             raise ValueError("Z and y must be finite.")

@@ -22,7 +22,10 @@ Cases (K = 5, train / held-out):
 
 Metrics on held-out rows: R² (variance-weighted and uniform), top-1 agreement, mean active
 x-features (x > 0) per input, mean significant x-features (``n_significant`` of the
-contributions ``x_k W_ck``), dead x-features (zero on every training row), fit time. Checks
+contributions ``x_k W_ck``), "top explained" (the fraction of inputs whose top logit gets at
+least one positive contribution: ``n_significant`` counts 0 for an input with none, so a
+sparser score is only worth as much as this fraction), dead x-features (zero on every
+training row), fit time. Checks
 per case and seed: SRAE R² (uniform) >= bound - 0.01; SRAE significant < PCA's; 0 dead;
 SRAE fit time / NMF fit time (or / (50 x PCA fit time) without NMF) <= 10, each baseline's
 time being the shortest of 3 fits (SRAE's: its one fit), so the ratio errs against SRAE.
@@ -236,6 +239,9 @@ def scores(fitted, yte):
     if "Xte" in fitted:
         row["active"] = float(np.mean((fitted["Xte"] > 0).sum(axis=1)))
         row["significant"] = float(n_significant(fitted["S"]))
+        top = np.asarray(yte).argmax(axis=1)
+        top_S = fitted["S"][np.arange(top.shape[0]), top]
+        row["top_explained"] = float(np.mean((top_S > 0).any(axis=1)))
         row["dead"] = int((np.abs(fitted["Xtr"]).max(axis=0) == 0).sum())
     return row | fitted.get("extras", {})
 
@@ -290,6 +296,7 @@ METRIC_COLUMNS = [
     ("top1", "top-1", ".3f"),
     ("active", "active", ".2f"),
     ("significant", "significant", ".2f"),
+    ("top_explained", "top explained", ".2f"),
     ("dead", "dead", "d"),
     ("fit_s", "fit s", ".2f"),
     ("n_warnings", "warnings", "d"),

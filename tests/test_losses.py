@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sklearn_xnn._nn.losses import (
+    coverage_loss,
     PULLAWAY_EPS,
     faithfulness_loss,
     pullaway_loss,
@@ -82,13 +83,30 @@ def test_srae_loss_weights_the_three_terms():
         pullaway="samples",
         faithfulness="mse",
         network_head=None,
+        y_mean=t(np.array([0.0, 5.0])),  # the logits' scale decides each row's top output
+        y_scale=t(np.array([1.0, 1.0])),
     )
     total, parts = srae_loss(t(X), t(Y_HAT), t(Z_HAT), t(Z), t(Y), t(W), cfg)
     f = faithfulness_loss(t(Y_HAT), t(Y))
     r = reconstruction_loss(t(Z_HAT), t(Z), "log", 100.0)
-    p = pullaway_loss(t(X), t(W), "samples")
+    top = torch.ones(4, dtype=torch.long)  # Y + [0, 5]: output 1 is every row's top
+    p = pullaway_loss(t(X), t(W), "samples") + coverage_loss(t(X), t(W), top)
     assert total.item() == pytest.approx((2 * f + 3 * r + 5 * p).item(), rel=1e-12)
     np.testing.assert_allclose(parts.numpy(), [f.item(), r.item(), p.item()], rtol=1e-12)
+
+
+def test_coverage_loss_counts_rows_losing_their_top_output():
+    x = t(np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 0.01]]))
+    w = t(np.array([[1.0, -1.0], [0.0, 1.0]]))
+    top = torch.tensor([0, 0, 1, 0])
+    # positive parts 1, 2, 1, 0 (the last row's top output gets only x_2 W_02 < 0):
+    # under floor * mean = 0.1 * 1 only that row is penalised, by (1 - 0)^2
+    assert coverage_loss(x, w, top).item() == pytest.approx(0.25)
+    assert coverage_loss(x[:3], w, top[:3]).item() == 0.0
+    row = x[3:].clone().requires_grad_(True)  # a row at the barrier is pulled back
+    x2 = torch.cat([x[:3], row + t(np.array([[0.05, 0.0]]))])
+    coverage_loss(x2, w, top).backward()
+    assert row.grad[0, 0] < 0
 
 
 def test_unsupervised_loss_has_no_faithfulness_and_pulls_x_apart():

@@ -268,9 +268,11 @@ def test_collapse_guard_retrains_with_adjusted_alphas(planted_small, monkeypatch
 def test_collapse_state_rule():
     from sklearn_xnn._nn.engine import collapse_state
 
-    x = torch.ones(10, 3, dtype=torch.float64)
+    x = torch.arange(10.0, dtype=torch.float64)[:, None].repeat(1, 3)  # equal spreads
     w = torch.tensor([[1.0, 1.0, 1.0]], dtype=torch.float64)
     assert collapse_state(x, w) == (False, 1.0)
+    # a large constant part (a big mean) is no contribution: the spreads decide
+    assert collapse_state(x + torch.tensor([100.0, 0.0, 0.0], dtype=torch.float64), w)[1] == 1.0
     w1 = torch.tensor([[1.0, 0.2, -1.0]], dtype=torch.float64)  # second = 0.2 of the largest
     collapsed, ratio = collapse_state(x, w1)
     assert collapsed and ratio == pytest.approx(0.2)

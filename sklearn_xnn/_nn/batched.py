@@ -202,10 +202,7 @@ def fine_tune_many(models, jobs):
     schedule = training._Schedule(cfg, n_steps)
     pairs = list(zip(models, jobs, strict=True))
     lams = [training.start_multiplier(m, Z, Y, j.cfg, n_steps) for m, j in pairs]
-    runs = [
-        training.Progress(m, j.cfg, j.val, training.start_violation(m, j.Z, j.Y, j.cfg))
-        for m, j in pairs
-    ]
+    runs = [training.progress(m, j.Z, j.Y, j.cfg, j.val) for m, j in pairs]
     stack = _Stack(models, [j.cfg for j in jobs], lams, Y is not None)
     ended, epoch = [None] * len(models), 0
     try:

@@ -53,7 +53,10 @@ def start(Z, Y, cfg, generator, device, reference):
         return model, interrupted  # the caller's finiteness check reports it
     S = init.faithful_subspace(m, the_bound, cfg.n_components)
     comm = cfg.collective
-    S, low = init.unmixed_directions(Z, m, S, generator, collective=comm)
+    S, low, high = init.unmixed_directions(Z, m, S, generator, collective=comm)
+    if Y is not None:
+        counts = training.top_counts(Y, cfg)
+        S, low, _ = init.explaining_signs(m, S, low, high, counts)
     init.carry_subspace(model, m.z_mean, S, low, margin=0.5)
     x_m = bound.moments(Z, Z, transform=model.encoder, collective=comm)
     if x_m is not None:
@@ -149,20 +152,22 @@ def assess(model, Z, Y, history, opt, cfg, lam, stage=None):
 
 
 def collapse_state(x, weight, min_ratio=0.3):
-    """Whether the x-features collapsed, and how balanced their mean contributions are.
+    """Whether the x-features collapsed, and how balanced their contributions' spreads are.
 
-    With one output the mean contribution of x-feature ``k`` is ``mean_i x_ik W_k``; with
-    several outputs it is the magnitude ``mean_i x_ik ||W_:k||``. Collapsed means fewer
-    than two positive means, or the second largest under ``min_ratio`` of the largest.
-    Returns ``(collapsed, second / largest)``.
+    With one output the spread of x-feature ``k``'s contribution is ``std_i(x_ik) W_k``
+    (signed: positive when it raises the output); with several outputs it is the
+    magnitude ``std_i(x_ik) ||W_:k||``. A constant part of a contribution explains
+    nothing (the head's bias can hold it), so spreads, not means, are compared.
+    Collapsed means fewer than two positive spreads, or the second largest under
+    ``min_ratio`` of the largest. Returns ``(collapsed, second / largest)``.
     """
-    mean_x = x.double().mean(0).cpu()
+    spread = x.double().std(0).cpu() if x.shape[0] > 1 else x.double().abs().mean(0).cpu()
     if weight is None:
-        score = mean_x
+        score = spread
     elif weight.shape[0] == 1:
-        score = mean_x * weight[0].double().cpu()
+        score = spread * weight[0].double().cpu()
     else:
-        score = mean_x * torch.linalg.vector_norm(weight.double().cpu(), dim=0)
+        score = spread * torch.linalg.vector_norm(weight.double().cpu(), dim=0)
     top = torch.sort(score, descending=True).values
     if top.numel() < 2:
         return False, 1.0

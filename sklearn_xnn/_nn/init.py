@@ -169,7 +169,7 @@ def unmixed_directions(Z, m, S, generator, unmix=True, collective=LOCAL):
     """Rotate ``S`` to independent directions, orient their long tails positive, unit spread,
     most skewed first.
 
-    Returns ``(directions, low)``: ``low[k]`` is the smallest training projection.
+    Returns ``(directions, low, high)``: the smallest and largest training projections.
     """
     S = S.to(Z.device)
     if unmix and S.shape[1] > 1:
@@ -179,6 +179,7 @@ def unmixed_directions(Z, m, S, generator, unmix=True, collective=LOCAL):
         spread, skew, lo, hi = _sharded_spread(Z, m.z_mean, S, collective)
         sign = torch.where(skew >= 0, 1.0, -1.0).to(S)
         low = torch.where(sign > 0, lo, -hi) / spread  # the min of the rescaled projections
+        high = torch.where(sign > 0, hi, -lo) / spread
         S = S * sign / spread
     else:
         proj = _project(Z, m.z_mean, S)
@@ -186,9 +187,59 @@ def unmixed_directions(Z, m, S, generator, unmix=True, collective=LOCAL):
         skew = torch.mean(((proj - proj.mean(0)) / spread) ** 3, dim=0)
         sign = torch.where(skew >= 0, 1.0, -1.0).to(proj)
         S, proj = S * sign / spread, proj * sign / spread
-        low = proj.min(0).values
+        low, high = proj.min(0).values, proj.max(0).values
     order = torch.argsort(skew.abs(), descending=True)  # ICA's own order is arbitrary
-    return S[:, order], low[order]
+    return S[:, order], low[order], high[order]
+
+
+#: Up to this many directions :func:`explaining_signs` tries every sign pattern.
+EXHAUSTIVE_SIGNS = 12
+
+
+def _covered(signs, W, counts):
+    """Rows covered by each sign pattern: ``sum_c counts_c [max_k signs_k W_kc > 0]``."""
+    return (((signs.unsqueeze(-1) * W) > 0).any(-2).to(counts) * counts).sum(-1)
+
+
+def explaining_signs(m, S, low, high, counts):
+    """Orient the directions so that the most rows have a positive contribution to their
+    top output; returns ``(S, low, high)`` with some columns negated.
+
+    The x-features start as ``relu(p_k - low_k + margin)`` of the projections ``p = (z -
+    z_mean) @ S``, positive on every training row, so row ``i`` gets a positive
+    contribution to its top output ``c`` exactly when some ``W_kc`` of the least-squares
+    head on ``p`` is positive; negating a direction negates its row of ``W`` and moves its
+    offset from ``-low_k`` to ``high_k``. ``counts[c]`` is how many rows have ``c`` as their
+    top output. Among the patterns covering the most rows the one with the smallest total
+    offset wins (a constant part of an x-feature explains nothing): every pattern for up
+    to :data:`EXHAUSTIVE_SIGNS` directions, one negation at a time beyond.
+    """
+    if m.zy is None or counts.numel() < 2:
+        return S, low, high
+    S64 = S.double().to(m.zz.device)
+    W = torch.linalg.lstsq(S64.T @ m.zz @ S64, S64.T @ m.zy).solution  # (k, C)
+    counts = counts.double().to(W.device)
+    lo, hi = low.double().to(W.device), high.double().to(W.device)
+    k = W.shape[0]
+    if k <= EXHAUSTIVE_SIGNS:
+        rank = torch.arange(k, device=W.device)
+        bits = (torch.arange(2**k, device=W.device).unsqueeze(1) >> rank) & 1
+        patterns = 1.0 - 2.0 * bits.to(W)  # pattern 0 negates nothing
+        covered = _covered(patterns, W, counts)
+        offset = torch.where(patterns > 0, -lo, hi).sum(1)
+        offset = torch.where(covered == covered.max(), offset, torch.inf)
+        signs = patterns[int(offset.argmin())]
+    else:
+        signs = torch.ones(k, dtype=W.dtype, device=W.device)
+        while True:
+            flips = signs * (1.0 - 2.0 * torch.eye(k, dtype=W.dtype, device=W.device))
+            gain = _covered(flips, W, counts) - _covered(signs, W, counts)
+            if float(gain.max()) <= 0:
+                break
+            signs = flips[int(gain.argmax())]
+    signs = signs.to(S)
+    low, high = low.to(S), high.to(S)
+    return S * signs, torch.where(signs > 0, low, -high), torch.where(signs > 0, high, -low)
 
 
 # ---------------------------------------------------------------------------- carriers

@@ -107,6 +107,15 @@ def pullaway_loss(x, weight, over="samples"):
     return pullaway_term(s, over)
 
 
+def coverage_loss(x, weight, top, floor=0.1):
+    """``(1 / N) sum_i relu(1 - P_i / (floor * mean_j P_j))^2``: rows losing their top
+    output's explanation. ``P_i = sum_k max(x_ik W_(t_i) k, 0)`` is the positive part of
+    row ``i``'s contributions to its top output ``t_i``; the batch mean is a constant."""
+    P = torch.relu(x * weight[top]).sum(1)
+    scale = floor * P.detach().mean().clamp_min(1e-12)
+    return torch.mean(torch.relu(1.0 - P / scale) ** 2)
+
+
 def srae_loss(x, y_hat, z_hat, z, y, weight, cfg, constrained=False):
     """``alpha_f L_faith + alpha_r L_rec + alpha_p L_pt`` and its three parts (detached).
 
@@ -126,7 +135,10 @@ def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None):
     """The three terms ``(L_faith, L_rec, L_pt)`` of :func:`srae_loss`, with their graphs.
 
     ``L_pt`` is computed when ``pullaway`` is true (default: when ``cfg.alpha_p`` is
-    nonzero), else it is zero.
+    nonzero), else it is zero. With a head of two or more outputs (and the logits'
+    scale ``cfg.y_mean``, ``cfg.y_scale``) it also holds :func:`coverage_loss` on each
+    row's top output: the pull-away alone can be met by a row whose top output gets no
+    positive contribution at all, an input the explanation does not explain.
     """
     faith = z.new_zeros(())
     if y is not None and cfg.faithfulness == "kl":
@@ -140,6 +152,8 @@ def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None):
         rec = rec + network_decision_error(z_hat, y, cfg)
     pullaway = bool(cfg.alpha_p) if pullaway is None else pullaway
     pt = pullaway_loss(x, weight, cfg.pullaway) if pullaway else z.new_zeros(())
+    if pullaway and weight is not None and weight.shape[0] > 1 and cfg.y_scale is not None:
+        pt = pt + coverage_loss(x, weight, logits(y, cfg).argmax(1))
     return faith, rec, pt
 
 

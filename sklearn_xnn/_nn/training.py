@@ -20,9 +20,13 @@ KL of the logits and the least-squares head is taken only when it lowers it; the
 may then miss its target, and while no epoch meets it the one with the smallest excess
 is kept. The learning rate warms up linearly over the first steps,
 so Adam's first updates cannot throw the start away.
+
+**Explained rows.** With two or more outputs an epoch is also infeasible when more than
+:data:`EXPLAINED_TOL` more of the training rows than at the start have no positive
+contribution to their top output (:func:`explained_fraction`): sparsity bought by leaving
+inputs unexplained is not kept.
 """
 
-import copy
 import logging
 import math
 
@@ -176,16 +180,17 @@ class _Multiplier:
 
 @torch.no_grad()
 def initial_multiplier(model, Z, Y, cfg, max_rows=4096):
-    """``(lam_0, slack)``: the multiplier at which the regularisers cannot buy more than the
-    slack ``target - e_0`` the start leaves, ``lam_0 = (alpha_r L_rec + alpha_p L_pt) / slack``
-    (at the start; on at most ``max_rows`` rows), and that slack."""
+    """``(lam_0, slack)``: the multiplier at which the faithfulness term at its target weighs
+    as much as the regularisers at the start, ``lam_0 = (alpha_r L_rec + alpha_p L_pt) /
+    target`` (on at most ``max_rows`` rows), and the slack ``target - e_0`` the start leaves
+    (the unit of the multiplier's updates)."""
     rows = slice(0, min(Z.shape[0], max_rows))
     Zs, Ys = Z[rows], Y[rows]
     parts = evaluate(model, Zs, Ys, cfg).tolist()
     e0 = float(faithfulness_error(model.head(model.encoder(Zs)), Ys, cfg))
     slack = max(cfg.faith_target - e0, 0.1 * cfg.faith_target, 1e-12)
     low, high = cfg.multiplier_range
-    return min(max(regularisers(parts, cfg) / slack, low), high), slack
+    return min(max(regularisers(parts, cfg) / cfg.faith_target, low), high), slack
 
 
 def _epoch(model, opt, Z, Y, cfg, generator, schedule, multiplier, step=forward_loss):
@@ -252,6 +257,11 @@ def _finite_state(state):
     return all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point())
 
 
+def snapshot(model):
+    """A detached copy of ``model``'s state dict (for ``load_state_dict``)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def finite_weights(model):
     """Whether every weight of ``model`` is finite."""
     return _finite_state(model.state_dict())
@@ -269,7 +279,7 @@ class _Keeper:
     def __init__(self, model, constrained, validated, start_violation=0.0):
         self.constrained, self.validated = constrained, validated
         self.best = self.key(math.inf, start_violation)
-        self.state = copy.deepcopy(model.state_dict()) if constrained else None
+        self.state = snapshot(model) if constrained else None
 
     @staticmethod
     def key(value, violation):
@@ -286,7 +296,7 @@ class _Keeper:
         if new >= self.best:
             return
         if self.constrained or self.validated:
-            self.state = copy.deepcopy(model.state_dict())
+            self.state = snapshot(model)
         self.best = new
 
     def restore(self, model):
@@ -313,15 +323,52 @@ def refit_head(model, Z, Y, cfg):
     return before
 
 
-def _check_epoch(model, Z, Y, val, cfg, parts, hist):
+#: How many more of the training rows than at the start may lose every positive
+#: contribution to their top output (see :func:`explained_fraction`).
+EXPLAINED_TOL = 0.01
+
+
+@torch.no_grad()
+def explained_fraction(model, Z, Y, cfg):
+    """The fraction of rows whose top output (the largest logit in the caller's units)
+    gets at least one positive contribution ``x_k W_tk``; None without ``Y`` or with
+    fewer than two outputs. A row with none is explained by the head's bias alone."""
+    if Y is None or model.head is None or Y.shape[1] < 2:
+        return None
+    weight, hits = model.head.weight, 0.0
+    for s in bound.row_slices(Z.shape[0], Z.shape[1]):
+        top = weight[_top(Y[s], cfg)]
+        hits += float(((model.encoder(Z[s]) * top) > 0).any(1).sum())
+    n = Z.shape[0]
+    return cfg.collective.row_mean(hits / max(n, 1), n)
+
+
+def _top(Y, cfg):
+    """Each row's top output: its largest logit in the caller's units."""
+    return (Y if cfg.y_scale is None else logits(Y, cfg)).argmax(1)
+
+
+@torch.no_grad()
+def top_counts(Y, cfg):
+    """How many rows (of every rank) have each output as their top output."""
+    counts = torch.zeros(Y.shape[1], dtype=torch.float64, device=Y.device)
+    for s in bound.row_slices(Y.shape[0], Y.shape[1]):
+        counts += torch.bincount(_top(Y[s], cfg), minlength=Y.shape[1]).double()
+    return cfg.collective.sum(counts)
+
+
+def _check_epoch(model, Z, Y, val, cfg, parts, hist, coverage=None):
     """Refit the head, then ``(monitored value, violation)`` of the epoch just run; the
     violation (0 when feasible) is by how much the faithfulness error exceeds its target
-    on the training rows, plus on the validation rows when given."""
+    on the training rows (plus on the validation rows when given), plus by how much the
+    :func:`explained_fraction` falls under ``coverage``."""
     violation = 0.0
     if Y is not None and cfg.faith_target is not None:
         error = refit_head(model, Z, Y, cfg)
         hist.faithfulness.append(error)
         violation = max(error - cfg.faith_target, 0.0)
+        if coverage is not None:
+            violation += max(coverage - explained_fraction(model, Z, Y, cfg), 0.0)
     monitored = regularisers(parts, cfg) if cfg.faith_target is not None else total_loss(parts, cfg)
     if val is not None:
         Zv, Yv, val_target = val
@@ -351,7 +398,7 @@ def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, 
     n_steps = cfg.collective.steps(Z.shape[0], cfg.batch_size)
     schedule = _Schedule(cfg, n_steps, start_epoch)
     lam = start_multiplier(model, Z, Y, cfg, n_steps, multiplier)
-    run = Progress(model, cfg, val, start_violation(model, Z, Y, cfg))
+    run = progress(model, Z, Y, cfg, val)
     epoch = 0
     try:
         for epoch in range(cfg.max_iter):
@@ -383,6 +430,15 @@ def start_multiplier(model, Z, Y, cfg, steps_per_epoch, value=None):
     return _Multiplier(lam0, cfg, slack, steps_per_epoch, Z.device)
 
 
+def progress(model, Z, Y, cfg, val=None):
+    """The :class:`Progress` of fine-tuning ``model`` (at its start) on ``(Z, Y)``."""
+    coverage = None
+    if cfg.faith_target is not None:
+        start = explained_fraction(model, Z, Y, cfg)
+        coverage = None if start is None else start - EXPLAINED_TOL
+    return Progress(model, cfg, val, start_violation(model, Z, Y, cfg), coverage)
+
+
 class Progress:
     """What fine-tuning decides between epochs, for one network: reviving dead x-features,
     the finiteness check, the history, the least-squares head and the constraint
@@ -392,15 +448,15 @@ class Progress:
     returns True when training stops; ``finish(model)`` restores the kept weights.
     """
 
-    def __init__(self, model, cfg, val, start_violation=0.0):
-        self.cfg, self.val, self.hist = cfg, val, History()
+    def __init__(self, model, cfg, val, start_violation=0.0, coverage=None):
+        self.cfg, self.val, self.hist, self.coverage = cfg, val, History(), coverage
         constrained = cfg.faith_target is not None
         self.keeper = _Keeper(model, constrained, val is not None, start_violation)
         self.stall, self.good_state, self.prev_state = 0, None, None
 
     def begin(self, model):
         """Remember the weights the epoch starts from (restored if it goes non-finite)."""
-        self.prev_state, self.good_state = self.good_state, copy.deepcopy(model.state_dict())
+        self.prev_state, self.good_state = self.good_state, snapshot(model)
 
     def end_epoch(self, model, Z, Y, generator, stats, multiplier, epoch):
         """Everything after the steps of ``epoch``; ``stats`` is the epoch's mean loss parts
@@ -417,7 +473,7 @@ class Progress:
         hist.loss.append(loss)
         hist.parts.append(parts)
         hist.multiplier.append(multiplier)
-        monitored, violation = _check_epoch(model, Z, Y, self.val, cfg, parts, hist)
+        monitored, violation = _check_epoch(model, Z, Y, self.val, cfg, parts, hist, self.coverage)
         if cfg.verbose:
             logger.info(
                 "epoch %d: loss %.6g (monitored %.6g%s)",
@@ -427,8 +483,12 @@ class Progress:
                 "" if violation <= 0 else ", not faithful enough",
             )
         improved = keeper.improves(monitored, violation, cfg.tol)
+        # an infeasible excursion after a feasible epoch was kept is the multiplier
+        # settling, not a stall: it neither improves nor counts against the run
+        excursion = violation > 0 and not keeper.best[0]
         keeper.offer(model, monitored, violation)
-        self.stall = 0 if improved else self.stall + 1
+        if not excursion:
+            self.stall = 0 if improved else self.stall + 1
         if self.stall >= cfg.n_iter_no_change:
             hist.converged = True
             return True

@@ -49,7 +49,8 @@ class SRAEExplainer(
     ``L_faith`` the mean squared error of the logits, ``L_rec`` the log penalty
     ``mean_j log(1 + q e_j)`` of each activation unit's mean squared reconstruction error
     (or the plain MSE) and ``L_pt`` the pull-away term of the x-features' contributions
-    ``x_ik W_ck``. The User Guide gives the exact formulas.
+    ``x_ik W_ck`` (with two or more outputs, plus a barrier on inputs whose top output
+    loses its positive contributions). The User Guide gives the exact formulas.
 
     **Faithful by construction.** ``fit`` computes in closed form the best rank-K linear
     predictor of ``y`` from ``Z`` (``faithfulness_bound_``, which no linear explanation
@@ -58,6 +59,10 @@ class SRAEExplainer(
     adapted after every step (as in GECO, Rezende & Viola 2018) holds the explainer within
     ``faithfulness_tol`` of the reference and spends the rest on reconstruction and
     pull-away, so any ``max_iter >= 1`` is at least that faithful on the training rows.
+    Of the faithful epochs the sparsest is kept (fewest significant x-features per input,
+    :func:`~sklearn_xnn.metrics.n_significant`, on the training rows), and none that
+    leaves more inputs than the start without a positive contribution to their top
+    output: sparsity is never bought by explaining an input with the bias alone.
     ``faithfulness="kl"`` does the same for the network's decision (softmax). With
     ``rescale=True`` any activation scale works, signed or not, and every method answers
     in the caller's units. The User Guide gives the evidence for the defaults;
@@ -117,7 +122,7 @@ class SRAEExplainer(
         Epochs of greedy layer-wise pre-training for each encoder/decoder layer pair
         before the faithful start (it shapes the units the start does not use); 0 turns
         pre-training off. The reference used 10.
-    max_iter : int, default=20
+    max_iter : int, default=15
         Maximum number of fine-tuning epochs.
     batch_size : int, default=256
         Minibatch size (clipped to the number of training rows). The reference used 50.
@@ -127,8 +132,10 @@ class SRAEExplainer(
     weight_decay : float, default=1e-4
         Adam's L2 weight decay.
     tol : float, default=1e-4
-        Minimum improvement of the monitored value (the regularisers under the
-        constraint, else the total loss) that resets the patience counter.
+        Minimum improvement of the monitored value (under the constraint the mean number
+        of significant x-features per input, else the total loss) that resets the
+        patience counter; an epoch that misses the constraint after a faithful one was
+        kept neither improves nor counts against it.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows, monitor them, keep the best weights;
         the constraint is then also checked there, against the bound's held-out value.
@@ -297,7 +304,7 @@ class SRAEExplainer(
         pullaway="samples",
         dropout=0.0,
         pretrain=0,
-        max_iter=20,
+        max_iter=15,
         batch_size=256,
         learning_rate_init=1e-3,
         weight_decay=1e-4,

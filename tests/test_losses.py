@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from sklearn_xnn._nn.losses import (
-    coverage_loss,
     PULLAWAY_EPS,
+    coverage_loss,
     faithfulness_loss,
     pullaway_loss,
     reconstruction_loss,

@@ -57,7 +57,7 @@ def start(Z, Y, cfg, generator, device, reference):
     if Y is not None:
         counts = training.top_counts(Y, cfg)
         S, low, _ = init.explaining_signs(m, S, low, high, counts)
-    init.carry_subspace(model, m.z_mean, S, low, margin=0.5)
+    init.carry_subspace(model, m.z_mean, S, low)
     x_m = bound.moments(Z, Z, transform=model.encoder, collective=comm)
     if x_m is not None:
         init.decoder_from_lstsq(model, x_m)

@@ -46,6 +46,7 @@ from sklearn_xnn._nn.losses import (
     weighted_loss,
 )
 from sklearn_xnn._nn.optim import adam, batches
+from sklearn_xnn.metrics import n_significant
 
 logger = logging.getLogger("sklearn_xnn")
 
@@ -357,13 +358,32 @@ def top_counts(Y, cfg):
     return cfg.collective.sum(counts)
 
 
+@torch.no_grad()
+def significant_count(model, Z, max_values=2**22):
+    """Mean number of significant x-features per input and output
+    (:func:`sklearn_xnn.metrics.n_significant` of the contributions ``x_k W_ck``), on the
+    first rows of ``Z`` (as many as keep the contributions under ``max_values`` values)."""
+    C, K = model.head.weight.shape
+    rows = slice(0, max(1, min(Z.shape[0], max_values // (C * K))))
+    x = model.encoder(Z[rows]).double()
+    S = x.unsqueeze(1) * model.head.weight.double().unsqueeze(0)
+    return n_significant(S.cpu().numpy())
+
+
 def _check_epoch(model, Z, Y, val, cfg, parts, hist, coverage=None):
-    """Refit the head, then ``(monitored value, violation)`` of the epoch just run; the
-    violation (0 when feasible) is by how much the faithfulness error exceeds its target
-    on the training rows (plus on the validation rows when given), plus by how much the
-    :func:`explained_fraction` falls under ``coverage``."""
+    """Refit the head, then ``(monitored value, violation)`` of the epoch just run.
+
+    The violation (0 when feasible) is by how much the faithfulness error exceeds its
+    target on the training rows (plus on the validation rows when given), plus by how
+    much the :func:`explained_fraction` falls under ``coverage``. Under the constraint the
+    monitored value is the explanation's sparsity, :func:`significant_count` (on the
+    validation rows when given): the epoch kept is the sparsest faithful one, by the
+    measure a user reads, not by the loss terms that only stand in for it. Without the
+    constraint it is the total loss (on the validation rows when given).
+    """
     violation = 0.0
-    if Y is not None and cfg.faith_target is not None:
+    constrained = Y is not None and cfg.faith_target is not None
+    if constrained:
         error = refit_head(model, Z, Y, cfg)
         hist.faithfulness.append(error)
         violation = max(error - cfg.faith_target, 0.0)
@@ -379,6 +399,8 @@ def _check_epoch(model, Z, Y, val, cfg, parts, hist, coverage=None):
         hist.validation_loss.append(monitored)
         if Yv is not None and val_target is not None:
             violation += max(faithfulness_on(model, Zv, Yv, cfg) - val_target, 0.0)
+    if constrained:
+        monitored = significant_count(model, Z if val is None else val[0])
     return monitored, violation
 
 

@@ -158,18 +158,19 @@ def _keep_best(est, members, results):
 def init_score(est, run, result):
     """The objective an initialisation is ranked by, on its training rows (lower is better).
 
-    Under the faithfulness constraint (``faithfulness_tol`` set, ``y`` given) the
-    regularisers it trades, ``alpha_reconstruction * L_rec + alpha_pullaway * L_pt``;
-    otherwise the whole fixed-weight loss, with ``alpha_faithfulness * L_faith`` added.
-    The alphas are the explainer's parameters (not those the collapse guard adjusted),
-    the terms are those of training, in training units.
+    Under the faithfulness constraint (``faithfulness_tol`` set, ``y`` given) the mean
+    number of significant x-features per input, as fine-tuning ranks its epochs
+    (:func:`~sklearn_xnn._nn.training.significant_count`); otherwise the whole
+    fixed-weight loss (the regularisers plus ``alpha_faithfulness * L_faith``), with the
+    explainer's alphas (not those the collapse guard adjusted) and the terms of training,
+    in training units.
     """
     Z, Y = run.train
+    if est.faithfulness_tol is not None and Y is not None:
+        return float(training.significant_count(result.model, Z))
     parts = training.evaluate(result.model, Z, Y, run.cfg).tolist()
     score = est.alpha_reconstruction * parts[1] + est.alpha_pullaway * parts[2]
-    if est.faithfulness_tol is None or Y is None:
-        score += est.alpha_faithfulness * parts[0]
-    return float(score)
+    return float(score + est.alpha_faithfulness * parts[0])
 
 
 def _feasible(est):

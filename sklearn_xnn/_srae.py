@@ -168,8 +168,9 @@ class SRAEExplainer(
         Initialisations (seeds) to fit, trained together as one stacked network (see
         :func:`sklearn_xnn.sweep`), each equal to its own fit up to float rounding; the
         first seed is an integer ``random_state`` itself. Kept: one that meets the
-        constraint, then with the fewest dead x-features, then the smallest regularisers
-        on the training rows (the whole loss without the constraint); see
+        constraint, then with the fewest dead x-features, then the fewest significant
+        x-features per input on the training rows (the whole loss without the
+        constraint); see
         ``init_scores_``. ``partial_fit`` trains one initialisation.
     random_state : int, RandomState instance or None, default=None
         Decides every random draw through a local ``torch.Generator`` (never the global

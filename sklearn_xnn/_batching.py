@@ -167,7 +167,8 @@ def init_score(est, run, result):
     """
     Z, Y = run.train
     if est.faithfulness_tol is not None and Y is not None:
-        return float(training.significant_count(result.model, Z))
+        x, weight = training.encode(result.model, Z), result.model.head.weight.detach()
+        return float(training.significant_count(x, weight))
     parts = training.evaluate(result.model, Z, Y, run.cfg).tolist()
     score = est.alpha_reconstruction * parts[1] + est.alpha_pullaway * parts[2]
     return float(score + est.alpha_faithfulness * parts[0])

@@ -90,7 +90,8 @@ def test_the_start_explains_every_top_output(patch_layer):
     # had no positive weight at the start, and kept none after training
     Z, y = patch_layer
     model, Zt, Yt, cfg = _start(SRAEExplainer(5, device="cpu", random_state=0), Z, y)
-    assert training.explained_fraction(model, Zt, Yt, cfg) == 1.0
+    x, weight = training.encode(model, Zt), model.head.weight.detach()
+    assert training.explained_fraction(x, weight, Yt, cfg) == 1.0
 
 
 def test_a_fit_leaves_no_more_rows_unexplained_than_its_start(patch_layer):
@@ -121,7 +122,8 @@ def test_the_monitored_sparsity_is_the_users_significant_count(patch_layer):
     eng = fitted.engine_from_fitted(est)  # the fitted network, rebuilt from its weights
     model, Zt = eng.model, eng.scaler.chunk(Z, "cpu")
     # n_significant is invariant to the per-output standardisation and the input scale
-    assert training.significant_count(model, Zt) == pytest.approx(
+    x, weight = training.encode(model, Zt), model.head.weight.detach()
+    assert training.significant_count(x, weight) == pytest.approx(
         n_significant(est.contributions(Z)), abs=1e-6
     )
 

@@ -70,9 +70,13 @@ def encode(model, Z):
 
 
 @torch.no_grad()
-def lstsq_head(model, Z, Y, collective=LOCAL):
-    """``(W, b, r2)``: the least-squares head on the x-features of ``Z`` and its R²."""
-    m = bound.moments(Z, Y, transform=model.encoder, collective=collective)
+def lstsq_head(model, Z, Y, collective=LOCAL, x=None):
+    """``(W, b, r2)``: the least-squares head on the x-features of ``Z`` (or on ``x``,
+    those x-features already computed) and its R²."""
+    if x is None:
+        m = bound.moments(Z, Y, transform=model.encoder, collective=collective)
+    else:
+        m = bound.moments(x, Y, collective=collective)
     if m is None:
         return None
     return bound.lstsq_head(m)
@@ -305,13 +309,14 @@ class _Keeper:
             model.load_state_dict(self.state)
 
 
-def refit_head(model, Z, Y, cfg):
-    """Set the head to the least-squares head on the x-features when it is at least as
-    faithful (always for ``"mse"``, where it is optimal); returns the faithfulness error."""
+def refit_head(model, Z, Y, cfg, x=None):
+    """Set the head to the least-squares head on the x-features (``x``: already computed)
+    when it is at least as faithful (always for ``"mse"``, where it is optimal); returns
+    the faithfulness error."""
     if cfg.faithfulness == "kl":
         before = faithfulness_on(model, Z, Y, cfg)
         kept = (model.head.weight.detach().clone(), model.head.bias.detach().clone())
-    fit = lstsq_head(model, Z, Y, collective=cfg.collective)
+    fit = lstsq_head(model, Z, Y, collective=cfg.collective, x=x)
     if fit is None:
         return faithfulness_on(model, Z, Y, cfg)
     set_head(model.head, *fit[:2])
@@ -330,17 +335,15 @@ EXPLAINED_TOL = 0.01
 
 
 @torch.no_grad()
-def explained_fraction(model, Z, Y, cfg):
-    """The fraction of rows whose top output (the largest logit in the caller's units)
-    gets at least one positive contribution ``x_k W_tk``; None without ``Y`` or with
-    fewer than two outputs. A row with none is explained by the head's bias alone."""
-    if Y is None or model.head is None or Y.shape[1] < 2:
+def explained_fraction(x, weight, Y, cfg):
+    """The fraction of rows (of x-features ``x``, head weights ``weight``) whose top
+    output (the largest logit in the caller's units) gets at least one positive
+    contribution ``x_k W_tk``, over every rank's rows; None without ``Y`` or with fewer
+    than two outputs. A row with none is explained by the head's bias alone."""
+    if Y is None or weight is None or Y.shape[1] < 2:
         return None
-    weight, hits = model.head.weight, 0.0
-    for s in bound.row_slices(Z.shape[0], Z.shape[1]):
-        top = weight[_top(Y[s], cfg)]
-        hits += float(((model.encoder(Z[s]) * top) > 0).any(1).sum())
-    n = Z.shape[0]
+    hits = float(((x * weight[_top(Y, cfg)]) > 0).any(1).sum())
+    n = x.shape[0]
     return cfg.collective.row_mean(hits / max(n, 1), n)
 
 
@@ -359,15 +362,14 @@ def top_counts(Y, cfg):
 
 
 @torch.no_grad()
-def significant_count(model, Z, max_values=2**22):
+def significant_count(x, weight, max_values=2**22):
     """Mean number of significant x-features per input and output
-    (:func:`sklearn_xnn.metrics.n_significant` of the contributions ``x_k W_ck``), on the
-    first rows of ``Z`` (as many as keep the contributions under ``max_values`` values)."""
-    C, K = model.head.weight.shape
-    rows = slice(0, max(1, min(Z.shape[0], max_values // (C * K))))
-    x = model.encoder(Z[rows]).double()
-    S = x.unsqueeze(1) * model.head.weight.double().unsqueeze(0)
-    return n_significant(S.cpu().numpy())
+    (:func:`sklearn_xnn.metrics.n_significant` of the contributions ``x_k W_ck``) of the
+    x-features ``x`` under the head weights ``weight``, on the first rows (as many as keep
+    the contributions under ``max_values`` values)."""
+    C, K = weight.shape
+    x = x[: max(1, min(x.shape[0], max_values // (C * K)))].double()
+    return n_significant((x.unsqueeze(1) * weight.double().unsqueeze(0)).cpu().numpy())
 
 
 def _check_epoch(model, Z, Y, val, cfg, parts, hist, coverage=None):
@@ -384,11 +386,13 @@ def _check_epoch(model, Z, Y, val, cfg, parts, hist, coverage=None):
     violation = 0.0
     constrained = Y is not None and cfg.faith_target is not None
     if constrained:
-        error = refit_head(model, Z, Y, cfg)
+        x = encode(model, Z)  # one pass: the head, the explained rows and the count
+        error = refit_head(model, Z, Y, cfg, x)
         hist.faithfulness.append(error)
         violation = max(error - cfg.faith_target, 0.0)
+        weight = model.head.weight.detach()
         if coverage is not None:
-            violation += max(coverage - explained_fraction(model, Z, Y, cfg), 0.0)
+            violation += max(coverage - explained_fraction(x, weight, Y, cfg), 0.0)
     monitored = regularisers(parts, cfg) if cfg.faith_target is not None else total_loss(parts, cfg)
     if val is not None:
         Zv, Yv, val_target = val
@@ -400,7 +404,7 @@ def _check_epoch(model, Z, Y, val, cfg, parts, hist, coverage=None):
         if Yv is not None and val_target is not None:
             violation += max(faithfulness_on(model, Zv, Yv, cfg) - val_target, 0.0)
     if constrained:
-        monitored = significant_count(model, Z if val is None else val[0])
+        monitored = significant_count(x if val is None else encode(model, val[0]), weight)
     return monitored, violation
 
 
@@ -455,8 +459,8 @@ def start_multiplier(model, Z, Y, cfg, steps_per_epoch, value=None):
 def progress(model, Z, Y, cfg, val=None):
     """The :class:`Progress` of fine-tuning ``model`` (at its start) on ``(Z, Y)``."""
     coverage = None
-    if cfg.faith_target is not None:
-        start = explained_fraction(model, Z, Y, cfg)
+    if cfg.faith_target is not None and Y is not None and model.head is not None:
+        start = explained_fraction(encode(model, Z), model.head.weight.detach(), Y, cfg)
         coverage = None if start is None else start - EXPLAINED_TOL
     return Progress(model, cfg, val, start_violation(model, Z, Y, cfg), coverage)
 

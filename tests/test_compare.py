@@ -263,7 +263,11 @@ def test_describe_losses_from_the_numbers(table):
         for name in beaten:
             value = table.loc[name, column]
             assert f"{name}'s {'0' if abs(value) < 1e-12 else f'{value:.3g}'}" in said[0]
-    assert best_rows(table, "fit_time_s") == [table["fit_time_s"].idxmin()]
+    # fit times are measured: two can tie at the shown precision, and then both are best
+    fastest = best_rows(table, "fit_time_s")
+    assert table["fit_time_s"].idxmin() in fastest
+    shown = {f"{table.loc[n, 'fit_time_s']:.3g}" for n in fastest}
+    assert shown == {f"{table['fit_time_s'].min():.3g}"}
 
 
 def test_describe_losses_sentences():

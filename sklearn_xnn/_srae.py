@@ -60,9 +60,10 @@ class SRAEExplainer(
     ``faithfulness_tol`` of the reference and spends the rest on reconstruction and
     pull-away, so any ``max_iter >= 1`` is at least that faithful on the training rows.
     Of the faithful epochs the sparsest is kept (fewest significant x-features per input,
-    :func:`~sklearn_xnn.metrics.n_significant`, on the training rows), and none that
-    leaves more inputs than the start without a positive contribution to their top
-    output: sparsity is never bought by explaining an input with the bias alone.
+    :func:`~sklearn_xnn.metrics.n_significant`, on the training rows), and none in which
+    an output explains (gives a positive contribution to) less than half the share of
+    its top inputs it explained at the start: an input without any concept may be
+    explained by their absence, a whole class may not.
     ``faithfulness="kl"`` does the same for the network's decision (softmax). With
     ``rescale=True`` any activation scale works, signed or not, and every method answers
     in the caller's units. The User Guide gives the evidence for the defaults;

@@ -92,8 +92,9 @@ def pullaway_term(s, over="samples", eps=PULLAWAY_EPS):
     # the "samples" variant costs O(N K^2) instead of O(N^2 K) (same value).
     small = unit.transpose(-1, -2) @ unit if m > unit.shape[-1] else unit @ unit.transpose(-1, -2)
     all_pairs = (small**2).sum((-2, -1))
-    diag = ((unit**2).sum(-1) ** 2).sum(-1)  # the a == b terms, each 1 up to rounding
-    return torch.sum((all_pairs - diag) / (m * (m - 1)))
+    # the a == b terms are (u_a . u_a)^2 = 1 each (unit rows): m of them, and a constant
+    # has no gradient, so subtracting m is exact up to rounding
+    return torch.sum((all_pairs - m) / (m * (m - 1)))
 
 
 def contributions(x, weight):

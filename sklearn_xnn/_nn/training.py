@@ -21,10 +21,11 @@ may then miss its target, and while no epoch meets it the one with the smallest 
 is kept. The learning rate warms up linearly over the first steps,
 so Adam's first updates cannot throw the start away.
 
-**Explained rows.** With two or more outputs an epoch is also infeasible when more than
-:data:`EXPLAINED_TOL` more of the training rows than at the start have no positive
-contribution to their top output (:func:`explained_fraction`): sparsity bought by leaving
-inputs unexplained is not kept.
+**Explained outputs.** With two or more outputs an epoch is also infeasible when some
+output explains (gives a positive contribution to) less than :data:`KEPT_SHARE` of the
+share of its top rows it explained at the start (:func:`explained_shares`): sparsity may
+explain some of a class's inputs by the absence of the others' concepts (an input with
+no concept at all has nothing else), not a whole class that the start explained.
 """
 
 import logging
@@ -329,22 +330,34 @@ def refit_head(model, Z, Y, cfg, x=None):
     return before
 
 
-#: How many more of the training rows than at the start may lose every positive
-#: contribution to their top output (see :func:`explained_fraction`).
-EXPLAINED_TOL = 0.01
+#: The part of its start's explained share each output must keep (see
+#: :func:`explained_shares`).
+KEPT_SHARE = 0.5
 
 
 @torch.no_grad()
-def explained_fraction(x, weight, Y, cfg):
-    """The fraction of rows (of x-features ``x``, head weights ``weight``) whose top
-    output (the largest logit in the caller's units) gets at least one positive
-    contribution ``x_k W_tk``, over every rank's rows; None without ``Y`` or with fewer
-    than two outputs. A row with none is explained by the head's bias alone."""
+def explained_shares(x, weight, Y, cfg):
+    """``(explained, rows)`` per output, over every rank's rows: how many of the rows whose
+    top output (largest logit in the caller's units) it is get at least one positive
+    contribution ``x_k W_ck`` to it (of x-features ``x``, head weights ``weight``), and how
+    many rows it is the top output of. None without ``Y`` or with fewer than two outputs:
+    a row with none is explained by the head's bias alone."""
     if Y is None or weight is None or Y.shape[1] < 2:
         return None
-    hits = float(((x * weight[_top(Y, cfg)]) > 0).any(1).sum())
-    n = x.shape[0]
-    return cfg.collective.row_mean(hits / max(n, 1), n)
+    top = _top(Y, cfg)
+    hit = ((x * weight[top]) > 0).any(1).double()
+    C = Y.shape[1]
+    explained = torch.zeros(C, dtype=torch.float64, device=x.device).index_add_(0, top, hit)
+    rows = torch.bincount(top, minlength=C).double()
+    return cfg.collective.sum(explained), cfg.collective.sum(rows)
+
+
+def explained_shortfall(shares, floor):
+    """By how much the explained shares fall under ``floor`` (per output), as a fraction
+    of all rows: ``sum_c rows_c max(floor_c - explained_c / rows_c, 0) / N``."""
+    explained, rows = shares
+    share = explained / rows.clamp_min(1.0)
+    return float((rows * (floor - share).clamp_min(0.0)).sum() / rows.sum().clamp_min(1.0))
 
 
 def _top(Y, cfg):
@@ -377,7 +390,8 @@ def _check_epoch(model, Z, Y, val, cfg, parts, hist, coverage=None):
 
     The violation (0 when feasible) is by how much the faithfulness error exceeds its
     target on the training rows (plus on the validation rows when given), plus by how
-    much the :func:`explained_fraction` falls under ``coverage``. Under the constraint the
+    much the outputs' explained shares fall under ``coverage``
+    (:func:`explained_shortfall`). Under the constraint the
     monitored value is the explanation's sparsity, :func:`significant_count` (on the
     validation rows when given): the epoch kept is the sparsest faithful one, by the
     measure a user reads, not by the loss terms that only stand in for it. Without the
@@ -392,7 +406,7 @@ def _check_epoch(model, Z, Y, val, cfg, parts, hist, coverage=None):
         violation = max(error - cfg.faith_target, 0.0)
         weight = model.head.weight.detach()
         if coverage is not None:
-            violation += max(coverage - explained_fraction(x, weight, Y, cfg), 0.0)
+            violation += explained_shortfall(explained_shares(x, weight, Y, cfg), coverage)
     monitored = regularisers(parts, cfg) if cfg.faith_target is not None else total_loss(parts, cfg)
     if val is not None:
         Zv, Yv, val_target = val
@@ -460,8 +474,8 @@ def progress(model, Z, Y, cfg, val=None):
     """The :class:`Progress` of fine-tuning ``model`` (at its start) on ``(Z, Y)``."""
     coverage = None
     if cfg.faith_target is not None and Y is not None and model.head is not None:
-        start = explained_fraction(encode(model, Z), model.head.weight.detach(), Y, cfg)
-        coverage = None if start is None else start - EXPLAINED_TOL
+        start = explained_shares(encode(model, Z), model.head.weight.detach(), Y, cfg)
+        coverage = None if start is None else KEPT_SHARE * start[0] / start[1].clamp_min(1.0)
     return Progress(model, cfg, val, start_violation(model, Z, Y, cfg), coverage)
 
 

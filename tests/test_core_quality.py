@@ -4,9 +4,8 @@ PCA, no dead x-features (held-out rows, K = 5, default parameters).
 Cases: planted concepts (2,000 training rows, raw and standardised: signed), two layers of
 the digits CNN (``relu_fc1``, 64 units, and the pooled convolutions, 512), the same ``fc1``
 before its ReLU (signed), the patch CNN, planted concepts with 16 outputs and planted
-concepts with 1,000 training rows. Sparser than PCA also means not by leaving inputs
-unexplained: about as many held-out inputs as with PCA keep a positive contribution to
-their top logit. The default run checks one seed
+concepts with 1,000 training rows. Sparser than PCA also means not by leaving a class
+unexplained: every class keeps a positive contribution on most of its held-out inputs. The default run checks one seed
 per case; ``-m slow`` checks seeds 0, 1 and 2 (``benchmarks/core_quality.py`` reports the
 same numbers with every baseline and the fit times).
 """
@@ -43,24 +42,19 @@ def rank_k_heldout(Ztr, ytr, Zte, yte, k=K):
     return r2_score(yte, sc.inverse_transform(pred))
 
 
-def pca_contributions(Ztr, ytr, Zte):
+def pca_significant(Ztr, ytr, Zte):
     pca = PCA(K, random_state=0).fit(Ztr)
     head = LinearRegression().fit(pca.transform(Ztr), ytr)
-    return pca.transform(Zte)[:, None, :] * head.coef_[None]
+    return n_significant(pca.transform(Zte)[:, None, :] * head.coef_[None])
 
 
-def pca_significant(Ztr, ytr, Zte):
-    return n_significant(pca_contributions(Ztr, ytr, Zte))
-
-
-def top_explained(S, y):
-    """Fraction of inputs whose top logit gets at least one positive contribution."""
+def explained_by_class(S, y, min_rows=20):
+    """Per top class (with at least ``min_rows`` inputs): the fraction of its inputs whose
+    top logit gets at least one positive contribution."""
     top = np.asarray(y).argmax(axis=1)
-    return float(np.mean((S[np.arange(top.shape[0]), top] > 0).any(axis=1)))
-
-
-def top_explained_pca(Ztr, ytr, Zte, yte):
-    return top_explained(pca_contributions(Ztr, ytr, Zte), yte)
+    hit = (S[np.arange(top.shape[0]), top] > 0).any(axis=1)
+    classes, counts = np.unique(top, return_counts=True)
+    return {int(c): float(hit[top == c].mean()) for c, n in zip(classes, counts) if n >= min_rows}
 
 
 @functools.cache
@@ -124,11 +118,12 @@ def check_case(case, seed):
     sig, sig_pca = n_significant(srae.contributions(Zte)), pca_significant(Ztr, ytr, Zte)
     assert r2 >= bound - 0.01, (r2, bound)
     assert sig < sig_pca, (sig, sig_pca)
-    # sparsity is not bought by leaving inputs unexplained: about as many held-out inputs
-    # as with PCA get a positive contribution to their top logit
-    assert (
-        top_explained(srae.contributions(Zte), yte) >= top_explained_pca(Ztr, ytr, Zte, yte) - 0.02
-    )
+    # sparsity is not bought by leaving a class unexplained: every class keeps a positive
+    # contribution to its logit on most of its held-out inputs (measured: at least 0.60,
+    # a planted default class whose concept-free inputs are explained by absence; 1.0 on
+    # the CNNs; without the rule one patch-CNN class had 0)
+    shares = explained_by_class(srae.contributions(Zte), yte)
+    assert min(shares.values()) >= 0.4, shares
     assert srae.n_dead_components_ == 0
     assert srae.faithfulness_ >= srae.faithfulness_bound_ - srae.faithfulness_tol - 1e-9
 

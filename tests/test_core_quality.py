@@ -5,9 +5,10 @@ Cases: planted concepts (2,000 training rows, raw and standardised: signed), two
 the digits CNN (``relu_fc1``, 64 units, and the pooled convolutions, 512), the same ``fc1``
 before its ReLU (signed), the patch CNN, planted concepts with 16 outputs and planted
 concepts with 1,000 training rows. Sparser than PCA also means not by leaving a class
-unexplained: every class keeps a positive contribution on most of its held-out inputs. The default run checks one seed
-per case; ``-m slow`` checks seeds 0, 1 and 2 (``benchmarks/core_quality.py`` reports the
-same numbers with every baseline and the fit times).
+unexplained: every class keeps a positive contribution on most of its held-out inputs.
+The default run checks one seed per case; ``-m slow`` checks seeds 0, 1 and 2
+(``benchmarks/core_quality.py`` reports the same numbers with every baseline and the fit
+times).
 """
 
 import functools
@@ -54,7 +55,8 @@ def explained_by_class(S, y, min_rows=20):
     top = np.asarray(y).argmax(axis=1)
     hit = (S[np.arange(top.shape[0]), top] > 0).any(axis=1)
     classes, counts = np.unique(top, return_counts=True)
-    return {int(c): float(hit[top == c].mean()) for c, n in zip(classes, counts) if n >= min_rows}
+    pairs = zip(classes, counts, strict=True)
+    return {int(c): float(hit[top == c].mean()) for c, n in pairs if n >= min_rows}
 
 
 @functools.cache

@@ -85,6 +85,7 @@ def test_srae_loss_weights_the_three_terms():
         network_head=None,
         y_mean=t(np.array([0.0, 5.0])),  # the logits' scale decides each row's top output
         y_scale=t(np.array([1.0, 1.0])),
+        faith_target=0.01,  # the barrier joins the pull-away under the constraint only
     )
     total, parts = srae_loss(t(X), t(Y_HAT), t(Z_HAT), t(Z), t(Y), t(W), cfg)
     f = faithfulness_loss(t(Y_HAT), t(Y))
@@ -93,6 +94,24 @@ def test_srae_loss_weights_the_three_terms():
     p = pullaway_loss(t(X), t(W), "samples") + coverage_loss(t(X), t(W), top)
     assert total.item() == pytest.approx((2 * f + 3 * r + 5 * p).item(), rel=1e-12)
     np.testing.assert_allclose(parts.numpy(), [f.item(), r.item(), p.item()], rtol=1e-12)
+
+
+def test_the_fixed_weight_objective_keeps_the_papers_pull_away():
+    cfg = SimpleNamespace(
+        alpha_f=1.0,
+        alpha_r=1.0,
+        alpha_p=1.0,
+        reconstruction="log",
+        q=100.0,
+        pullaway="samples",
+        faithfulness="mse",
+        network_head=None,
+        y_mean=t(np.array([0.0, 5.0])),
+        y_scale=t(np.array([1.0, 1.0])),
+        faith_target=None,
+    )
+    _, parts = srae_loss(t(X), t(Y_HAT), t(Z_HAT), t(Z), t(Y), t(W), cfg)
+    assert parts[2].item() == pytest.approx(pullaway_loss(t(X), t(W), "samples").item())
 
 
 def test_coverage_loss_counts_rows_losing_their_top_output():

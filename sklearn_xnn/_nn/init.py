@@ -205,8 +205,8 @@ def explaining_signs(m, S, low, high, counts):
     """Orient the directions so that the most rows have a positive contribution to their
     top output; returns ``(S, low, high)`` with some columns negated.
 
-    The x-features start as ``relu(p_k - low_k + margin)`` of the projections ``p = (z -
-    z_mean) @ S``, positive on every training row, so row ``i`` gets a positive
+    The x-features start as ``relu(p_k - low_k)`` of the projections ``p = (z - z_mean) @
+    S``, linear on every training row (zero at the lowest), so row ``i`` gets a positive
     contribution to its top output ``c`` exactly when some ``W_kc`` of the least-squares
     head on ``p`` is positive; negating a direction negates its row of ``W`` and moves its
     offset from ``-low_k`` to ``high_k``. ``counts[c]`` is how many rows have ``c`` as their

@@ -117,6 +117,18 @@ def coverage_loss(x, weight, top, floor=0.1):
     return torch.mean(torch.relu(1.0 - P / scale) ** 2)
 
 
+def _guards_top_outputs(weight, cfg):
+    """Whether :func:`srae_terms` adds :func:`coverage_loss`: under the faithfulness
+    constraint, with a head of two or more outputs and the logits' scale (the paper's
+    fixed-weight objective, ``faith_target`` None, keeps its own pull-away)."""
+    return (
+        weight is not None
+        and weight.shape[0] > 1
+        and cfg.y_scale is not None
+        and cfg.faith_target is not None
+    )
+
+
 def srae_loss(x, y_hat, z_hat, z, y, weight, cfg, constrained=False):
     """``alpha_f L_faith + alpha_r L_rec + alpha_p L_pt`` and its three parts (detached).
 
@@ -136,10 +148,11 @@ def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None):
     """The three terms ``(L_faith, L_rec, L_pt)`` of :func:`srae_loss`, with their graphs.
 
     ``L_pt`` is computed when ``pullaway`` is true (default: when ``cfg.alpha_p`` is
-    nonzero), else it is zero. With a head of two or more outputs (and the logits'
-    scale ``cfg.y_mean``, ``cfg.y_scale``) it also holds :func:`coverage_loss` on each
-    row's top output: the pull-away alone can be met by a row whose top output gets no
-    positive contribution at all, an input the explanation does not explain.
+    nonzero), else it is zero. Under the faithfulness constraint, with a head of two or
+    more outputs (and the logits' scale ``cfg.y_mean``, ``cfg.y_scale``), it also holds
+    :func:`coverage_loss` on each row's top output: the pull-away alone can be met by a
+    row whose top output gets no positive contribution at all, an input the explanation
+    does not explain.
     """
     faith = z.new_zeros(())
     if y is not None and cfg.faithfulness == "kl":
@@ -153,7 +166,7 @@ def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None):
         rec = rec + network_decision_error(z_hat, y, cfg)
     pullaway = bool(cfg.alpha_p) if pullaway is None else pullaway
     pt = pullaway_loss(x, weight, cfg.pullaway) if pullaway else z.new_zeros(())
-    if pullaway and weight is not None and weight.shape[0] > 1 and cfg.y_scale is not None:
+    if pullaway and _guards_top_outputs(weight, cfg):
         pt = pt + coverage_loss(x, weight, logits(y, cfg).argmax(1))
     return faith, rec, pt
 

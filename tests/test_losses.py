@@ -73,31 +73,10 @@ def test_pullaway_of_orthogonal_rows_is_zero_and_of_parallel_rows_is_one():
     assert pullaway_loss(same, None, "samples").item() == pytest.approx(1.0, rel=1e-12)
 
 
-def test_srae_loss_weights_the_three_terms():
-    cfg = SimpleNamespace(
-        alpha_f=2.0,
-        alpha_r=3.0,
-        alpha_p=5.0,
-        reconstruction="log",
-        q=100.0,
-        pullaway="samples",
-        faithfulness="mse",
-        network_head=None,
-        y_mean=t(np.array([0.0, 5.0])),  # the logits' scale decides each row's top output
-        y_scale=t(np.array([1.0, 1.0])),
-        faith_target=0.01,  # the barrier joins the pull-away under the constraint only
-    )
-    total, parts = srae_loss(t(X), t(Y_HAT), t(Z_HAT), t(Z), t(Y), t(W), cfg)
-    f = faithfulness_loss(t(Y_HAT), t(Y))
-    r = reconstruction_loss(t(Z_HAT), t(Z), "log", 100.0)
-    top = torch.ones(4, dtype=torch.long)  # Y + [0, 5]: output 1 is every row's top
-    p = pullaway_loss(t(X), t(W), "samples") + coverage_loss(t(X), t(W), top)
-    assert total.item() == pytest.approx((2 * f + 3 * r + 5 * p).item(), rel=1e-12)
-    np.testing.assert_allclose(parts.numpy(), [f.item(), r.item(), p.item()], rtol=1e-12)
-
-
-def test_the_fixed_weight_objective_keeps_the_papers_pull_away():
-    cfg = SimpleNamespace(
+def _supervised_cfg(**changes):
+    """A supervised training configuration whose logits' scale makes output 1 every row's
+    top output (``Y + [0, 5]``), under the constraint unless ``faith_target=None``."""
+    base = dict(
         alpha_f=1.0,
         alpha_r=1.0,
         alpha_p=1.0,
@@ -108,8 +87,24 @@ def test_the_fixed_weight_objective_keeps_the_papers_pull_away():
         network_head=None,
         y_mean=t(np.array([0.0, 5.0])),
         y_scale=t(np.array([1.0, 1.0])),
-        faith_target=None,
+        faith_target=0.01,  # the barrier joins the pull-away under the constraint only
     )
+    return SimpleNamespace(**{**base, **changes})
+
+
+def test_srae_loss_weights_the_three_terms():
+    cfg = _supervised_cfg(alpha_f=2.0, alpha_r=3.0, alpha_p=5.0)
+    total, parts = srae_loss(t(X), t(Y_HAT), t(Z_HAT), t(Z), t(Y), t(W), cfg)
+    f = faithfulness_loss(t(Y_HAT), t(Y))
+    r = reconstruction_loss(t(Z_HAT), t(Z), "log", 100.0)
+    top = torch.ones(4, dtype=torch.long)  # Y + [0, 5]: output 1 is every row's top
+    p = pullaway_loss(t(X), t(W), "samples") + coverage_loss(t(X), t(W), top)
+    assert total.item() == pytest.approx((2 * f + 3 * r + 5 * p).item(), rel=1e-12)
+    np.testing.assert_allclose(parts.numpy(), [f.item(), r.item(), p.item()], rtol=1e-12)
+
+
+def test_the_fixed_weight_objective_keeps_the_papers_pull_away():
+    cfg = _supervised_cfg(faith_target=None)
     _, parts = srae_loss(t(X), t(Y_HAT), t(Z_HAT), t(Z), t(Y), t(W), cfg)
     assert parts[2].item() == pytest.approx(pullaway_loss(t(X), t(W), "samples").item())
 

@@ -37,6 +37,12 @@ def logits(y, cfg):
     return y * cfg.y_scale + cfg.y_mean
 
 
+def top_outputs(y, cfg):
+    """Each row's top output: its largest logit in the caller's units (``y`` itself when
+    ``cfg`` holds no logit scale)."""
+    return (y if cfg.y_scale is None else logits(y, cfg)).argmax(-1)
+
+
 def faithfulness_error(y_hat, y, cfg):
     """The error the faithfulness constraint bounds, for ``cfg.faithfulness``.
 
@@ -167,7 +173,7 @@ def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None):
     pullaway = bool(cfg.alpha_p) if pullaway is None else pullaway
     pt = pullaway_loss(x, weight, cfg.pullaway) if pullaway else z.new_zeros(())
     if pullaway and _guards_top_outputs(weight, cfg):
-        pt = pt + coverage_loss(x, weight, logits(y, cfg).argmax(1))
+        pt = pt + coverage_loss(x, weight, top_outputs(y, cfg))
     return faith, rec, pt
 
 

@@ -44,6 +44,7 @@ from sklearn_xnn._nn.losses import (
     softmax_kl,
     srae_loss,
     srae_terms,
+    top_outputs,
     weighted_loss,
 )
 from sklearn_xnn._nn.optim import adam, batches
@@ -344,7 +345,7 @@ def explained_shares(x, weight, Y, cfg):
     a row with none is explained by the head's bias alone."""
     if Y is None or weight is None or Y.shape[1] < 2:
         return None
-    top = _top(Y, cfg)
+    top = top_outputs(Y, cfg)
     hit = ((x * weight[top]) > 0).any(1).double()
     C = Y.shape[1]
     explained = torch.zeros(C, dtype=torch.float64, device=x.device).index_add_(0, top, hit)
@@ -360,17 +361,12 @@ def explained_shortfall(shares, floor):
     return float((rows * (floor - share).clamp_min(0.0)).sum() / rows.sum().clamp_min(1.0))
 
 
-def _top(Y, cfg):
-    """Each row's top output: its largest logit in the caller's units."""
-    return (Y if cfg.y_scale is None else logits(Y, cfg)).argmax(1)
-
-
 @torch.no_grad()
 def top_counts(Y, cfg):
     """How many rows (of every rank) have each output as their top output."""
     counts = torch.zeros(Y.shape[1], dtype=torch.float64, device=Y.device)
     for s in bound.row_slices(Y.shape[0], Y.shape[1]):
-        counts += torch.bincount(_top(Y[s], cfg), minlength=Y.shape[1]).double()
+        counts += torch.bincount(top_outputs(Y[s], cfg), minlength=Y.shape[1]).double()
     return cfg.collective.sum(counts)
 
 
@@ -407,14 +403,13 @@ def _check_epoch(model, Z, Y, val, cfg, parts, hist, coverage=None):
         weight = model.head.weight.detach()
         if coverage is not None:
             violation += explained_shortfall(explained_shares(x, weight, Y, cfg), coverage)
-    monitored = regularisers(parts, cfg) if cfg.faith_target is not None else total_loss(parts, cfg)
+    loss = regularisers if cfg.faith_target is not None else total_loss
+    monitored = None if constrained else loss(parts, cfg)
     if val is not None:
         Zv, Yv, val_target = val
-        vparts = evaluate(model, Zv, Yv, cfg).tolist()
-        monitored = (
-            regularisers(vparts, cfg) if cfg.faith_target is not None else total_loss(vparts, cfg)
-        )
-        hist.validation_loss.append(monitored)
+        validation = loss(evaluate(model, Zv, Yv, cfg).tolist(), cfg)
+        hist.validation_loss.append(validation)
+        monitored = None if constrained else validation
         if Yv is not None and val_target is not None:
             violation += max(faithfulness_on(model, Zv, Yv, cfg) - val_target, 0.0)
     if constrained:

@@ -51,12 +51,8 @@ def start(Z, Y, cfg, generator, device, reference):
     m, the_bound = reference
     if m is None or not training.finite_weights(model):
         return model, interrupted  # the caller's finiteness check reports it
-    S = init.faithful_subspace(m, the_bound, cfg.n_components)
     comm = cfg.collective
-    S, low, high = init.unmixed_directions(Z, m, S, generator, collective=comm)
-    if Y is not None:
-        counts = training.top_counts(Y, cfg)
-        S, low, _ = init.explaining_signs(m, S, low, high, counts)
+    S, low = start_directions(Z, Y, m, the_bound, cfg, generator)
     init.carry_subspace(model, m.z_mean, S, low)
     x_m = bound.moments(Z, Z, transform=model.encoder, collective=comm)
     if x_m is not None:
@@ -67,6 +63,73 @@ def start(Z, Y, cfg, generator, device, reference):
             init.set_head(model.head, *fit[:2])
     comm.broadcast_module(model)  # as DistributedDataParallel does: rank 0's start
     return model, interrupted
+
+
+def start_directions(Z, Y, m, the_bound, cfg, generator):
+    """``(S, low)``: the directions the start carries and their lowest training projections.
+
+    The faithful subspace (:func:`init.faithful_subspace`) is rotated into its most
+    independent directions (FastICA) and oriented by :func:`init.explaining_signs`. With
+    outputs and ``"mse"`` faithfulness the start may instead split two-sided directions
+    in halves (:func:`init.split_directions`), one, two, ... of them, either of those
+    directions or of the subspace rotated so that its least-squares head is varimax-simple
+    (which gathers an output pair explained by the two ends of one direction onto one
+    direction). A split drops a direction, so it is a candidate only while it leaves
+    training at least half the slack the unsplit start leaves; among the candidates the
+    start takes the one the kept epoch is judged by (:func:`start_score`): the most top
+    outputs explained, then the fewest significant x-features. (Unsplit, the varimax
+    directions were measured to train to less sparse explanations than the independent
+    ones, so they are not a candidate of their own.)
+    """
+    comm = cfg.collective
+    S0 = init.faithful_subspace(m, the_bound, cfg.n_components)
+    S, low, high = init.unmixed_directions(Z, m, S0, generator, collective=comm)
+    if Y is None or cfg.faith_target is None:
+        return S, low
+    counts = training.top_counts(Y, cfg)
+    candidates = [init.explaining_signs(m, S, low, high, counts)[:2]]
+    if cfg.faithfulness == "kl":
+        return candidates[0]
+    sources = [candidates[0]]
+    simple = init.varimax_directions(m, S0)
+    if simple is not None:
+        r = init.unmixed_directions(Z, m, simple, generator, False, comm)
+        sources.append(init.explaining_signs(m, *r, counts)[:2])
+    for S, low in sources:
+        for n_split in range(1, S.shape[1] // 2 + 1):
+            split = init.split_directions(m, S, low, counts, n_split)
+            if split is not None:
+                candidates.append(split)
+    if len(candidates) == 1:
+        return candidates[0]
+    scores = [start_score(Z, Y, m.z_mean, S, low, cfg) for S, low in candidates]
+    error = scores[0][0]
+    admissible = error + 0.5 * max(cfg.faith_target - error, 0.0)
+    ranked = [(score, i) for i, (e, score) in enumerate(scores) if e <= admissible or i == 0]
+    return candidates[min(ranked)[1]]
+
+
+@torch.no_grad()
+def start_score(Z, Y, z_mean, S, low, cfg, max_rows=4096):
+    """``(error, (unexplained share, significant count))`` of the start that carries ``S``
+    from ``low``, on (up to ``max_rows`` of) every rank's first rows: the x-features
+    ``relu((z - z_mean) @ S - low)`` and their least-squares head, its faithfulness error
+    ``1 - R²``, the share of rows whose top output gets no positive contribution, and
+    :func:`training.significant_count` (row-weighted over the ranks)."""
+    rows = slice(0, min(Z.shape[0], max(1, max_rows // cfg.collective.world)))
+    Zs, Ys = Z[rows], Y[rows]
+    x = (Zs.double() - z_mean.to(Zs.device)) @ S.to(Zs.device) - low.to(Zs.device)
+    x = x.clamp_min(0.0).to(Zs.dtype)
+    weight, _, r2 = bound.lstsq_head(bound.moments(x, Ys, collective=cfg.collective))
+    weight = weight.to(x)
+    shares = training.explained_shares(x, weight, Ys, cfg)
+    n = float(Zs.shape[0])
+    sig = training.significant_count(x, weight) * n
+    total = cfg.collective.sum(torch.tensor([sig, n], dtype=torch.float64))
+    unexplained = 0.0
+    if shares is not None:
+        unexplained = 1.0 - float(shares[0].sum() / shares[1].sum().clamp_min(1.0))
+    return 1.0 - r2, (round(unexplained, 9), float(total[0] / total[1]))
 
 
 def final_head(model, Z, Y, cfg):

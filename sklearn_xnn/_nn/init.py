@@ -192,21 +192,22 @@ def unmixed_directions(Z, m, S, generator, unmix=True, collective=LOCAL):
     return S[:, order], low[order], high[order]
 
 
-def varimax(loadings, max_iter=200, tol=1e-10):
+def varimax(loadings, max_iter=500, tol=1e-8):
     """The ``(k, k)`` rotation ``R`` maximising the varimax criterion of ``loadings @ R``
-    (``(p, k)``, float64): the sum over columns of the variance of the squared loadings,
-    so that each row loads on few columns (Kaiser, 1958; the SVD iteration)."""
-    p, k = loadings.shape
-    R = torch.eye(k, dtype=loadings.dtype, device=loadings.device)
+    (``(p, k)``): the sum over columns of the variance of the squared loadings, so that
+    each row loads on few columns (Kaiser, 1958; the SVD iteration, in float64 NumPy:
+    the matrices are a few outputs by a few directions)."""
+    A = loadings.detach().cpu().double().numpy()
+    p, k = A.shape
+    R = np.eye(k)
     criterion = 0.0
     for _ in range(max_iter):
-        L = loadings @ R
-        grad = loadings.T @ (L**3 - L * (L**2).sum(0) / p)
-        u, s, vt = torch.linalg.svd(grad)
+        L = A @ R
+        u, s, vt = np.linalg.svd(A.T @ (L**3 - L * (L**2).sum(0) / p))
         R, previous, criterion = u @ vt, criterion, float(s.sum())
         if criterion <= previous * (1.0 + tol):
             break
-    return R
+    return torch.as_tensor(R).to(loadings)
 
 
 def varimax_directions(m, S):

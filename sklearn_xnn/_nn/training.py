@@ -48,7 +48,6 @@ from sklearn_xnn._nn.losses import (
     weighted_loss,
 )
 from sklearn_xnn._nn.optim import adam, batches
-from sklearn_xnn.metrics import n_significant
 
 logger = logging.getLogger("sklearn_xnn")
 
@@ -371,14 +370,20 @@ def top_counts(Y, cfg):
 
 
 @torch.no_grad()
-def significant_count(x, weight, max_values=2**22):
-    """Mean number of significant x-features per input and output
-    (:func:`sklearn_xnn.metrics.n_significant` of the contributions ``x_k W_ck``) of the
-    x-features ``x`` under the head weights ``weight``, on the first rows (as many as keep
-    the contributions under ``max_values`` values)."""
+def significant_count(x, weight, max_values=2**22, coverage=0.9):
+    """Mean number of significant x-features per input and output of the x-features ``x``
+    under the head weights ``weight``, on the first rows (as many as keep the contributions
+    ``x_k W_ck`` under ``max_values`` values): the count of
+    :func:`sklearn_xnn.metrics.n_significant`, computed the same way in torch (sort,
+    running sum, the fewest positive contributions covering ``coverage`` of their total)."""
     C, K = weight.shape
     x = x[: max(1, min(x.shape[0], max_values // (C * K)))].double()
-    return n_significant((x.unsqueeze(1) * weight.double().unsqueeze(0)).cpu().numpy())
+    positive = (x.unsqueeze(1) * weight.double().unsqueeze(0)).clamp_min(0.0)
+    running = positive.sort(-1, descending=True).values.cumsum(-1)
+    total = running[..., -1:]
+    reached = (running >= coverage * total * (1.0 - 1e-12)).to(torch.uint8)
+    counts = torch.where(total[..., 0] > 0, reached.argmax(-1) + 1, 0)
+    return float(counts.double().mean())
 
 
 def _check_epoch(model, Z, Y, val, cfg, parts, hist, coverage=None):

@@ -156,3 +156,76 @@ def test_an_infeasible_excursion_after_a_kept_epoch_is_no_stall(patch_layer, mon
     assert stops == [False, False, False, False, False, True]
     assert run.keeper.best == (False, 1.4)
     assert math.isfinite(run.keeper.best[1])
+
+
+def test_varimax_recovers_a_simple_structure():
+    # six outputs, each loading on one of three directions, seen through a random rotation
+    rng = np.random.default_rng(0)
+    simple = np.zeros((6, 3))
+    simple[np.arange(6), [0, 0, 1, 1, 2, 2]] = rng.uniform(0.5, 1.5, 6)
+    rotation = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    mixed = torch.as_tensor(simple @ rotation.T)
+    R = init.varimax(mixed).numpy()
+    np.testing.assert_allclose(R.T @ R, np.eye(3), atol=1e-10)
+    found = np.abs(mixed.numpy() @ R)
+    # each output loads on one direction again, to 1e-6 of its loading
+    np.testing.assert_allclose(np.sort(found, axis=1)[:, :2], 0.0, atol=1e-6)
+    np.testing.assert_allclose(found.max(axis=1), np.abs(simple).max(axis=1), rtol=1e-6)
+
+
+def test_a_two_sided_direction_is_split_into_its_halves():
+    # direction 0 raises output 0 and lowers output 1 (two-sided), direction 1 only raises
+    # output 2, direction 2 barely matters: it makes room for the split
+    W = np.array([[1.0, -1.0, 0.0], [0.0, 0.0, 0.8], [0.01, 0.0, 0.01]])
+    S = torch.eye(3, dtype=torch.float64)
+    low = torch.tensor([-2.0, -1.0, -3.0], dtype=torch.float64)
+    counts = torch.tensor([10.0, 10.0, 10.0])
+    S2, low2 = init.split_directions(_moments(W, [0.0, 0.0, 0.0]), S, low, counts, 1)
+    np.testing.assert_array_equal(S2.numpy(), [[0, 1, -1], [1, 0, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(low2.numpy(), [-1.0, 0.0, 0.0])  # halves split at the mean
+    # only one direction is two-sided: there is no second split
+    assert init.split_directions(_moments(W, [0.0, 0.0, 0.0]), S, low, counts, 2) is None
+
+
+def _antipodal_classes(n=1200, seed=0):
+    """Four classes at the two ends of two directions: class 1 is class 0's opposite."""
+    rng = np.random.default_rng(seed)
+    p = rng.laplace(size=(n, 2)) * 2.0
+    mixing = rng.normal(size=(2, 24))
+    Z = p @ mixing + 0.05 * rng.normal(size=(n, 24))
+    y = np.column_stack([p[:, 0], -p[:, 0], p[:, 1], -p[:, 1]])
+    return Z, y
+
+
+def test_the_start_explains_both_ends_of_a_direction_by_presence():
+    # two directions carry four classes; unsplit, one end of each is explained by a small
+    # x-feature (absence): the start splits both directions, so every class has an
+    # x-feature that grows with its logit
+    Z, y = _antipodal_classes()
+    est = SRAEExplainer(4, device="cpu", random_state=0)
+    run = est._start_fit(Z, y, False)
+    (Zt, Yt), cfg, generator, device, (m, the_bound), _ = run.guard_args
+    S, low = engine.start_directions(Zt, Yt, m, the_bound, cfg, generator)
+    pairs = [(i, j) for i in range(4) for j in range(i + 1, 4) if torch.allclose(S[:, i], -S[:, j])]
+    assert len(pairs) == 2 and low.abs().max() == 0  # two directions, each split at the mean
+    model, Zt, Yt, cfg = _start(est, Z, y)
+    x, weight = training.encode(model, Zt), model.head.weight.detach()
+    top = Yt.argmax(1)
+    strongest = (x * weight[top]).max(1).values
+    clear = Yt.gather(1, top[:, None])[:, 0] > 0.5  # top logit half a spread above its mean
+    # each such row's top output gets a positive contribution of at least a third of its
+    # logit's spread (unsplit, the opposite classes' rows got a tenth of that at most)
+    assert clear.float().mean() > 0.5
+    assert float((strongest[clear] / Yt.std(0)[top[clear]]).min()) > 0.3
+    assert training.faithfulness_on(model, Zt, Yt, cfg) <= cfg.faith_target
+
+
+def test_a_streamed_fit_starts_unsplit():
+    # partial_fit keeps no epoch: its start is the independent directions, which training
+    # improves on, never a split
+    Z, y = _antipodal_classes()
+    est = SRAEExplainer(4, device="cpu", random_state=0)
+    run = est._start_fit(Z, y, True)
+    (Zt, Yt), cfg, generator, device, (m, the_bound), _ = run.guard_args
+    S, _ = engine.start_directions(Zt, Yt, m, the_bound, cfg, generator)
+    assert not any(torch.allclose(S[:, i], -S[:, j]) for i in range(4) for j in range(i + 1, 4))

@@ -79,9 +79,12 @@ class SRAEExplainer(
         (principal directions). The chosen ``K`` is ``n_components_``, the curve
         ``faithfulness_curve_``.
     hidden_layer_sizes : tuple of int or "auto", default="auto"
-        Widths of the encoder's hidden layers (mirrored in the decoder). "auto" is the
-        paper's ``(800, 100)`` with each width capped at ``2 * n_features`` (enough to
-        carry every input direction as a ReLU pair).
+        Widths of the encoder's hidden layers (mirrored in the decoder). "auto" is
+        ``(max(64, 4 K), max(32, 2 K))`` for ``K`` x-features, each width capped at the
+        paper's ``(800, 100)`` and at ``2 * n_features``: every hidden layer carries the
+        start's ``K`` directions as ReLU pairs and keeps as many free units again or
+        more (wider layers were measured to cost time without making the explanation
+        more faithful or sparser).
     faithfulness : {"mse", "kl"}, default="mse"
         What the explanation must keep. ``"mse"``: the logits (squared error, R² uniform
         over outputs). ``"kl"``: the decision, the mean KL divergence between the softmax

@@ -192,7 +192,7 @@ def unmixed_directions(Z, m, S, generator, unmix=True, collective=LOCAL):
     return S[:, order], low[order], high[order]
 
 
-def varimax(loadings, max_iter=500, tol=1e-12):
+def varimax(loadings, max_iter=200, tol=1e-8):
     """The ``(k, k)`` rotation ``R`` maximising the varimax criterion of ``loadings @ R``
     (``(p, k)``): the sum over columns of the variance of the squared loadings, so that
     each row loads on few columns (Kaiser, 1958; the SVD iteration, in float64 NumPy:

@@ -93,14 +93,14 @@ def pullaway_term(s, over="samples", eps=PULLAWAY_EPS):
     m = s.shape[-2]
     if m < 2:
         return s.new_zeros(())
-    unit = s / torch.linalg.vector_norm(s, dim=-1, keepdim=True)
+    unit = s * torch.rsqrt((s * s).sum(-1, keepdim=True))  # rows of unit length
     # sum_ab (u_a . u_b)^2 = ||U U^T||_F^2 = ||U^T U||_F^2: take the smaller Gram matrix, so
     # the "samples" variant costs O(N K^2) instead of O(N^2 K) (same value).
     small = unit.transpose(-1, -2) @ unit if m > unit.shape[-1] else unit @ unit.transpose(-1, -2)
-    all_pairs = (small**2).sum((-2, -1))
-    # the a == b terms are (u_a . u_a)^2 = 1 each (unit rows): m of them, and a constant
-    # has no gradient, so subtracting m is exact up to rounding
-    return torch.sum((all_pairs - m) / (m * (m - 1)))
+    # the a == b terms are (u_a . u_a)^2 = 1 each (unit rows): m per matrix, and a
+    # constant has no gradient, so subtracting them is exact up to rounding
+    n_matrices = small[..., 0, 0].numel()
+    return ((small * small).sum() - m * n_matrices) / (m * (m - 1))
 
 
 def contributions(x, weight):

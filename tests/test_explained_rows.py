@@ -113,7 +113,10 @@ def test_an_epoch_that_stops_explaining_a_class_is_infeasible(patch_layer):
     model, Zt, Yt, cfg = _start(SRAEExplainer(5, device="cpu", random_state=0), Z, y)
     parts = training.evaluate(model, Zt, Yt, cfg).tolist()
     floor = torch.full((Yt.shape[1],), training.KEPT_SHARE, dtype=torch.float64)
-    _, violation = training._check_epoch(model, Zt, Yt, None, cfg, parts, History(), floor)
+    _, violation, shortfall = training._check_epoch(
+        model, Zt, Yt, None, cfg, parts, History(), floor
+    )
+    assert shortfall == 0.0
     assert violation == 0.0  # the start is faithful and explains every row
     with torch.no_grad():  # one class loses its positive weights: none of its rows is explained
         c = int(np.bincount(y.argmax(axis=1)).argmax())
@@ -143,7 +146,10 @@ def test_an_infeasible_excursion_after_a_kept_epoch_is_no_stall(patch_layer, mon
     Z, y = patch_layer
     model, Zt, Yt, cfg = _start(SRAEExplainer(5, device="cpu", random_state=0), Z, y)
     cfg = cfg.replace(n_iter_no_change=2, max_iter=10)
-    script = iter([(1.5, 0.0), (1.4, 0.0), (1.0, 0.3), (0.9, 0.2), (1.6, 0.0), (1.6, 0.0)])
+    script = iter(
+        [(1.5, 0.0, 0.0), (1.4, 0.0, 0.0), (1.0, 0.3, 0.0), (0.9, 0.2, 0.0)]
+        + [(1.6, 0.0, 0.0), (1.6, 0.0, 0.0)]
+    )
     monkeypatch.setattr(training, "_check_epoch", lambda *a, **k: next(script))
     run = training.Progress(model, cfg, None)
     stats = [0.0, 0.0, 0.0] + [1.0] * cfg.n_components
@@ -230,3 +236,31 @@ def test_a_streamed_fit_starts_unsplit():
     (Zt, Yt), cfg, generator, device, (m, the_bound), _ = run.guard_args
     S, _ = engine.start_directions(Zt, Yt, m, the_bound, cfg, generator)
     assert not any(torch.allclose(S[:, i], -S[:, j]) for i in range(4) for j in range(i + 1, 4))
+
+
+def test_an_epoch_that_loses_an_explanation_is_rejected(patch_layer, monkeypatch):
+    # once an output's rows get no positive contribution no gradient gives one back: the
+    # epoch is rejected and training goes on from the kept one
+    Z, y = patch_layer
+    model, Zt, Yt, cfg = _start(SRAEExplainer(5, device="cpu", random_state=0), Z, y)
+    cfg = cfg.replace(max_iter=10)
+    script = iter([(1.5, 0.0, 0.0), (1.0, 0.1, 0.1), (1.2, 0.01, 0.0)])
+    monkeypatch.setattr(training, "_check_epoch", lambda *a, **k: next(script))
+    run = training.Progress(model, cfg, None)
+    stats = [0.0, 0.0, 0.0] + [1.0] * cfg.n_components
+    kept = training.snapshot(model)
+    run.begin(model)
+    run.end_epoch(model, Zt, Yt, None, stats, 1.0, 0)  # feasible: kept
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)  # the next epoch's training moves every weight
+    run.begin(model)
+    run.end_epoch(model, Zt, Yt, None, stats, 1.0, 1)  # loses an explanation: rejected
+    assert all(torch.equal(v, kept[k]) for k, v in model.state_dict().items())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    run.begin(model)
+    run.end_epoch(model, Zt, Yt, None, stats, 1.0, 2)  # misses faithfulness only: kept going
+    assert not all(torch.equal(v, kept[k]) for k, v in model.state_dict().items())
+    assert run.keeper.best == (False, 1.5)

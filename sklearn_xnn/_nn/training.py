@@ -25,7 +25,9 @@ so Adam's first updates cannot throw the start away.
 output explains (gives a positive contribution to) less than :data:`KEPT_SHARE` of the
 share of its top rows it explained at the start (:func:`explained_shares`): sparsity may
 explain some of a class's inputs by the absence of the others' concepts (an input with
-no concept at all has nothing else), not a whole class that the start explained.
+no concept at all has nothing else), not a whole class that the start explained. An
+epoch that breaks this rule is rejected: training goes on from the kept epoch, since
+once an output's rows get no positive contribution no gradient can give them one back.
 """
 
 import logging
@@ -387,27 +389,27 @@ def significant_count(x, weight, max_values=2**22, coverage=0.9):
 
 
 def _check_epoch(model, Z, Y, val, cfg, parts, hist, coverage=None):
-    """Refit the head, then ``(monitored value, violation)`` of the epoch just run.
+    """Refit the head, then ``(monitored value, violation, shortfall)`` of the epoch just run.
 
     The violation (0 when feasible) is by how much the faithfulness error exceeds its
-    target on the training rows (plus on the validation rows when given), plus by how
-    much the outputs' explained shares fall under ``coverage``
+    target on the training rows (plus on the validation rows when given), plus the
+    shortfall: by how much the outputs' explained shares fall under ``coverage``
     (:func:`explained_shortfall`). Under the constraint the
     monitored value is the explanation's sparsity, :func:`significant_count` (on the
     validation rows when given): the epoch kept is the sparsest faithful one, by the
     measure a user reads, not by the loss terms that only stand in for it. Without the
     constraint it is the total loss (on the validation rows when given).
     """
-    violation = 0.0
+    violation = shortfall = 0.0
     constrained = Y is not None and cfg.faith_target is not None
     if constrained:
         x = encode(model, Z)  # one pass: the head, the explained rows and the count
         error = refit_head(model, Z, Y, cfg, x)
         hist.faithfulness.append(error)
-        violation = max(error - cfg.faith_target, 0.0)
         weight = model.head.weight.detach()
         if coverage is not None:
-            violation += explained_shortfall(explained_shares(x, weight, Y, cfg), coverage)
+            shortfall = explained_shortfall(explained_shares(x, weight, Y, cfg), coverage)
+        violation = max(error - cfg.faith_target, 0.0) + shortfall
     loss = regularisers if cfg.faith_target is not None else total_loss
     monitored = None if constrained else loss(parts, cfg)
     if val is not None:
@@ -419,7 +421,7 @@ def _check_epoch(model, Z, Y, val, cfg, parts, hist, coverage=None):
             violation += max(faithfulness_on(model, Zv, Yv, cfg) - val_target, 0.0)
     if constrained:
         monitored = significant_count(x if val is None else encode(model, val[0]), weight)
-    return monitored, violation
+    return monitored, violation, shortfall
 
 
 def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, start_epoch=0):
@@ -513,7 +515,8 @@ class Progress:
         hist.loss.append(loss)
         hist.parts.append(parts)
         hist.multiplier.append(multiplier)
-        monitored, violation = _check_epoch(model, Z, Y, self.val, cfg, parts, hist, self.coverage)
+        check = _check_epoch(model, Z, Y, self.val, cfg, parts, hist, self.coverage)
+        monitored, violation, shortfall = check
         if cfg.verbose:
             logger.info(
                 "epoch %d: loss %.6g (monitored %.6g%s)",
@@ -527,6 +530,11 @@ class Progress:
         # settling, not a stall: it neither improves nor counts against the run
         excursion = violation > 0 and not keeper.best[0]
         keeper.offer(model, monitored, violation)
+        if shortfall > 0 and not keeper.best[0] and epoch < cfg.max_iter - 1:
+            # an output lost its explanation: reject the epoch and go on from the kept
+            # one (once an output's rows get no positive contribution, no gradient can
+            # give it one back: the ReLUs and the product x_k W_ck are zero there)
+            keeper.restore(model)
         if not excursion:
             self.stall = 0 if improved else self.stall + 1
         if self.stall >= cfg.n_iter_no_change:

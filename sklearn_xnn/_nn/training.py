@@ -518,13 +518,10 @@ class Progress:
         check = _check_epoch(model, Z, Y, self.val, cfg, parts, hist, self.coverage)
         monitored, violation, shortfall = check
         if cfg.verbose:
-            logger.info(
-                "epoch %d: loss %.6g (monitored %.6g%s)",
-                epoch + 1,
-                loss,
-                monitored,
-                "" if violation <= 0 else ", not faithful enough",
-            )
+            state = "" if violation <= 0 else ", not faithful enough"
+            if shortfall > 0:
+                state = ", an output lost its explanation"
+            logger.info("epoch %d: loss %.6g (monitored %.6g%s)", epoch + 1, loss, monitored, state)
         improved = keeper.improves(monitored, violation, cfg.tol)
         # an infeasible excursion after a feasible epoch was kept is the multiplier
         # settling, not a stall: it neither improves nor counts against the run

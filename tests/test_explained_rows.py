@@ -204,17 +204,27 @@ def _antipodal_classes(n=1200, seed=0):
     return Z, y
 
 
+def _start_directions(est, Z, y, incremental):
+    """``(S, low)`` of ``est``'s start on ``(Z, y)`` (``incremental``: as ``partial_fit``)."""
+    run = est._start_fit(Z, y, incremental)
+    (Zt, Yt), cfg, generator, device, (m, the_bound), _ = run.guard_args
+    return engine.start_directions(Zt, Yt, m, the_bound, cfg, generator)
+
+
+def _opposite_pairs(S):
+    """The pairs of columns of ``S`` that are each other's negation (a split direction)."""
+    k = S.shape[1]
+    return [(i, j) for i in range(k) for j in range(i + 1, k) if torch.allclose(S[:, i], -S[:, j])]
+
+
 def test_the_start_explains_both_ends_of_a_direction_by_presence():
     # two directions carry four classes; unsplit, one end of each is explained by a small
     # x-feature (absence): the start splits both directions, so every class has an
     # x-feature that grows with its logit
     Z, y = _antipodal_classes()
     est = SRAEExplainer(4, device="cpu", random_state=0)
-    run = est._start_fit(Z, y, False)
-    (Zt, Yt), cfg, generator, device, (m, the_bound), _ = run.guard_args
-    S, low = engine.start_directions(Zt, Yt, m, the_bound, cfg, generator)
-    pairs = [(i, j) for i in range(4) for j in range(i + 1, 4) if torch.allclose(S[:, i], -S[:, j])]
-    assert len(pairs) == 2 and low.abs().max() == 0  # two directions, each split at the mean
+    S, low = _start_directions(est, Z, y, False)
+    assert len(_opposite_pairs(S)) == 2 and low.abs().max() == 0  # split at the mean
     model, Zt, Yt, cfg = _start(est, Z, y)
     x, weight = training.encode(model, Zt), model.head.weight.detach()
     top = Yt.argmax(1)
@@ -231,11 +241,8 @@ def test_a_streamed_fit_starts_unsplit():
     # partial_fit keeps no epoch: its start is the independent directions, which training
     # improves on, never a split
     Z, y = _antipodal_classes()
-    est = SRAEExplainer(4, device="cpu", random_state=0)
-    run = est._start_fit(Z, y, True)
-    (Zt, Yt), cfg, generator, device, (m, the_bound), _ = run.guard_args
-    S, _ = engine.start_directions(Zt, Yt, m, the_bound, cfg, generator)
-    assert not any(torch.allclose(S[:, i], -S[:, j]) for i in range(4) for j in range(i + 1, 4))
+    S, _ = _start_directions(SRAEExplainer(4, device="cpu", random_state=0), Z, y, True)
+    assert _opposite_pairs(S) == []
 
 
 def test_an_epoch_that_loses_an_explanation_is_rejected(patch_layer, monkeypatch):

@@ -8,13 +8,14 @@ once per epoch).
 **The constraint.** With ``cfg.faith_target`` set, the objective is the Lagrangian
 ``lam * (e_faith - target) + alpha_r L_rec + alpha_p L_pt`` with ``e_faith`` the normalised
 faithfulness error ``mean_c MSE_c / var_c`` (``1 - R²``). After every step the multiplier
-follows the constraint (``log lam += rate * (e_faith - target) / target``, clipped), as in
+follows the constraint (``log lam += rate * (e_faith - target) / slack``, clipped, with
+``slack`` what the start leaves under the target), as in
 GECO (Rezende & Viola, 2018): it grows while the explainer is less faithful than the
 target and shrinks while it has room to spare, so the alphas only trade reconstruction
 against pull-away, whatever the data's scale or number of outputs. After every epoch the
 head is set to the exact least-squares head on the x-features and the epoch is *feasible*
-when that explainer meets the target; training keeps the feasible epoch with the smallest
-regularisers (the faithful start counts as feasible), so no epoch can make the result
+when that explainer meets the target; training keeps the feasible epoch with the fewest
+significant x-features (the faithful start counts as feasible), so no epoch can make the result
 less faithful than the target. With ``cfg.faithfulness == "kl"`` the error is the softmax
 KL of the logits and the least-squares head is taken only when it lowers it; the start
 may then miss its target, and while no epoch meets it the one with the smallest excess
@@ -279,7 +280,8 @@ class _Keeper:
     """The epoch to keep, by the key ``(infeasible, violation or monitored value)``.
 
     Under the constraint a feasible epoch beats an infeasible one; among feasible epochs
-    the one with the smallest regularisers wins, among infeasible ones the smallest
+    the one with the smallest monitored value (:func:`significant_count`) wins, among
+    infeasible ones the smallest
     violation (the start is a candidate, with its own violation). Without the constraint:
     the best validated epoch, else the last one.
     """
@@ -428,8 +430,9 @@ def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, 
     """Joint fine-tuning of encoder, decoder and head; returns ``(history, optimizer, lam)``.
 
     ``val`` is ``(Z_val, Y_val, val_target)`` or None. Stops after ``cfg.max_iter`` epochs,
-    or when the monitored value (the regularisers of feasible epochs under the constraint,
-    else the total loss; on the validation rows when given) has not improved by ``tol``
+    or when the monitored value (the significant count of feasible epochs under the
+    constraint, else the total loss; on the validation rows when given) has not improved
+    by ``tol``
     for ``n_iter_no_change`` epochs. A non-finite loss restores the last finite weights and
     raises ``NonFiniteLossError``; a ``KeyboardInterrupt`` stops training with the kept
     weights and records ``history.interrupted_epoch``. ``opt`` continues an existing Adam

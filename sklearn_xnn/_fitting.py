@@ -261,7 +261,7 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
     check_faithfulness(est, Y)
     stream = data.should_stream(X, est.stream_threshold)
     n_rows = collective.total_rows(X.shape[0])
-    n_val, batch_size = check_params_vs_input(est, n_rows, X.shape[1], incremental)
+    n_val, batch_size = check_params_vs_input(est, n_rows, incremental)
     device = resolve_device(est.device)
     generator = make_generator(check_random_state(est.random_state))
     key = (est.rescale, stream, str(device))
@@ -281,7 +281,7 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
             collective,
         )
         est.faithfulness_curve_ = curve
-        if isinstance(est.hidden_layer_sizes, str):  # "auto": widths for the chosen K
+        if est._hidden is None:  # "auto": the widths for the chosen K
             est._hidden = auto_hidden_sizes(X.shape[1], est._n_components)
         n_outputs = 0 if Y is None else Y.shape[1]
         y_stats = None if Y is None else (scaler.y_mean, scaler.y_scale)

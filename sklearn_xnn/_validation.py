@@ -180,20 +180,24 @@ def auto_hidden_sizes(n_features, n_components):
     )
 
 
-def check_params_vs_input(est, n_samples, n_features, incremental=False):
-    """Cross-parameter rules; returns ``(n_val, batch_size)`` and sets ``_hidden``."""
+def check_params_vs_input(est, n_samples, incremental=False):
+    """Cross-parameter rules; returns ``(n_val, batch_size)`` and sets ``_hidden`` (None
+    for ``"auto"``, whose widths follow the number of x-features: see
+    :func:`auto_hidden_sizes`, applied once that number is chosen)."""
     sizes = est.hidden_layer_sizes
-    if isinstance(sizes, str):  # "auto", the only word the parameter validation lets in
-        sizes = auto_hidden_sizes(n_features, 1)  # the widths follow K (see start_fit)
-    sizes = np.atleast_1d(np.asarray(sizes))
-    if sizes.ndim != 1 or sizes.size == 0 or not np.issubdtype(sizes.dtype, np.integer):
-        raise ValueError(
-            "hidden_layer_sizes must be a non-empty tuple of positive ints, got "
-            f"{est.hidden_layer_sizes!r}."
-        )
-    if (sizes < 1).any():
-        raise ValueError(f"hidden_layer_sizes must be positive, got {est.hidden_layer_sizes!r}.")
-    est._hidden = tuple(int(s) for s in sizes)
+    est._hidden = None
+    if not isinstance(sizes, str):  # "auto" is the only word the parameter validation lets in
+        sizes = np.atleast_1d(np.asarray(sizes))
+        if sizes.ndim != 1 or sizes.size == 0 or not np.issubdtype(sizes.dtype, np.integer):
+            raise ValueError(
+                "hidden_layer_sizes must be a non-empty tuple of positive ints, got "
+                f"{est.hidden_layer_sizes!r}."
+            )
+        if (sizes < 1).any():
+            raise ValueError(
+                f"hidden_layer_sizes must be positive, got {est.hidden_layer_sizes!r}."
+            )
+        est._hidden = tuple(int(s) for s in sizes)
     early = est.early_stopping and not incremental
     n_val = int(np.ceil(est.validation_fraction * n_samples)) if early else 0
     if early and (n_val < 1 or n_samples - n_val < 2):

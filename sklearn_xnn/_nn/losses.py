@@ -186,8 +186,15 @@ def weighted_loss(terms, weights):
     """``(sum_t w_t term_t, detached terms)`` for ``terms = (L_faith, L_rec, L_pt)``.
 
     Weights and terms are floats or tensors of one shape (one value per network when
-    several are trained stacked); the detached terms are stacked along a last axis.
+    several are trained stacked); the detached terms are stacked along a last axis. A
+    term whose weight is the number 0 is left out of the sum.
     """
-    (faith, rec, pt), (alpha_f, alpha_r, alpha_p) = terms, weights
-    total = alpha_f * faith + alpha_r * rec + alpha_p * pt
-    return total, torch.stack([faith.detach(), rec.detach(), pt.detach()], dim=-1)
+    weighted = [w * t for w, t in zip(weights, terms, strict=True) if not _is_zero(w)]
+    total = sum(weighted[1:], weighted[0]) if weighted else terms[1].new_zeros(())
+    return total, torch.stack([t.detach() for t in terms], dim=-1)
+
+
+def _is_zero(weight):
+    """Whether ``weight`` is a plain number equal to 0 (its term then stays out of the
+    graph: a training step runs no forward or backward operation for it)."""
+    return isinstance(weight, (int, float)) and weight == 0

@@ -204,8 +204,7 @@ def initial_multiplier(model, Z, Y, cfg, max_rows=4096):
 
 def _epoch(model, opt, Z, Y, cfg, generator, schedule, multiplier, step=forward_loss):
     model.train()
-    comm, seen = cfg.collective, 0
-    acc = torch.zeros(3 + cfg.n_components, device=Z.device)
+    comm, sizes, parts_seen, maxima = cfg.collective, [], [], []
     for idx in comm.batches(Z.shape[0], cfg.batch_size, generator, data.index_device(Z)):
         zb = Z[idx]
         yb = None if Y is None else Y[idx]
@@ -219,10 +218,14 @@ def _epoch(model, opt, Z, Y, cfg, generator, schedule, multiplier, step=forward_
         e_faith = comm.reduce_step(model.parameters(), e_faith)
         opt.step()
         multiplier.update(e_faith)
-        acc[:3] += parts * idx.shape[0]
-        acc[3:] = torch.maximum(acc[3:], x.detach().amax(0))
-        seen += idx.shape[0]
-    return comm.epoch_stats(acc, seen)
+        sizes.append(idx.shape[0])
+        parts_seen.append(parts)
+        maxima.append(x.detach().amax(0))
+    # reduced once per epoch, not per step: a step's cost on a small layer is its number
+    # of operations
+    rows = torch.tensor(sizes, dtype=torch.float32, device=Z.device)
+    acc = torch.cat([rows @ torch.stack(parts_seen), torch.stack(maxima).amax(0)])
+    return comm.epoch_stats(acc, sum(sizes))
 
 
 class _Schedule:
@@ -263,7 +266,8 @@ def regularisers(parts, cfg):
 
 
 def _finite_state(state):
-    return all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point())
+    floats = [t.reshape(-1) for t in state.values() if t.is_floating_point()]
+    return not floats or bool(torch.isfinite(torch.cat(floats)).all())
 
 
 def snapshot(model):

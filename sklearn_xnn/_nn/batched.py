@@ -289,7 +289,6 @@ class _Stack:
         cfg, device = cfgs[0], next(models[0].parameters()).device
         self.members = list(range(len(models)))
         self.batch_size, self.lr, self.weight_decay = cfg.batch_size, cfg.lr, cfg.weight_decay
-        self.n_components = models[0].encoder.layers[-1].out_features
         self.constrained = cfg.faith_target is not None and supervised
         objective = _Objective(
             copy.deepcopy(models[0]).to("meta"),
@@ -312,8 +311,7 @@ class _Stack:
 
     def epoch(self, Z, Y, generators, schedule):
         """One epoch of every member; ``(M, 3 + K)`` rows ``[mean loss parts, x maxima]``."""
-        n = Z.shape[0]
-        acc = torch.zeros(len(self.members), 3 + self.n_components, device=Z.device)
+        n, sizes, parts_seen, maxima = Z.shape[0], [], [], []
         orders = [batches(n, self.batch_size, g, data.index_device(Z)) for g in generators]
         for idx in zip(*orders, strict=True):
             idx = torch.stack(idx)
@@ -330,8 +328,10 @@ class _Stack:
             loss.sum().backward()
             self.opt.step()
             self.lam.update(e_faith)
-            acc[:, :3] += parts * idx.shape[1]
-            acc[:, 3:] = torch.maximum(acc[:, 3:], out[0].detach().amax(1))
+            sizes.append(idx.shape[1])
+            parts_seen.append(parts)
+            maxima.append(out[0].detach().amax(1))
+        acc = training.epoch_totals(sizes, parts_seen, maxima)
         acc[:, :3] /= n
         acc[self.alphas[2] == 0, 2] = 0.0  # a member without pull-away reports none
         return acc.tolist()

@@ -221,11 +221,17 @@ def _epoch(model, opt, Z, Y, cfg, generator, schedule, multiplier, step=forward_
         sizes.append(idx.shape[0])
         parts_seen.append(parts)
         maxima.append(x.detach().amax(0))
-    # reduced once per epoch, not per step: a step's cost on a small layer is its number
-    # of operations
-    rows = torch.tensor(sizes, dtype=torch.float32, device=Z.device)
-    acc = torch.cat([rows @ torch.stack(parts_seen), torch.stack(maxima).amax(0)])
-    return comm.epoch_stats(acc, sum(sizes))
+    return comm.epoch_stats(epoch_totals(sizes, parts_seen, maxima), sum(sizes))
+
+
+def epoch_totals(sizes, parts, maxima):
+    """``[sum of loss parts * rows, per-x-feature maximum]`` over an epoch's steps, from
+    each step's batch size, loss parts and x-feature maxima (any leading dimensions, e.g.
+    one row per stacked network). Reduced once per epoch, not per step: a step's cost on a
+    small layer is its number of operations."""
+    rows = torch.tensor(sizes, dtype=parts[0].dtype, device=parts[0].device)
+    totals = torch.tensordot(rows, torch.stack(parts), dims=1)
+    return torch.cat([totals, torch.stack(maxima).amax(0)], dim=-1)
 
 
 class _Schedule:

@@ -145,11 +145,18 @@ def start_score(x, weight, Y, cfg):
 def final_head(model, Z, Y, cfg):
     """Set the head to the least-squares head on the final x-features when that is more
     faithful on the training rows; returns the kept head's training faithfulness: R²
-    (uniform over outputs) for ``"mse"``, the mean softmax KL for ``"kl"``."""
+    (uniform over outputs) for ``"mse"``, the mean softmax KL for ``"kl"``.
+
+    Under the faithfulness constraint every epoch ends with the head chosen for its
+    x-features (:func:`training.explaining_head`, which takes the least-squares head
+    unless it leaves an output unexplained), so the kept head stays.
+    """
     if cfg.faithfulness == "kl":
         return training.refit_head(model, Z, Y, cfg)
-    fit = training.lstsq_head(model, Z, Y, collective=cfg.collective)
     trained = training.heldout_r2(model, Z, Y, collective=cfg.collective)
+    if cfg.faith_target is not None:
+        return trained
+    fit = training.lstsq_head(model, Z, Y, collective=cfg.collective)
     if fit is not None and fit[2] >= trained:
         init.set_head(model.head, *fit[:2])
         return fit[2]

@@ -305,11 +305,6 @@ class _Keeper:
     def key(value, violation):
         return (True, violation) if violation > 0 else (False, value)
 
-    def improves(self, value, violation, tol):
-        """Whether ``(value, violation)`` beats the kept epoch by more than ``tol``."""
-        new = self.key(value, violation)
-        return new[0] < self.best[0] or (new[0] == self.best[0] and new[1] < self.best[1] - tol)
-
     def offer(self, model, value, violation):
         """Keep ``model``'s weights when this epoch's key is better than the kept one's."""
         new = self.key(value, violation)
@@ -347,6 +342,51 @@ def refit_head(model, Z, Y, cfg, x=None):
 #: The part of its start's explained share each output must keep (see
 #: :func:`explained_shares`).
 KEPT_SHARE = 0.5
+
+#: Where :func:`explaining_head` looks on the segment from the trained head (0) to the
+#: least-squares head (1), besides the point where the error meets its target.
+HEAD_STEPS = (1.0, 0.9, 0.75, 0.5, 0.25, 0.0)
+
+
+@torch.no_grad()
+def explaining_head(model, x, Y, cfg, floor):
+    """Set the head to the most faithful one, between the trained head and the
+    least-squares head on the x-features ``x``, that explains as many outputs as any of
+    them; returns ``(error, shortfall)``: its ``1 - R²`` on ``(x, Y)`` and its
+    :func:`explained_shortfall` under ``floor``.
+
+    The least-squares head is the most faithful head on ``x``, but the exact solution can
+    turn a weight that gave an output's rows their only positive contribution to zero or
+    below: the output is then explained by its bias alone, and since no gradient reaches a
+    contribution that is not positive, training could not give it back. Along the segment
+    ``W(t) = W_0 + t (W_ls - W_0)`` (bias likewise) the error is exactly
+    ``e(t) = e_ls + (1 - t)^2 (e_0 - e_ls)`` (the least-squares residual is orthogonal to
+    every change of an affine head), so the head taken is, among the points of
+    :data:`HEAD_STEPS` and the point where ``e(t)`` meets the target, the largest ``t``
+    with the smallest shortfall: the least-squares head whenever it explains as well.
+    """
+    fit = lstsq_head(model, None, Y, collective=cfg.collective, x=x)
+    if fit is None:
+        error = 1.0 - _prediction_r2(model.head, x, Y, cfg.collective)
+        return error, explained_shortfall(explained_shares(x, model.head.weight, Y, cfg), floor)
+    W0, b0 = model.head.weight.detach().double(), model.head.bias.detach().double()
+    W1, b1 = fit[0].to(W0), fit[1].to(b0)
+    e1 = 1.0 - fit[2]
+    e0 = max(1.0 - _prediction_r2(model.head, x, Y, cfg.collective), e1)
+    steps = set(HEAD_STEPS)
+    if e0 - e1 > 1e-15 and e1 < cfg.faith_target < e0:
+        steps.add(1.0 - math.sqrt((cfg.faith_target - e1) / (e0 - e1)))
+    best = None
+    for t in sorted(steps, reverse=True):
+        weight = W0 + t * (W1 - W0)
+        short = explained_shortfall(explained_shares(x, weight.to(x), Y, cfg), floor)
+        if best is None or short < best[0]:
+            best = (short, t, weight)
+        if short == 0.0:
+            break
+    short, t, weight = best
+    set_head(model.head, weight, b0 + t * (b1 - b0))
+    return e1 + (1.0 - t) ** 2 * (e0 - e1), short
 
 
 @torch.no_grad()
@@ -416,11 +456,14 @@ def _check_epoch(model, Z, Y, val, cfg, parts, hist, coverage=None):
     constrained = Y is not None and cfg.faith_target is not None
     if constrained:
         x = encode(model, Z)  # one pass: the head, the explained rows and the count
-        error = refit_head(model, Z, Y, cfg, x)
-        hist.faithfulness.append(error)
+        if coverage is not None and cfg.faithfulness != "kl":
+            error, shortfall = explaining_head(model, x, Y, cfg, coverage)
+        else:
+            error = refit_head(model, Z, Y, cfg, x)
         weight = model.head.weight.detach()
-        if coverage is not None:
+        if coverage is not None and cfg.faithfulness == "kl":
             shortfall = explained_shortfall(explained_shares(x, weight, Y, cfg), coverage)
+        hist.faithfulness.append(error)
         violation = max(error - cfg.faith_target, 0.0) + shortfall
     loss = regularisers if cfg.faith_target is not None else total_loss
     monitored = None if constrained else loss(parts, cfg)
@@ -507,7 +550,7 @@ class Progress:
         self.cfg, self.val, self.hist, self.coverage = cfg, val, History(), coverage
         constrained = cfg.faith_target is not None
         self.keeper = _Keeper(model, constrained, val is not None, start_violation)
-        self.stall, self.good_state, self.prev_state = 0, None, None
+        self.counted, self.good_state, self.prev_state = [], None, None
 
     def begin(self, model):
         """Remember the weights the epoch starts from (restored if it goes non-finite)."""
@@ -520,7 +563,7 @@ class Progress:
         cfg, hist, keeper = self.cfg, self.hist, self.keeper
         parts, x_max = stats[:3], torch.tensor(stats[3:])
         if epoch < cfg.max_iter - 1 and _revive(model, Z, x_max <= 0, generator, cfg):
-            self.stall = 0
+            self.counted = []  # a revived x-feature starts the patience window again
         loss = total_loss(parts, cfg)
         if not math.isfinite(loss) or not finite_weights(model):
             _roll_back(model, hist, self.good_state, self.prev_state, keeper)
@@ -535,7 +578,6 @@ class Progress:
             if shortfall > 0:
                 state = ", an output lost its explanation"
             logger.info("epoch %d: loss %.6g (monitored %.6g%s)", epoch + 1, loss, monitored, state)
-        improved = keeper.improves(monitored, violation, cfg.tol)
         # an infeasible excursion after a feasible epoch was kept is the multiplier
         # settling, not a stall: it neither improves nor counts against the run
         excursion = violation > 0 and not keeper.best[0]
@@ -546,8 +588,8 @@ class Progress:
             # give it one back: the ReLUs and the product x_k W_ck are zero there)
             keeper.restore(model)
         if not excursion:
-            self.stall = 0 if improved else self.stall + 1
-        if self.stall >= cfg.n_iter_no_change:
+            self.counted.append(keeper.best)
+        if stalled(self.counted, cfg.n_iter_no_change, cfg.tol):
             hist.converged = True
             return True
         return False
@@ -560,6 +602,17 @@ class Progress:
 
     def finish(self, model):
         self.keeper.restore(model)
+
+
+def stalled(kept, window, tol):
+    """Whether the kept epoch's key (:class:`_Keeper`) improved by less than ``tol`` of
+    its value over the last ``window`` counted epochs (``kept``: the key after each)."""
+    if len(kept) <= window:
+        return False
+    (was_infeasible, old), (infeasible, new) = kept[-1 - window], kept[-1]
+    if infeasible != was_infeasible or not math.isfinite(old):
+        return False  # an epoch met the constraint for the first time, or none was kept
+    return not new < old - tol * abs(old)
 
 
 def _revive(model, Z, dead, generator, cfg):

@@ -47,6 +47,7 @@ PER_MEMBER = frozenset(
         "alpha_p",
         "faith_target",
         "output_weights",
+        "coverage_weight",
         "max_iter",
         "tol",
         "n_iter_no_change",
@@ -56,7 +57,9 @@ PER_MEMBER = frozenset(
     }
 )
 
-_PER_MEMBER_WORDS = ", ".join(sorted(PER_MEMBER - {"dropout_generator", "output_weights"}))
+_PER_MEMBER_WORDS = ", ".join(
+    sorted(PER_MEMBER - {"dropout_generator", "output_weights", "coverage_weight"})
+)
 
 
 @dataclasses.dataclass
@@ -209,7 +212,9 @@ def fine_tune_many(models, jobs):
         for epoch in range(max(j.cfg.max_iter for j in jobs)):
             for i in stack.members:
                 runs[i].begin(models[i])
-            stats = stack.epoch(Z, Y, [jobs[i].generator for i in stack.members], schedule)
+            generators = [jobs[i].generator for i in stack.members]
+            barriers = [runs[i].coverage_weight for i in stack.members]
+            stats = stack.epoch(Z, Y, generators, schedule, barriers)
             stack.unload(models)
             for row, i in enumerate(list(stack.members)):
                 ended[i] = _end_epoch(runs[i], models[i], jobs[i], stats[row], stack, row, epoch)
@@ -248,8 +253,8 @@ class _Objective(nn.Module):
         self.model, self.cfg = model, cfg
         self.pullaway, self.constrained = pullaway, constrained
 
-    def forward(self, zb, yb, output_weights):
-        cfg = self.cfg
+    def forward(self, zb, yb, output_weights, coverage_weight):
+        cfg = self.cfg.replace(coverage_weight=coverage_weight)
         if output_weights is not None:
             cfg = cfg.replace(output_weights=output_weights)
         x, y_hat, terms = training.forward_terms(self.model, zb, yb, cfg, None, self.pullaway)
@@ -306,12 +311,15 @@ class _Stack:
         if self.constrained:
             self.weights = torch.stack([c.output_weights for c in cfgs])
         self.lam = _Multipliers(lams, device)
-        dims = (0, 0, 0 if supervised else None, None if self.weights is None else 0)
-        self.step = vmap(lambda p, z, y, w: functional_call(objective, p, (z, y, w)), dims)
+        dims = (0, 0, 0 if supervised else None, None if self.weights is None else 0, 0)
+        call = lambda p, z, y, w, c: functional_call(objective, p, (z, y, w, c))  # noqa: E731
+        self.step = vmap(call, dims)
 
-    def epoch(self, Z, Y, generators, schedule):
-        """One epoch of every member; ``(M, 3 + K)`` rows ``[mean loss parts, x maxima]``."""
+    def epoch(self, Z, Y, generators, schedule, coverage_weights):
+        """One epoch of every member (each with its barrier weight, ``coverage_weights``);
+        ``(M, 3 + K)`` rows ``[mean loss parts, x maxima]``."""
         n, sizes, parts_seen, maxima = Z.shape[0], [], [], []
+        barriers = torch.tensor(coverage_weights, device=self.alphas.device)
         orders = [batches(n, self.batch_size, g, data.index_device(Z)) for g in generators]
         for idx in zip(*orders, strict=True):
             idx = torch.stack(idx)
@@ -319,7 +327,7 @@ class _Stack:
             yb = None if Y is None else Y[idx]
             for group in self.opt.param_groups:
                 group["lr"] = schedule()
-            out = self.step(self.params, zb, yb, self.weights)
+            out = self.step(self.params, zb, yb, self.weights, barriers)
             loss, parts = weighted_loss(out[1], self.alphas)
             e_faith = out[2] if self.constrained else None
             if self.constrained:

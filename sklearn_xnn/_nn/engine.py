@@ -53,6 +53,7 @@ def start(Z, Y, cfg, generator, device, reference):
         return model, interrupted  # the caller's finiteness check reports it
     comm = cfg.collective
     S, low = start_directions(Z, Y, m, the_bound, cfg, generator)
+    low = sparse_offsets(Z, Y, m.z_mean, S, low, cfg)
     init.carry_subspace(model, m.z_mean, S, low)
     x_m = bound.moments(Z, Z, transform=model.encoder, collective=comm)
     if x_m is not None:
@@ -114,6 +115,37 @@ def start_directions(Z, Y, m, the_bound, cfg, generator):
     return candidates[min(ranked)[1]]
 
 
+#: The offset shares :func:`sparse_offsets` tries, largest first, until one costs too much.
+OFFSET_SHARES = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
+
+
+def sparse_offsets(Z, Y, z_mean, S, low, cfg):
+    """The offsets the start's x-features ``relu((z - z_mean) . S_k - offset_k)`` use:
+    ``low`` (each direction's lowest training projection: every row positive, nothing
+    lost) raised to ``share * low`` for the smallest share of :data:`OFFSET_SHARES`,
+    tried in turn, that spends at most half the slack the start leaves under the
+    faithfulness target and leaves no more top outputs unexplained.
+
+    Offsetting every direction by its minimum makes every x-feature positive on every
+    row, so every contribution ``x_k W_ck`` counts: the start is denser than it needs to
+    be. The projections are centred, so ``low < 0`` and ``share * low`` cuts the rows
+    closest to each direction's low end, where the least-squares head reads little (the
+    error is measured, not assumed). The other half of the slack is left to training.
+    """
+    if Y is None or cfg.faith_target is None or cfg.faithfulness == "kl":
+        return low
+    error, x, weight, Ys = _start_fit(Z, Y, z_mean, S, low, cfg)
+    allowed = error + 0.5 * max(cfg.faith_target - error, 0.0)
+    unexplained = unexplained_share(x, weight, Ys, cfg)
+    kept = low
+    for share in OFFSET_SHARES:
+        error, x, weight, Ys = _start_fit(Z, Y, z_mean, S, share * low, cfg)
+        if error > allowed or unexplained_share(x, weight, Ys, cfg) > unexplained:
+            break
+        kept = share * low
+    return kept
+
+
 @torch.no_grad()
 def _start_fit(Z, Y, z_mean, S, low, cfg, max_rows=4096):
     """``(error, x, weight, Y)`` of the start that carries ``S`` from ``low``, on (up to
@@ -132,14 +164,19 @@ def start_score(x, weight, Y, cfg):
     ``weight`` on the rows of ``Y`` (of every rank): the share of rows whose top output
     gets no positive contribution, then :func:`training.significant_count` (row-weighted
     over the ranks)."""
-    shares = training.explained_shares(x, weight, Y, cfg)
     n = float(x.shape[0])
     sig = training.significant_count(x, weight) * n
     total = cfg.collective.sum(torch.tensor([sig, n], dtype=torch.float64))
-    unexplained = 0.0
-    if shares is not None:
-        unexplained = 1.0 - float(shares[0].sum() / shares[1].sum().clamp_min(1.0))
-    return round(unexplained, 9), float(total[0] / total[1])
+    return unexplained_share(x, weight, Y, cfg), float(total[0] / total[1])
+
+
+def unexplained_share(x, weight, Y, cfg):
+    """The share of the rows of ``Y`` (of every rank) whose top output gets no positive
+    contribution from x-features ``x`` under the head ``weight`` (0 with one output)."""
+    shares = training.explained_shares(x, weight, Y, cfg)
+    if shares is None:
+        return 0.0
+    return round(1.0 - float(shares[0].sum() / shares[1].sum().clamp_min(1.0)), 9)
 
 
 def final_head(model, Z, Y, cfg):

@@ -305,6 +305,11 @@ class _Keeper:
     def key(value, violation):
         return (True, violation) if violation > 0 else (False, value)
 
+    def improves(self, value, violation, tol):
+        """Whether ``(value, violation)`` beats the kept epoch by more than ``tol``."""
+        new = self.key(value, violation)
+        return new[0] < self.best[0] or (new[0] == self.best[0] and new[1] < self.best[1] - tol)
+
     def offer(self, model, value, violation):
         """Keep ``model``'s weights when this epoch's key is better than the kept one's."""
         new = self.key(value, violation)
@@ -342,6 +347,10 @@ def refit_head(model, Z, Y, cfg, x=None):
 #: The part of its start's explained share each output must keep (see
 #: :func:`explained_shares`).
 KEPT_SHARE = 0.5
+
+#: By how much the explained-rows barrier's weight grows each time an epoch is rejected
+#: for leaving an output unexplained.
+COVERAGE_GROWTH = 4.0
 
 #: Where :func:`explaining_head` looks on the segment from the trained head (0) to the
 #: least-squares head (1), besides the point where the error meets its target.
@@ -501,7 +510,8 @@ def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, 
     try:
         for epoch in range(cfg.max_iter):
             run.begin(model)
-            stats = _epoch(model, opt, Z, Y, cfg, generator, schedule, lam, step).tolist()
+            stats = _epoch(model, opt, Z, Y, run.step_config(), generator, schedule, lam, step)
+            stats = stats.tolist()
             if run.end_epoch(model, Z, Y, generator, stats, lam.current(cfg), epoch):
                 break
     except KeyboardInterrupt:  # keep a usable model: the last complete epoch's weights
@@ -550,7 +560,14 @@ class Progress:
         self.cfg, self.val, self.hist, self.coverage = cfg, val, History(), coverage
         constrained = cfg.faith_target is not None
         self.keeper = _Keeper(model, constrained, val is not None, start_violation)
-        self.counted, self.good_state, self.prev_state = [], None, None
+        self.stall, self.good_state, self.prev_state = 0, None, None
+        self.coverage_weight = cfg.coverage_weight
+
+    def step_config(self):
+        """The configuration of the next epoch's steps (with the barrier's current weight)."""
+        if self.coverage_weight == self.cfg.coverage_weight:
+            return self.cfg
+        return self.cfg.replace(coverage_weight=self.coverage_weight)
 
     def begin(self, model):
         """Remember the weights the epoch starts from (restored if it goes non-finite)."""
@@ -563,7 +580,7 @@ class Progress:
         cfg, hist, keeper = self.cfg, self.hist, self.keeper
         parts, x_max = stats[:3], torch.tensor(stats[3:])
         if epoch < cfg.max_iter - 1 and _revive(model, Z, x_max <= 0, generator, cfg):
-            self.counted = []  # a revived x-feature starts the patience window again
+            self.stall = 0
         loss = total_loss(parts, cfg)
         if not math.isfinite(loss) or not finite_weights(model):
             _roll_back(model, hist, self.good_state, self.prev_state, keeper)
@@ -578,6 +595,7 @@ class Progress:
             if shortfall > 0:
                 state = ", an output lost its explanation"
             logger.info("epoch %d: loss %.6g (monitored %.6g%s)", epoch + 1, loss, monitored, state)
+        improved = keeper.improves(monitored, violation, cfg.tol)
         # an infeasible excursion after a feasible epoch was kept is the multiplier
         # settling, not a stall: it neither improves nor counts against the run
         excursion = violation > 0 and not keeper.best[0]
@@ -587,9 +605,11 @@ class Progress:
             # one (once an output's rows get no positive contribution, no gradient can
             # give it one back: the ReLUs and the product x_k W_ck are zero there)
             keeper.restore(model)
+            # and the steps that took it away must weigh the barrier more next time
+            self.coverage_weight *= COVERAGE_GROWTH
         if not excursion:
-            self.counted.append(keeper.best)
-        if stalled(self.counted, cfg.n_iter_no_change, cfg.tol):
+            self.stall = 0 if improved else self.stall + 1
+        if self.stall >= cfg.n_iter_no_change:
             hist.converged = True
             return True
         return False
@@ -602,17 +622,6 @@ class Progress:
 
     def finish(self, model):
         self.keeper.restore(model)
-
-
-def stalled(kept, window, tol):
-    """Whether the kept epoch's key (:class:`_Keeper`) improved by less than ``tol`` of
-    its value over the last ``window`` counted epochs (``kept``: the key after each)."""
-    if len(kept) <= window:
-        return False
-    (was_infeasible, old), (infeasible, new) = kept[-1 - window], kept[-1]
-    if infeasible != was_infeasible or not math.isfinite(old):
-        return False  # an epoch met the constraint for the first time, or none was kept
-    return not new < old - tol * abs(old)
 
 
 def _revive(model, Z, dead, generator, cfg):

@@ -263,3 +263,45 @@ def test_decision_faithful_members_equal_their_own_fits(planted_small):
         assert fit.n_components_ == alone.n_components_
         assert_same_fit(alone, fit, Z)
         assert fit.faithfulness_ == pytest.approx(alone.faithfulness_, rel=1e-4, abs=1e-7)
+
+
+def test_a_members_barrier_weight_is_its_own(planted_small):
+    # a member whose explained-rows barrier was raised (after a rejected epoch) takes the
+    # steps its single fit would take with that weight
+    import copy
+
+    import torch
+
+    from sklearn_xnn._nn import engine, losses, training
+    from sklearn_xnn._nn.optim import adam
+
+    Z, y, _ = planted_small
+    run = SRAEExplainer(**{**SMALL, "random_state": 0})._start_fit(Z, y, False)
+    (Zt, Yt), cfg, generator, device, reference, _ = run.guard_args
+    model, _ = engine.start(Zt, Yt, cfg, generator, device, reference)
+    top = losses.top_outputs(Yt, cfg)
+    with torch.no_grad():  # the most frequent top output nearly loses its positive weights
+        model.head.weight[int(torch.bincount(top).argmax())] *= 0.02
+    x = training.encode(model, Zt)
+    assert losses.coverage_loss(x, model.head.weight.detach(), top) > 0  # the barrier acts
+    steps = cfg.collective.steps(Zt.shape[0], cfg.batch_size)
+
+    def single(weight):
+        m, c = copy.deepcopy(model), cfg.replace(coverage_weight=weight)
+        lam = training.start_multiplier(m, Zt, Yt, cfg, steps)
+        opt = adam(m.parameters(), c.lr, c.weight_decay)
+        gen, schedule = torch.Generator().manual_seed(5), training._Schedule(c, steps)
+        training._epoch(m, opt, Zt, Yt, c, gen, schedule, lam)
+        return [p.detach() for p in m.parameters()]
+
+    members = [copy.deepcopy(model), copy.deepcopy(model)]
+    lams = [training.start_multiplier(m, Zt, Yt, cfg, steps) for m in members]
+    stack = batched._Stack(members, [cfg, cfg], lams, True)
+    gens = [torch.Generator().manual_seed(5) for _ in members]
+    stack.epoch(Zt, Yt, gens, training._Schedule(cfg, steps), [1.0, 50.0])
+    stack.unload(members)
+    alone = [single(1.0), single(50.0)]
+    assert max(float((a - b).abs().max()) for a, b in zip(*alone, strict=True)) > 1e-4
+    for member, ref in zip(members, alone, strict=True):
+        for p, q in zip(member.parameters(), ref, strict=True):
+            np.testing.assert_allclose(p.detach().numpy(), q.numpy(), rtol=RTOL, atol=ATOL)

@@ -237,6 +237,30 @@ def test_the_start_explains_both_ends_of_a_direction_by_presence():
     assert training.faithfulness_on(model, Zt, Yt, cfg) <= cfg.faith_target
 
 
+def test_the_start_spends_half_its_slack_on_sparser_offsets(patch_layer):
+    Z, y = patch_layer
+    run = SRAEExplainer(5, device="cpu", random_state=0)._start_fit(Z, y, False)
+    (Zt, Yt), cfg, generator, device, (m, the_bound), _ = run.guard_args
+    S, low = engine.start_directions(Zt, Yt, m, the_bound, cfg, generator)
+    offsets = engine.sparse_offsets(Zt, Yt, m.z_mean, S, low, cfg)
+    # one share of every offset (this start splits two directions into halves: their
+    # offsets are 0, at the split)
+    offset = low != 0
+    share = offsets[offset] / low[offset]
+    assert torch.equal(offsets[~offset], low[~offset])
+    assert torch.allclose(share, share[0].expand_as(share))
+    assert share[0] < 1.0  # measured: 0.1, the smallest share tried, on this layer
+    full, cut = (engine._start_fit(Zt, Yt, m.z_mean, S, o, cfg) for o in (low, offsets))
+    assert cut[0] <= full[0] + 0.5 * (cfg.faith_target - full[0]) + 1e-12
+    assert engine.unexplained_share(*cut[1:], cfg) <= engine.unexplained_share(*full[1:], cfg)
+    assert engine.start_score(*cut[1:], cfg)[1] < engine.start_score(*full[1:], cfg)[1]
+    # the offsets the network carries are those: the start is that explainer
+    model, _ = engine.start(Zt, Yt, cfg, generator, device, (m, the_bound))
+    x = training.encode(model, Zt[:50]).double()
+    expected = ((Zt[:50].double() - m.z_mean) @ S.double() - offsets.double()).clamp_min(0)
+    np.testing.assert_allclose(x.numpy(), expected.numpy(), atol=1e-4)
+
+
 def test_a_streamed_fit_starts_unsplit():
     # partial_fit keeps no epoch: its start is the independent directions, which training
     # improves on, never a split
@@ -261,9 +285,12 @@ def test_an_epoch_that_loses_an_explanation_is_rejected(patch_layer, monkeypatch
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)  # the next epoch's training moves every weight
+    assert run.step_config() is cfg
     run.begin(model)
     run.end_epoch(model, Zt, Yt, None, stats, 1.0, 1)  # loses an explanation: rejected
     assert all(torch.equal(v, kept[k]) for k, v in model.state_dict().items())
+    # and the next epochs' steps weigh the barrier that guards the explained rows more
+    assert run.step_config().coverage_weight == training.COVERAGE_GROWTH
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
@@ -271,3 +298,62 @@ def test_an_epoch_that_loses_an_explanation_is_rejected(patch_layer, monkeypatch
     run.end_epoch(model, Zt, Yt, None, stats, 1.0, 2)  # misses faithfulness only: kept going
     assert not all(torch.equal(v, kept[k]) for k, v in model.state_dict().items())
     assert run.keeper.best == (False, 1.5)
+    assert run.step_config().coverage_weight == training.COVERAGE_GROWTH  # not lowered
+
+
+def _two_groups(n=400, seed=0):
+    """x-features and outputs where the least-squares head explains output 1 by the
+    absence of x-feature 0 alone: rows 200..399 (output 1 on top) get no positive
+    contribution from it, while a head with a positive weight on x-feature 1 explains them."""
+    rng = np.random.default_rng(seed)
+    x = np.column_stack([rng.uniform(1, 2, n), rng.uniform(0.5, 1.5, n)])
+    x[n // 2 :, 0] = 0.0
+    y0 = x[:, 0] + 0.05 * rng.standard_normal(n)
+    y1 = 2.0 - 2.0 * x[:, 0] - 0.3 * x[:, 1] + 0.05 * rng.standard_normal(n)
+    f = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    return f(x), f(np.column_stack([y0, y1]))
+
+
+def _head_case(W, b, target):
+    from types import SimpleNamespace
+
+    from sklearn_xnn._nn.collective import LOCAL
+
+    head = torch.nn.Linear(2, 2)
+    init.set_head(head, torch.as_tensor(W), torch.as_tensor(b))
+    cfg = SimpleNamespace(collective=LOCAL, faith_target=target, y_scale=None)
+    return SimpleNamespace(head=head), cfg
+
+
+def test_the_epochs_head_keeps_an_output_explained():
+    x, Y = _two_groups()
+    W_ls, b_ls, r2_ls = training.lstsq_head(None, None, Y, x=x)
+    floor = torch.full((2,), training.KEPT_SHARE, dtype=torch.float64)
+    assert W_ls[1, 1] < 0 and W_ls[1, 0] < 0  # the exact head leaves rows 200.. unexplained
+    exact = training.explained_shares(x, W_ls.float(), Y, _head_case(W_ls, b_ls, 1.0)[1])
+    assert training.explained_shortfall(exact, floor) > 0
+    W0 = W_ls.clone()
+    W0[1, 1] = 0.3  # a trained head that explains them, a little less faithful
+    model, cfg = _head_case(W0, b_ls, 1.0)
+    error, shortfall = training.explaining_head(model, x, Y, cfg, floor)
+    assert shortfall == 0.0
+    # W_11(t) = 0.3 + t (W_ls_11 - 0.3) is positive for t < 0.3 / (0.3 - W_ls_11): of the
+    # steps tried, the largest such t is taken
+    limit = 0.3 / (0.3 - float(W_ls[1, 1]))
+    t = max(s for s in training.HEAD_STEPS if s < limit)
+    np.testing.assert_allclose(model.head.weight.detach(), W0 + t * (W_ls - W0), atol=1e-6)
+    # the reported error is the head's own, and between the two ends'
+    actual = 1.0 - training._prediction_r2(model.head, x, Y, cfg.collective)
+    assert error == pytest.approx(actual, abs=1e-6)
+    trained = 1.0 - training._prediction_r2(_head_case(W0, b_ls, 1.0)[0].head, x, Y, cfg.collective)
+    assert 1.0 - r2_ls <= error <= trained
+
+
+def test_the_epochs_head_is_the_least_squares_head_when_that_explains():
+    x, Y = _two_groups()
+    W_ls, b_ls, r2_ls = training.lstsq_head(None, None, Y, x=x)
+    model, cfg = _head_case(W_ls * 0.5, b_ls, 1.0)
+    floor = torch.zeros(2, dtype=torch.float64)  # nothing to keep: the exact head it is
+    error, shortfall = training.explaining_head(model, x, Y, cfg, floor)
+    assert shortfall == 0.0 and error == pytest.approx(1.0 - r2_ls, abs=1e-12)
+    np.testing.assert_allclose(model.head.weight.detach(), W_ls, atol=1e-6)

@@ -26,9 +26,15 @@ so Adam's first updates cannot throw the start away.
 output explains (gives a positive contribution to) less than :data:`KEPT_SHARE` of the
 share of its top rows it explained at the start (:func:`explained_shares`): sparsity may
 explain some of a class's inputs by the absence of the others' concepts (an input with
-no concept at all has nothing else), not a whole class that the start explained. An
-epoch that breaks this rule is rejected: training goes on from the kept epoch, since
-once an output's rows get no positive contribution no gradient can give them one back.
+no concept at all has nothing else), not a whole class that the start explained. The
+head an epoch ends with is then the most faithful one between its trained head and the
+least-squares head that explains as many outputs (:func:`explaining_head`): the exact
+solution alone can take an output's only positive weight away. An epoch that still
+breaks the rule is rejected: training goes on from the kept epoch, since once an output's
+rows get no positive contribution no gradient can give them one back, and the barrier
+that guards those rows (:func:`~sklearn_xnn._nn.losses.coverage_loss`) weighs
+:data:`COVERAGE_GROWTH` times more from then on, so that the next epochs do not take the
+same steps again.
 """
 
 import logging
@@ -359,9 +365,9 @@ HEAD_STEPS = (1.0, 0.9, 0.75, 0.5, 0.25, 0.0)
 
 @torch.no_grad()
 def explaining_head(model, x, Y, cfg, floor):
-    """Set the head to the most faithful one, between the trained head and the
-    least-squares head on the x-features ``x``, that explains as many outputs as any of
-    them; returns ``(error, shortfall)``: its ``1 - R²`` on ``(x, Y)`` and its
+    """Set the head to the most faithful head, between the trained head and the
+    least-squares head on the x-features ``x``, among those that leave the fewest rows
+    unexplained; returns ``(error, shortfall)``: its ``1 - R²`` on ``(x, Y)`` and its
     :func:`explained_shortfall` under ``floor``.
 
     The least-squares head is the most faithful head on ``x``, but the exact solution can
@@ -450,7 +456,9 @@ def significant_count(x, weight, max_values=2**22, coverage=0.9):
 
 
 def _check_epoch(model, Z, Y, val, cfg, parts, hist, coverage=None):
-    """Refit the head, then ``(monitored value, violation, shortfall)`` of the epoch just run.
+    """Refit the head (:func:`explaining_head` when outputs' explained shares are guarded,
+    else :func:`refit_head`), then ``(monitored value, violation, shortfall)`` of the epoch
+    just run.
 
     The violation (0 when feasible) is by how much the faithfulness error exceeds its
     target on the training rows (plus on the validation rows when given), plus the

@@ -31,10 +31,11 @@ head an epoch ends with is then the most faithful one between its trained head a
 least-squares head that explains as many outputs (:func:`explaining_head`): the exact
 solution alone can take an output's only positive weight away. An epoch that still
 breaks the rule is rejected: training goes on from the kept epoch, since once an output's
-rows get no positive contribution no gradient can give them one back, and the barrier
-that guards those rows (:func:`~sklearn_xnn._nn.losses.coverage_loss`) weighs
-:data:`COVERAGE_GROWTH` times more from then on, so that the next epochs do not take the
-same steps again.
+rows get no positive contribution no gradient can give them one back. From the second
+rejection of a run on, each one also makes the barrier that guards those rows
+(:func:`~sklearn_xnn._nn.losses.coverage_loss`) weigh :data:`COVERAGE_GROWTH` times
+more, so that the next epochs do not keep taking the same steps (a single rejection can
+be a transient: the first epoch's steps).
 """
 
 import logging
@@ -355,8 +356,8 @@ def refit_head(model, Z, Y, cfg, x=None):
 KEPT_SHARE = 0.5
 
 #: By how much the explained-rows barrier's weight grows each time an epoch is rejected
-#: for leaving an output unexplained.
-COVERAGE_GROWTH = 4.0
+#: for leaving an output unexplained, from the second rejection of a run on.
+COVERAGE_GROWTH = 2.0
 
 #: Where :func:`explaining_head` looks on the segment from the trained head (0) to the
 #: least-squares head (1), besides the point where the error meets its target.
@@ -569,7 +570,7 @@ class Progress:
         constrained = cfg.faith_target is not None
         self.keeper = _Keeper(model, constrained, val is not None, start_violation)
         self.stall, self.good_state, self.prev_state = 0, None, None
-        self.coverage_weight = cfg.coverage_weight
+        self.coverage_weight, self.rejections = cfg.coverage_weight, 0
 
     def step_config(self):
         """The configuration of the next epoch's steps (with the barrier's current weight)."""
@@ -613,8 +614,12 @@ class Progress:
             # one (once an output's rows get no positive contribution, no gradient can
             # give it one back: the ReLUs and the product x_k W_ck are zero there)
             keeper.restore(model)
-            # and the steps that took it away must weigh the barrier more next time
-            self.coverage_weight *= COVERAGE_GROWTH
+            # from the second rejection on, the steps keep taking explained rows away:
+            # they must weigh the barrier more (a single one can be a transient, such as
+            # the first epoch's steps)
+            self.rejections += 1
+            if self.rejections >= 2:
+                self.coverage_weight *= COVERAGE_GROWTH
         if not excursion:
             self.stall = 0 if improved else self.stall + 1
         if self.stall >= cfg.n_iter_no_change:

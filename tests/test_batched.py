@@ -266,7 +266,7 @@ def test_decision_faithful_members_equal_their_own_fits(planted_small):
 
 
 def test_a_members_barrier_weight_is_its_own(planted_small):
-    # a member whose explained-rows barrier was raised (after a rejected epoch) takes the
+    # a member whose explained-rows barrier was raised (after repeated rejections) takes the
     # steps its single fit would take with that weight
     import copy
 

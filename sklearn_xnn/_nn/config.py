@@ -55,7 +55,7 @@ class TrainConfig:
     lr_gamma: float = 0.1
     multiplier_range: tuple = (1e-3, 1e4)
     #: The weight of the explained-rows barrier (``losses.coverage_loss``) relative to
-    #: the pull-away; training raises it each time an epoch leaves an output unexplained.
+    #: the pull-away; training raises it when epochs keep leaving an output unexplained.
     coverage_weight: float = 1.0
     #: Whether training keeps its best epoch (``fit``); ``partial_fit`` continues from
     #: the last one, so its start must be one that training improves on.

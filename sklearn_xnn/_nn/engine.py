@@ -122,8 +122,8 @@ OFFSET_SHARES = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 def sparse_offsets(Z, Y, z_mean, S, low, cfg):
     """The offsets the start's x-features ``relu((z - z_mean) . S_k - offset_k)`` use:
     ``low`` (each direction's lowest training projection: every row positive, nothing
-    lost) raised to ``share * low`` for the smallest share of :data:`OFFSET_SHARES`,
-    tried in turn, that spends at most half the slack the start leaves under the
+    lost) raised to ``share * low``, the share lowered through :data:`OFFSET_SHARES` for
+    as long as the cut start spends at most half the slack the uncut one leaves under the
     faithfulness target and leaves no more top outputs unexplained.
 
     Offsetting every direction by its minimum makes every x-feature positive on every

@@ -134,27 +134,39 @@ def sparse_offsets(Z, Y, z_mean, S, low, cfg):
     """
     if Y is None or cfg.faith_target is None or cfg.faithfulness == "kl":
         return low
-    error, x, weight, Ys = _start_fit(Z, Y, z_mean, S, low, cfg)
+    p, Ys = _start_projections(Z, Y, z_mean, S, cfg)  # read once, cut many times
+    error, x, weight, _ = _cut_fit(p, Ys, low, cfg)
     allowed = error + 0.5 * max(cfg.faith_target - error, 0.0)
     unexplained = unexplained_share(x, weight, Ys, cfg)
     kept = low
     for share in OFFSET_SHARES:
-        error, x, weight, Ys = _start_fit(Z, Y, z_mean, S, share * low, cfg)
+        error, x, weight, _ = _cut_fit(p, Ys, share * low, cfg)
         if error > allowed or unexplained_share(x, weight, Ys, cfg) > unexplained:
             break
         kept = share * low
     return kept
 
 
+def _start_fit(Z, Y, z_mean, S, low, cfg):
+    """``(error, x, weight, Y)`` of the start that carries ``S`` from ``low``
+    (:func:`_cut_fit` of :func:`_start_projections`)."""
+    return _cut_fit(*_start_projections(Z, Y, z_mean, S, cfg), low, cfg)
+
+
 @torch.no_grad()
-def _start_fit(Z, Y, z_mean, S, low, cfg, max_rows=4096):
-    """``(error, x, weight, Y)`` of the start that carries ``S`` from ``low``, on (up to
-    ``max_rows`` of) every rank's first rows: its x-features ``relu((z - z_mean) @ S -
-    low)``, their least-squares head and its faithfulness error ``1 - R²``."""
+def _start_projections(Z, Y, z_mean, S, cfg, max_rows=4096):
+    """``(p, Y)``: the projections ``(z - z_mean) @ S`` (float64) of (up to ``max_rows``
+    of) every rank's first rows, and those rows' outputs."""
     rows = slice(0, min(Z.shape[0], max(1, max_rows // cfg.collective.world)))
     Zs, Ys = Z[rows], Y[rows]
-    x = (Zs.double() - z_mean.to(Zs.device)) @ S.to(Zs.device) - low.to(Zs.device)
-    x = x.clamp_min(0.0).to(Zs.dtype)
+    return (Zs.double() - z_mean.to(Zs.device)) @ S.to(Zs.device), Ys
+
+
+@torch.no_grad()
+def _cut_fit(p, Ys, low, cfg):
+    """``(error, x, weight, Y)`` of the x-features ``relu(p - low)`` of projections ``p``:
+    them, their least-squares head (over every rank's rows) and its error ``1 - R²``."""
+    x = (p - low.to(p.device)).clamp_min(0.0).to(Ys.dtype)
     weight, _, r2 = bound.lstsq_head(bound.moments(x, Ys, collective=cfg.collective))
     return 1.0 - r2, x, weight.to(x), Ys
 

@@ -478,9 +478,10 @@ def _check_epoch(model, Z, Y, val, cfg, parts, hist, coverage=None):
             error, shortfall = explaining_head(model, x, Y, cfg, coverage)
         else:
             error = refit_head(model, Z, Y, cfg, x)
+            if coverage is not None:
+                shares = explained_shares(x, model.head.weight.detach(), Y, cfg)
+                shortfall = explained_shortfall(shares, coverage)
         weight = model.head.weight.detach()
-        if coverage is not None and cfg.faithfulness == "kl":
-            shortfall = explained_shortfall(explained_shares(x, weight, Y, cfg), coverage)
         hist.faithfulness.append(error)
         violation = max(error - cfg.faith_target, 0.0) + shortfall
     loss = regularisers if cfg.faith_target is not None else total_loss

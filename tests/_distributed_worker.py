@@ -8,6 +8,7 @@ joins the gloo group and writes ``DIR/rank{r}.npz``: the fitted state of
 the shards and the faithful start built from the reduced statistics.
 """
 
+import faulthandler
 import json
 import sys
 import warnings
@@ -22,6 +23,9 @@ from sklearn_xnn._nn import bound, engine
 from sklearn_xnn._nn.collective import Distributed
 from sklearn_xnn.distributed import fit_sharded, shard_rows
 
+#: Printed once the rank's results are on disk: what follows is the group's teardown.
+SAVED = "rank results saved"
+
 
 def start_state(est, X, y, collective):
     """The faithful start's weights (and the bound) of ``est`` on ``(X, y)``."""
@@ -33,6 +37,7 @@ def start_state(est, X, y, collective):
 
 
 def main(folder):
+    faulthandler.enable()  # a native abort prints where it happened (into the test's log)
     folder = Path(folder)
     dist.init_process_group("gloo")
     torch.set_num_threads(1)
@@ -74,6 +79,8 @@ def main(folder):
         out[f"decoder/{i}/coef"], out[f"decoder/{i}/intercept"] = c, b
     out.update(start_state(SRAEExplainer(**params), X[rows], y[rows], comm))
     np.savez(folder / f"rank{rank}.npz", **out)
+    print(SAVED, flush=True)
+    dist.barrier()  # no rank tears the group down while another still uses it
     dist.destroy_process_group()
 
 

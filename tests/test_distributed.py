@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from _distributed_worker import SAVED
 
 from sklearn_xnn import SRAEExplainer
 from sklearn_xnn._nn import bound
@@ -63,13 +64,18 @@ def runs(tmp_path_factory):
     np.save(folder / "y.npy", y[:N_TRAIN])
     np.savez(folder / "test.npz", X=Z[N_TRAIN:], y=y[N_TRAIN:])
     (folder / "params.json").write_text(json.dumps(PARAMS))
-    for _ in range(3):  # a port found free can be taken before rank 0 binds it: try another
+    for _ in range(3):
         procs, logs = _two_ranks(folder)
-        taken = any("address already in use" in log.lower() for log in logs)
-        if not (taken and any(p.returncode for p in procs)):
+        failed = [log for p, log in zip(procs, logs, strict=True) if p.returncode]
+        # A port found free can be taken before rank 0 binds it; gloo's teardown can abort
+        # after the results are saved (a race inside torch.distributed): start again.
+        taken = any("address already in use" in log.lower() for log in failed)
+        teardown = failed and all(SAVED in log for log in failed)
+        if not (taken or teardown):
             break
-    for p, log in zip(procs, logs, strict=True):
-        assert p.returncode == 0, log[-3000:]
+        warnings.warn(f"2-rank fit started again after: {failed[0][-2000:]}", stacklevel=1)
+    for r, (p, log) in enumerate(zip(procs, logs, strict=True)):
+        assert p.returncode == 0, f"rank {r} exited with {p.returncode}:\n{log[-3000:]}"
     ranks = [dict(np.load(folder / f"rank{r}.npz")) for r in range(2)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

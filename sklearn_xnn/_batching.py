@@ -39,44 +39,90 @@ INIT_ATTRIBUTES = (
 )
 
 
+#: Initialisations ``n_init="auto"`` fits when the first is not sparser than PCA.
+AUTO_INITS = 3
+
+
 def init_seeds(est):
-    """The ``n_init`` seeds of ``est``: an integer ``random_state`` is the first (so the
-    first initialisation is the ``n_init=1`` fit), the others are drawn from it."""
-    rs = est.random_state
+    """The seeds of the initialisations of ``est`` (``n_init`` of them, or for
+    ``n_init="auto"`` the :data:`AUTO_INITS` it may fit): an integer ``random_state`` is
+    the first (so the first initialisation is the ``n_init=1`` fit), the others are drawn
+    from it."""
+    rs, n = est.random_state, AUTO_INITS if est.n_init == "auto" else est.n_init
     first = [int(rs)] if isinstance(rs, Integral) else []
-    draws = check_random_state(rs).randint(np.iinfo(np.int32).max, size=est.n_init - len(first))
+    draws = check_random_state(rs).randint(np.iinfo(np.int32).max, size=n - len(first))
     return first + [int(s) for s in draws]
 
 
 def fit_explainers(explainers, X, y=None):
-    """Fit every explainer on ``(X, y)`` in place, batched where possible; returns them."""
+    """Fit every explainer on ``(X, y)`` in place, batched where possible; returns them.
+
+    ``n_init="auto"`` explainers fit their first initialisation in the first round; those
+    whose explanation is not sparser than PCA's (:func:`needs_more_inits`) fit the others
+    in a second round, batched again.
+    """
     explainers = list(explainers)
     for est in explainers:
         est._validate_params()
+    seeds = [None if est.n_init == 1 else init_seeds(est) for est in explainers]
     members, owners = [], []
     for k, est in enumerate(explainers):
-        if est.n_init == 1:
-            members.append(est)
+        chosen = [None] if seeds[k] is None else seeds[k][:1] if est.n_init == "auto" else seeds[k]
+        if seeds[k] is not None:
+            _forget(est)  # a fit that fails leaves no earlier fit's state behind
+        for seed in chosen:
+            members.append(est if seed is None else _member(est, seed))
             owners.append(k)
-            continue
-        for seed in init_seeds(est):
-            members.append(clone(est).set_params(n_init=1, random_state=seed))
-            owners.append(k)
-    caught = [[] for _ in members]
-    results = _train(members, X, y, caught)
+    shared, caught = {}, [[] for _ in members]
+    results = _train(members, X, y, caught, shared)
+    more = [
+        (k, seed)
+        for k, est in enumerate(explainers)
+        if est.n_init == "auto" and needs_more_inits(*_first(members, owners, results, k))
+        for seed in seeds[k][1:]
+    ]
+    if more:
+        extra = [_member(explainers[k], seed) for k, seed in more]
+        caught += [[] for _ in extra]
+        results += _train(extra, X, y, caught[len(members) :], shared)
+        members += extra
+        owners += [k for k, _ in more]
     for k, est in enumerate(explainers):
         mine = [i for i, owner in enumerate(owners) if owner == k]
-        if est.n_init > 1:
-            mine = [_keep_best(est, [members[i] for i in mine], [results[i] for i in mine])]
+        if len(mine) > 1:
+            mine = [mine[_keep_best(est, [members[i] for i in mine], [results[i] for i in mine])]]
+        elif members[mine[0]] is not est:
+            _adopt(est, members[mine[0]])
         for i in mine:
             for w in caught[i]:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return explainers
 
 
-def _train(members, X, y, caught):
-    """Prepare, train (in rounds of the collapse guard) and store every member."""
-    shared = {}
+def _member(est, seed):
+    return clone(est).set_params(n_init=1, random_state=seed)
+
+
+def _first(members, owners, results, k):
+    i = owners.index(k)
+    return members[i], results[i]
+
+
+def needs_more_inits(member, result):
+    """Whether an ``n_init="auto"`` explainer fits more initialisations after ``member``
+    (its first, fitted, with ``result = (run, attempt)``): under the faithfulness
+    constraint, when its explanation has no fewer significant x-features per input on
+    the training rows (:func:`init_score`) than the rank-K PCA explanation
+    (``pca_n_significant_``)."""
+    reference = member.pca_n_significant_
+    if reference is None or member.faithfulness_tol is None:
+        return False
+    return init_score(member, *result) >= reference
+
+
+def _train(members, X, y, caught, shared):
+    """Prepare, train (in rounds of the collapse guard) and store every member (sharing
+    the scaled data and the bound through the dict ``shared``)."""
     runs = [m._start_fit(X, y, False, shared) for m in members]
     guards = [fitting.Guard(m, run.cfg) for m, run in zip(members, runs, strict=True)]
     pending, results = list(range(len(members))), [None] * len(members)
@@ -139,13 +185,7 @@ def _keep_best(est, members, results):
         key=lambda i: (not feasible[i], n_dead[i], _finite_or_inf(scores[i]), i),
     )
     best = order[0]
-    for name in [n for n in vars(est) if n.endswith("_") and not n.startswith("__")]:
-        delattr(est, name)  # an earlier fit's state
-    est.__dict__.pop("_engine", None)
-    params = set(est.get_params(deep=False))
-    for name, value in vars(members[best]).items():
-        if name not in params:
-            setattr(est, name, value)
+    _adopt(est, members[best])
     est.init_seeds_ = np.array([m.random_state for m in members])
     est.init_scores_ = scores
     est.init_feasible_ = feasible
@@ -153,6 +193,22 @@ def _keep_best(est, members, results):
     est.best_init_ = best
     est.init_stability_ = _stability(results, best)
     return best
+
+
+def _forget(est):
+    """Remove the fitted state of ``est``."""
+    for name in [n for n in vars(est) if n.endswith("_") and not n.startswith("__")]:
+        delattr(est, name)
+    est.__dict__.pop("_engine", None)
+
+
+def _adopt(est, member):
+    """Give ``est`` the fitted state of ``member`` (a fitted clone of it)."""
+    _forget(est)
+    params = set(est.get_params(deep=False))
+    for name, value in vars(member).items():
+        if name not in params:
+            setattr(est, name, value)
 
 
 def init_score(est, run, result):

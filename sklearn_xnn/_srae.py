@@ -171,14 +171,18 @@ class SRAEExplainer(
         moved to the device, and the statistics come from streaming passes: peak memory
         is bounded by the chunks, the model and ``n_samples * (hidden_layer_sizes[-1] +
         n_outputs)`` numbers, not by ``X``. Smaller ``X`` is copied to the device once.
-    n_init : int, default=1
+    n_init : int or "auto", default="auto"
         Initialisations (seeds) to fit, trained together as one stacked network (see
         :func:`sklearn_xnn.sweep`), each equal to its own fit up to float rounding; the
         first seed is an integer ``random_state`` itself. Kept: one that meets the
         constraint, then with the fewest dead x-features, then the fewest significant
         x-features per input on the training rows (the whole loss without the
-        constraint); see
-        ``init_scores_``. ``partial_fit`` trains one initialisation.
+        constraint); see ``init_scores_``. ``"auto"``: one initialisation, and under the
+        faithfulness constraint two more (stacked) when its explanation is not sparser on
+        the training rows than the rank-K PCA explanation (``pca_n_significant_``): the
+        start's independent directions are a local optimum that training keeps, and on
+        some layers the first seed's is worse than PCA's. ``partial_fit`` and
+        :func:`sklearn_xnn.distributed.fit_sharded` train one initialisation.
     random_state : int, RandomState instance or None, default=None
         Decides every random draw through a local ``torch.Generator`` (never the global
         seed). Two CPU fits with the same integer are bitwise equal.
@@ -222,15 +226,22 @@ class SRAEExplainer(
         Fine-tuning epochs run in the kept attempt.
     n_collapse_retries_ : int
         Retraining rounds the collapse guard used.
-    init_seeds_ : ndarray of shape (n_init,)
-        The seed (``random_state``) of each initialisation. Only when ``n_init > 1``, as
-        are the four attributes below.
-    init_scores_ : ndarray of shape (n_init,)
+    pca_n_significant_ : float or None
+        Mean number of significant x-features per input
+        (:func:`sklearn_xnn.metrics.n_significant`) of the rank-K PCA explanation (the
+        top principal directions of the activations with their least-squares head) on
+        the training rows: the sparsity a linear explanation has without trying, which
+        ``n_init="auto"`` compares against. None without ``y`` or after ``partial_fit``.
+    init_seeds_ : ndarray of shape (n_inits,)
+        The seed (``random_state``) of each initialisation. Only when more than one was
+        fitted (``n_init > 1``, or ``"auto"`` when it fitted more), as are the five
+        attributes below.
+    init_scores_ : ndarray of shape (n_inits,)
         Each initialisation's objective on its training rows (lower is better; see
         ``n_init``), in training units.
-    init_feasible_ : ndarray of bool of shape (n_init,)
+    init_feasible_ : ndarray of bool of shape (n_inits,)
         Whether each initialisation meets the faithfulness constraint.
-    init_n_dead_ : ndarray of shape (n_init,)
+    init_n_dead_ : ndarray of shape (n_inits,)
         Dead x-features of each initialisation.
     best_init_ : int
         Index of the kept initialisation; the fitted state is its own.
@@ -326,7 +337,7 @@ class SRAEExplainer(
         precision="float32",
         compile=False,
         stream_threshold=2**30,
-        n_init=1,
+        n_init="auto",
         random_state=None,
         verbose=0,
     ):
@@ -442,8 +453,9 @@ class SRAEExplainer(
                 result = fitting.train_chunk(self, eng, X, Y)
             self._engine = eng
             fitted.store(self, result, eng, Y is not None)
+            self.pca_n_significant_ = None  # it described the rows of an earlier fit
             return self
-        if not incremental and self.n_init > 1:
+        if not incremental and self.n_init != 1:
             return batching.fit_explainers([self], X, y)[0]
         run = self._start_fit(X, y, incremental)
         with torch_threads():

@@ -182,6 +182,30 @@ def start_score(x, weight, Y, cfg):
     return unexplained_share(x, weight, Y, cfg), float(total[0] / total[1])
 
 
+@torch.no_grad()
+def pca_sparsity(Z, Y, reference, collective=LOCAL):
+    """The mean number of significant x-features per input
+    (:func:`training.significant_count`) of the rank-K PCA explanation of the training
+    rows: the scores ``(z - z_mean) @ V`` on the top principal directions ``V``, under
+    their least-squares head (fitted on every row, from the moments), counted on the rows
+    ``significant_count`` reads of an explainer's own x-features (of every rank,
+    row-weighted). None without outputs.
+    """
+    m, the_bound = reference
+    if Y is None or the_bound is None or the_bound.principal is None:
+        return None
+    V = the_bound.principal
+    k = V.shape[1]  # the scores' moments: they are centred
+    scores = bound.Moments(m.n, V.new_zeros(k), V.T @ m.zz @ V, m.y_mean, V.T @ m.zy, m.yy)
+    weight = bound.lstsq_head(scores)[0]
+    Zs = Z[: training.significant_rows(Z.shape[0], weight)]
+    x = (Zs.double() - m.z_mean.to(Zs.device)) @ V.to(Zs.device)
+    n = float(x.shape[0])
+    sig = training.significant_count(x, weight.to(x.device)) * n
+    total = collective.sum(torch.tensor([sig, n], dtype=torch.float64))
+    return float(total[0] / total[1])
+
+
 def unexplained_share(x, weight, Y, cfg):
     """The share of the rows of ``Y`` (of every rank) whose top output gets no positive
     contribution from x-features ``x`` under the head ``weight`` (0 with one output)."""

@@ -439,15 +439,24 @@ def top_counts(Y, cfg):
     return cfg.collective.sum(counts)
 
 
+#: The most contributions ``x_k W_ck`` :func:`significant_count` reads (its first rows).
+SIGNIFICANT_VALUES = 2**22
+
+
+def significant_rows(n_rows, weight, max_values=SIGNIFICANT_VALUES):
+    """How many first rows :func:`significant_count` reads under the head ``weight``."""
+    C, K = weight.shape
+    return max(1, min(n_rows, max_values // (C * K)))
+
+
 @torch.no_grad()
-def significant_count(x, weight, max_values=2**22, coverage=0.9):
+def significant_count(x, weight, max_values=SIGNIFICANT_VALUES, coverage=0.9):
     """Mean number of significant x-features per input and output of the x-features ``x``
     under the head weights ``weight``, on the first rows (as many as keep the contributions
     ``x_k W_ck`` under ``max_values`` values): the count of
     :func:`sklearn_xnn.metrics.n_significant`, computed the same way in torch (sort,
     running sum, the fewest positive contributions covering ``coverage`` of their total)."""
-    C, K = weight.shape
-    x = x[: max(1, min(x.shape[0], max_values // (C * K)))].double()
+    x = x[: significant_rows(x.shape[0], weight, max_values)].double()
     positive = (x.unsqueeze(1) * weight.double().unsqueeze(0)).clamp_min(0.0)
     running = positive.sort(-1, descending=True).values.cumsum(-1)
     total = running[..., -1:]

@@ -80,6 +80,7 @@ SRAE_EXTRAS = (
     "n_iter_",
     "n_collapse_retries_",
     "n_dead_components_",
+    "pca_n_significant_",
 )
 
 
@@ -209,6 +210,7 @@ def fit_srae(d, seed):
     srae = SRAEExplainer(n_components=K, random_state=seed, device="cpu", **SRAE_PARAMS)
     srae, s, warns = _timed(lambda: srae.fit(d["Ztr"], d["ytr"]), repeat=TIMING_REPEATS)
     extras = {a: _plain(getattr(srae, a, None)) for a in SRAE_EXTRAS}
+    extras["n_inits"] = len(getattr(srae, "init_seeds_", [srae.random_state]))
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         Xtr, Xte = srae.transform(d["Ztr"]), srae.transform(d["Zte"])
@@ -360,6 +362,8 @@ CHECK_COLUMNS = [
     ("faithfulness_", _srae("faithfulness_")),
     ("n_iter_", _srae("n_iter_")),
     ("retries", _srae("n_collapse_retries_")),
+    ("PCA sig (train)", _srae("pca_n_significant_")),
+    ("inits", _srae("n_inits")),
     ("SRAE warnings", _warning_counts),
 ]
 

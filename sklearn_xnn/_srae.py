@@ -66,7 +66,9 @@ class SRAEExplainer(
     its top inputs it explained at the start: an input without any concept may be
     explained by their absence, a whole class may not. Each epoch ends with the exact
     least-squares head on its x-features unless that head would leave such inputs
-    without a positive contribution.
+    without a positive contribution. When the kept explanation is not sparser on the
+    training rows than the rank-K PCA explanation (``pca_n_significant_``), ``fit``
+    trains two more initialisations and keeps the sparsest faithful one (``n_init``).
     ``faithfulness="kl"`` does the same for the network's decision (softmax). With
     ``rescale=True`` any activation scale works, signed or not, and every method answers
     in the caller's units. The User Guide gives the evidence for the defaults;

@@ -198,8 +198,10 @@ def pca_sparsity(Z, Y, reference, collective=LOCAL):
     k = V.shape[1]  # the scores' moments: they are centred
     scores = bound.Moments(m.n, V.new_zeros(k), V.T @ m.zz @ V, m.y_mean, V.T @ m.zy, m.yy)
     weight = bound.lstsq_head(scores)[0]
-    Zs = Z[: training.significant_rows(Z.shape[0], weight)]
-    x = (Zs.double() - m.z_mean.to(Zs.device)) @ V.to(Zs.device)
+    rows = training.significant_rows(Z.shape[0], weight)
+    x = V.new_empty(rows, k)
+    for s in bound.row_slices(rows, Z.shape[1]):  # chunks: Z may be streamed from disk
+        x[s] = (Z[s].to(V.device, torch.float64) - m.z_mean) @ V
     n = float(x.shape[0])
     sig = training.significant_count(x, weight.to(x.device)) * n
     total = collective.sum(torch.tensor([sig, n], dtype=torch.float64))

@@ -21,7 +21,13 @@ Cases (K = 5, train / held-out):
 * ``planted_standardised``: ``StandardScaler`` (fitted on the training rows) on ``planted``'s Z;
 * ``digits1_*``, ``digits2_*``: the same three layers of two more digits CNNs
   (``load_digits_activations(random_state=1)`` and ``2``, trained on one thread), networks
-  the defaults were not chosen on.
+  the defaults were not chosen on;
+* ``mlp16_fc1_signed``, ``mlp16_relu_fc1``, ``mlp16_relu_fc2``: an MLP (40 -> 256 -> 128 ->
+  16, ReLU, trained on one thread; 100% training accuracy, 76% held out) on 16 classes of
+  ``make_classification(4600, 40)``, 3,600 / 1,000 rows: its first layer before (signed)
+  and after its ReLU and its second layer (128, >= 0); logits = its 16 outputs. The
+  explainer is fitted on the rows the network was trained on (and overfit), as a user
+  explaining a trained network usually would.
 
 Metrics on held-out rows: R² (variance-weighted and uniform), top-1 agreement, mean active
 x-features (x > 0) per input, mean significant x-features (``n_significant`` of the
@@ -133,6 +139,61 @@ def _layer(model, layer, im_tr, im_te):
     return out
 
 
+#: The MLP cases' data: 16 classes of ``make_classification``, 3,600 training rows.
+MLP_ROWS, MLP_TRAIN = 4600, 3600
+
+
+@functools.cache
+def _mlp16():
+    """An MLP (40 -> 256 -> 128 -> 16, ReLU) trained on one thread on 16 classes of
+    ``make_classification``: a network with 16 outputs whose layers are signed before
+    their ReLU; returns ``{layer: (Z_train, Z_test)}`` and the logits."""
+    from sklearn.datasets import make_classification
+
+    X, labels = make_classification(
+        MLP_ROWS, 40, n_informative=24, n_redundant=8, n_classes=16,
+        n_clusters_per_class=2, class_sep=1.5, random_state=0,
+    )  # fmt: skip
+    X = StandardScaler().fit(X[:MLP_TRAIN]).transform(X).astype(np.float32)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        torch.manual_seed(0)
+        fc1, fc2, out = (
+            torch.nn.Linear(40, 256),
+            torch.nn.Linear(256, 128),
+            torch.nn.Linear(128, 16),
+        )
+        params = [*fc1.parameters(), *fc2.parameters(), *out.parameters()]
+        opt = torch.optim.Adam(params, lr=1e-3, weight_decay=1e-4)
+        Xt, yt = torch.from_numpy(X[:MLP_TRAIN]), torch.from_numpy(labels[:MLP_TRAIN])
+        for _ in range(60):
+            for idx in torch.randperm(MLP_TRAIN, generator=gen).split(128):
+                h = out(torch.relu(fc2(torch.relu(fc1(Xt[idx])))))
+                loss = torch.nn.functional.cross_entropy(h, yt[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        with torch.no_grad():
+            h1 = fc1(torch.from_numpy(X))
+            h2 = fc2(torch.relu(h1))
+            logits = out(torch.relu(h2))
+    finally:
+        torch.set_num_threads(before)
+    layers = {"fc1": h1, "relu_fc1": torch.relu(h1), "relu_fc2": torch.relu(h2)}
+    return {k: v.double().numpy() for k, v in layers.items()}, logits.double().numpy(), labels
+
+
+def mlp16(layer):
+    def load(seed):
+        layers, logits, _ = _mlp16()
+        Z, n = layers[layer], MLP_TRAIN
+        return dict(Ztr=Z[:n], ytr=logits[:n], Zte=Z[n:], yte=logits[n:], seed_role="explainer")
+
+    return load
+
+
 def digits(layer, network=0):
     def load(seed):
         d = _digits(network)
@@ -162,6 +223,11 @@ CASES = {  # name -> loader(seed); the fixed networks ignore the seed (explainer
         for net in (1, 2)
         for name, layer in (("pool", "pool"), ("relu_fc1", "relu_fc1"), ("fc1_signed", "fc1"))
     },
+    # an MLP with 16 outputs on 3,600 training rows (as the first case that showed the
+    # problem): its first layer before and after the ReLU, and its second layer
+    "mlp16_fc1_signed": mlp16("fc1"),
+    "mlp16_relu_fc1": mlp16("relu_fc1"),
+    "mlp16_relu_fc2": mlp16("relu_fc2"),
 }
 DEFAULT_CASES = list(CASES)
 QUICK_CASES = ["planted", "digits_relu_fc1", "digits_pool"]

@@ -52,8 +52,7 @@ def start(Z, Y, cfg, generator, device, reference):
     if m is None or not training.finite_weights(model):
         return model, interrupted  # the caller's finiteness check reports it
     comm = cfg.collective
-    S, low = start_directions(Z, Y, m, the_bound, cfg, generator)
-    low = sparse_offsets(Z, Y, m.z_mean, S, low, cfg)
+    S, low = sparse_start(Z, Y, m, the_bound, cfg, generator)
     init.carry_subspace(model, m.z_mean, S, low)
     x_m = bound.moments(Z, Z, transform=model.encoder, collective=comm)
     if x_m is not None:
@@ -64,6 +63,48 @@ def start(Z, Y, cfg, generator, device, reference):
             init.set_head(model.head, *fit[:2])
     comm.broadcast_module(model)  # as DistributedDataParallel does: rank 0's start
     return model, interrupted
+
+
+#: The starts (FastICA rotations) :func:`sparse_start` tries when the first is not sparser
+#: than the PCA explanation.
+START_ROTATIONS = 3
+
+
+def sparse_start(Z, Y, m, the_bound, cfg, generator):
+    """``(S, low)``: the directions the start carries and the offsets it cuts them at
+    (:func:`start_directions`, then :func:`sparse_offsets`).
+
+    The independent directions are a local optimum of FastICA, drawn from ``generator``;
+    training keeps most of the start's sparsity (or, where every epoch after the first
+    is infeasible, all of it). So when the start's explanation has no fewer significant
+    x-features per input on the training rows than the rank-K PCA explanation
+    (:func:`pca_sparsity`), up to :data:`START_ROTATIONS` rotations are drawn and the
+    start with the best :func:`start_score` is kept (the most top outputs explained, then
+    the fewest significant x-features). Measured: on the layers where one seed's fit
+    ended less sparse than PCA, every seed's then ended sparser, for about 20 ms per fit.
+    """
+    best, S, low = _scored_start(Z, Y, m, the_bound, cfg, generator)
+    if best is None:
+        return S, low
+    reference = pca_sparsity(Z, Y, (m, the_bound), cfg.collective)
+    if reference is None or best[1] < reference:
+        return S, low
+    for _ in range(START_ROTATIONS - 1):
+        score, S2, low2 = _scored_start(Z, Y, m, the_bound, cfg, generator)
+        if score < best:
+            best, S, low = score, S2, low2
+    return S, low
+
+
+def _scored_start(Z, Y, m, the_bound, cfg, generator):
+    """``(score, S, low)`` of one start; the score (:func:`start_score`) is None where
+    the start is not cut (:func:`sparse_offsets`: no outputs, no constraint, ``"kl"``)."""
+    S, low = start_directions(Z, Y, m, the_bound, cfg, generator)
+    if Y is None or cfg.faith_target is None or cfg.faithfulness == "kl":
+        return None, S, low
+    low = sparse_offsets(Z, Y, m.z_mean, S, low, cfg)
+    _, x, weight, Ys = _start_fit(Z, Y, m.z_mean, S, low, cfg)
+    return start_score(x, weight, Ys, cfg), S, low
 
 
 def start_directions(Z, Y, m, the_bound, cfg, generator):

@@ -66,9 +66,11 @@ class SRAEExplainer(
     its top inputs it explained at the start: an input without any concept may be
     explained by their absence, a whole class may not. Each epoch ends with the exact
     least-squares head on its x-features unless that head would leave such inputs
-    without a positive contribution. When the kept explanation is not sparser on the
-    training rows than the rank-K PCA explanation (``pca_n_significant_``), ``fit``
-    trains two more initialisations and keeps the sparsest faithful one (``n_init``).
+    without a positive contribution. Against the rank-K PCA explanation on the training
+    rows (``pca_n_significant_``): a start that is not sparser draws two more rotations of
+    its directions and keeps the sparsest start, and a kept explanation that is not
+    sparser makes ``fit`` train two more initialisations and keep the sparsest faithful
+    one (``n_init``).
     ``faithfulness="kl"`` does the same for the network's decision (softmax). With
     ``rescale=True`` any activation scale works, signed or not, and every method answers
     in the caller's units. The User Guide gives the evidence for the defaults;

@@ -269,11 +269,12 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
     with torch_threads():
         Zt = memo(shared, ("Z", key), scaler.activations, X, device, stream)
         Yt = memo(shared, ("Y", key), scaler.targets, Y, device)
-        train, val = engine.split_rows(Zt, Yt, n_val, generator, device)
+        split = ("split", key, n_val)
+        train, val = memo(shared, split, engine.split_rows, Zt, Yt, n_val, device)
         k, fraction = rank_request(est.n_components)
         z_moments, the_bound, curve, est._n_components = memo(
-            None if n_val else shared,
-            ("bound", key, est.n_components),
+            shared,
+            ("bound", key, n_val, est.n_components),
             engine.linear_reference,
             *train,
             k,

@@ -151,7 +151,9 @@ class SRAEExplainer(
         Hold out ``validation_fraction`` of the rows, monitor them, keep the best weights;
         the constraint is then also checked there, against the bound's held-out value.
     validation_fraction : float, default=0.1
-        Fraction of rows held out when ``early_stopping=True``.
+        Fraction of rows held out when ``early_stopping=True``: the same rows for every
+        ``random_state`` (a fixed draw), so that seeds and settings are judged on one
+        split and explainers fitted together train as one stacked network.
     n_iter_no_change : int, default=5
         Epochs without an improvement of at least ``tol`` before training stops.
     collapse_retries : int, default=5
@@ -470,7 +472,7 @@ class SRAEExplainer(
         """Everything ``fit`` does before training: a :class:`~sklearn_xnn._fitting.FitRun`.
 
         Explainers fitted together on one ``(X, y)`` pass the same dict as ``shared`` to
-        share the scaled data and the linear bound (unless each holds out its own rows).
+        share the scaled data, the validation split and the linear bound.
         A fit over several processes passes its ``collective`` (``X`` and ``y`` are then
         this rank's shard; :func:`sklearn_xnn.distributed.fit_sharded`).
         """

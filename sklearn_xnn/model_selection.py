@@ -79,8 +79,9 @@ def sweep(explainer, param_grid, X, y=None):
     few epochs transform outputs and ``coef_`` agree to about 1e-6; the differences
     grow during training as between CPU fits on different thread counts (the User
     Guide's "Many explainers on one device" gives measurements). Settings with
-    ``dropout > 0``, ``early_stopping=True``, ``compile=True`` or streamed ``X`` train
-    one after another, exactly as their own ``fit``.
+    ``dropout > 0``, ``compile=True`` or streamed ``X`` train one after another, exactly
+    as their own ``fit``; settings with ``early_stopping=True`` hold out the same rows and
+    are grouped by ``validation_fraction``.
 
     Parameters
     ----------

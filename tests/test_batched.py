@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
@@ -135,16 +136,31 @@ def test_diverging_members_end_as_their_own_fits(planted_small, lr):
         assert_same_fit(_alone(Z, y, setting), fit, Z)
 
 
-@pytest.mark.parametrize(
-    "setting", [{"dropout": 0.1}, {"early_stopping": True}], ids=["dropout", "early_stopping"]
-)
-def test_unbatchable_settings_train_alone_exactly(planted_small, setting):
+def test_dropout_members_train_alone_exactly(planted_small):
     Z, y, _ = planted_small
-    settings = [{"random_state": s, **setting} for s in (0, 1)]
+    settings = [{"random_state": s, "dropout": 0.1} for s in (0, 1)]
     fits = _sweep(Z, y, settings)
     assert [f._stacked_with for f in fits] == [1, 1]
     for s, fit in zip(settings, fits, strict=True):
         assert_same_fit(_alone(Z, y, s), fit, Z, exact=True)
+
+
+def test_early_stopping_members_share_their_split_and_train_stacked(planted_small):
+    Z, y, _ = planted_small
+    runs = [
+        SRAEExplainer(**SMALL, early_stopping=True, random_state=s)._start_fit(Z, y, False)
+        for s in (0, 1)
+    ]
+    for a, b in zip(runs[0].val[:2], runs[1].val[:2], strict=True):
+        assert torch.equal(a, b)  # every seed holds out the same rows
+    assert runs[0].val[0].shape[0] == 30  # validation_fraction=0.1 of 300 rows
+    settings = [{"random_state": s, "early_stopping": True} for s in (0, 1)]
+    fits = _sweep(Z, y, settings)
+    assert [f._stacked_with for f in fits] == [2, 2]
+    for s, fit in zip(settings, fits, strict=True):
+        alone = _alone(Z, y, s)
+        assert_same_fit(alone, fit, Z)
+        _close(np.asarray(fit.validation_scores_), np.asarray(alone.validation_scores_))
 
 
 def test_settings_of_different_shapes_form_separate_batches(planted_small):

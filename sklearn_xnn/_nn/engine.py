@@ -375,10 +375,18 @@ def collapse_state(x, weight, min_ratio=0.3):
     return (int((score > 0).sum()) < 2 or ratio < min_ratio), ratio
 
 
-def split_rows(Zt, Yt, n_val, generator, device):
-    """``((Z_train, Y_train), (Z_val, Y_val) or None)``: a random validation split."""
+#: The seed of the validation split: every explainer fitted on the same rows holds out the
+#: same ones, whatever its ``random_state`` (seeds and settings are compared on one split,
+#: and explainers fitted together share their training rows and train stacked).
+SPLIT_SEED = 0
+
+
+def split_rows(Zt, Yt, n_val, device):
+    """``((Z_train, Y_train), (Z_val, Y_val) or None)``: ``n_val`` random rows held out
+    (drawn from :data:`SPLIT_SEED`)."""
     if not n_val:
         return (Zt, Yt), None
+    generator = torch.Generator().manual_seed(SPLIT_SEED)
     order = torch.randperm(Zt.shape[0], generator=generator).to(device)
     val, train = order[:n_val], order[n_val:]
     pick = data.take_rows

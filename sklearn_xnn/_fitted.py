@@ -14,7 +14,7 @@ import torch
 from sklearn.utils import check_random_state
 
 from sklearn_xnn import _fitting as fitting
-from sklearn_xnn._nn import engine, weights
+from sklearn_xnn._nn import weights
 from sklearn_xnn._nn.config import History, TrainConfig
 from sklearn_xnn._nn.convert import device_generator, make_generator, resolve_device
 from sklearn_xnn._nn.inference import decode_numpy
@@ -127,9 +127,6 @@ def finish(est, run, result, retries):
     eng.multiplier, eng.history = result.multiplier, result.history
     store(est, result, eng, run.train[1] is not None)
     est.n_collapse_retries_ = retries
-    est.pca_n_significant_ = None
-    if not run.incremental:
-        est.pca_n_significant_ = engine.pca_sparsity(*run.train, run.reference, run.cfg.collective)
     fitting.announce_problems(est, result)
     if run.incremental:  # fit keeps no torch state; a later partial_fit rebuilds it
         est._engine = eng

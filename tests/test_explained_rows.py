@@ -277,7 +277,8 @@ def test_a_start_sparser_than_pca_is_the_first_rotation(patch_layer):
     after = generator.get_state()
     generator.set_state(state)
     score, S1, low1 = engine._scored_start(Zt, Yt, m, the_bound, cfg, generator)
-    assert score[1] < engine.pca_sparsity(Zt, Yt, (m, the_bound))  # measured: 0.80 vs 1.54
+    assert cfg.pca_sparsity == engine.pca_sparsity(Zt, Yt, (m, the_bound))
+    assert score[1] < cfg.pca_sparsity  # measured: 0.80 vs 1.54
     assert torch.equal(S, S1) and torch.equal(low, low1)
     assert torch.equal(after, generator.get_state())  # no further rotation was drawn
 

@@ -78,9 +78,9 @@ def sparse_start(Z, Y, m, the_bound, cfg, generator):
     training keeps most of the start's sparsity (or, where every epoch after the first
     is infeasible, all of it). So when the start's explanation has no fewer significant
     x-features per input on the training rows than the rank-K PCA explanation
-    (:func:`pca_sparsity`), up to :data:`START_ROTATIONS` rotations are drawn and the
-    start with the best :func:`start_score` is kept (the most top outputs explained, then
-    the fewest significant x-features). Measured on 17 layers and data sets, 3 seeds
+    (``cfg.pca_sparsity``, :func:`pca_sparsity`), up to :data:`START_ROTATIONS`
+    rotations are drawn and the start with the best :func:`start_score` is kept (the
+    most top outputs explained, then the fewest significant x-features). Measured on 17 layers and data sets, 3 seeds
     each, on 1 and 2 threads: of the four fits that had ended less sparse than PCA, three
     ended sparser with the kept start alone (the fourth with ``n_init="auto"``), for
     about 20 ms where more rotations are drawn.
@@ -88,7 +88,7 @@ def sparse_start(Z, Y, m, the_bound, cfg, generator):
     best, S, low = _scored_start(Z, Y, m, the_bound, cfg, generator)
     if best is None:
         return S, low
-    reference = pca_sparsity(Z, Y, (m, the_bound), cfg.collective)
+    reference = cfg.pca_sparsity
     if reference is None or best[1] < reference:
         return S, low
     for _ in range(START_ROTATIONS - 1):

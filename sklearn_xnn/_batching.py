@@ -67,12 +67,9 @@ def fit_explainers(explainers, X, y=None):
     seeds = [None if est.n_init == 1 else init_seeds(est) for est in explainers]
     members, owners = [], []
     for k, est in enumerate(explainers):
-        chosen = [None] if seeds[k] is None else seeds[k][:1] if est.n_init == "auto" else seeds[k]
-        if seeds[k] is not None:
-            _forget(est)  # a fit that fails leaves no earlier fit's state behind
-        for seed in chosen:
-            members.append(est if seed is None else _member(est, seed))
-            owners.append(k)
+        first = _first_round(est, seeds[k])
+        members += first
+        owners += [k] * len(first)
     shared, caught = {}, [[] for _ in members]
     results = _train(members, X, y, caught, shared)
     more = [
@@ -97,6 +94,15 @@ def fit_explainers(explainers, X, y=None):
             for w in caught[i]:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return explainers
+
+
+def _first_round(est, seeds):
+    """The members ``est`` trains in the first round: itself (``n_init=1``), else clones
+    with its first seed (``"auto"``) or with every seed."""
+    if seeds is None:
+        return [est]
+    _forget(est)  # a fit that fails leaves no earlier fit's state behind
+    return [_member(est, seed) for seed in (seeds[:1] if est.n_init == "auto" else seeds)]
 
 
 def _member(est, seed):

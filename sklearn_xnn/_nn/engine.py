@@ -80,10 +80,10 @@ def sparse_start(Z, Y, m, the_bound, cfg, generator):
     x-features per input on the training rows than the rank-K PCA explanation
     (``cfg.pca_sparsity``, :func:`pca_sparsity`), up to :data:`START_ROTATIONS`
     rotations are drawn and the start with the best :func:`start_score` is kept (the
-    most top outputs explained, then the fewest significant x-features). Measured on 17 layers and data sets, 3 seeds
-    each, on 1 and 2 threads: of the four fits that had ended less sparse than PCA, three
-    ended sparser with the kept start alone (the fourth with ``n_init="auto"``), for
-    about 20 ms where more rotations are drawn.
+    most top outputs explained, then the fewest significant x-features). Measured on 17
+    layers and data sets, 3 seeds each, on 1 and 2 threads: of the four fits that had
+    ended less sparse than PCA, three ended sparser with the kept start alone (the
+    fourth with ``n_init="auto"``), for about 20 ms where more rotations are drawn.
     """
     best, S, low = _scored_start(Z, Y, m, the_bound, cfg, generator)
     if best is None:

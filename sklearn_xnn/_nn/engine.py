@@ -104,8 +104,7 @@ def _scored_start(Z, Y, m, the_bound, cfg, generator):
     S, low = start_directions(Z, Y, m, the_bound, cfg, generator)
     if Y is None or cfg.faith_target is None or cfg.faithfulness == "kl":
         return None, S, low
-    low = sparse_offsets(Z, Y, m.z_mean, S, low, cfg)
-    _, x, weight, Ys = _start_fit(Z, Y, m.z_mean, S, low, cfg)
+    low, (_, x, weight, Ys) = _sparse_cut(*_start_projections(Z, Y, m.z_mean, S, cfg), low, cfg)
     return start_score(x, weight, Ys, cfg), S, low
 
 
@@ -177,17 +176,24 @@ def sparse_offsets(Z, Y, z_mean, S, low, cfg):
     """
     if Y is None or cfg.faith_target is None or cfg.faithfulness == "kl":
         return low
-    p, Ys = _start_projections(Z, Y, z_mean, S, cfg)  # read once, cut many times
-    error, x, weight, _ = _cut_fit(p, Ys, low, cfg)
+    return _sparse_cut(*_start_projections(Z, Y, z_mean, S, cfg), low, cfg)[0]
+
+
+def _sparse_cut(p, Ys, low, cfg):
+    """``(offsets, fit)``: :func:`sparse_offsets` on the projections ``p`` (read once,
+    cut many times) and the :func:`_cut_fit` of the offsets kept."""
+    fit = _cut_fit(p, Ys, low, cfg)
+    error, x, weight, _ = fit
     allowed = error + 0.5 * max(cfg.faith_target - error, 0.0)
     unexplained = unexplained_share(x, weight, Ys, cfg)
     kept = low
     for share in OFFSET_SHARES:
-        error, x, weight, _ = _cut_fit(p, Ys, share * low, cfg)
+        cut = _cut_fit(p, Ys, share * low, cfg)
+        error, x, weight, _ = cut
         if error > allowed or unexplained_share(x, weight, Ys, cfg) > unexplained:
             break
-        kept = share * low
-    return kept
+        kept, fit = share * low, cut
+    return kept, fit
 
 
 def _start_fit(Z, Y, z_mean, S, low, cfg):

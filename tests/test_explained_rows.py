@@ -243,7 +243,7 @@ def test_the_start_spends_half_its_slack_on_sparser_offsets(patch_layer):
     run = SRAEExplainer(5, device="cpu", random_state=0)._start_fit(Z, y, False)
     (Zt, Yt), cfg, generator, device, (m, the_bound), _ = run.guard_args
     S, low = engine.start_directions(Zt, Yt, m, the_bound, cfg, generator)
-    offsets = engine.sparse_offsets(Zt, Yt, m.z_mean, S, low, cfg)
+    offsets = engine.sparse_offsets(Zt, Yt, m.z_mean, S, low, cfg)[0]
     # one share of every offset (this start splits two directions into halves: their
     # offsets are 0, at the split)
     offset = low != 0

@@ -100,11 +100,12 @@ def sparse_start(Z, Y, m, the_bound, cfg, generator):
 
 def _scored_start(Z, Y, m, the_bound, cfg, generator):
     """``(score, S, low)`` of one start; the score (:func:`start_score`) is None where
-    the start is not cut (:func:`sparse_offsets`: no outputs, no constraint, ``"kl"``)."""
+    the start is not cut (:func:`sparse_offsets`)."""
     S, low = start_directions(Z, Y, m, the_bound, cfg, generator)
-    if Y is None or cfg.faith_target is None or cfg.faithfulness == "kl":
+    low, fit = sparse_offsets(Z, Y, m.z_mean, S, low, cfg)
+    if fit is None:
         return None, S, low
-    low, (_, x, weight, Ys) = _sparse_cut(*_start_projections(Z, Y, m.z_mean, S, cfg), low, cfg)
+    _, x, weight, Ys = fit
     return start_score(x, weight, Ys, cfg), S, low
 
 
@@ -162,7 +163,9 @@ OFFSET_SHARES = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 
 
 def sparse_offsets(Z, Y, z_mean, S, low, cfg):
-    """The offsets the start's x-features ``relu((z - z_mean) . S_k - offset_k)`` use:
+    """``(offsets, fit)``: the offsets the start's x-features ``relu((z - z_mean) . S_k -
+    offset_k)`` use, and the :func:`_cut_fit` of the start cut there (``(low, None)``
+    without outputs, without the constraint and for ``"kl"``, where nothing is cut):
     ``low`` (each direction's lowest training projection: every row positive, nothing
     lost) raised to ``share * low``, the share lowered through :data:`OFFSET_SHARES` for
     as long as the cut start spends at most half the slack the uncut one leaves under the
@@ -175,13 +178,8 @@ def sparse_offsets(Z, Y, z_mean, S, low, cfg):
     error is measured, not assumed). The other half of the slack is left to training.
     """
     if Y is None or cfg.faith_target is None or cfg.faithfulness == "kl":
-        return low
-    return _sparse_cut(*_start_projections(Z, Y, z_mean, S, cfg), low, cfg)[0]
-
-
-def _sparse_cut(p, Ys, low, cfg):
-    """``(offsets, fit)``: :func:`sparse_offsets` on the projections ``p`` (read once,
-    cut many times) and the :func:`_cut_fit` of the offsets kept."""
+        return low, None
+    p, Ys = _start_projections(Z, Y, z_mean, S, cfg)  # read once, cut many times
     fit = _cut_fit(p, Ys, low, cfg)
     error, x, weight, _ = fit
     allowed = error + 0.5 * max(cfg.faith_target - error, 0.0)

@@ -248,6 +248,7 @@ def pca_sparsity(Z, Y, reference, collective=LOCAL):
     rows = training.significant_rows(Z.shape[0], weight)
     x = V.new_empty(rows, k)
     for s in bound.row_slices(rows, Z.shape[1]):  # chunks: Z may be streamed from disk
+        s = slice(s.start, min(s.stop, rows))  # the last chunk stops at the rows read
         x[s] = (Z[s].to(V.device, torch.float64) - m.z_mean) @ V
     n = float(x.shape[0])
     sig = training.significant_count(x, weight.to(x.device)) * n

@@ -6,7 +6,7 @@ from sklearn_xnn.baselines import PLSEmbedding, RandomNonnegativeProjection, mak
 from sklearn_xnn.compare import compare_explainers, default_explainers
 from sklearn_xnn.model_selection import SRAEExplainerCV, sweep
 
-__version__ = "0.1.0"
+__version__ = "0.2.dev0"
 
 __all__ = [
     "PLSEmbedding",

@@ -25,6 +25,7 @@ from sklearn.utils import check_random_state
 from sklearn_xnn import _fitting as fitting
 from sklearn_xnn._nn import batched, training
 from sklearn_xnn._threads import torch_threads
+from sklearn_xnn._validation import n_init_of
 
 logger = logging.getLogger("sklearn_xnn")
 
@@ -39,91 +40,43 @@ INIT_ATTRIBUTES = (
 )
 
 
-#: Initialisations ``n_init="auto"`` fits when the first is not sparser than PCA.
-AUTO_INITS = 3
-
-
-def init_seeds(est):
-    """The seeds of the initialisations of ``est`` (``n_init`` of them, or for
-    ``n_init="auto"`` the :data:`AUTO_INITS` it may fit): an integer ``random_state`` is
-    the first (so the first initialisation is the ``n_init=1`` fit), the others are drawn
-    from it."""
-    rs, n = est.random_state, AUTO_INITS if est.n_init == "auto" else est.n_init
+def init_seeds(est, n_init):
+    """The seeds of the ``n_init`` initialisations of ``est``: an integer ``random_state``
+    is the first (so the first initialisation is the ``n_init=1`` fit), the others are
+    drawn from it."""
+    rs = est.random_state
     first = [int(rs)] if isinstance(rs, Integral) else []
-    draws = check_random_state(rs).randint(np.iinfo(np.int32).max, size=n - len(first))
+    draws = check_random_state(rs).randint(np.iinfo(np.int32).max, size=n_init - len(first))
     return first + [int(s) for s in draws]
 
 
 def fit_explainers(explainers, X, y=None):
-    """Fit every explainer on ``(X, y)`` in place, batched where possible; returns them.
-
-    ``n_init="auto"`` explainers fit their first initialisation in the first round; those
-    whose explanation is not sparser than PCA's (:func:`needs_more_inits`) fit the others
-    in a second round, batched again.
-    """
+    """Fit every explainer on ``(X, y)`` in place, batched where possible; returns them."""
     explainers = list(explainers)
     for est in explainers:
         est._validate_params()
-    seeds = [None if est.n_init == 1 else init_seeds(est) for est in explainers]
     members, owners = [], []
     for k, est in enumerate(explainers):
-        first = _first_round(est, seeds[k])
-        members += first
-        owners += [k] * len(first)
-    shared, caught = {}, [[] for _ in members]
-    results = _train(members, X, y, caught, shared)
-    more = [
-        (k, seed)
-        for k, est in enumerate(explainers)
-        if est.n_init == "auto" and needs_more_inits(*_first(members, owners, results, k))
-        for seed in seeds[k][1:]
-    ]
-    if more:
-        extra = [_member(explainers[k], seed) for k, seed in more]
-        caught += [[] for _ in extra]
-        results += _train(extra, X, y, caught[len(members) :], shared)
-        members += extra
-        owners += [k for k, _ in more]
+        n_init = n_init_of(est)
+        mine = [est] if n_init == 1 else [_member(est, s) for s in init_seeds(est, n_init)]
+        if n_init > 1:
+            _forget(est)  # a fit that fails leaves no earlier fit's state behind
+        members += mine
+        owners += [k] * len(mine)
+    caught = [[] for _ in members]
+    results = _train(members, X, y, caught, {})
     for k, est in enumerate(explainers):
         mine = [i for i, owner in enumerate(owners) if owner == k]
         if len(mine) > 1:
             mine = [mine[_keep_best(est, [members[i] for i in mine], [results[i] for i in mine])]]
-        elif members[mine[0]] is not est:
-            _adopt(est, members[mine[0]])
         for i in mine:
             for w in caught[i]:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return explainers
 
 
-def _first_round(est, seeds):
-    """The members ``est`` trains in the first round: itself (``n_init=1``), else clones
-    with its first seed (``"auto"``) or with every seed."""
-    if seeds is None:
-        return [est]
-    _forget(est)  # a fit that fails leaves no earlier fit's state behind
-    return [_member(est, seed) for seed in (seeds[:1] if est.n_init == "auto" else seeds)]
-
-
 def _member(est, seed):
     return clone(est).set_params(n_init=1, random_state=seed)
-
-
-def _first(members, owners, results, k):
-    i = owners.index(k)
-    return members[i], results[i]
-
-
-def needs_more_inits(member, result):
-    """Whether an ``n_init="auto"`` explainer fits more initialisations after ``member``
-    (its first, fitted, with ``result = (run, attempt)``): under the faithfulness
-    constraint, when its explanation has no fewer significant x-features per input on
-    the training rows (:func:`init_score`) than the rank-K PCA explanation
-    (``pca_n_significant_``)."""
-    reference = member.pca_n_significant_
-    if reference is None or member.faithfulness_tol is None:
-        return False
-    return init_score(member, *result) >= reference
 
 
 def _train(members, X, y, caught, shared):

@@ -293,14 +293,4 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
         cfg = with_network_head(est, cfg, scaler.scale, train[0])
         cfg = cfg.replace(dropout_generator=collective.dropout_generator(generator, device))
         val = engine.validation_target(val, the_bound, est.faithfulness_tol, cfg)
-        pca = memo(
-            shared,
-            ("pca", key, n_val, est.n_components),
-            engine.pca_sparsity,
-            *train,
-            (z_moments, the_bound),
-            collective,
-        )
-        cfg = cfg.replace(pca_sparsity=pca)
-        est.pca_n_significant_ = None if incremental else pca
     return FitRun(train, cfg, generator, device, (z_moments, the_bound), val, scaler, incremental)

@@ -27,6 +27,7 @@ from sklearn_xnn._validation import (
     check_input_kind,
     finite_output,
     float_dtypes,
+    n_init_of,
     numeric_conversion,
     validate_chunk,
 )
@@ -66,11 +67,9 @@ class SRAEExplainer(
     its top inputs it explained at the start: an input without any concept may be
     explained by their absence, a whole class may not. Each epoch ends with the exact
     least-squares head on its x-features unless that head would leave such inputs
-    without a positive contribution. Against the rank-K PCA explanation on the training
-    rows (``pca_n_significant_``): a start that is not sparser draws two more rotations of
-    its directions and keeps the sparsest start, and a kept explanation that is not
-    sparser makes ``fit`` train two more initialisations and keep the sparsest faithful
-    one (``n_init``).
+    without a positive contribution. The start is deterministic: the same data give the
+    same start whatever ``random_state``, so that seeds differ only by the random weights
+    of the hidden units the start leaves free and the order of the minibatches.
     ``faithfulness="kl"`` does the same for the network's decision (softmax). With
     ``rescale=True`` any activation scale works, signed or not, and every method answers
     in the caller's units. The User Guide gives the evidence for the defaults;
@@ -177,18 +176,17 @@ class SRAEExplainer(
         moved to the device, and the statistics come from streaming passes: peak memory
         is bounded by the chunks, the model and ``n_samples * (hidden_layer_sizes[-1] +
         n_outputs)`` numbers, not by ``X``. Smaller ``X`` is copied to the device once.
-    n_init : int or "auto", default="auto"
+    n_init : int, default=1
         Initialisations (seeds) to fit, trained together as one stacked network (see
         :func:`sklearn_xnn.sweep`), each equal to its own fit up to float rounding; the
         first seed is an integer ``random_state`` itself. Kept: one that meets the
         constraint, then with the fewest dead x-features, then the fewest significant
         x-features per input on the training rows (the whole loss without the
-        constraint); see ``init_scores_``. ``"auto"``: one initialisation, and under the
-        faithfulness constraint two more (stacked) when its explanation is not sparser on
-        the training rows than the rank-K PCA explanation (``pca_n_significant_``): the
-        start's independent directions are a local optimum that training keeps, and on
-        some layers the first seed's is worse than PCA's. ``partial_fit`` and
-        :func:`sklearn_xnn.distributed.fit_sharded` train one initialisation.
+        constraint); see ``init_scores_``. Each initialisation costs one fit.
+        ``partial_fit`` and :func:`sklearn_xnn.distributed.fit_sharded` train one.
+
+        .. deprecated:: 0.2
+           ``"auto"`` fits one initialisation, as ``1`` does, and will be removed in 0.4.
     random_state : int, RandomState instance or None, default=None
         Decides every random draw through a local ``torch.Generator`` (never the global
         seed). Two CPU fits with the same integer are bitwise equal.
@@ -232,16 +230,9 @@ class SRAEExplainer(
         Fine-tuning epochs run in the kept attempt.
     n_collapse_retries_ : int
         Retraining rounds the collapse guard used.
-    pca_n_significant_ : float or None
-        Mean number of significant x-features per input
-        (:func:`sklearn_xnn.metrics.n_significant`) of the rank-K PCA explanation (the
-        top principal directions of the activations with their least-squares head) on
-        the training rows: the sparsity a linear explanation has without trying, which
-        ``n_init="auto"`` compares against. None without ``y`` or after ``partial_fit``.
     init_seeds_ : ndarray of shape (n_inits,)
         The seed (``random_state``) of each initialisation. Only when more than one was
-        fitted (``n_init > 1``, or ``"auto"`` when it fitted more), as are the five
-        attributes below.
+        fitted (``n_init > 1``), as are the five attributes below.
     init_scores_ : ndarray of shape (n_inits,)
         Each initialisation's objective on its training rows (lower is better; see
         ``n_init``), in training units.
@@ -343,7 +334,7 @@ class SRAEExplainer(
         precision="float32",
         compile=False,
         stream_threshold=2**30,
-        n_init="auto",
+        n_init=1,
         random_state=None,
         verbose=0,
     ):
@@ -459,9 +450,8 @@ class SRAEExplainer(
                 result = fitting.train_chunk(self, eng, X, Y)
             self._engine = eng
             fitted.store(self, result, eng, Y is not None)
-            self.pca_n_significant_ = None  # it described the rows of an earlier fit
             return self
-        if not incremental and self.n_init != 1:
+        if not incremental and n_init_of(self) != 1:
             return batching.fit_explainers([self], X, y)[0]
         run = self._start_fit(X, y, incremental)
         with torch_threads():

@@ -6,6 +6,7 @@ library: complex, string and sparse inputs, float16, overflowing outputs.
 """
 
 import contextlib
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -207,6 +208,21 @@ def check_params_vs_input(est, n_samples, incremental=False):
             "Pass more samples or set early_stopping=False."
         )
     return n_val, min(est.batch_size, n_samples - n_val)
+
+
+def n_init_of(est):
+    """The number of initialisations ``est`` fits: ``n_init``, with the deprecated
+    ``"auto"`` read as 1 (and a FutureWarning)."""
+    if est.n_init != "auto":
+        return int(est.n_init)
+    warnings.warn(
+        "n_init='auto' is deprecated in 0.2 and will be removed in 0.4; it now fits one "
+        "initialisation, as n_init=1 (the default) does: the start is deterministic. Pass "
+        "an integer.",
+        FutureWarning,
+        stacklevel=4,
+    )
+    return 1
 
 
 #: The fraction of the reachable faithfulness that ``n_components="auto"`` asks for.

@@ -18,6 +18,7 @@ from sklearn_xnn._nn import data
 from sklearn_xnn._nn.collective import Distributed
 from sklearn_xnn._nn.convert import resolve_device
 from sklearn_xnn._threads import torch_threads
+from sklearn_xnn._validation import n_init_of
 
 __all__ = ["fit_sharded", "shard_rows"]
 
@@ -77,7 +78,7 @@ def fit_sharded(estimator, X, y=None, *, sharded=False, group=None):
     ----------
     estimator : SRAEExplainer
         The explainer to fit, with an integer ``random_state`` (every rank must draw the
-        same initialisation), ``n_init=1`` (``"auto"`` fits one initialisation here) and
+        same initialisation), ``n_init=1`` and
         ``early_stopping=False``. With
         ``device="auto"`` (or ``"cuda"``) on a machine with GPUs each rank trains on
         ``cuda:LOCAL_RANK`` (``torch.cuda.set_device`` is called for it).
@@ -193,7 +194,7 @@ def _refuse(est):
             f"fit_sharded needs an integer random_state (got {est.random_state!r}): every "
             "rank must draw the same initialisation. Pass e.g. random_state=0."
         )
-    if est.n_init not in (1, "auto"):
+    if n_init_of(est) != 1:
         raise ValueError(
             f"fit_sharded trains one initialisation; got n_init={est.n_init}. Set n_init=1 "
             "(run fit_sharded once per seed and keep the best)."

@@ -14,9 +14,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -25,7 +23,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn_xnn import SRAEExplainer, SRAEExplainerCV, sweep
 from sklearn_xnn._nn import batched
 from sklearn_xnn.exceptions import TrainingDivergedError
-from sklearn_xnn.metrics import n_significant, reconstruction_r2_scorer
+from sklearn_xnn.metrics import reconstruction_r2_scorer
 
 #: Small and fast; pretrain=1 so that every member's start draws from its generator; one
 #: initialisation, so that each member is comparable with its own fit.
@@ -205,58 +203,14 @@ def test_n_init_keeps_the_best_initialisation_reproducibly(planted_small):
     assert not hasattr(a.set_params(n_init=1).fit(Z, y), "init_scores_")
 
 
-def _training_sig(est, Z):
-    return n_significant(est.contributions(Z))
-
-
-def test_pca_reference_is_pca_with_its_least_squares_head(planted_small):
+def test_auto_n_init_is_deprecated_and_fits_one_initialisation(planted_small):
     Z, y, _ = planted_small
-    est = SRAEExplainer(**SMALL, random_state=0).fit(Z, y)
-    scores = PCA(3).fit_transform(Z)
-    head = LinearRegression().fit(scores, y)
-    ref = n_significant(scores[:, None, :] * head.coef_[None])
-    assert est.pca_n_significant_ == pytest.approx(ref, abs=1e-9)
-    assert SRAEExplainer(**SMALL, random_state=0).fit(Z).pca_n_significant_ is None
-    assert est.partial_fit(Z, y).pca_n_significant_ is None  # no longer of fit's rows
-
-
-@pytest.mark.parametrize("seed", [0, 2])
-def test_auto_n_init_fits_more_when_the_first_is_not_sparser_than_pca(planted_small, seed):
-    Z, y, _ = planted_small
-    first = SRAEExplainer(**SMALL, random_state=seed).fit(Z, y)
-    assert _training_sig(first, Z) >= first.pca_n_significant_  # the case this test needs
-    auto = SRAEExplainer(**{**SMALL, "n_init": "auto"}, random_state=seed).fit(Z, y)
-    assert auto.init_seeds_[0] == seed and len(set(auto.init_seeds_)) == 3
-    assert auto.init_scores_[0] == pytest.approx(_training_sig(first, Z), abs=1e-9)
-    assert auto.best_init_ == np.argmin(auto.init_scores_)  # all feasible, none dead here
-    assert _training_sig(auto, Z) == pytest.approx(auto.init_scores_.min(), abs=1e-9)
-    assert auto.pca_n_significant_ == first.pca_n_significant_
-    assert auto.n_init == "auto" and auto.random_state == seed  # parameters untouched
-
-
-def test_auto_n_init_is_the_one_seed_fit_when_that_is_sparser_than_pca(planted_small):
-    Z, y, _ = planted_small
-    first = SRAEExplainer(**{**SMALL, "max_iter": 30}, random_state=1).fit(Z, y)
-    assert _training_sig(first, Z) < first.pca_n_significant_  # the case this test needs
-    auto = SRAEExplainer(**{**SMALL, "max_iter": 30, "n_init": "auto"}, random_state=1)
-    auto.fit(Z, y)
+    one = SRAEExplainer(**SMALL, random_state=1).fit(Z, y)
+    with pytest.warns(FutureWarning, match="n_init='auto' is deprecated"):
+        auto = SRAEExplainer(**{**SMALL, "n_init": "auto"}, random_state=1).fit(Z, y)
     assert not hasattr(auto, "init_scores_")
-    np.testing.assert_array_equal(auto.transform(Z), first.transform(Z))
-    np.testing.assert_array_equal(auto.coef_, first.coef_)
-
-
-def test_auto_n_init_in_a_sweep_fits_the_extra_seeds_stacked(planted_small):
-    Z, y, _ = planted_small
-    settings = [{"random_state": 0}, {"random_state": 1, "max_iter": 30}, {"random_state": 2}]
-    fits = sweep(SRAEExplainer(**{**SMALL, "n_init": "auto"}), settings, Z, y)
-    assert [hasattr(f, "init_scores_") for f in fits] == [True, False, True]
-    for setting, fit in zip(settings, fits, strict=True):
-        alone = SRAEExplainer(**{**SMALL, "n_init": "auto", **setting}).fit(Z, y)
-        _close(fit.transform(Z), alone.transform(Z))
-        if hasattr(alone, "init_scores_"):
-            np.testing.assert_array_equal(fit.init_seeds_, alone.init_seeds_)
-            assert fit.best_init_ == alone.best_init_
-            _close(fit.init_scores_, alone.init_scores_)
+    np.testing.assert_array_equal(auto.transform(Z), one.transform(Z))
+    np.testing.assert_array_equal(auto.coef_, one.coef_)
 
 
 def test_n_init_explainer_clones_pickles_and_validates(planted_small):

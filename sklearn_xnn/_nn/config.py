@@ -57,10 +57,6 @@ class TrainConfig:
     #: The weight of the explained-rows barrier (``losses.coverage_loss``) relative to
     #: the pull-away; training raises it when epochs keep leaving an output unexplained.
     coverage_weight: float = 1.0
-    #: The mean significant x-features per input of the rank-K PCA explanation of the
-    #: training rows (``engine.pca_sparsity``; None without outputs): what a start is
-    #: compared with.
-    pca_sparsity: float | None = None
     #: Whether training keeps its best epoch (``fit``); ``partial_fit`` continues from
     #: the last one, so its start must be one that training improves on.
     keeps_epochs: bool = True

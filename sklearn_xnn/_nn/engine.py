@@ -52,7 +52,8 @@ def start(Z, Y, cfg, generator, device, reference):
     if m is None or not training.finite_weights(model):
         return model, interrupted  # the caller's finiteness check reports it
     comm = cfg.collective
-    S, low = sparse_start(Z, Y, m, the_bound, cfg, generator)
+    S, low = start_directions(Z, Y, m, the_bound, cfg)
+    low = sparse_offsets(Z, Y, m.z_mean, S, low, cfg)
     init.carry_subspace(model, m.z_mean, S, low)
     x_m = bound.moments(Z, Z, transform=model.encoder, collective=comm)
     if x_m is not None:
@@ -65,97 +66,23 @@ def start(Z, Y, cfg, generator, device, reference):
     return model, interrupted
 
 
-#: The starts (FastICA rotations) :func:`sparse_start` tries when the first is not sparser
-#: than the PCA explanation.
-START_ROTATIONS = 3
-
-
-def sparse_start(Z, Y, m, the_bound, cfg, generator):
-    """``(S, low)``: the directions the start carries and the offsets it cuts them at
-    (:func:`start_directions`, then :func:`sparse_offsets`).
-
-    The independent directions are a local optimum of FastICA, drawn from ``generator``;
-    training keeps most of the start's sparsity (or, where every epoch after the first
-    is infeasible, all of it). So when the start's explanation has no fewer significant
-    x-features per input on the training rows than the rank-K PCA explanation
-    (``cfg.pca_sparsity``, :func:`pca_sparsity`), up to :data:`START_ROTATIONS`
-    rotations are drawn and the start with the best :func:`start_score` is kept (the
-    most top outputs explained, then the fewest significant x-features). Measured on 17
-    layers and data sets, 3 seeds each, on 1 and 2 threads: of the four fits that had
-    ended less sparse than PCA, three ended sparser with the kept start alone (the
-    fourth with ``n_init="auto"``), for about 20 ms where more rotations are drawn.
-    """
-    best, S, low = _scored_start(Z, Y, m, the_bound, cfg, generator)
-    if best is None:
-        return S, low
-    reference = cfg.pca_sparsity
-    if reference is None or best[1] < reference:
-        return S, low
-    for _ in range(START_ROTATIONS - 1):
-        score, S2, low2 = _scored_start(Z, Y, m, the_bound, cfg, generator)
-        if score < best:
-            best, S, low = score, S2, low2
-    return S, low
-
-
-def _scored_start(Z, Y, m, the_bound, cfg, generator):
-    """``(score, S, low)`` of one start; the score (:func:`start_score`) is None where
-    the start is not cut (:func:`sparse_offsets`)."""
-    S, low = start_directions(Z, Y, m, the_bound, cfg, generator)
-    low, fit = sparse_offsets(Z, Y, m.z_mean, S, low, cfg)
-    if fit is None:
-        return None, S, low
-    _, x, weight, Ys = fit
-    return start_score(x, weight, Ys, cfg), S, low
-
-
-def start_directions(Z, Y, m, the_bound, cfg, generator):
+def start_directions(Z, Y, m, the_bound, cfg):
     """``(S, low)``: the directions the start carries and their lowest training projections.
 
-    The faithful subspace (:func:`init.faithful_subspace`) is rotated into its most
-    independent directions (FastICA) and oriented by :func:`init.explaining_signs`. With
-    outputs and ``"mse"`` faithfulness the start may instead split two-sided directions
-    in halves (:func:`init.split_directions`), one, two, ... of them, either of those
-    directions or of the subspace rotated so that its least-squares head is varimax-simple
-    (which gathers an output pair explained by the two ends of one direction onto one
-    direction). A split drops a direction, so it is a candidate only while it leaves
-    training at least half the slack the unsplit start leaves; among the candidates the
-    start takes the one the kept epoch is judged by (:func:`start_score`): the most top
-    outputs explained, then the fewest significant x-features. Splits are considered only
-    when training keeps its sparsest faithful epoch (``fit``, not ``partial_fit``): from a
-    split start the regularisers can lead away from the split's sparsity (measured: 1.55
-    to 1.82 significant x-features over 16 chunks of planted data, where the independent
-    directions went from 1.66 to 1.50), and only the kept epoch guards against that.
-    (Unsplit, the varimax directions were measured to train to less sparse explanations
-    than the independent ones, so they are not a candidate of their own.)
+    The faithful subspace (:func:`init.faithful_subspace`) rotated to its simplest
+    directions (:func:`init.simple_directions`, varimax) and oriented so that their long
+    tails are positive (:func:`init.oriented_directions`); with two or more outputs under
+    the constraint, oriented instead so that the most rows get a positive contribution to
+    their top output (:func:`init.explaining_signs`). Every step is deterministic: the
+    start depends on the data only, not on the seed.
     """
     comm = cfg.collective
     S0 = init.faithful_subspace(m, the_bound, cfg.n_components)
-    S, low, high = init.unmixed_directions(Z, m, S0, generator, collective=comm)
+    S, low, high = init.oriented_directions(Z, m, init.simple_directions(m, S0), comm)
     if Y is None or cfg.faith_target is None:
         return S, low
     counts = training.top_counts(Y, cfg)
-    candidates = [init.explaining_signs(m, S, low, high, counts)[:2]]
-    if cfg.faithfulness == "kl" or not cfg.keeps_epochs:
-        return candidates[0]
-    sources = [candidates[0]]
-    simple = init.varimax_directions(m, S0)
-    if simple is not None:
-        r = init.unmixed_directions(Z, m, simple, generator, False, comm)
-        sources.append(init.explaining_signs(m, *r, counts)[:2])
-    for S, low in sources:
-        for n_split in range(1, S.shape[1] // 2 + 1):
-            split = init.split_directions(m, S, low, counts, n_split)
-            if split is not None:
-                candidates.append(split)
-    scored = [_start_fit(Z, Y, m.z_mean, S, low, cfg) for S, low in candidates]
-    error = scored[0][0]
-    admissible = error + 0.5 * max(cfg.faith_target - error, 0.0)
-    keep = [i for i, fit in enumerate(scored) if i == 0 or fit[0] <= admissible]
-    if len(keep) == 1:
-        return candidates[0]
-    ranked = [(start_score(*scored[i][1:], cfg), i) for i in keep]
-    return candidates[min(ranked)[1]]
+    return init.explaining_signs(m, S, low, high, counts)[:2]
 
 
 #: The offset shares :func:`sparse_offsets` tries, largest first, until one costs too much.
@@ -163,9 +90,9 @@ OFFSET_SHARES = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 
 
 def sparse_offsets(Z, Y, z_mean, S, low, cfg):
-    """``(offsets, fit)``: the offsets the start's x-features ``relu((z - z_mean) . S_k -
-    offset_k)`` use, and the :func:`_cut_fit` of the start cut there (``(low, None)``
-    without outputs, without the constraint and for ``"kl"``, where nothing is cut):
+    """The offsets the start's x-features ``relu((z - z_mean) . S_k - offset_k)`` use
+    (``low`` without outputs, without the constraint and for ``"kl"``, where nothing is
+    cut):
     ``low`` (each direction's lowest training projection: every row positive, nothing
     lost) raised to ``share * low``, the share lowered through :data:`OFFSET_SHARES` for
     as long as the cut start spends at most half the slack the uncut one leaves under the
@@ -178,7 +105,7 @@ def sparse_offsets(Z, Y, z_mean, S, low, cfg):
     error is measured, not assumed). The other half of the slack is left to training.
     """
     if Y is None or cfg.faith_target is None or cfg.faithfulness == "kl":
-        return low, None
+        return low
     p, Ys = _start_projections(Z, Y, z_mean, S, cfg)  # read once, cut many times
     fit = _cut_fit(p, Ys, low, cfg)
     error, x, weight, _ = fit
@@ -190,14 +117,8 @@ def sparse_offsets(Z, Y, z_mean, S, low, cfg):
         error, x, weight, _ = cut
         if error > allowed or unexplained_share(x, weight, Ys, cfg) > unexplained:
             break
-        kept, fit = share * low, cut
-    return kept, fit
-
-
-def _start_fit(Z, Y, z_mean, S, low, cfg):
-    """``(error, x, weight, Y)`` of the start that carries ``S`` from ``low``
-    (:func:`_cut_fit` of :func:`_start_projections`)."""
-    return _cut_fit(*_start_projections(Z, Y, z_mean, S, cfg), low, cfg)
+        kept = share * low
+    return kept
 
 
 @torch.no_grad()
@@ -216,44 +137,6 @@ def _cut_fit(p, Ys, low, cfg):
     x = (p - low.to(p.device)).clamp_min(0.0).to(Ys.dtype)
     weight, _, r2 = bound.lstsq_head(bound.moments(x, Ys, collective=cfg.collective))
     return 1.0 - r2, x, weight.to(x), Ys
-
-
-def start_score(x, weight, Y, cfg):
-    """``(unexplained share, significant count)`` of x-features ``x`` under the head
-    ``weight`` on the rows of ``Y`` (of every rank): the share of rows whose top output
-    gets no positive contribution, then :func:`training.significant_count` (row-weighted
-    over the ranks)."""
-    n = float(x.shape[0])
-    sig = training.significant_count(x, weight) * n
-    total = cfg.collective.sum(torch.tensor([sig, n], dtype=torch.float64))
-    return unexplained_share(x, weight, Y, cfg), float(total[0] / total[1])
-
-
-@torch.no_grad()
-def pca_sparsity(Z, Y, reference, collective=LOCAL):
-    """The mean number of significant x-features per input
-    (:func:`training.significant_count`) of the rank-K PCA explanation of the training
-    rows: the scores ``(z - z_mean) @ V`` on the top principal directions ``V``, under
-    their least-squares head (fitted on every row, from the moments), counted on the rows
-    ``significant_count`` reads of an explainer's own x-features (of every rank,
-    row-weighted). None without outputs.
-    """
-    m, the_bound = reference
-    if Y is None or the_bound is None or the_bound.principal is None:
-        return None
-    V = the_bound.principal
-    k = V.shape[1]  # the scores' moments: they are centred
-    scores = bound.Moments(m.n, V.new_zeros(k), V.T @ m.zz @ V, m.y_mean, V.T @ m.zy, m.yy)
-    weight = bound.lstsq_head(scores)[0]
-    rows = training.significant_rows(Z.shape[0], weight)
-    x = V.new_empty(rows, k)
-    for s in bound.row_slices(rows, Z.shape[1]):  # chunks: Z may be streamed from disk
-        s = slice(s.start, min(s.stop, rows))  # the last chunk stops at the rows read
-        x[s] = (Z[s].to(V.device, torch.float64) - m.z_mean) @ V
-    n = float(x.shape[0])
-    sig = training.significant_count(x, weight.to(x.device)) * n
-    total = collective.sum(torch.tensor([sig, n], dtype=torch.float64))
-    return float(total[0] / total[1])
 
 
 def unexplained_share(x, weight, Y, cfg):

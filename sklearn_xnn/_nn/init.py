@@ -14,7 +14,6 @@ the nonlinear capacity that training can use to go beyond the linear bound.
 """
 
 import math
-import warnings
 
 import numpy as np
 import torch
@@ -103,43 +102,9 @@ def faithful_subspace(m, the_bound, k):
     return A
 
 
-def _ica_rotation(proj, generator):
-    """The ``(k, k)`` FastICA unmixing of ``proj`` (rows = samples), as a right factor."""
-    from sklearn.decomposition import FastICA
-    from sklearn.exceptions import ConvergenceWarning
-
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-    ica = FastICA(whiten="unit-variance", max_iter=400, tol=1e-4, random_state=seed)
-    identity = torch.eye(proj.shape[1], dtype=torch.float64)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.simplefilter("ignore", RuntimeWarning)
-            ica.fit(proj.cpu().numpy())
-    except (ValueError, np.linalg.LinAlgError):  # degenerate subspace (tiny or constant data)
-        return identity
-    unmixing = torch.as_tensor(ica.components_, dtype=torch.float64)
-    if not torch.isfinite(unmixing).all() or unmixing.shape != identity.shape:
-        return identity
-    return unmixing.T
-
-
-def _project(Z, z_mean, S, max_rows=None, generator=None, collective=LOCAL):
-    """``(Z - z_mean) @ S`` for every row (or a random sample of ``max_rows``), float64.
-
-    With a ``collective``: of every rank's rows, gathered in rank order (the sample is
-    drawn from the global row numbers, so with contiguous shards it is the one-process
-    sample).
-    """
-    n = collective.total_rows(Z.shape[0])
-    if max_rows is not None and n > max_rows:
-        rows = torch.randperm(n, generator=generator)[:max_rows]
-        rows = collective.local_rows(rows.sort().values).to(data.index_device(Z))
-        z_mean, S = z_mean.to(Z.device), S.to(Z.device)
-        # chunk by chunk: a streamed Z never has the whole sample in memory at once
-        chunks = bound.row_slices(rows.shape[0], Z.shape[1])
-        proj = [(Z[rows[c]].double() - z_mean) @ S for c in chunks]
-        return collective.all_gather_rows(torch.cat(proj) if proj else S.new_zeros(0, S.shape[1]))
+def _project(Z, z_mean, S, collective=LOCAL):
+    """``(Z - z_mean) @ S`` for every row, float64, chunk by chunk (of every rank's rows,
+    gathered in rank order)."""
     parts = [(Z[s].double() - z_mean) @ S for s in bound.row_slices(Z.shape[0], Z.shape[1])]
     return collective.all_gather_rows(torch.cat(parts))
 
@@ -165,16 +130,29 @@ def _sharded_spread(Z, z_mean, S, collective):
     return spread, skew, collective.min(lo), collective.max(hi)
 
 
-def unmixed_directions(Z, m, S, generator, unmix=True, collective=LOCAL):
-    """Rotate ``S`` to independent directions, orient their long tails positive, unit spread,
-    most skewed first.
+def simple_directions(m, S):
+    """``S``'s span rotated to its simplest directions: the projections
+    ``(z - z_mean) @ S`` are whitened (uncorrelated, unit variance) and rotated so that
+    their loadings (each activation unit's covariance with them) are varimax-simple, each
+    unit loading on few directions (:func:`varimax`). Deterministic: the same moments give
+    the same directions, whatever the seed. ``S`` itself when the span is degenerate."""
+    S = S.to(m.zz)
+    if S.shape[1] < 2:
+        return S
+    evals, evecs = torch.linalg.eigh(S.T @ m.zz @ S)
+    if float(evals.min()) <= 1e-12 * max(float(evals.max()), 1e-300):
+        return S
+    white = S @ (evecs.flip(-1) / evals.flip(0).sqrt())
+    return white @ varimax(m.zz @ white / m.n)
+
+
+def oriented_directions(Z, m, S, collective=LOCAL):
+    """Orient the directions ``S`` so that their long tails are positive, scale them to unit
+    spread, most skewed first.
 
     Returns ``(directions, low, high)``: the smallest and largest training projections.
     """
     S = S.to(Z.device)
-    if unmix and S.shape[1] > 1:
-        sample = _project(Z, m.z_mean, S, 20000, generator, collective)
-        S = S @ _ica_rotation(sample, generator).to(S)
     if collective.world > 1:
         spread, skew, lo, hi = _sharded_spread(Z, m.z_mean, S, collective)
         sign = torch.where(skew >= 0, 1.0, -1.0).to(S)
@@ -188,7 +166,7 @@ def unmixed_directions(Z, m, S, generator, unmix=True, collective=LOCAL):
         sign = torch.where(skew >= 0, 1.0, -1.0).to(proj)
         S, proj = S * sign / spread, proj * sign / spread
         low, high = proj.min(0).values, proj.max(0).values
-    order = torch.argsort(skew.abs(), descending=True)  # ICA's own order is arbitrary
+    order = torch.argsort(skew.abs(), descending=True, stable=True)
     return S[:, order], low[order], high[order]
 
 
@@ -210,26 +188,6 @@ def varimax(loadings, max_iter=200, tol=1e-8):
     return torch.as_tensor(R).to(loadings)
 
 
-def varimax_directions(m, S):
-    """``S``'s span in whitened directions rotated so that the least-squares head on
-    their projections is varimax-simple: each output loads on few directions.
-
-    The projections ``(z - z_mean) @ S`` are whitened (uncorrelated, unit variance), so
-    the head on them is their covariance with the outputs, and rotating the directions
-    rotates the head: :func:`varimax` of its transpose (outputs x directions) gives the
-    rotation. None without outputs or when the span is degenerate.
-    """
-    if m.zy is None or S.shape[1] < 2:
-        return None
-    S = S.to(m.zz)
-    evals, evecs = torch.linalg.eigh(S.T @ m.zz @ S)
-    if float(evals.min()) <= 1e-12 * max(float(evals.max()), 1e-300):
-        return None
-    white = S @ (evecs / evals.sqrt())
-    head = white.T @ m.zy  # (k, C): the covariance of the whitened projections with y
-    return white @ varimax(head.T)
-
-
 #: Up to this many directions :func:`explaining_signs` tries every sign pattern.
 EXHAUSTIVE_SIGNS = 12
 
@@ -243,34 +201,6 @@ def projection_head(m, S):
     """``(k, C)``: the least-squares head on the projections ``(z - z_mean) @ S`` (float64)."""
     S64 = S.double().to(m.zz.device)
     return torch.linalg.lstsq(S64.T @ m.zz @ S64, S64.T @ m.zy).solution
-
-
-def split_directions(m, S, low, counts, n_split):
-    """``(S', low')``: ``S`` with its ``n_split`` most two-sided directions split in halves.
-
-    Direction ``k`` is two-sided when the least-squares head on the projections gives it
-    large weights of both signs: the top rows of an output with a negative weight are
-    explained by a *small* x-feature, by absence. Split at the training mean, it becomes
-    two x-features ``relu(p_k)`` and ``relu(-p_k)``, each positive on one side, and both
-    sides are explained by presence; ``p_k = relu(p_k) - relu(-p_k)`` stays in their span.
-    Each split takes the place of the least important direction (smallest head weights),
-    so ``S'`` has as many columns as ``S``. The two-sidedness of ``k`` is ``min(sum_c n_c
-    max(W_kc, 0), sum_c n_c max(-W_kc, 0))`` with ``n_c`` the rows ``c`` is the top output
-    of. None when fewer than ``n_split`` directions are two-sided.
-    """
-    W = projection_head(m, S)
-    weights = counts.double().to(W.device)
-    two_sided = torch.minimum(W.clamp_min(0) @ weights, (-W).clamp_min(0) @ weights)
-    importance = torch.linalg.vector_norm(W, dim=1)
-    kept = torch.argsort(importance, descending=True)[: S.shape[1] - n_split]
-    order = kept[torch.argsort(two_sided[kept], descending=True)]
-    split, whole = order[:n_split], order[n_split:]
-    if n_split < 1 or split.numel() < n_split or float(two_sided[split].min()) <= 0:
-        return None
-    split, whole = split.to(S.device), whole.to(S.device)
-    halves = torch.stack([S[:, split], -S[:, split]], 2).flatten(1)
-    zeros = low.new_zeros(2 * n_split)
-    return torch.cat([S[:, whole], halves], 1), torch.cat([low[whole], zeros])
 
 
 def explaining_signs(m, S, low, high, counts):

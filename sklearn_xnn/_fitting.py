@@ -94,6 +94,9 @@ class Guard:
 
     def __init__(self, est, cfg):
         self.est, self.cfg, self.best, self.retries = est, cfg, None, 0
+        # under the faithfulness constraint every kept epoch is faithful and the start
+        # explains with all K directions: the guard belongs to the fixed-weight objective
+        self.limit = est.collapse_retries if cfg.faith_target is None else 0
 
     def offer(self, result):
         """Take an attempt (trained with ``self.cfg``); True when another one is due."""
@@ -102,7 +105,7 @@ class Guard:
         result.stopped = announce_stop(est, result.history)
         if self.best is None or result.balance > self.best.balance:
             self.best = result
-        if not result.collapsed or self.retries == est.collapse_retries or result.stopped:
+        if not result.collapsed or self.retries >= self.limit or result.stopped:
             return False
         self.retries += 1
         self.cfg = self.cfg.replace(alpha_r=self.cfg.alpha_r * 1.2, alpha_p=self.cfg.alpha_p * 0.8)
@@ -140,8 +143,11 @@ def store_constraint(est, cfg, the_bound, train):
     var = the_bound.y_variance.cpu().numpy()
     varying = var > 0
     n = cfg.collective.total_rows(train[1].shape[0])
-    weights = np.where(varying, n / np.where(varying, var, 1.0), 0.0)
-    est._output_weights = weights / max(int(varying.sum()), 1)
+    if est.multioutput == "variance_weighted":  # sum_c rss_c / sum_c var_c
+        est._output_weights = np.where(varying, n / max(float(var[varying].sum()), 1e-300), 0.0)
+    else:  # mean_c rss_c / var_c
+        weights = np.where(varying, n / np.where(varying, var, 1.0), 0.0)
+        est._output_weights = weights / max(int(varying.sum()), 1)
     cfg = cfg.replace(output_weights=to_tensor(est._output_weights, train[0].device))
     reference = training.prediction_error(the_bound.predict, *train, cfg)  # rank-K linear
     kl = cfg.faithfulness == "kl"
@@ -185,6 +191,7 @@ def train_config(est, n_outputs, nonneg_output, batch_size, n_train, incremental
         faith_target=getattr(est, "_faith_target", None),
         output_weights=None if weights is None else to_tensor(weights, device),
         faithfulness=est.faithfulness,
+        multioutput=est.multioutput,
         temperature=float(est.temperature),
         y_mean=None if y_mean is None else to_tensor(np.asarray(y_mean), device),
         y_scale=None if y_scale is None else to_tensor(np.asarray(y_scale), device),
@@ -264,8 +271,11 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
     n_val, batch_size = check_params_vs_input(est, n_rows, incremental)
     device = resolve_device(est.device)
     generator = make_generator(check_random_state(est.random_state))
-    key = (est.rescale, stream, str(device))
-    scaler = memo(shared, ("scaler", key), Scaler.fit, X, Y, est.rescale, stream, collective)
+    pooled = est.multioutput == "variance_weighted"
+    key = (est.rescale, stream, str(device), pooled)
+    scaler = memo(
+        shared, ("scaler", key), Scaler.fit, X, Y, est.rescale, stream, collective, pooled
+    )
     with torch_threads():
         Zt = memo(shared, ("Z", key), scaler.activations, X, device, stream)
         Yt = memo(shared, ("Y", key), scaler.targets, Y, device)
@@ -280,6 +290,7 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
             k,
             fraction,
             collective,
+            est.multioutput,
         )
         est.faithfulness_curve_ = curve
         if est._hidden is None:  # "auto": the widths for the chosen K

@@ -50,7 +50,7 @@ def problem_messages(est, result):
             "on every training row): the explanation space uses fewer concepts than "
             f"asked. Try {_dead_advice(est)}."
         )
-    if result.collapsed and est.collapse_retries:
+    if result.collapsed and est.collapse_retries and est.n_collapse_retries_:
         out.append(
             f"The collapse guard retried {est.collapse_retries} times and one x-feature "
             "still carries most of the prediction; the best attempt was kept."

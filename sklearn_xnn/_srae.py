@@ -9,6 +9,7 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
+from sklearn.metrics import r2_score
 from sklearn.utils.validation import (
     check_array,
     check_is_fitted,
@@ -98,6 +99,14 @@ class SRAEExplainer(
         hold two or more logits. ``score`` returns R² either way; for decisions use
         :func:`~sklearn_xnn.metrics.top1_agreement_scorer` and
         :func:`~sklearn_xnn.metrics.softmax_kl`.
+    multioutput : {"uniform_average", "variance_weighted"}, default="uniform_average"
+        How R² averages over the outputs, as in :func:`sklearn.metrics.r2_score`: each
+        output counts alike (``"uniform_average"``, right when every logit matters, as a
+        classifier's classes do) or in proportion to its variance
+        (``"variance_weighted"``, right when the outputs share units and the large ones
+        matter most). It decides the rank-K bound (``faithfulness_bound_`` is the best
+        rank-K linear predictor in that average), the constraint that holds the
+        explainer near it, and :meth:`score`. Ignored by ``faithfulness="kl"``.
     temperature : float, default=1.0
         Softmax temperature of ``faithfulness="kl"``.
     faithfulness_tol : float or None, default=0.005
@@ -132,7 +141,7 @@ class SRAEExplainer(
         Epochs of greedy layer-wise pre-training for each encoder/decoder layer pair
         before the faithful start (it shapes the units the start does not use); 0 turns
         pre-training off. The reference used 10.
-    max_iter : int, default=15
+    max_iter : int, default=30
         Maximum number of fine-tuning epochs.
     batch_size : int, default=256
         Minibatch size (clipped to the number of training rows). The reference used 50.
@@ -156,10 +165,12 @@ class SRAEExplainer(
     n_iter_no_change : int, default=5
         Epochs without an improvement of at least ``tol`` before training stops.
     collapse_retries : int, default=5
-        Collapse guard: while fewer than two x-features contribute (or the second
-        largest mean contribution is under 0.3 of the largest), train again with
-        ``alpha_reconstruction`` x1.2 and ``alpha_pullaway`` x0.8, at most this many
-        times (0: off). The best attempt is kept.
+        Collapse guard of the fixed-weight objective (``faithfulness_tol=None``): while
+        fewer than two x-features contribute (or the second largest mean contribution
+        is under 0.3 of the largest), train again with ``alpha_reconstruction`` x1.2 and
+        ``alpha_pullaway`` x0.8, at most this many times (0: off). The best attempt is
+        kept. Under the faithfulness constraint it does not apply: every kept epoch is
+        faithful, and the start uses all ``K`` directions.
     rescale : bool, default=True
         Rescale ``Z`` and ``y`` internally (see above); answers stay in the caller's units.
     device : {"auto", "cpu", "cuda", "cuda:N", "mps"}, default="auto"
@@ -199,12 +210,14 @@ class SRAEExplainer(
         Number of x-features.
     faithfulness_bound_ : float or None
         The best rank-K linear predictor of ``y`` from ``X`` on the training rows, the
-        reference of the constraint: its R² (uniform over outputs) for ``"mse"``, its
+        reference of the constraint: its R² (averaged as ``multioutput`` says) for
+        ``"mse"``, its
         mean softmax KL for ``"kl"``. None when unsupervised.
     faithfulness_ : float
         The fitted explainer's training R² (``"mse"``) or mean softmax KL (``"kl"``).
     faithfulness_curve_ : ndarray of shape (n_ranks,)
-        Training R² of the best rank-k linear predictor for k = 1, 2, ... (without ``y``:
+        Training R² (averaged as ``multioutput`` says) of the best rank-k linear
+        predictor for k = 1, 2, ... (without ``y``:
         the variance fraction of the top k principal directions).
     faithfulness_multiplier_ : float
         The constraint's multiplier at the end of training (``alpha_faithfulness``
@@ -221,7 +234,16 @@ class SRAEExplainer(
     n_dead_components_ : int
         Number of dead x-features (a ``ConvergenceWarning`` is raised when positive).
     loss_curve_ : list of float
-        Training loss after each fine-tuning epoch of the kept attempt.
+        The objective minimised, after each fine-tuning epoch of the kept attempt: under
+        the faithfulness constraint ``alpha_reconstruction * L_rec + alpha_pullaway *
+        L_pt`` (the faithfulness is held at its target instead), else the whole loss
+        ``alpha_faithfulness * L_faith + alpha_reconstruction * L_rec + alpha_pullaway
+        * L_pt``. Mean over the epoch's minibatches.
+    faithfulness_history_ : list of float
+        Under the faithfulness constraint, the training faithfulness after each epoch
+        with its least-squares head, in the units of ``faithfulness_`` (R² or KL): it
+        starts near ``faithfulness_bound_`` and settles within ``faithfulness_tol`` of it.
+        Empty without the constraint.
     loss_parts_ : ndarray of shape (n_iter_, 3)
         Per-epoch faithfulness, reconstruction and pull-away terms.
     validation_scores_ : list of float or None
@@ -309,6 +331,7 @@ class SRAEExplainer(
         *,
         hidden_layer_sizes="auto",
         faithfulness="mse",
+        multioutput="uniform_average",
         temperature=1.0,
         faithfulness_tol=0.005,
         network_head=None,
@@ -320,7 +343,7 @@ class SRAEExplainer(
         pullaway="samples",
         dropout=0.0,
         pretrain=0,
-        max_iter=15,
+        max_iter=30,
         batch_size=256,
         learning_rate_init=1e-3,
         weight_decay=1e-4,
@@ -341,6 +364,7 @@ class SRAEExplainer(
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
         self.faithfulness = faithfulness
+        self.multioutput = multioutput
         self.temperature = temperature
         self.faithfulness_tol = faithfulness_tol
         self.network_head = network_head
@@ -561,6 +585,28 @@ class SRAEExplainer(
         y = self._encode64(X) @ self.coef_.T + self.intercept_
         y = y.ravel() if self._y_1d else y
         return finite_output(y, X.dtype, X, "predict")
+
+    def score(self, X, y, sample_weight=None):
+        """R² of :meth:`predict` against ``y``, averaged over the outputs as
+        ``multioutput`` says.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Activations.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The logits to compare with.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        score : float
+            :func:`sklearn.metrics.r2_score` of ``predict(X)`` and ``y``.
+        """
+        return r2_score(
+            y, self.predict(X), sample_weight=sample_weight, multioutput=self.multioutput
+        )
 
     def contributions(self, X):
         """Each x-feature's contribution ``x_ik W_ck`` to each output.

@@ -259,6 +259,7 @@ PARAMETER_CONSTRAINTS = {
     ],
     "hidden_layer_sizes": ["array-like", StrOptions({"auto"})],
     "faithfulness": [StrOptions({"mse", "kl"})],
+    "multioutput": [StrOptions({"uniform_average", "variance_weighted"})],
     "temperature": [Interval(Real, 0, None, closed="neither")],
     "faithfulness_tol": [Interval(Real, 0, None, closed="left"), None],
     "network_head": [HasMethods(["forward"]), None],

@@ -111,8 +111,12 @@ def test_batched_without_the_constraint(planted_small, case):
 
 
 def test_collapse_guard_retries_are_batched_and_equal(planted_small):
-    Z, y, _ = planted_small  # one output and K = 3: the start's x-features collapse
-    settings = [{"random_state": s, "collapse_retries": 2, "max_iter": 3} for s in (0, 1)]
+    Z, y, _ = planted_small  # one output and K = 3: the x-features collapse
+    # the guard belongs to the fixed-weight objective
+    settings = [
+        {"random_state": s, "collapse_retries": 2, "max_iter": 3, "faithfulness_tol": None}
+        for s in (0, 1)
+    ]
     fits = _sweep(Z, y[:, 0], settings)
     assert [f.n_collapse_retries_ for f in fits] == [2, 2]
     for setting, fit in zip(settings, fits, strict=True):

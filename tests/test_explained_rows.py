@@ -290,7 +290,9 @@ def _head_case(W, b, target):
 
     head = torch.nn.Linear(2, 2)
     init.set_head(head, torch.as_tensor(W), torch.as_tensor(b))
-    cfg = SimpleNamespace(collective=LOCAL, faith_target=target, y_scale=None)
+    cfg = SimpleNamespace(
+        collective=LOCAL, faith_target=target, y_scale=None, multioutput="uniform_average"
+    )
     return SimpleNamespace(head=head), cfg
 
 

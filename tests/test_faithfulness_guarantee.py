@@ -82,3 +82,40 @@ def test_a_refit_without_logits_keeps_no_constraint_of_the_earlier_fit():
     )._start_fit(Z, None, False)
     assert run.cfg.faith_target is None and run.cfg.output_weights is None
     assert run.cfg == fresh.cfg
+
+
+def _rank_k_train_r2(Z, y, multioutput, k=5):
+    """Training R² of the rank-k reduced-rank regression in the ``multioutput`` average:
+    on per-output standardised ``y`` for the uniform average, on ``y`` itself for the
+    variance-weighted one."""
+    scale = y.std(0) if multioutput == "uniform_average" else np.ones(y.shape[1])
+    fitted = LinearRegression().fit(Z, y / scale).predict(Z)
+    centred = fitted - fitted.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    pred = (centred @ vt[:k].T @ vt[:k] + fitted.mean(0)) * scale
+    return r2_score(y, pred, multioutput=multioutput)
+
+
+@pytest.mark.parametrize("multioutput", ["uniform_average", "variance_weighted"])
+def test_multioutput_decides_the_bound_the_constraint_and_the_score(multioutput):
+    Z, y, _ = make_concept_activations(1600, 48, random_state=1)
+    y = y * np.linspace(0.1, 10.0, y.shape[1])  # outputs of very different spreads
+    Ztr, ytr, Zte, yte = Z[:1200], y[:1200], Z[1200:], y[1200:]
+    est = _fit(Ztr, ytr, multioutput=multioutput, random_state=0)
+    # the bound is the rank-K linear predictor's R² in that average (up to its ridge)
+    assert est.faithfulness_bound_ == pytest.approx(
+        _rank_k_train_r2(Ztr, ytr, multioutput), abs=2e-3
+    )
+    train = r2_score(ytr, est.predict(Ztr), multioutput=multioutput)
+    assert train >= est.faithfulness_bound_ - est.faithfulness_tol - 1e-6
+    assert est.faithfulness_ == pytest.approx(train, abs=1e-6)
+    held = r2_score(yte, est.predict(Zte), multioutput=multioutput)
+    assert est.score(Zte, yte) == pytest.approx(held, abs=1e-12)
+
+
+def test_loss_curve_goes_down_and_the_faithfulness_stays_near_the_bound(planted):
+    Ztr, ytr, _, _ = planted
+    est = _fit(Ztr, ytr, random_state=0)
+    assert len(est.loss_curve_) == len(est.faithfulness_history_) == est.n_iter_
+    assert est.loss_curve_[-1] < est.loss_curve_[0]
+    assert min(est.faithfulness_history_) >= est.faithfulness_bound_ - 0.05

@@ -260,10 +260,21 @@ def test_collapse_guard_retrains_with_adjusted_alphas(planted_small, monkeypatch
     monkeypatch.setattr(srae, "collapse_state", lambda x, w: (calls.append(1) or True, 0.1))
     Z, y, _ = planted_small
     with pytest.warns(Warning, match="collapse guard retried 2 times"):
-        est = SRAEExplainer(3, random_state=0, n_init=1, **{**FAST, "collapse_retries": 2})
+        params = {**FAST, "collapse_retries": 2, "faithfulness_tol": None}
+        est = SRAEExplainer(3, random_state=0, n_init=1, **params)
         est.fit(Z, y)
     assert len(calls) == 3 and est.n_collapse_retries_ == 2
     assert est.alphas_[1] == pytest.approx(est.alpha_reconstruction)
+
+
+def test_the_collapse_guard_does_not_retrain_under_the_constraint(planted_small, monkeypatch):
+    from sklearn_xnn._nn import engine as srae
+
+    calls = []
+    monkeypatch.setattr(srae, "collapse_state", lambda x, w: (calls.append(1) or True, 0.1))
+    Z, y, _ = planted_small
+    est = SRAEExplainer(3, random_state=0, **{**FAST, "collapse_retries": 2}).fit(Z, y)
+    assert len(calls) == 1 and est.n_collapse_retries_ == 0
 
 
 def test_collapse_state_rule():

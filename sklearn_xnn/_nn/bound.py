@@ -161,12 +161,16 @@ def _gcv_ridge(m):
     return best[1], evals, evecs
 
 
-def reduced_rank(m, n_components, fraction=None):
+def reduced_rank(m, n_components, fraction=None, multioutput="uniform_average"):
     """The :class:`Bound` of rank ``n_components`` from the moments ``m`` (with ``Y``).
 
     With ``fraction`` the rank is chosen instead: the smallest one whose training R²
     reaches ``fraction`` of the full-rank predictor's (:func:`smallest_rank` on
-    :func:`rank_curve`). The bound's ``curve`` holds that R² for every rank.
+    :func:`rank_curve`). The bound's ``curve`` holds that R² for every rank. R² is
+    averaged over the outputs as ``multioutput`` says (:func:`r2_score`); the predictor
+    minimises the sum of the outputs' squared errors in the units of the moments, so
+    they must be standardised per output for ``"uniform_average"`` and share one scale
+    for ``"variance_weighted"``.
     """
     lam, evals, evecs = _gcv_ridge(m)
     coef = evecs @ ((evecs.T @ m.zy) / (evals + lam)[:, None])  # (D, C)
@@ -176,15 +180,15 @@ def reduced_rank(m, n_components, fraction=None):
     rank = int((fvals > 1e-12 * max(float(fvals[0]), 1e-300)).sum()) or 1
     y_var = torch.diagonal(m.yy)
     full = Bound(m.z_mean, m.y_mean, coef, canonical_signs(fvecs[:, :rank]), lam, fvals, y_var, 0.0)
-    curve = rank_curve(m, full)
+    curve = rank_curve(m, full, multioutput)
     k = smallest_rank(curve, fraction) if fraction is not None else n_components
     basis = full.basis[:, : min(k, rank)]
-    r2 = _r2(m, coef @ basis, basis, y_var)
+    r2 = _r2(m, coef @ basis, basis, y_var, multioutput)
     principal = canonical_signs(evecs.flip(-1)[:, :k])  # the eigenpairs the ridge needed
     return dataclasses.replace(full, basis=basis, r2=r2, curve=curve, principal=principal)
 
 
-def rank_curve(m, the_bound):
+def rank_curve(m, the_bound, multioutput="uniform_average"):
     """``(r,)`` float64: the training R² (uniform over outputs) of the best rank-``k``
     linear predictor for ``k = 1 .. r``, ``r`` the rank of the fitted values.
 
@@ -198,7 +202,7 @@ def rank_curve(m, the_bound):
     fit = V**2 * the_bound.fitted_variance[: V.shape[1]]  # fit[c, j] = f_j V[c, j]^2
     rss = torch.diagonal(m.yy)[:, None] - 2 * cross.cumsum(1) + fit.cumsum(1)  # (C, r)
     y_var = torch.diagonal(m.yy)
-    return np.array([uniform_r2(rss[:, j], y_var) for j in range(V.shape[1])])
+    return np.array([r2_score(rss[:, j], y_var, multioutput) for j in range(V.shape[1])])
 
 
 def variance_curve(m):
@@ -219,24 +223,29 @@ def smallest_rank(curve, fraction):
     return int(np.argmax(np.asarray(curve) >= fraction * top * (1.0 - 1e-12))) + 1
 
 
-def _r2(m, directions, basis, y_var):
+def _r2(m, directions, basis, y_var, multioutput):
     """Uniform-average training R² of ``y_mean + zc @ directions @ basis.T`` from moments."""
     A = directions @ basis.T  # (D, C): the full linear map
     cross = torch.diagonal(A.T @ m.zy)
     fit = torch.diagonal(A.T @ m.zz @ A)
     rss = torch.diagonal(m.yy) - 2 * cross + fit
-    return uniform_r2(rss, y_var)
+    return r2_score(rss, y_var, multioutput)
 
 
-def uniform_r2(rss, y_var):
-    """``mean_c (1 - rss_c / var_c)`` over the outputs that vary (1.0 when none does)."""
+def r2_score(rss, y_var, multioutput="uniform_average"):
+    """R² from each output's residual and total sums of squares, over the outputs that
+    vary (1.0 when none does): ``mean_c (1 - rss_c / var_c)`` (``"uniform_average"``) or
+    ``1 - sum_c rss_c / sum_c var_c`` (``"variance_weighted"``), as
+    :func:`sklearn.metrics.r2_score` averages."""
     varying = y_var > 0
     if not bool(varying.any()):
         return 1.0
+    if multioutput == "variance_weighted":
+        return float(1.0 - rss[varying].sum() / y_var[varying].sum())
     return float(1.0 - (rss[varying] / y_var[varying]).mean())
 
 
-def lstsq_head(x_moments, ridge=1e-9):
+def lstsq_head(x_moments, ridge=1e-9, multioutput="uniform_average"):
     """``(W, b)`` of the least-squares regression of ``Y`` on ``x`` and its training R²."""
     m = x_moments
     eye = torch.eye(m.zz.shape[0], dtype=m.zz.dtype, device=m.zz.device)
@@ -244,4 +253,4 @@ def lstsq_head(x_moments, ridge=1e-9):
     W = torch.linalg.solve(gram, m.zy).T  # (C, K)
     b = m.y_mean - W @ m.z_mean
     rss = torch.diagonal(m.yy) - 2 * torch.diagonal(W @ m.zy) + torch.diagonal(W @ m.zz @ W.T)
-    return W, b, uniform_r2(rss, torch.diagonal(m.yy))
+    return W, b, r2_score(rss, torch.diagonal(m.yy), multioutput)

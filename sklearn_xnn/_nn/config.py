@@ -45,6 +45,9 @@ class TrainConfig:
     faith_target: float | None = None
     output_weights: torch.Tensor | None = None
     faithfulness: str = "mse"
+    #: How R² averages over the outputs (``"uniform_average"`` or ``"variance_weighted"``):
+    #: the faithfulness error is ``1 - R²`` in that average.
+    multioutput: str = "uniform_average"
     temperature: float = 1.0
     y_mean: torch.Tensor | None = None
     y_scale: torch.Tensor | None = None

@@ -14,7 +14,9 @@ from sklearn_xnn._nn.collective import LOCAL
 from sklearn_xnn._nn.config import Attempt, History
 
 
-def linear_reference(Z, Y, n_components, fraction=None, collective=LOCAL):
+def linear_reference(
+    Z, Y, n_components, fraction=None, collective=LOCAL, multioutput="uniform_average"
+):
     """``(moments, bound, curve, k)``: the moments of ``Z`` (and ``Y``), computed once for
     the bound and every start; the rank-``k`` linear bound of ``Y`` (None without ``Y``);
     the faithfulness curve (the bound's R² for every rank, or without ``Y`` the variance
@@ -30,7 +32,7 @@ def linear_reference(Z, Y, n_components, fraction=None, collective=LOCAL):
         curve = bound.variance_curve(m)
         k = n_components if fraction is None else bound.smallest_rank(curve, fraction)
         return m, None, curve, k
-    the_bound = bound.reduced_rank(m, n_components, fraction)
+    the_bound = bound.reduced_rank(m, n_components, fraction, multioutput)
     k = n_components if fraction is None else the_bound.basis.shape[1]
     return m, the_bound, the_bound.curve, k
 
@@ -135,7 +137,8 @@ def _cut_fit(p, Ys, low, cfg):
     """``(error, x, weight, Y)`` of the x-features ``relu(p - low)`` of projections ``p``:
     them, their least-squares head (over every rank's rows) and its error ``1 - R²``."""
     x = (p - low.to(p.device)).clamp_min(0.0).to(Ys.dtype)
-    weight, _, r2 = bound.lstsq_head(bound.moments(x, Ys, collective=cfg.collective))
+    m = bound.moments(x, Ys, collective=cfg.collective)
+    weight, _, r2 = bound.lstsq_head(m, multioutput=cfg.multioutput)
     return 1.0 - r2, x, weight.to(x), Ys
 
 
@@ -159,10 +162,10 @@ def final_head(model, Z, Y, cfg):
     """
     if cfg.faithfulness == "kl":
         return training.refit_head(model, Z, Y, cfg)
-    trained = training.heldout_r2(model, Z, Y, collective=cfg.collective)
+    trained = training.heldout_r2(model, Z, Y, cfg.collective, cfg.multioutput)
     if cfg.faith_target is not None:
         return trained
-    fit = training.lstsq_head(model, Z, Y, collective=cfg.collective)
+    fit = training.lstsq_head(model, Z, Y, cfg.collective, multioutput=cfg.multioutput)
     if fit is not None and fit[2] >= trained:
         init.set_head(model.head, *fit[:2])
         return fit[2]

@@ -105,6 +105,12 @@ def sharded_statistics(X, Y, rescale, collective):
     return peak, rms, nonneg, y_peak * mu, np.where(sd > 0, y_peak * sd, 1.0)
 
 
+def _shared_scale(y_scale):
+    """One scale for every output, the root mean square of ``y_scale`` (any common
+    scale weighs the outputs alike; this one keeps the values near unit spread)."""
+    return np.full_like(y_scale, float(np.sqrt(np.mean(np.square(y_scale)))))
+
+
 def _reduced(op, array):
     return op(torch.as_tensor(array, dtype=torch.float64)).cpu().numpy()
 
@@ -125,13 +131,17 @@ class Scaler:
     peak: float = 0.0
 
     @classmethod
-    def fit(cls, X, Y, rescale, stream, collective=LOCAL):
+    def fit(cls, X, Y, rescale, stream, collective=LOCAL, pooled=False):
         """Statistics of ``X`` (streamed from where it is when ``stream``) and ``Y``;
-        with a ``collective``, of every rank's rows (:func:`sharded_statistics`)."""
+        with a ``collective``, of every rank's rows (:func:`sharded_statistics`). With
+        ``pooled`` every output shares one scale (the root mean square of the varying
+        outputs' standard deviations), so that squared errors in training units weigh
+        the outputs as their variances do (variance-weighted R²)."""
         if collective.world > 1:
             peak, rms, nonneg, y_mean, y_scale = sharded_statistics(X, Y, rescale, collective)
             scale = rms if rescale and rms > 0 else 1.0
             check_float32_range(peak / scale, "X", rescale)
+            y_scale = _shared_scale(y_scale) if pooled and rescale else y_scale
             return cls(scale, y_mean, y_scale, rescale, nonneg, peak)
         if stream:  # one streaming pass, never a full copy
             peak, rms, nonneg = scan(X)
@@ -142,6 +152,7 @@ class Scaler:
         y_mean = y_scale = None
         if Y is not None:
             y_mean, y_scale = standardize_columns(Y, rescale)
+            y_scale = _shared_scale(y_scale) if pooled and rescale else y_scale
         return cls(scale, y_mean, y_scale, rescale, nonneg, peak)
 
     # ------------------------------------------------------------------ data

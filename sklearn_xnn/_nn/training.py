@@ -81,7 +81,7 @@ def encode(model, Z):
 
 
 @torch.no_grad()
-def lstsq_head(model, Z, Y, collective=LOCAL, x=None):
+def lstsq_head(model, Z, Y, collective=LOCAL, x=None, multioutput="uniform_average"):
     """``(W, b, r2)``: the least-squares head on the x-features of ``Z`` (or on ``x``,
     those x-features already computed) and its R²."""
     if x is None:
@@ -90,7 +90,7 @@ def lstsq_head(model, Z, Y, collective=LOCAL, x=None):
         m = bound.moments(x, Y, collective=collective)
     if m is None:
         return None
-    return bound.lstsq_head(m)
+    return bound.lstsq_head(m, multioutput=multioutput)
 
 
 def _predict(model):
@@ -99,17 +99,19 @@ def _predict(model):
 
 
 @torch.no_grad()
-def _prediction_r2(predict, Z, Y, collective):
-    """Uniform-average R² of ``predict`` on ``(Z, Y)``, chunk by chunk, over every rank."""
+def _prediction_r2(predict, Z, Y, collective, multioutput="uniform_average"):
+    """R² of ``predict`` on ``(Z, Y)`` (averaged over the outputs as ``multioutput``
+    says), chunk by chunk, over every rank."""
     rss = torch.zeros(Y.shape[1], dtype=torch.float64, device=Y.device)
     for s in bound.row_slices(Z.shape[0], Z.shape[1]):
         rss += ((predict(Z[s]) - Y[s]).double() ** 2).sum(0)
-    return bound.uniform_r2(collective.sum(rss), collective.column_scatter(Y.double()))
+    y_var = collective.column_scatter(Y.double())
+    return bound.r2_score(collective.sum(rss), y_var, multioutput)
 
 
-def heldout_r2(model, Z, Y, collective=LOCAL):
-    """Uniform-average R² of ``model``'s prediction on ``(Z, Y)``."""
-    return _prediction_r2(_predict(model), Z, Y, collective)
+def heldout_r2(model, Z, Y, collective=LOCAL, multioutput="uniform_average"):
+    """R² of ``model``'s prediction on ``(Z, Y)``."""
+    return _prediction_r2(_predict(model), Z, Y, collective, multioutput)
 
 
 @torch.no_grad()
@@ -118,7 +120,7 @@ def prediction_error(predict, Z, Y, cfg):
     ``(Z, Y)``: ``1 - R²`` (uniform over outputs, with ``Y``'s own variances) for
     ``"mse"``, the mean softmax KL for ``"kl"``; over every rank's rows."""
     if cfg.faithfulness != "kl":
-        return 1.0 - _prediction_r2(predict, Z, Y, cfg.collective)
+        return 1.0 - _prediction_r2(predict, Z, Y, cfg.collective, cfg.multioutput)
     total = 0.0
     for s in bound.row_slices(Z.shape[0], Z.shape[1]):
         y_hat = logits(predict(Z[s]).double(), cfg)
@@ -338,7 +340,7 @@ def refit_head(model, Z, Y, cfg, x=None):
     if cfg.faithfulness == "kl":
         before = faithfulness_on(model, Z, Y, cfg)
         kept = (model.head.weight.detach().clone(), model.head.bias.detach().clone())
-    fit = lstsq_head(model, Z, Y, collective=cfg.collective, x=x)
+    fit = lstsq_head(model, Z, Y, collective=cfg.collective, x=x, multioutput=cfg.multioutput)
     if fit is None:
         return faithfulness_on(model, Z, Y, cfg)
     set_head(model.head, *fit[:2])
@@ -381,14 +383,14 @@ def explaining_head(model, x, Y, cfg, floor):
     :data:`HEAD_STEPS` and the point where ``e(t)`` meets the target, the largest ``t``
     with the smallest shortfall: the least-squares head whenever it explains as well.
     """
-    fit = lstsq_head(model, None, Y, collective=cfg.collective, x=x)
+    fit = lstsq_head(model, None, Y, collective=cfg.collective, x=x, multioutput=cfg.multioutput)
     if fit is None:
-        error = 1.0 - _prediction_r2(model.head, x, Y, cfg.collective)
+        error = 1.0 - _prediction_r2(model.head, x, Y, cfg.collective, cfg.multioutput)
         return error, explained_shortfall(explained_shares(x, model.head.weight, Y, cfg), floor)
     W0, b0 = model.head.weight.detach().double(), model.head.bias.detach().double()
     W1, b1 = fit[0].to(W0), fit[1].to(b0)
     e1 = 1.0 - fit[2]
-    e0 = max(1.0 - _prediction_r2(model.head, x, Y, cfg.collective), e1)
+    e0 = max(1.0 - _prediction_r2(model.head, x, Y, cfg.collective, cfg.multioutput), e1)
     steps = set(HEAD_STEPS)
     if e0 - e1 > 1e-15 and e1 < cfg.faith_target < e0:
         steps.add(1.0 - math.sqrt((cfg.faith_target - e1) / (e0 - e1)))
@@ -600,10 +602,12 @@ class Progress:
         parts, x_max = stats[:3], torch.tensor(stats[3:])
         if epoch < cfg.max_iter - 1 and _revive(model, Z, x_max <= 0, generator, cfg):
             self.stall = 0
-        loss = total_loss(parts, cfg)
-        if not math.isfinite(loss) or not finite_weights(model):
+        if not math.isfinite(total_loss(parts, cfg)) or not finite_weights(model):
             _roll_back(model, hist, self.good_state, self.prev_state, keeper)
             raise NonFiniteLossError(epoch, hist)
+        # the objective minimised: under the constraint the regularisers, with the
+        # faithfulness held at its target (its error rises to the target while they fall)
+        loss = (regularisers if cfg.faith_target is not None else total_loss)(parts, cfg)
         hist.loss.append(loss)
         hist.parts.append(parts)
         hist.multiplier.append(multiplier)

@@ -209,7 +209,7 @@ def test_the_start_barely_moves_with_rounding(patch_layer):
 
 def _cut(Zt, Yt, z_mean, S, offsets, cfg):
     """``(error, unexplained share, significant count)`` of the start cut at ``offsets``."""
-    p, Ys = engine._start_projections(Zt, Yt, z_mean, S, cfg)
+    p, Ys = init.project(Zt, z_mean, S), Yt
     error, x, weight, _ = engine._cut_fit(p, Ys, offsets, cfg)
     unexplained = engine.unexplained_share(x, weight, Ys, cfg)
     return error, unexplained, training.significant_count(x, weight)

@@ -69,7 +69,9 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
 im = axes[0].imshow(np.abs(C), vmin=0, vmax=1, cmap="viridis")
 axes[0].set(xlabel="x-feature", ylabel="planted concept", title="|correlation| on held-out rows")
 fig.colorbar(im, ax=axes[0])
-axes[1].plot(xnn.loss_curve_, label="total")
+# loss_curve_: the objective minimised, under the faithfulness constraint the weighted
+# reconstruction and pull-away (faithfulness_history_ holds the training R² per epoch)
+axes[1].plot(xnn.loss_curve_, label="objective (regularisers)")
 for j, name in enumerate(["faithfulness", "reconstruction", "pull-away"]):
     axes[1].plot(xnn.loss_parts_[:, j], "--", label=name)
 axes[1].set(xlabel="epoch", ylabel="loss", title="training", yscale="log")

@@ -104,11 +104,12 @@ def sparse_offsets(Z, Y, z_mean, S, low, cfg):
     row, so every contribution ``x_k W_ck`` counts: the start is denser than it needs to
     be. The projections are centred, so ``low < 0`` and ``share * low`` cuts the rows
     closest to each direction's low end, where the least-squares head reads little (the
-    error is measured, not assumed). The other half of the slack is left to training.
+    error is measured, not assumed, on every training row: the same offsets however the
+    rows are sharded). The other half of the slack is left to training.
     """
     if Y is None or cfg.faith_target is None or cfg.faithfulness == "kl":
         return low
-    p, Ys = _start_projections(Z, Y, z_mean, S, cfg)  # read once, cut many times
+    p, Ys = init.project(Z, z_mean, S), Y  # every row, read once and cut many times
     fit = _cut_fit(p, Ys, low, cfg)
     error, x, weight, _ = fit
     allowed = error + 0.5 * max(cfg.faith_target - error, 0.0)
@@ -121,15 +122,6 @@ def sparse_offsets(Z, Y, z_mean, S, low, cfg):
             break
         kept = share * low
     return kept
-
-
-@torch.no_grad()
-def _start_projections(Z, Y, z_mean, S, cfg, max_rows=4096):
-    """``(p, Y)``: the projections ``(z - z_mean) @ S`` (float64) of (up to ``max_rows``
-    of) every rank's first rows, and those rows' outputs."""
-    rows = slice(0, min(Z.shape[0], max(1, max_rows // cfg.collective.world)))
-    Zs, Ys = Z[rows], Y[rows]
-    return (Zs.double() - z_mean.to(Zs.device)) @ S.to(Zs.device), Ys
 
 
 @torch.no_grad()

@@ -1,15 +1,15 @@
 """Initialisation: a random network, optional layer-wise pre-training, then the faithful start.
 
-The faithful start is closed form. The encoder's hidden layers *carry* a K-dimensional
-subspace of the activations exactly: for each direction ``s_k`` the first layer holds the
-pair ``relu(p_k)``, ``relu(-p_k)`` with ``p_k = (z - z_mean) . s_k``, every later hidden
-layer passes the pair on, and x-feature ``k`` is ``relu(p_k + c_k)``, shifted to be active
-on every training row. The subspace is the faithful one of the rank-K linear predictor,
-completed by the leading principal directions of what it leaves out when ``y`` has fewer
-than ``K`` dimensions, and rotated into its most independent (FastICA) directions. The
-head is the least-squares head on those x-features, so training starts at the rank-K
-linear bound; the decoder starts as the least-squares affine reconstruction of ``Z`` from
-the x-features. The units not used as carriers keep their random (or pre-trained) weights:
+The faithful start is closed form and deterministic. The encoder's hidden layers *carry*
+a K-dimensional subspace of the activations exactly: for each direction ``s_k`` the first
+layer holds the pair ``relu(p_k)``, ``relu(-p_k)`` with ``p_k = (z - z_mean) . s_k``,
+every later hidden layer passes the pair on, and x-feature ``k`` is ``relu(p_k - c_k)``.
+The subspace is the faithful one of the rank-K linear predictor, completed by the leading
+principal directions of what it leaves out when ``y`` has fewer than ``K`` dimensions,
+and rotated to its varimax-simple directions (:func:`simple_directions`). The head is the
+least-squares head on those x-features, so training starts near the rank-K linear bound;
+the decoder starts as the least-squares affine reconstruction of ``Z`` from the
+x-features. The units not used as carriers keep their random (or pre-trained) weights:
 the nonlinear capacity that training can use to go beyond the linear bound.
 """
 
@@ -102,9 +102,11 @@ def faithful_subspace(m, the_bound, k):
     return A
 
 
-def _project(Z, z_mean, S, collective=LOCAL):
-    """``(Z - z_mean) @ S`` for every row, float64, chunk by chunk (of every rank's rows,
-    gathered in rank order)."""
+@torch.no_grad()
+def project(Z, z_mean, S, collective=LOCAL):
+    """``(Z - z_mean) @ S`` for every row, float64, chunk by chunk (a streamed ``Z`` is
+    read once; with a ``collective``, of every rank's rows, gathered in rank order)."""
+    z_mean, S = z_mean.to(Z.device), S.to(Z.device)
     parts = [(Z[s].double() - z_mean) @ S for s in bound.row_slices(Z.shape[0], Z.shape[1])]
     return collective.all_gather_rows(torch.cat(parts))
 
@@ -131,11 +133,15 @@ def _sharded_spread(Z, z_mean, S, collective):
 
 
 def simple_directions(m, S):
-    """``S``'s span rotated to its simplest directions: the projections
-    ``(z - z_mean) @ S`` are whitened (uncorrelated, unit variance) and rotated so that
-    their loadings (each activation unit's covariance with them) are varimax-simple, each
-    unit loading on few directions (:func:`varimax`). Deterministic: the same moments give
-    the same directions, whatever the seed. ``S`` itself when the span is degenerate."""
+    """``S``'s span rotated to its simplest directions, a deterministic choice.
+
+    The projections ``(z - z_mean) @ S`` are whitened (uncorrelated, unit variance) and
+    rotated so that their loadings (each activation unit's correlation with them) are
+    varimax-simple, each unit loading on few directions (:func:`varimax` with Kaiser's
+    normalisation: every unit that varies counts alike, whatever its spread). The same
+    moments give the same directions, whatever the seed. ``S`` itself when the span is
+    degenerate.
+    """
     S = S.to(m.zz)
     if S.shape[1] < 2:
         return S
@@ -143,7 +149,11 @@ def simple_directions(m, S):
     if float(evals.min()) <= 1e-12 * max(float(evals.max()), 1e-300):
         return S
     white = S @ (evecs.flip(-1) / evals.flip(0).sqrt())
-    return white @ varimax(m.zz @ white / m.n)
+    loadings = m.zz @ white  # (D, k): each unit's covariance with them, times n
+    norms = torch.linalg.vector_norm(loadings, dim=1, keepdim=True)
+    varying = norms > 1e-12 * float(norms.max())
+    loadings = torch.where(varying, loadings / norms.clamp_min(1e-300), 0.0)
+    return white @ varimax(loadings)
 
 
 def oriented_directions(Z, m, S, collective=LOCAL):
@@ -160,7 +170,7 @@ def oriented_directions(Z, m, S, collective=LOCAL):
         high = torch.where(sign > 0, hi, -lo) / spread
         S = S * sign / spread
     else:
-        proj = _project(Z, m.z_mean, S)
+        proj = project(Z, m.z_mean, S)
         spread = proj.std(0).clamp_min(1e-12)
         skew = torch.mean(((proj - proj.mean(0)) / spread) ** 3, dim=0)
         sign = torch.where(skew >= 0, 1.0, -1.0).to(proj)

@@ -619,9 +619,6 @@ class Progress:
                 state = ", an output lost its explanation"
             logger.info("epoch %d: loss %.6g (monitored %.6g%s)", epoch + 1, loss, monitored, state)
         improved = keeper.improves(monitored, violation, cfg.tol)
-        # an infeasible excursion after a feasible epoch was kept is the multiplier
-        # settling, not a stall: it neither improves nor counts against the run
-        excursion = violation > 0 and not keeper.best[0]
         keeper.offer(model, monitored, violation)
         if shortfall > 0 and not keeper.best[0] and epoch < cfg.max_iter - 1:
             # an output lost its explanation: reject the epoch and go on from the kept
@@ -634,8 +631,7 @@ class Progress:
             self.rejections += 1
             if self.rejections >= 2:
                 self.coverage_weight *= COVERAGE_GROWTH
-        if not excursion:
-            self.stall = 0 if improved else self.stall + 1
+        self.stall = 0 if improved else self.stall + 1
         if self.stall >= cfg.n_iter_no_change:
             hist.converged = True
             return True

@@ -31,7 +31,7 @@ def _moments(W, z_mean):
         zz=torch.eye(k, dtype=torch.float64),
         y_mean=torch.zeros(C, dtype=torch.float64),
         zy=torch.as_tensor(W, dtype=torch.float64),
-        yy=torch.eye(C, dtype=torch.float64),
+        yy=torch.ones(C, dtype=torch.float64),
     )
 
 

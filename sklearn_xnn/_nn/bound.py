@@ -32,7 +32,9 @@ def row_slices(n, n_cols):
 
 @dataclasses.dataclass
 class Moments:
-    """Float64 means and centred cross-products of ``Z`` (and ``Y``)."""
+    """Float64 means and centred cross-products of ``Z`` (and ``Y``): ``zz`` and ``zy``
+    are matrices, ``yy`` holds each output's centred sum of squares only (the ``C x C``
+    scatter of many outputs is never needed, and costs ``N C^2``)."""
 
     n: int
     z_mean: torch.Tensor
@@ -72,14 +74,14 @@ def _moments(Z, Y, transform):
             y_shift = y.mean(0) if y_shift is None else y_shift
             yc = y - y_shift
             sy = yc.sum(0) if sy is None else sy + yc.sum(0)
-            syy = yc.T @ yc if syy is None else syy + yc.T @ yc
+            syy = (yc * yc).sum(0) if syy is None else syy + (yc * yc).sum(0)
             sxy = zc.T @ yc if sxy is None else sxy + zc.T @ yc
     dz = s1 / n
     out = Moments(n, shift + dz, s2 - n * torch.outer(dz, dz))
     if Y is not None:
         dy = sy / n
         out.y_mean = y_shift + dy
-        out.yy = syy - n * torch.outer(dy, dy)
+        out.yy = syy - n * dy * dy
         out.zy = sxy - n * torch.outer(dz, dy)
     return out
 
@@ -98,7 +100,7 @@ def combine(m, collective):
     if m.y_mean is not None:
         out.y_mean = collective.sum(m.n * m.y_mean) / n
         dy = m.y_mean - out.y_mean
-        out.yy = collective.sum(m.yy + m.n * torch.outer(dy, dy))
+        out.yy = collective.sum(m.yy + m.n * dy * dy)
         out.zy = collective.sum(m.zy + m.n * torch.outer(dz, dy))
     return out
 
@@ -145,7 +147,7 @@ def _gcv_ridge(m):
     evals = evals.clamp_min(0.0)
     rot = evecs.T @ m.zy  # (D, C)
     scale = float(evals.mean()) if float(evals.mean()) > 0 else 1.0
-    total = float(torch.trace(m.yy))
+    total = float(m.yy.sum())
     best = (np.inf, RIDGE_GRID[0] * scale)
     for rel in RIDGE_GRID:
         lam = rel * scale
@@ -178,7 +180,7 @@ def reduced_rank(m, n_components, fraction=None, multioutput="uniform_average"):
     fvals, fvecs = torch.linalg.eigh((fitted + fitted.T) / 2)
     fvals, fvecs = fvals.flip(0).clamp_min(0.0), fvecs.flip(-1)
     rank = int((fvals > 1e-12 * max(float(fvals[0]), 1e-300)).sum()) or 1
-    y_var = torch.diagonal(m.yy)
+    y_var = m.yy
     full = Bound(m.z_mean, m.y_mean, coef, canonical_signs(fvecs[:, :rank]), lam, fvals, y_var, 0.0)
     curve = rank_curve(m, full, multioutput)
     k = smallest_rank(curve, fraction) if fraction is not None else n_components
@@ -200,8 +202,8 @@ def rank_curve(m, the_bound, multioutput="uniform_average"):
     P = the_bound.coef.T @ m.zy  # (C, C): cross-products of fitted and true values
     cross = V * (V.T @ P).T  # cross[c, j] = V[c, j] (v_j^T P)_c
     fit = V**2 * the_bound.fitted_variance[: V.shape[1]]  # fit[c, j] = f_j V[c, j]^2
-    rss = torch.diagonal(m.yy)[:, None] - 2 * cross.cumsum(1) + fit.cumsum(1)  # (C, r)
-    y_var = torch.diagonal(m.yy)
+    rss = m.yy[:, None] - 2 * cross.cumsum(1) + fit.cumsum(1)  # (C, r)
+    y_var = m.yy
     return np.array([r2_score(rss[:, j], y_var, multioutput) for j in range(V.shape[1])])
 
 
@@ -226,9 +228,9 @@ def smallest_rank(curve, fraction):
 def _r2(m, directions, basis, y_var, multioutput):
     """Uniform-average training R² of ``y_mean + zc @ directions @ basis.T`` from moments."""
     A = directions @ basis.T  # (D, C): the full linear map
-    cross = torch.diagonal(A.T @ m.zy)
-    fit = torch.diagonal(A.T @ m.zz @ A)
-    rss = torch.diagonal(m.yy) - 2 * cross + fit
+    cross = (A * m.zy).sum(0)
+    fit = ((m.zz @ A) * A).sum(0)
+    rss = m.yy - 2 * cross + fit
     return r2_score(rss, y_var, multioutput)
 
 
@@ -252,5 +254,5 @@ def lstsq_head(x_moments, ridge=1e-9, multioutput="uniform_average"):
     gram = m.zz + ridge * (float(torch.trace(m.zz)) / m.zz.shape[0] + 1e-30) * eye
     W = torch.linalg.solve(gram, m.zy).T  # (C, K)
     b = m.y_mean - W @ m.z_mean
-    rss = torch.diagonal(m.yy) - 2 * torch.diagonal(W @ m.zy) + torch.diagonal(W @ m.zz @ W.T)
-    return W, b, r2_score(rss, torch.diagonal(m.yy), multioutput)
+    rss = m.yy - 2 * (W * m.zy.T).sum(1) + ((W @ m.zz) * W).sum(1)
+    return W, b, r2_score(rss, m.yy, multioutput)

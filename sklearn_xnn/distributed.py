@@ -66,8 +66,8 @@ def fit_sharded(estimator, X, y=None, *, sharded=False, group=None):
     one-process ones up to float rounding); each training step averages the gradients
     over the ranks, as ``DistributedDataParallel`` does, each rank drawing
     ``ceil(batch_size / world_size)`` rows of its shard from its own stream; every
-    decision between epochs (least-squares head, multiplier, kept epoch, stopping,
-    revival of dead x-features, final head, collapse guard) is taken from reduced
+    decision between epochs (the epoch's head, multiplier, feasibility, kept epoch,
+    stopping, final head, collapse guard) is taken from reduced
     statistics, so all ranks hold bitwise-identical weights at every step (checked at
     the end). The faithfulness guarantee holds on the union of the shards.
 
@@ -116,9 +116,8 @@ def fit_sharded(estimator, X, y=None, *, sharded=False, group=None):
     -----
     ``partial_fit`` has no sharded counterpart; after ``fit_sharded`` the explainer is an
     ordinary fitted explainer (transform, save, ``partial_fit`` in one process). The
-    ICA sample of the faithful start gathers at most 20,000 projected rows; dead
-    x-features are revived from rank 0's rows and the multiplier's starting value is
-    measured on rank 0's first rows. Each rank keeps the x-features of all rows
+    faithful start comes from reduced moments and statistics of every rank's rows; the
+    multiplier's starting value is measured on rank 0's first rows. Each rank keeps the x-features of all rows
     (``n_samples * n_components`` numbers) for the fitted state.
 
     Examples

@@ -88,7 +88,6 @@ def _supervised_cfg(**changes):
         y_mean=t(np.array([0.0, 5.0])),
         y_scale=t(np.array([1.0, 1.0])),
         faith_target=0.01,  # the barrier joins the pull-away under the constraint only
-        coverage_weight=1.0,
     )
     return SimpleNamespace(**{**base, **changes})
 
@@ -102,22 +101,6 @@ def test_srae_loss_weights_the_three_terms():
     p = pullaway_loss(t(X), t(W), "samples") + coverage_loss(t(X), t(W), top)
     assert total.item() == pytest.approx((2 * f + 3 * r + 5 * p).item(), rel=1e-12)
     np.testing.assert_allclose(parts.numpy(), [f.item(), r.item(), p.item()], rtol=1e-12)
-
-
-def test_the_barrier_weight_scales_only_the_barrier():
-    # output 1 is every row's top; its positive parts are 0, 0, 1, 0.01: three rows under
-    # the barrier's floor (0.1 of their mean)
-    x = t(np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 0.01]]))
-    w = t(np.array([[1.0, -1.0], [0.0, 1.0]]))
-    y, z = t(np.zeros((4, 2))), t(np.ones((4, 3)))
-    barrier = coverage_loss(x, w, torch.ones(4, dtype=torch.long)).item()
-    assert barrier > 0
-    parts = [
-        srae_loss(x, y, z, z, y, w, _supervised_cfg(coverage_weight=weight))[1]
-        for weight in (1.0, torch.tensor(4.0, dtype=torch.float64))  # one per network
-    ]
-    assert parts[1][2].item() - parts[0][2].item() == pytest.approx(3 * barrier, rel=1e-10)
-    np.testing.assert_array_equal(parts[1][:2].numpy(), parts[0][:2].numpy())
 
 
 def test_the_fixed_weight_objective_keeps_the_papers_pull_away():

@@ -13,11 +13,11 @@ Adams), the constraint multipliers are one vector (their update is elementwise t
 
 Everything between epochs stays per member and is the single fit's own code
 (:class:`~sklearn_xnn._nn.training.Progress`): after each epoch the stacked weights are
-copied into the members' networks, each member revives its dead x-features, refits its
-least-squares head, checks its constraint, keeps its best epoch and decides whether to
-stop, and the weights are copied back. A member that stops leaves the stack (its
-weights and Adam state are dropped from it), so it is never trained further. Each member
-draws its minibatch order and its revivals from its own generator, in the order of its
+copied into the members' networks, each member sets its epoch's head, checks its
+feasibility, keeps its best epoch and decides whether to stop, and the weights are copied
+back. A member that stops leaves the stack (its weights and Adam state are dropped from
+it), so it is never trained further. Each member draws its minibatch order from its own
+generator, in the order of its
 single fit: member ``m`` equals ``fine_tune`` of that member alone up to floating-point
 rounding (batched matrix products sum in a different order).
 
@@ -47,7 +47,6 @@ PER_MEMBER = frozenset(
         "alpha_p",
         "faith_target",
         "output_weights",
-        "coverage_weight",
         "max_iter",
         "tol",
         "n_iter_no_change",
@@ -57,9 +56,7 @@ PER_MEMBER = frozenset(
     }
 )
 
-_PER_MEMBER_WORDS = ", ".join(
-    sorted(PER_MEMBER - {"dropout_generator", "output_weights", "coverage_weight"})
-)
+_PER_MEMBER_WORDS = ", ".join(sorted(PER_MEMBER - {"dropout_generator", "output_weights"}))
 
 
 @dataclasses.dataclass
@@ -213,8 +210,7 @@ def fine_tune_many(models, jobs):
             for i in stack.members:
                 runs[i].begin(models[i])
             generators = [jobs[i].generator for i in stack.members]
-            barriers = [runs[i].coverage_weight for i in stack.members]
-            stats = stack.epoch(Z, Y, generators, schedule, barriers)
+            stats = stack.epoch(Z, Y, generators, schedule)
             stack.unload(models)
             for row, i in enumerate(list(stack.members)):
                 ended[i] = _end_epoch(runs[i], models[i], jobs[i], stats[row], stack, row, epoch)
@@ -235,7 +231,7 @@ def _end_epoch(run, model, job, stats, stack, row, epoch):
     """One member's end of epoch: None while it trains on, else its ``(history, lam)``."""
     try:
         lam = stack.lam.current_at(row, job.cfg)
-        stop = run.end_epoch(model, job.Z, job.Y, job.generator, stats, lam, epoch)
+        stop = run.end_epoch(model, job.Z, job.Y, stats, lam, epoch)
     except training.NonFiniteLossError as exc:
         exc.history.diverged_epoch = exc.epoch
         return exc.history, job.cfg.alpha_f
@@ -253,8 +249,8 @@ class _Objective(nn.Module):
         self.model, self.cfg = model, cfg
         self.pullaway, self.constrained = pullaway, constrained
 
-    def forward(self, zb, yb, output_weights, coverage_weight):
-        cfg = self.cfg.replace(coverage_weight=coverage_weight)
+    def forward(self, zb, yb, output_weights):
+        cfg = self.cfg
         if output_weights is not None:
             cfg = cfg.replace(output_weights=output_weights)
         x, y_hat, terms = training.forward_terms(self.model, zb, yb, cfg, None, self.pullaway)
@@ -311,15 +307,13 @@ class _Stack:
         if self.constrained:
             self.weights = torch.stack([c.output_weights for c in cfgs])
         self.lam = _Multipliers(lams, device)
-        dims = (0, 0, 0 if supervised else None, None if self.weights is None else 0, 0)
-        call = lambda p, z, y, w, c: functional_call(objective, p, (z, y, w, c))  # noqa: E731
+        dims = (0, 0, 0 if supervised else None, None if self.weights is None else 0)
+        call = lambda p, z, y, w: functional_call(objective, p, (z, y, w))  # noqa: E731
         self.step = vmap(call, dims)
 
-    def epoch(self, Z, Y, generators, schedule, coverage_weights):
-        """One epoch of every member (each with its barrier weight, ``coverage_weights``);
-        ``(M, 3 + K)`` rows ``[mean loss parts, x maxima]``."""
+    def epoch(self, Z, Y, generators, schedule):
+        """One epoch of every member; ``(M, 3 + K)`` rows ``[mean loss parts, x maxima]``."""
         n, sizes, parts_seen, maxima = Z.shape[0], [], [], []
-        barriers = torch.tensor(coverage_weights, device=self.alphas.device)
         orders = [batches(n, self.batch_size, g, data.index_device(Z)) for g in generators]
         for idx in zip(*orders, strict=True):
             idx = torch.stack(idx)
@@ -327,7 +321,7 @@ class _Stack:
             yb = None if Y is None else Y[idx]
             for group in self.opt.param_groups:
                 group["lr"] = schedule()
-            out = self.step(self.params, zb, yb, self.weights, barriers)
+            out = self.step(self.params, zb, yb, self.weights)
             loss, parts = weighted_loss(out[1], self.alphas)
             e_faith = out[2] if self.constrained else None
             if self.constrained:

@@ -57,9 +57,6 @@ class TrainConfig:
     lr_step: int = 40
     lr_gamma: float = 0.1
     multiplier_range: tuple = (1e-3, 1e4)
-    #: The weight of the explained-rows barrier (``losses.coverage_loss``) relative to
-    #: the pull-away; training raises it when epochs keep leaving an output unexplained.
-    coverage_weight: float = 1.0
     #: Whether training keeps its best epoch (``fit``); ``partial_fit`` continues from
     #: the last one, so its start must be one that training improves on.
     keeps_epochs: bool = True

@@ -146,11 +146,10 @@ def unexplained_share(x, weight, Y, cfg):
 def final_head(model, Z, Y, cfg):
     """Set the head to the least-squares head on the final x-features when that is more
     faithful on the training rows; returns the kept head's training faithfulness: R²
-    (uniform over outputs) for ``"mse"``, the mean softmax KL for ``"kl"``.
+    (averaged as ``multioutput`` says) for ``"mse"``, the mean softmax KL for ``"kl"``.
 
     Under the faithfulness constraint every epoch ends with the head chosen for its
-    x-features (:func:`training.explaining_head`, which takes the least-squares head
-    unless it leaves an output unexplained), so the kept head stays.
+    x-features (:func:`training.epoch_head`), so the kept head stays.
     """
     if cfg.faithfulness == "kl":
         return training.refit_head(model, Z, Y, cfg)

@@ -13,8 +13,6 @@ x-features. The units not used as carriers keep their random (or pre-trained) we
 the nonlinear capacity that training can use to go beyond the linear bound.
 """
 
-import math
-
 import numpy as np
 import torch
 from torch import nn
@@ -322,25 +320,3 @@ def decoder_from_lstsq(model, x_m):
 def set_head(head, W, b):
     head.weight.copy_(W.to(head.weight))
     head.bias.copy_(b.to(head.bias))
-
-
-@torch.no_grad()
-def revive_dead(model, Z, dead, generator, density=0.3, max_rows=8192):
-    """Give each dead x-feature (zero on every row) a fresh start; returns how many.
-
-    The feature's last-layer weights are redrawn and its bias set so that it is positive
-    on the ``density`` fraction of (a sample of) the rows with the largest pre-activation.
-    """
-    n_dead = int(dead.sum())
-    if not n_dead:
-        return 0
-    last = model.encoder.layers[-1]
-    rows = torch.randperm(Z.shape[0], generator=generator)[:max_rows].to(data.index_device(Z))
-    h = model.encoder.hidden(Z[rows])
-    idx = torch.nonzero(dead).flatten().to(last.weight.device)
-    fresh = torch.empty(n_dead, last.in_features)
-    nn.init.kaiming_uniform_(fresh, a=math.sqrt(5), generator=generator)
-    last.weight[idx] = fresh.to(last.weight)
-    pre = h @ last.weight[idx].T
-    last.bias[idx] = -torch.quantile(pre, 1.0 - density, dim=0)
-    return n_dead

@@ -156,7 +156,7 @@ def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None):
     ``L_pt`` is computed when ``pullaway`` is true (default: when ``cfg.alpha_p`` is
     nonzero), else it is zero. Under the faithfulness constraint, with a head of two or
     more outputs (and the logits' scale ``cfg.y_mean``, ``cfg.y_scale``), it also holds
-    :func:`coverage_loss` on each row's top output, times ``cfg.coverage_weight``: the
+    :func:`coverage_loss` on each row's top output: the
     pull-away alone can be met by a row whose top output gets no positive contribution at
     all, an input the explanation does not explain.
     """
@@ -174,7 +174,7 @@ def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None):
     pt = pullaway_loss(x, weight, cfg.pullaway) if pullaway else z.new_zeros(())
     if pullaway and _guards_top_outputs(weight, cfg):
         barrier = coverage_loss(x, weight, top_outputs(y, cfg))
-        pt = pt + (barrier if _is_one(cfg.coverage_weight) else cfg.coverage_weight * barrier)
+        pt = pt + barrier
     return faith, rec, pt
 
 
@@ -193,11 +193,6 @@ def weighted_loss(terms, weights):
     weighted = [w * t for w, t in zip(weights, terms, strict=True) if not _is_zero(w)]
     total = sum(weighted[1:], weighted[0]) if weighted else terms[1].new_zeros(())
     return total, torch.stack([t.detach() for t in terms], dim=-1)
-
-
-def _is_one(weight):
-    """Whether ``weight`` is a plain number equal to 1 (a product with it is left out)."""
-    return isinstance(weight, (int, float)) and weight == 1
 
 
 def _is_zero(weight):

@@ -22,20 +22,18 @@ may then miss its target, and while no epoch meets it the one with the smallest 
 is kept. The learning rate warms up linearly over the first steps,
 so Adam's first updates cannot throw the start away.
 
-**Explained outputs.** With two or more outputs an epoch is also infeasible when some
-output explains (gives a positive contribution to) less than :data:`KEPT_SHARE` of the
-share of its top rows it explained at the start (:func:`explained_shares`): sparsity may
-explain some of a class's inputs by the absence of the others' concepts (an input with
-no concept at all has nothing else), not a whole class that the start explained. The
-head an epoch ends with is then the most faithful one between its trained head and the
-least-squares head that explains as many outputs (:func:`explaining_head`): the exact
-solution alone can take an output's only positive weight away. An epoch that still
-breaks the rule is rejected: training goes on from the kept epoch, since once an output's
-rows get no positive contribution no gradient can give them one back. From the second
-rejection of a run on, each one also makes the barrier that guards those rows
-(:func:`~sklearn_xnn._nn.losses.coverage_loss`) weigh :data:`COVERAGE_GROWTH` times
-more, so that the next epochs do not keep taking the same steps (a single rejection can
-be a transient: the first epoch's steps).
+**One feasibility rule, one selection.** An epoch is *feasible* when, with the head it
+ends with, it meets the faithfulness target (on the training rows, and on the validation
+rows when given), every output keeps at least :data:`KEPT_SHARE` of the share of its top
+rows it explained (gave a positive contribution to) at the start (:func:`explained_shares`;
+with two or more outputs), and no x-feature is dead (zero on every training row). The
+start is feasible by construction. Training keeps the sparsest feasible epoch, so the
+fitted explainer is faithful, explains every class its start explained, and has no dead
+x-feature, whatever happened in between. The head an epoch ends with is the exact
+least-squares head on its x-features unless that head leaves more top rows unexplained
+than the trained one (:func:`epoch_head`). During the steps a barrier
+(:func:`~sklearn_xnn._nn.losses.coverage_loss`) keeps rows from losing their top output's
+positive contributions: once a row has none, no gradient gives it one back.
 """
 
 import logging
@@ -46,7 +44,7 @@ import torch
 from sklearn_xnn._nn import bound, data
 from sklearn_xnn._nn.collective import LOCAL
 from sklearn_xnn._nn.config import History
-from sklearn_xnn._nn.init import revive_dead, set_head
+from sklearn_xnn._nn.init import set_head
 from sklearn_xnn._nn.losses import (
     faithfulness_error,
     logits,
@@ -357,54 +355,33 @@ def refit_head(model, Z, Y, cfg, x=None):
 #: :func:`explained_shares`).
 KEPT_SHARE = 0.5
 
-#: By how much the explained-rows barrier's weight grows each time an epoch is rejected
-#: for leaving an output unexplained, from the second rejection of a run on.
-COVERAGE_GROWTH = 2.0
-
-#: Where :func:`explaining_head` looks on the segment from the trained head (0) to the
-#: least-squares head (1), besides the point where the error meets its target.
-HEAD_STEPS = (1.0, 0.9, 0.75, 0.5, 0.25, 0.0)
-
 
 @torch.no_grad()
-def explaining_head(model, x, Y, cfg, floor):
-    """Set the head to the most faithful head, between the trained head and the
-    least-squares head on the x-features ``x``, among those that leave the fewest rows
-    unexplained; returns ``(error, shortfall)``: its ``1 - R²`` on ``(x, Y)`` and its
-    :func:`explained_shortfall` under ``floor``.
+def epoch_head(model, x, Y, cfg, floor):
+    """Set the head an epoch ends with, for its x-features ``x``; returns ``(error,
+    shortfall)``: its faithfulness error on ``(x, Y)`` (:func:`prediction_error`) and its
+    :func:`explained_shortfall` under ``floor`` (0 when ``floor`` is None).
 
-    The least-squares head is the most faithful head on ``x``, but the exact solution can
-    turn a weight that gave an output's rows their only positive contribution to zero or
-    below: the output is then explained by its bias alone, and since no gradient reaches a
-    contribution that is not positive, training could not give it back. Along the segment
-    ``W(t) = W_0 + t (W_ls - W_0)`` (bias likewise) the error is exactly
-    ``e(t) = e_ls + (1 - t)^2 (e_0 - e_ls)`` (the least-squares residual is orthogonal to
-    every change of an affine head), so the head taken is, among the points of
-    :data:`HEAD_STEPS` and the point where ``e(t)`` meets the target, the largest ``t``
-    with the smallest shortfall: the least-squares head whenever it explains as well.
+    Of the exact least-squares head on ``x`` and the trained head, the one with the
+    smaller shortfall, then the smaller error: the least-squares head is the most
+    faithful one (for ``"mse"``), but the exact solution can turn the only positive weight
+    an output's top rows had to zero or below, and no gradient would give it back.
     """
+    trained = (model.head.weight.detach().clone(), model.head.bias.detach().clone())
     fit = lstsq_head(model, None, Y, collective=cfg.collective, x=x, multioutput=cfg.multioutput)
-    if fit is None:
-        error = 1.0 - _prediction_r2(model.head, x, Y, cfg.collective, cfg.multioutput)
-        return error, explained_shortfall(explained_shares(x, model.head.weight, Y, cfg), floor)
-    W0, b0 = model.head.weight.detach().double(), model.head.bias.detach().double()
-    W1, b1 = fit[0].to(W0), fit[1].to(b0)
-    e1 = 1.0 - fit[2]
-    e0 = max(1.0 - _prediction_r2(model.head, x, Y, cfg.collective, cfg.multioutput), e1)
-    steps = set(HEAD_STEPS)
-    if e0 - e1 > 1e-15 and e1 < cfg.faith_target < e0:
-        steps.add(1.0 - math.sqrt((cfg.faith_target - e1) / (e0 - e1)))
+    heads = [trained] if fit is None else [fit[:2], trained]
     best = None
-    for t in sorted(steps, reverse=True):
-        weight = W0 + t * (W1 - W0)
-        short = explained_shortfall(explained_shares(x, weight.to(x), Y, cfg), floor)
-        if best is None or short < best[0]:
-            best = (short, t, weight)
-        if short == 0.0:
-            break
-    short, t, weight = best
-    set_head(model.head, weight, b0 + t * (b1 - b0))
-    return e1 + (1.0 - t) ** 2 * (e0 - e1), short
+    for W, b in heads:
+        set_head(model.head, W, b)
+        short = 0.0
+        if floor is not None:
+            shares = explained_shares(x, model.head.weight.detach(), Y, cfg)
+            short = explained_shortfall(shares, floor)
+        score = (short, prediction_error(model.head, x, Y, cfg), W, b)
+        if best is None or score[:2] < best[:2]:
+            best = score
+    set_head(model.head, *best[2:])
+    return best[1], best[0]
 
 
 @torch.no_grad()
@@ -468,33 +445,25 @@ def significant_count(x, weight, max_values=SIGNIFICANT_VALUES, coverage=0.9):
 
 
 def _check_epoch(model, Z, Y, val, cfg, parts, hist, coverage=None):
-    """Refit the head (:func:`explaining_head` when outputs' explained shares are guarded,
-    else :func:`refit_head`), then ``(monitored value, violation, shortfall)`` of the epoch
-    just run.
+    """Set the epoch's head (:func:`epoch_head`), then ``(monitored value, violation)`` of
+    the epoch just run.
 
-    The violation (0 when feasible) is by how much the faithfulness error exceeds its
-    target on the training rows (plus on the validation rows when given), plus the
-    shortfall: by how much the outputs' explained shares fall under ``coverage``
-    (:func:`explained_shortfall`). Under the constraint the
-    monitored value is the explanation's sparsity, :func:`significant_count` (on the
-    validation rows when given): the epoch kept is the sparsest faithful one, by the
-    measure a user reads, not by the loss terms that only stand in for it. Without the
+    The violation (0 when the epoch is feasible) is by how much the faithfulness error
+    exceeds its target on the training rows (plus on the validation rows when given),
+    plus the outputs' :func:`explained_shortfall` under ``coverage``, plus the number of
+    dead x-features. Under the constraint the monitored value is the explanation's
+    sparsity, :func:`significant_count` (on the validation rows when given): the epoch
+    kept is the sparsest feasible one, by the measure a user reads. Without the
     constraint it is the total loss (on the validation rows when given).
     """
-    violation = shortfall = 0.0
+    violation = 0.0
     constrained = Y is not None and cfg.faith_target is not None
     if constrained:
-        x = encode(model, Z)  # one pass: the head, the explained rows and the count
-        if coverage is not None and cfg.faithfulness != "kl":
-            error, shortfall = explaining_head(model, x, Y, cfg, coverage)
-        else:
-            error = refit_head(model, Z, Y, cfg, x)
-            if coverage is not None:
-                shares = explained_shares(x, model.head.weight.detach(), Y, cfg)
-                shortfall = explained_shortfall(shares, coverage)
-        weight = model.head.weight.detach()
+        x = encode(model, Z)  # one pass: the head, the explained rows, dead units, the count
+        error, shortfall = epoch_head(model, x, Y, cfg, coverage)
+        dead = int((cfg.collective.max(x.amax(0)) <= 0).sum())
         hist.faithfulness.append(error)
-        violation = max(error - cfg.faith_target, 0.0) + shortfall
+        violation = max(error - cfg.faith_target, 0.0) + shortfall + dead
     loss = regularisers if cfg.faith_target is not None else total_loss
     monitored = None if constrained else loss(parts, cfg)
     if val is not None:
@@ -505,8 +474,9 @@ def _check_epoch(model, Z, Y, val, cfg, parts, hist, coverage=None):
         if Yv is not None and val_target is not None:
             violation += max(faithfulness_on(model, Zv, Yv, cfg) - val_target, 0.0)
     if constrained:
+        weight = model.head.weight.detach()
         monitored = significant_count(x if val is None else encode(model, val[0]), weight)
-    return monitored, violation, shortfall
+    return monitored, violation
 
 
 def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, start_epoch=0):
@@ -531,9 +501,9 @@ def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, 
     try:
         for epoch in range(cfg.max_iter):
             run.begin(model)
-            stats = _epoch(model, opt, Z, Y, run.step_config(), generator, schedule, lam, step)
+            stats = _epoch(model, opt, Z, Y, cfg, generator, schedule, lam, step)
             stats = stats.tolist()
-            if run.end_epoch(model, Z, Y, generator, stats, lam.current(cfg), epoch):
+            if run.end_epoch(model, Z, Y, stats, lam.current(cfg), epoch):
                 break
     except KeyboardInterrupt:  # keep a usable model: the last complete epoch's weights
         run.interrupt(model, epoch)
@@ -569,9 +539,9 @@ def progress(model, Z, Y, cfg, val=None):
 
 
 class Progress:
-    """What fine-tuning decides between epochs, for one network: reviving dead x-features,
-    the finiteness check, the history, the least-squares head and the constraint
-    (:func:`_check_epoch`), the kept epoch (:class:`_Keeper`) and early stopping.
+    """What fine-tuning decides between epochs, for one network: the finiteness check,
+    the history, the epoch's head and its feasibility (:func:`_check_epoch`), the kept
+    epoch (:class:`_Keeper`) and early stopping.
 
     Each epoch is ``begin(model)``, the epoch's steps, then ``end_epoch(...)``, which
     returns True when training stops; ``finish(model)`` restores the kept weights.
@@ -582,26 +552,17 @@ class Progress:
         constrained = cfg.faith_target is not None
         self.keeper = _Keeper(model, constrained, val is not None, start_violation)
         self.stall, self.good_state, self.prev_state = 0, None, None
-        self.coverage_weight, self.rejections = cfg.coverage_weight, 0
-
-    def step_config(self):
-        """The configuration of the next epoch's steps (with the barrier's current weight)."""
-        if self.coverage_weight == self.cfg.coverage_weight:
-            return self.cfg
-        return self.cfg.replace(coverage_weight=self.coverage_weight)
 
     def begin(self, model):
         """Remember the weights the epoch starts from (restored if it goes non-finite)."""
         self.prev_state, self.good_state = self.good_state, snapshot(model)
 
-    def end_epoch(self, model, Z, Y, generator, stats, multiplier, epoch):
-        """Everything after the steps of ``epoch``; ``stats`` is the epoch's mean loss parts
-        then each x-feature's largest value, ``multiplier`` the constraint's current value.
-        Returns whether training stops."""
+    def end_epoch(self, model, Z, Y, stats, multiplier, epoch):
+        """Everything after the steps of ``epoch``; ``stats`` is the epoch's mean loss
+        parts, ``multiplier`` the constraint's current value. Returns whether training
+        stops."""
         cfg, hist, keeper = self.cfg, self.hist, self.keeper
-        parts, x_max = stats[:3], torch.tensor(stats[3:])
-        if epoch < cfg.max_iter - 1 and _revive(model, Z, x_max <= 0, generator, cfg):
-            self.stall = 0
+        parts = stats[:3]
         if not math.isfinite(total_loss(parts, cfg)) or not finite_weights(model):
             _roll_back(model, hist, self.good_state, self.prev_state, keeper)
             raise NonFiniteLossError(epoch, hist)
@@ -611,26 +572,12 @@ class Progress:
         hist.loss.append(loss)
         hist.parts.append(parts)
         hist.multiplier.append(multiplier)
-        check = _check_epoch(model, Z, Y, self.val, cfg, parts, hist, self.coverage)
-        monitored, violation, shortfall = check
+        monitored, violation = _check_epoch(model, Z, Y, self.val, cfg, parts, hist, self.coverage)
         if cfg.verbose:
-            state = "" if violation <= 0 else ", not faithful enough"
-            if shortfall > 0:
-                state = ", an output lost its explanation"
+            state = "" if violation <= 0 else ", infeasible"
             logger.info("epoch %d: loss %.6g (monitored %.6g%s)", epoch + 1, loss, monitored, state)
         improved = keeper.improves(monitored, violation, cfg.tol)
         keeper.offer(model, monitored, violation)
-        if shortfall > 0 and not keeper.best[0] and epoch < cfg.max_iter - 1:
-            # an output lost its explanation: reject the epoch and go on from the kept
-            # one (once an output's rows get no positive contribution, no gradient can
-            # give it one back: the ReLUs and the product x_k W_ck are zero there)
-            keeper.restore(model)
-            # from the second rejection on, the steps keep taking explained rows away:
-            # they must weigh the barrier more (a single one can be a transient, such as
-            # the first epoch's steps)
-            self.rejections += 1
-            if self.rejections >= 2:
-                self.coverage_weight *= COVERAGE_GROWTH
         self.stall = 0 if improved else self.stall + 1
         if self.stall >= cfg.n_iter_no_change:
             hist.converged = True
@@ -645,14 +592,6 @@ class Progress:
 
     def finish(self, model):
         self.keeper.restore(model)
-
-
-def _revive(model, Z, dead, generator, cfg):
-    """:func:`~sklearn_xnn._nn.init.revive_dead` (on rank 0 of a fit over several ranks,
-    which sends the revived weights and the generator's state to the others)."""
-    last = model.encoder.layers[-1]
-    revive = lambda: revive_dead(model, Z, dead, generator)  # noqa: E731
-    return cfg.collective.on_root(revive, [last.weight, last.bias], generator)
 
 
 def _roll_back(model, hist, good_state, prev_state, keeper):

@@ -117,8 +117,8 @@ def fit_sharded(estimator, X, y=None, *, sharded=False, group=None):
     ``partial_fit`` has no sharded counterpart; after ``fit_sharded`` the explainer is an
     ordinary fitted explainer (transform, save, ``partial_fit`` in one process). The
     faithful start comes from reduced moments and statistics of every rank's rows; the
-    multiplier's starting value is measured on rank 0's first rows. Each rank keeps the x-features of all rows
-    (``n_samples * n_components`` numbers) for the fitted state.
+    multiplier's starting value is measured on rank 0's first rows. Each rank keeps the
+    x-features of all rows (``n_samples * n_components`` numbers) for the fitted state.
 
     Examples
     --------

@@ -55,25 +55,16 @@ class SRAEExplainer(
     loses its positive contributions). The User Guide gives the exact formulas.
 
     **Faithful by construction.** ``fit`` computes in closed form the best rank-K linear
-    predictor of ``y`` from ``Z`` (``faithfulness_bound_``, which no linear explanation
-    beats on the training rows), starts training from it (the encoder carries that
-    subspace exactly, cut where the cut costs at most half the tolerance: a sparser start)
-    and keeps faithfulness as a constraint, not a weight: a multiplier
-    adapted after every step (as in GECO, Rezende & Viola 2018) holds the explainer within
-    ``faithfulness_tol`` of the reference and spends the rest on reconstruction and
-    pull-away, so any ``max_iter >= 1`` is at least that faithful on the training rows.
-    Of the faithful epochs the sparsest is kept (fewest significant x-features per input,
-    :func:`~sklearn_xnn.metrics.n_significant`, on the training rows), and none in which
-    an output explains (gives a positive contribution to) less than half the share of
-    its top inputs it explained at the start: an input without any concept may be
-    explained by their absence, a whole class may not. Each epoch ends with the exact
-    least-squares head on its x-features unless that head would leave such inputs
-    without a positive contribution. The start is deterministic: the same data give the
-    same start whatever ``random_state``, so that seeds differ only by the random weights
-    of the hidden units the start leaves free and the order of the minibatches.
-    ``faithfulness="kl"`` does the same for the network's decision (softmax). With
-    ``rescale=True`` any activation scale works, signed or not, and every method answers
-    in the caller's units. The User Guide gives the evidence for the defaults;
+    predictor of ``y`` from ``Z`` (``faithfulness_bound_``), starts from it with a
+    deterministic start (the encoder carries that subspace exactly, in its simplest
+    rotation), and keeps faithfulness as a constraint: a multiplier adapted after every
+    step (as in GECO, Rezende & Viola 2018) holds the explainer within
+    ``faithfulness_tol`` of the bound and spends the rest on reconstruction and pull-away.
+    Of the feasible epochs (faithful, every output keeping half the share of its top
+    inputs it explained at the start, no dead x-feature) the sparsest is kept, so any
+    ``max_iter >= 1`` is that faithful on the training rows. ``faithfulness="kl"`` does
+    the same for the network's decision (softmax). With ``rescale=True`` any activation
+    scale works and every method answers in the caller's units.
     :meth:`SRAEExplainer.reference` keeps the paper's recipe.
 
     Parameters

@@ -36,7 +36,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from sklearn_xnn._nn import data, engine, training
 from sklearn_xnn._nn.losses import weighted_loss
-from sklearn_xnn._nn.optim import adam, batches
+from sklearn_xnn._nn.optim import Multiplier, Schedule, adam, batches
 
 #: TrainConfig fields that may differ between the members of a batch; every other field
 #: must be equal (a new field is therefore shared by default, which is always safe).
@@ -199,7 +199,7 @@ def fine_tune_many(models, jobs):
     check_batch(jobs)
     Z, Y, cfg = jobs[0].Z, jobs[0].Y, jobs[0].cfg
     n_steps = math.ceil(Z.shape[0] / cfg.batch_size)
-    schedule = training._Schedule(cfg, n_steps)
+    schedule = Schedule(cfg, n_steps)
     pairs = list(zip(models, jobs, strict=True))
     lams = [training.start_multiplier(m, Z, Y, j.cfg, n_steps) for m, j in pairs]
     runs = [training.progress(m, j.Z, j.Y, j.cfg, j.val) for m, j in pairs]
@@ -259,7 +259,7 @@ class _Objective(nn.Module):
         return x, terms, training.faithfulness_error(y_hat, yb, cfg)
 
 
-class _Multipliers(training._Multiplier):
+class _Multipliers(Multiplier):
     """The constraint multipliers of the stacked members as one vector (elementwise update)."""
 
     def __init__(self, singles, device):

@@ -55,7 +55,7 @@ from sklearn_xnn._nn.losses import (
     top_outputs,
     weighted_loss,
 )
-from sklearn_xnn._nn.optim import adam, batches
+from sklearn_xnn._nn.optim import Multiplier, Schedule, adam, batches
 
 logger = logging.getLogger("sklearn_xnn")
 
@@ -167,33 +167,6 @@ def _step_function(cfg):
     return torch.compile(forward_loss) if cfg.compile else forward_loss
 
 
-class _Multiplier:
-    """``log lam`` on the device, updated after every step without a host round trip.
-
-    The violation is measured in units of the slack the start leaves (the tolerance): one
-    unit sustained for one epoch multiplies ``lam`` by ``e``.
-    """
-
-    def __init__(self, value, cfg, slack, steps_per_epoch, device):
-        self.on = cfg.faith_target is not None
-        self.log = torch.tensor(math.log(max(value, 1e-30)), device=device)
-        self.target, self.slack = cfg.faith_target, max(slack, 1e-12)
-        self.rate = 1.0 / max(1, steps_per_epoch)
-        self.low, self.high = (math.log(v) for v in cfg.multiplier_range)
-
-    def value(self):
-        return self.log.exp() if self.on else None
-
-    def current(self, cfg):
-        """The multiplier as a float (``alpha_f`` without the constraint)."""
-        return float(self.log.exp()) if self.on else float(cfg.alpha_f)
-
-    def update(self, e_faith):
-        if self.on and e_faith is not None:
-            violation = ((e_faith.detach() - self.target) / self.slack).clamp(-1.0, 5.0)
-            self.log = (self.log + self.rate * violation).clamp(self.low, self.high)
-
-
 @torch.no_grad()
 def initial_multiplier(model, Z, Y, cfg, max_rows=4096):
     """``(lam_0, slack)``: the multiplier at which the faithfulness term at its target weighs
@@ -239,20 +212,6 @@ def epoch_totals(sizes, parts, maxima):
     rows = torch.tensor(sizes, dtype=parts[0].dtype, device=parts[0].device)
     totals = torch.tensordot(rows, torch.stack(parts), dims=1)
     return torch.cat([totals, torch.stack(maxima).amax(0)], dim=-1)
-
-
-class _Schedule:
-    """Linear warm-up over ``warmup_steps``, then x``lr_gamma`` every ``lr_step`` epochs."""
-
-    def __init__(self, cfg, steps_per_epoch, start_epoch=0):
-        self.cfg, self.per_epoch = cfg, max(1, steps_per_epoch)
-        self.step = start_epoch * self.per_epoch
-
-    def __call__(self):
-        cfg, t = self.cfg, self.step
-        self.step += 1
-        warm = min(1.0, (t + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
-        return cfg.lr * warm * cfg.lr_gamma ** ((t // self.per_epoch) // cfg.lr_step)
 
 
 @torch.no_grad()
@@ -494,7 +453,7 @@ def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, 
     opt = adam(model.parameters(), cfg.lr, cfg.weight_decay) if opt is None else opt
     step = _step_function(cfg)
     n_steps = cfg.collective.steps(Z.shape[0], cfg.batch_size)
-    schedule = _Schedule(cfg, n_steps, start_epoch)
+    schedule = Schedule(cfg, n_steps, start_epoch)
     lam = start_multiplier(model, Z, Y, cfg, n_steps, multiplier)
     run = progress(model, Z, Y, cfg, val)
     epoch = 0
@@ -520,13 +479,14 @@ def start_violation(model, Z, Y, cfg):
 
 
 def start_multiplier(model, Z, Y, cfg, steps_per_epoch, value=None):
-    """The :class:`_Multiplier` of a fine-tuning run: at ``value`` when continuing one, else
-    at :func:`initial_multiplier` under the constraint (``alpha_f`` without it)."""
+    """The :class:`~sklearn_xnn._nn.optim.Multiplier` of a fine-tuning run: at ``value``
+    when continuing one, else at :func:`initial_multiplier` under the constraint
+    (``alpha_f`` without it)."""
     constrained = cfg.faith_target is not None and Y is not None
     lam0, slack = initial_multiplier(model, Z, Y, cfg) if constrained else (cfg.alpha_f, 1.0)
     lam0, slack = cfg.collective.broadcast((lam0, slack))  # rank 0's first rows decide
     lam0 = lam0 if value is None else value
-    return _Multiplier(lam0, cfg, slack, steps_per_epoch, Z.device)
+    return Multiplier(lam0, cfg, slack, steps_per_epoch, Z.device)
 
 
 def progress(model, Z, Y, cfg, val=None):

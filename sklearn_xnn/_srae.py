@@ -81,11 +81,11 @@ class SRAEExplainer(
         ``(max(64, 4 K), max(32, 2 K))`` for ``K`` x-features, each width capped at the
         paper's ``(800, 100)`` and at ``2 * n_features``: every hidden layer carries the
         start's ``K`` directions as ReLU pairs and keeps as many free units again or
-        more (wider layers were measured to cost time without making the explanation
-        more faithful or sparser).
+        more (wider layers cost time without making the explanation more faithful or
+        sparser).
     faithfulness : {"mse", "kl"}, default="mse"
-        What the explanation must keep. ``"mse"``: the logits (squared error, R² uniform
-        over outputs). ``"kl"``: the decision, the mean KL divergence between the softmax
+        What the explanation must keep. ``"mse"``: the logits (squared error, R² averaged
+        over the outputs as ``multioutput`` says). ``"kl"``: the decision, the mean KL divergence between the softmax
         of the network's logits and of the rebuilt ones at ``temperature``; ``y`` must
         hold two or more logits. ``score`` returns R² either way; for decisions use
         :func:`~sklearn_xnn.metrics.top1_agreement_scorer` and

@@ -144,9 +144,7 @@ class SRAEExplainer(
     tol : float, default=1e-4
         Minimum improvement of the monitored value (under the constraint the mean number
         of significant x-features per input, else the total loss) that resets the
-        patience counter; an epoch that misses the constraint after a feasible one was
-        kept neither improves nor counts (a constrained optimiser has not converged while
-        it is infeasible).
+        patience counter; an epoch that misses the constraint does not improve.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows, monitor them, keep the best weights;
         the constraint is then also checked there, against the bound's held-out value.

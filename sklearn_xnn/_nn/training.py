@@ -538,11 +538,7 @@ class Progress:
             logger.info("epoch %d: loss %.6g (monitored %.6g%s)", epoch + 1, loss, monitored, state)
         improved = keeper.improves(monitored, violation, cfg.tol)
         keeper.offer(model, monitored, violation)
-        # a constrained optimiser has not converged while it is infeasible: an epoch that
-        # misses the constraint after a feasible one was kept (the multiplier settling)
-        # neither improves nor counts against the patience
-        if violation <= 0 or keeper.best[0]:
-            self.stall = 0 if improved else self.stall + 1
+        self.stall = 0 if improved else self.stall + 1
         if self.stall >= cfg.n_iter_no_change:
             hist.converged = True
             return True

@@ -85,10 +85,10 @@ class SRAEExplainer(
         sparser).
     faithfulness : {"mse", "kl"}, default="mse"
         What the explanation must keep. ``"mse"``: the logits (squared error, R² averaged
-        over the outputs as ``multioutput`` says). ``"kl"``: the decision, the mean KL divergence between the softmax
-        of the network's logits and of the rebuilt ones at ``temperature``; ``y`` must
-        hold two or more logits. ``score`` returns R² either way; for decisions use
-        :func:`~sklearn_xnn.metrics.top1_agreement_scorer` and
+        over the outputs as ``multioutput`` says). ``"kl"``: the decision, the mean KL
+        divergence between the softmax of the network's logits and of the rebuilt ones at
+        ``temperature``; ``y`` must hold two or more logits. ``score`` returns R² either
+        way; for decisions use :func:`~sklearn_xnn.metrics.top1_agreement_scorer` and
         :func:`~sklearn_xnn.metrics.softmax_kl`.
     multioutput : {"uniform_average", "variance_weighted"}, default="uniform_average"
         How R² averages over the outputs, as in :func:`sklearn.metrics.r2_score`: each

@@ -6,30 +6,19 @@ from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
     RegressorMixin,
-    TransformerMixin,
     _fit_context,
-)
-from sklearn.metrics import r2_score
-from sklearn.utils.validation import (
-    check_array,
-    check_is_fitted,
-    validate_data,
 )
 
 from sklearn_xnn import _batching as batching
 from sklearn_xnn import _fitted as fitted
 from sklearn_xnn import _fitting as fitting
 from sklearn_xnn import _persistence
+from sklearn_xnn._inference import ExplainerInferenceMixin
 from sklearn_xnn._nn.collective import LOCAL
-from sklearn_xnn._nn.inference import decode_numpy, encode_numpy
 from sklearn_xnn._threads import torch_threads
 from sklearn_xnn._validation import (
     PARAMETER_CONSTRAINTS,
-    check_input_kind,
-    finite_output,
-    float_dtypes,
     n_init_of,
-    numeric_conversion,
     validate_chunk,
 )
 
@@ -37,7 +26,7 @@ logger = logging.getLogger("sklearn_xnn")
 
 
 class SRAEExplainer(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin, BaseEstimator
+    ClassNamePrefixFeaturesOutMixin, ExplainerInferenceMixin, RegressorMixin, BaseEstimator
 ):
     """Explanation space of a network layer: a few sparse, non-negative x-features.
 
@@ -201,14 +190,13 @@ class SRAEExplainer(
     faithfulness_bound_ : float or None
         The best rank-K linear predictor of ``y`` from ``X`` on the training rows, the
         reference of the constraint: its R² (averaged as ``multioutput`` says) for
-        ``"mse"``, its
-        mean softmax KL for ``"kl"``. None when unsupervised.
+        ``"mse"``, its mean softmax KL for ``"kl"``. None when unsupervised.
     faithfulness_ : float
         The fitted explainer's training R² (``"mse"``) or mean softmax KL (``"kl"``).
     faithfulness_curve_ : ndarray of shape (n_ranks,)
         Training R² (averaged as ``multioutput`` says) of the best rank-k linear
-        predictor for k = 1, 2, ... (without ``y``:
-        the variance fraction of the top k principal directions).
+        predictor for k = 1, 2, ... (without ``y``: the variance fraction of the top k
+        principal directions).
     faithfulness_multiplier_ : float
         The constraint's multiplier at the end of training (``alpha_faithfulness``
         without the constraint).
@@ -231,9 +219,9 @@ class SRAEExplainer(
         * L_pt``. Mean over the epoch's minibatches.
     faithfulness_history_ : list of float
         Under the faithfulness constraint, the training faithfulness after each epoch
-        with its least-squares head, in the units of ``faithfulness_`` (R² or KL): it
-        starts near ``faithfulness_bound_`` and settles within ``faithfulness_tol`` of it.
-        Empty without the constraint.
+        with its head, in the units of ``faithfulness_`` (R² or KL): it starts near
+        ``faithfulness_bound_``; epochs may fall short of the constraint while its
+        multiplier settles (they are not kept). Empty without the constraint.
     loss_parts_ : ndarray of shape (n_iter_, 3)
         Per-epoch faithfulness, reconstruction and pull-away terms.
     validation_scores_ : list of float or None
@@ -494,130 +482,6 @@ class SRAEExplainer(
         state = super().__getstate__()
         state.pop("_engine", None)  # torch objects; partial_fit rebuilds them from the weights
         return state
-
-    # ------------------------------------------------------------------ inference
-    def _validated(self, X):
-        check_is_fitted(self)
-        check_input_kind(X, "X")
-        with numeric_conversion("X"):
-            return validate_data(self, X, reset=False, dtype=float_dtypes(X))
-
-    def _encode64(self, X):
-        return encode_numpy(X, self.encoder_coefs_, self.encoder_intercepts_, self.device)
-
-    def _require_head(self, method):
-        if not self._has_head:
-            raise AttributeError(
-                f"{method} needs the linear head, which exists only when fit was given y; "
-                "this explainer was fitted unsupervised (y=None)."
-            )
-
-    def transform(self, X):
-        """Map activations to the x-features.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Activations.
-
-        Returns
-        -------
-        X_new : ndarray of shape (n_samples, n_components)
-            Non-negative x-features, in the dtype of ``X``: float32 for float32 (and
-            float16, computed as float32) input, float64 for anything else (float64,
-            integers, booleans, numeric objects).
-        """
-        X = self._validated(X)
-        return finite_output(self._encode64(X), X.dtype, X, "transform")
-
-    def inverse_transform(self, X):
-        """Rebuild activations from x-features with the decoder.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_components)
-            x-features.
-
-        Returns
-        -------
-        Z_hat : ndarray of shape (n_samples, n_features_in_)
-            Reconstructed activations, in the dtype of ``X``.
-        """
-        check_is_fitted(self)
-        check_input_kind(X, "X")
-        with numeric_conversion("X"):
-            X = check_array(X, dtype=float_dtypes(X))
-        if X.shape[1] != self.n_components_:
-            raise ValueError(
-                f"inverse_transform expects {self.n_components_} x-features per row, got "
-                f"X with {X.shape[1]} columns; pass the output of transform."
-            )
-        Z = decode_numpy(
-            X, self.decoder_coefs_, self.decoder_intercepts_, self.decoder_relu_output_, self.device
-        )
-        return finite_output(Z, X.dtype, X, "inverse_transform")
-
-    def predict(self, X):
-        """Rebuild the explained logits linearly from the x-features.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Activations.
-
-        Returns
-        -------
-        y_hat : ndarray of shape (n_samples,) or (n_samples, n_outputs)
-            Same shape convention as the ``y`` given to ``fit``; dtype of ``X``.
-        """
-        X = self._validated(X)
-        self._require_head("predict")
-        y = self._encode64(X) @ self.coef_.T + self.intercept_
-        y = y.ravel() if self._y_1d else y
-        return finite_output(y, X.dtype, X, "predict")
-
-    def score(self, X, y, sample_weight=None):
-        """R² of :meth:`predict` against ``y``, averaged over the outputs as
-        ``multioutput`` says.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Activations.
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            The logits to compare with.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Sample weights.
-
-        Returns
-        -------
-        score : float
-            :func:`sklearn.metrics.r2_score` of ``predict(X)`` and ``y``.
-        """
-        return r2_score(
-            y, self.predict(X), sample_weight=sample_weight, multioutput=self.multioutput
-        )
-
-    def contributions(self, X):
-        """Each x-feature's contribution ``x_ik W_ck`` to each output.
-
-        ``predict(X)[i, c] == contributions(X)[i, c, :].sum() + intercept_[c]``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Activations.
-
-        Returns
-        -------
-        S : ndarray of shape (n_samples, n_outputs, n_components)
-            Contributions; shape ``(n_samples, n_components)`` when ``fit`` got a 1-D ``y``.
-        """
-        X = self._validated(X)
-        self._require_head("contributions")
-        S = self._encode64(X)[:, None, :] * self.coef_[None, :, :]
-        S = S[:, 0, :] if self._y_1d else S
-        return finite_output(S, X.dtype, X, "contributions")
 
     # ------------------------------------------------------------------ persistence
     def save(self, path):

@@ -1,0 +1,146 @@
+"""What a fitted explainer computes: x-features, rebuilt activations and logits, scores and
+contributions, all from its numpy fitted state (row by row, in float64, cast back to the
+input's dtype)."""
+
+from sklearn.base import TransformerMixin
+from sklearn.metrics import r2_score
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from sklearn_xnn._nn.inference import decode_numpy, encode_numpy
+from sklearn_xnn._validation import (
+    check_input_kind,
+    finite_output,
+    float_dtypes,
+    numeric_conversion,
+)
+
+
+class ExplainerInferenceMixin(TransformerMixin):
+    """``transform``, ``inverse_transform``, ``predict``, ``score`` and ``contributions``
+    of a fitted explainer (``encoder_coefs_``, ``decoder_coefs_``, ``coef_`` ...).
+
+    A ``TransformerMixin``: scikit-learn wraps ``transform`` for ``set_output`` in the
+    class that defines it."""
+
+    def _validated(self, X):
+        check_is_fitted(self)
+        check_input_kind(X, "X")
+        with numeric_conversion("X"):
+            return validate_data(self, X, reset=False, dtype=float_dtypes(X))
+
+    def _encode64(self, X):
+        return encode_numpy(X, self.encoder_coefs_, self.encoder_intercepts_, self.device)
+
+    def _require_head(self, method):
+        if not self._has_head:
+            raise AttributeError(
+                f"{method} needs the linear head, which exists only when fit was given y; "
+                "this explainer was fitted unsupervised (y=None)."
+            )
+
+    def transform(self, X):
+        """Map activations to the x-features.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Activations.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_components)
+            Non-negative x-features, in the dtype of ``X``: float32 for float32 (and
+            float16, computed as float32) input, float64 for anything else (float64,
+            integers, booleans, numeric objects).
+        """
+        X = self._validated(X)
+        return finite_output(self._encode64(X), X.dtype, X, "transform")
+
+    def inverse_transform(self, X):
+        """Rebuild activations from x-features with the decoder.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components)
+            x-features.
+
+        Returns
+        -------
+        Z_hat : ndarray of shape (n_samples, n_features_in_)
+            Reconstructed activations, in the dtype of ``X``.
+        """
+        check_is_fitted(self)
+        check_input_kind(X, "X")
+        with numeric_conversion("X"):
+            X = check_array(X, dtype=float_dtypes(X))
+        if X.shape[1] != self.n_components_:
+            raise ValueError(
+                f"inverse_transform expects {self.n_components_} x-features per row, got "
+                f"X with {X.shape[1]} columns; pass the output of transform."
+            )
+        Z = decode_numpy(
+            X, self.decoder_coefs_, self.decoder_intercepts_, self.decoder_relu_output_, self.device
+        )
+        return finite_output(Z, X.dtype, X, "inverse_transform")
+
+    def predict(self, X):
+        """Rebuild the explained logits linearly from the x-features.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Activations.
+
+        Returns
+        -------
+        y_hat : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            Same shape convention as the ``y`` given to ``fit``; dtype of ``X``.
+        """
+        X = self._validated(X)
+        self._require_head("predict")
+        y = self._encode64(X) @ self.coef_.T + self.intercept_
+        y = y.ravel() if self._y_1d else y
+        return finite_output(y, X.dtype, X, "predict")
+
+    def score(self, X, y, sample_weight=None):
+        """R² of :meth:`predict` against ``y``, averaged over the outputs as
+        ``multioutput`` says.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Activations.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The logits to compare with.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        score : float
+            :func:`sklearn.metrics.r2_score` of ``predict(X)`` and ``y``.
+        """
+        return r2_score(
+            y, self.predict(X), sample_weight=sample_weight, multioutput=self.multioutput
+        )
+
+    def contributions(self, X):
+        """Each x-feature's contribution ``x_ik W_ck`` to each output.
+
+        ``predict(X)[i, c] == contributions(X)[i, c, :].sum() + intercept_[c]``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Activations.
+
+        Returns
+        -------
+        S : ndarray of shape (n_samples, n_outputs, n_components)
+            Contributions; shape ``(n_samples, n_components)`` when ``fit`` got a 1-D ``y``.
+        """
+        X = self._validated(X)
+        self._require_head("contributions")
+        S = self._encode64(X)[:, None, :] * self.coef_[None, :, :]
+        S = S[:, 0, :] if self._y_1d else S
+        return finite_output(S, X.dtype, X, "contributions")

@@ -116,8 +116,9 @@ def heldout_r2(model, Z, Y, collective=LOCAL, multioutput="uniform_average"):
 @torch.no_grad()
 def prediction_error(predict, Z, Y, cfg):
     """The faithfulness error of ``predict`` (rows of ``Z`` to training-unit outputs) on
-    ``(Z, Y)``: ``1 - R²`` (uniform over outputs, with ``Y``'s own variances) for
-    ``"mse"``, the mean softmax KL for ``"kl"``; over every rank's rows."""
+    ``(Z, Y)``: ``1 - R²`` (averaged over the outputs as ``cfg.multioutput`` says, with
+    ``Y``'s own variances) for ``"mse"``, the mean softmax KL for ``"kl"``; over every
+    rank's rows."""
     if cfg.faithfulness != "kl":
         return 1.0 - _prediction_r2(predict, Z, Y, cfg.collective, cfg.multioutput)
     total = 0.0
@@ -328,9 +329,10 @@ def epoch_head(model, x, Y, cfg, floor):
     :func:`explained_shortfall` under ``floor`` (0 when ``floor`` is None).
 
     Of the exact least-squares head on ``x`` and the trained head, the one with the
-    smaller shortfall, then the smaller error: the least-squares head is the most
-    faithful one (for ``"mse"``), but the exact solution can turn the only positive weight
-    an output's top rows had to zero or below, and no gradient would give it back.
+    smaller shortfall beyond :data:`SHORTFALL_TOL`, then the smaller error: the
+    least-squares head is the most faithful one (for ``"mse"``), but the exact solution
+    can turn the only positive weight an output's top rows had to zero or below, and no
+    gradient would give it back.
     """
     trained = (model.head.weight.detach().clone(), model.head.bias.detach().clone())
     fit = lstsq_head(model, None, Y, collective=cfg.collective, x=x, multioutput=cfg.multioutput)
@@ -342,11 +344,12 @@ def epoch_head(model, x, Y, cfg, floor):
         if floor is not None:
             shares = explained_shares(x, model.head.weight.detach(), Y, cfg)
             short = explained_shortfall(shares, floor)
-        score = (short, prediction_error(model.head, x, Y, cfg), W, b)
+        error = prediction_error(model.head, x, Y, cfg)
+        score = (max(short - SHORTFALL_TOL, 0.0), error, short, W, b)
         if best is None or score[:2] < best[:2]:
             best = score
-    set_head(model.head, *best[2:])
-    return best[1], best[0]
+    set_head(model.head, *best[3:])
+    return best[1], best[2]
 
 
 @torch.no_grad()

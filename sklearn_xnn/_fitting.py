@@ -196,7 +196,6 @@ def train_config(est, n_outputs, nonneg_output, batch_size, n_train, incremental
         y_mean=None if y_mean is None else to_tensor(np.asarray(y_mean), device),
         y_scale=None if y_scale is None else to_tensor(np.asarray(y_scale), device),
         warmup_steps=math.ceil(n_train / batch_size),
-        keeps_epochs=not incremental,
     )
 
 

@@ -158,7 +158,7 @@ def test_patience_counts_every_epoch_that_does_not_improve(patch_layer, monkeypa
     script = iter([(1.5, 0.0), (1.4, 0.0), (1.0, 0.3), (0.9, 0.2)])
     monkeypatch.setattr(training, "_check_epoch", lambda *a, **k: next(script))
     run = training.Progress(model, cfg, None)
-    stats = [0.0, 0.0, 0.0] + [1.0] * cfg.n_components
+    stats = [0.0, 0.0, 0.0]
     stops = []
     for epoch in range(4):
         run.begin(model)

@@ -312,8 +312,8 @@ class _Stack:
         self.step = vmap(call, dims)
 
     def epoch(self, Z, Y, generators, schedule):
-        """One epoch of every member; ``(M, 3 + K)`` rows ``[mean loss parts, x maxima]``."""
-        n, sizes, parts_seen, maxima = Z.shape[0], [], [], []
+        """One epoch of every member: ``(M, 3)`` rows of mean loss parts."""
+        n, sizes, parts_seen = Z.shape[0], [], []
         orders = [batches(n, self.batch_size, g, data.index_device(Z)) for g in generators]
         for idx in zip(*orders, strict=True):
             idx = torch.stack(idx)
@@ -332,9 +332,7 @@ class _Stack:
             self.lam.update(e_faith)
             sizes.append(idx.shape[1])
             parts_seen.append(parts)
-            maxima.append(out[0].detach().amax(1))
-        acc = training.epoch_totals(sizes, parts_seen, maxima)
-        acc[:, :3] /= n
+        acc = training.epoch_totals(sizes, parts_seen) / n
         acc[self.alphas[2] == 0, 2] = 0.0  # a member without pull-away reports none
         return acc.tolist()
 

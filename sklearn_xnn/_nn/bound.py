@@ -118,7 +118,6 @@ class Bound:
     y_variance: torch.Tensor  # (C,) scatter of each output
     r2: float  # uniform-average R² of the rank-K predictor on the training rows
     curve: np.ndarray | None = None  # (rank,) that R² for every rank 1, 2, ...
-    principal: torch.Tensor | None = None  # (D, K): the top principal directions of z
 
     @property
     def directions(self):
@@ -186,8 +185,7 @@ def reduced_rank(m, n_components, fraction=None, multioutput="uniform_average"):
     k = smallest_rank(curve, fraction) if fraction is not None else n_components
     basis = full.basis[:, : min(k, rank)]
     r2 = _r2(m, coef @ basis, basis, y_var, multioutput)
-    principal = canonical_signs(evecs.flip(-1)[:, :k])  # the eigenpairs the ridge needed
-    return dataclasses.replace(full, basis=basis, r2=r2, curve=curve, principal=principal)
+    return dataclasses.replace(full, basis=basis, r2=r2, curve=curve)
 
 
 def rank_curve(m, the_bound, multioutput="uniform_average"):

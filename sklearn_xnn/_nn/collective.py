@@ -68,14 +68,9 @@ class Local:
         return e_faith
 
     def epoch_stats(self, acc, seen):
-        """An epoch's ``[sum of parts * rows, per-feature max]`` over the ``seen`` rows of
-        each rank, as means and maxima."""
-        acc[:3] /= seen
-        return acc
-
-    def on_root(self, fn, tensors, generator):
-        """``fn()`` (on rank 0, whose ``tensors`` and ``generator`` state it then sends)."""
-        return fn()
+        """An epoch's sum of loss parts times rows over the ``seen`` rows of each rank, as
+        means."""
+        return acc / seen
 
     def broadcast_module(self, module):
         """Make every rank hold rank 0's weights of ``module``."""
@@ -213,17 +208,7 @@ class Distributed(Local):
         return None if e_faith is None else buffer[start].to(e_faith.dtype)
 
     def epoch_stats(self, acc, seen):
-        return torch.cat([self.sum(acc[:3]) / (self.world * seen), self.max(acc[3:])])
-
-    def on_root(self, fn, tensors, generator):
-        count = self.broadcast(float(fn()) if self.rank == 0 else 0.0)
-        if count:
-            with torch.no_grad():
-                for t in tensors:
-                    t.copy_(self.broadcast(t))
-            state = self.broadcast(generator.get_state())
-            generator.set_state(state.to(torch.uint8))
-        return int(count)
+        return self.sum(acc) / (self.world * seen)
 
     @torch.no_grad()
     def broadcast_module(self, module):

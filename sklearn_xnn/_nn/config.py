@@ -57,9 +57,6 @@ class TrainConfig:
     lr_step: int = 40
     lr_gamma: float = 0.1
     multiplier_range: tuple = (1e-3, 1e4)
-    #: Whether training keeps its best epoch (``fit``); ``partial_fit`` continues from
-    #: the last one, so its start must be one that training improves on.
-    keeps_epochs: bool = True
     dropout_generator: torch.Generator | None = field(default=None, compare=False)
     #: The other workers of a fit over several processes (``collective.LOCAL``: none).
     collective: object = field(default=LOCAL, compare=False, repr=False)

@@ -111,7 +111,7 @@ def project(Z, z_mean, S, collective=LOCAL):
 
 def _sharded_spread(Z, z_mean, S, collective):
     """``(std, skew, min, max)`` of every rank's projections ``(Z - z_mean) @ S``, from
-    reduced sums (the one-process :func:`unmixed_directions` holds them all)."""
+    reduced sums (the one-process :func:`oriented_directions` holds them all)."""
     sums, lo, hi = 0.0, None, None
     for s in bound.row_slices(Z.shape[0], Z.shape[1]):
         p = (Z[s].double() - z_mean) @ S

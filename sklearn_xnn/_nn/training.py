@@ -186,13 +186,13 @@ def initial_multiplier(model, Z, Y, cfg, max_rows=4096):
 
 def _epoch(model, opt, Z, Y, cfg, generator, schedule, multiplier, step=forward_loss):
     model.train()
-    comm, sizes, parts_seen, maxima = cfg.collective, [], [], []
+    comm, sizes, parts_seen = cfg.collective, [], []
     for idx in comm.batches(Z.shape[0], cfg.batch_size, generator, data.index_device(Z)):
         zb = Z[idx]
         yb = None if Y is None else Y[idx]
         for group in opt.param_groups:
             group["lr"] = schedule()
-        x, loss, parts, e_faith = step(
+        _, loss, parts, e_faith = step(
             model, zb, yb, cfg, cfg.dropout_generator, multiplier.value()
         )
         opt.zero_grad(set_to_none=True)
@@ -202,18 +202,16 @@ def _epoch(model, opt, Z, Y, cfg, generator, schedule, multiplier, step=forward_
         multiplier.update(e_faith)
         sizes.append(idx.shape[0])
         parts_seen.append(parts)
-        maxima.append(x.detach().amax(0))
-    return comm.epoch_stats(epoch_totals(sizes, parts_seen, maxima), sum(sizes))
+    return comm.epoch_stats(epoch_totals(sizes, parts_seen), sum(sizes))
 
 
-def epoch_totals(sizes, parts, maxima):
-    """``[sum of loss parts * rows, per-x-feature maximum]`` over an epoch's steps, from
-    each step's batch size, loss parts and x-feature maxima (any leading dimensions, e.g.
-    one row per stacked network). Reduced once per epoch, not per step: a step's cost on a
-    small layer is its number of operations."""
+def epoch_totals(sizes, parts):
+    """The sum of loss parts times rows over an epoch's steps, from each step's batch size
+    and loss parts (any leading dimensions, e.g. one row per stacked network). Reduced
+    once per epoch, not per step: a step's cost on a small layer is its number of
+    operations."""
     rows = torch.tensor(sizes, dtype=parts[0].dtype, device=parts[0].device)
-    totals = torch.tensordot(rows, torch.stack(parts), dims=1)
-    return torch.cat([totals, torch.stack(maxima).amax(0)], dim=-1)
+    return torch.tensordot(rows, torch.stack(parts), dims=1)
 
 
 @torch.no_grad()
@@ -527,12 +525,11 @@ class Progress:
         """Remember the weights the epoch starts from (restored if it goes non-finite)."""
         self.prev_state, self.good_state = self.good_state, snapshot(model)
 
-    def end_epoch(self, model, Z, Y, stats, multiplier, epoch):
-        """Everything after the steps of ``epoch``; ``stats`` is the epoch's mean loss
+    def end_epoch(self, model, Z, Y, parts, multiplier, epoch):
+        """Everything after the steps of ``epoch``; ``parts`` is the epoch's mean loss
         parts, ``multiplier`` the constraint's current value. Returns whether training
         stops."""
         cfg, hist, keeper = self.cfg, self.hist, self.keeper
-        parts = stats[:3]
         if not math.isfinite(total_loss(parts, cfg)) or not finite_weights(model):
             _roll_back(model, hist, self.good_state, self.prev_state, keeper)
             raise NonFiniteLossError(epoch, hist)

@@ -66,7 +66,7 @@ def store(est, result, eng, supervised):
     est.components_ = decoder_responses(est, x)
     hist = result.history
     est.loss_curve_ = list(hist.loss)
-    kl = getattr(est, "faithfulness", "mse") == "kl"
+    kl = est.faithfulness == "kl"
     est.faithfulness_history_ = [e if kl else 1.0 - e for e in hist.faithfulness]
     est.loss_parts_ = np.asarray(hist.parts, dtype=np.float64).reshape(-1, 3)
     est.validation_scores_ = list(hist.validation_loss) if hist.validation_loss else None

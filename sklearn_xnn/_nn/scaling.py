@@ -134,25 +134,21 @@ class Scaler:
     def fit(cls, X, Y, rescale, stream, collective=LOCAL, pooled=False):
         """Statistics of ``X`` (streamed from where it is when ``stream``) and ``Y``;
         with a ``collective``, of every rank's rows (:func:`sharded_statistics`). With
-        ``pooled`` every output shares one scale (the root mean square of the varying
-        outputs' standard deviations), so that squared errors in training units weigh
-        the outputs as their variances do (variance-weighted R²)."""
+        ``pooled`` every output shares one scale (:func:`_shared_scale`), so that squared
+        errors in training units weigh the outputs as their variances do
+        (variance-weighted R²)."""
         if collective.world > 1:
             peak, rms, nonneg, y_mean, y_scale = sharded_statistics(X, Y, rescale, collective)
-            scale = rms if rescale and rms > 0 else 1.0
-            check_float32_range(peak / scale, "X", rescale)
-            y_scale = _shared_scale(y_scale) if pooled and rescale else y_scale
-            return cls(scale, y_mean, y_scale, rescale, nonneg, peak)
-        if stream:  # one streaming pass, never a full copy
-            peak, rms, nonneg = scan(X)
         else:
-            (peak, rms), nonneg = magnitude(X), bool((X >= 0).all())
+            if stream:  # one streaming pass, never a full copy
+                peak, rms, nonneg = scan(X)
+            else:
+                (peak, rms), nonneg = magnitude(X), bool((X >= 0).all())
+            y_mean, y_scale = (None, None) if Y is None else standardize_columns(Y, rescale)
         scale = rms if rescale and rms > 0 else 1.0
         check_float32_range(peak / scale, "X", rescale)
-        y_mean = y_scale = None
-        if Y is not None:
-            y_mean, y_scale = standardize_columns(Y, rescale)
-            y_scale = _shared_scale(y_scale) if pooled and rescale else y_scale
+        if pooled and rescale and y_scale is not None:
+            y_scale = _shared_scale(y_scale)
         return cls(scale, y_mean, y_scale, rescale, nonneg, peak)
 
     # ------------------------------------------------------------------ data

@@ -90,7 +90,7 @@ def test_the_start_explains_every_top_output(patch_layer):
     Z, y = patch_layer
     model, Zt, Yt, cfg = _start(SRAEExplainer(5, device="cpu", random_state=0), Z, y)
     x, weight = training.encode(model, Zt), model.head.weight.detach()
-    explained, rows = training.explained_shares(x, weight, Yt, cfg)
+    explained, rows = training.explained_shares(x, weight, training.Targets(Yt, cfg), cfg)
     assert rows.sum() == Zt.shape[0]
     # a row whose top contribution is within rounding of zero may go either way
     assert float((explained / rows).min()) >= 0.98
@@ -114,13 +114,14 @@ def test_an_epoch_that_stops_explaining_a_class_is_infeasible(patch_layer):
     model, Zt, Yt, cfg = _start(SRAEExplainer(5, device="cpu", random_state=0), Z, y)
     parts = training.evaluate(model, Zt, Yt, cfg).tolist()
     floor = torch.full((Yt.shape[1],), training.KEPT_SHARE, dtype=torch.float64)
-    _, violation = training._check_epoch(model, Zt, Yt, None, cfg, parts, History(), floor)
+    targets = training.Targets(Yt, cfg)
+    _, violation = training._check_epoch(model, Zt, targets, None, cfg, parts, History(), floor)
     assert violation == 0.0  # the start is faithful, explains every row, has no dead unit
     with torch.no_grad():  # one class loses its positive weights: none of its rows is explained
         c = int(np.bincount(y.argmax(axis=1)).argmax())
         model.head.weight[c] = -model.head.weight[c].abs()
     x, weight = training.encode(model, Zt), model.head.weight.detach()
-    shares = training.explained_shares(x, weight, Yt, cfg)
+    shares = training.explained_shares(x, weight, targets, cfg)
     assert shares[0][c] == 0
     expected = float(shares[1][c] / shares[1].sum()) * training.KEPT_SHARE
     assert training.explained_shortfall(shares, floor) == pytest.approx(expected)
@@ -133,7 +134,8 @@ def test_an_epoch_with_a_dead_x_feature_is_infeasible(patch_layer):
     with torch.no_grad():  # x-feature 0 is zero on every row
         last = model.encoder.layers[-1]
         last.weight[0], last.bias[0] = 0.0, -1.0
-    _, violation = training._check_epoch(model, Zt, Yt, None, cfg, parts, History(), None)
+    targets = training.Targets(Yt, cfg)
+    _, violation = training._check_epoch(model, Zt, targets, None, cfg, parts, History(), None)
     assert violation >= 1.0
 
 
@@ -157,12 +159,12 @@ def test_patience_counts_every_epoch_that_does_not_improve(patch_layer, monkeypa
     cfg = cfg.replace(n_iter_no_change=2, max_iter=10)
     script = iter([(1.5, 0.0), (1.4, 0.0), (1.0, 0.3), (0.9, 0.2)])
     monkeypatch.setattr(training, "_check_epoch", lambda *a, **k: next(script))
-    run = training.Progress(model, cfg, None)
+    run = training.Progress(model, cfg, training.Targets(Yt, cfg), None)
     stats = [0.0, 0.0, 0.0]
     stops = []
     for epoch in range(4):
         run.begin(model)
-        stops.append(run.end_epoch(model, Zt, Yt, stats, 1.0, epoch))
+        stops.append(run.end_epoch(model, Zt, stats, 1.0, epoch))
     # the two epochs that miss the constraint after epoch 2 was kept do not improve on
     # it: they end the run, and the kept epoch stays the feasible one
     assert stops == [False, False, False, True]
@@ -189,7 +191,7 @@ def _start_directions(est, Z, y):
     """``(S, low)`` of ``est``'s start on ``(Z, y)``."""
     run = est._start_fit(Z, y, False)
     (Zt, Yt), cfg, _, _, (m, the_bound), _ = run.guard_args
-    return engine.start_directions(Zt, Yt, m, the_bound, cfg)
+    return engine.start_directions(Zt, training.Targets(Yt, cfg), m, the_bound, cfg)
 
 
 def test_the_start_does_not_depend_on_the_seed(patch_layer):
@@ -212,9 +214,9 @@ def test_the_start_barely_moves_with_rounding(patch_layer):
 
 def _cut(Zt, Yt, z_mean, S, offsets, cfg):
     """``(error, unexplained share, significant count)`` of the start cut at ``offsets``."""
-    p, Ys = init.project(Zt, z_mean, S), Yt
-    error, x, weight, _ = engine._cut_fit(p, Ys, offsets, cfg)
-    unexplained = engine.unexplained_share(x, weight, Ys, cfg)
+    p, targets = init.project(Zt, z_mean, S), training.Targets(Yt, cfg)
+    error, x, weight = engine._cut_fit(p, targets, offsets, cfg)
+    unexplained = engine.unexplained_share(x, weight, targets, cfg)
     return error, unexplained, training.significant_count(x, weight)
 
 
@@ -222,8 +224,9 @@ def test_the_start_spends_half_its_slack_on_sparser_offsets(patch_layer):
     Z, y = patch_layer
     run = SRAEExplainer(5, device="cpu", random_state=0)._start_fit(Z, y, False)
     (Zt, Yt), cfg, generator, device, (m, the_bound), _ = run.guard_args
-    S, low = engine.start_directions(Zt, Yt, m, the_bound, cfg)
-    offsets = engine.sparse_offsets(Zt, Yt, m.z_mean, S, low, cfg)
+    targets = training.Targets(Yt, cfg)
+    S, low = engine.start_directions(Zt, targets, m, the_bound, cfg)
+    offsets = engine.sparse_offsets(Zt, targets, m.z_mean, S, low, cfg)
     share = offsets / low  # one share of every offset
     assert torch.allclose(share, share[0].expand_as(share))
     full, cut = (_cut(Zt, Yt, m.z_mean, S, o, cfg) for o in (low, offsets))
@@ -272,12 +275,13 @@ def test_the_epochs_head_keeps_an_output_explained():
     W_ls, b_ls, r2_ls = training.lstsq_head(None, None, Y, x=x)
     floor = torch.full((2,), training.KEPT_SHARE, dtype=torch.float64)
     assert W_ls[1, 1] < 0 and W_ls[1, 0] < 0  # the exact head leaves rows 200.. unexplained
-    exact = training.explained_shares(x, W_ls.float(), Y, _head_case(W_ls, b_ls, 1.0)[1])
+    cfg = _head_case(W_ls, b_ls, 1.0)[1]
+    exact = training.explained_shares(x, W_ls.float(), training.Targets(Y, cfg), cfg)
     assert training.explained_shortfall(exact, floor) > 0
     W0 = W_ls.clone()
     W0[1, 1] = 0.3  # a trained head that explains them, a little less faithful
     model, cfg = _head_case(W0, b_ls, 1.0)
-    error, shortfall = training.epoch_head(model, x, Y, cfg, floor)
+    error, shortfall = training.epoch_head(model, x, training.Targets(Y, cfg), cfg, floor)
     # the trained head is kept: it leaves fewer rows unexplained
     assert shortfall == 0.0
     np.testing.assert_allclose(model.head.weight.detach(), W0, atol=1e-6)
@@ -291,6 +295,6 @@ def test_the_epochs_head_is_the_least_squares_head_when_that_explains():
     W_ls, b_ls, r2_ls = training.lstsq_head(None, None, Y, x=x)
     model, cfg = _head_case(W_ls * 0.5, b_ls, 1.0)
     floor = torch.zeros(2, dtype=torch.float64)  # nothing to keep: the exact head it is
-    error, shortfall = training.epoch_head(model, x, Y, cfg, floor)
+    error, shortfall = training.epoch_head(model, x, training.Targets(Y, cfg), cfg, floor)
     assert shortfall == 0.0 and error == pytest.approx(1.0 - r2_ls, abs=1e-6)
     np.testing.assert_allclose(model.head.weight.detach(), W_ls, atol=1e-6)

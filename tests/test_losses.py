@@ -66,6 +66,30 @@ def test_pullaway_by_hand(over):
     assert got == pytest.approx(expected, rel=1e-10)
 
 
+@pytest.mark.parametrize("lead", [(), (3,)])
+def test_pullaway_with_many_outputs_equals_the_contributions_form(lead):
+    """More rows and outputs than x-features: the sum is taken without the (C, N, K)
+    contributions; value and gradients equal the definition's, dead rows and a zero head
+    row included."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.relu(torch.randn(*lead, 40, 4, generator=g, dtype=torch.float64))
+    x[..., 0, :] = 0.0  # a row with no x-feature on
+    w = torch.randn(*lead, 30, 4, generator=g, dtype=torch.float64)
+    w[..., 1, :] = 0.0  # an output with no weight
+    x.requires_grad_()
+    w.requires_grad_()
+    S = x.unsqueeze(-3) * w.unsqueeze(-2) + PULLAWAY_EPS  # (..., C, N, K)
+    expected = sum(_pt_numpy(s) for s in S.detach().reshape(-1, 40, 4).numpy())
+    got = pullaway_loss(x, w, "samples")
+    assert got.item() == pytest.approx(expected, rel=1e-10)
+    unit = S / S.norm(dim=-1, keepdim=True)
+    gram = unit.transpose(-1, -2) @ unit
+    direct = ((gram * gram).sum() - 40 * 30 * max(1, np.prod(lead))) / (40 * 39)
+    grads = torch.autograd.grad(got, (x, w)), torch.autograd.grad(direct, (x, w))
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-8, atol=1e-8 * b.abs().max())
+
+
 def test_pullaway_of_orthogonal_rows_is_zero_and_of_parallel_rows_is_one():
     eye = torch.eye(3, dtype=torch.float64) * 5
     assert pullaway_loss(eye, None, "samples").item() == pytest.approx(0.0, abs=1e-10)

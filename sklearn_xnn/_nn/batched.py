@@ -231,7 +231,7 @@ def _end_epoch(run, model, job, stats, stack, row, epoch):
     """One member's end of epoch: None while it trains on, else its ``(history, lam)``."""
     try:
         lam = stack.lam.current_at(row, job.cfg)
-        stop = run.end_epoch(model, job.Z, job.Y, stats, lam, epoch)
+        stop = run.end_epoch(model, job.Z, stats, lam, epoch)
     except training.NonFiniteLossError as exc:
         exc.history.diverged_epoch = exc.epoch
         return exc.history, job.cfg.alpha_f
@@ -317,7 +317,7 @@ class _Stack:
         orders = [batches(n, self.batch_size, g, data.index_device(Z)) for g in generators]
         for idx in zip(*orders, strict=True):
             idx = torch.stack(idx)
-            zb = Z[idx]
+            zb = Z[idx]  # idx stacks one row index per member
             yb = None if Y is None else Y[idx]
             for group in self.opt.param_groups:
                 group["lr"] = schedule()

@@ -86,6 +86,46 @@ def _moments(Z, Y, transform):
     return out
 
 
+@torch.no_grad()
+def output_moments(Y, collective=LOCAL):
+    """``(n, mean, scatter)`` of the columns of ``Y`` over every rank's rows: the row
+    count, float64 means and centred sums of squares, chunk by chunk (shifted by the first
+    row, so that centring loses no precision)."""
+    n, C = Y.shape
+    s1 = torch.zeros(C, dtype=torch.float64, device=Y.device)
+    s2 = torch.zeros_like(s1)
+    shift = Y[0].double() if n else s1
+    for s in row_slices(n, C):
+        yc = Y[s].double() - shift
+        s1 += yc.sum(0)
+        s2 += (yc * yc).sum(0)
+    mean, scatter = shift + s1 / max(n, 1), s2 - s1 * s1 / max(n, 1)
+    if collective.world == 1:
+        return n, mean, scatter
+    total = int(collective.sum(float(n)))
+    all_mean = collective.sum(n * mean) / max(total, 1)
+    return total, all_mean, collective.sum(scatter + n * (mean - all_mean) ** 2)
+
+
+@torch.no_grad()
+def head_moments(x, Y, y_mean, y_scatter, collective=LOCAL):
+    """The :class:`Moments` of x-features ``x`` with outputs ``Y`` whose means and
+    scatters (:func:`output_moments`) are known: the ``Y`` side costs one product
+    ``(x - x_mean)^T Y`` per chunk and no pass over ``Y`` of its own. In float64
+    throughout: a faithfulness error from moments, ``1 - R²``, subtracts sums of squares
+    about as large as ``Y``'s own, and float32 products would leave it ``~1e-7 / (1 - R²)``
+    off. None when ``x`` is not finite (on any rank)."""
+    x = x.double()
+    m = moments(x, collective=collective)
+    if m is None:
+        return None
+    zy = torch.zeros(x.shape[1], Y.shape[1], dtype=torch.float64, device=x.device)
+    for s in row_slices(x.shape[0], Y.shape[1]):
+        zy += (x[s] - m.z_mean).T @ Y[s].double()
+    m.y_mean, m.yy, m.zy = y_mean, y_scatter, collective.sum(zy)
+    return m
+
+
 def combine(m, collective):
     """The moments of all ranks' rows from each rank's own ``m``, exactly (the parallel
     formula): ``mean = sum_r n_r mean_r / n`` and ``S = sum_r S_r + n_r d_r d_r^T`` with
@@ -252,5 +292,12 @@ def lstsq_head(x_moments, ridge=1e-9, multioutput="uniform_average"):
     gram = m.zz + ridge * (float(torch.trace(m.zz)) / m.zz.shape[0] + 1e-30) * eye
     W = torch.linalg.solve(gram, m.zy).T  # (C, K)
     b = m.y_mean - W @ m.z_mean
-    rss = m.yy - 2 * (W * m.zy.T).sum(1) + ((W @ m.zz) * W).sum(1)
-    return W, b, r2_score(rss, m.yy, multioutput)
+    return W, b, r2_score(head_rss(m, W, b), m.yy, multioutput)
+
+
+def head_rss(x_moments, W, b):
+    """Each output's residual sum of squares of the linear head ``x W^T + b`` on the rows
+    whose moments are ``x_moments`` (float64, from the moments alone)."""
+    m, W, b = x_moments, W.to(x_moments.zz), b.to(x_moments.zz)
+    offset = m.y_mean - b - W @ m.z_mean
+    return m.yy - 2 * (W * m.zy.T).sum(1) + ((W @ m.zz) * W).sum(1) + m.n * offset * offset

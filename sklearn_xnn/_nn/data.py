@@ -184,6 +184,13 @@ def take_rows(data, idx):
     return data.take(idx) if isinstance(data, HostRows) else data[idx]
 
 
+def batch(data, idx):
+    """Rows ``idx`` (an index tensor) of ``data`` as a new tensor: ``index_select`` for a
+    tensor (on a CPU several times faster than ``data[idx]``), ``data[idx]`` for a source
+    (:class:`HostRows`, :class:`Mapped`)."""
+    return data.index_select(0, idx) if isinstance(data, torch.Tensor) else data[idx]
+
+
 def index_device(data):
     """Where the index tensors of ``data``'s minibatches should live."""
     return getattr(data, "index_device", data.device)

@@ -54,21 +54,22 @@ def start(Z, Y, cfg, generator, device, reference):
     if m is None or not training.finite_weights(model):
         return model, interrupted  # the caller's finiteness check reports it
     comm = cfg.collective
-    S, low = start_directions(Z, Y, m, the_bound, cfg)
-    low = sparse_offsets(Z, Y, m.z_mean, S, low, cfg)
+    targets = None if Y is None else training.Targets(Y, cfg)
+    S, low = start_directions(Z, targets, m, the_bound, cfg)
+    low = sparse_offsets(Z, targets, m.z_mean, S, low, cfg)
     init.carry_subspace(model, m.z_mean, S, low)
     x_m = bound.moments(Z, Z, transform=model.encoder, collective=comm)
     if x_m is not None:
         init.decoder_from_lstsq(model, x_m)
-    if model.head is not None:
-        fit = training.lstsq_head(model, Z, Y, collective=comm)
-        if fit is not None:
-            init.set_head(model.head, *fit[:2])
+    if model.head is not None and targets is not None:
+        h_m = targets.head_moments(training.encode(model, Z), cfg)
+        if h_m is not None:
+            init.set_head(model.head, *bound.lstsq_head(h_m)[:2])
     comm.broadcast_module(model)  # as DistributedDataParallel does: rank 0's start
     return model, interrupted
 
 
-def start_directions(Z, Y, m, the_bound, cfg):
+def start_directions(Z, targets, m, the_bound, cfg):
     """``(S, low)``: the directions the start carries and their lowest training projections.
 
     The faithful subspace (:func:`init.faithful_subspace`) rotated to its simplest
@@ -81,17 +82,16 @@ def start_directions(Z, Y, m, the_bound, cfg):
     comm = cfg.collective
     S0 = init.faithful_subspace(m, the_bound, cfg.n_components)
     S, low, high = init.oriented_directions(Z, m, init.simple_directions(m, S0), comm)
-    if Y is None or cfg.faith_target is None:
+    if targets is None or cfg.faith_target is None:
         return S, low
-    counts = training.top_counts(Y, cfg)
-    return init.explaining_signs(m, S, low, high, counts)[:2]
+    return init.explaining_signs(m, S, low, high, targets.counts)[:2]
 
 
 #: The offset shares :func:`sparse_offsets` tries, largest first, until one costs too much.
 OFFSET_SHARES = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 
 
-def sparse_offsets(Z, Y, z_mean, S, low, cfg):
+def sparse_offsets(Z, targets, z_mean, S, low, cfg):
     """The offsets the start's x-features ``relu((z - z_mean) . S_k - offset_k)`` use
     (``low`` without outputs, without the constraint and for ``"kl"``, where nothing is
     cut):
@@ -107,37 +107,36 @@ def sparse_offsets(Z, Y, z_mean, S, low, cfg):
     error is measured, not assumed, on every training row: the same offsets however the
     rows are sharded). The other half of the slack is left to training.
     """
-    if Y is None or cfg.faith_target is None or cfg.faithfulness == "kl":
+    if targets is None or cfg.faith_target is None or cfg.faithfulness == "kl":
         return low
-    p, Ys = init.project(Z, z_mean, S), Y  # every row, read once and cut many times
-    fit = _cut_fit(p, Ys, low, cfg)
-    error, x, weight, _ = fit
+    p = init.project(Z, z_mean, S)  # every row, read once and cut many times
+    error, x, weight = _cut_fit(p, targets, low, cfg)
     allowed = error + 0.5 * max(cfg.faith_target - error, 0.0)
-    unexplained = unexplained_share(x, weight, Ys, cfg)
+    unexplained = unexplained_share(x, weight, targets, cfg)
     kept = low
     for share in OFFSET_SHARES:
-        cut = _cut_fit(p, Ys, share * low, cfg)
-        error, x, weight, _ = cut
-        if error > allowed or unexplained_share(x, weight, Ys, cfg) > unexplained:
+        error, x, weight = _cut_fit(p, targets, share * low, cfg)
+        if error > allowed or unexplained_share(x, weight, targets, cfg) > unexplained:
             break
         kept = share * low
     return kept
 
 
 @torch.no_grad()
-def _cut_fit(p, Ys, low, cfg):
-    """``(error, x, weight, Y)`` of the x-features ``relu(p - low)`` of projections ``p``:
+def _cut_fit(p, targets, low, cfg):
+    """``(error, x, weight)`` of the x-features ``relu(p - low)`` of projections ``p``:
     them, their least-squares head (over every rank's rows) and its error ``1 - R²``."""
-    x = (p - low.to(p.device)).clamp_min(0.0).to(Ys.dtype)
-    m = bound.moments(x, Ys, collective=cfg.collective)
+    x = (p - low.to(p.device)).clamp_min(0.0).to(targets.Y.dtype)
+    m = targets.head_moments(x, cfg)
     weight, _, r2 = bound.lstsq_head(m, multioutput=cfg.multioutput)
-    return 1.0 - r2, x, weight.to(x), Ys
+    return 1.0 - r2, x, weight.to(x)
 
 
-def unexplained_share(x, weight, Y, cfg):
-    """The share of the rows of ``Y`` (of every rank) whose top output gets no positive
-    contribution from x-features ``x`` under the head ``weight`` (0 with one output)."""
-    shares = training.explained_shares(x, weight, Y, cfg)
+def unexplained_share(x, weight, targets, cfg):
+    """The share of the rows of ``targets`` (of every rank) whose top output gets no
+    positive contribution from x-features ``x`` under the head ``weight`` (0 with one
+    output)."""
+    shares = training.explained_shares(x, weight, targets, cfg)
     if shares is None:
         return 0.0
     return round(1.0 - float(shares[0].sum() / shares[1].sum().clamp_min(1.0)), 9)
@@ -153,13 +152,15 @@ def final_head(model, Z, Y, cfg):
     """
     if cfg.faithfulness == "kl":
         return training.refit_head(model, Z, Y, cfg)
-    trained = training.heldout_r2(model, Z, Y, cfg.collective, cfg.multioutput)
-    if cfg.faith_target is not None:
+    targets, x = training.Targets(Y, cfg), training.encode(model, Z)
+    m = targets.head_moments(x, cfg)
+    trained = 1.0 - training.head_error(model.head, x, targets, cfg, m)
+    if cfg.faith_target is not None or m is None:
         return trained
-    fit = training.lstsq_head(model, Z, Y, cfg.collective, multioutput=cfg.multioutput)
-    if fit is not None and fit[2] >= trained:
-        init.set_head(model.head, *fit[:2])
-        return fit[2]
+    W, b, r2 = bound.lstsq_head(m, multioutput=cfg.multioutput)
+    if r2 >= trained:
+        init.set_head(model.head, W, b)
+        return r2
     return trained
 
 

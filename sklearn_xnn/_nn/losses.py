@@ -108,10 +108,98 @@ def contributions(x, weight):
     return x.unsqueeze(0) * weight.unsqueeze(1)
 
 
-def pullaway_loss(x, weight, over="samples"):
-    """``sum_c PT(S^(c))`` with ``S^(c)_ik = x_ik W_ck + eps``; ``weight=None`` uses ``S = x``."""
+def pullaway_loss(x, weight, over="samples", eps=PULLAWAY_EPS):
+    """``sum_c PT(S^(c))`` with ``S^(c)_ik = x_ik W_ck + eps``; ``weight=None`` uses ``S = x``.
+
+    ``x`` is ``(..., N, K)`` and ``weight`` ``(..., C, K)``. Over the samples, with more
+    rows than x-features and more outputs than x-features, the sum is taken without the
+    ``(C, N, K)`` contributions (:func:`_factored_pullaway`): ``O(N (C + K^2))`` memory.
+    """
+    n, k = x.shape[-2], x.shape[-1]
+    if weight is not None and over == "samples" and n > k and weight.shape[-2] > k:
+        return _factored_pullaway(x, weight, eps)
     s = x.unsqueeze(0) if weight is None else contributions(x, weight)
-    return pullaway_term(s, over)
+    return pullaway_term(s, over, eps)
+
+
+def _factored_pullaway(x, weight, eps):
+    """:func:`pullaway_term` over the samples of ``S^(c) = x diag(W_c) + eps`` for every
+    output ``c``, from ``(N, C)`` and ``(K (K + 1) / 2, C)`` products only
+    (:class:`_FactoredPullaway`)."""
+    return _FactoredPullaway.apply(x, weight, eps)[0]
+
+
+def _pairs(k, like):
+    """``(ea, eb, twice)``: one-hot ``(T, K)`` maps to the first and second x-feature of
+    each pair ``k <= l`` and each pair's count in a symmetric sum (1 on the diagonal, 2
+    off it)."""
+    a, b = torch.triu_indices(k, k, device=like.device)
+    eye = torch.eye(k, dtype=like.dtype, device=like.device)
+    twice = torch.where(a == b, 1.0, 2.0).to(like.dtype).unsqueeze(-1)
+    return eye[a], eye[b], twice
+
+
+class _FactoredPullaway(torch.autograd.Function):
+    """The pull-away of every output's contributions without forming them.
+
+    Row ``i`` of ``S^(c)`` has squared norm ``n_ic = sum_k (x_ik W_ck + eps)^2``
+    ``= (x^2 (W^2)^T)_ic + 2 eps (x W^T)_ic + K eps^2``. With ``r = 1 / n`` the Gram matrix
+    of its unit rows is ``G^(c)_kl = W_ck W_cl A_ckl + eps (v_ck + v_cl) + eps^2 d_c``
+    with ``A_ckl = sum_i r_ic x_ik x_il``, ``v_ck = W_ck u_ck``, ``u_ck = sum_i r_ic x_ik``
+    and ``d_c = sum_i r_ic``; ``G`` is symmetric, so only its entries ``k <= l`` are
+    formed. The value is the direct form's, which needs the ``(C, N, K)`` contributions.
+    The gradient is written out so that every product has the outputs (or the rows) as
+    its wide side: a matrix product with a narrow result runs several times slower.
+    Any leading dimensions are summed, as in :func:`pullaway_term`.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, weight, eps):
+        n, k = x.shape[-2], x.shape[-1]
+        xt, wt = x.transpose(-1, -2), weight.transpose(-1, -2)  # (..., K, N), (..., K, C)
+        sq = (x * x) @ (wt * wt) + (2 * eps) * (x @ wt) + k * eps * eps  # (..., N, C)
+        r = 1.0 / sq.clamp_min(eps * eps)  # the exact value is at least ~eps^2
+        ea, eb, twice = _pairs(k, x)
+        A = ((ea @ xt) * (eb @ xt)) @ r  # (..., T, C)
+        u = xt @ r  # (..., K, C)
+        d = r.sum(-2)  # (..., C)
+        v = wt * u
+        gram = (ea @ wt) * (eb @ wt) * A + eps * (ea @ v + eb @ v)
+        gram = gram + (eps * eps) * d.unsqueeze(-2)
+        value = ((twice * gram * gram).sum() - n * d.numel()) / (n * (n - 1))
+        return value, gram, A, u, r, sq
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, ctx.eps = inputs
+        _, gram, A, u, r, sq = output
+        ctx.mark_non_differentiable(gram, A, u, r, sq)
+        ctx.save_for_backward(x, weight, gram, A, u, r, sq)
+
+    @staticmethod
+    def backward(ctx, g, *_):
+        x, weight, gram, A, u, r, sq = ctx.saved_tensors
+        eps, (n, k) = ctx.eps, x.shape[-2:]
+        xt, wt = x.transpose(-1, -2), weight.transpose(-1, -2)
+        ea, eb, twice = _pairs(k, x)
+        wa, wb, xa, xb = ea @ wt, eb @ wt, ea @ xt, eb @ xt
+        gG = (2 * g / (n * (n - 1))) * twice * gram  # (..., T, C)
+        gA = gG * wa * wb
+        gv = eps * (ea.T @ gG + eb.T @ gG)  # (..., K, C)
+        gwt = ea.T @ (gG * A * wb) + eb.T @ (gG * A * wa) + gv * u
+        gu = gv * wt
+        # r enters A = P r (P = pairs of rows of xt), u = xt r and d = sum_i r_i
+        gr = ((xa * xb).transpose(-1, -2) @ gA) + x @ gu + (eps * eps) * gG.sum(-2, keepdim=True)
+        rt = r.transpose(-1, -2)
+        gP = gA @ rt  # (..., T, N)
+        gxt = gu @ rt + ea.T @ (gP * xb) + eb.T @ (gP * xa)
+        gsq = torch.where(sq > eps * eps, -gr * r * r, 0.0)  # (..., N, C)
+        gsqt = gsq.transpose(-1, -2)
+        gxt = gxt + 2 * xt * ((wt * wt) @ gsqt) + (2 * eps) * (wt @ gsqt)
+        gwt = gwt + 2 * wt * ((xt * xt) @ gsq) + (2 * eps) * (xt @ gsq)
+        return gxt.transpose(-1, -2), gwt.transpose(-1, -2), None
 
 
 def coverage_loss(x, weight, top, floor=0.1):
@@ -150,13 +238,13 @@ def srae_loss(x, y_hat, z_hat, z, y, weight, cfg, constrained=False):
     return weighted_loss(terms, loss_weights(cfg, constrained))
 
 
-def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None):
+def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, top=None):
     """The three terms ``(L_faith, L_rec, L_pt)`` of :func:`srae_loss`, with their graphs.
 
     ``L_pt`` is computed when ``pullaway`` is true (default: when ``cfg.alpha_p`` is
     nonzero), else it is zero. Under the faithfulness constraint, with a head of two or
     more outputs (and the logits' scale ``cfg.y_mean``, ``cfg.y_scale``), it also holds
-    :func:`coverage_loss` on each row's top output: the
+    :func:`coverage_loss` on each row's top output (``top``; from ``y`` when None): the
     pull-away alone can be met by a row whose top output gets no positive contribution at
     all, an input the explanation does not explain.
     """
@@ -173,7 +261,7 @@ def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None):
     pullaway = bool(cfg.alpha_p) if pullaway is None else pullaway
     pt = pullaway_loss(x, weight, cfg.pullaway) if pullaway else z.new_zeros(())
     if pullaway and _guards_top_outputs(weight, cfg):
-        barrier = coverage_loss(x, weight, top_outputs(y, cfg))
+        barrier = coverage_loss(x, weight, top_outputs(y, cfg) if top is None else top)
         pt = pt + barrier
     return faith, rec, pt
 

@@ -63,14 +63,20 @@ def check_float32_range(peak, name, rescale):
 
 
 def standardize_columns(Y, enabled=True):
-    """``(mean, scale)`` of each column, overflow-safe; constant columns get scale 1."""
+    """``(mean, scale)`` of each column, overflow-safe; constant columns get scale 1.
+
+    Three passes over row chunks (peak, mean, spread of ``Y / peak`` in float64): no
+    copy of ``Y`` is made."""
     n_outputs = Y.shape[1]
     if not enabled:
         return np.zeros(n_outputs), np.ones(n_outputs)
-    peak = np.max(np.abs(Y), axis=0)
+    peak = np.zeros(n_outputs)
+    for c in data.iter_chunks(Y):
+        peak = np.maximum(peak, np.abs(c).max(axis=0, initial=0.0))
     peak = np.where(peak > 0, peak, 1.0)
-    U = Y / peak
-    mu, sd = U.mean(axis=0), U.std(axis=0)
+    n = max(Y.shape[0], 1)
+    mu = sum((c / peak).sum(axis=0) for c in data.iter_chunks(Y)) / n
+    sd = np.sqrt(sum(np.square(c / peak - mu).sum(axis=0) for c in data.iter_chunks(Y)) / n)
     return peak * mu, np.where(sd > 0, peak * sd, 1.0)
 
 
@@ -143,7 +149,8 @@ class Scaler:
             if stream:  # one streaming pass, never a full copy
                 peak, rms, nonneg = scan(X)
             else:
-                (peak, rms), nonneg = magnitude(X), bool((X >= 0).all())
+                peak, rms = magnitude(X)
+                nonneg = all(bool((c >= 0).all()) for c in data.iter_chunks(X))
             y_mean, y_scale = (None, None) if Y is None else standardize_columns(Y, rescale)
         scale = rms if rescale and rms > 0 else 1.0
         check_float32_range(peak / scale, "X", rescale)
@@ -162,7 +169,10 @@ class Scaler:
             return data.HostRows(X, device, divisor=self.scale)
         if unsafe:  # divide in float64 first: the cast would overflow or flush to zero
             return to_tensor(X / self.scale, device)
-        return to_tensor(X, device) / self.scale
+        out = to_tensor(X, device)
+        if out.device.type == "cpu" and np.may_share_memory(out.numpy(), X):
+            return out / self.scale  # the caller's array: never written
+        return out.div_(self.scale)  # a copy already: scaled in place
 
     def chunk(self, X, device):
         """A later chunk of activations scaled with this scaler's statistics."""
@@ -174,9 +184,14 @@ class Scaler:
         """``(Y - y_mean) / y_scale`` as float32 on ``device`` (None for None)."""
         if Y is None:
             return None
-        Ys = (Y - self.y_mean) / self.y_scale
-        check_float32_range(float(np.max(np.abs(Ys))) if Ys.size else 0.0, "y", self.rescale)
-        return to_tensor(Ys, device)
+        out, peak, start = np.empty(Y.shape, np.float32), 0.0, 0
+        for c in data.iter_chunks(Y):  # no float64 copy of the whole of Y
+            scaled = (c - self.y_mean) / self.y_scale
+            peak = max(peak, float(np.max(np.abs(scaled))) if scaled.size else 0.0)
+            check_float32_range(peak, "y", self.rescale)
+            out[start : start + len(c)] = scaled
+            start += len(c)
+        return to_tensor(out, device)
 
     # ------------------------------------------------------------------ weights
     def fold(self, weights):

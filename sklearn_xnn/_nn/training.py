@@ -134,14 +134,52 @@ def faithfulness_on(model, Z, Y, cfg):
     return prediction_error(_predict(model), Z, Y, cfg)
 
 
-def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None):
+class Targets:
+    """The outputs ``Y`` of a run's rows (training units) and what every check reads of
+    them, computed in one pass: each output's ``mean`` and centred sum of squares
+    ``scatter`` (float64, over every rank's rows), each row's ``top`` output (its largest
+    logit in the caller's units) and how many rows of every rank each output tops
+    (``counts``). With them a check over the rows costs a product of the x-features with
+    ``Y`` (:func:`head_error`), not passes over the ``N x C`` outputs."""
+
+    @torch.no_grad()
+    def __init__(self, Y, cfg):
+        self.Y = Y
+        _, self.mean, self.scatter = bound.output_moments(Y, cfg.collective)
+        slices = bound.row_slices(*Y.shape)
+        top = [top_outputs(Y[s], cfg) for s in slices]
+        self.top = torch.cat(top) if top else Y.new_zeros(0, dtype=torch.long)
+        counts = torch.bincount(self.top, minlength=Y.shape[1]).double()
+        self.counts = cfg.collective.sum(counts)
+
+    def head_moments(self, x, cfg):
+        """The :class:`~sklearn_xnn._nn.bound.Moments` of x-features ``x`` (of these rows)
+        with the outputs (None when ``x`` is not finite)."""
+        return bound.head_moments(x, self.Y, self.mean, self.scatter, cfg.collective)
+
+
+def head_error(head, x, targets, cfg, m=None):
+    """The faithfulness error of ``head`` on x-features ``x`` of the rows of ``targets``
+    (:func:`prediction_error`); for ``"mse"`` from their moments ``m`` (computed when
+    None) and the head's weights alone."""
+    if cfg.faithfulness == "kl":
+        return prediction_error(head, x, targets.Y, cfg)
+    m = targets.head_moments(x, cfg) if m is None else m
+    if m is None:
+        return math.inf
+    rss = bound.head_rss(m, head.weight.detach(), head.bias.detach())
+    return 1.0 - bound.r2_score(rss, m.yy, cfg.multioutput)
+
+
+def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None, top=None):
     """Forward pass and loss of one minibatch: ``(x, loss, parts, e_faith)``.
 
-    ``multiplier`` (a device scalar) replaces ``alpha_f`` when the constraint is on. With
+    ``multiplier`` (a device scalar) replaces ``alpha_f`` when the constraint is on;
+    ``top`` holds the rows' top outputs (:class:`Targets`). With
     ``cfg.precision == "bf16"`` on CUDA the network runs under bf16 autocast and the loss
     is computed in float32 from its float32-cast outputs.
     """
-    x, y_hat, terms = forward_terms(model, zb, yb, cfg, dropout_gen)
+    x, y_hat, terms = forward_terms(model, zb, yb, cfg, dropout_gen, top=top)
     constrained = multiplier is not None and yb is not None
     loss, parts = weighted_loss(terms, loss_weights(cfg, constrained))
     e_faith = None
@@ -151,7 +189,7 @@ def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None):
     return x, loss, parts, e_faith
 
 
-def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None):
+def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None, top=None):
     """Forward pass of one minibatch and its loss terms: ``(x, y_hat, (faith, rec, pt))``
     (:func:`~sklearn_xnn._nn.losses.srae_terms`)."""
     bf16 = cfg.precision == "bf16" and zb.device.type == "cuda"
@@ -161,7 +199,7 @@ def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None):
         x, z_hat = x.float(), z_hat.float()
         y_hat = None if y_hat is None else y_hat.float()
     weight = None if model.head is None else model.head.weight
-    return x, y_hat, srae_terms(x, y_hat, z_hat, zb, yb, weight, cfg, pullaway)
+    return x, y_hat, srae_terms(x, y_hat, z_hat, zb, yb, weight, cfg, pullaway, top)
 
 
 def _step_function(cfg):
@@ -184,16 +222,18 @@ def initial_multiplier(model, Z, Y, cfg, max_rows=4096):
     return min(max(regularisers(parts, cfg) / cfg.faith_target, low), high), slack
 
 
-def _epoch(model, opt, Z, Y, cfg, generator, schedule, multiplier, step=forward_loss):
+def _epoch(model, opt, Z, targets, cfg, generator, schedule, multiplier, step=forward_loss):
     model.train()
     comm, sizes, parts_seen = cfg.collective, [], []
     for idx in comm.batches(Z.shape[0], cfg.batch_size, generator, data.index_device(Z)):
-        zb = Z[idx]
-        yb = None if Y is None else Y[idx]
+        zb = data.batch(Z, idx)
+        yb = top = None
+        if targets is not None:
+            yb, top = data.batch(targets.Y, idx), data.batch(targets.top, idx)
         for group in opt.param_groups:
             group["lr"] = schedule()
         _, loss, parts, e_faith = step(
-            model, zb, yb, cfg, cfg.dropout_generator, multiplier.value()
+            model, zb, yb, cfg, cfg.dropout_generator, multiplier.value(), top
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -221,8 +261,8 @@ def evaluate(model, Z, Y, cfg):
     acc = torch.zeros(3, device=Z.device)
     n, size = Z.shape[0], max(cfg.batch_size, 1024)
     for idx in batches(n, size, None, data.index_device(Z), shuffle=False):
-        zb = Z[idx]
-        yb = None if Y is None else Y[idx]
+        zb = data.batch(Z, idx)
+        yb = None if Y is None else data.batch(Y, idx)
         x, y_hat, z_hat = model(zb)
         weight = None if model.head is None else model.head.weight
         acc += srae_loss(x, y_hat, z_hat, zb, yb, weight, cfg)[1] * idx.shape[0]
@@ -321,10 +361,10 @@ SHORTFALL_TOL = 0.005
 
 
 @torch.no_grad()
-def epoch_head(model, x, Y, cfg, floor):
+def epoch_head(model, x, targets, cfg, floor):
     """Set the head an epoch ends with, for its x-features ``x``; returns ``(error,
-    shortfall)``: its faithfulness error on ``(x, Y)`` (:func:`prediction_error`) and its
-    :func:`explained_shortfall` under ``floor`` (0 when ``floor`` is None).
+    shortfall)``: its faithfulness error on the rows of ``targets`` (:func:`head_error`)
+    and its :func:`explained_shortfall` under ``floor`` (0 when ``floor`` is None).
 
     Of the exact least-squares head on ``x`` and the trained head, the one with the
     smaller shortfall beyond :data:`SHORTFALL_TOL`, then the smaller error: the
@@ -333,16 +373,18 @@ def epoch_head(model, x, Y, cfg, floor):
     gradient would give it back.
     """
     trained = (model.head.weight.detach().clone(), model.head.bias.detach().clone())
-    fit = lstsq_head(model, None, Y, collective=cfg.collective, x=x, multioutput=cfg.multioutput)
-    heads = [trained] if fit is None else [fit[:2], trained]
+    m = targets.head_moments(x, cfg)
+    heads = [trained]
+    if m is not None:
+        heads.insert(0, bound.lstsq_head(m, multioutput=cfg.multioutput)[:2])
     best = None
     for W, b in heads:
         set_head(model.head, W, b)
         short = 0.0
         if floor is not None:
-            shares = explained_shares(x, model.head.weight.detach(), Y, cfg)
+            shares = explained_shares(x, model.head.weight.detach(), targets, cfg)
             short = explained_shortfall(shares, floor)
-        error = prediction_error(model.head, x, Y, cfg)
+        error = head_error(model.head, x, targets, cfg, m)
         score = (max(short - SHORTFALL_TOL, 0.0), error, short, W, b)
         if best is None or score[:2] < best[:2]:
             best = score
@@ -351,20 +393,19 @@ def epoch_head(model, x, Y, cfg, floor):
 
 
 @torch.no_grad()
-def explained_shares(x, weight, Y, cfg):
+def explained_shares(x, weight, targets, cfg):
     """``(explained, rows)`` per output, over every rank's rows: how many of the rows whose
-    top output (largest logit in the caller's units) it is get at least one positive
-    contribution ``x_k W_ck`` to it (of x-features ``x``, head weights ``weight``), and how
-    many rows it is the top output of. None without ``Y`` or with fewer than two outputs:
-    a row with none is explained by the head's bias alone."""
-    if Y is None or weight is None or Y.shape[1] < 2:
+    top output (:class:`Targets`) it is get at least one positive contribution
+    ``x_k W_ck`` to it (of x-features ``x``, head weights ``weight``), and how many rows
+    it is the top output of. None without outputs or with fewer than two: a row with none
+    is explained by the head's bias alone."""
+    if targets is None or weight is None or targets.Y.shape[1] < 2:
         return None
-    top = top_outputs(Y, cfg)
+    top = targets.top
     hit = ((x * weight[top]) > 0).any(1).double()
-    C = Y.shape[1]
+    C = targets.Y.shape[1]
     explained = torch.zeros(C, dtype=torch.float64, device=x.device).index_add_(0, top, hit)
-    rows = torch.bincount(top, minlength=C).double()
-    return cfg.collective.sum(explained), cfg.collective.sum(rows)
+    return cfg.collective.sum(explained), targets.counts
 
 
 def explained_shortfall(shares, floor):
@@ -373,15 +414,6 @@ def explained_shortfall(shares, floor):
     explained, rows = shares
     share = explained / rows.clamp_min(1.0)
     return float((rows * (floor - share).clamp_min(0.0)).sum() / rows.sum().clamp_min(1.0))
-
-
-@torch.no_grad()
-def top_counts(Y, cfg):
-    """How many rows (of every rank) have each output as their top output."""
-    counts = torch.zeros(Y.shape[1], dtype=torch.float64, device=Y.device)
-    for s in bound.row_slices(Y.shape[0], Y.shape[1]):
-        counts += torch.bincount(top_outputs(Y[s], cfg), minlength=Y.shape[1]).double()
-    return cfg.collective.sum(counts)
 
 
 #: The most contributions ``x_k W_ck`` :func:`significant_count` reads (its first rows).
@@ -410,7 +442,7 @@ def significant_count(x, weight, max_values=SIGNIFICANT_VALUES, coverage=0.9):
     return float(counts.double().mean())
 
 
-def _check_epoch(model, Z, Y, val, cfg, parts, hist, coverage=None):
+def _check_epoch(model, Z, targets, val, cfg, parts, hist, coverage=None):
     """Set the epoch's head (:func:`epoch_head`), then ``(monitored value, violation)`` of
     the epoch just run.
 
@@ -424,25 +456,26 @@ def _check_epoch(model, Z, Y, val, cfg, parts, hist, coverage=None):
     rows when given).
     """
     violation = 0.0
-    constrained = Y is not None and cfg.faith_target is not None
+    constrained = targets is not None and cfg.faith_target is not None
     if constrained:
         x = encode(model, Z)  # one pass: the head, the explained rows, dead units, the count
-        error, shortfall = epoch_head(model, x, Y, cfg, coverage)
+        error, shortfall = epoch_head(model, x, targets, cfg, coverage)
         dead = int((cfg.collective.max(x.amax(0)) <= 0).sum())
         hist.faithfulness.append(error)
         violation = max(error - cfg.faith_target, 0.0) + max(shortfall - SHORTFALL_TOL, 0.0) + dead
     loss = regularisers if cfg.faith_target is not None else total_loss
     monitored = None if constrained else loss(parts, cfg)
     if val is not None:
-        Zv, Yv, val_target = val
-        validation = loss(evaluate(model, Zv, Yv, cfg).tolist(), cfg)
+        Zv, Tv, val_target = val
+        xv = encode(model, Zv)
+        validation = loss(evaluate(model, Zv, None if Tv is None else Tv.Y, cfg).tolist(), cfg)
         hist.validation_loss.append(validation)
         monitored = None if constrained else validation
-        if Yv is not None and val_target is not None:
-            violation += max(faithfulness_on(model, Zv, Yv, cfg) - val_target, 0.0)
+        if Tv is not None and val_target is not None:
+            violation += max(head_error(model.head, xv, Tv, cfg) - val_target, 0.0)
     if constrained:
         weight = model.head.weight.detach()
-        monitored = significant_count(x if val is None else encode(model, val[0]), weight)
+        monitored = significant_count(x if val is None else xv, weight)
     return monitored, violation
 
 
@@ -468,9 +501,9 @@ def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, 
     try:
         for epoch in range(cfg.max_iter):
             run.begin(model)
-            stats = _epoch(model, opt, Z, Y, cfg, generator, schedule, lam, step)
+            stats = _epoch(model, opt, Z, run.targets, cfg, generator, schedule, lam, step)
             stats = stats.tolist()
-            if run.end_epoch(model, Z, Y, stats, lam.current(cfg), epoch):
+            if run.end_epoch(model, Z, stats, lam.current(cfg), epoch):
                 break
     except KeyboardInterrupt:  # keep a usable model: the last complete epoch's weights
         run.interrupt(model, epoch)
@@ -498,12 +531,16 @@ def start_multiplier(model, Z, Y, cfg, steps_per_epoch, value=None):
 
 
 def progress(model, Z, Y, cfg, val=None):
-    """The :class:`Progress` of fine-tuning ``model`` (at its start) on ``(Z, Y)``."""
+    """The :class:`Progress` of fine-tuning ``model`` (at its start) on ``(Z, Y)``, with
+    ``val`` ``(Z_val, Y_val, target)`` or None."""
+    targets = None if Y is None else Targets(Y, cfg)
+    if val is not None:
+        val = (val[0], None if val[1] is None else Targets(val[1], cfg), val[2])
     coverage = None
     if cfg.faith_target is not None and Y is not None and model.head is not None:
-        start = explained_shares(encode(model, Z), model.head.weight.detach(), Y, cfg)
+        start = explained_shares(encode(model, Z), model.head.weight.detach(), targets, cfg)
         coverage = None if start is None else KEPT_SHARE * start[0] / start[1].clamp_min(1.0)
-    return Progress(model, cfg, val, start_violation(model, Z, Y, cfg), coverage)
+    return Progress(model, cfg, targets, val, start_violation(model, Z, Y, cfg), coverage)
 
 
 class Progress:
@@ -515,8 +552,9 @@ class Progress:
     returns True when training stops; ``finish(model)`` restores the kept weights.
     """
 
-    def __init__(self, model, cfg, val, start_violation=0.0, coverage=None):
+    def __init__(self, model, cfg, targets, val, start_violation=0.0, coverage=None):
         self.cfg, self.val, self.hist, self.coverage = cfg, val, History(), coverage
+        self.targets = targets
         constrained = cfg.faith_target is not None
         self.keeper = _Keeper(model, constrained, val is not None, start_violation)
         self.stall, self.good_state, self.prev_state = 0, None, None
@@ -525,7 +563,7 @@ class Progress:
         """Remember the weights the epoch starts from (restored if it goes non-finite)."""
         self.prev_state, self.good_state = self.good_state, snapshot(model)
 
-    def end_epoch(self, model, Z, Y, parts, multiplier, epoch):
+    def end_epoch(self, model, Z, parts, multiplier, epoch):
         """Everything after the steps of ``epoch``; ``parts`` is the epoch's mean loss
         parts, ``multiplier`` the constraint's current value. Returns whether training
         stops."""
@@ -539,7 +577,9 @@ class Progress:
         hist.loss.append(loss)
         hist.parts.append(parts)
         hist.multiplier.append(multiplier)
-        monitored, violation = _check_epoch(model, Z, Y, self.val, cfg, parts, hist, self.coverage)
+        monitored, violation = _check_epoch(
+            model, Z, self.targets, self.val, cfg, parts, hist, self.coverage
+        )
         if cfg.verbose:
             state = "" if violation <= 0 else ", infeasible"
             logger.info("epoch %d: loss %.6g (monitored %.6g%s)", epoch + 1, loss, monitored, state)

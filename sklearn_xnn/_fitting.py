@@ -149,12 +149,15 @@ def store_constraint(est, cfg, the_bound, train):
         weights = np.where(varying, n / np.where(varying, var, 1.0), 0.0)
         est._output_weights = weights / max(int(varying.sum()), 1)
     cfg = cfg.replace(output_weights=to_tensor(est._output_weights, train[0].device))
-    reference = training.prediction_error(the_bound.predict, *train, cfg)  # rank-K linear
-    kl = cfg.faithfulness == "kl"
-    est.faithfulness_bound_ = reference if kl else the_bound.r2
+    if cfg.faithfulness == "kl":  # the rank-K linear predictor's KL, on every row
+        reference = training.prediction_error(the_bound.predict, *train, cfg)
+        est.faithfulness_bound_ = reference
+    else:  # its R², from the moments
+        reference = est.faithfulness_bound_ = the_bound.r2
     if est.faithfulness_tol is not None:
         tol = float(est.faithfulness_tol)
-        est._faith_target = min(tol, reference) if kl else max(1.0 - the_bound.r2, 0.0) + tol
+        kl = cfg.faithfulness == "kl"
+        est._faith_target = min(tol, reference) if kl else max(1.0 - reference, 0.0) + tol
     return cfg.replace(faith_target=est._faith_target)
 
 

@@ -96,7 +96,8 @@ def finite_output(out, dtype, X, method):
 
 
 def validate_fit_data(est, X, y):
-    """``(X, Y)`` for ``fit``: ``Y`` 2-D float64 or None; a streamed ``X`` is left in place."""
+    """``(X, Y)`` for ``fit``: ``Y`` 2-D float32 or float64 (as given; other numbers as
+    float64) or None; a streamed ``X`` is left in place."""
     check_input_kind(X, "X")
     if should_stream(X, est.stream_threshold):
         return _validate_streamed(est, X, y)
@@ -119,7 +120,8 @@ def validate_fit_data(est, X, y):
 
 
 def _as_targets(est, y, n):
-    y = np.asarray(y, dtype=np.float64)
+    y = np.asarray(y)  # float32 stays float32: no float64 copy of many outputs
+    y = y if y.dtype in (np.float32, np.float64) else y.astype(np.float64)
     est._y_1d = y.ndim == 1
     Y = y.reshape(n, -1)
     est._constant_outputs = np.ptp(Y, axis=0) == 0

@@ -58,32 +58,50 @@ def moments(Z, Y=None, transform=None, collective=LOCAL):
 
 def _moments(Z, Y, transform):
     n = Z.shape[0]
-    shift = y_shift = None
+    zs, ys = _Chunks(), _Chunks()
     s1 = s2 = sy = syy = sxy = None
     for s in row_slices(n, Z.shape[1]):
-        z = Z[s] if transform is None else transform(Z[s])
-        z = z.double()
-        if not torch.isfinite(z).all():
+        zc = zs.load(Z[s] if transform is None else transform(Z[s]))
+        if not torch.isfinite(zc).all():
             return None
-        shift = z.mean(0) if shift is None else shift
-        zc = z - shift
-        s1 = zc.sum(0) if s1 is None else s1 + zc.sum(0)
-        s2 = zc.T @ zc if s2 is None else s2 + zc.T @ zc
+        if s1 is None:
+            zs.shift = zc.mean(0)
+            s1, s2 = zc.new_zeros(zc.shape[1]), zc.new_zeros(zc.shape[1], zc.shape[1])
+        zc.sub_(zs.shift)
+        s1 += zc.sum(0)
+        s2.addmm_(zc.T, zc)
         if Y is not None:
-            y = Y[s].double()
-            y_shift = y.mean(0) if y_shift is None else y_shift
-            yc = y - y_shift
-            sy = yc.sum(0) if sy is None else sy + yc.sum(0)
-            syy = (yc * yc).sum(0) if syy is None else syy + (yc * yc).sum(0)
-            sxy = zc.T @ yc if sxy is None else sxy + zc.T @ yc
+            yc = ys.load(Y[s])
+            if sy is None:
+                ys.shift = yc.mean(0)
+                sy, syy = yc.new_zeros(yc.shape[1]), yc.new_zeros(yc.shape[1])
+                sxy = zc.new_zeros(zc.shape[1], yc.shape[1])
+            yc.sub_(ys.shift)
+            sy += yc.sum(0)
+            syy += torch.linalg.vector_norm(yc, dim=0) ** 2
+            sxy.addmm_(zc.T, yc)
     dz = s1 / n
-    out = Moments(n, shift + dz, s2 - n * torch.outer(dz, dz))
+    out = Moments(n, zs.shift + dz, s2 - n * torch.outer(dz, dz))
     if Y is not None:
         dy = sy / n
-        out.y_mean = y_shift + dy
+        out.y_mean = ys.shift + dy
         out.yy = syy - n * dy * dy
         out.zy = sxy - n * torch.outer(dz, dy)
     return out
+
+
+class _Chunks:
+    """One float64 buffer that every chunk of a pass is copied into (a new buffer per
+    chunk would leave the allocator's heap fragmented, growing the process by about a
+    chunk per chunk), and the pass's shift."""
+
+    def __init__(self):
+        self.buffer = self.shift = None
+
+    def load(self, chunk):
+        if self.buffer is None:
+            self.buffer = torch.empty(chunk.shape, dtype=torch.float64, device=chunk.device)
+        return self.buffer[: chunk.shape[0]].copy_(chunk)
 
 
 @torch.no_grad()
@@ -94,12 +112,13 @@ def output_moments(Y, collective=LOCAL):
     n, C = Y.shape
     s1 = torch.zeros(C, dtype=torch.float64, device=Y.device)
     s2 = torch.zeros_like(s1)
-    shift = Y[0].double() if n else s1
+    ys = _Chunks()
+    ys.shift = Y[0].double() if n else s1
     for s in row_slices(n, C):
-        yc = Y[s].double() - shift
+        yc = ys.load(Y[s]).sub_(ys.shift)
         s1 += yc.sum(0)
-        s2 += (yc * yc).sum(0)
-    mean, scatter = shift + s1 / max(n, 1), s2 - s1 * s1 / max(n, 1)
+        s2 += torch.linalg.vector_norm(yc, dim=0) ** 2
+    mean, scatter = ys.shift + s1 / max(n, 1), s2 - s1 * s1 / max(n, 1)
     if collective.world == 1:
         return n, mean, scatter
     total = int(collective.sum(float(n)))
@@ -120,8 +139,9 @@ def head_moments(x, Y, y_mean, y_scatter, collective=LOCAL):
     if m is None:
         return None
     zy = torch.zeros(x.shape[1], Y.shape[1], dtype=torch.float64, device=x.device)
+    ys = _Chunks()
     for s in row_slices(x.shape[0], Y.shape[1]):
-        zy += (x[s] - m.z_mean).T @ Y[s].double()
+        zy.addmm_((x[s] - m.z_mean).T, ys.load(Y[s]))
     m.y_mean, m.yy, m.zy = y_mean, y_scatter, collective.sum(zy)
     return m
 

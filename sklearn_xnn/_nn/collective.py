@@ -51,10 +51,6 @@ class Local:
         """The mean over every rank's rows of a mean ``value`` over this rank's ``n``."""
         return value
 
-    def column_scatter(self, Y):
-        """``sum_i (Y_ic - mean_c)^2`` of every column (float64 ``Y``)."""
-        return ((Y - Y.mean(0)) ** 2).sum(0)
-
     def steps(self, n, batch_size):
         """Minibatches per epoch."""
         return math.ceil(n / batch_size)
@@ -169,10 +165,6 @@ class Distributed(Local):
 
     def row_mean(self, value, n):
         return self.sum(value * n) / self.total_rows(n)
-
-    def column_scatter(self, Y):
-        mean = self.sum(Y.sum(0)) / sum(self.rows)
-        return self.sum(((Y - mean) ** 2).sum(0))
 
     def _local_batch(self, batch_size):
         return max(1, math.ceil(batch_size / self.world))

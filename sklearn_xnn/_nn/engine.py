@@ -57,6 +57,7 @@ def start(Z, Y, cfg, generator, device, reference):
     targets = None if Y is None else training.Targets(Y, cfg)
     S, low = start_directions(Z, targets, m, the_bound, cfg)
     low = sparse_offsets(Z, targets, m.z_mean, S, low, cfg)
+    low = torch.where(S.any(0), low, -1.0)  # no direction left: the constant x-feature 1
     init.carry_subspace(model, m.z_mean, S, low)
     x_m = bound.moments(Z, Z, transform=model.encoder, collective=comm)
     if x_m is not None:

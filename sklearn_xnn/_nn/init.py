@@ -70,14 +70,17 @@ def pretrain_layers(model, Z, cfg, generator):
 
 # ---------------------------------------------------------------------------- subspace
 def _complement(m, A, k):
-    """``k`` leading principal directions of ``Zc`` uncorrelated with ``Zc @ A``."""
+    """``k`` leading principal directions of ``Zc`` uncorrelated with ``Zc @ A``; zero
+    columns beyond the rank of ``Zc`` (there is no direction left to take)."""
     G = m.zz
     if A.shape[1]:
         GA = G @ A
         inner = A.T @ GA
         G = G - GA @ torch.linalg.pinv(inner, hermitian=True) @ GA.T
     evals, evecs = torch.linalg.eigh((G + G.T) / 2)
-    U = bound.canonical_signs(evecs.flip(-1)[:, :k])
+    evals, evecs = evals.flip(0)[:k], evecs.flip(-1)[:, :k]
+    varies = evals > 1e-12 * max(float(torch.trace(m.zz)), 1e-300)
+    U = bound.canonical_signs(evecs) * varies
     if not A.shape[1]:
         return U
     # remove what Zc @ U shares with Zc @ A (a regression of the one on the other)
@@ -87,7 +90,8 @@ def _complement(m, A, k):
 def faithful_subspace(m, the_bound, k):
     """``(D, k)`` directions: the bound's faithful ones, then principal ones (float64).
 
-    Directions along which the training rows do not vary are dropped first.
+    Directions along which the training rows do not vary are dropped first; with fewer
+    directions left than ``k`` the last columns are zero.
     """
     D = m.zz.shape[0]
     if not bool(torch.isfinite(m.zz).all()) or float(torch.trace(m.zz)) <= 0:

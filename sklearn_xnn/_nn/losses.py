@@ -159,46 +159,53 @@ class _FactoredPullaway(torch.autograd.Function):
     def forward(x, weight, eps):
         n, k = x.shape[-2], x.shape[-1]
         xt, wt = x.transpose(-1, -2), weight.transpose(-1, -2)  # (..., K, N), (..., K, C)
-        sq = (x * x) @ (wt * wt) + (2 * eps) * (x @ wt) + k * eps * eps  # (..., N, C)
-        r = 1.0 / sq.clamp_min(eps * eps)  # the exact value is at least ~eps^2
+        # n_ic as one product: [x^2, x] [W^2; 2 eps W]^T + K eps^2
+        left = torch.cat([x * x, x], -1)
+        right = torch.cat([wt * wt, (2 * eps) * wt], -2)
+        r = (left @ right).add_(k * eps * eps).clamp_min_(eps * eps).reciprocal_()  # (..., N, C)
         ea, eb, twice = _pairs(k, x)
-        A = ((ea @ xt) * (eb @ xt)) @ r  # (..., T, C)
-        u = xt @ r  # (..., K, C)
+        Au = torch.cat([(ea @ xt) * (eb @ xt), xt], -2) @ r  # (..., T + K, C): A and u
+        A, u = Au[..., : ea.shape[0], :], Au[..., ea.shape[0] :, :]
         d = r.sum(-2)  # (..., C)
         v = wt * u
         gram = (ea @ wt) * (eb @ wt) * A + eps * (ea @ v + eb @ v)
         gram = gram + (eps * eps) * d.unsqueeze(-2)
         value = ((twice * gram * gram).sum() - n * d.numel()) / (n * (n - 1))
-        return value, gram, A, u, r, sq
+        return value, gram, Au, r
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         x, weight, ctx.eps = inputs
-        _, gram, A, u, r, sq = output
-        ctx.mark_non_differentiable(gram, A, u, r, sq)
-        ctx.save_for_backward(x, weight, gram, A, u, r, sq)
+        _, gram, Au, r = output
+        ctx.mark_non_differentiable(gram, Au, r)
+        ctx.set_materialize_grads(False)  # no zero gradients for those
+        ctx.save_for_backward(x, weight, gram, Au, r)
 
     @staticmethod
     def backward(ctx, g, *_):
-        x, weight, gram, A, u, r, sq = ctx.saved_tensors
+        x, weight, gram, Au, r = ctx.saved_tensors
         eps, (n, k) = ctx.eps, x.shape[-2:]
         xt, wt = x.transpose(-1, -2), weight.transpose(-1, -2)
         ea, eb, twice = _pairs(k, x)
+        t = ea.shape[0]
+        A, u = Au[..., :t, :], Au[..., t:, :]
         wa, wb, xa, xb = ea @ wt, eb @ wt, ea @ xt, eb @ xt
         gG = (2 * g / (n * (n - 1))) * twice * gram  # (..., T, C)
-        gA = gG * wa * wb
         gv = eps * (ea.T @ gG + eb.T @ gG)  # (..., K, C)
         gwt = ea.T @ (gG * A * wb) + eb.T @ (gG * A * wa) + gv * u
-        gu = gv * wt
-        # r enters A = P r (P = pairs of rows of xt), u = xt r and d = sum_i r_i
-        gr = ((xa * xb).transpose(-1, -2) @ gA) + x @ gu + (eps * eps) * gG.sum(-2, keepdim=True)
-        rt = r.transpose(-1, -2)
-        gP = gA @ rt  # (..., T, N)
-        gxt = gu @ rt + ea.T @ (gP * xb) + eb.T @ (gP * xa)
-        gsq = torch.where(sq > eps * eps, -gr * r * r, 0.0)  # (..., N, C)
-        gsqt = gsq.transpose(-1, -2)
-        gxt = gxt + 2 * xt * ((wt * wt) @ gsqt) + (2 * eps) * (wt @ gsqt)
-        gwt = gwt + 2 * wt * ((xt * xt) @ gsq) + (2 * eps) * (xt @ gsq)
+        gAu = torch.cat([gG * wa * wb, gv * wt], -2)  # (..., T + K, C): the grads of A and u
+        # r enters A = P r (P: pairs of rows of xt), u = xt r and d = sum_i r_i
+        pairs = torch.cat([xa * xb, xt], -2)  # (..., T + K, N)
+        gr = (pairs.transpose(-1, -2) @ gAu).add_((eps * eps) * gG.sum(-2, keepdim=True))
+        gP = gAu @ r.transpose(-1, -2)  # (..., T + K, N)
+        gxt = gP[..., t:, :] + ea.T @ (gP[..., :t, :] * xb) + eb.T @ (gP[..., :t, :] * xa)
+        # r = 1 / max(n, eps^2): no gradient where the floor holds
+        gn = gr.mul_(r).mul_(r).neg_().masked_fill_(r >= 1.0 / (eps * eps), 0.0)
+        gnt = gn.transpose(-1, -2)
+        g2 = torch.cat([wt * wt, wt], -2) @ gnt  # (..., 2K, N)
+        gxt = gxt + 2 * xt * g2[..., :k, :] + (2 * eps) * g2[..., k:, :]
+        g2 = torch.cat([xt * xt, xt], -2) @ gn  # (..., 2K, C)
+        gwt = gwt + 2 * wt * g2[..., :k, :] + (2 * eps) * g2[..., k:, :]
         return gxt.transpose(-1, -2), gwt.transpose(-1, -2), None
 
 

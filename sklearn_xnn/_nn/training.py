@@ -104,7 +104,7 @@ def _prediction_r2(predict, Z, Y, collective, multioutput="uniform_average"):
     rss = torch.zeros(Y.shape[1], dtype=torch.float64, device=Y.device)
     for s in bound.row_slices(Z.shape[0], Z.shape[1]):
         rss += ((predict(Z[s]) - Y[s]).double() ** 2).sum(0)
-    y_var = collective.column_scatter(Y.double())
+    y_var = bound.output_moments(Y, collective)[2]
     return bound.r2_score(collective.sum(rss), y_var, multioutput)
 
 
@@ -433,13 +433,16 @@ def significant_count(x, weight, max_values=SIGNIFICANT_VALUES, coverage=0.9):
     ``x_k W_ck`` under ``max_values`` values): the count of
     :func:`sklearn_xnn.metrics.n_significant`, computed the same way in torch (sort,
     running sum, the fewest positive contributions covering ``coverage`` of their total)."""
-    x = x[: significant_rows(x.shape[0], weight, max_values)].double()
-    positive = (x.unsqueeze(1) * weight.double().unsqueeze(0)).clamp_min(0.0)
-    running = positive.sort(-1, descending=True).values.cumsum(-1)
-    total = running[..., -1:]
-    reached = (running >= coverage * total * (1.0 - 1e-12)).to(torch.uint8)
-    counts = torch.where(total[..., 0] > 0, reached.argmax(-1) + 1, 0)
-    return float(counts.double().mean())
+    x, weight = x[: significant_rows(x.shape[0], weight, max_values)], weight.double()
+    step = max(1, max_values // 4 // weight.numel())  # rows per chunk: a quarter of the cap
+    total = 0.0
+    for a in range(0, x.shape[0], step):
+        positive = (x[a : a + step].double().unsqueeze(1) * weight).clamp_min_(0.0)
+        running = positive.sort(-1, descending=True).values.cumsum_(-1)
+        top = running[..., -1:]
+        reached = (running >= coverage * top * (1.0 - 1e-12)).to(torch.uint8)
+        total += float(torch.where(top[..., 0] > 0, reached.argmax(-1) + 1, 0).sum())
+    return total / max(x.shape[0] * weight.shape[0], 1)
 
 
 def _check_epoch(model, Z, targets, val, cfg, parts, hist, coverage=None):

@@ -102,7 +102,7 @@ def make_step(n_features, batch_size, device, cfg):
     dgen = torch.Generator(device=device).manual_seed(1)
     Z = torch.rand(batch_size, n_features, generator=gen).to(device)
     Y = torch.randn(batch_size, C, generator=gen).to(device)
-    fwd = training._step_function(cfg)
+    fwd = torch.compile(training.forward_loss) if cfg.compile else training.forward_loss
 
     def step():
         _, loss, _ = fwd(model, Z, Y, cfg, dgen)

@@ -1,5 +1,12 @@
-"""How SRAEExplainer's parameters become a training run: the configuration, the
-faithfulness constraint, the collapse guard, ``partial_fit`` epochs and the fault reports."""
+"""How SRAEExplainer's parameters become a training run and its result the fitted state.
+
+Before training: validation, scaling, the linear reference, the configuration and the
+faithfulness constraint (:func:`start_fit`). Training: the collapse guard
+(:func:`train_with_guard`) and ``partial_fit`` epochs (:func:`train_chunk`). After: the
+one writer of the fitted attributes (:func:`store`, weights folded into the caller's units
+by the scaler), :func:`engine_from_fitted` to rebuild the torch side from them (for a
+``partial_fit`` after ``fit`` or unpickling), and the warnings' words.
+"""
 
 import copy
 import dataclasses
@@ -12,11 +19,10 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from sklearn_xnn import _messages as messages
-from sklearn_xnn._nn import data, engine, training
+from sklearn_xnn._nn import data, engine, modules, training
 from sklearn_xnn._nn.collective import LOCAL
-from sklearn_xnn._nn.config import TrainConfig
-from sklearn_xnn._nn.convert import make_generator, resolve_device, to_tensor
+from sklearn_xnn._nn.config import History, TrainConfig
+from sklearn_xnn._nn.data import device_generator, make_generator, resolve_device, to_tensor
 from sklearn_xnn._nn.scaling import Scaler
 from sklearn_xnn._threads import torch_threads
 from sklearn_xnn._validation import (
@@ -246,20 +252,6 @@ def require_finite(est, model, stage):
     )
 
 
-def announce_stop(est, history):
-    """Warn about an interrupted or diverged training; returns whether it stopped early."""
-    msg = messages.stop_message(history, est.max_iter, est.learning_rate_init)
-    if msg is None:
-        return False
-    warnings.warn(msg, ConvergenceWarning, stacklevel=6)
-    return True
-
-
-def announce_problems(est, result):
-    for msg in messages.problem_messages(est, result):
-        warnings.warn(msg, ConvergenceWarning, stacklevel=4)
-
-
 def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
     """Everything ``fit`` does before training: validation, scaling, the linear reference
     (and the number of x-features it decides), the configuration and the constraint; a
@@ -307,3 +299,183 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
         cfg = cfg.replace(dropout_generator=collective.dropout_generator(generator, device))
         val = engine.validation_target(val, the_bound, est.faithfulness_tol, cfg)
     return FitRun(train, cfg, generator, device, (z_moments, the_bound), val, scaler, incremental)
+
+
+# ---------------------------------------------------------------------------- fitted state
+@dataclasses.dataclass
+class Engine:
+    """The torch side of a fitted explainer that ``partial_fit`` keeps training."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer | None
+    generator: torch.Generator
+    cfg: TrainConfig
+    device: torch.device
+    scaler: Scaler
+    multiplier: float = 1.0
+    history: History = dataclasses.field(default_factory=History)
+
+    @property
+    def epochs(self):
+        return self.history.n_iter
+
+
+def store(est, result, eng, supervised):
+    """Copy a trained network to the numpy fitted state, in the caller's units."""
+    w = eng.scaler.fold(modules.from_module(result.model))
+    est.encoder_coefs_ = [c for c, _ in w.encoder]
+    est.encoder_intercepts_ = [b for _, b in w.encoder]
+    est.decoder_coefs_ = [c for c, _ in w.decoder]
+    est.decoder_intercepts_ = [b for _, b in w.decoder]
+    est.decoder_relu_output_ = w.nonneg_output
+    est.scale_ = eng.scaler.scale
+    est.n_components_ = est._n_components
+    est._has_head = supervised
+    if supervised:
+        est.y_mean_, est.y_scale_ = eng.scaler.y_mean, eng.scaler.y_scale
+        est.coef_, est.intercept_ = w.head
+        # An output constant on the training rows carries nothing to explain: its
+        # prediction is that constant, with no x-feature contributing.
+        constant = est._constant_outputs
+        est.coef_[constant] = 0.0
+        est.intercept_[constant] = est.y_mean_[constant]
+        est.faithfulness_ = result.faithfulness
+        est.faithfulness_multiplier_ = result.multiplier
+    x = result.x_train.double().cpu().numpy()
+    est.dead_components_ = x.max(axis=0) <= 0
+    est.n_dead_components_ = int(est.dead_components_.sum())
+    est.components_ = decoder_responses(est, x)
+    hist = result.history
+    est.loss_curve_ = list(hist.loss)
+    kl = est.faithfulness == "kl"
+    est.faithfulness_history_ = [e if kl else 1.0 - e for e in hist.faithfulness]
+    est.loss_parts_ = np.asarray(hist.parts, dtype=np.float64).reshape(-1, 3)
+    est.validation_scores_ = list(hist.validation_loss) if hist.validation_loss else None
+    est.n_iter_ = hist.n_iter
+    est.alphas_ = result.alphas
+    est._converged = hist.converged
+
+
+def decoder_responses(est, x):
+    """``components_``: ``G(m_k e_k) - G(0)``, ``m_k`` the mean positive value of ``x_k``."""
+    positive = np.where(x > 0, x, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.nan_to_num(np.nanmean(positive, axis=0), nan=0.0)
+    probes = np.vstack([np.zeros(est.n_components_), np.diag(means)])
+    rebuilt = modules.decode_numpy(
+        probes, est.decoder_coefs_, est.decoder_intercepts_, est.decoder_relu_output_
+    )
+    return rebuilt[1:] - rebuilt[0]
+
+
+def network_weights(est):
+    """The fitted state as :class:`~sklearn_xnn._nn.modules.NetworkWeights`."""
+    head = (est.coef_, est.intercept_) if est._has_head else None
+    return modules.NetworkWeights(
+        list(zip(est.encoder_coefs_, est.encoder_intercepts_, strict=True)),
+        list(zip(est.decoder_coefs_, est.decoder_intercepts_, strict=True)),
+        head,
+        bool(est.decoder_relu_output_),
+    )
+
+
+def engine_from_fitted(est):
+    """Rebuild the torch network from the fitted weights; a fresh Adam (``partial_fit``)."""
+    device = resolve_device(est.device)
+    generator = make_generator(check_random_state(est.random_state))
+    y_mean, y_scale = getattr(est, "y_mean_", None), getattr(est, "y_scale_", None)
+    scaler = Scaler(est.scale_, y_mean, y_scale, est.rescale, est.decoder_relu_output_)
+    w = network_weights(est)
+    est._hidden = w.hidden
+    n_outputs = est.coef_.shape[0] if est._has_head else 0
+    est._n_components = est.n_components_
+    y_stats = (y_mean, y_scale) if est._has_head else None
+    cfg = train_config(est, n_outputs, w.nonneg_output, est.batch_size, 1, True, y_stats=y_stats)
+    cfg = cfg.replace(dropout_generator=device_generator(generator, device))
+    probe = torch.zeros(1, est.n_features_in_, device=device)
+    cfg = with_network_head(est, cfg, est.scale_, probe)
+    model = modules.to_module(scaler.unfold(w), dropout=cfg.dropout, device=device)
+    eng = Engine(model, None, generator, cfg, device, scaler)
+    eng.multiplier = getattr(est, "faithfulness_multiplier_", cfg.alpha_f)
+    eng.history = History(list(est.loss_curve_), est.loss_parts_.tolist())
+    return eng
+
+
+def finish(est, run, result, retries):
+    """Everything ``fit`` does after training: the fitted state and the warnings."""
+    eng = Engine(result.model, result.optimizer, run.generator, run.cfg, run.device, run.scaler)
+    eng.multiplier, eng.history = result.multiplier, result.history
+    store(est, result, eng, run.train[1] is not None)
+    est.n_collapse_retries_ = retries
+    announce_problems(est, result)
+    if run.incremental:  # fit keeps no torch state; a later partial_fit rebuilds it
+        est._engine = eng
+    return est
+
+
+# ---------------------------------------------------------------------------- warnings
+def announce_stop(est, history):
+    """Warn about an interrupted or diverged training; returns whether it stopped early."""
+    done, max_iter, learning_rate_init = history.n_iter, est.max_iter, est.learning_rate_init
+    kept = f"after epoch {done}" if done else "from before fine-tuning"
+    msg = None
+    if history.interrupted_in_pretraining:
+        msg = (
+            "fit was interrupted (KeyboardInterrupt) during layer-wise pre-training; "
+            "fine-tuning was skipped and the explainer keeps the faithful start (the "
+            "partly pre-trained network with a least-squares head). It is usable but not "
+            "trained."
+        )
+    elif history.interrupted_epoch is not None:
+        msg = (
+            "fit was interrupted (KeyboardInterrupt) in fine-tuning epoch "
+            f"{history.interrupted_epoch + 1} of {max_iter}; the explainer keeps "
+            f"the weights {kept} and is usable, but not converged."
+        )
+    elif history.diverged_epoch is not None:
+        msg = (
+            "The training loss became non-finite in fine-tuning epoch "
+            f"{history.diverged_epoch + 1} (learning_rate_init={learning_rate_init}); "
+            f"training stopped and the explainer keeps the last finite weights ({kept}). "
+            "Lower learning_rate_init, keep rescale=True, or check X and y for extreme "
+            "values."
+        )
+    if msg is not None:
+        warnings.warn(msg, ConvergenceWarning, stacklevel=6)
+    return msg is not None
+
+
+def _dead_advice(est):
+    """Remedies for dead x-features that ``est`` is not already using."""
+    advice = ["another random_state", f"n_components={est.n_components_ - est.n_dead_components_}"]
+    if est.alpha_pullaway > 0:
+        advice.append(f"a smaller alpha_pullaway (now {est.alpha_pullaway:g})")
+    if est.collapse_retries == 0:
+        advice.append("collapse_retries > 0")
+    if est.faithfulness_tol is None and getattr(est, "_has_head", False):
+        advice.append("faithfulness_tol=0.01 (keeps the faithful start's x-features)")
+    return ", ".join(advice[:-1]) + " or " + advice[-1]
+
+
+def announce_problems(est, result):
+    """Warn about the fitted explainer ``est``: dead, collapsed, not converged."""
+    out = []
+    if est.n_dead_components_:
+        out.append(
+            f"{est.n_dead_components_} of {est.n_components_} x-features are dead (zero "
+            "on every training row): the explanation space uses fewer concepts than "
+            f"asked. Try {_dead_advice(est)}."
+        )
+    if result.collapsed and est.collapse_retries and est.n_collapse_retries_:
+        out.append(
+            f"The collapse guard retried {est.collapse_retries} times and one x-feature "
+            "still carries most of the prediction; the best attempt was kept."
+        )
+    if not est._converged and not est.early_stopping and not result.stopped:
+        out.append(
+            f"SRAEExplainer reached max_iter={est.max_iter} epochs before the loss "
+            "stopped improving; consider increasing max_iter."
+        )
+    for msg in out:
+        warnings.warn(msg, ConvergenceWarning, stacklevel=4)

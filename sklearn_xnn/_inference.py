@@ -6,7 +6,7 @@ from sklearn.base import TransformerMixin
 from sklearn.metrics import r2_score
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from sklearn_xnn._nn.inference import decode_numpy, encode_numpy
+from sklearn_xnn._nn.modules import decode_numpy, encode_numpy
 from sklearn_xnn._validation import (
     check_input_kind,
     finite_output,

@@ -10,7 +10,6 @@ from sklearn.base import (
 )
 
 from sklearn_xnn import _batching as batching
-from sklearn_xnn import _fitted as fitted
 from sklearn_xnn import _fitting as fitting
 from sklearn_xnn import _persistence
 from sklearn_xnn._inference import ExplainerInferenceMixin
@@ -447,11 +446,11 @@ class SRAEExplainer(
         """The one training path of ``fit`` and ``partial_fit``."""
         if incremental and hasattr(self, "n_components_"):
             X, Y = validate_chunk(self, X, y)
-            eng = self.__dict__.get("_engine") or fitted.engine_from_fitted(self)
+            eng = self.__dict__.get("_engine") or fitting.engine_from_fitted(self)
             with torch_threads():
                 result = fitting.train_chunk(self, eng, X, Y)
             self._engine = eng
-            fitted.store(self, result, eng, Y is not None)
+            fitting.store(self, result, eng, Y is not None)
             return self
         if not incremental and n_init_of(self) != 1:
             return batching.fit_explainers([self], X, y)[0]
@@ -475,7 +474,7 @@ class SRAEExplainer(
 
     def _end_fit(self, run, result, retries):
         """Everything ``fit`` does after training: the fitted state and the warnings."""
-        return fitted.finish(self, run, result, retries)
+        return fitting.finish(self, run, result, retries)
 
     # ------------------------------------------------------------------ fitted state
     def __getstate__(self):

@@ -16,7 +16,7 @@ import torch
 from sklearn_xnn import _fitting as fitting
 from sklearn_xnn._nn import data
 from sklearn_xnn._nn.collective import Distributed
-from sklearn_xnn._nn.convert import resolve_device
+from sklearn_xnn._nn.data import resolve_device
 from sklearn_xnn._threads import torch_threads
 from sklearn_xnn._validation import n_init_of
 

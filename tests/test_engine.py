@@ -8,7 +8,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_xnn import SRAEExplainer
-from sklearn_xnn._nn import optim
+from sklearn_xnn._nn import config as optim
 from tests.conftest import FAST
 
 needs_cuda = pytest.mark.skipif(

@@ -14,7 +14,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_xnn import SRAEExplainer
-from sklearn_xnn import _fitted as fitted
+from sklearn_xnn import _fitting as fitting
 from sklearn_xnn._nn import bound, engine, init, training
 from sklearn_xnn._nn.config import History
 from sklearn_xnn.datasets._patches import make_patch_images, train_patch_cnn
@@ -144,7 +144,7 @@ def test_the_monitored_sparsity_is_the_users_significant_count(patch_layer):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est = SRAEExplainer(5, device="cpu", random_state=0, max_iter=3).fit(Z, y)
-    eng = fitted.engine_from_fitted(est)  # the fitted network, rebuilt from its weights
+    eng = fitting.engine_from_fitted(est)  # the fitted network, rebuilt from its weights
     model, Zt = eng.model, eng.scaler.chunk(Z, "cpu")
     # n_significant is invariant to the per-output standardisation and the input scale
     x, weight = training.encode(model, Zt), model.head.weight.detach()
@@ -159,7 +159,7 @@ def test_patience_counts_every_epoch_that_does_not_improve(patch_layer, monkeypa
     cfg = cfg.replace(n_iter_no_change=2, max_iter=10)
     script = iter([(1.5, 0.0), (1.4, 0.0), (1.0, 0.3), (0.9, 0.2)])
     monkeypatch.setattr(training, "_check_epoch", lambda *a, **k: next(script))
-    run = training.Progress(model, cfg, training.Targets(Yt, cfg), None)
+    run = training.Progress(model, Zt, Yt, cfg)
     stats = [0.0, 0.0, 0.0]
     stops = []
     for epoch in range(4):
@@ -168,7 +168,7 @@ def test_patience_counts_every_epoch_that_does_not_improve(patch_layer, monkeypa
     # the two epochs that miss the constraint after epoch 2 was kept do not improve on
     # it: they end the run, and the kept epoch stays the feasible one
     assert stops == [False, False, False, True]
-    assert run.keeper.best == (False, 1.4)
+    assert run.best == (False, 1.4)
 
 
 def test_varimax_recovers_a_simple_structure():

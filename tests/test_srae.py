@@ -128,7 +128,7 @@ def test_model_fitted_on_a_gpu_transforms_on_a_cpu_only_machine(planted_small, m
 
 def test_weights_that_lived_on_the_meta_device_are_refused_not_silently_used(planted_small):
     """Tensors never enter the fitted state: weights from another device go through numpy."""
-    from sklearn_xnn._nn.inference import encode_numpy
+    from sklearn_xnn._nn.modules import encode_numpy
 
     est = _fit(planted_small)
     Z = planted_small[0]

@@ -35,8 +35,9 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from sklearn_xnn._nn import data, engine, training
+from sklearn_xnn._nn.config import Multiplier, Schedule, adam
+from sklearn_xnn._nn.data import batches
 from sklearn_xnn._nn.losses import weighted_loss
-from sklearn_xnn._nn.optim import Multiplier, Schedule, adam, batches
 
 #: TrainConfig fields that may differ between the members of a batch; every other field
 #: must be equal (a new field is therefore shared by default, which is always safe).
@@ -202,7 +203,7 @@ def fine_tune_many(models, jobs):
     schedule = Schedule(cfg, n_steps)
     pairs = list(zip(models, jobs, strict=True))
     lams = [training.start_multiplier(m, Z, Y, j.cfg, n_steps) for m, j in pairs]
-    runs = [training.progress(m, j.Z, j.Y, j.cfg, j.val) for m, j in pairs]
+    runs = [training.Progress(m, j.Z, j.Y, j.cfg, j.val) for m, j in pairs]
     stack = _Stack(models, [j.cfg for j in jobs], lams, Y is not None)
     ended, epoch = [None] * len(models), 0
     try:

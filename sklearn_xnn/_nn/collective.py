@@ -16,63 +16,41 @@ import math
 import numpy as np
 import torch
 
-from sklearn_xnn._nn.convert import device_generator
-from sklearn_xnn._nn.optim import batches
+from sklearn_xnn._nn.data import batches, device_generator
+
+
+def _same(self, value, *_):
+    """``value`` itself: over one process every reduction is the identity."""
+    return value
 
 
 class Local:
-    """The collective of a one-process fit: the identity."""
+    """The collective of a one-process fit: the identity.
+
+    Over every rank's rows (:class:`Distributed`): ``sum``, ``max``, ``min`` reduce a
+    value, ``broadcast`` gives rank 0's, ``all_gather_rows`` concatenates rows in rank
+    order, ``total_rows`` counts them, ``local_rows`` maps sorted global row indices to
+    this shard's positions, ``row_mean(value, n)`` averages a per-rank mean over ``n``
+    rows, ``broadcast_module`` gives every rank rank 0's weights, ``batches`` and
+    ``steps`` are one epoch's minibatch indices and their count, ``reduce_step`` averages
+    the gradients after ``backward`` (and returns the step's faithfulness error),
+    ``epoch_stats`` turns an epoch's sums of loss parts into means.
+    """
 
     world, rank = 1, 0
-
-    def sum(self, value):
-        return value
-
-    def max(self, value):
-        return value
-
-    def min(self, value):
-        return value
-
-    def broadcast(self, value):
-        return value
-
-    def all_gather_rows(self, t):
-        return t
-
-    def total_rows(self, n):
-        return n
-
-    def local_rows(self, rows):
-        """The positions in this shard of the sorted global row indices ``rows``."""
-        return rows
-
-    def row_mean(self, value, n):
-        """The mean over every rank's rows of a mean ``value`` over this rank's ``n``."""
-        return value
+    sum = max = min = broadcast = all_gather_rows = total_rows = local_rows = _same
+    row_mean = broadcast_module = _same
+    batches = staticmethod(batches)
+    dropout_generator = staticmethod(device_generator)
 
     def steps(self, n, batch_size):
-        """Minibatches per epoch."""
         return math.ceil(n / batch_size)
 
-    def batches(self, n, batch_size, generator, device):
-        """Index tensors of one epoch's minibatches (:func:`~sklearn_xnn._nn.optim.batches`)."""
-        return batches(n, batch_size, generator, device)
-
     def reduce_step(self, params, e_faith):
-        """After ``backward``: average the gradients (and the step's faithfulness error)."""
         return e_faith
 
     def epoch_stats(self, acc, seen):
-        """An epoch's sum of loss parts times rows over the ``seen`` rows of each rank, as
-        means."""
         return acc / seen
-
-    def broadcast_module(self, module):
-        """Make every rank hold rank 0's weights of ``module``."""
-
-    def dropout_generator(self, generator, device):
-        return device_generator(generator, device)
 
 
 #: The collective of every fit that does not name one.

@@ -1,7 +1,9 @@
-"""The typed records the engine trades with the estimator: one training configuration, one
-history, one result. Every field is declared once, here."""
+"""The typed records the engine trades with the estimator (one training configuration, one
+history, one result; every field is declared once, here) and the optimiser, learning-rate
+schedule and constraint multiplier a configuration sets up."""
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -108,3 +110,61 @@ class Attempt:
     faithfulness: float | None = None
     stage: str = "fine-tuning"
     stopped: bool = False
+
+
+# --------------------------------------------- optimiser, schedule, multiplier
+def adam(params, lr, weight_decay):
+    """Adam with torch's fused kernel where the device has one (CPU and CUDA do): one pass
+    over each parameter instead of ~10, deterministic, so CPU fits stay bitwise repeatable."""
+    params = list(params)
+    fused = bool(params) and params[0].device.type in _fused_devices()
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
+
+
+def _fused_devices():
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:  # pragma: no cover - older torch
+        return ("cuda",)
+    return tuple(_get_fused_kernels_supported_devices())
+
+
+class Schedule:
+    """Linear warm-up over ``warmup_steps``, then x``lr_gamma`` every ``lr_step`` epochs."""
+
+    def __init__(self, cfg, steps_per_epoch, start_epoch=0):
+        self.cfg, self.per_epoch = cfg, max(1, steps_per_epoch)
+        self.step = start_epoch * self.per_epoch
+
+    def __call__(self):
+        cfg, t = self.cfg, self.step
+        self.step += 1
+        warm = min(1.0, (t + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+        return cfg.lr * warm * cfg.lr_gamma ** ((t // self.per_epoch) // cfg.lr_step)
+
+
+class Multiplier:
+    """``log lam`` on the device, updated after every step without a host round trip.
+
+    The violation is measured in units of the slack the start leaves (the tolerance): one
+    unit sustained for one epoch multiplies ``lam`` by ``e``.
+    """
+
+    def __init__(self, value, cfg, slack, steps_per_epoch, device):
+        self.on = cfg.faith_target is not None
+        self.log = torch.tensor(math.log(max(value, 1e-30)), device=device)
+        self.target, self.slack = cfg.faith_target, max(slack, 1e-12)
+        self.rate = 1.0 / max(1, steps_per_epoch)
+        self.low, self.high = (math.log(v) for v in cfg.multiplier_range)
+
+    def value(self):
+        return self.log.exp() if self.on else None
+
+    def current(self, cfg):
+        """The multiplier as a float (``alpha_f`` without the constraint)."""
+        return float(self.log.exp()) if self.on else float(cfg.alpha_f)
+
+    def update(self, e_faith):
+        if self.on and e_faith is not None:
+            violation = ((e_faith.detach() - self.target) / self.slack).clamp(-1.0, 5.0)
+            self.log = (self.log + self.rate * violation).clamp(self.low, self.high)

@@ -1,5 +1,6 @@
-"""Batch sources for data that stay on the host: a memmap (or any array that slices) is
-read one minibatch at a time and moved to the training device.
+"""Where the data live and how they reach the training device: devices, tensors, seeds,
+minibatch indices, and batch sources for data that stay on the host (a memmap, or any
+array that slices, read one minibatch at a time and moved to the training device).
 
 The training functions index their data as ``Z[idx]`` (an index tensor) and ``Z[a:b]``
 (a slice), and read ``Z.shape`` and ``Z.device``. A float32 tensor on the device does all
@@ -200,3 +201,80 @@ def _as_numpy_index(idx):
     if torch.is_tensor(idx):
         idx = idx.cpu().numpy()
     return np.asarray(idx, dtype=np.int64)
+
+
+# --------------------------------------------------------- devices and tensors
+_DEVICE_HELP = 'Use device="cpu", or device="auto" to take a GPU only when one is present.'
+
+
+def resolve_device(device, *, strict=True):
+    """Return the ``torch.device`` that ``device`` ("auto", "cpu", "cuda", "cuda:N", "mps") names.
+
+    With ``strict=False`` an unavailable accelerator resolves to the CPU instead of
+    raising (used at inference time, so that a model fitted on a GPU still
+    transforms on a machine without one).
+    """
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a device name; expected 'auto', 'cpu', 'cuda', "
+            f"'cuda:N' or 'mps'. {_DEVICE_HELP}"
+        ) from exc
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={device!r} is not supported. {_DEVICE_HELP}")
+    problem = _unavailable_reason(dev)
+    if problem is None:
+        return dev
+    if strict:
+        raise RuntimeError(f"device={device!r} was requested but {problem}. {_DEVICE_HELP}")
+    return torch.device("cpu")
+
+
+def _unavailable_reason(dev):
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            return "torch sees no CUDA GPU on this machine"
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            return f"only {torch.cuda.device_count()} CUDA device(s) are visible"
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            return "the MPS backend is not available on this machine"
+    return None
+
+
+def make_generator(random_state):
+    """A CPU ``torch.Generator`` seeded from ``random_state`` (a ``np.random.RandomState``)."""
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(int(random_state.randint(0, 2**31 - 1)))
+    return gen
+
+
+def device_generator(cpu_generator, device):
+    """A generator on ``device`` seeded by a draw from ``cpu_generator`` (for dropout masks)."""
+    if device.type == "cpu":
+        return cpu_generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=cpu_generator))
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen
+
+
+def to_tensor(array, device, dtype=torch.float32):
+    """Copy a numpy array (or array slice) to a contiguous tensor on ``device``."""
+    return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
+
+
+def batches(n, batch_size, generator, device, shuffle=True):
+    """Index tensors of the minibatches of one epoch (a permutation drawn on the CPU)."""
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    order = order.to(device)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]

@@ -20,8 +20,8 @@ from torch.nn import functional as F
 
 from sklearn_xnn._nn import bound, data
 from sklearn_xnn._nn.collective import LOCAL
+from sklearn_xnn._nn.config import adam
 from sklearn_xnn._nn.modules import XNN, init_linear
-from sklearn_xnn._nn.optim import adam
 
 
 def build_model(n_features, n_outputs, cfg, generator, device):
@@ -209,12 +209,6 @@ def _covered(signs, W, counts):
     return (((signs.unsqueeze(-1) * W) > 0).any(-2).to(counts) * counts).sum(-1)
 
 
-def projection_head(m, S):
-    """``(k, C)``: the least-squares head on the projections ``(z - z_mean) @ S`` (float64)."""
-    S64 = S.double().to(m.zz.device)
-    return torch.linalg.lstsq(S64.T @ m.zz @ S64, S64.T @ m.zy).solution
-
-
 def explaining_signs(m, S, low, high, counts):
     """Orient the directions so that the most rows have a positive contribution to their
     top output; returns ``(S, low, high)`` with some columns negated.
@@ -230,7 +224,8 @@ def explaining_signs(m, S, low, high, counts):
     """
     if m.zy is None or counts.numel() < 2:
         return S, low, high
-    W = projection_head(m, S)
+    S64 = S.double().to(m.zz.device)  # W: the least-squares head on the projections
+    W = torch.linalg.lstsq(S64.T @ m.zz @ S64, S64.T @ m.zy).solution  # (k, C)
     counts = counts.double().to(W.device)
     lo, hi = low.double().to(W.device), high.double().to(W.device)
     k = W.shape[0]

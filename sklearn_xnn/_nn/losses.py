@@ -218,18 +218,6 @@ def coverage_loss(x, weight, top, floor=0.1):
     return torch.mean(torch.relu(1.0 - P / scale) ** 2)
 
 
-def _guards_top_outputs(weight, cfg):
-    """Whether :func:`srae_terms` adds :func:`coverage_loss`: under the faithfulness
-    constraint, with a head of two or more outputs and the logits' scale (the paper's
-    fixed-weight objective, ``faith_target`` None, keeps its own pull-away)."""
-    return (
-        weight is not None
-        and weight.shape[0] > 1
-        and cfg.y_scale is not None
-        and cfg.faith_target is not None
-    )
-
-
 def srae_loss(x, y_hat, z_hat, z, y, weight, cfg, constrained=False):
     """``alpha_f L_faith + alpha_r L_rec + alpha_p L_pt`` and its three parts (detached).
 
@@ -242,7 +230,7 @@ def srae_loss(x, y_hat, z_hat, z, y, weight, cfg, constrained=False):
     of the total (the caller adds it with its multiplier).
     """
     terms = srae_terms(x, y_hat, z_hat, z, y, weight, cfg)
-    return weighted_loss(terms, loss_weights(cfg, constrained))
+    return weighted_loss(terms, (0.0 if constrained else cfg.alpha_f, cfg.alpha_r, cfg.alpha_p))
 
 
 def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, top=None):
@@ -253,7 +241,8 @@ def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, top=None):
     more outputs (and the logits' scale ``cfg.y_mean``, ``cfg.y_scale``), it also holds
     :func:`coverage_loss` on each row's top output (``top``; from ``y`` when None): the
     pull-away alone can be met by a row whose top output gets no positive contribution at
-    all, an input the explanation does not explain.
+    all, an input the explanation does not explain (the paper's fixed-weight objective,
+    ``cfg.faith_target`` None, keeps its own pull-away).
     """
     faith = z.new_zeros(())
     if y is not None and cfg.faithfulness == "kl":
@@ -267,15 +256,11 @@ def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, top=None):
         rec = rec + network_decision_error(z_hat, y, cfg)
     pullaway = bool(cfg.alpha_p) if pullaway is None else pullaway
     pt = pullaway_loss(x, weight, cfg.pullaway) if pullaway else z.new_zeros(())
-    if pullaway and _guards_top_outputs(weight, cfg):
+    guards = weight is not None and weight.shape[0] > 1 and cfg.y_scale is not None
+    if pullaway and guards and cfg.faith_target is not None:
         barrier = coverage_loss(x, weight, top_outputs(y, cfg) if top is None else top)
         pt = pt + barrier
     return faith, rec, pt
-
-
-def loss_weights(cfg, constrained=False):
-    """``(alpha_f, alpha_r, alpha_p)`` of ``cfg``; ``alpha_f`` is 0 under the constraint."""
-    return 0.0 if constrained else cfg.alpha_f, cfg.alpha_r, cfg.alpha_p
 
 
 def weighted_loss(terms, weights):
@@ -283,14 +268,10 @@ def weighted_loss(terms, weights):
 
     Weights and terms are floats or tensors of one shape (one value per network when
     several are trained stacked); the detached terms are stacked along a last axis. A
-    term whose weight is the number 0 is left out of the sum.
+    term whose weight is the number 0 is left out of the sum (and of the graph: a
+    training step runs no forward or backward operation for it).
     """
-    weighted = [w * t for w, t in zip(weights, terms, strict=True) if not _is_zero(w)]
+    pairs = zip(weights, terms, strict=True)
+    weighted = [w * t for w, t in pairs if not (isinstance(w, (int, float)) and w == 0)]
     total = sum(weighted[1:], weighted[0]) if weighted else terms[1].new_zeros(())
     return total, torch.stack([t.detach() for t in terms], dim=-1)
-
-
-def _is_zero(weight):
-    """Whether ``weight`` is a plain number equal to 0 (its term then stays out of the
-    graph: a training step runs no forward or backward operation for it)."""
-    return isinstance(weight, (int, float)) and weight == 0

@@ -1,10 +1,25 @@
-"""Encoder, decoder and head of the XNN as ``nn.Module``s: forward passes only."""
+"""The XNN as ``nn.Module``s (encoder, decoder, head) and its fitted weights.
 
+Fitted weights follow scikit-learn's MLP convention: ``coef`` of a layer has shape
+``(n_in, n_out)`` and the layer computes ``h @ coef + intercept``; the head keeps the
+``(n_outputs, n_components)`` convention of ``coef_``. :func:`from_module` reads a trained
+:class:`XNN` into a :class:`NetworkWeights` (float64 numpy), and :func:`encoder`,
+:func:`decoder`, :func:`head` and :func:`to_module` build modules from one: the one
+conversion that inference, ``partial_fit`` after ``fit``, persistence and
+``sklearn_xnn.torch.explainer_module`` go through. Inference runs these modules in
+float64 (:func:`encode_numpy`, :func:`decode_numpy`), so that a batch and its rows agree
+to ~1e-15; the caller casts back to the input dtype.
+"""
+
+import dataclasses
 import math
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from sklearn_xnn._nn.data import resolve_device
 
 
 def init_linear(layer, generator):
@@ -79,3 +94,149 @@ class XNN(nn.Module):
         x = self.encoder(z, generator)
         y_hat = self.head(x) if self.head is not None else None
         return x, y_hat, self.decoder(x)
+
+
+# -------------------------------------------------------------- fitted weights
+@dataclasses.dataclass
+class NetworkWeights:
+    """Encoder and decoder layers as ``(coef, intercept)`` pairs, and the head ``(W, b)``."""
+
+    encoder: list
+    decoder: list
+    head: tuple | None
+    nonneg_output: bool
+
+    @property
+    def hidden(self):
+        return tuple(c.shape[1] for c, _ in self.encoder[:-1])
+
+    @property
+    def n_features(self):
+        return self.encoder[0][0].shape[0]
+
+
+def _numpy(t):
+    return t.detach().cpu().double().numpy()
+
+
+def from_module(model):
+    """The weights of ``model`` (an ``XNN``) as float64 numpy arrays."""
+    pairs = lambda layers: [(_numpy(l.weight).T, _numpy(l.bias)) for l in layers]  # noqa: E731
+    head = None
+    if model.head is not None:
+        head = (_numpy(model.head.weight), _numpy(model.head.bias))
+    return NetworkWeights(
+        pairs(model.encoder.layers),
+        pairs(model.decoder.layers),
+        head,
+        bool(model.decoder.nonnegative_output),
+    )
+
+
+def _load(layers, pairs):
+    with torch.no_grad():
+        for layer, (coef, intercept) in zip(layers, pairs, strict=True):
+            layer.weight.copy_(torch.as_tensor(np.asarray(coef).T))
+            layer.bias.copy_(torch.as_tensor(np.asarray(intercept)))
+
+
+def _load_head(layer, W, b):
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(np.asarray(W)))
+        layer.bias.copy_(torch.as_tensor(np.asarray(b)))
+
+
+def _materialise(module, device, dtype):
+    """A module built on the meta device, given storage (no global RNG draw)."""
+    return module.to_empty(device=device).to(dtype)
+
+
+def _sizes(pairs):
+    return [pairs[0][0].shape[0], *(c.shape[1] for c, _ in pairs)]
+
+
+def _built(make, coefs, intercepts, device, dtype):
+    """``make(sizes)`` built on the meta device, then given storage and the weights."""
+    pairs = list(zip(coefs, intercepts, strict=True))
+    with torch.device("meta"):
+        module = make(_sizes(pairs))
+    module = _materialise(module, device, dtype)
+    _load(module.layers, pairs)
+    return module
+
+
+def encoder(coefs, intercepts, *, device="cpu", dtype=torch.float64):
+    """An :class:`Encoder` holding MLP-convention weights (every layer Linear + ReLU)."""
+    return _built(Encoder, coefs, intercepts, device, dtype)
+
+
+def decoder(coefs, intercepts, relu_output, *, device="cpu", dtype=torch.float64):
+    """A :class:`Decoder` holding MLP-convention weights."""
+    return _built(lambda sizes: Decoder(sizes, relu_output), coefs, intercepts, device, dtype)
+
+
+def head(W, b, *, device="cpu", dtype=torch.float64):
+    """The head ``y_hat = x @ W.T + b`` as an ``nn.Linear``; ``W`` of shape (n_outputs, K)."""
+    with torch.device("meta"):
+        layer = torch.nn.Linear(W.shape[1], W.shape[0])
+    layer = _materialise(layer, device, dtype)
+    _load_head(layer, W, b)
+    return layer
+
+
+def to_module(weights, *, dropout=0.0, device="cpu", dtype=torch.float32):
+    """A trainable :class:`XNN` holding ``weights``."""
+    n_outputs = 0 if weights.head is None else weights.head[0].shape[0]
+    K = weights.encoder[-1][0].shape[1]
+    with torch.device("meta"):
+        model = XNN(
+            weights.n_features, weights.hidden, K, n_outputs, dropout, weights.nonneg_output
+        )
+    model = _materialise(model, device, dtype)
+    _load(model.encoder.layers, weights.encoder)
+    _load(model.decoder.layers, weights.decoder)
+    if weights.head is not None:
+        _load_head(model.head, *weights.head)
+    return model
+
+
+# ----------------------------------------------------------- float64 inference
+_CHUNK_ROWS = 65536
+
+
+def inference_device(device):
+    """The fitted ``device`` if it is present here, else the CPU (MPS has no float64)."""
+    dev = resolve_device(device, strict=False)
+    return torch.device("cpu") if dev.type == "mps" else dev
+
+
+def _tensor(array, device):
+    """Float64 tensor sharing ``array``'s memory when it can (torch wants writable memory)."""
+    array = np.asarray(array, dtype=np.float64)
+    array = array if array.flags.writeable else array.copy()
+    return torch.as_tensor(array, device=device)
+
+
+def _run(module, X, n_out, device):
+    if X.shape[0] == 0:
+        return np.zeros((0, n_out))
+    out = []
+    with torch.no_grad():
+        for start in range(0, X.shape[0], _CHUNK_ROWS):
+            chunk = _tensor(X[start : start + _CHUNK_ROWS], device)
+            out.append(module(chunk).cpu().numpy())
+    return np.concatenate(out)
+
+
+def encode_numpy(X, coefs, intercepts, device="cpu"):
+    """x-features ``E(X)`` in float64: every layer Linear + ReLU."""
+    dev = inference_device(device)
+    module = encoder(coefs, intercepts, device=dev)
+    return _run(module, X, coefs[-1].shape[1], dev)
+
+
+def decode_numpy(X, coefs, intercepts, relu_out, device="cpu"):
+    """Reconstruction ``G(X)`` in float64: ReLU between layers, ``relu_out`` on the output."""
+    dev = inference_device(device)
+    module = decoder(coefs, intercepts, relu_out, device=dev)
+    return _run(module, X, coefs[-1].shape[1], dev)

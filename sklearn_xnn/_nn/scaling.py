@@ -16,7 +16,6 @@ import torch
 
 from sklearn_xnn._nn import data
 from sklearn_xnn._nn.collective import LOCAL
-from sklearn_xnn._nn.convert import to_tensor
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: Beyond this magnitude float64 activations are divided before the float32 cast.
@@ -168,8 +167,8 @@ class Scaler:
                 return data.HostRows(X, device, pre_divisor=self.scale)
             return data.HostRows(X, device, divisor=self.scale)
         if unsafe:  # divide in float64 first: the cast would overflow or flush to zero
-            return to_tensor(X / self.scale, device)
-        out = to_tensor(X, device)
+            return data.to_tensor(X / self.scale, device)
+        out = data.to_tensor(X, device)
         if out.device.type == "cpu" and np.may_share_memory(out.numpy(), X):
             return out / self.scale  # the caller's array: never written
         return out.div_(self.scale)  # a copy already: scaled in place
@@ -191,7 +190,7 @@ class Scaler:
             check_float32_range(peak, "y", self.rescale)
             out[start : start + len(c)] = scaled
             start += len(c)
-        return to_tensor(out, device)
+        return data.to_tensor(out, device)
 
     # ------------------------------------------------------------------ weights
     def fold(self, weights):

@@ -44,19 +44,17 @@ import torch
 
 from sklearn_xnn._nn import bound, data
 from sklearn_xnn._nn.collective import LOCAL
-from sklearn_xnn._nn.config import History
+from sklearn_xnn._nn.config import History, Multiplier, Schedule, adam
 from sklearn_xnn._nn.init import set_head
 from sklearn_xnn._nn.losses import (
     faithfulness_error,
     logits,
-    loss_weights,
     softmax_kl,
     srae_loss,
     srae_terms,
     top_outputs,
     weighted_loss,
 )
-from sklearn_xnn._nn.optim import Multiplier, Schedule, adam, batches
 
 logger = logging.getLogger("sklearn_xnn")
 
@@ -181,7 +179,9 @@ def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None, top=None):
     """
     x, y_hat, terms = forward_terms(model, zb, yb, cfg, dropout_gen, top=top)
     constrained = multiplier is not None and yb is not None
-    loss, parts = weighted_loss(terms, loss_weights(cfg, constrained))
+    loss, parts = weighted_loss(
+        terms, (0.0 if constrained else cfg.alpha_f, cfg.alpha_r, cfg.alpha_p)
+    )
     e_faith = None
     if constrained:
         e_faith = faithfulness_error(y_hat, yb, cfg)
@@ -200,26 +200,6 @@ def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None, top=None)
         y_hat = None if y_hat is None else y_hat.float()
     weight = None if model.head is None else model.head.weight
     return x, y_hat, srae_terms(x, y_hat, z_hat, zb, yb, weight, cfg, pullaway, top)
-
-
-def _step_function(cfg):
-    """``forward_loss``, compiled with ``torch.compile`` when ``cfg.compile``."""
-    return torch.compile(forward_loss) if cfg.compile else forward_loss
-
-
-@torch.no_grad()
-def initial_multiplier(model, Z, Y, cfg, max_rows=4096):
-    """``(lam_0, slack)``: the multiplier at which the faithfulness term at its target weighs
-    as much as the regularisers at the start, ``lam_0 = (alpha_r L_rec + alpha_p L_pt) /
-    target`` (on at most ``max_rows`` rows), and the slack ``target - e_0`` the start leaves
-    (the unit of the multiplier's updates)."""
-    rows = slice(0, min(Z.shape[0], max_rows))
-    Zs, Ys = Z[rows], Y[rows]
-    parts = evaluate(model, Zs, Ys, cfg).tolist()
-    e0 = float(faithfulness_error(model.head(model.encoder(Zs)), Ys, cfg))
-    slack = max(cfg.faith_target - e0, 0.1 * cfg.faith_target, 1e-12)
-    low, high = cfg.multiplier_range
-    return min(max(regularisers(parts, cfg) / cfg.faith_target, low), high), slack
 
 
 def _epoch(model, opt, Z, targets, cfg, generator, schedule, multiplier, step=forward_loss):
@@ -260,7 +240,7 @@ def evaluate(model, Z, Y, cfg):
     model.eval()
     acc = torch.zeros(3, device=Z.device)
     n, size = Z.shape[0], max(cfg.batch_size, 1024)
-    for idx in batches(n, size, None, data.index_device(Z), shuffle=False):
+    for idx in data.batches(n, size, None, data.index_device(Z), shuffle=False):
         zb = data.batch(Z, idx)
         yb = None if Y is None else data.batch(Y, idx)
         x, y_hat, z_hat = model(zb)
@@ -269,17 +249,12 @@ def evaluate(model, Z, Y, cfg):
     return acc / Z.shape[0]
 
 
-def total_loss(parts, cfg):
-    return cfg.alpha_f * parts[0] + cfg.alpha_r * parts[1] + cfg.alpha_p * parts[2]
-
-
-def regularisers(parts, cfg):
-    return cfg.alpha_r * parts[1] + cfg.alpha_p * parts[2]
-
-
-def _finite_state(state):
-    floats = [t.reshape(-1) for t in state.values() if t.is_floating_point()]
-    return not floats or bool(torch.isfinite(torch.cat(floats)).all())
+def objective(parts, cfg):
+    """The objective minimised, from the loss parts ``[faith, rec, pt]``: under the
+    constraint the regularisers ``alpha_r L_rec + alpha_p L_pt`` (the faithfulness is held
+    at its target), else the total loss (``alpha_f L_faith`` added)."""
+    faith = 0.0 if cfg.faith_target is not None else cfg.alpha_f * parts[0]
+    return faith + cfg.alpha_r * parts[1] + cfg.alpha_p * parts[2]
 
 
 def snapshot(model):
@@ -288,46 +263,10 @@ def snapshot(model):
 
 
 def finite_weights(model):
-    """Whether every weight of ``model`` is finite."""
-    return _finite_state(model.state_dict())
-
-
-class _Keeper:
-    """The epoch to keep, by the key ``(infeasible, violation or monitored value)``.
-
-    Under the constraint a feasible epoch beats an infeasible one; among feasible epochs
-    the one with the smallest monitored value (:func:`significant_count`) wins, among
-    infeasible ones the smallest
-    violation (the start is a candidate, with its own violation). Without the constraint:
-    the best validated epoch, else the last one.
-    """
-
-    def __init__(self, model, constrained, validated, start_violation=0.0):
-        self.constrained, self.validated = constrained, validated
-        self.best = self.key(math.inf, start_violation)
-        self.state = snapshot(model) if constrained else None
-
-    @staticmethod
-    def key(value, violation):
-        return (True, violation) if violation > 0 else (False, value)
-
-    def improves(self, value, violation, tol):
-        """Whether ``(value, violation)`` beats the kept epoch by more than ``tol``."""
-        new = self.key(value, violation)
-        return new[0] < self.best[0] or (new[0] == self.best[0] and new[1] < self.best[1] - tol)
-
-    def offer(self, model, value, violation):
-        """Keep ``model``'s weights when this epoch's key is better than the kept one's."""
-        new = self.key(value, violation)
-        if new >= self.best:
-            return
-        if self.constrained or self.validated:
-            self.state = snapshot(model)
-        self.best = new
-
-    def restore(self, model):
-        if self.state is not None:
-            model.load_state_dict(self.state)
+    """Whether every weight of ``model`` (a module or a state dict) is finite."""
+    state = model if isinstance(model, dict) else model.state_dict()
+    floats = [t.reshape(-1) for t in state.values() if t.is_floating_point()]
+    return not floats or bool(torch.isfinite(torch.cat(floats)).all())
 
 
 def refit_head(model, Z, Y, cfg, x=None):
@@ -466,12 +405,11 @@ def _check_epoch(model, Z, targets, val, cfg, parts, hist, coverage=None):
         dead = int((cfg.collective.max(x.amax(0)) <= 0).sum())
         hist.faithfulness.append(error)
         violation = max(error - cfg.faith_target, 0.0) + max(shortfall - SHORTFALL_TOL, 0.0) + dead
-    loss = regularisers if cfg.faith_target is not None else total_loss
-    monitored = None if constrained else loss(parts, cfg)
+    monitored = None if constrained else objective(parts, cfg)
     if val is not None:
         Zv, Tv, val_target = val
         xv = encode(model, Zv)
-        validation = loss(evaluate(model, Zv, None if Tv is None else Tv.Y, cfg).tolist(), cfg)
+        validation = objective(evaluate(model, Zv, None if Tv is None else Tv.Y, cfg).tolist(), cfg)
         hist.validation_loss.append(validation)
         monitored = None if constrained else validation
         if Tv is not None and val_target is not None:
@@ -495,11 +433,11 @@ def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, 
     (``partial_fit``).
     """
     opt = adam(model.parameters(), cfg.lr, cfg.weight_decay) if opt is None else opt
-    step = _step_function(cfg)
+    step = torch.compile(forward_loss) if cfg.compile else forward_loss
     n_steps = cfg.collective.steps(Z.shape[0], cfg.batch_size)
     schedule = Schedule(cfg, n_steps, start_epoch)
     lam = start_multiplier(model, Z, Y, cfg, n_steps, multiplier)
-    run = progress(model, Z, Y, cfg, val)
+    run = Progress(model, Z, Y, cfg, val)
     epoch = 0
     try:
         for epoch in range(cfg.max_iter):
@@ -514,53 +452,63 @@ def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, 
     return run.hist, opt, lam.current(cfg)
 
 
-def start_violation(model, Z, Y, cfg):
-    """By how much the network's start exceeds the constraint's target (0 when it meets it;
-    the faithful start always does for ``"mse"``, not necessarily for ``"kl"``)."""
-    if cfg.faith_target is None or Y is None or cfg.faithfulness != "kl":
-        return 0.0
-    return max(faithfulness_on(model, Z, Y, cfg) - cfg.faith_target, 0.0)
-
-
-def start_multiplier(model, Z, Y, cfg, steps_per_epoch, value=None):
-    """The :class:`~sklearn_xnn._nn.optim.Multiplier` of a fine-tuning run: at ``value``
-    when continuing one, else at :func:`initial_multiplier` under the constraint
-    (``alpha_f`` without it)."""
-    constrained = cfg.faith_target is not None and Y is not None
-    lam0, slack = initial_multiplier(model, Z, Y, cfg) if constrained else (cfg.alpha_f, 1.0)
+@torch.no_grad()
+def start_multiplier(model, Z, Y, cfg, steps_per_epoch, value=None, max_rows=4096):
+    """The :class:`~sklearn_xnn._nn.config.Multiplier` of a fine-tuning run: at ``value``
+    when continuing one; else under the constraint at ``lam_0``, where the faithfulness
+    term at its target weighs as much as the regularisers at the start (``lam_0 =
+    (alpha_r L_rec + alpha_p L_pt) / target`` on rank 0's first ``max_rows`` rows), with
+    the slack ``target - e_0`` the start leaves as the unit of its updates; without the
+    constraint at ``alpha_f``."""
+    lam0, slack = cfg.alpha_f, 1.0
+    if cfg.faith_target is not None and Y is not None:
+        Zs, Ys = Z[:max_rows], Y[:max_rows]
+        e0 = float(faithfulness_error(model.head(model.encoder(Zs)), Ys, cfg))
+        slack = max(cfg.faith_target - e0, 0.1 * cfg.faith_target, 1e-12)
+        lam0 = objective(evaluate(model, Zs, Ys, cfg).tolist(), cfg) / cfg.faith_target
+        lam0 = min(max(lam0, cfg.multiplier_range[0]), cfg.multiplier_range[1])
     lam0, slack = cfg.collective.broadcast((lam0, slack))  # rank 0's first rows decide
-    lam0 = lam0 if value is None else value
-    return Multiplier(lam0, cfg, slack, steps_per_epoch, Z.device)
-
-
-def progress(model, Z, Y, cfg, val=None):
-    """The :class:`Progress` of fine-tuning ``model`` (at its start) on ``(Z, Y)``, with
-    ``val`` ``(Z_val, Y_val, target)`` or None."""
-    targets = None if Y is None else Targets(Y, cfg)
-    if val is not None:
-        val = (val[0], None if val[1] is None else Targets(val[1], cfg), val[2])
-    coverage = None
-    if cfg.faith_target is not None and Y is not None and model.head is not None:
-        start = explained_shares(encode(model, Z), model.head.weight.detach(), targets, cfg)
-        coverage = None if start is None else KEPT_SHARE * start[0] / start[1].clamp_min(1.0)
-    return Progress(model, cfg, targets, val, start_violation(model, Z, Y, cfg), coverage)
+    return Multiplier(lam0 if value is None else value, cfg, slack, steps_per_epoch, Z.device)
 
 
 class Progress:
-    """What fine-tuning decides between epochs, for one network: the finiteness check,
-    the history, the epoch's head and its feasibility (:func:`_check_epoch`), the kept
-    epoch (:class:`_Keeper`) and early stopping.
+    """What fine-tuning decides between epochs, for one network on ``(Z, Y)`` (with ``val``
+    ``(Z_val, Y_val, target)`` or None): the finiteness check, the history, the epoch's
+    head and its feasibility (:func:`_check_epoch`), the epoch to keep and early stopping.
+
+    The kept epoch has the best key ``(infeasible, violation or monitored value)``: under
+    the constraint a feasible epoch beats an infeasible one, among feasible epochs the
+    sparsest (:func:`significant_count`) wins, among infeasible ones the smallest
+    violation; the start is a candidate, with its own violation (0 for ``"mse"``, where
+    the faithful start meets the target). Without the constraint: the best validated
+    epoch, else the last one.
 
     Each epoch is ``begin(model)``, the epoch's steps, then ``end_epoch(...)``, which
     returns True when training stops; ``finish(model)`` restores the kept weights.
     """
 
-    def __init__(self, model, cfg, targets, val, start_violation=0.0, coverage=None):
-        self.cfg, self.val, self.hist, self.coverage = cfg, val, History(), coverage
-        self.targets = targets
-        constrained = cfg.faith_target is not None
-        self.keeper = _Keeper(model, constrained, val is not None, start_violation)
+    def __init__(self, model, Z, Y, cfg, val=None):
+        self.cfg, self.hist, self.coverage = cfg, History(), None
+        self.targets = None if Y is None else Targets(Y, cfg)
+        if val is not None:
+            val = (val[0], None if val[1] is None else Targets(val[1], cfg), val[2])
+        self.val, self.constrained = val, cfg.faith_target is not None
+        violation = 0.0
+        if self.constrained and Y is not None and model.head is not None:
+            start = explained_shares(
+                encode(model, Z), model.head.weight.detach(), self.targets, cfg
+            )
+            if start is not None:
+                self.coverage = KEPT_SHARE * start[0] / start[1].clamp_min(1.0)
+            if cfg.faithfulness == "kl":  # the start may miss a KL target
+                violation = max(faithfulness_on(model, Z, Y, cfg) - cfg.faith_target, 0.0)
+        self.best = self._key(math.inf, violation)
+        self.state = snapshot(model) if self.constrained else None
         self.stall, self.good_state, self.prev_state = 0, None, None
+
+    @staticmethod
+    def _key(value, violation):
+        return (True, violation) if violation > 0 else (False, value)
 
     def begin(self, model):
         """Remember the weights the epoch starts from (restored if it goes non-finite)."""
@@ -570,13 +518,13 @@ class Progress:
         """Everything after the steps of ``epoch``; ``parts`` is the epoch's mean loss
         parts, ``multiplier`` the constraint's current value. Returns whether training
         stops."""
-        cfg, hist, keeper = self.cfg, self.hist, self.keeper
-        if not math.isfinite(total_loss(parts, cfg)) or not finite_weights(model):
-            _roll_back(model, hist, self.good_state, self.prev_state, keeper)
+        cfg, hist = self.cfg, self.hist
+        if not all(map(math.isfinite, parts)) or not finite_weights(model):
+            self._roll_back(model)
             raise NonFiniteLossError(epoch, hist)
-        # the objective minimised: under the constraint the regularisers, with the
-        # faithfulness held at its target (its error rises to the target while they fall)
-        loss = (regularisers if cfg.faith_target is not None else total_loss)(parts, cfg)
+        # under the constraint the regularisers, with the faithfulness held at its target
+        # (its error rises to the target while they fall)
+        loss = objective(parts, cfg)
         hist.loss.append(loss)
         hist.parts.append(parts)
         hist.multiplier.append(multiplier)
@@ -586,8 +534,14 @@ class Progress:
         if cfg.verbose:
             state = "" if violation <= 0 else ", infeasible"
             logger.info("epoch %d: loss %.6g (monitored %.6g%s)", epoch + 1, loss, monitored, state)
-        improved = keeper.improves(monitored, violation, cfg.tol)
-        keeper.offer(model, monitored, violation)
+        new = self._key(monitored, violation)
+        improved = new[0] < self.best[0] or (
+            new[0] == self.best[0] and new[1] < self.best[1] - cfg.tol
+        )
+        if new < self.best:
+            if self.constrained or self.val is not None:
+                self.state = snapshot(model)
+            self.best = new
         self.stall = 0 if improved else self.stall + 1
         if self.stall >= cfg.n_iter_no_change:
             hist.converged = True
@@ -601,20 +555,22 @@ class Progress:
         self.hist.interrupted_epoch = epoch
 
     def finish(self, model):
-        self.keeper.restore(model)
+        """Restore the kept epoch's weights (when one was kept)."""
+        if self.state is not None:
+            model.load_state_dict(self.state)
 
+    def _roll_back(self, model):
+        """Restore the last finite weights after a non-finite loss.
 
-def _roll_back(model, hist, good_state, prev_state, keeper):
-    """Restore the last finite weights after a non-finite loss.
-
-    The weights at the start of the failing epoch can already be non-finite (the last step
-    of the previous epoch overflowed while its loss was finite); then the weights from one
-    epoch earlier are restored and that epoch is dropped from the history. A kept
-    (feasible or validated) state is restored instead when there is one.
-    """
-    if prev_state is not None and not _finite_state(good_state):
-        good_state = prev_state
-        for name in ("loss", "parts", "validation_loss", "faithfulness", "multiplier"):
-            del getattr(hist, name)[-1:]
-    model.load_state_dict(good_state)
-    keeper.restore(model)
+        The weights at the start of the failing epoch can already be non-finite (the last
+        step of the previous epoch overflowed while its loss was finite); then the weights
+        from one epoch earlier are restored and that epoch is dropped from the history. A
+        kept (feasible or validated) state is restored instead when there is one.
+        """
+        good = self.good_state
+        if self.prev_state is not None and not finite_weights(good):
+            good = self.prev_state
+            for name in ("loss", "parts", "validation_loss", "faithfulness", "multiplier"):
+                del getattr(self.hist, name)[-1:]
+        model.load_state_dict(good)
+        self.finish(model)

@@ -46,7 +46,7 @@ def epoch_progress(verbose):
 
 def check_device(device):
     """The torch device ``--device`` names; UsageError when it is not available here."""
-    from sklearn_xnn._nn.convert import resolve_device
+    from sklearn_xnn._nn.data import resolve_device
 
     try:
         return resolve_device(device)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sklearn_xnn._nn.convert import resolve_device
+from sklearn_xnn._nn.data import resolve_device
 from sklearn_xnn.torch._modes import evaluating
 
 logger = logging.getLogger("sklearn_xnn")

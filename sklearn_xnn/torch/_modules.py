@@ -5,7 +5,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from sklearn_xnn._nn import weights
+from sklearn_xnn._nn import modules as weights
 from sklearn_xnn.torch._extract import TruncatedNetwork
 from sklearn_xnn.torch._modes import evaluating
 

@@ -123,8 +123,8 @@ def train_chunk(est, eng, X, Y):
     """One ``partial_fit`` epoch over a chunk, on the kept engine."""
     Zt, Yt = eng.scaler.chunk(X, eng.device), eng.scaler.targets(Y, eng.device)
     cfg = eng.cfg.replace(max_iter=1, batch_size=min(est.batch_size, X.shape[0]))
-    result = engine.resume(
-        eng.model, eng.optimizer, Zt, Yt, cfg, eng.generator, eng.multiplier, eng.epochs
+    result = engine.tune(
+        eng.model, Zt, Yt, cfg, eng.generator, None, eng.optimizer, eng.multiplier, eng.epochs
     )
     require_finite(est, result.model, "partial_fit")
     result.stopped = announce_stop(est, result.history)
@@ -274,7 +274,9 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
         Zt = memo(shared, ("Z", key), scaler.activations, X, device, stream)
         Yt = memo(shared, ("Y", key), scaler.targets, Y, device)
         split = ("split", key, n_val)
-        train, val = memo(shared, split, engine.split_rows, Zt, Yt, n_val, device)
+        train, val = (Zt, Yt), None
+        if n_val:
+            train, val = memo(shared, split, engine.split_rows, Zt, Yt, n_val, device)
         k, fraction = rank_request(est.n_components)
         z_moments, the_bound, curve, est._n_components = memo(
             shared,
@@ -297,7 +299,8 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
         cfg = store_constraint(est, cfg, the_bound, train)
         cfg = with_network_head(est, cfg, scaler.scale, train[0])
         cfg = cfg.replace(dropout_generator=collective.dropout_generator(generator, device))
-        val = engine.validation_target(val, the_bound, est.faithfulness_tol, cfg)
+        if val is not None:
+            val = engine.validation_target(val, the_bound, est.faithfulness_tol, cfg)
     return FitRun(train, cfg, generator, device, (z_moments, the_bound), val, scaler, incremental)
 
 

@@ -171,9 +171,17 @@ def attempt(Z, Y, cfg, generator, device, reference, val=None):
     return done if done is not None else tune(model, Z, Y, cfg, generator, val)
 
 
-def tune(model, Z, Y, cfg, generator, val=None):
-    """Fine-tune and assess a started network (see :func:`begin`): an :class:`Attempt`."""
-    history, opt, lam = _fine_tune(model, Z, Y, cfg, generator, val)
+def tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, start_epoch=0):
+    """Fine-tune and assess a started network (see :func:`begin`), or continue training
+    one on more data (``partial_fit``: its ``opt``, ``multiplier`` and ``start_epoch``):
+    an :class:`Attempt`. A non-finite loss ends training with the last finite weights."""
+    try:
+        history, opt, lam = training.fine_tune(
+            model, Z, Y, cfg, generator, val, opt, multiplier, start_epoch
+        )
+    except training.NonFiniteLossError as exc:
+        exc.history.diverged_epoch = exc.epoch
+        history, lam = exc.history, multiplier or cfg.alpha_f
     return assess(model, Z, Y, history, opt, cfg, lam)
 
 
@@ -189,23 +197,6 @@ def begin(Z, Y, cfg, generator, device, reference):
         history = History(interrupted_in_pretraining=True)
         return model, assess(model, Z, Y, history, None, cfg, cfg.alpha_f)
     return model, None
-
-
-def resume(model, opt, Z, Y, cfg, generator, multiplier, start_epoch):
-    """Continue training ``model`` on ``(Z, Y)`` (one ``partial_fit`` chunk)."""
-    history, opt, lam = _fine_tune(
-        model, Z, Y, cfg, generator, None, opt=opt, multiplier=multiplier, start_epoch=start_epoch
-    )
-    return assess(model, Z, Y, history, opt, cfg, lam)
-
-
-def _fine_tune(model, Z, Y, cfg, generator, val, **kwargs):
-    """:func:`training.fine_tune`; a non-finite loss ends it with the last finite weights."""
-    try:
-        return training.fine_tune(model, Z, Y, cfg, generator, val, **kwargs)
-    except training.NonFiniteLossError as exc:
-        exc.history.diverged_epoch = exc.epoch
-        return exc.history, kwargs.get("opt"), kwargs.get("multiplier") or cfg.alpha_f
 
 
 def assess(model, Z, Y, history, opt, cfg, lam, stage=None):
@@ -266,10 +257,8 @@ SPLIT_SEED = 0
 
 
 def split_rows(Zt, Yt, n_val, device):
-    """``((Z_train, Y_train), (Z_val, Y_val) or None)``: ``n_val`` random rows held out
-    (drawn from :data:`SPLIT_SEED`)."""
-    if not n_val:
-        return (Zt, Yt), None
+    """``((Z_train, Y_train), (Z_val, Y_val))``: ``n_val`` random rows held out (drawn from
+    :data:`SPLIT_SEED`)."""
     generator = torch.Generator().manual_seed(SPLIT_SEED)
     order = torch.randperm(Zt.shape[0], generator=generator).to(device)
     val, train = order[:n_val], order[n_val:]
@@ -278,9 +267,7 @@ def split_rows(Zt, Yt, n_val, device):
 
 
 def validation_target(val, the_bound, tol, cfg):
-    """``(Z_val, Y_val, target)``: the constraint on the validation rows (or None)."""
-    if val is None:
-        return None
+    """``(Z_val, Y_val, target)``: the constraint on the validation rows ``val``."""
     Zv, Yv = val
     if the_bound is None or tol is None or Yv is None:
         return Zv, Yv, None

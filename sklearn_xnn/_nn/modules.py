@@ -12,6 +12,7 @@ to ~1e-15; the caller casts back to the input dtype.
 """
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -115,52 +116,39 @@ class NetworkWeights:
         return self.encoder[0][0].shape[0]
 
 
-def _numpy(t):
-    return t.detach().cpu().double().numpy()
-
-
 def from_module(model):
     """The weights of ``model`` (an ``XNN``) as float64 numpy arrays."""
-    pairs = lambda layers: [(_numpy(l.weight).T, _numpy(l.bias)) for l in layers]  # noqa: E731
-    head = None
-    if model.head is not None:
-        head = (_numpy(model.head.weight), _numpy(model.head.bias))
+    f64 = [
+        (l.weight.detach().cpu().double().numpy(), l.bias.detach().cpu().double().numpy())
+        for l in [*model.encoder.layers, *model.decoder.layers]
+        + ([model.head] if model.head is not None else [])
+    ]
+    n_enc = len(model.encoder.layers)
     return NetworkWeights(
-        pairs(model.encoder.layers),
-        pairs(model.decoder.layers),
-        head,
+        [(W.T, b) for W, b in f64[:n_enc]],
+        [(W.T, b) for W, b in f64[n_enc : 2 * n_enc]],
+        f64[-1] if model.head is not None else None,
         bool(model.decoder.nonnegative_output),
     )
 
 
-def _load(layers, pairs):
+def _load(layers, pairs, transpose=True):
+    """Copy ``(coef, intercept)`` pairs (``coef`` transposed, scikit-learn's MLP
+    convention, unless ``transpose`` is false) into ``layers``."""
     with torch.no_grad():
         for layer, (coef, intercept) in zip(layers, pairs, strict=True):
-            layer.weight.copy_(torch.as_tensor(np.asarray(coef).T))
+            coef = np.asarray(coef)
+            layer.weight.copy_(torch.as_tensor(coef.T if transpose else coef))
             layer.bias.copy_(torch.as_tensor(np.asarray(intercept)))
 
 
-def _load_head(layer, W, b):
-    with torch.no_grad():
-        layer.weight.copy_(torch.as_tensor(np.asarray(W)))
-        layer.bias.copy_(torch.as_tensor(np.asarray(b)))
-
-
-def _materialise(module, device, dtype):
-    """A module built on the meta device, given storage (no global RNG draw)."""
-    return module.to_empty(device=device).to(dtype)
-
-
-def _sizes(pairs):
-    return [pairs[0][0].shape[0], *(c.shape[1] for c, _ in pairs)]
-
-
 def _built(make, coefs, intercepts, device, dtype):
-    """``make(sizes)`` built on the meta device, then given storage and the weights."""
+    """``make(sizes)`` built on the meta device (no global RNG draw), then given storage
+    and the weights."""
     pairs = list(zip(coefs, intercepts, strict=True))
     with torch.device("meta"):
-        module = make(_sizes(pairs))
-    module = _materialise(module, device, dtype)
+        module = make([pairs[0][0].shape[0], *(c.shape[1] for c, _ in pairs)])
+    module = module.to_empty(device=device).to(dtype)
     _load(module.layers, pairs)
     return module
 
@@ -172,15 +160,16 @@ def encoder(coefs, intercepts, *, device="cpu", dtype=torch.float64):
 
 def decoder(coefs, intercepts, relu_output, *, device="cpu", dtype=torch.float64):
     """A :class:`Decoder` holding MLP-convention weights."""
-    return _built(lambda sizes: Decoder(sizes, relu_output), coefs, intercepts, device, dtype)
+    make = functools.partial(Decoder, nonnegative_output=relu_output)
+    return _built(make, coefs, intercepts, device, dtype)
 
 
 def head(W, b, *, device="cpu", dtype=torch.float64):
     """The head ``y_hat = x @ W.T + b`` as an ``nn.Linear``; ``W`` of shape (n_outputs, K)."""
     with torch.device("meta"):
         layer = torch.nn.Linear(W.shape[1], W.shape[0])
-    layer = _materialise(layer, device, dtype)
-    _load_head(layer, W, b)
+    layer = layer.to_empty(device=device).to(dtype)
+    _load([layer], [(W, b)], transpose=False)
     return layer
 
 
@@ -192,11 +181,11 @@ def to_module(weights, *, dropout=0.0, device="cpu", dtype=torch.float32):
         model = XNN(
             weights.n_features, weights.hidden, K, n_outputs, dropout, weights.nonneg_output
         )
-    model = _materialise(model, device, dtype)
+    model = model.to_empty(device=device).to(dtype)
     _load(model.encoder.layers, weights.encoder)
     _load(model.decoder.layers, weights.decoder)
     if weights.head is not None:
-        _load_head(model.head, *weights.head)
+        _load([model.head], [weights.head], transpose=False)
     return model
 
 
@@ -210,21 +199,17 @@ def inference_device(device):
     return torch.device("cpu") if dev.type == "mps" else dev
 
 
-def _tensor(array, device):
-    """Float64 tensor sharing ``array``'s memory when it can (torch wants writable memory)."""
-    array = np.asarray(array, dtype=np.float64)
-    array = array if array.flags.writeable else array.copy()
-    return torch.as_tensor(array, device=device)
-
-
 def _run(module, X, n_out, device):
+    """``module`` on the rows of ``X`` in float64, chunk by chunk (a chunk shares ``X``'s
+    memory when it can: torch wants writable memory)."""
     if X.shape[0] == 0:
         return np.zeros((0, n_out))
     out = []
     with torch.no_grad():
         for start in range(0, X.shape[0], _CHUNK_ROWS):
-            chunk = _tensor(X[start : start + _CHUNK_ROWS], device)
-            out.append(module(chunk).cpu().numpy())
+            chunk = np.asarray(X[start : start + _CHUNK_ROWS], dtype=np.float64)
+            chunk = chunk if chunk.flags.writeable else chunk.copy()
+            out.append(module(torch.as_tensor(chunk, device=device)).cpu().numpy())
     return np.concatenate(out)
 
 

@@ -329,21 +329,24 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
         return self.best_estimator_.predict(X)
 
     @available_if(_best_has("contributions"))
-    def contributions(self, X):
+    def contributions(self, X, outputs=None):
         """The best explainer's contributions ``x_ik W_ck`` (see ``SRAEExplainer``).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             Activations.
+        outputs : None, array-like of int or "predicted", default=None
+            All outputs, the listed ones, or each row's top predicted output.
 
         Returns
         -------
         S : ndarray of shape (n_samples, n_outputs, n_components)
-            Contributions (``(n_samples, n_components)`` for a 1-D ``y``).
+            Contributions (``(n_samples, len(outputs), n_components)`` for listed outputs,
+            ``(n_samples, n_components)`` for ``"predicted"`` or a 1-D ``y``).
         """
         check_is_fitted(self)
-        return self.best_estimator_.contributions(X)
+        return self.best_estimator_.contributions(X, outputs)
 
     @available_if(_best_has("score"))
     def score(self, X, y=None):

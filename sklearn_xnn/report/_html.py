@@ -84,6 +84,8 @@ class _Report:
 #: Kept for callers that imported it from here; the definition is
 #: :data:`sklearn_xnn.compare.DEFAULT_COLUMNS`.
 MAIN_COLUMNS = DEFAULT_COLUMNS
+#: The most outputs the head-weights figure and the per-output summary show.
+MAX_OUTPUTS_SHOWN = 30
 
 
 def _example_rows(predicted, n_examples):
@@ -91,8 +93,41 @@ def _example_rows(predicted, n_examples):
     chosen = []
     for c in np.unique(predicted):
         chosen.append(int(np.flatnonzero(predicted == c)[0]))
-    rest = [i for i in range(len(predicted)) if i not in set(chosen)]
+    taken = set(chosen)
+    rest = [i for i in range(len(predicted)) if i not in taken]
     return sorted(chosen[:n_examples]) + rest[: max(0, n_examples - len(chosen))]
+
+
+def _shown_outputs(predicted, n_outputs, limit=MAX_OUTPUTS_SHOWN):
+    """Every output when there are at most ``limit``, else the ``limit`` predicted most
+    often on the rows (ties to the lower index), in index order."""
+    if n_outputs <= limit:
+        return np.arange(n_outputs)
+    counts = np.bincount(predicted, minlength=n_outputs)
+    return np.sort(np.argsort(-counts, kind="stable")[:limit])
+
+
+def _output_summary_html(S, predicted, shown, output_names, names, n_features=3):
+    """A table: for each shown output, how many rows it is predicted on and the x-features
+    that carry its score there (largest mean contributions, positive ones only)."""
+    rows = []
+    for c in shown:
+        mine = predicted == c
+        if not mine.any():
+            continue
+        mean = S[mine].mean(0)
+        top = [k for k in np.argsort(-mean, kind="stable")[:n_features] if mean[k] > 0]
+        carried = ", ".join(f"{html.escape(names[k])} ({mean[k]:.2f})" for k in top) or "none"
+        rows.append(
+            f"<tr><th>{html.escape(str(output_names[c]))}</th><td>{int(mine.sum())}</td>"
+            f'<td class="text">{carried}</td></tr>'
+        )
+    return (
+        '<table class="comparison"><thead><tr><th scope="col">output</th>'
+        '<th scope="col">rows predicted</th>'
+        '<th scope="col">x-features carrying its score (mean contribution)</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def write_report(
@@ -135,7 +170,9 @@ def write_report(
     heatmap_method : str, default="contrastive_excitation_backprop"
         See :func:`sklearn_xnn.torch.xfeature_heatmaps`.
     output_names : list of str, optional
-        Names of the outputs (classes).
+        Names of the outputs (classes). With more than :data:`MAX_OUTPUTS_SHOWN` outputs
+        (a 1,000-class network) the head weights and the per-output summary show the
+        outputs predicted most often on ``Z``.
     n_examples : int, default=6
         Inputs whose prediction is decomposed.
     n_top : int, default=8
@@ -199,18 +236,22 @@ def _explainer_sections(
     X = explainer.transform(Z)
     K = X.shape[1]
     names = feature_names(explainer, K)
-    S = np.asarray(explainer.contributions(Z))
-    S = S[:, None, :] if S.ndim == 2 else S
     coef = np.atleast_2d(explainer.coef_)
     intercept = np.atleast_1d(explainer.intercept_)
-    C = S.shape[1]
+    C = coef.shape[0]
     output_names = list(output_names) if output_names is not None else [str(c) for c in range(C)]
+    predicted = np.asarray(explainer.predict(Z)).reshape(len(Z), -1).argmax(1)
+    S = np.asarray(explainer.contributions(Z, outputs="predicted"))  # (n, K): predicted output
+    shown = _shown_outputs(predicted, C)
+    which = "" if len(shown) == C else f" The {len(shown)} outputs predicted most often, of {C}."
     report.heading("The explanation space")
     report.figure(
-        head_weights_figure(coef, output_names, names),
+        head_weights_figure(coef[shown], [output_names[c] for c in shown], names),
         "head_weights",
-        "Head weights W: how each x-feature moves each output (red +, blue -).",
+        "Head weights W: how each x-feature moves each output (red +, blue -)." + which,
     )
+    report.paragraph("What carries each output's score on the rows it is predicted on." + which)
+    report.raw(_output_summary_html(S, predicted, shown, output_names, names))
     if images is not None:
         images = np.asarray(images)
         report.figure(
@@ -219,7 +260,6 @@ def _explainer_sections(
             "Each x-feature's top-activating inputs; the number above an image is the "
             "x-feature's value on it.",
         )
-    predicted = (S.sum(2) + intercept).argmax(1)
     rows = _example_rows(predicted, n_examples)
     heatmaps = None
     if network is not None and images is not None:
@@ -242,14 +282,14 @@ def _explainer_sections(
     for j, i in enumerate(rows):
         c = int(predicted[i])
         fig = decomposition_figure(
-            S[i, c],
+            S[i],
             intercept=float(intercept[c]),
             output_name=output_names[c],
             image=None if images is None else images[i],
             heatmaps=None if heatmaps is None else heatmaps[j],
             names=names,
         )
-        score = S[i, c].sum() + intercept[c]
+        score = S[i].sum() + intercept[c]
         caption = f"Held-out input {i}: predicted output {output_names[c]} (score {score:.2f})."
-        note = bias_note(S[i, c], float(intercept[c]))
+        note = bias_note(S[i], float(intercept[c]))
         report.figure(fig, f"decomposition_{j}", caption, note)

@@ -196,7 +196,10 @@ def fit_srae(k, Ztr, Ytr, **params):
         est.fit(Ztr, Ytr)
     P = sum(W.size for W in [*est.encoder_coefs_, *est.decoder_coefs_, est.coef_])
     flops, split = 6.0 * len(Ztr) * P * est.n_iter_, clock.split()
+    n_out = Ytr.shape[1]  # + the float64 moments of Z and Y, and the eigendecomposition of Z^T Z
+    flops_all = flops + 2.0 * len(Ztr) * D * (D + n_out) + 4.0 * D**3
     row |= dict(P=int(P), n_iter=int(est.n_iter_), flops=flops, gflops=flops / row["fit_s"] / 1e9,
+                flops_all=flops_all, gflops_all=flops_all / row["fit_s"] / 1e9,
                 steps_gflops=flops / split["steps_s"] / 1e9, train_r2=est.faithfulness_,
                 train_bound=est.faithfulness_bound_,
                 hidden=[W.shape[1] for W in est.encoder_coefs_[:-1]])  # fmt: skip
@@ -263,7 +266,8 @@ def checks(res, z_mb):
             f"significant {s['significant']:.2f} < PCA's {pca:.2f}": s["significant"] < pca,
             f"fit <= {MAX_PCA_RATIO:g} x PCA + LS (is {s['ratio_pca']:.1f} x)":
                 s["ratio_pca"] <= MAX_PCA_RATIO,
-            f"whole fit >= {MIN_MATMUL_FRACTION} of matmul rate (is {s['matmul_fraction']:.3f})":
+            f"whole fit >= {MIN_MATMUL_FRACTION} of matmul rate (is {s['matmul_fraction']:.3f}; "
+            f"{s['matmul_fraction_all']:.3f} counting all arithmetic)":
                 s["matmul_fraction"] >= MIN_MATMUL_FRACTION,
             f"peak added {s['peak_added_mb']:.0f} MB <= {MAX_MEMORY_RATIO:g} x Z ({z_mb:.0f} MB)":
                 s["peak_added_mb"] <= MAX_MEMORY_RATIO * z_mb,
@@ -271,11 +275,20 @@ def checks(res, z_mb):
     return out
 
 
-COLUMNS = [("R² held-out", "r2", ".3f"), ("bound", "bound", ".3f"), ("significant",
-           "significant", ".2f"), ("fit s", "fit_s", ".1f"), ("ratio vs PCA+LS", "ratio_pca",
-           ".1f"), ("ratio vs MiniBatchNMF", "ratio_nmf", ".2f"), ("peak added MB (anon)",
-           "memory", "s"), ("GFLOP/s", "gflops", ".2f"), ("of matmul rate", "matmul_fraction",
-           ".3f"), ("setup / steps / checks / after s", "split", "s")]  # fmt: skip
+COLUMNS = [
+    ("R² held-out", "r2", ".3f"),
+    ("bound", "bound", ".3f"),
+    ("significant", "significant", ".2f"),
+    ("fit s", "fit_s", ".1f"),
+    ("ratio vs PCA+LS", "ratio_pca", ".1f"),
+    ("ratio vs MiniBatchNMF", "ratio_nmf", ".2f"),
+    ("peak added MB (anon)", "memory", "s"),
+    ("GFLOP/s", "gflops", ".2f"),
+    ("of matmul rate", "matmul_fraction", ".3f"),
+    ("all arithmetic GFLOP/s", "gflops_all", ".2f"),
+    ("of matmul rate (all)", "matmul_fraction_all", ".3f"),
+    ("setup / steps / checks / after s", "split", "s"),
+]
 
 
 def table(res):
@@ -301,7 +314,9 @@ NOTES = (
     "sampled every 5 ms by a thread minus RSS at fit start (after malloc_trim); anon: no "
     "file-backed pages. GFLOP/s: 6 x N_train x P x n_iter_ (P: sum of in x out over "
     "encoder_coefs_, decoder_coefs_, coef_) / SRAE wall time; of matmul rate: over the best "
-    "fp32 torch.mm of 2048 x 2048 matrices here. Split: wall-clock wrappers on "
+    "fp32 torch.mm of 2048 x 2048 matrices here. All arithmetic: that plus the float64 "
+    "moments (2 N D (D + C)) and the eigendecomposition of Z^T Z (~4 D^3), the work every "
+    "fit of the bound does. Split: wall-clock wrappers on "
     "training.fine_tune and training._epoch: setup (to fine-tuning), steps (minibatches), "
     "checks (rest of fine-tuning: per-epoch head, significance, snapshots), after."
 )
@@ -369,6 +384,7 @@ def run(args):
     after = matmul_rate()
     for r in res.values():
         r["SRAE"]["matmul_fraction"] = r["SRAE"]["gflops"] * 1e9 / max(before, after)
+        r["SRAE"]["matmul_fraction_all"] = r["SRAE"]["gflops_all"] * 1e9 / max(before, after)
     mm = memmap_fit(args, data, Zte, Yte) if args.memmap else None
     meta = dict(machine=platform.platform(), cpus=os.cpu_count(), torch=torch.__version__,
                 threads=torch.get_num_threads(), fit_threads=res[args.k[0]]["SRAE"]["fit_threads"],

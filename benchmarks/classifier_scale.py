@@ -13,6 +13,7 @@ machine pass ``--threads 1``: 2 torch threads beside busy processes made steps ~
     python benchmarks/classifier_scale.py --n-train 20000 --k 10 --out PATH_STEM
     python benchmarks/classifier_scale.py              # 50,000 rows, K = 10, 20
     python benchmarks/classifier_scale.py --memmap     # + a fit from a 200,000-row memmap
+    python benchmarks/classifier_scale.py --auto       # + a fit with n_components="auto"
 """
 
 import argparse
@@ -238,6 +239,17 @@ def compare(k, Ztr, Ytr, Zte, Yte, bounds, bound_s):
     return out
 
 
+def auto_fit(Ztr, Ytr, Zte, Yte):
+    """SRAE with ``n_components="auto"``: the K it picks from the rank curve, its fit."""
+    srae, row = fit_srae("auto", Ztr, Ytr)
+    curve = srae.faithfulness_curve_
+    return (
+        row
+        | heldout(srae.predict, None, Zte, Yte)
+        | dict(k=int(srae.n_components_), full_rank_r2=float(curve[-1]), curve_len=len(curve))
+    )
+
+
 def memmap_fit(args, data, Zte, Yte):
     """Write Z to a float32 .npy by chunks; fit SRAE from it opened with mmap_mode="r"."""
     with tempfile.TemporaryDirectory(prefix="classifier_scale_", dir=args.tmp) as folder:
@@ -322,7 +334,7 @@ NOTES = (
 )
 
 
-def markdown(m, res, check, mm):
+def markdown(m, res, check, mm, auto=None):
     lines = [
         f"Machine: {m['machine']}, {m['cpus']} CPUs, torch {m['torch']}, {m['threads']} "
         f"threads (SRAE fit: {m['fit_threads']}); commit {m['commit']}"
@@ -340,6 +352,12 @@ def markdown(m, res, check, mm):
                      f"GFLOP; steps alone {s['steps_gflops']:.2f} GFLOP/s; train bound "
                      f"{s['train_bound']:.3f}, train R² {s['train_r2']:.3f}; warnings "
                      f"{s['warnings'] or 'none'}")  # fmt: skip
+    if auto:
+        lines += ["", f'n_components="auto": K = {auto["k"]} (the rank curve holds '
+                  f'{auto["curve_len"]} ranks; train R² of the full-rank predictor '
+                  f'{auto["full_rank_r2"]:.3f}, of the rank-K bound {auto["train_bound"]:.3f}): '
+                  f'fit {auto["fit_s"]:.1f} s, n_iter_ {auto["n_iter"]}, held-out R² '
+                  f'{auto["r2"]:.3f}, peak added {auto["peak_added_mb"]:.0f} MB.']  # fmt: skip
     if mm:
         lines += ["", f"Memmap: {mm['rows']:,} rows (Z file {mm['z_file_mb']:.0f} MB; Y "
                   f"{mm['y_mb']:.0f} MB in memory), K={mm['k']}, stream_threshold "
@@ -358,6 +376,7 @@ def parse_args(argv=None):
     ap.add_argument("--n-train", type=int, default=50_000)
     ap.add_argument("--k", default="10,20", help="comma list of K")
     ap.add_argument("--memmap", action="store_true", help="also fit from a memmap")
+    ap.add_argument("--auto", action="store_true", help='also fit n_components="auto"')
     ap.add_argument("--memmap-rows", type=int, default=200_000)
     ap.add_argument("--tmp", default=None, help="folder for the memmap (default: system tmp)")
     ap.add_argument("--quick", action="store_true", help="5,000 / 2,000 rows, K=10, no memmap")
@@ -385,6 +404,7 @@ def run(args):
     for r in res.values():
         r["SRAE"]["matmul_fraction"] = r["SRAE"]["gflops"] * 1e9 / max(before, after)
         r["SRAE"]["matmul_fraction_all"] = r["SRAE"]["gflops_all"] * 1e9 / max(before, after)
+    auto = auto_fit(Ztr, Ytr, Zte, Yte) if args.auto else None
     mm = memmap_fit(args, data, Zte, Yte) if args.memmap else None
     meta = dict(machine=platform.platform(), cpus=os.cpu_count(), torch=torch.__version__,
                 threads=torch.get_num_threads(), fit_threads=res[args.k[0]]["SRAE"]["fit_threads"],
@@ -393,7 +413,7 @@ def run(args):
                 matmul_before=before / 1e9, matmul_after=after / 1e9, bound_alpha=alpha,
                 total_s=time.perf_counter() - t0, load_before=[round(v, 2) for v in load],
                 load_after=[round(v, 2) for v in os.getloadavg()])  # fmt: skip
-    return meta, res, mm
+    return meta, res, mm, auto
 
 
 def main(argv=None):
@@ -401,13 +421,13 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
         threadpool_limits(args.threads)
-    meta, res, mm = run(args)
+    meta, res, mm, auto = run(args)
     check = checks(res, meta["z_mb"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     checked = {k: [dict(check=n, ok=bool(ok)) for n, ok in cs.items()] for k, cs in check.items()}
-    report = dict(meta=meta, results=res, memmap=mm, checks=checked)
+    report = dict(meta=meta, results=res, memmap=mm, auto=auto, checks=checked)
     Path(args.out + ".json").write_text(json.dumps(report, indent=1, default=float))
-    Path(args.out + ".md").write_text(text := markdown(meta, res, check, mm))
+    Path(args.out + ".md").write_text(text := markdown(meta, res, check, mm, auto))
     print(text)
 
 

@@ -222,7 +222,10 @@ class SRAEExplainer(
         ``faithfulness_bound_``; epochs may fall short of the constraint while its
         multiplier settles (they are not kept). Empty without the constraint.
     loss_parts_ : ndarray of shape (n_iter_, 3)
-        Per-epoch faithfulness, reconstruction and pull-away terms.
+        Per-epoch faithfulness, reconstruction and pull-away terms (means over the
+        epoch's minibatches). Under the faithfulness constraint the first is the error it
+        bounds (``1 - R²`` averaged as ``multioutput`` says, or the softmax KL), else the
+        logits' mean squared error in training units.
     validation_scores_ : list of float or None
         Validation loss per epoch when ``early_stopping=True``.
     n_iter_ : int

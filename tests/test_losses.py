@@ -112,6 +112,8 @@ def _supervised_cfg(**changes):
         y_mean=t(np.array([0.0, 5.0])),
         y_scale=t(np.array([1.0, 1.0])),
         faith_target=0.01,  # the barrier joins the pull-away under the constraint only
+        output_weights=t(np.array([0.25, 0.75])),
+        multioutput="uniform_average",
     )
     return SimpleNamespace(**{**base, **changes})
 
@@ -119,12 +121,13 @@ def _supervised_cfg(**changes):
 def test_srae_loss_weights_the_three_terms():
     cfg = _supervised_cfg(alpha_f=2.0, alpha_r=3.0, alpha_p=5.0)
     total, parts = srae_loss(t(X), t(Y_HAT), t(Z_HAT), t(Z), t(Y), t(W), cfg)
-    f = faithfulness_loss(t(Y_HAT), t(Y))
+    # under the constraint the faithfulness term is the error it bounds
+    f = (((Y_HAT - Y) ** 2).mean(0) * [0.25, 0.75]).sum()
     r = reconstruction_loss(t(Z_HAT), t(Z), "log", 100.0)
     top = torch.ones(4, dtype=torch.long)  # Y + [0, 5]: output 1 is every row's top
     p = pullaway_loss(t(X), t(W), "samples") + coverage_loss(t(X), t(W), top)
-    assert total.item() == pytest.approx((2 * f + 3 * r + 5 * p).item(), rel=1e-12)
-    np.testing.assert_allclose(parts.numpy(), [f.item(), r.item(), p.item()], rtol=1e-12)
+    assert total.item() == pytest.approx(2 * f + 3 * r.item() + 5 * p.item(), rel=1e-12)
+    np.testing.assert_allclose(parts.numpy(), [f, r.item(), p.item()], rtol=1e-12)
 
 
 def test_the_fixed_weight_objective_keeps_the_papers_pull_away():

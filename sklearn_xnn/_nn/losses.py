@@ -72,12 +72,13 @@ def reconstruction_loss(z_hat, z, kind="log", q=100.0):
     ``kind="log"``: ``(1 / D) sum_j log(1 + q e_j)`` with
     ``e_j = (1 / N) sum_i (z_hat_ij - z_ij)^2``,
     concave in each unit's error, so the optimiser rebuilds part of the space well and gives
-    up on the rest. ``kind="mse"``: ``(1 / (N D)) sum_ij (z_hat_ij - z_ij)^2``.
+    up on the rest. ``kind="mse"``: ``(1 / (N D)) sum_ij (z_hat_ij - z_ij)^2``. The squares
+    are summed as column norms: two passes over the ``N x D`` batch forward, two backward.
     """
-    sq = (z_hat - z) ** 2
+    sq = torch.linalg.vector_norm(z_hat - z, dim=0) ** 2 / max(z.shape[0], 1)  # e_j
     if kind == "mse":
         return torch.mean(sq)
-    return torch.mean(torch.log1p(q * torch.mean(sq, dim=0)))
+    return torch.mean(torch.log1p(q * sq))
 
 
 def pullaway_term(s, over="samples", eps=PULLAWAY_EPS):
@@ -236,6 +237,9 @@ def srae_loss(x, y_hat, z_hat, z, y, weight, cfg, constrained=False):
 def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, top=None):
     """The three terms ``(L_faith, L_rec, L_pt)`` of :func:`srae_loss`, with their graphs.
 
+    Under the faithfulness constraint (``cfg.faith_target`` set) ``L_faith`` is the error
+    the constraint bounds, :func:`faithfulness_error`.
+
     ``L_pt`` is computed when ``pullaway`` is true (default: when ``cfg.alpha_p`` is
     nonzero), else it is zero. Under the faithfulness constraint, with a head of two or
     more outputs (and the logits' scale ``cfg.y_mean``, ``cfg.y_scale``), it also holds
@@ -245,8 +249,8 @@ def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, top=None):
     ``cfg.faith_target`` None, keeps its own pull-away).
     """
     faith = z.new_zeros(())
-    if y is not None and cfg.faithfulness == "kl":
-        faith = faithfulness_error(y_hat, y, cfg)
+    if y is not None and (cfg.faithfulness == "kl" or cfg.faith_target is not None):
+        faith = faithfulness_error(y_hat, y, cfg)  # the error the constraint bounds
     elif y is not None:
         faith = faithfulness_loss(y_hat, y)
     else:

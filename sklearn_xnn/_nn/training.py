@@ -183,8 +183,8 @@ def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None, top=None):
         terms, (0.0 if constrained else cfg.alpha_f, cfg.alpha_r, cfg.alpha_p)
     )
     e_faith = None
-    if constrained:
-        e_faith = faithfulness_error(y_hat, yb, cfg)
+    if constrained:  # the faithfulness term is the constraint's error (srae_terms)
+        e_faith = terms[0]
         loss = loss + multiplier * e_faith
     return x, loss, parts, e_faith
 

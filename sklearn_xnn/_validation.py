@@ -136,7 +136,7 @@ def _validate_streamed(est, X, y):
         return X, None
     check_input_kind(y, "y")
     with numeric_conversion("y"):
-        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        y = check_array(y, ensure_2d=False, dtype=[np.float64, np.float32], input_name="y")
     check_consistent_length(X, y)
     return X, _as_targets(est, y, X.shape[0])
 

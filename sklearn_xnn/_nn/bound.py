@@ -58,7 +58,7 @@ def moments(Z, Y=None, transform=None, collective=LOCAL):
 
 def _moments(Z, Y, transform):
     n = Z.shape[0]
-    zs, ys = _Chunks(), _Chunks()
+    zs, ys = Chunks(), Chunks()
     s1 = s2 = sy = syy = sxy = None
     for s in row_slices(n, Z.shape[1]):
         zc = zs.load(Z[s] if transform is None else transform(Z[s]))
@@ -90,7 +90,7 @@ def _moments(Z, Y, transform):
     return out
 
 
-class _Chunks:
+class Chunks:
     """One float64 buffer that every chunk of a pass is copied into (a new buffer per
     chunk would leave the allocator's heap fragmented, growing the process by about a
     chunk per chunk), and the pass's shift."""
@@ -112,7 +112,7 @@ def output_moments(Y, collective=LOCAL):
     n, C = Y.shape
     s1 = torch.zeros(C, dtype=torch.float64, device=Y.device)
     s2 = torch.zeros_like(s1)
-    ys = _Chunks()
+    ys = Chunks()
     ys.shift = Y[0].double() if n else s1
     for s in row_slices(n, C):
         yc = ys.load(Y[s]).sub_(ys.shift)
@@ -139,7 +139,7 @@ def head_moments(x, Y, y_mean, y_scatter, collective=LOCAL):
     if m is None:
         return None
     zy = torch.zeros(x.shape[1], Y.shape[1], dtype=torch.float64, device=x.device)
-    ys = _Chunks()
+    ys = Chunks()
     for s in row_slices(x.shape[0], Y.shape[1]):
         zy.addmm_((x[s] - m.z_mean).T, ys.load(Y[s]))
     m.y_mean, m.yy, m.zy = y_mean, y_scatter, collective.sum(zy)

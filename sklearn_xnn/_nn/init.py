@@ -109,8 +109,11 @@ def project(Z, z_mean, S, collective=LOCAL):
     """``(Z - z_mean) @ S`` for every row, float64, chunk by chunk (a streamed ``Z`` is
     read once; with a ``collective``, of every rank's rows, gathered in rank order)."""
     z_mean, S = z_mean.to(Z.device), S.to(Z.device)
-    parts = [(Z[s].double() - z_mean) @ S for s in bound.row_slices(Z.shape[0], Z.shape[1])]
-    return collective.all_gather_rows(torch.cat(parts))
+    out = torch.empty(Z.shape[0], S.shape[1], dtype=torch.float64, device=Z.device)
+    chunk = bound.Chunks()  # one float64 buffer for every chunk
+    for s in bound.row_slices(Z.shape[0], Z.shape[1]):
+        out[s] = chunk.load(Z[s]).sub_(z_mean) @ S
+    return collective.all_gather_rows(out)
 
 
 def _sharded_spread(Z, z_mean, S, collective):
@@ -204,9 +207,14 @@ def varimax(loadings, max_iter=200, tol=1e-8):
 EXHAUSTIVE_SIGNS = 12
 
 
-def _covered(signs, W, counts):
-    """Rows covered by each sign pattern: ``sum_c counts_c [max_k signs_k W_kc > 0]``."""
-    return (((signs.unsqueeze(-1) * W) > 0).any(-2).to(counts) * counts).sum(-1)
+def _covered(signs, W, counts, chunk=64):
+    """Rows covered by each sign pattern: ``sum_c counts_c [max_k signs_k W_kc > 0]``
+    (``chunk`` patterns at a time: all ``2^K`` at once would hold ``2^K K C`` values)."""
+    parts = []
+    for a in range(0, signs.shape[0], chunk):
+        hit = ((signs[a : a + chunk].unsqueeze(-1) * W) > 0).any(-2)
+        parts.append((hit.to(counts) * counts).sum(-1))
+    return torch.cat(parts)
 
 
 def explaining_signs(m, S, low, high, counts):

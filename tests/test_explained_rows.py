@@ -52,6 +52,20 @@ def test_signs_give_every_top_output_a_positive_weight():
     assert low2.tolist() == [-1.0, -1.5] and high2.tolist() == [3.0, 1.0]
 
 
+@pytest.mark.parametrize("k", [init.EXHAUSTIVE_SIGNS, init.EXHAUSTIVE_SIGNS + 2])
+def test_signs_cover_the_outputs_beyond_the_exhaustive_search(k):
+    # more directions than the exhaustive search takes: negations one at a time; every
+    # output whose weights are all negative gets a positive one
+    rng = np.random.default_rng(0)
+    W = np.abs(rng.normal(size=(k, 40)))
+    W[:, :6] *= -1.0  # outputs 0..5: only negative weights
+    S = torch.eye(k, dtype=torch.float64)
+    low, high = -torch.ones(k, dtype=torch.float64), torch.ones(k, dtype=torch.float64)
+    S2 = init.explaining_signs(_moments(W, np.zeros(k)), S, low, high, torch.ones(40))[0]
+    W2 = W * torch.diagonal(S2).numpy()[:, None]
+    assert (W2 > 0).any(axis=0).all()
+
+
 def test_signs_leave_a_covered_start_and_uncounted_outputs_alone():
     W = np.array([[1.0, -1.0], [-1.0, 1.0]])
     S = torch.eye(2, dtype=torch.float64)

@@ -208,8 +208,11 @@ EXHAUSTIVE_SIGNS = 12
 
 
 def _covered(signs, W, counts, chunk=64):
-    """Rows covered by each sign pattern: ``sum_c counts_c [max_k signs_k W_kc > 0]``
-    (``chunk`` patterns at a time: all ``2^K`` at once would hold ``2^K K C`` values)."""
+    """Rows covered by each sign pattern (a row of ``signs``, or ``signs`` itself when it
+    is one pattern): ``sum_c counts_c [max_k signs_k W_kc > 0]`` (``chunk`` patterns at a
+    time: all ``2^K`` at once would hold ``2^K K C`` values)."""
+    if signs.dim() == 1:
+        return _covered(signs.unsqueeze(0), W, counts, chunk)[0]
     parts = []
     for a in range(0, signs.shape[0], chunk):
         hit = ((signs[a : a + chunk].unsqueeze(-1) * W) > 0).any(-2)

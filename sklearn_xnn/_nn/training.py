@@ -9,7 +9,8 @@ once per epoch).
 ``lam * (e_faith - target) + alpha_r L_rec + alpha_p L_pt`` with ``e_faith`` the normalised
 faithfulness error ``mean_c MSE_c / var_c`` (``1 - R²``). After every step the multiplier
 follows the constraint (``log lam += rate * (e_faith - target) / slack``, clipped, with
-``slack`` what the start leaves under the target), as in
+``slack`` the larger of what the start leaves under the target and the spread of one
+minibatch's error: :func:`start_multiplier`), as in
 GECO (Rezende & Viola, 2018): it grows while the explainer is less faithful than the
 target and shrinks while it has room to spare, so the alphas only trade reconstruction
 against pull-away, whatever the data's scale or number of outputs. After every epoch the
@@ -40,6 +41,7 @@ positive contributions: once a row has none, no gradient gives it one back.
 import logging
 import math
 
+import numpy as np
 import torch
 
 from sklearn_xnn._nn import bound, data
@@ -457,14 +459,27 @@ def start_multiplier(model, Z, Y, cfg, steps_per_epoch, value=None, max_rows=409
     """The :class:`~sklearn_xnn._nn.config.Multiplier` of a fine-tuning run: at ``value``
     when continuing one; else under the constraint at ``lam_0``, where the faithfulness
     term at its target weighs as much as the regularisers at the start (``lam_0 =
-    (alpha_r L_rec + alpha_p L_pt) / target`` on rank 0's first ``max_rows`` rows), with
-    the slack ``target - e_0`` the start leaves as the unit of its updates; without the
-    constraint at ``alpha_f``."""
+    (alpha_r L_rec + alpha_p L_pt) / target`` on rank 0's first ``max_rows`` rows);
+    without the constraint at ``alpha_f``.
+
+    The unit of its updates (the slack) is the larger of the room the start leaves under
+    the target, ``target - e_0``, and the spread of one minibatch's error about it (the
+    standard deviation over those rows' consecutive minibatches): a step updates the
+    multiplier from one minibatch, and a unit smaller than that minibatch's noise would
+    let the noise, not the constraint, drive it.
+    """
     lam0, slack = cfg.alpha_f, 1.0
     if cfg.faith_target is not None and Y is not None:
         Zs, Ys = Z[:max_rows], Y[:max_rows]
-        e0 = float(faithfulness_error(model.head(model.encoder(Zs)), Ys, cfg))
-        slack = max(cfg.faith_target - e0, 0.1 * cfg.faith_target, 1e-12)
+        y_hat = model.head(model.encoder(Zs))
+        e0 = float(faithfulness_error(y_hat, Ys, cfg))
+        size = max(1, min(cfg.batch_size, Zs.shape[0]))
+        errors = [
+            float(faithfulness_error(y_hat[a : a + size], Ys[a : a + size], cfg))
+            for a in range(0, Zs.shape[0] - size + 1, size)
+        ]
+        noise = float(np.std(errors)) if len(errors) > 1 else 0.0
+        slack = max(cfg.faith_target - e0, noise, 1e-3 * cfg.faith_target, 1e-12)
         lam0 = objective(evaluate(model, Zs, Ys, cfg).tolist(), cfg) / cfg.faith_target
         lam0 = min(max(lam0, cfg.multiplier_range[0]), cfg.multiplier_range[1])
     lam0, slack = cfg.collective.broadcast((lam0, slack))  # rank 0's first rows decide

@@ -56,6 +56,27 @@ def test_chunked_moments_equal_the_whole_arrays(small_chunks, n, d, c, seed):
 
 @pytest.mark.timeout(120)
 @SHAPES
+@given(n=st.integers(2, 90), k=st.integers(1, 6), c=OUTPUTS, seed=st.integers(0, 2**16))
+def test_a_heads_error_from_moments_equals_its_residuals(small_chunks, n, k, c, seed):
+    # every epoch's check reads Y only through these: output moments, the x-features'
+    # moments with Y, and a head's residual sums of squares from them
+    rng = np.random.default_rng(seed)
+    x = np.maximum(rng.normal(size=(n, k)), 0.0)
+    Y = x @ rng.normal(size=(k, c)) + rng.normal(size=(n, c)) + 3.0
+    W, b = rng.normal(size=(c, k)), rng.normal(size=c)
+    count, mean, scatter = bound.output_moments(torch.as_tensor(Y, dtype=torch.float32))
+    Y32 = Y.astype(np.float32).astype(np.float64)  # what the float32 outputs hold
+    assert count == n
+    np.testing.assert_allclose(mean.numpy(), Y32.mean(0), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(scatter.numpy(), ((Y32 - Y32.mean(0)) ** 2).sum(0), rtol=1e-7)
+    m = bound.head_moments(torch.as_tensor(x), torch.as_tensor(Y32), mean, scatter)
+    rss = bound.head_rss(m, torch.as_tensor(W), torch.as_tensor(b)).numpy()
+    expected = ((Y32 - x @ W.T - b) ** 2).sum(0)
+    np.testing.assert_allclose(rss, expected, rtol=1e-7, atol=1e-7 * np.abs(expected).max())
+
+
+@pytest.mark.timeout(120)
+@SHAPES
 @given(n=st.integers(1, 400), k=st.integers(1, 6), c=OUTPUTS, seed=st.integers(0, 2**16))
 def test_the_significance_count_reads_whole_rows_under_its_cap(n, k, c, seed):
     rng = np.random.default_rng(seed)

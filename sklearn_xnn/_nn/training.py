@@ -35,7 +35,10 @@ x-feature, whatever happened in between. The head an epoch ends with is the exac
 least-squares head on its x-features unless that head leaves more top rows unexplained
 than the trained one (:func:`epoch_head`). During the steps a barrier
 (:func:`~sklearn_xnn._nn.losses.coverage_loss`) keeps rows from losing their top output's
-positive contributions: once a row has none, no gradient gives it one back.
+positive contributions: once a row has none, no gradient gives it one back. The checks
+read the outputs through :class:`Targets`, computed once per run: an epoch's head and its
+error come from float64 moments of the x-features with ``Y``, not from passes over the
+``N x C`` outputs.
 """
 
 import logging

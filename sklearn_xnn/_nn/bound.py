@@ -201,7 +201,8 @@ def canonical_signs(V):
 
 
 def _gcv_ridge(m):
-    """The ridge minimising generalised cross-validation, from ``eig(Zc^T Zc)``."""
+    """``(ridge, evals, evecs, rot)``: the ridge minimising generalised cross-validation,
+    from ``eig(Zc^T Zc) = V diag(evals) V^T``, and ``rot = V^T Zc^T Yc``."""
     evals, evecs = torch.linalg.eigh(m.zz)
     evals = evals.clamp_min(0.0)
     rot = evecs.T @ m.zy  # (D, C)
@@ -219,7 +220,7 @@ def _gcv_ridge(m):
         gcv = rss / (1.0 - dof / m.n) ** 2
         if gcv < best[0]:
             best = (gcv, lam)
-    return best[1], evals, evecs
+    return best[1], evals, evecs, rot
 
 
 def reduced_rank(m, n_components, fraction=None, multioutput="uniform_average"):
@@ -233,9 +234,10 @@ def reduced_rank(m, n_components, fraction=None, multioutput="uniform_average"):
     they must be standardised per output for ``"uniform_average"`` and share one scale
     for ``"variance_weighted"``.
     """
-    lam, evals, evecs = _gcv_ridge(m)
-    coef = evecs @ ((evecs.T @ m.zy) / (evals + lam)[:, None])  # (D, C)
-    fitted = coef.T @ m.zz @ coef  # scatter of the fitted values
+    lam, evals, evecs, rot = _gcv_ridge(m)
+    scaled = rot / (evals + lam)[:, None]  # the ridge coefficients in the eigenbasis
+    coef = evecs @ scaled  # (D, C)
+    fitted = scaled.T @ (evals[:, None] * scaled)  # coef^T Zc^T Zc coef: the fitted scatter
     fvals, fvecs = torch.linalg.eigh((fitted + fitted.T) / 2)
     fvals, fvecs = fvals.flip(0).clamp_min(0.0), fvecs.flip(-1)
     rank = int((fvals > 1e-12 * max(float(fvals[0]), 1e-300)).sum()) or 1
@@ -244,7 +246,7 @@ def reduced_rank(m, n_components, fraction=None, multioutput="uniform_average"):
     curve = rank_curve(m, full, multioutput)
     k = smallest_rank(curve, fraction) if fraction is not None else n_components
     basis = full.basis[:, : min(k, rank)]
-    r2 = _r2(m, coef @ basis, basis, y_var, multioutput)
+    r2 = float(curve[basis.shape[1] - 1])  # the curve's value at the bound's rank
     return dataclasses.replace(full, basis=basis, r2=r2, curve=curve)
 
 
@@ -281,15 +283,6 @@ def smallest_rank(curve, fraction):
     if top <= 0:
         return 1
     return int(np.argmax(np.asarray(curve) >= fraction * top * (1.0 - 1e-12))) + 1
-
-
-def _r2(m, directions, basis, y_var, multioutput):
-    """Uniform-average training R² of ``y_mean + zc @ directions @ basis.T`` from moments."""
-    A = directions @ basis.T  # (D, C): the full linear map
-    cross = (A * m.zy).sum(0)
-    fit = ((m.zz @ A) * A).sum(0)
-    rss = m.yy - 2 * cross + fit
-    return r2_score(rss, y_var, multioutput)
 
 
 def r2_score(rss, y_var, multioutput="uniform_average"):

@@ -37,7 +37,7 @@ def linear_reference(
     return m, the_bound, the_bound.curve, k
 
 
-def start(Z, Y, cfg, generator, device, reference):
+def start(Z, Y, cfg, generator, device, reference, targets=None):
     """A new network at the faithful start; returns ``(model, interrupted)``.
 
     ``interrupted`` is True when a ``KeyboardInterrupt`` cut layer-wise pre-training short
@@ -54,7 +54,8 @@ def start(Z, Y, cfg, generator, device, reference):
     if m is None or not training.finite_weights(model):
         return model, interrupted  # the caller's finiteness check reports it
     comm = cfg.collective
-    targets = None if Y is None else training.Targets(Y, cfg)
+    if targets is None and Y is not None:
+        targets = training.Targets(Y, cfg)
     S, low = start_directions(Z, targets, m, the_bound, cfg)
     low = sparse_offsets(Z, targets, m.z_mean, S, low, cfg)
     low = torch.where(S.any(0), low, -1.0)  # no direction left: the constant x-feature 1
@@ -143,7 +144,7 @@ def unexplained_share(x, weight, targets, cfg):
     return round(1.0 - float(shares[0].sum() / shares[1].sum().clamp_min(1.0)), 9)
 
 
-def final_head(model, Z, Y, cfg):
+def final_head(model, Z, Y, cfg, targets=None):
     """Set the head to the least-squares head on the final x-features when that is more
     faithful on the training rows; returns the kept head's training faithfulness: R²
     (averaged as ``multioutput`` says) for ``"mse"``, the mean softmax KL for ``"kl"``.
@@ -153,7 +154,8 @@ def final_head(model, Z, Y, cfg):
     """
     if cfg.faithfulness == "kl":
         return training.refit_head(model, Z, Y, cfg)
-    targets, x = training.Targets(Y, cfg), training.encode(model, Z)
+    targets = training.Targets(Y, cfg) if targets is None else targets
+    x = training.encode(model, Z)
     m = targets.head_moments(x, cfg)
     trained = 1.0 - training.head_error(model.head, x, targets, cfg, m)
     if cfg.faith_target is not None or m is None:
@@ -166,30 +168,37 @@ def final_head(model, Z, Y, cfg):
 
 
 def attempt(Z, Y, cfg, generator, device, reference, val=None):
-    """Start, fine-tune and assess one network: an :class:`Attempt`."""
-    model, done = begin(Z, Y, cfg, generator, device, reference)
-    return done if done is not None else tune(model, Z, Y, cfg, generator, val)
+    """Start, fine-tune and assess one network: an :class:`Attempt`. The outputs'
+    :class:`~sklearn_xnn._nn.training.Targets` are computed once for all three (each
+    step builds its own when not given them)."""
+    targets = None if Y is None else training.Targets(Y, cfg)
+    model, done = begin(Z, Y, cfg, generator, device, reference, targets)
+    if done is not None:
+        return done
+    return tune(model, Z, Y, cfg, generator, val, targets=targets)
 
 
-def tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, start_epoch=0):
+def tune(
+    model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, start_epoch=0, targets=None
+):
     """Fine-tune and assess a started network (see :func:`begin`), or continue training
     one on more data (``partial_fit``: its ``opt``, ``multiplier`` and ``start_epoch``):
     an :class:`Attempt`. A non-finite loss ends training with the last finite weights."""
     try:
         history, opt, lam = training.fine_tune(
-            model, Z, Y, cfg, generator, val, opt, multiplier, start_epoch
+            model, Z, Y, cfg, generator, val, opt, multiplier, start_epoch, targets
         )
     except training.NonFiniteLossError as exc:
         exc.history.diverged_epoch = exc.epoch
         history, lam = exc.history, multiplier or cfg.alpha_f
-    return assess(model, Z, Y, history, opt, cfg, lam)
+    return assess(model, Z, Y, history, opt, cfg, lam, targets=targets)
 
 
-def begin(Z, Y, cfg, generator, device, reference):
+def begin(Z, Y, cfg, generator, device, reference, targets=None):
     """The start of an attempt: ``(model, None)`` for a network to fine-tune, or
     ``(model, attempt)`` when there is nothing to fine-tune (a non-finite start, or
     pre-training cut short by a ``KeyboardInterrupt``)."""
-    model, interrupted = start(Z, Y, cfg, generator, device, reference)
+    model, interrupted = start(Z, Y, cfg, generator, device, reference, targets)
     if not training.finite_weights(model):
         stage = "layer-wise pre-training" if cfg.pretrain else "initialisation"
         return model, assess(model, Z, Y, History(), None, cfg, cfg.alpha_f, stage=stage)
@@ -199,11 +208,11 @@ def begin(Z, Y, cfg, generator, device, reference):
     return model, None
 
 
-def assess(model, Z, Y, history, opt, cfg, lam, stage=None):
+def assess(model, Z, Y, history, opt, cfg, lam, stage=None, targets=None):
     """The :class:`Attempt` of a trained network: the final head, its x-features, collapse."""
     faithfulness = None
     if stage is None and model.head is not None and training.finite_weights(model):
-        faithfulness = final_head(model, Z, Y, cfg)
+        faithfulness = final_head(model, Z, Y, cfg, targets)
     x = None
     if training.finite_weights(model):  # every rank's rows, in rank order
         x = cfg.collective.all_gather_rows(training.encode(model, Z))

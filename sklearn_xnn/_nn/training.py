@@ -425,7 +425,9 @@ def _check_epoch(model, Z, targets, val, cfg, parts, hist, coverage=None):
     return monitored, violation
 
 
-def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, start_epoch=0):
+def fine_tune(
+    model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, start_epoch=0, targets=None
+):
     """Joint fine-tuning of encoder, decoder and head; returns ``(history, optimizer, lam)``.
 
     ``val`` is ``(Z_val, Y_val, val_target)`` or None. Stops after ``cfg.max_iter`` epochs,
@@ -435,14 +437,14 @@ def fine_tune(model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, 
     for ``n_iter_no_change`` epochs. A non-finite loss restores the last finite weights and
     raises ``NonFiniteLossError``; a ``KeyboardInterrupt`` stops training with the kept
     weights and records ``history.interrupted_epoch``. ``opt`` continues an existing Adam
-    (``partial_fit``).
+    (``partial_fit``); ``targets`` are the :class:`Targets` of ``Y`` when already computed.
     """
     opt = adam(model.parameters(), cfg.lr, cfg.weight_decay) if opt is None else opt
     step = torch.compile(forward_loss) if cfg.compile else forward_loss
     n_steps = cfg.collective.steps(Z.shape[0], cfg.batch_size)
     schedule = Schedule(cfg, n_steps, start_epoch)
     lam = start_multiplier(model, Z, Y, cfg, n_steps, multiplier)
-    run = Progress(model, Z, Y, cfg, val)
+    run = Progress(model, Z, Y, cfg, val, targets)
     epoch = 0
     try:
         for epoch in range(cfg.max_iter):
@@ -505,9 +507,11 @@ class Progress:
     returns True when training stops; ``finish(model)`` restores the kept weights.
     """
 
-    def __init__(self, model, Z, Y, cfg, val=None):
+    def __init__(self, model, Z, Y, cfg, val=None, targets=None):
         self.cfg, self.hist, self.coverage = cfg, History(), None
-        self.targets = None if Y is None else Targets(Y, cfg)
+        if targets is None and Y is not None:
+            targets = Targets(Y, cfg)
+        self.targets = targets
         if val is not None:
             val = (val[0], None if val[1] is None else Targets(val[1], cfg), val[2])
         self.val, self.constrained = val, cfg.faith_target is not None

@@ -378,7 +378,7 @@ def significant_count(x, weight, max_values=SIGNIFICANT_VALUES, coverage=0.9):
     :func:`sklearn_xnn.metrics.n_significant`, computed the same way in torch (sort,
     running sum, the fewest positive contributions covering ``coverage`` of their total)."""
     x, weight = x[: significant_rows(x.shape[0], weight, max_values)], weight.double()
-    step = max(1, max_values // 4 // weight.numel())  # rows per chunk: a quarter of the cap
+    step = max(1, 2**18 // weight.numel())  # rows per chunk: 2 MB of float64 contributions
     total = 0.0
     for a in range(0, x.shape[0], step):
         positive = (x[a : a + step].double().unsqueeze(1) * weight).clamp_min_(0.0)

@@ -144,18 +144,19 @@ def unexplained_share(x, weight, targets, cfg):
     return round(1.0 - float(shares[0].sum() / shares[1].sum().clamp_min(1.0)), 9)
 
 
-def final_head(model, Z, Y, cfg, targets=None):
-    """Set the head to the least-squares head on the final x-features when that is more
-    faithful on the training rows; returns the kept head's training faithfulness: R²
-    (averaged as ``multioutput`` says) for ``"mse"``, the mean softmax KL for ``"kl"``.
+def final_head(model, Z, Y, cfg, targets=None, x=None):
+    """Set the head to the least-squares head on the final x-features ``x`` (computed when
+    None) when that is more faithful on the training rows; returns the kept head's
+    training faithfulness: R² (averaged as ``multioutput`` says) for ``"mse"``, the mean
+    softmax KL for ``"kl"``.
 
     Under the faithfulness constraint every epoch ends with the head chosen for its
     x-features (:func:`training.epoch_head`), so the kept head stays.
     """
+    x = training.encode(model, Z) if x is None else x
     if cfg.faithfulness == "kl":
-        return training.refit_head(model, Z, Y, cfg)
+        return training.refit_head(model, Z, Y, cfg, x)
     targets = training.Targets(Y, cfg) if targets is None else targets
-    x = training.encode(model, Z)
     m = targets.head_moments(x, cfg)
     trained = 1.0 - training.head_error(model.head, x, targets, cfg, m)
     if cfg.faith_target is not None or m is None:
@@ -210,12 +211,12 @@ def begin(Z, Y, cfg, generator, device, reference, targets=None):
 
 def assess(model, Z, Y, history, opt, cfg, lam, stage=None, targets=None):
     """The :class:`Attempt` of a trained network: the final head, its x-features, collapse."""
-    faithfulness = None
-    if stage is None and model.head is not None and training.finite_weights(model):
-        faithfulness = final_head(model, Z, Y, cfg, targets)
-    x = None
-    if training.finite_weights(model):  # every rank's rows, in rank order
-        x = cfg.collective.all_gather_rows(training.encode(model, Z))
+    faithfulness = x = None
+    if training.finite_weights(model):
+        x = training.encode(model, Z)  # this rank's rows: the final head's and collapse's
+        if stage is None and model.head is not None:
+            faithfulness = final_head(model, Z, Y, cfg, targets, x)
+        x = cfg.collective.all_gather_rows(x)  # every rank's rows, in rank order
     weight = None if model.head is None else model.head.weight.detach()
     collapsed, balance = collapse_state(x, weight) if x is not None else (True, 0.0)
     alphas = (cfg.alpha_f, cfg.alpha_r, cfg.alpha_p)

@@ -111,11 +111,6 @@ def _prediction_r2(predict, Z, Y, collective, multioutput="uniform_average"):
     return bound.r2_score(collective.sum(rss), y_var, multioutput)
 
 
-def heldout_r2(model, Z, Y, collective=LOCAL, multioutput="uniform_average"):
-    """R² of ``model``'s prediction on ``(Z, Y)``."""
-    return _prediction_r2(_predict(model), Z, Y, collective, multioutput)
-
-
 @torch.no_grad()
 def prediction_error(predict, Z, Y, cfg):
     """The faithfulness error of ``predict`` (rows of ``Z`` to training-unit outputs) on

@@ -80,7 +80,7 @@ MIN_HALF_STABILITY = 0.90
 VW = "variance_weighted"
 #: Extra SRAE parameters (``--srae-params``); empty: the defaults.
 SRAE_PARAMS = {}
-SRAE_EXTRAS = ("faithfulness_bound_", "faithfulness_", "n_iter_", "n_collapse_retries_")
+SRAE_EXTRAS = ("faithfulness_bound_", "faithfulness_", "n_iter_")
 
 
 # ----------------------------------------------------------------------------- cases

@@ -50,7 +50,6 @@ def estimator(args):
         hidden_layer_sizes=tuple(args.hidden),
         max_iter=args.max_iter,
         pretrain=2,
-        collapse_retries=0,
         device="cpu",
         random_state=0,
     )

@@ -46,7 +46,7 @@ y = np.load(path.replace(".npy", "_y.npy"))
 after_import = peak_rss()
 warnings.simplefilter("ignore")
 start = time.perf_counter()
-est = SRAEExplainer(max_iter=max_iter, pretrain=1, collapse_retries=0, random_state=0).fit(Z, y)
+est = SRAEExplainer(max_iter=max_iter, pretrain=1, random_state=0).fit(Z, y)
 seconds = time.perf_counter() - start
 peak = peak_rss()
 r2 = est.score(np.asarray(Z[-20000:]), y[-20000:])
@@ -61,9 +61,7 @@ def time_vs_rows(sizes, n_features, max_iter):
     for n in sizes:
         Z, y, _ = make_concept_activations(n, n_features, random_state=0)
         Z = Z.astype(np.float32)
-        est = SRAEExplainer(
-            max_iter=max_iter, pretrain=1, collapse_retries=0, tol=0.0, random_state=0
-        )
+        est = SRAEExplainer(max_iter=max_iter, pretrain=1, tol=0.0, random_state=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             start = time.perf_counter()

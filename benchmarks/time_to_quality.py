@@ -65,7 +65,7 @@ def baselines(Z, y, Zt, yt):
     return rows
 
 
-def srae_curve(Z, y, Zt, yt, batch_size, max_iter, device, precision, retries=None):
+def srae_curve(Z, y, Zt, yt, batch_size, max_iter, device, precision):
     """Fit SRAE, recording (seconds since fit began, held-out R², significant x-features)
     after every epoch."""
     est = SRAEExplainer(
@@ -76,8 +76,6 @@ def srae_curve(Z, y, Zt, yt, batch_size, max_iter, device, precision, retries=No
         precision=precision,
         random_state=0,
     )
-    if retries is not None:
-        est.set_params(collapse_retries=retries)
     scaler = Scaler.fit(Z, y, rescale=True, stream=False)  # the statistics fit will use
     curve, spent = [], [0.0]
     real_epoch = training._epoch
@@ -112,9 +110,7 @@ def srae_curve(Z, y, Zt, yt, batch_size, max_iter, device, precision, retries=No
         training._epoch = real_epoch
     final = est.score(Zt, yt)
     final_sig = n_significant(est.contributions(Zt))
-    # the collapse guard may retrain: keep the kept (last) attempt's epochs
-    attempt = curve[-est.n_iter_ :] if est.n_iter_ else curve
-    good = (t for t, r, q in attempt if r >= final - 0.01 and q <= 1.05 * final_sig)
+    good = (t for t, r, q in curve if r >= final - 0.01 and q <= 1.05 * final_sig)
     reach = next(good, total)
     return {
         "method": f"SRAE batch={batch_size} {precision}",
@@ -124,7 +120,6 @@ def srae_curve(Z, y, Zt, yt, batch_size, max_iter, device, precision, retries=No
         "significant": final_sig,
         "bound": est.faithfulness_bound_,
         "epochs": est.n_iter_,
-        "collapse_retries": est.n_collapse_retries_,
         "dead": est.n_dead_components_,
         "curve": curve,
     }
@@ -139,8 +134,8 @@ def markdown(rows, info):
         "final significant x-features.",
         "",
         "| method | fit s | fit / NMF | time to quality (s) | held-out R² | significant "
-        "| epochs | retries | dead |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| epochs | dead |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     nmf = next((r["fit_s"] for r in rows if r["method"] == "NMF"), None)
     for r in rows:
@@ -149,7 +144,7 @@ def markdown(rows, info):
         sig = f"{r['significant']:.2f}" if "significant" in r else "-"
         lines.append(
             f"| {r['method']} | {r['fit_s']:.2f} | {ratio} | {ttq} | {r['r2_test']:.3f} | {sig} "
-            f"| {r.get('epochs', '')} | {r.get('collapse_retries', '')} | {r.get('dead', '')} |"
+            f"| {r.get('epochs', '')} | {r.get('dead', '')} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -189,7 +184,6 @@ def main():
     parser.add_argument("--max-iter", type=int, default=SRAEExplainer().max_iter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-baselines", action="store_true")
-    parser.add_argument("--collapse-retries", type=int, default=None, help="default: SRAE's")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--name", default="time_to_quality")
     args = parser.parse_args()
@@ -220,9 +214,7 @@ def main():
     rows = [] if args.no_baselines else baselines(Z, y, Zt, yt)
     for precision in args.precisions:
         for bs in args.batches:
-            row = srae_curve(
-                Z, y, Zt, yt, bs, args.max_iter, args.device, precision, args.collapse_retries
-            )
+            row = srae_curve(Z, y, Zt, yt, bs, args.max_iter, args.device, precision)
             print({k: v for k, v in row.items() if k != "curve"}, flush=True)
             rows.append(row)
             save(rows)

@@ -74,7 +74,6 @@ def run_one(job):
         "top1": float((y_hat.argmax(1) == yte.argmax(1)).mean()),
         "dead": int(est.n_dead_components_),
         "n_iter": int(est.n_iter_),
-        "retries": int(est.n_collapse_retries_),
         "fit_s": fit_s,
     }
     if codes_te is not None:

@@ -5,9 +5,8 @@ as its own ``fit`` would. Every explainer runs ``fit``'s own preparation
 (``SRAEExplainer._start_fit``: validation, scaling, the linear bound, sharing the scaled
 data and the bound between explainers that can), then the training attempts of all of
 them go to :func:`sklearn_xnn._nn.batched.attempts`, which fine-tunes the compatible ones
-as one stacked network; the collapse guard runs in rounds (every explainer that needs
-another attempt gets it in the next round, batched again), and each explainer then
-stores its fitted state with ``fit``'s own ``_end_fit``. An explainer with ``n_init > 1``
+as one stacked network, and each explainer then stores its fitted state with ``fit``'s own
+``_end_fit``. An explainer with ``n_init > 1``
 is expanded into ``n_init`` members with their own seeds, and keeps the best of them
 (:func:`_keep_best`).
 """
@@ -80,33 +79,26 @@ def _member(est, seed):
 
 
 def _train(members, X, y, caught, shared):
-    """Prepare, train (in rounds of the collapse guard) and store every member (sharing
-    the scaled data and the bound through the dict ``shared``)."""
+    """Prepare, train and store every member (sharing the scaled data and the bound
+    through the dict ``shared``)."""
     runs = [m._start_fit(X, y, False, shared) for m in members]
-    guards = [fitting.Guard(m, run.cfg) for m, run in zip(members, runs, strict=True)]
-    pending, results = list(range(len(members))), [None] * len(members)
     with torch_threads():
-        while pending:
-            jobs = [_job(runs[i], guards[i].cfg) for i in pending]
-            attempts, sizes = batched.attempts(jobs)
-            _log_round(jobs, sizes)
-            again = []
-            for i, attempt, size in zip(pending, attempts, sizes, strict=True):
-                if not hasattr(members[i], "_stacked_with"):
-                    members[i]._stacked_with = size
-                with _recording(caught[i]):
-                    if guards[i].offer(attempt):
-                        again.append(i)
-            pending = again
-    for i, (member, run, guard) in enumerate(zip(members, runs, guards, strict=True)):
+        jobs = [_job(run) for run in runs]
+        attempts, sizes = batched.attempts(jobs)
+        _log_round(jobs, sizes)
+    results = []
+    for i, (member, run, result, size) in enumerate(
+        zip(members, runs, attempts, sizes, strict=True)
+    ):
+        member._stacked_with = size
         with _recording(caught[i]):
-            member._end_fit(run, guard.best, guard.retries)
-        results[i] = (run, guard.best)
+            member._end_fit(run, fitting.train(member, run, result))
+        results.append((run, result))
     return results
 
 
-def _job(run, cfg):
-    return batched.Job(*run.train, cfg, run.generator, run.device, run.reference, run.val)
+def _job(run):
+    return batched.Job(*run.train, run.cfg, run.generator, run.device, run.reference, run.val)
 
 
 def _log_round(jobs, sizes):
@@ -177,7 +169,7 @@ def init_score(est, run, result):
     number of significant x-features per input, as fine-tuning ranks its epochs
     (:func:`~sklearn_xnn._nn.training.significant_count`); otherwise the whole
     fixed-weight loss (the regularisers plus ``alpha_faithfulness * L_faith``), with the
-    explainer's alphas (not those the collapse guard adjusted) and the terms of training,
+    explainer's alphas and the terms of training,
     in training units.
     """
     Z, Y = run.train

@@ -1,8 +1,8 @@
 """How SRAEExplainer's parameters become a training run and its result the fitted state.
 
 Before training: validation, scaling, the linear reference, the configuration and the
-faithfulness constraint (:func:`start_fit`). Training: the collapse guard
-(:func:`train_with_guard`) and ``partial_fit`` epochs (:func:`train_chunk`). After: the
+faithfulness constraint (:func:`start_fit`). Training: one attempt (:func:`train`) and
+``partial_fit`` epochs (:func:`train_chunk`). After: the
 one writer of the fitted attributes (:func:`store`, weights folded into the caller's units
 by the scaler), :func:`engine_from_fitted` to rebuild the torch side from them (for a
 ``partial_fit`` after ``fit`` or unpickling), and the warnings' words.
@@ -10,7 +10,6 @@ by the scaler), :func:`engine_from_fitted` to rebuild the torch side from them (
 
 import copy
 import dataclasses
-import logging
 import math
 import warnings
 
@@ -33,8 +32,6 @@ from sklearn_xnn._validation import (
     validate_fit_data,
 )
 from sklearn_xnn.exceptions import TrainingDivergedError
-
-logger = logging.getLogger("sklearn_xnn")
 
 _PAPER = dict(
     faithfulness_tol=None,
@@ -71,11 +68,6 @@ class FitRun:
     scaler: object
     incremental: bool = False
 
-    @property
-    def guard_args(self):
-        """The arguments of :func:`train_with_guard` after the explainer."""
-        return self.train, self.cfg, self.generator, self.device, self.reference, self.val
-
 
 def memo(cache, key, compute, *args):
     """``compute(*args)``, computed once per ``key`` when ``cache`` is a dict (None: always)."""
@@ -86,37 +78,15 @@ def memo(cache, key, compute, *args):
     return cache[key]
 
 
-def train_with_guard(est, train, cfg, generator, device, reference, val):
-    """Train; retrain with adjusted alphas while the x-features collapse (the guard)."""
-    guard = Guard(est, cfg)
-    while guard.offer(engine.attempt(*train, guard.cfg, generator, device, reference, val)):
-        pass
-    return guard.best, guard.retries
-
-
-class Guard:
-    """The collapse guard of one explainer: the best attempt so far, and the configuration
-    of the next one."""
-
-    def __init__(self, est, cfg):
-        self.est, self.cfg, self.best, self.retries = est, cfg, None, 0
-        # under the faithfulness constraint every kept epoch is faithful and the start
-        # explains with all K directions: the guard belongs to the fixed-weight objective
-        self.limit = est.collapse_retries if cfg.faith_target is None else 0
-
-    def offer(self, result):
-        """Take an attempt (trained with ``self.cfg``); True when another one is due."""
-        est = self.est
-        require_finite(est, result.model, result.stage)
-        result.stopped = announce_stop(est, result.history)
-        if self.best is None or result.balance > self.best.balance:
-            self.best = result
-        if not result.collapsed or self.retries >= self.limit or result.stopped:
-            return False
-        self.retries += 1
-        self.cfg = self.cfg.replace(alpha_r=self.cfg.alpha_r * 1.2, alpha_p=self.cfg.alpha_p * 0.8)
-        logger.info("collapse guard: retraining (attempt %d)", self.retries + 1)
-        return True
+def train(est, run, result=None):
+    """Train the one attempt of a prepared fit (:class:`FitRun`), or take ``result``, the
+    attempt trained for it in a stacked network; returns it once checked."""
+    if result is None:
+        train, cfg, gen, ref = run.train, run.cfg, run.generator, run.reference
+        result = engine.attempt(*train, cfg, gen, run.device, ref, run.val)
+    require_finite(est, result.model, result.stage)
+    result.stopped = announce_stop(est, result.history)
+    return result
 
 
 def train_chunk(est, eng, X, Y):
@@ -355,7 +325,7 @@ def store(est, result, eng, supervised):
     est.loss_parts_ = np.asarray(hist.parts, dtype=np.float64).reshape(-1, 3)
     est.validation_scores_ = list(hist.validation_loss) if hist.validation_loss else None
     est.n_iter_ = hist.n_iter
-    est.alphas_ = result.alphas
+    est.alphas_ = (eng.cfg.alpha_f, eng.cfg.alpha_r, eng.cfg.alpha_p)
     est._converged = hist.converged
 
 
@@ -405,12 +375,11 @@ def engine_from_fitted(est):
     return eng
 
 
-def finish(est, run, result, retries):
+def finish(est, run, result):
     """Everything ``fit`` does after training: the fitted state and the warnings."""
     eng = Engine(result.model, result.optimizer, run.generator, run.cfg, run.device, run.scaler)
     eng.multiplier, eng.history = result.multiplier, result.history
     store(est, result, eng, run.train[1] is not None)
-    est.n_collapse_retries_ = retries
     announce_problems(est, result)
     if run.incremental:  # fit keeps no torch state; a later partial_fit rebuilds it
         est._engine = eng
@@ -454,26 +423,19 @@ def _dead_advice(est):
     advice = ["another random_state", f"n_components={est.n_components_ - est.n_dead_components_}"]
     if est.alpha_pullaway > 0:
         advice.append(f"a smaller alpha_pullaway (now {est.alpha_pullaway:g})")
-    if est.collapse_retries == 0:
-        advice.append("collapse_retries > 0")
     if est.faithfulness_tol is None and getattr(est, "_has_head", False):
         advice.append("faithfulness_tol=0.01 (keeps the faithful start's x-features)")
     return ", ".join(advice[:-1]) + " or " + advice[-1]
 
 
 def announce_problems(est, result):
-    """Warn about the fitted explainer ``est``: dead, collapsed, not converged."""
+    """Warn about the fitted explainer ``est``: dead, not converged."""
     out = []
     if est.n_dead_components_:
         out.append(
             f"{est.n_dead_components_} of {est.n_components_} x-features are dead (zero "
             "on every training row): the explanation space uses fewer concepts than "
             f"asked. Try {_dead_advice(est)}."
-        )
-    if result.collapsed and est.collapse_retries and est.n_collapse_retries_:
-        out.append(
-            f"The collapse guard retried {est.collapse_retries} times and one x-feature "
-            "still carries most of the prediction; the best attempt was kept."
         )
     if not est._converged and not est.early_stopping and not result.stopped:
         out.append(

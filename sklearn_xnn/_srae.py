@@ -1,6 +1,7 @@
 """SRAEExplainer: the XNN explanation space trained with a Sparse Reconstruction Autoencoder."""
 
 import logging
+import warnings
 
 from sklearn.base import (
     BaseEstimator,
@@ -8,6 +9,7 @@ from sklearn.base import (
     RegressorMixin,
     _fit_context,
 )
+from sklearn.utils.validation import check_is_fitted
 
 from sklearn_xnn import _batching as batching
 from sklearn_xnn import _fitting as fitting
@@ -142,13 +144,14 @@ class SRAEExplainer(
         split and explainers fitted together train as one stacked network.
     n_iter_no_change : int, default=5
         Epochs without an improvement of at least ``tol`` before training stops.
-    collapse_retries : int, default=5
-        Collapse guard of the fixed-weight objective (``faithfulness_tol=None``): while
-        fewer than two x-features contribute (or the second largest mean contribution
-        is under 0.3 of the largest), train again with ``alpha_reconstruction`` x1.2 and
-        ``alpha_pullaway`` x0.8, at most this many times (0: off). The best attempt is
-        kept. Under the faithfulness constraint it does not apply: every kept epoch is
-        faithful, and the start uses all ``K`` directions.
+    collapse_retries : int, default="deprecated"
+        Has no effect.
+
+        .. deprecated:: 0.2
+           The collapse guard (retraining with adjusted alphas when one x-feature carried
+           most of the prediction) was removed: under the faithfulness constraint the
+           start explains with all ``K`` directions and the kept epoch has no dead
+           x-feature. Setting it warns; it will be removed in 0.4.
     rescale : bool, default=True
         Rescale ``Z`` and ``y`` internally (see above); answers stay in the caller's units.
     device : {"auto", "cpu", "cuda", "cuda:N", "mps"}, default="auto"
@@ -231,7 +234,11 @@ class SRAEExplainer(
     n_iter_ : int
         Fine-tuning epochs run in the kept attempt.
     n_collapse_retries_ : int
-        Retraining rounds the collapse guard used.
+        Always 0.
+
+        .. deprecated:: 0.2
+           The collapse guard was removed (see ``collapse_retries``); the attribute will
+           be removed in 0.4.
     init_seeds_ : ndarray of shape (n_inits,)
         The seed (``random_state``) of each initialisation. Only when more than one was
         fitted (``n_init > 1``), as are the five attributes below.
@@ -248,7 +255,7 @@ class SRAEExplainer(
         Mean Hungarian-matched correlation of the kept x-features with the other
         initialisations' (:func:`sklearn_xnn.metrics.matched_correlation`, training rows).
     alphas_ : tuple of float
-        ``(alpha_faithfulness, alpha_reconstruction, alpha_pullaway)`` of the kept attempt.
+        ``(alpha_faithfulness, alpha_reconstruction, alpha_pullaway)`` used in training.
     scale_ : float
         Divisor applied to ``Z`` during training.
     y_mean_, y_scale_ : ndarray of shape (n_outputs,)
@@ -331,7 +338,7 @@ class SRAEExplainer(
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=5,
-        collapse_retries=5,
+        collapse_retries="deprecated",
         rescale=True,
         device="auto",
         precision="float32",
@@ -428,7 +435,7 @@ class SRAEExplainer(
         rows with every output varying. Each call then runs one fine-tuning epoch over its
         chunk with the same Adam optimiser and multiplier at the constant learning rate
         ``learning_rate_init``; an epoch that breaks the faithfulness constraint on its
-        chunk is undone; the collapse guard and early stopping do not apply. After ``fit``
+        chunk is undone; early stopping does not apply. After ``fit``
         or unpickling, ``partial_fit`` continues from the fitted weights.
 
         Parameters
@@ -459,8 +466,8 @@ class SRAEExplainer(
             return batching.fit_explainers([self], X, y)[0]
         run = self._start_fit(X, y, incremental)
         with torch_threads():
-            result, retries = fitting.train_with_guard(self, *run.guard_args)
-        return self._end_fit(run, result, retries)
+            result = fitting.train(self, run)
+        return self._end_fit(run, result)
 
     def _start_fit(self, X, y, incremental, shared=None, collective=LOCAL):
         """Everything ``fit`` does before training: a :class:`~sklearn_xnn._fitting.FitRun`.
@@ -475,9 +482,9 @@ class SRAEExplainer(
             self.__dict__.pop(name, None)
         return fitting.start_fit(self, X, y, incremental, shared, collective)
 
-    def _end_fit(self, run, result, retries):
+    def _end_fit(self, run, result):
         """Everything ``fit`` does after training: the fitted state and the warnings."""
-        return fitting.finish(self, run, result, retries)
+        return fitting.finish(self, run, result)
 
     # ------------------------------------------------------------------ fitted state
     def __getstate__(self):
@@ -524,6 +531,17 @@ class SRAEExplainer(
             If the file is truncated, corrupted, foreign or inconsistent.
         """
         return _persistence.load(path, expected_class=cls)
+
+    @property
+    def n_collapse_retries_(self):
+        check_is_fitted(self)
+        warnings.warn(
+            "n_collapse_retries_ is deprecated in 0.2 and will be removed in 0.4; it is "
+            "always 0 (the collapse guard was removed).",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return 0
 
     @property
     def _n_features_out(self):

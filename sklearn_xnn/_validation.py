@@ -11,7 +11,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_array, check_consistent_length, validate_data
 
 from sklearn_xnn._nn.data import should_stream
@@ -201,6 +201,13 @@ def check_params_vs_input(est, n_samples, incremental=False):
                 f"hidden_layer_sizes must be positive, got {est.hidden_layer_sizes!r}."
             )
         est._hidden = tuple(int(s) for s in sizes)
+    if est.collapse_retries != "deprecated":
+        warnings.warn(
+            "collapse_retries is deprecated in 0.2 and has no effect (the collapse guard "
+            "was removed); it will be removed in 0.4. Do not pass it.",
+            FutureWarning,
+            stacklevel=5,
+        )
     early = est.early_stopping and not incremental
     n_val = int(np.ceil(est.validation_fraction * n_samples)) if early else 0
     if early and (n_val < 1 or n_samples - n_val < 2):
@@ -281,7 +288,10 @@ PARAMETER_CONSTRAINTS = {
     "early_stopping": ["boolean"],
     "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
     "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-    "collapse_retries": [Interval(Integral, 0, None, closed="left")],
+    "collapse_retries": [
+        Interval(Integral, 0, None, closed="left"),
+        Hidden(StrOptions({"deprecated"})),
+    ],
     "rescale": ["boolean"],
     "device": [str],
     "precision": [StrOptions({"float32", "bf16"})],

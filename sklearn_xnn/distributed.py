@@ -67,7 +67,7 @@ def fit_sharded(estimator, X, y=None, *, sharded=False, group=None):
     over the ranks, as ``DistributedDataParallel`` does, each rank drawing
     ``ceil(batch_size / world_size)`` rows of its shard from its own stream; every
     decision between epochs (the epoch's head, multiplier, feasibility, kept epoch,
-    stopping, final head, collapse guard) is taken from reduced
+    stopping, final head) is taken from reduced
     statistics, so all ranks hold bitwise-identical weights at every step (checked at
     the end). The faithfulness guarantee holds on the union of the shards.
 
@@ -160,8 +160,8 @@ def fit_sharded(estimator, X, y=None, *, sharded=False, group=None):
         if y is not None:
             top = np.max([s["y_max"] for s in shards], axis=0)
             estimator._constant_outputs = top == np.min([s["y_min"] for s in shards], axis=0)
-        result, retries = fitting.train_with_guard(estimator, *run.guard_args)
-    estimator._end_fit(run, result, retries)
+        result = fitting.train(estimator, run)
+    estimator._end_fit(run, result)
     prints = _exchange(dist, group, _fingerprint(estimator))
     if len(set(prints)) != 1:
         raise RuntimeError(

@@ -71,7 +71,7 @@ def sweep(explainer, param_grid, X, y=None):
     same rows. The settings are grouped by the network's shape and training step (all
     parameters but ``random_state``, ``alpha_faithfulness``, ``alpha_reconstruction``,
     ``alpha_pullaway``, ``faithfulness_tol``, ``max_iter``, ``tol``,
-    ``n_iter_no_change``, ``pretrain``, ``collapse_retries``, ``n_init`` and
+    ``n_iter_no_change``, ``pretrain``, ``n_init`` and
     ``verbose``, which may differ within a group), and each group is fine-tuned as one
     stacked network; the scaled data and the linear faithfulness bound are computed once
     per group. Each fitted explainer equals

@@ -27,13 +27,12 @@ FAST = dict(
     max_iter=15,
     pretrain=2,
     batch_size=64,
-    collapse_retries=0,
     device="cpu",
 )
 
 
 #: The smallest configuration that still trains: for tests of plumbing, not of quality.
-TINY = dict(hidden_layer_sizes=(16, 8), max_iter=5, pretrain=1, n_components=2, collapse_retries=0)
+TINY = dict(hidden_layer_sizes=(16, 8), max_iter=5, pretrain=1, n_components=2)
 
 
 def fit_quiet(X, y=None, **kw):

@@ -399,13 +399,13 @@ def test_divergence_without_any_finite_model_raises_and_unfits(data):
         tiny(rescale=False).fit(Z * 1e30, y)
 
 
-def test_divergence_does_not_trigger_collapse_retries(data, monkeypatch):
+def test_divergence_trains_once(data, monkeypatch):
     Z, y = data
     calls = []
     real = training.fine_tune
     monkeypatch.setattr(training, "fine_tune", lambda *a, **k: calls.append(1) or real(*a, **k))
     with pytest.warns(ConvergenceWarning, match="non-finite"):
-        tiny(pretrain=0, max_iter=20, learning_rate_init=1e6, collapse_retries=3).fit(Z, y)
+        tiny(pretrain=0, max_iter=20, learning_rate_init=1e6).fit(Z, y)
     assert len(calls) == 1
 
 

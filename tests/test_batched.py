@@ -3,7 +3,7 @@
 Batched members must equal their own fits. On the CPU the stacked network's batched
 matrix products sum in another order than a single fit's, so members agree to float
 rounding, not bitwise: transform outputs and ``coef_`` to rtol 1e-4 / atol 1e-5 (measured
-differences are ~1e-6), the same number of epochs and collapse-guard rounds. Fits that
+differences are ~1e-6), the same number of epochs. Fits that
 fall back to training on their own are bitwise equal.
 """
 
@@ -34,7 +34,6 @@ SMALL = dict(
     max_iter=6,
     pretrain=1,
     batch_size=64,
-    collapse_retries=0,
     device="cpu",
 )
 RTOL, ATOL = 1e-4, 1e-5
@@ -55,7 +54,6 @@ def assert_same_fit(a, b, Z, exact=False):
     """``a`` and ``b`` are the same explainer (to float rounding unless ``exact``)."""
     close = np.testing.assert_array_equal if exact else _close
     assert a.n_iter_ == b.n_iter_
-    assert a.n_collapse_retries_ == b.n_collapse_retries_
     close(a.transform(Z), b.transform(Z))
     close(a.inverse_transform(a.transform(Z)), b.inverse_transform(a.transform(Z)))
     if a._has_head:
@@ -108,19 +106,6 @@ def test_batched_without_the_constraint(planted_small, case):
     for setting, fit in zip(settings, _sweep(Z, y, settings), strict=True):
         assert fit._stacked_with == 2
         assert_same_fit(_alone(Z, y, setting), fit, Z)
-
-
-def test_collapse_guard_retries_are_batched_and_equal(planted_small):
-    Z, y, _ = planted_small  # one output and K = 3: the x-features collapse
-    # the guard belongs to the fixed-weight objective
-    settings = [
-        {"random_state": s, "collapse_retries": 2, "max_iter": 3, "faithfulness_tol": None}
-        for s in (0, 1)
-    ]
-    fits = _sweep(Z, y[:, 0], settings)
-    assert [f.n_collapse_retries_ for f in fits] == [2, 2]
-    for setting, fit in zip(settings, fits, strict=True):
-        assert_same_fit(_alone(Z, y[:, 0], setting), fit, Z)
 
 
 @pytest.mark.parametrize("lr", [1e4, 1e6], ids=["loss diverges", "start diverges"])

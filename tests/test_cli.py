@@ -121,8 +121,9 @@ def _subparser(command, quick=False):
 
 def test_every_estimator_parameter_is_an_option_with_its_default():
     defaults = SRAEExplainer().get_params(deep=False)
-    # a torch module has no command-line form
+    # a torch module has no command-line form; a deprecated parameter has none either
     assert defaults.pop("network_head") is None
+    assert defaults.pop("collapse_retries") == "deprecated"
     args = build_parser().parse_args(["fit", "--activations", "Z.npy", "--logits", "Y.npy"])
     for name, default in defaults.items():
         expected = CLI_DEFAULTS.get(name, default)
@@ -132,6 +133,7 @@ def test_every_estimator_parameter_is_an_option_with_its_default():
     for name, default in defaults.items():
         assert getattr(demo, name) == DEMO_DEFAULTS.get(name, default), name
     assert args.max_iter == SRAEExplainer().max_iter  # not a copy of the number
+    assert not hasattr(args, "collapse_retries")
 
 
 def test_quick_changes_defaults_but_not_given_values():
@@ -161,7 +163,6 @@ def test_values_on_the_command_line_reach_the_fitted_estimator(arrays, capsys):
         "--max-iter": "3",
         "--batch-size": "32",
         "--pretrain": "1",
-        "--collapse-retries": "0",
         "--random-state": "3",
         "--device": "cpu",
         "--verbose": "0",
@@ -173,7 +174,7 @@ def test_values_on_the_command_line_reach_the_fitted_estimator(arrays, capsys):
     expected = dict(SRAEExplainer().get_params(), rescale=False, verbose=0)
     expected.update(n_components=2, hidden_layer_sizes=(12, 6), alpha_pullaway=0.05)
     expected.update(alpha_reconstruction=0.2, pullaway="samples", reconstruction="mse")
-    expected.update(max_iter=3, batch_size=32, pretrain=1, collapse_retries=0)
+    expected.update(max_iter=3, batch_size=32, pretrain=1)
     expected.update(random_state=3, device="cpu")
     assert {k: params[k] for k in expected} == expected
     assert tuple(params["hidden_layer_sizes"]) == (12, 6)
@@ -321,7 +322,7 @@ def test_help_is_plain_text_and_shows_every_default(command):
 # ---------------------------------------------------------------------------- progress
 def test_fit_shows_steps_and_epoch_progress_on_stderr(arrays, capsys):
     argv = ["fit", "--activations", str(arrays / "Z.npy"), "--logits", str(arrays / "Y.npy")]
-    argv += ["--out", str(arrays / "out"), "--n-components", "3", "--collapse-retries", "0"]
+    argv += ["--out", str(arrays / "out"), "--n-components", "3"]
     assert main([*argv, *FAST]) == 0
     err = capsys.readouterr().err
     for text in ("fitting SRAE", "fitting baselines (PCA, NMF, PLS, random)", "writing report"):

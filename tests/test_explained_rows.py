@@ -93,8 +93,8 @@ def _explained(S, y):
 
 def _start(est, Z, y):
     run = est._start_fit(Z, y, False)
-    (Zt, Yt), cfg, generator, device, reference, _ = run.guard_args
-    model, _ = engine.start(Zt, Yt, cfg, generator, device, reference)
+    (Zt, Yt), cfg = run.train, run.cfg
+    model, _ = engine.start(Zt, Yt, cfg, run.generator, run.device, run.reference)
     return model, Zt, Yt, cfg
 
 
@@ -204,7 +204,7 @@ def test_varimax_recovers_a_simple_structure():
 def _start_directions(est, Z, y):
     """``(S, low)`` of ``est``'s start on ``(Z, y)``."""
     run = est._start_fit(Z, y, False)
-    (Zt, Yt), cfg, _, _, (m, the_bound), _ = run.guard_args
+    (Zt, Yt), cfg, (m, the_bound) = run.train, run.cfg, run.reference
     return engine.start_directions(Zt, training.Targets(Yt, cfg), m, the_bound, cfg)
 
 
@@ -237,7 +237,7 @@ def _cut(Zt, Yt, z_mean, S, offsets, cfg):
 def test_the_start_spends_half_its_slack_on_sparser_offsets(patch_layer):
     Z, y = patch_layer
     run = SRAEExplainer(5, device="cpu", random_state=0)._start_fit(Z, y, False)
-    (Zt, Yt), cfg, generator, device, (m, the_bound), _ = run.guard_args
+    (Zt, Yt), cfg, (m, the_bound) = run.train, run.cfg, run.reference
     targets = training.Targets(Yt, cfg)
     S, low = engine.start_directions(Zt, targets, m, the_bound, cfg)
     offsets = engine.sparse_offsets(Zt, targets, m.z_mean, S, low, cfg)
@@ -248,7 +248,7 @@ def test_the_start_spends_half_its_slack_on_sparser_offsets(patch_layer):
     assert cut[1] <= full[1]
     assert cut[2] <= full[2]
     # the offsets the network carries are those: the start is that explainer
-    model, _ = engine.start(Zt, Yt, cfg, generator, device, (m, the_bound))
+    model, _ = engine.start(Zt, Yt, cfg, run.generator, run.device, (m, the_bound))
     x = training.encode(model, Zt[:50]).double()
     expected = ((Zt[:50].double() - m.z_mean) @ S.double() - offsets.double()).clamp_min(0)
     np.testing.assert_allclose(x.numpy(), expected.numpy(), atol=1e-4)

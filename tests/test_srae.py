@@ -7,6 +7,7 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -253,43 +254,16 @@ def test_dead_features_are_counted_and_announced(planted_small, monkeypatch):
     np.testing.assert_array_equal(est.components_[0], 0.0)
 
 
-def test_collapse_guard_retrains_with_adjusted_alphas(planted_small, monkeypatch):
-    from sklearn_xnn._nn import engine as srae
-
-    calls = []
-    monkeypatch.setattr(srae, "collapse_state", lambda x, w: (calls.append(1) or True, 0.1))
+def test_collapse_retries_is_deprecated_and_has_no_effect(planted_small):
     Z, y, _ = planted_small
-    with pytest.warns(Warning, match="collapse guard retried 2 times"):
-        params = {**FAST, "collapse_retries": 2, "faithfulness_tol": None}
-        est = SRAEExplainer(3, random_state=0, n_init=1, **params)
-        est.fit(Z, y)
-    assert len(calls) == 3 and est.n_collapse_retries_ == 2
-    assert est.alphas_[1] == pytest.approx(est.alpha_reconstruction)
-
-
-def test_the_collapse_guard_does_not_retrain_under_the_constraint(planted_small, monkeypatch):
-    from sklearn_xnn._nn import engine as srae
-
-    calls = []
-    monkeypatch.setattr(srae, "collapse_state", lambda x, w: (calls.append(1) or True, 0.1))
-    Z, y, _ = planted_small
-    est = SRAEExplainer(3, random_state=0, **{**FAST, "collapse_retries": 2}).fit(Z, y)
-    assert len(calls) == 1 and est.n_collapse_retries_ == 0
-
-
-def test_collapse_state_rule():
-    from sklearn_xnn._nn.engine import collapse_state
-
-    x = torch.arange(10.0, dtype=torch.float64)[:, None].repeat(1, 3)  # equal spreads
-    w = torch.tensor([[1.0, 1.0, 1.0]], dtype=torch.float64)
-    assert collapse_state(x, w) == (False, 1.0)
-    # a large constant part (a big mean) is no contribution: the spreads decide
-    assert collapse_state(x + torch.tensor([100.0, 0.0, 0.0], dtype=torch.float64), w)[1] == 1.0
-    w1 = torch.tensor([[1.0, 0.2, -1.0]], dtype=torch.float64)  # second = 0.2 of the largest
-    collapsed, ratio = collapse_state(x, w1)
-    assert collapsed and ratio == pytest.approx(0.2)
-    w2 = torch.tensor([[1.0, -1.0, -1.0]], dtype=torch.float64)  # one positive contribution
-    assert collapse_state(x, w2)[0]
+    plain = SRAEExplainer(3, random_state=0, **FAST).fit(Z, y)
+    with pytest.warns(FutureWarning, match="collapse_retries is deprecated"):
+        old = SRAEExplainer(3, random_state=0, collapse_retries=2, **FAST).fit(Z, y)
+    np.testing.assert_array_equal(old.transform(Z), plain.transform(Z))
+    with pytest.warns(FutureWarning, match="n_collapse_retries_ is deprecated"):
+        assert plain.n_collapse_retries_ == 0
+    with pytest.raises(NotFittedError):
+        getattr(SRAEExplainer(), "n_collapse_retries_")  # noqa: B009
 
 
 def test_early_stopping_keeps_validation_scores(planted_small):

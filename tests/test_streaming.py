@@ -147,7 +147,7 @@ _RSS_SCRIPT = textwrap.dedent(
             return next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssAnon"))
     warnings.simplefilter("ignore")
     est = SRAEExplainer(hidden_layer_sizes=(16, 8), n_components=3, max_iter=1, pretrain=1,
-                        batch_size=256, collapse_retries=0, device="cpu", random_state=0)
+                        batch_size=256, device="cpu", random_state=0)
     est.fit(np.asarray(Z[:300]), y[:300])  # warm up torch (kernels, thread pools) first
     base, peak, done = anon(), [0], threading.Event()
     def sample():  # the peak, sampled every millisecond while the fit runs

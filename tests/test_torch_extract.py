@@ -144,7 +144,7 @@ def test_explainer_module_matches_numpy(fitted_srae):
 def test_explainer_module_1d_target_and_unsupervised():
     rng = np.random.default_rng(1)
     Z = rng.random((80, 6))
-    kw = dict(hidden_layer_sizes=(8,), max_iter=2, pretrain=1, collapse_retries=0, device="cpu")
+    kw = dict(hidden_layer_sizes=(8,), max_iter=2, pretrain=1, device="cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         one = SRAEExplainer(2, random_state=0, **kw).fit(Z, Z[:, 0])
@@ -171,7 +171,6 @@ def test_explained_network_equals_transform_of_extracted(cnn_and_images):
             hidden_layer_sizes=(16,),
             max_iter=3,
             pretrain=1,
-            collapse_retries=0,
             device="cpu",
             random_state=0,
         ).fit(Z, y)

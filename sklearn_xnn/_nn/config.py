@@ -97,15 +97,12 @@ class History:
 
 @dataclass
 class Attempt:
-    """One training attempt: the network, its history and how its x-features turned out."""
+    """One training attempt: the network, its history and its training x-features."""
 
     model: torch.nn.Module
     history: History
     optimizer: torch.optim.Optimizer | None
     x_train: torch.Tensor
-    collapsed: bool
-    balance: float
-    alphas: tuple
     multiplier: float
     faithfulness: float | None = None
     stage: str = "fine-tuning"

@@ -4,7 +4,7 @@
 fine-tunes it and assesses the result (``begin`` then ``tune``, the two halves that
 :mod:`sklearn_xnn._nn.batched` runs around a stacked fine-tuning), ``resume`` continues a
 trained network on more data (``partial_fit``). The estimator orchestrates (validation,
-scaling, the collapse guard, the fitted state); everything here is torch.
+scaling, the fitted state); everything here is torch.
 """
 
 import torch
@@ -210,54 +210,14 @@ def begin(Z, Y, cfg, generator, device, reference, targets=None):
 
 
 def assess(model, Z, Y, history, opt, cfg, lam, stage=None, targets=None):
-    """The :class:`Attempt` of a trained network: the final head, its x-features, collapse."""
+    """The :class:`Attempt` of a trained network: the final head and its x-features."""
     faithfulness = x = None
     if training.finite_weights(model):
-        x = training.encode(model, Z)  # this rank's rows: the final head's and collapse's
+        x = training.encode(model, Z)  # this rank's rows, for the final head
         if stage is None and model.head is not None:
             faithfulness = final_head(model, Z, Y, cfg, targets, x)
         x = cfg.collective.all_gather_rows(x)  # every rank's rows, in rank order
-    weight = None if model.head is None else model.head.weight.detach()
-    collapsed, balance = collapse_state(x, weight) if x is not None else (True, 0.0)
-    alphas = (cfg.alpha_f, cfg.alpha_r, cfg.alpha_p)
-    return Attempt(
-        model,
-        history,
-        opt,
-        x,
-        collapsed,
-        balance,
-        alphas,
-        lam,
-        faithfulness,
-        stage or "fine-tuning",
-    )
-
-
-def collapse_state(x, weight, min_ratio=0.3):
-    """Whether the x-features collapsed, and how balanced their contributions' spreads are.
-
-    With one output the spread of x-feature ``k``'s contribution is ``std_i(x_ik) W_k``
-    (signed: positive when it raises the output); with several outputs it is the
-    magnitude ``std_i(x_ik) ||W_:k||``. A constant part of a contribution explains
-    nothing (the head's bias can hold it), so spreads, not means, are compared.
-    Collapsed means fewer than two positive spreads, or the second largest under
-    ``min_ratio`` of the largest. Returns ``(collapsed, second / largest)``.
-    """
-    spread = x.double().std(0).cpu() if x.shape[0] > 1 else x.double().abs().mean(0).cpu()
-    if weight is None:
-        score = spread
-    elif weight.shape[0] == 1:
-        score = spread * weight[0].double().cpu()
-    else:
-        score = spread * torch.linalg.vector_norm(weight.double().cpu(), dim=0)
-    top = torch.sort(score, descending=True).values
-    if top.numel() < 2:
-        return False, 1.0
-    if top[0] <= 0:
-        return True, 0.0
-    ratio = float(max(top[1], 0.0) / top[0])
-    return (int((score > 0).sum()) < 2 or ratio < min_ratio), ratio
+    return Attempt(model, history, opt, x, lam, faithfulness, stage or "fine-tuning")
 
 
 #: The seed of the validation split: every explainer fitted on the same rows holds out the

@@ -145,7 +145,7 @@ def estimator_options(estimator_class=SRAEExplainer):
     Names and defaults come from ``estimator_class().get_params()``, types, ranges and
     choices from its ``_parameter_constraints``, the help text from its docstring.
     Parameters that take a Python object (``network_head``, a torch module) have no
-    command-line form and are left out.
+    command-line form and are left out, as are deprecated ones (default ``"deprecated"``).
     """
     defaults = estimator_class().get_params(deep=False)
     order = list(inspect.signature(estimator_class).parameters)
@@ -153,9 +153,11 @@ def estimator_options(estimator_class=SRAEExplainer):
     helps = parameter_help(estimator_class)
     options = {}
     for name in sorted(defaults, key=lambda n: order.index(n) if n in order else len(order)):
-        if any(isinstance(c, HasMethods) for c in constraints.get(name, [])):
-            continue
         default = defaults[name]
+        if default == "deprecated" or any(
+            isinstance(c, HasMethods) for c in constraints.get(name, [])
+        ):
+            continue
         kwargs = _option_kwargs(default, constraints.get(name, []))
         text = " ".join(
             filter(None, [helps.get(name, f"The {name} parameter."), _CLI_NOTES.get(name)])

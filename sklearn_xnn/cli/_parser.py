@@ -28,7 +28,6 @@ QUICK_DEFAULTS = {
     "hidden_layer_sizes": (32, 8),
     "max_iter": 5,
     "pretrain": 1,
-    "collapse_retries": 0,
 }
 
 

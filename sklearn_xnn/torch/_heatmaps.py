@@ -498,7 +498,7 @@ def xfeature_heatmaps(
     >>> images = torch.rand(40, 1, 8, 8)
     >>> Z, logits = extract_activations(cnn, "1", images, pooling="flatten", device="cpu")
     >>> xnn = SRAEExplainer(2, hidden_layer_sizes=(8,), max_iter=2, pretrain=1,
-    ...                     collapse_retries=0, device="cpu", random_state=0).fit(Z, logits)
+    ...                     device="cpu", random_state=0).fit(Z, logits)
     >>> net = ExplainedNetwork(cnn, xnn, layer="1", pooling="flatten")
     >>> xfeature_heatmaps(net, images[:5], method="grad_cam").shape
     (5, 2, 8, 8)

@@ -98,7 +98,7 @@ def explainer_module(explainer, *, dtype=torch.float32, device="cpu"):
     >>> rng = np.random.default_rng(0)
     >>> Z, y = rng.random((60, 6)), rng.random((60, 2))
     >>> xnn = SRAEExplainer(2, hidden_layer_sizes=(8,), max_iter=2, pretrain=1,
-    ...                     collapse_retries=0, device="cpu", random_state=0).fit(Z, y)
+    ...                     device="cpu", random_state=0).fit(Z, y)
     >>> m = explainer_module(xnn, dtype=torch.float64)
     >>> bool(np.allclose(m(torch.as_tensor(Z)).numpy(), xnn.predict(Z)))
     True
@@ -160,7 +160,7 @@ class ExplainedNetwork(nn.Module):
     >>> images = torch.rand(50, 1, 8, 8)
     >>> Z, logits = extract_activations(cnn, "1", images, pooling="flatten", device="cpu")
     >>> xnn = SRAEExplainer(2, hidden_layer_sizes=(8,), max_iter=2, pretrain=1,
-    ...                     collapse_retries=0, device="cpu", random_state=0).fit(Z, logits)
+    ...                     device="cpu", random_state=0).fit(Z, logits)
     >>> net = ExplainedNetwork(cnn, xnn, layer="1", pooling="flatten")
     >>> net.xfeatures(images).shape, net(images).shape
     (torch.Size([50, 2]), torch.Size([50, 3]))

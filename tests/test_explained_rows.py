@@ -129,7 +129,7 @@ def test_an_epoch_that_stops_explaining_a_class_is_infeasible(patch_layer):
     parts = training.evaluate(model, Zt, Yt, cfg).tolist()
     floor = torch.full((Yt.shape[1],), training.KEPT_SHARE, dtype=torch.float64)
     targets = training.Targets(Yt, cfg)
-    _, violation = training._check_epoch(model, Zt, targets, None, cfg, parts, History(), floor)
+    _, violation, _ = training._check_epoch(model, Zt, targets, None, cfg, parts, History(), floor)
     assert violation == 0.0  # the start is faithful, explains every row, has no dead unit
     with torch.no_grad():  # one class loses its positive weights: none of its rows is explained
         c = int(np.bincount(y.argmax(axis=1)).argmax())
@@ -149,7 +149,7 @@ def test_an_epoch_with_a_dead_x_feature_is_infeasible(patch_layer):
         last = model.encoder.layers[-1]
         last.weight[0], last.bias[0] = 0.0, -1.0
     targets = training.Targets(Yt, cfg)
-    _, violation = training._check_epoch(model, Zt, targets, None, cfg, parts, History(), None)
+    _, violation, _ = training._check_epoch(model, Zt, targets, None, cfg, parts, History(), None)
     assert violation >= 1.0
 
 
@@ -171,7 +171,7 @@ def test_patience_counts_every_epoch_that_does_not_improve(patch_layer, monkeypa
     Z, y = patch_layer
     model, Zt, Yt, cfg = _start(SRAEExplainer(5, device="cpu", random_state=0), Z, y)
     cfg = cfg.replace(n_iter_no_change=2, max_iter=10)
-    script = iter([(1.5, 0.0), (1.4, 0.0), (1.0, 0.3), (0.9, 0.2)])
+    script = iter([(1.5, 0.0, 0.0), (1.4, 0.0, 0.0), (1.0, 0.3, 0.0), (0.9, 0.2, 0.0)])
     monkeypatch.setattr(training, "_check_epoch", lambda *a, **k: next(script))
     run = training.Progress(model, Zt, Yt, cfg)
     stats = [0.0, 0.0, 0.0]
@@ -183,6 +183,34 @@ def test_patience_counts_every_epoch_that_does_not_improve(patch_layer, monkeypa
     # it: they end the run, and the kept epoch stays the feasible one
     assert stops == [False, False, False, True]
     assert run.best == (False, 1.4)
+
+
+def test_patience_ignores_drops_within_the_counts_noise(patch_layer, monkeypatch):
+    Z, y = patch_layer
+    model, Zt, Yt, cfg = _start(SRAEExplainer(5, device="cpu", random_state=0), Z, y)
+    cfg = cfg.replace(n_iter_no_change=2, max_iter=10)
+    # each drop (0.02) is under the count's standard error (0.05): no improvement
+    script = iter([(1.5, 0.0, 0.05), (1.48, 0.0, 0.05), (1.46, 0.0, 0.05)])
+    monkeypatch.setattr(training, "_check_epoch", lambda *a, **k: next(script))
+    run = training.Progress(model, Zt, Yt, cfg)
+    stops = []
+    for epoch in range(3):
+        run.begin(model)
+        stops.append(run.end_epoch(model, Zt, [0.0, 0.0, 0.0], 1.0, epoch))
+    assert stops == [False, False, True]
+    assert run.best == (False, 1.46)  # the sparsest feasible epoch is still the one kept
+
+
+def test_the_counts_standard_error_is_that_of_its_rows():
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(rng.exponential(size=(300, 4)))
+    W = torch.as_tensor(rng.normal(size=(7, 4)))
+    count, se = training.significant_count(x, W, spread=True)
+    assert count == training.significant_count(x, W)
+    S = x.numpy()[:, None, :] * W.numpy()  # (n, C, K)
+    per_row = np.array([n_significant(S[[i]]) for i in range(300)])
+    assert count == pytest.approx(per_row.mean(), abs=1e-12)
+    assert se == pytest.approx(per_row.std(ddof=1) / np.sqrt(300), rel=1e-9)
 
 
 def test_varimax_recovers_a_simple_structure():

@@ -366,27 +366,36 @@ def significant_rows(n_rows, weight, max_values=SIGNIFICANT_VALUES):
 
 
 @torch.no_grad()
-def significant_count(x, weight, max_values=SIGNIFICANT_VALUES, coverage=0.9):
+def significant_count(x, weight, max_values=SIGNIFICANT_VALUES, coverage=0.9, spread=False):
     """Mean number of significant x-features per input and output of the x-features ``x``
     under the head weights ``weight``, on the first rows (as many as keep the contributions
     ``x_k W_ck`` under ``max_values`` values): the count of
     :func:`sklearn_xnn.metrics.n_significant`, computed the same way in torch (sort,
-    running sum, the fewest positive contributions covering ``coverage`` of their total)."""
+    running sum, the fewest positive contributions covering ``coverage`` of their total).
+    With ``spread``, ``(count, standard error)``: the standard error of that mean over the
+    rows read (each row's count averaged over the outputs), the count's sampling noise."""
     x, weight = x[: significant_rows(x.shape[0], weight, max_values)], weight.double()
     step = max(1, 2**18 // weight.numel())  # rows per chunk: 2 MB of float64 contributions
-    total = 0.0
+    total = squares = 0.0
     for a in range(0, x.shape[0], step):
         positive = (x[a : a + step].double().unsqueeze(1) * weight).clamp_min_(0.0)
         running = positive.sort(-1, descending=True).values.cumsum_(-1)
         top = running[..., -1:]
         reached = (running >= coverage * top * (1.0 - 1e-12)).to(torch.uint8)
-        total += float(torch.where(top[..., 0] > 0, reached.argmax(-1) + 1, 0).sum())
-    return total / max(x.shape[0] * weight.shape[0], 1)
+        counts = torch.where(top[..., 0] > 0, reached.argmax(-1) + 1, 0)
+        per_row = counts.sum(-1, dtype=torch.float64) / max(weight.shape[0], 1)
+        total, squares = total + float(per_row.sum()), squares + float((per_row**2).sum())
+    n = max(x.shape[0], 1)
+    mean = total / n
+    if not spread:
+        return mean
+    variance = max(squares / n - mean**2, 0.0) * n / max(n - 1, 1)
+    return mean, math.sqrt(variance / n)
 
 
 def _check_epoch(model, Z, targets, val, cfg, parts, hist, coverage=None):
-    """Set the epoch's head (:func:`epoch_head`), then ``(monitored value, violation)`` of
-    the epoch just run.
+    """Set the epoch's head (:func:`epoch_head`), then ``(monitored value, violation,
+    noise)`` of the epoch just run.
 
     The violation (0 when the epoch is feasible) is by how much the faithfulness error
     exceeds its target on the training rows (plus on the validation rows when given),
@@ -394,8 +403,8 @@ def _check_epoch(model, Z, targets, val, cfg, parts, hist, coverage=None):
     :data:`SHORTFALL_TOL`, plus the number of dead x-features. Under the constraint the
     monitored value is the explanation's sparsity, :func:`significant_count` (on the
     validation rows when given): the epoch kept is the sparsest feasible one, by the
-    measure a user reads. Without the constraint it is the total loss (on the validation
-    rows when given).
+    measure a user reads; ``noise`` is its standard error over the rows. Without the
+    constraint it is the total loss (on the validation rows when given), with no noise.
     """
     violation = 0.0
     constrained = targets is not None and cfg.faith_target is not None
@@ -414,10 +423,11 @@ def _check_epoch(model, Z, targets, val, cfg, parts, hist, coverage=None):
         monitored = None if constrained else validation
         if Tv is not None and val_target is not None:
             violation += max(head_error(model.head, xv, Tv, cfg) - val_target, 0.0)
+    noise = 0.0
     if constrained:
         weight = model.head.weight.detach()
-        monitored = significant_count(x if val is None else xv, weight)
-    return monitored, violation
+        monitored, noise = significant_count(x if val is None else xv, weight, spread=True)
+    return monitored, violation, noise
 
 
 def fine_tune(
@@ -428,8 +438,8 @@ def fine_tune(
     ``val`` is ``(Z_val, Y_val, val_target)`` or None. Stops after ``cfg.max_iter`` epochs,
     or when the monitored value (the significant count of feasible epochs under the
     constraint, else the total loss; on the validation rows when given) has not improved
-    by ``tol``
-    for ``n_iter_no_change`` epochs. A non-finite loss restores the last finite weights and
+    by ``tol`` (and for the count by more than its standard error over the rows) for
+    ``n_iter_no_change`` epochs. A non-finite loss restores the last finite weights and
     raises ``NonFiniteLossError``; a ``KeyboardInterrupt`` stops training with the kept
     weights and records ``history.interrupted_epoch``. ``opt`` continues an existing Adam
     (``partial_fit``); ``targets`` are the :class:`Targets` of ``Y`` when already computed.
@@ -545,15 +555,17 @@ class Progress:
         hist.loss.append(loss)
         hist.parts.append(parts)
         hist.multiplier.append(multiplier)
-        monitored, violation = _check_epoch(
+        monitored, violation, noise = _check_epoch(
             model, Z, self.targets, self.val, cfg, parts, hist, self.coverage
         )
         if cfg.verbose:
             state = "" if violation <= 0 else ", infeasible"
             logger.info("epoch %d: loss %.6g (monitored %.6g%s)", epoch + 1, loss, monitored, state)
         new = self._key(monitored, violation)
+        # a feasible epoch's count improves by more than its sampling noise, or not at all
+        margin = cfg.tol if new[0] else max(cfg.tol, noise)
         improved = new[0] < self.best[0] or (
-            new[0] == self.best[0] and new[1] < self.best[1] - cfg.tol
+            new[0] == self.best[0] and new[1] < self.best[1] - margin
         )
         if new < self.best:
             if self.constrained or self.val is not None:

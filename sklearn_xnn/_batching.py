@@ -6,7 +6,7 @@ as its own ``fit`` would. Every explainer runs ``fit``'s own preparation
 data and the bound between explainers that can), then the training attempts of all of
 them go to :func:`sklearn_xnn._nn.batched.attempts`, which fine-tunes the compatible ones
 as one stacked network, and each explainer then stores its fitted state with ``fit``'s own
-``_end_fit``. An explainer with ``n_init > 1``
+:func:`~sklearn_xnn._fitting.finish`. An explainer with ``n_init > 1``
 is expanded into ``n_init`` members with their own seeds, and keeps the best of them
 (:func:`_keep_best`).
 """
@@ -92,7 +92,7 @@ def _train(members, X, y, caught, shared):
     ):
         member._stacked_with = size
         with _recording(caught[i]):
-            member._end_fit(run, fitting.train(member, run, result))
+            fitting.finish(member, run, fitting.train(member, run, result))
         results.append((run, result))
     return results
 

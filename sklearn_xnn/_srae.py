@@ -469,7 +469,7 @@ class SRAEExplainer(
         run = self._start_fit(X, y, incremental)
         with torch_threads():
             result = fitting.train(self, run)
-        return self._end_fit(run, result)
+        return fitting.finish(self, run, result)
 
     def _start_fit(self, X, y, incremental, shared=None, collective=LOCAL):
         """Everything ``fit`` does before training: a :class:`~sklearn_xnn._fitting.FitRun`.
@@ -483,10 +483,6 @@ class SRAEExplainer(
         for name in batching.INIT_ATTRIBUTES:  # an n_init > 1 fit sets them, its members not
             self.__dict__.pop(name, None)
         return fitting.start_fit(self, X, y, incremental, shared, collective)
-
-    def _end_fit(self, run, result):
-        """Everything ``fit`` does after training: the fitted state and the warnings."""
-        return fitting.finish(self, run, result)
 
     # ------------------------------------------------------------------ fitted state
     def __getstate__(self):

@@ -56,13 +56,6 @@ def _positive_int(value, name):
     return number
 
 
-def _env_limit(value):
-    """The thread count an ``OMP_NUM_THREADS``-style value asks for, or None."""
-    # OpenMP accepts a nesting list ("4,2"): the first entry is the outer level.
-    head = str(value).split(",")[0].strip()
-    return int(head) if head.isdigit() and int(head) > 0 else None
-
-
 def _dask_worker_nthreads():
     """The task threads of the ``distributed`` worker running this code, or None."""
     distributed = sys.modules.get("distributed")  # never import it just to look
@@ -115,9 +108,10 @@ def choose_num_threads(current, n_cpus, env=None, worker_nthreads=None, override
     share = max(int(n_cpus) // (worker_nthreads or 1), 1)
     limits = [int(current), share]
     for var in _LIMIT_VARS:
-        limit = _env_limit((env or {}).get(var, ""))
-        if limit is not None:
-            limits.append(limit)
+        # OpenMP accepts a nesting list ("4,2"): the first entry is the outer level
+        head = str((env or {}).get(var, "")).split(",")[0].strip()
+        if head.isdigit() and int(head) > 0:
+            limits.append(int(head))
     return max(min(limits), 1)
 
 

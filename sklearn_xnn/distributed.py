@@ -161,7 +161,7 @@ def fit_sharded(estimator, X, y=None, *, sharded=False, group=None):
             top = np.max([s["y_max"] for s in shards], axis=0)
             estimator._constant_outputs = top == np.min([s["y_min"] for s in shards], axis=0)
         result = fitting.train(estimator, run)
-    estimator._end_fit(run, result)
+    fitting.finish(estimator, run, result)
     prints = _exchange(dist, group, _fingerprint(estimator))
     if len(set(prints)) != 1:
         raise RuntimeError(

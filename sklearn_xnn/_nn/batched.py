@@ -35,7 +35,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from sklearn_xnn._nn import data, engine, training
-from sklearn_xnn._nn.config import Multiplier, Schedule, adam
+from sklearn_xnn._nn.config import Multiplier, adam, schedule
 from sklearn_xnn._nn.data import batches
 from sklearn_xnn._nn.losses import weighted_loss
 
@@ -200,7 +200,7 @@ def fine_tune_many(models, jobs):
     check_batch(jobs)
     Z, Y, cfg = jobs[0].Z, jobs[0].Y, jobs[0].cfg
     n_steps = math.ceil(Z.shape[0] / cfg.batch_size)
-    schedule = Schedule(cfg, n_steps)
+    rates = schedule(cfg, n_steps)
     pairs = list(zip(models, jobs, strict=True))
     lams = [training.start_multiplier(m, Z, Y, j.cfg, n_steps) for m, j in pairs]
     runs = [training.Progress(m, j.Z, j.Y, j.cfg, j.val) for m, j in pairs]
@@ -211,7 +211,7 @@ def fine_tune_many(models, jobs):
             for i in stack.members:
                 runs[i].begin(models[i])
             generators = [jobs[i].generator for i in stack.members]
-            stats = stack.epoch(Z, Y, generators, schedule)
+            stats = stack.epoch(Z, Y, generators, rates)
             stack.unload(models)
             for row, i in enumerate(list(stack.members)):
                 ended[i] = _end_epoch(runs[i], models[i], jobs[i], stats[row], stack, row, epoch)
@@ -312,7 +312,7 @@ class _Stack:
         call = lambda p, z, y, w: functional_call(objective, p, (z, y, w))  # noqa: E731
         self.step = vmap(call, dims)
 
-    def epoch(self, Z, Y, generators, schedule):
+    def epoch(self, Z, Y, generators, rates):
         """One epoch of every member: ``(M, 3)`` rows of mean loss parts."""
         n, sizes, parts_seen = Z.shape[0], [], []
         orders = [batches(n, self.batch_size, g, data.index_device(Z)) for g in generators]
@@ -320,8 +320,9 @@ class _Stack:
             idx = torch.stack(idx)
             zb = Z[idx]  # idx stacks one row index per member
             yb = None if Y is None else Y[idx]
+            lr = next(rates)
             for group in self.opt.param_groups:
-                group["lr"] = schedule()
+                group["lr"] = lr
             out = self.step(self.params, zb, yb, self.weights)
             loss, parts = weighted_loss(out[1], self.alphas)
             e_faith = out[2] if self.constrained else None

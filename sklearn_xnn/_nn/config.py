@@ -126,18 +126,16 @@ def _fused_devices():
     return tuple(_get_fused_kernels_supported_devices())
 
 
-class Schedule:
-    """Linear warm-up over ``warmup_steps``, then x``lr_gamma`` every ``lr_step`` epochs."""
-
-    def __init__(self, cfg, steps_per_epoch, start_epoch=0):
-        self.cfg, self.per_epoch = cfg, max(1, steps_per_epoch)
-        self.step = start_epoch * self.per_epoch
-
-    def __call__(self):
-        cfg, t = self.cfg, self.step
-        self.step += 1
+def schedule(cfg, steps_per_epoch, start_epoch=0):
+    """The learning rate of every step from epoch ``start_epoch`` on (an endless
+    generator): a linear warm-up over ``warmup_steps``, then x``lr_gamma`` every
+    ``lr_step`` epochs."""
+    per_epoch = max(1, steps_per_epoch)
+    t = start_epoch * per_epoch
+    while True:
         warm = min(1.0, (t + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
-        return cfg.lr * warm * cfg.lr_gamma ** ((t // self.per_epoch) // cfg.lr_step)
+        yield cfg.lr * warm * cfg.lr_gamma ** ((t // per_epoch) // cfg.lr_step)
+        t += 1
 
 
 class Multiplier:

@@ -49,7 +49,7 @@ import torch
 
 from sklearn_xnn._nn import bound, data
 from sklearn_xnn._nn.collective import LOCAL
-from sklearn_xnn._nn.config import History, Multiplier, Schedule, adam
+from sklearn_xnn._nn.config import History, Multiplier, adam, schedule
 from sklearn_xnn._nn.init import set_head
 from sklearn_xnn._nn.losses import (
     faithfulness_error,
@@ -202,7 +202,7 @@ def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None, top=None)
     return x, y_hat, srae_terms(x, y_hat, z_hat, zb, yb, weight, cfg, pullaway, top)
 
 
-def _epoch(model, opt, Z, targets, cfg, generator, schedule, multiplier, step=forward_loss):
+def _epoch(model, opt, Z, targets, cfg, generator, rates, multiplier, step=forward_loss):
     model.train()
     comm, sizes, parts_seen = cfg.collective, [], []
     for idx in comm.batches(Z.shape[0], cfg.batch_size, generator, data.index_device(Z)):
@@ -210,8 +210,9 @@ def _epoch(model, opt, Z, targets, cfg, generator, schedule, multiplier, step=fo
         yb = top = None
         if targets is not None:
             yb, top = data.batch(targets.Y, idx), data.batch(targets.top, idx)
+        lr = next(rates)
         for group in opt.param_groups:
-            group["lr"] = schedule()
+            group["lr"] = lr
         _, loss, parts, e_faith = step(
             model, zb, yb, cfg, cfg.dropout_generator, multiplier.value(), top
         )
@@ -447,14 +448,14 @@ def fine_tune(
     opt = adam(model.parameters(), cfg.lr, cfg.weight_decay) if opt is None else opt
     step = torch.compile(forward_loss) if cfg.compile else forward_loss
     n_steps = cfg.collective.steps(Z.shape[0], cfg.batch_size)
-    schedule = Schedule(cfg, n_steps, start_epoch)
+    rates = schedule(cfg, n_steps, start_epoch)
     lam = start_multiplier(model, Z, Y, cfg, n_steps, multiplier)
     run = Progress(model, Z, Y, cfg, val, targets)
     epoch = 0
     try:
         for epoch in range(cfg.max_iter):
             run.begin(model)
-            stats = _epoch(model, opt, Z, run.targets, cfg, generator, schedule, lam, step)
+            stats = _epoch(model, opt, Z, run.targets, cfg, generator, rates, lam, step)
             stats = stats.tolist()
             if run.end_epoch(model, Z, stats, lam.current(cfg), epoch):
                 break
@@ -529,13 +530,9 @@ class Progress:
                 self.coverage = KEPT_SHARE * start[0] / start[1].clamp_min(1.0)
             if cfg.faithfulness == "kl":  # the start may miss a KL target
                 violation = max(faithfulness_on(model, Z, Y, cfg) - cfg.faith_target, 0.0)
-        self.best = self._key(math.inf, violation)
+        self.best = (True, violation) if violation > 0 else (False, math.inf)
         self.state = snapshot(model) if self.constrained else None
         self.stall, self.good_state, self.prev_state = 0, None, None
-
-    @staticmethod
-    def _key(value, violation):
-        return (True, violation) if violation > 0 else (False, value)
 
     def begin(self, model):
         """Remember the weights the epoch starts from (restored if it goes non-finite)."""
@@ -561,7 +558,7 @@ class Progress:
         if cfg.verbose:
             state = "" if violation <= 0 else ", infeasible"
             logger.info("epoch %d: loss %.6g (monitored %.6g%s)", epoch + 1, loss, monitored, state)
-        new = self._key(monitored, violation)
+        new = (True, violation) if violation > 0 else (False, monitored)
         # a feasible epoch's count improves by more than its sampling noise, or not at all
         margin = cfg.tol if new[0] else max(cfg.tol, noise)
         improved = new[0] < self.best[0] or (

@@ -317,7 +317,7 @@ def store(est, result, eng, supervised):
     x = result.x_train.double().cpu().numpy()
     est.dead_components_ = x.max(axis=0) <= 0
     est.n_dead_components_ = int(est.dead_components_.sum())
-    est.components_ = decoder_responses(est, x)
+    est.components_ = decoder_responses(x, result.model.decoder, eng.scaler.scale)
     hist = result.history
     est.loss_curve_ = list(hist.loss)
     kl = est.faithfulness == "kl"
@@ -329,16 +329,17 @@ def store(est, result, eng, supervised):
     est._converged = hist.converged
 
 
-def decoder_responses(est, x):
-    """``components_``: ``G(m_k e_k) - G(0)``, ``m_k`` the mean positive value of ``x_k``."""
+@torch.no_grad()
+def decoder_responses(x, decoder, scale):
+    """``components_``: ``G(m_k e_k) - G(0)`` in the caller's units, ``m_k`` the mean
+    positive value of ``x_k`` and ``G`` the trained ``decoder`` (run in float64; its
+    output times ``scale`` is the caller's units, as the fitted decoder's weights are)."""
     positive = np.where(x > 0, x, np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         means = np.nan_to_num(np.nanmean(positive, axis=0), nan=0.0)
-    probes = np.vstack([np.zeros(est.n_components_), np.diag(means)])
-    rebuilt = modules.decode_numpy(
-        probes, est.decoder_coefs_, est.decoder_intercepts_, est.decoder_relu_output_
-    )
+    probes = torch.as_tensor(np.vstack([np.zeros(x.shape[1]), np.diag(means)]))
+    rebuilt = copy.deepcopy(decoder).cpu().double()(probes).numpy() * scale
     return rebuilt[1:] - rebuilt[0]
 
 

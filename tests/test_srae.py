@@ -38,6 +38,16 @@ def test_fitted_attributes_and_shapes(planted_small):
     assert X.shape == (Z.shape[0], 3) and (X >= 0).all()
     assert est.inverse_transform(X).shape == Z.shape
     assert est.predict(Z).shape == y.shape
+
+
+def test_components_are_the_decoders_response_in_the_callers_units(planted_small):
+    Z, y, _ = planted_small
+    Z = Z * 1000.0  # rescale=True trains on Z / scale_: the components are in Z's units
+    est = SRAEExplainer(3, random_state=0, **FAST).fit(Z, y)
+    x = est.transform(Z)
+    means = np.array([x[x[:, k] > 0, k].mean() for k in range(3)])
+    rebuilt = est.inverse_transform(np.vstack([np.zeros(3), np.diag(means)]))
+    np.testing.assert_allclose(est.components_, rebuilt[1:] - rebuilt[0], rtol=1e-5, atol=1e-6)
     assert list(est.get_feature_names_out()) == [f"sraeexplainer{k}" for k in range(3)]
 
 

@@ -31,16 +31,12 @@ def init_linear(layer, generator):
     return layer
 
 
-def dropout(h, p, generator):
-    """Inverted dropout whose mask is drawn from ``generator`` (never the global RNG)."""
-    if p <= 0.0 or generator is None:
-        return h
-    keep = torch.rand(h.shape, generator=generator, device=h.device, dtype=h.dtype) >= p
-    return h * keep / (1.0 - p)
-
-
 class Encoder(nn.Module):
-    """``Linear -> ReLU -> Dropout -> Linear -> ReLU -> ... -> Linear(., K) -> ReLU``."""
+    """``Linear -> ReLU -> Dropout -> Linear -> ReLU -> ... -> Linear(., K) -> ReLU``.
+
+    The dropout (after the first layer, when a ``generator`` is given) is inverted
+    dropout whose mask is drawn from that generator, never from the global RNG.
+    """
 
     def __init__(self, sizes, p_dropout=0.0):
         super().__init__()
@@ -48,17 +44,14 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
         self.p_dropout = p_dropout
 
-    def hidden(self, z, generator=None):
-        """The codes of the last hidden layer (dropout after the first when ``generator``)."""
-        h = z
-        for i, layer in enumerate(self.layers[:-1]):
-            h = F.relu(layer(h))
-            if i == 0:
-                h = dropout(h, self.p_dropout, generator)
-        return h
-
     def forward(self, z, generator=None):
-        return F.relu(self.layers[-1](self.hidden(z, generator)))
+        h, p = z, self.p_dropout
+        for i, layer in enumerate(self.layers):
+            h = F.relu(layer(h))
+            if i == 0 and p > 0.0 and generator is not None and len(self.layers) > 1:
+                keep = torch.rand(h.shape, generator=generator, device=h.device, dtype=h.dtype)
+                h = h * (keep >= p) / (1.0 - p)
+        return h
 
 
 class Decoder(nn.Module):

@@ -18,10 +18,19 @@ from sklearn_xnn.compare._curve import k_curve
 from sklearn_xnn.compare._format import ComparisonTable
 from sklearn_xnn.metrics._adapter import (
     components_of,
-    contributions_of,
+    contribution_rows,
     embed,
     reconstruct,
     transformer_part,
+)
+from sklearn_xnn.metrics._blocks import contribution_metrics
+
+#: The columns measured on the contributions, read by blocks of rows.
+_CONTRIBUTION_COLUMNS = (
+    "n_significant",
+    "pullaway_samples",
+    "pullaway_components",
+    "contribution_corr",
 )
 
 
@@ -69,6 +78,17 @@ def _or_nan(fn, *args):
         return np.nan
 
 
+def _contribution_columns(rows_of, n_samples):
+    """The contribution columns, by blocks of rows (never the ``(n, C, K)`` array); NaN
+    without a head or where a metric is undefined."""
+    if rows_of is not None:
+        try:
+            return contribution_metrics(rows_of, n_samples)
+        except ValueError:
+            pass
+    return dict.fromkeys(_CONTRIBUTION_COLUMNS, np.nan)
+
+
 def evaluate_explainer(estimator, Z, y, *, Z_train=None, codes=None):
     """Every explanation metric of a fitted explainer on the rows ``(Z, y)``.
 
@@ -109,7 +129,8 @@ def evaluate_explainer(estimator, Z, y, *, Z_train=None, codes=None):
     y = np.asarray(y, dtype=np.float64)
     X = embed(estimator, Z)
     y_pred = np.asarray(estimator.predict(Z), np.float64) if hasattr(estimator, "predict") else None
-    S = contributions_of(estimator, Z, X, Z_train) if y_pred is not None else None
+    rows_of = contribution_rows(estimator, Z, X, Z_train) if y_pred is not None else None
+    contribution = _contribution_columns(rows_of, len(Z))
     Z_hat = reconstruct(estimator, X)
     G = components_of(estimator)
     cos = metrics.component_cosines(G) if G is not None else (np.nan, np.nan)
@@ -121,10 +142,7 @@ def evaluate_explainer(estimator, Z, y, *, Z_train=None, codes=None):
         "reconstruction_r2": _or_nan(metrics.reconstruction_r2, Z, Z_hat),
         "explained_variance": _or_nan(metrics.reconstruction_explained_variance, Z, Z_hat),
         "mean_active": metrics.mean_active(X),
-        "n_significant": _or_nan(metrics.n_significant, S),
-        "pullaway_samples": _or_nan(lambda s: metrics.pullaway(s, over="samples"), S),
-        "pullaway_components": _or_nan(lambda s: metrics.pullaway(s, over="components"), S),
-        "contribution_corr": _or_nan(metrics.mean_abs_correlation, S),
+        **contribution,
         "component_max_cos": cos[0],
         "component_mean_cos": cos[1],
         "dead_fraction": metrics.dead_fraction(X),

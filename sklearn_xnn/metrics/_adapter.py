@@ -92,12 +92,27 @@ def contributions_of(estimator, Z, X=None, Z_ref=None):
     Uses SRAE's own ``contributions``; for other explainers the head from
     :func:`head_coef` (``Z_ref``: the training rows). None without a head.
     """
+    rows_of = contribution_rows(estimator, Z, X, Z_ref)
+    return None if rows_of is None else rows_of(slice(None))
+
+
+def contribution_rows(estimator, Z, X=None, Z_ref=None):
+    """:func:`contributions_of` one slice of rows at a time, without the whole array.
+
+    Returns a function ``rows_of(rows)`` giving ``contributions_of(estimator, Z)[rows]``
+    for a slice ``rows``, with the head resolved once (for PLS a least-squares fit on
+    ``Z_ref``); None without a head.
+    """
     if hasattr(estimator, "contributions"):
-        return np.asarray(estimator.contributions(Z), dtype=np.float64)
+        return lambda rows: np.asarray(estimator.contributions(Z[rows]), dtype=np.float64)
     W = head_coef(estimator, Z if Z_ref is None else Z_ref)
     if W is None:
         return None
     X = embed(estimator, Z) if X is None else X
-    S = X[:, None, :] * W[None, :, :]
     one_output = rebuild_logits(estimator, Z[:1]).ndim == 1
-    return S[:, 0, :] if one_output else S
+
+    def rows_of(rows):
+        S = X[rows, None, :] * W[None, :, :]
+        return S[:, 0, :] if one_output else S
+
+    return rows_of

@@ -89,15 +89,26 @@ def n_significant(S, *, coverage=0.9):
     >>> n_significant([[5.0, 4.0, 1.0, -3.0], [10.0, 0.0, 0.0, 0.0]])
     1.5
     """
-    if not 0.0 < coverage <= 1.0:
-        raise ValueError(f"coverage must be in (0, 1], got {coverage}.")
-    P = np.maximum(_contributions_3d(S), 0.0)
-    P = -np.sort(-P, axis=-1)
+    return float(_significant_counts(_contributions_3d(S), coverage).mean())
+
+
+def _significant_counts(S3, coverage):
+    """``sig_ic`` of :func:`n_significant` for ``S3`` of shape ``(C, n, K)``: ints ``(C, n)``."""
+    _check_coverage(coverage)
+    P = np.maximum(S3, 0.0)
+    # in place, descending: two copies of the contributions fewer than -np.sort(-P)
+    np.negative(P, out=P)
+    P.sort(axis=-1)
+    np.negative(P, out=P)
     csum = np.cumsum(P, axis=-1)
     total = csum[..., -1:]
     reached = csum >= coverage * total * (1.0 - 1e-12)
-    counts = np.where(total[..., 0] > 0, reached.argmax(axis=-1) + 1, 0)
-    return float(counts.mean())
+    return np.where(total[..., 0] > 0, reached.argmax(axis=-1) + 1, 0)
+
+
+def _check_coverage(coverage):
+    if not 0.0 < coverage <= 1.0:
+        raise ValueError(f"coverage must be in (0, 1], got {coverage}.")
 
 
 def pullaway(S, *, over="samples", eps=PULLAWAY_EPS):
@@ -217,7 +228,11 @@ def mean_abs_correlation(S):
     1.0
     """
     R = contribution_correlation(S)
-    R = R[None] if R.ndim == 2 else R
+    return _mean_abs_off_diagonal(R[None] if R.ndim == 2 else R)
+
+
+def _mean_abs_off_diagonal(R):
+    """``rho`` of :func:`mean_abs_correlation` from the ``(C, K, K)`` correlation matrices."""
     K = R.shape[-1]
     off = np.abs(R[:, ~np.eye(K, dtype=bool)])
     if K < 2 or np.isnan(off).all():

@@ -241,7 +241,10 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
         shared, ("scaler", key), Scaler.fit, X, Y, est.rescale, stream, collective, pooled
     )
     with torch_threads():
-        Zt = memo(shared, ("Z", key), scaler.activations, X, device, stream)
+        # one explainer on the CPU reads X's rows as it needs them, scaled on the fly: no
+        # copy of X (stacked fits share one scaled copy, an accelerator holds its own)
+        lazy = stream or (shared is None and device.type == "cpu")
+        Zt = memo(shared, ("Z", key), scaler.activations, X, device, lazy)
         Yt = memo(shared, ("Y", key), scaler.targets, Y, device)
         split = ("split", key, n_val)
         train, val = (Zt, Yt), None

@@ -169,7 +169,8 @@ class SRAEExplainer(
         it is (a ``numpy.memmap``, any array that slices), each minibatch is read and
         moved to the device, and the statistics come from streaming passes: peak memory
         is bounded by the chunks, the model and ``n_samples * (hidden_layer_sizes[-1] +
-        n_outputs)`` numbers, not by ``X``. Smaller ``X`` is copied to the device once.
+        n_outputs)`` numbers, not by ``X``. Smaller ``X`` is copied to the device once,
+        except by a single explainer on the CPU, which reads its rows in place.
     n_init : int, default=1
         Initialisations (seeds) to fit, trained together as one stacked network (see
         :func:`sklearn_xnn.sweep`), each equal to its own fit up to float rounding; the

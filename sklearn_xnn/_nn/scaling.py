@@ -159,7 +159,9 @@ class Scaler:
 
     # ------------------------------------------------------------------ data
     def activations(self, X, device, stream=False):
-        """``X / scale`` as float32 on ``device``: a tensor, or a streaming source."""
+        """``X / scale`` as float32 on ``device``: a tensor, or with ``stream`` a source
+        that reads and scales the rows asked for (:class:`~sklearn_xnn._nn.data.HostRows`,
+        no copy of ``X``)."""
         wide = data.working_dtype(X.dtype) == np.float64
         unsafe = wide and self.scale != 1.0 and not _SAFE_CAST[0] <= self.peak <= _SAFE_CAST[1]
         if stream:

@@ -307,9 +307,8 @@ def dead_fraction(X, *, atol=0.0):
 def mean_contributions(S):
     """Each x-feature's mean contribution to each output.
 
-    ``m_ck = (1 / n) sum_i S_ick``; the collapse guard of :class:`~sklearn_xnn.SRAEExplainer`
-    (``collapse_retries``, see :ref:`srae`) asks that at least two are positive and that the
-    second is at least 0.3 of the largest.
+    ``m_ck = (1 / n) sum_i S_ick``: a space that has collapsed onto one x-feature has one
+    large mean contribution and the others near zero.
 
     Parameters
     ----------

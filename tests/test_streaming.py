@@ -33,6 +33,26 @@ def _fit(X, y, **kw):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_cpu_fit_reads_x_in_place_and_equals_a_fit_on_a_copy(planted_small, dtype):
+    from sklearn_xnn._batching import fit_explainers
+
+    Z, y, _ = planted_small
+    Z = (Z * 1000.0).astype(dtype)  # rescale=True: every row read is scaled
+    Z.setflags(write=False)  # a read-only array is read, never written
+    before = Z.copy()
+    run = SRAEExplainer(**{**FAST, "random_state": 0})._start_fit(Z, y, False)
+    assert isinstance(run.train[0], data.HostRows)  # no float32 copy of X
+    a = _fit(Z, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        # explainers fitted together hold one scaled float32 copy instead
+        b = fit_explainers([SRAEExplainer(**{**FAST, "random_state": 0})], Z, y)[0]
+    np.testing.assert_array_equal(Z, before)
+    np.testing.assert_array_equal(a.transform(Z), b.transform(Z))
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_memmap_fit_equals_in_memory_fit(planted_small, memmap_of, dtype):
     Z, y, _ = planted_small
     Z = Z.astype(dtype)

@@ -15,6 +15,7 @@ read, so that peak memory is bounded by the batch and the model, not by the file
 """
 
 import mmap
+import warnings
 
 import numpy as np
 import torch
@@ -100,7 +101,8 @@ class HostRows:
     (sorted, so that a memmap is read front to back; then put back in the requested
     order), converts them like the in-memory path does (``float32(X) / divisor``, or
     ``float32(X / pre_divisor)`` for float64 values beyond the float32 range) and moves
-    them to ``device`` (through pinned memory on CUDA, without synchronising).
+    them to ``device`` (through pinned memory on CUDA, without synchronising). From an
+    in-memory array to the CPU the rows are gathered straight from it, in one copy.
     """
 
     def __init__(self, array, device, divisor=1.0, pre_divisor=1.0, rows=None):
@@ -111,6 +113,12 @@ class HostRows:
         self.shape = (n, array.shape[1])
         self.index_device = torch.device("cpu")
         self._release = PageReleaser(array)
+        self._base = None  # an in-memory array on the CPU: rows are gathered straight from it
+        in_memory = isinstance(array, np.ndarray) and not isinstance(array, np.memmap)
+        if in_memory and array.dtype in (np.float32, np.float64) and self.device.type == "cpu":
+            with warnings.catch_warnings():  # read-only arrays are only ever read here
+                warnings.simplefilter("ignore", UserWarning)
+                self._base = torch.from_numpy(array) if pre_divisor == 1.0 else None
 
     def take(self, idx):
         """The sub-source of rows ``idx`` (no data are read)."""
@@ -149,6 +157,13 @@ class HostRows:
         return out, contiguous
 
     def __getitem__(self, key):
+        if self._base is not None:  # one gather (a copy), converted and scaled in place
+            pos = self._positions(key)
+            if isinstance(pos, slice):
+                t = self._base[pos].to(torch.float32, copy=True)
+            else:
+                t = self._base.index_select(0, torch.from_numpy(pos)).to(torch.float32)
+            return t.div_(self.divisor) if self.divisor != 1.0 else t
         block, contiguous = self._read(self._positions(key))
         block = block.astype(working_dtype(block.dtype), copy=False)
         if self.pre_divisor != 1.0:

@@ -206,7 +206,7 @@ def check_params_vs_input(est, n_samples, incremental=False):
             "collapse_retries is deprecated in 0.2 and has no effect (the collapse guard "
             "was removed); it will be removed in 0.4. Do not pass it.",
             FutureWarning,
-            stacklevel=5,
+            stacklevel=7,
         )
     early = est.early_stopping and not incremental
     n_val = int(np.ceil(est.validation_fraction * n_samples)) if early else 0

@@ -360,12 +360,6 @@ def explained_shortfall(shares, floor):
 SIGNIFICANT_VALUES = 2**22
 
 
-def significant_rows(n_rows, weight, max_values=SIGNIFICANT_VALUES):
-    """How many first rows :func:`significant_count` reads under the head ``weight``."""
-    C, K = weight.shape
-    return max(1, min(n_rows, max_values // (C * K)))
-
-
 @torch.no_grad()
 def significant_count(x, weight, max_values=SIGNIFICANT_VALUES, coverage=0.9, spread=False):
     """Mean number of significant x-features per input and output of the x-features ``x``
@@ -375,7 +369,8 @@ def significant_count(x, weight, max_values=SIGNIFICANT_VALUES, coverage=0.9, sp
     running sum, the fewest positive contributions covering ``coverage`` of their total).
     With ``spread``, ``(count, standard error)``: the standard error of that mean over the
     rows read (each row's count averaged over the outputs), the count's sampling noise."""
-    x, weight = x[: significant_rows(x.shape[0], weight, max_values)], weight.double()
+    rows = max(1, max_values // weight.numel())  # whole rows, at least one
+    x, weight = x[:rows], weight.double()
     step = max(1, 2**18 // weight.numel())  # rows per chunk: 2 MB of float64 contributions
     total = squares = 0.0
     for a in range(0, x.shape[0], step):

@@ -117,3 +117,31 @@ def test_a_fit_at_any_shape_keeps_its_guarantee(n, d, c, k, seed):
     r2 = r2_score(Y, Y_hat)
     assert r2 >= est.faithfulness_bound_ - est.faithfulness_tol - 1e-5
     assert est.n_dead_components_ == 0
+
+
+@pytest.mark.timeout(120)
+@SHAPES
+@given(
+    n=st.integers(1, 300),
+    d=st.integers(1, 9),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    divisor=st.sampled_from([1.0, 3.7]),
+    seed=st.integers(0, 2**16),
+    data_=st.data(),
+)
+def test_rows_read_in_place_equal_the_scaled_copy(n, d, dtype, divisor, seed, data_):
+    # what a CPU fit reads of X (index sets, slices, sub-sources) is float32(X) / divisor
+    X = np.random.default_rng(seed).normal(size=(n, d)).astype(dtype)
+    X.setflags(write=False)
+    source = data.HostRows(X, "cpu", divisor=divisor)
+    copy = torch.as_tensor(X, dtype=torch.float32) / divisor
+    idx = torch.as_tensor(
+        data_.draw(st.lists(st.integers(0, n - 1), max_size=50)), dtype=torch.long
+    )
+    start, stop = sorted(data_.draw(st.tuples(st.integers(0, n), st.integers(0, n))))
+    assert torch.equal(data.batch(source, idx), copy[idx])
+    assert torch.equal(source[start:stop], copy[start:stop])
+    sub = data.take_rows(source, idx)  # a validation split's lazy rows
+    inner = torch.arange(idx.shape[0])
+    assert torch.equal(sub[inner], copy[idx]) and torch.equal(sub[:], copy[idx])
+    np.testing.assert_array_equal(X, np.random.default_rng(seed).normal(size=(n, d)).astype(dtype))

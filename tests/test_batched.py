@@ -108,6 +108,32 @@ def test_batched_without_the_constraint(planted_small, case):
         assert_same_fit(_alone(Z, y, setting), fit, Z)
 
 
+def test_members_with_many_outputs_draw_their_pullaway_outputs_as_their_own_fits(
+    planted_small, monkeypatch
+):
+    from sklearn_xnn._nn import losses, training
+
+    Z, y, _ = planted_small
+    Y = y @ np.random.default_rng(0).normal(size=(y.shape[1], 100))  # 100 > 64 outputs
+    drawn = {training: [], batched: []}
+    for module in drawn:  # record every epoch's draws, in the fit and in the stack
+
+        def spy(*args, _seen=drawn[module], **kw):
+            _seen.append(losses.pullaway_outputs(*args, **kw))
+            return _seen[-1]
+
+        monkeypatch.setattr(module, "pullaway_outputs", spy)
+    alone = _alone(Z, Y, {"random_state": 1})
+    fits = _sweep(Z, Y, [{"random_state": s} for s in (0, 1)])
+    assert [f._stacked_with for f in fits] == [2, 2]
+    assert len(drawn[training]) == alone.n_iter_ and all(d is not None for d in drawn[training])
+    for mine, stacked in zip(drawn[training], drawn[batched][1::2], strict=True):
+        assert torch.equal(mine, stacked)  # member 1 draws what its own fit draws
+    # equal up to rounding, which a sum over 100 outputs and 30 steps grows to ~5e-4
+    for a, b in ((alone.transform(Z), fits[1].transform(Z)), (alone.coef_, fits[1].coef_)):
+        np.testing.assert_allclose(a, b, rtol=5e-3, atol=1e-4)
+
+
 @pytest.mark.parametrize("lr", [1e4, 1e6], ids=["loss diverges", "start diverges"])
 def test_diverging_members_end_as_their_own_fits(planted_small, lr):
     Z, y, _ = planted_small

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from sklearn_xnn._nn import losses
 from sklearn_xnn._nn.losses import (
     PULLAWAY_EPS,
     coverage_loss,
@@ -181,3 +182,20 @@ def test_kl_term_is_the_softmax_kl_of_the_logits_in_the_callers_units():
     cfg.output_weights = t(np.full(4, 0.25))
     err = faithfulness_error(t(y_hat), t(y), cfg)
     assert err.item() == pytest.approx(np.mean((y_hat - y) ** 2), rel=1e-10)
+
+
+def test_the_pullaway_over_a_subset_of_outputs_estimates_the_sum_without_bias():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(40, 4, generator=gen, dtype=torch.float64)
+    W = torch.randn(100, 4, generator=gen, dtype=torch.float64)
+    assert losses.pullaway_outputs(64, 3, gen, "cpu") is None  # few outputs: all of them
+    subsets = losses.pullaway_outputs(100, 4000, gen, "cpu")
+    assert subsets.shape == (4000, losses.PULLAWAY_OUTPUTS)
+    assert all(len(set(row.tolist())) == losses.PULLAWAY_OUTPUTS for row in subsets[:50])
+    full = float(losses.pullaway_loss(x, W))
+    per_output = torch.stack([losses.pullaway_loss(x, W[[c]]) for c in range(100)])
+    estimates = per_output[subsets].sum(1) * (100 / losses.PULLAWAY_OUTPUTS)
+    assert float(per_output.sum()) == pytest.approx(full, rel=1e-9)
+    # the mean of 4,000 draws is within 4 standard errors of the full sum
+    se = float(estimates.std()) / np.sqrt(4000)
+    assert abs(float(estimates.mean()) - full) < 4 * se

@@ -37,7 +37,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from sklearn_xnn._nn import data, engine, training
 from sklearn_xnn._nn.config import Multiplier, adam, schedule
 from sklearn_xnn._nn.data import batches
-from sklearn_xnn._nn.losses import weighted_loss
+from sklearn_xnn._nn.losses import PULLAWAY_OUTPUTS, pullaway_outputs, weighted_loss
 
 #: TrainConfig fields that may differ between the members of a batch; every other field
 #: must be equal (a new field is therefore shared by default, which is always safe).
@@ -250,11 +250,13 @@ class _Objective(nn.Module):
         self.model, self.cfg = model, cfg
         self.pullaway, self.constrained = pullaway, constrained
 
-    def forward(self, zb, yb, output_weights):
+    def forward(self, zb, yb, output_weights, outputs):
         cfg = self.cfg
         if output_weights is not None:
             cfg = cfg.replace(output_weights=output_weights)
-        x, y_hat, terms = training.forward_terms(self.model, zb, yb, cfg, None, self.pullaway)
+        x, y_hat, terms = training.forward_terms(
+            self.model, zb, yb, cfg, None, self.pullaway, outputs=outputs
+        )
         if not self.constrained:
             return x, terms
         return x, terms, terms[0]  # under the constraint: its error (srae_terms)
@@ -308,22 +310,32 @@ class _Stack:
         if self.constrained:
             self.weights = torch.stack([c.output_weights for c in cfgs])
         self.lam = _Multipliers(lams, device)
+        self.device = device
+        self.n_outputs = cfg.n_outputs if supervised else 0
+        # each member's pull-away outputs are drawn as its own fit draws them
+        sampled = self.n_outputs > PULLAWAY_OUTPUTS
         dims = (0, 0, 0 if supervised else None, None if self.weights is None else 0)
-        call = lambda p, z, y, w: functional_call(objective, p, (z, y, w))  # noqa: E731
+        dims = (*dims, 0 if sampled else None)
+        call = lambda p, z, y, w, o: functional_call(objective, p, (z, y, w, o))  # noqa: E731
         self.step = vmap(call, dims)
 
     def epoch(self, Z, Y, generators, rates):
         """One epoch of every member: ``(M, 3)`` rows of mean loss parts."""
         n, sizes, parts_seen = Z.shape[0], [], []
         orders = [batches(n, self.batch_size, g, data.index_device(Z)) for g in generators]
-        for idx in zip(*orders, strict=True):
+        n_steps, subsets = len(orders[0]), None
+        if self.n_outputs:  # after the order, as a fit's epoch draws them
+            drawn = [pullaway_outputs(self.n_outputs, n_steps, g, self.device) for g in generators]
+            subsets = None if drawn[0] is None else torch.stack(drawn, 1)  # (steps, M, size)
+        for i, idx in enumerate(zip(*orders, strict=True)):
             idx = torch.stack(idx)
             zb = Z[idx]  # idx stacks one row index per member
             yb = None if Y is None else Y[idx]
             lr = next(rates)
             for group in self.opt.param_groups:
                 group["lr"] = lr
-            out = self.step(self.params, zb, yb, self.weights)
+            outputs = None if subsets is None else subsets[i]
+            out = self.step(self.params, zb, yb, self.weights, outputs)
             loss, parts = weighted_loss(out[1], self.alphas)
             e_faith = out[2] if self.constrained else None
             if self.constrained:

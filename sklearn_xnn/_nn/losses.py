@@ -72,10 +72,12 @@ def reconstruction_loss(z_hat, z, kind="log", q=100.0):
     ``kind="log"``: ``(1 / D) sum_j log(1 + q e_j)`` with
     ``e_j = (1 / N) sum_i (z_hat_ij - z_ij)^2``,
     concave in each unit's error, so the optimiser rebuilds part of the space well and gives
-    up on the rest. ``kind="mse"``: ``(1 / (N D)) sum_ij (z_hat_ij - z_ij)^2``. The squares
-    are summed as column norms: two passes over the ``N x D`` batch forward, two backward.
+    up on the rest. ``kind="mse"``: ``(1 / (N D)) sum_ij (z_hat_ij - z_ij)^2``. The
+    difference is squared as a product with itself and summed down the columns: on a CPU
+    the fewest passes over the ``N x D`` batch, forward and backward.
     """
-    sq = torch.linalg.vector_norm(z_hat - z, dim=0) ** 2 / max(z.shape[0], 1)  # e_j
+    diff = z_hat - z
+    sq = (diff * diff).sum(0) / max(z.shape[0], 1)  # e_j
     if kind == "mse":
         return torch.mean(sq)
     return torch.mean(torch.log1p(q * sq))
@@ -234,7 +236,23 @@ def srae_loss(x, y_hat, z_hat, z, y, weight, cfg, constrained=False):
     return weighted_loss(terms, (0.0 if constrained else cfg.alpha_f, cfg.alpha_r, cfg.alpha_p))
 
 
-def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, top=None):
+#: The outputs a training step's pull-away reads at most (:func:`pullaway_outputs`).
+PULLAWAY_OUTPUTS = 64
+
+
+def pullaway_outputs(n_outputs, n_steps, generator, device, size=PULLAWAY_OUTPUTS):
+    """``(n_steps, size)`` indices: the outputs each step of an epoch sums the pull-away
+    over (a random subset each, drawn from ``generator``), or None with at most ``size``
+    outputs. The pull-away is a sum over the outputs; ``size / n_outputs`` of them,
+    scaled by ``n_outputs / size``, estimate it without bias, as a minibatch estimates
+    the sum over the rows, at a fixed cost however many outputs there are."""
+    if n_outputs <= size:
+        return None
+    draws = [torch.randperm(n_outputs, generator=generator)[:size] for _ in range(n_steps)]
+    return torch.stack(draws).to(device) if draws else None
+
+
+def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, top=None, outputs=None):
     """The three terms ``(L_faith, L_rec, L_pt)`` of :func:`srae_loss`, with their graphs.
 
     Under the faithfulness constraint (``cfg.faith_target`` set) ``L_faith`` is the error
@@ -246,7 +264,9 @@ def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, top=None):
     :func:`coverage_loss` on each row's top output (``top``; from ``y`` when None): the
     pull-away alone can be met by a row whose top output gets no positive contribution at
     all, an input the explanation does not explain (the paper's fixed-weight objective,
-    ``cfg.faith_target`` None, keeps its own pull-away).
+    ``cfg.faith_target`` None, keeps its own pull-away). ``outputs`` (indices) sums the
+    pull-away over those outputs only, scaled to estimate the sum over all of them
+    (:func:`pullaway_outputs`).
     """
     faith = z.new_zeros(())
     if y is not None and (cfg.faithfulness == "kl" or cfg.faith_target is not None):
@@ -259,7 +279,12 @@ def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, top=None):
     if cfg.network_head is not None and y is not None:
         rec = rec + network_decision_error(z_hat, y, cfg)
     pullaway = bool(cfg.alpha_p) if pullaway is None else pullaway
-    pt = pullaway_loss(x, weight, cfg.pullaway) if pullaway else z.new_zeros(())
+    pt = z.new_zeros(())
+    if pullaway and weight is not None and outputs is not None:
+        scale = weight.shape[-2] / outputs.shape[-1]
+        pt = pullaway_loss(x, weight.index_select(-2, outputs), cfg.pullaway) * scale
+    elif pullaway:
+        pt = pullaway_loss(x, weight, cfg.pullaway)
     guards = weight is not None and weight.shape[0] > 1 and cfg.y_scale is not None
     if pullaway and guards and cfg.faith_target is not None:
         barrier = coverage_loss(x, weight, top_outputs(y, cfg) if top is None else top)

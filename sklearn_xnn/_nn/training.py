@@ -54,6 +54,7 @@ from sklearn_xnn._nn.init import set_head
 from sklearn_xnn._nn.losses import (
     faithfulness_error,
     logits,
+    pullaway_outputs,
     softmax_kl,
     srae_loss,
     srae_terms,
@@ -169,15 +170,16 @@ def head_error(head, x, targets, cfg, m=None):
     return 1.0 - bound.r2_score(rss, m.yy, cfg.multioutput)
 
 
-def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None, top=None):
+def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None, top=None, outputs=None):
     """Forward pass and loss of one minibatch: ``(x, loss, parts, e_faith)``.
 
     ``multiplier`` (a device scalar) replaces ``alpha_f`` when the constraint is on;
-    ``top`` holds the rows' top outputs (:class:`Targets`). With
+    ``top`` holds the rows' top outputs (:class:`Targets`), ``outputs`` the step's
+    pull-away outputs (:func:`~sklearn_xnn._nn.losses.pullaway_outputs`). With
     ``cfg.precision == "bf16"`` on CUDA the network runs under bf16 autocast and the loss
     is computed in float32 from its float32-cast outputs.
     """
-    x, y_hat, terms = forward_terms(model, zb, yb, cfg, dropout_gen, top=top)
+    x, y_hat, terms = forward_terms(model, zb, yb, cfg, dropout_gen, top=top, outputs=outputs)
     constrained = multiplier is not None and yb is not None
     loss, parts = weighted_loss(
         terms, (0.0 if constrained else cfg.alpha_f, cfg.alpha_r, cfg.alpha_p)
@@ -189,7 +191,7 @@ def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None, top=None):
     return x, loss, parts, e_faith
 
 
-def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None, top=None):
+def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None, top=None, outputs=None):
     """Forward pass of one minibatch and its loss terms: ``(x, y_hat, (faith, rec, pt))``
     (:func:`~sklearn_xnn._nn.losses.srae_terms`)."""
     bf16 = cfg.precision == "bf16" and zb.device.type == "cuda"
@@ -199,13 +201,18 @@ def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None, top=None)
         x, z_hat = x.float(), z_hat.float()
         y_hat = None if y_hat is None else y_hat.float()
     weight = None if model.head is None else model.head.weight
-    return x, y_hat, srae_terms(x, y_hat, z_hat, zb, yb, weight, cfg, pullaway, top)
+    return x, y_hat, srae_terms(x, y_hat, z_hat, zb, yb, weight, cfg, pullaway, top, outputs)
 
 
 def _epoch(model, opt, Z, targets, cfg, generator, rates, multiplier, step=forward_loss):
     model.train()
     comm, sizes, parts_seen = cfg.collective, [], []
-    for idx in comm.batches(Z.shape[0], cfg.batch_size, generator, data.index_device(Z)):
+    order = comm.batches(Z.shape[0], cfg.batch_size, generator, data.index_device(Z))
+    subsets = None
+    if targets is not None:  # the outputs of each step's pull-away
+        device = model.head.weight.device
+        subsets = pullaway_outputs(targets.Y.shape[1], len(order), generator, device)
+    for i, idx in enumerate(order):
         zb = data.batch(Z, idx)
         yb = top = None
         if targets is not None:
@@ -213,8 +220,9 @@ def _epoch(model, opt, Z, targets, cfg, generator, rates, multiplier, step=forwa
         lr = next(rates)
         for group in opt.param_groups:
             group["lr"] = lr
+        outputs = None if subsets is None else subsets[i]
         _, loss, parts, e_faith = step(
-            model, zb, yb, cfg, cfg.dropout_generator, multiplier.value(), top
+            model, zb, yb, cfg, cfg.dropout_generator, multiplier.value(), top, outputs
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -71,6 +71,24 @@ def test_explanation_scorer_formula(srae, data):
     assert repr(restored) == "ExplanationScorer(corr_weight=0.5, dead_weight=0.5)"
 
 
+@pytest.mark.parametrize("block_bytes", [None, 3 * 8 * 1000 * 4])  # whole, or 3-row blocks
+def test_explanation_scorer_reads_many_outputs_by_blocks(monkeypatch, block_bytes):
+    from sklearn_xnn.metrics import _blocks
+
+    if block_bytes is not None:
+        monkeypatch.setattr(_blocks, "BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(0)
+    Z = np.abs(rng.normal(size=(58, 12)))
+    Y = Z @ rng.normal(size=(12, 1000))  # 1,000 outputs
+    model = make_headed(PCA(4)).fit(Z[:40], Y[:40])
+    Zt, Yt = Z[40:], Y[40:]
+    X = model[:-1].transform(Zt)
+    S = X[:, None, :] * model[-1].coef_[None]  # the whole (n, C, K) contributions
+    rho = mean_abs_correlation(S)
+    expected = faithfulness_r2(Yt, model.predict(Zt)) - 0.5 * rho - 0.5 * dead_fraction(X)
+    assert explanation_scorer(model, Zt, Yt) == pytest.approx(expected, rel=1e-9)
+
+
 def test_grid_search_headed_baseline(data):
     Z, y = data
     grid = GridSearchCV(

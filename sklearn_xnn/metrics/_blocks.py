@@ -75,6 +75,18 @@ def contribution_metrics(rows_of, n_samples, *, coverage=0.9, eps=PULLAWAY_EPS, 
     }
 
 
+def correlation_by_blocks(rows_of, n_samples, block_bytes=None):
+    """:func:`~sklearn_xnn.metrics.mean_abs_correlation` of the contributions, by blocks
+    of rows (``rows_of`` as in :func:`contribution_metrics`): two passes, the columns'
+    sums, then their centred cross-products."""
+    first = _contributions_3d(rows_of(slice(0, 1)))
+    blocks = row_blocks(n_samples, first.nbytes, block_bytes)
+    total, _, largest = _column_moments(rows_of, blocks, PULLAWAY_EPS)
+    mean = total / n_samples
+    centred = sum(_gram(_contributions_3d(rows_of(rows)) - mean[:, None, :]) for rows in blocks)
+    return _correlation_of_moments(centred, largest)
+
+
 def _column_moments(rows_of, blocks, eps):
     """First pass: per output and x-feature ``sum_i S_ick`` and ``max_i |S_ick + eps|``,
     and ``max |S|`` over everything."""

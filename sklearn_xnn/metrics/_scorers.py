@@ -8,19 +8,20 @@ Greater is better for all of them.
 import numpy as np
 
 from sklearn_xnn.metrics._adapter import (
-    contributions_of,
+    contribution_rows,
     embed,
     last_step,
     reconstruct,
     transformer_part,
 )
+from sklearn_xnn.metrics._blocks import correlation_by_blocks
 from sklearn_xnn.metrics._faithfulness import (
     faithfulness_r2,
     reconstruction_r2,
     softmax_kl,
     top1_agreement,
 )
-from sklearn_xnn.metrics._geometry import dead_fraction, mean_abs_correlation
+from sklearn_xnn.metrics._geometry import dead_fraction
 
 #: What every scorer takes and returns, and the set-up of its example.
 _SCORER_SECTIONS = """Parameters
@@ -169,8 +170,8 @@ class ExplanationScorer:
         """Score a fitted explainer on ``(Z, y)``; see the class docstring."""
         faith = faithfulness_r2_scorer(estimator, Z, y)
         X = embed(estimator, Z)
-        S = contributions_of(estimator, Z, X)
-        rho = mean_abs_correlation(S)
+        # by blocks of rows: 1,000 outputs never hold the (n, C, K) contributions
+        rho = correlation_by_blocks(contribution_rows(estimator, Z, X), len(X))
         rho = 1.0 if np.isnan(rho) else rho
         return float(faith - self.corr_weight * rho - self.dead_weight * dead_fraction(X))
 

@@ -300,11 +300,19 @@ def _new_estimator(meta, expected_class):
     return estimator
 
 
+#: Fitted attributes that files of earlier versions hold and this version computes (a
+#: deprecated attribute is now a property): read and dropped on load.
+_DROPPED_ATTRIBUTES = {"n_collapse_retries_"}
+
+
 def _restore_state(estimator, specs, arrays):
     if not isinstance(specs, dict):
         raise InvalidModelFileError("malformed fitted attributes")
     used = set()
     for name, spec in specs.items():
+        if name in _DROPPED_ATTRIBUTES:
+            _decode(spec, arrays, used)
+            continue
         valid = isinstance(name, str) and name.isidentifier() and not name.startswith("__")
         if not valid or not (name.endswith("_") or name.startswith("_")):
             raise InvalidModelFileError(f"invalid attribute name {name!r:.40}")

@@ -491,6 +491,10 @@ class SRAEExplainer(
         state.pop("_engine", None)  # torch objects; partial_fit rebuilds them from the weights
         return state
 
+    def __setstate__(self, state):
+        state.pop("n_collapse_retries_", None)  # an earlier version's; now a property
+        super().__setstate__(state)
+
     # ------------------------------------------------------------------ persistence
     def save(self, path):
         """Save the fitted explainer to ``path`` without pickle (a safetensors file).

@@ -249,6 +249,22 @@ def test_other_library_version_warns(saved, tmp_path, data, fitted):
     assert_same_outputs(fitted, loaded, data[0])
 
 
+def test_a_file_with_the_removed_collapse_guards_attribute_loads(saved, tmp_path, data, fitted):
+    # files of earlier versions hold n_collapse_retries_, now a deprecated property
+    old = edit_json(saved, "attributes", lambda d: d.update(n_collapse_retries_={"v": 2}))
+    loaded = SRAEExplainer.load(craft(saved, tmp_path, old))
+    assert_same_outputs(fitted, loaded, data[0])
+    with pytest.warns(FutureWarning, match="n_collapse_retries_ is deprecated"):
+        assert loaded.n_collapse_retries_ == 0
+    # and a pickle of an earlier version: the attribute is dropped, the property answers
+    state = fitted.__getstate__()
+    state["n_collapse_retries_"] = 2
+    unpickled = SRAEExplainer.__new__(SRAEExplainer)
+    unpickled.__setstate__(state)
+    assert "n_collapse_retries_" not in vars(unpickled)
+    assert_same_outputs(fitted, unpickled, data[0])
+
+
 def test_checksum_catches_a_changed_weight(saved, tmp_path):
     raw = bytearray(saved[1])
     raw[-3] ^= 0x01  # a low bit of the last float: still finite, still the right shape

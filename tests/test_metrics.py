@@ -222,6 +222,35 @@ def test_pullaway_agrees_with_training_loss(over):
     assert pullaway(S3, over=over) * 3 == pytest.approx(torch_sum, rel=1e-9)
 
 
+def _pullaway_by_pairs(S, eps):
+    """The definition: mean squared cosine over ordered pairs of distinct nonzero rows."""
+    s = np.asarray(S, dtype=float) + eps
+    s = s[np.linalg.norm(s, axis=1) > 0]
+    u = s / np.linalg.norm(s, axis=1, keepdims=True)
+    cos2 = (u @ u.T) ** 2
+    return (cos2.sum() - np.trace(cos2)) / (len(u) * (len(u) - 1))
+
+
+@pytest.mark.parametrize("shape", [(40, 3), (3, 40), (7, 7), (3, 5)])
+def test_pullaway_equals_the_pairwise_definition(shape):
+    rng = np.random.RandomState(11)
+    S = np.abs(rng.normal(size=shape)) * (rng.uniform(size=shape) < 0.6)
+    S[0] = 0.0  # a row without direction (eps=0) is left out of the pairs
+    for eps in (0.0, 1e-6):
+        for over, M in (("samples", S), ("components", S.T)):
+            assert pullaway(S, over=over, eps=eps) == pytest.approx(
+                _pullaway_by_pairs(M, eps), rel=1e-12, abs=1e-15
+            )
+
+
+def test_pullaway_over_many_rows_needs_no_row_by_row_matrix():
+    # 100,000 rows: an n x n matrix of cosines would take 80 GB
+    S = np.random.RandomState(0).exponential(size=(100_000, 3))
+    value = pullaway(S)
+    head = pullaway(S[:2000])  # same distribution: about the same value
+    assert 0.0 < value < 1.0 and value == pytest.approx(head, rel=0.05)
+
+
 def test_pullaway_hand_cases():
     eye = np.eye(3)
     assert pullaway(eye, eps=0.0) == pytest.approx(0.0, abs=1e-12)

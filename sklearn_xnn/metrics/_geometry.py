@@ -125,7 +125,9 @@ def pullaway(S, *, over="samples", eps=PULLAWAY_EPS):
     default ``eps`` is the training loss's, so this agrees with
     ``sklearn_xnn._nn.losses.pullaway_term``. Rows (or columns) of zeros with ``eps=0``
     have no direction and are left out of the pairs. Lower is more orthogonal; ``1`` means
-    all parallel.
+    all parallel. The sum over pairs is taken from the smaller Gram matrix of the unit
+    vectors (``K x K`` over the samples), so it costs ``O(n K^2)`` per output and no
+    ``n x n`` matrix.
 
     Parameters
     ----------
@@ -164,8 +166,11 @@ def pullaway(S, *, over="samples", eps=PULLAWAY_EPS):
         if m < 2:
             values.append(np.nan)
             continue
-        cos2 = (s @ s.T) ** 2
-        values.append((cos2.sum() - np.trace(cos2)) / (m * (m - 1)))
+        # sum_ab (u_a . u_b)^2 = ||U U^T||_F^2 = ||U^T U||_F^2: the smaller Gram matrix,
+        # so many rows cost O(m K^2) time and K x K memory, not an m x m matrix
+        gram = s.T @ s if m > s.shape[1] else s @ s.T
+        self_terms = np.sum(np.einsum("ij,ij->i", s, s) ** 2)  # the a == b terms, ~1 each
+        values.append((np.sum(gram * gram) - self_terms) / (m * (m - 1)))
     return float(np.mean(values))
 
 

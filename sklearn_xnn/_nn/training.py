@@ -140,8 +140,7 @@ class Targets:
     def __init__(self, Y, cfg):
         self.Y = Y
         _, self.mean, self.scatter = bound.output_moments(Y, cfg.collective)
-        slices = bound.row_slices(*Y.shape)
-        top = [top_outputs(Y[s], cfg) for s in slices]
+        top = [top_outputs(Y[s], cfg) for s in bound.row_slices(*Y.shape)]
         self.top = torch.cat(top) if top else Y.new_zeros(0, dtype=torch.long)
         counts = torch.bincount(self.top, minlength=Y.shape[1]).double()
         self.counts = cfg.collective.sum(counts)
@@ -402,8 +401,9 @@ def _check_epoch(model, Z, targets, val, cfg, parts, hist, coverage=None):
     :data:`SHORTFALL_TOL`, plus the number of dead x-features. Under the constraint the
     monitored value is the explanation's sparsity, :func:`significant_count` (on the
     validation rows when given): the epoch kept is the sparsest feasible one, by the
-    measure a user reads; ``noise`` is its standard error over the rows. Without the
-    constraint it is the total loss (on the validation rows when given), with no noise.
+    measure a user reads (None for an infeasible epoch, never kept); ``noise`` is its
+    standard error over the rows. Without the constraint it is the total loss (on the
+    validation rows when given), with no noise.
     """
     violation = 0.0
     constrained = targets is not None and cfg.faith_target is not None
@@ -423,7 +423,7 @@ def _check_epoch(model, Z, targets, val, cfg, parts, hist, coverage=None):
         if Tv is not None and val_target is not None:
             violation += max(head_error(model.head, xv, Tv, cfg) - val_target, 0.0)
     noise = 0.0
-    if constrained:
+    if constrained and violation <= 0:  # an infeasible epoch is never kept: no count
         weight = model.head.weight.detach()
         monitored, noise = significant_count(x if val is None else xv, weight, spread=True)
     return monitored, violation, noise
@@ -554,8 +554,8 @@ class Progress:
             model, Z, self.targets, self.val, cfg, parts, hist, self.coverage
         )
         if cfg.verbose:
-            state = "" if violation <= 0 else ", infeasible"
-            logger.info("epoch %d: loss %.6g (monitored %.6g%s)", epoch + 1, loss, monitored, state)
+            state = f"infeasible by {violation:.3g}" if violation > 0 else f"{monitored:.6g}"
+            logger.info("epoch %d: loss %.6g (monitored %s)", epoch + 1, loss, state)
         new = (True, violation) if violation > 0 else (False, monitored)
         # a feasible epoch's count improves by more than its sampling noise, or not at all
         margin = cfg.tol if new[0] else max(cfg.tol, noise)

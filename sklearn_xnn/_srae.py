@@ -231,7 +231,9 @@ class SRAEExplainer(
         Per-epoch faithfulness, reconstruction and pull-away terms (means over the
         epoch's minibatches). Under the faithfulness constraint the first is the error it
         bounds (``1 - R²`` averaged as ``multioutput`` says, or the softmax KL), else the
-        logits' mean squared error in training units.
+        logits' mean squared error in training units. With more than 64 outputs the
+        pull-away, and with more than 256 activation units the reconstruction, are each
+        step's unbiased estimates from a random subset of them.
     validation_scores_ : list of float or None
         Validation loss per epoch when ``early_stopping=True``.
     n_iter_ : int

@@ -108,27 +108,35 @@ def test_batched_without_the_constraint(planted_small, case):
         assert_same_fit(_alone(Z, y, setting), fit, Z)
 
 
-def test_members_with_many_outputs_draw_their_pullaway_outputs_as_their_own_fits(
+def test_members_of_wide_layers_with_many_outputs_draw_their_subsets_as_their_own_fits(
     planted_small, monkeypatch
 ):
     from sklearn_xnn._nn import losses, training
 
     Z, y, _ = planted_small
-    Y = y @ np.random.default_rng(0).normal(size=(y.shape[1], 100))  # 100 > 64 outputs
+    rng = np.random.default_rng(0)
+    Z = np.hstack([Z, np.abs(Z @ rng.normal(size=(Z.shape[1], 280)))])  # 304 > 256 units
+    Y = y @ rng.normal(size=(y.shape[1], 100))  # 100 > 64 outputs
     drawn = {training: [], batched: []}
     for module in drawn:  # record every epoch's draws, in the fit and in the stack
 
         def spy(*args, _seen=drawn[module], **kw):
-            _seen.append(losses.pullaway_outputs(*args, **kw))
+            _seen.append(losses.epoch_subsets(*args, **kw))
             return _seen[-1]
 
-        monkeypatch.setattr(module, "pullaway_outputs", spy)
+        monkeypatch.setattr(module, "epoch_subsets", spy)
     alone = _alone(Z, Y, {"random_state": 1})
     fits = _sweep(Z, Y, [{"random_state": s} for s in (0, 1)])
     assert [f._stacked_with for f in fits] == [2, 2]
-    assert len(drawn[training]) == alone.n_iter_ and all(d is not None for d in drawn[training])
-    for mine, stacked in zip(drawn[training], drawn[batched][1::2], strict=True):
-        assert torch.equal(mine, stacked)  # member 1 draws what its own fit draws
+    # every step reads a subset of the outputs (pull-away) and of the units (reconstruction)
+    mine = [step for epoch in drawn[training] for step in epoch]
+    assert len(drawn[training]) == alone.n_iter_
+    assert {tuple(len(a) for a in step) for step in mine} == {
+        (losses.PULLAWAY_OUTPUTS, losses.RECONSTRUCTION_UNITS)
+    }
+    stacked = [step for epoch in drawn[batched][1::2] for step in epoch]  # member 1's
+    for a, b in zip(mine, stacked, strict=True):
+        assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))  # its own draws
     # equal up to rounding, which a sum over 100 outputs and 30 steps grows to ~5e-4
     for a, b in ((alone.transform(Z), fits[1].transform(Z)), (alone.coef_, fits[1].coef_)):
         np.testing.assert_allclose(a, b, rtol=5e-3, atol=1e-4)

@@ -188,8 +188,9 @@ def test_the_pullaway_over_a_subset_of_outputs_estimates_the_sum_without_bias():
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(40, 4, generator=gen, dtype=torch.float64)
     W = torch.randn(100, 4, generator=gen, dtype=torch.float64)
-    assert losses.pullaway_outputs(64, 3, gen, "cpu") is None  # few outputs: all of them
-    subsets = losses.pullaway_outputs(100, 4000, gen, "cpu")
+    size = losses.PULLAWAY_OUTPUTS
+    assert losses.step_subsets(64, 3, gen, "cpu", size) is None  # few outputs: all of them
+    subsets = losses.step_subsets(100, 4000, gen, "cpu", size)
     assert subsets.shape == (4000, losses.PULLAWAY_OUTPUTS)
     assert all(len(set(row.tolist())) == losses.PULLAWAY_OUTPUTS for row in subsets[:50])
     full = float(losses.pullaway_loss(x, W))
@@ -199,3 +200,30 @@ def test_the_pullaway_over_a_subset_of_outputs_estimates_the_sum_without_bias():
     # the mean of 4,000 draws is within 4 standard errors of the full sum
     se = float(estimates.std()) / np.sqrt(4000)
     assert abs(float(estimates.mean()) - full) < 4 * se
+
+
+@pytest.mark.parametrize("kind", ["log", "mse"])
+def test_the_reconstruction_over_a_subset_of_units_estimates_it_without_bias(kind):
+    from sklearn_xnn._nn.modules import Decoder
+
+    gen = torch.Generator().manual_seed(1)
+    n_units = losses.RECONSTRUCTION_UNITS + 44
+    decoder = Decoder([4, 8, n_units], nonnegative_output=True).double()
+    with torch.no_grad():
+        for p in decoder.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64))
+    x = torch.rand(30, 4, generator=gen, dtype=torch.float64)
+    z = torch.rand(30, n_units, generator=gen, dtype=torch.float64)
+    size = losses.RECONSTRUCTION_UNITS
+    assert losses.step_subsets(size, 2, gen, "cpu", size) is None  # few units: all of them
+    subsets = losses.step_subsets(n_units, 2000, gen, "cpu", size)
+    with torch.no_grad():
+        full = decoder(x)
+        # the decoder rebuilds the columns asked for (to rounding: another matrix product)
+        torch.testing.assert_close(decoder(x, subsets[0]), full[:, subsets[0]], rtol=1e-12, atol=0)
+        whole = float(losses.reconstruction_loss(full, z, kind))
+        estimates = torch.stack(
+            [losses.reconstruction_loss(decoder(x, u), z[:, u], kind) for u in subsets]
+        )
+    se = float(estimates.std()) / np.sqrt(len(subsets))
+    assert abs(float(estimates.mean()) - whole) < 4 * se

@@ -37,7 +37,12 @@ from torch.func import functional_call, stack_module_state, vmap
 from sklearn_xnn._nn import data, engine, training
 from sklearn_xnn._nn.config import Multiplier, adam, schedule
 from sklearn_xnn._nn.data import batches
-from sklearn_xnn._nn.losses import PULLAWAY_OUTPUTS, pullaway_outputs, weighted_loss
+from sklearn_xnn._nn.losses import (
+    PULLAWAY_OUTPUTS,
+    RECONSTRUCTION_UNITS,
+    epoch_subsets,
+    weighted_loss,
+)
 
 #: TrainConfig fields that may differ between the members of a batch; every other field
 #: must be equal (a new field is therefore shared by default, which is always safe).
@@ -250,12 +255,12 @@ class _Objective(nn.Module):
         self.model, self.cfg = model, cfg
         self.pullaway, self.constrained = pullaway, constrained
 
-    def forward(self, zb, yb, output_weights, outputs):
+    def forward(self, zb, yb, output_weights, outputs, units):
         cfg = self.cfg
         if output_weights is not None:
             cfg = cfg.replace(output_weights=output_weights)
         x, y_hat, terms = training.forward_terms(
-            self.model, zb, yb, cfg, None, self.pullaway, outputs=outputs
+            self.model, zb, yb, cfg, None, self.pullaway, subsets=(outputs, units)
         )
         if not self.constrained:
             return x, terms
@@ -312,21 +317,24 @@ class _Stack:
         self.lam = _Multipliers(lams, device)
         self.device = device
         self.n_outputs = cfg.n_outputs if supervised else 0
-        # each member's pull-away outputs are drawn as its own fit draws them
-        sampled = self.n_outputs > PULLAWAY_OUTPUTS
+        # each member's pull-away outputs and reconstructed units are drawn as its own fit
+        # draws them
+        self.n_units = models[0].decoder.layers[-1].out_features
+        self.n_units = self.n_units if cfg.network_head is None else 0
+        sampled = (self.n_outputs > PULLAWAY_OUTPUTS, self.n_units > RECONSTRUCTION_UNITS)
         dims = (0, 0, 0 if supervised else None, None if self.weights is None else 0)
-        dims = (*dims, 0 if sampled else None)
-        call = lambda p, z, y, w, o: functional_call(objective, p, (z, y, w, o))  # noqa: E731
+        dims = (*dims, *(0 if s else None for s in sampled))
+        call = lambda p, *a: functional_call(objective, p, a)  # noqa: E731
         self.step = vmap(call, dims)
 
     def epoch(self, Z, Y, generators, rates):
         """One epoch of every member: ``(M, 3)`` rows of mean loss parts."""
         n, sizes, parts_seen = Z.shape[0], [], []
         orders = [batches(n, self.batch_size, g, data.index_device(Z)) for g in generators]
-        n_steps, subsets = len(orders[0]), None
-        if self.n_outputs:  # after the order, as a fit's epoch draws them
-            drawn = [pullaway_outputs(self.n_outputs, n_steps, g, self.device) for g in generators]
-            subsets = None if drawn[0] is None else torch.stack(drawn, 1)  # (steps, M, size)
+        n_steps = len(orders[0])
+        draws = [  # after the order, as each member's own fit draws them
+            epoch_subsets(self.n_outputs, self.n_units, n_steps, g, self.device) for g in generators
+        ]
         for i, idx in enumerate(zip(*orders, strict=True)):
             idx = torch.stack(idx)
             zb = Z[idx]  # idx stacks one row index per member
@@ -334,8 +342,9 @@ class _Stack:
             lr = next(rates)
             for group in self.opt.param_groups:
                 group["lr"] = lr
-            outputs = None if subsets is None else subsets[i]
-            out = self.step(self.params, zb, yb, self.weights, outputs)
+            picks = zip(*(member[i] for member in draws), strict=True)  # (M, size) or None
+            picks = (None if p[0] is None else torch.stack(p) for p in picks)
+            out = self.step(self.params, zb, yb, self.weights, *picks)
             loss, parts = weighted_loss(out[1], self.alphas)
             e_faith = out[2] if self.constrained else None
             if self.constrained:

@@ -236,20 +236,33 @@ def srae_loss(x, y_hat, z_hat, z, y, weight, cfg, constrained=False):
     return weighted_loss(terms, (0.0 if constrained else cfg.alpha_f, cfg.alpha_r, cfg.alpha_p))
 
 
-#: The outputs a training step's pull-away reads at most (:func:`pullaway_outputs`).
+#: The outputs a training step's pull-away reads at most (:func:`step_subsets`).
 PULLAWAY_OUTPUTS = 64
+#: The activation units a training step's reconstruction reads at most (:func:`step_subsets`).
+RECONSTRUCTION_UNITS = 256
 
 
-def pullaway_outputs(n_outputs, n_steps, generator, device, size=PULLAWAY_OUTPUTS):
-    """``(n_steps, size)`` indices: the outputs each step of an epoch sums the pull-away
-    over (a random subset each, drawn from ``generator``), or None with at most ``size``
-    outputs. The pull-away is a sum over the outputs; ``size / n_outputs`` of them,
-    scaled by ``n_outputs / size``, estimate it without bias, as a minibatch estimates
-    the sum over the rows, at a fixed cost however many outputs there are."""
-    if n_outputs <= size:
+def step_subsets(n, n_steps, generator, device, size):
+    """``(n_steps, size)`` indices: for each step of an epoch a random subset of ``size``
+    of ``n`` terms (drawn from ``generator``), or None when ``n <= size``. A loss that is
+    a sum (or mean) over the terms, summed over a subset and scaled by ``n / size``,
+    estimates the whole without bias, as a minibatch estimates the sum over the rows, at
+    a fixed cost however many terms there are: the pull-away over ``n`` outputs
+    (:data:`PULLAWAY_OUTPUTS`), the reconstruction over ``n`` activation units
+    (:data:`RECONSTRUCTION_UNITS`)."""
+    if n <= size:
         return None
-    draws = [torch.randperm(n_outputs, generator=generator)[:size] for _ in range(n_steps)]
+    draws = [torch.randperm(n, generator=generator)[:size] for _ in range(n_steps)]
     return torch.stack(draws).to(device) if draws else None
+
+
+def epoch_subsets(n_outputs, n_units, n_steps, generator, device):
+    """Every step's ``(outputs, units)`` of an epoch (:func:`step_subsets`, the outputs
+    drawn first; None for all of them): the pull-away's outputs and the reconstructed
+    activation units."""
+    outputs = step_subsets(n_outputs, n_steps, generator, device, PULLAWAY_OUTPUTS)
+    units = step_subsets(n_units, n_steps, generator, device, RECONSTRUCTION_UNITS)
+    return [tuple(None if a is None else a[i] for a in (outputs, units)) for i in range(n_steps)]
 
 
 def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, top=None, outputs=None):
@@ -266,7 +279,7 @@ def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, top=None, outp
     all, an input the explanation does not explain (the paper's fixed-weight objective,
     ``cfg.faith_target`` None, keeps its own pull-away). ``outputs`` (indices) sums the
     pull-away over those outputs only, scaled to estimate the sum over all of them
-    (:func:`pullaway_outputs`).
+    (:func:`step_subsets`).
     """
     faith = z.new_zeros(())
     if y is not None and (cfg.faithfulness == "kl" or cfg.faith_target is not None):

@@ -63,11 +63,15 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
         self.nonnegative_output = nonnegative_output
 
-    def forward(self, x):
+    def forward(self, x, units=None):
+        """The rebuilt activations; with ``units`` (indices) only those columns."""
         h = x
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            h = layer(h)
+            if i == last and units is not None:  # the rows of the last layer that are read
+                h = F.linear(h, layer.weight[units], layer.bias[units])
+            else:
+                h = layer(h)
             if i < last or self.nonnegative_output:
                 h = F.relu(h)
         return h
@@ -83,11 +87,12 @@ class XNN(nn.Module):
         self.decoder = Decoder(sizes[::-1], nonneg_output)
         self.head = nn.Linear(n_components, n_outputs) if n_outputs else None
 
-    def forward(self, z, generator=None):
-        """Return ``(x, y_hat, z_hat)``; ``y_hat`` is None without a head."""
+    def forward(self, z, generator=None, units=None):
+        """Return ``(x, y_hat, z_hat)``; ``y_hat`` is None without a head; with ``units``
+        ``z_hat`` holds only those activation units."""
         x = self.encoder(z, generator)
         y_hat = self.head(x) if self.head is not None else None
-        return x, y_hat, self.decoder(x)
+        return x, y_hat, self.decoder(x, units)
 
 
 # -------------------------------------------------------------- fitted weights

@@ -52,9 +52,9 @@ from sklearn_xnn._nn.collective import LOCAL
 from sklearn_xnn._nn.config import History, Multiplier, adam, schedule
 from sklearn_xnn._nn.init import set_head
 from sklearn_xnn._nn.losses import (
+    epoch_subsets,
     faithfulness_error,
     logits,
-    pullaway_outputs,
     softmax_kl,
     srae_loss,
     srae_terms,
@@ -164,16 +164,15 @@ def head_error(head, x, targets, cfg, m=None):
     return 1.0 - bound.r2_score(rss, m.yy, cfg.multioutput)
 
 
-def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None, top=None, outputs=None):
+def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None, top=None, subsets=None):
     """Forward pass and loss of one minibatch: ``(x, loss, parts, e_faith)``.
 
     ``multiplier`` (a device scalar) replaces ``alpha_f`` when the constraint is on;
-    ``top`` holds the rows' top outputs (:class:`Targets`), ``outputs`` the step's
-    pull-away outputs (:func:`~sklearn_xnn._nn.losses.pullaway_outputs`). With
-    ``cfg.precision == "bf16"`` on CUDA the network runs under bf16 autocast and the loss
-    is computed in float32 from its float32-cast outputs.
+    ``top`` holds the rows' top outputs (:class:`Targets`), ``subsets`` are as in
+    :func:`forward_terms`. With ``cfg.precision == "bf16"`` on CUDA the network runs under
+    bf16 autocast and the loss is computed in float32 from its float32-cast outputs.
     """
-    x, y_hat, terms = forward_terms(model, zb, yb, cfg, dropout_gen, top=top, outputs=outputs)
+    x, y_hat, terms = forward_terms(model, zb, yb, cfg, dropout_gen, top=top, subsets=subsets)
     constrained = multiplier is not None and yb is not None
     loss, parts = weighted_loss(
         terms, (0.0 if constrained else cfg.alpha_f, cfg.alpha_r, cfg.alpha_p)
@@ -185,27 +184,29 @@ def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None, top=None, out
     return x, loss, parts, e_faith
 
 
-def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None, top=None, outputs=None):
+def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None, top=None, subsets=None):
     """Forward pass of one minibatch and its loss terms: ``(x, y_hat, (faith, rec, pt))``
-    (:func:`~sklearn_xnn._nn.losses.srae_terms`)."""
+    (:func:`~sklearn_xnn._nn.losses.srae_terms`); ``subsets``: the step's pull-away outputs
+    and reconstructed units (:func:`~sklearn_xnn._nn.losses.epoch_subsets`)."""
+    outputs, units = (None, None) if subsets is None else subsets
     bf16 = cfg.precision == "bf16" and zb.device.type == "cuda"
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-        x, y_hat, z_hat = model(zb, dropout_gen)
+        x, y_hat, z_hat = model(zb, dropout_gen, units)
     if bf16:
         x, z_hat = x.float(), z_hat.float()
         y_hat = None if y_hat is None else y_hat.float()
     weight = None if model.head is None else model.head.weight
-    return x, y_hat, srae_terms(x, y_hat, z_hat, zb, yb, weight, cfg, pullaway, top, outputs)
+    z = zb if units is None else zb.index_select(-1, units)
+    return x, y_hat, srae_terms(x, y_hat, z_hat, z, yb, weight, cfg, pullaway, top, outputs)
 
 
 def _epoch(model, opt, Z, targets, cfg, generator, rates, multiplier, step=forward_loss):
     model.train()
     comm, sizes, parts_seen = cfg.collective, [], []
     order = comm.batches(Z.shape[0], cfg.batch_size, generator, data.index_device(Z))
-    subsets = None
-    if targets is not None:  # the outputs of each step's pull-away
-        device = model.head.weight.device
-        subsets = pullaway_outputs(targets.Y.shape[1], len(order), generator, device)
+    n_outputs = 0 if targets is None else targets.Y.shape[1]
+    n_units = Z.shape[1] if cfg.network_head is None else 0  # (its term reads every unit)
+    subsets = epoch_subsets(n_outputs, n_units, len(order), generator, Z.device)
     for i, idx in enumerate(order):
         zb = data.batch(Z, idx)
         yb = top = None
@@ -214,9 +215,8 @@ def _epoch(model, opt, Z, targets, cfg, generator, rates, multiplier, step=forwa
         lr = next(rates)
         for group in opt.param_groups:
             group["lr"] = lr
-        outputs = None if subsets is None else subsets[i]
         _, loss, parts, e_faith = step(
-            model, zb, yb, cfg, cfg.dropout_generator, multiplier.value(), top, outputs
+            model, zb, yb, cfg, cfg.dropout_generator, multiplier.value(), top, subsets[i]
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -188,9 +188,8 @@ def test_the_pullaway_over_a_subset_of_outputs_estimates_the_sum_without_bias():
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(40, 4, generator=gen, dtype=torch.float64)
     W = torch.randn(100, 4, generator=gen, dtype=torch.float64)
-    size = losses.PULLAWAY_OUTPUTS
-    assert losses.step_subsets(64, 3, gen, "cpu", size) is None  # few outputs: all of them
-    subsets = losses.step_subsets(100, 4000, gen, "cpu", size)
+    assert losses.epoch_subsets(64, 0, 3, gen, "cpu")[0] == (None, None)  # few: all of them
+    subsets = torch.stack([o for o, _ in losses.epoch_subsets(100, 0, 4000, gen, "cpu")])
     assert subsets.shape == (4000, losses.PULLAWAY_OUTPUTS)
     assert all(len(set(row.tolist())) == losses.PULLAWAY_OUTPUTS for row in subsets[:50])
     full = float(losses.pullaway_loss(x, W))
@@ -214,9 +213,11 @@ def test_the_reconstruction_over_a_subset_of_units_estimates_it_without_bias(kin
             p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64))
     x = torch.rand(30, 4, generator=gen, dtype=torch.float64)
     z = torch.rand(30, n_units, generator=gen, dtype=torch.float64)
-    size = losses.RECONSTRUCTION_UNITS
-    assert losses.step_subsets(size, 2, gen, "cpu", size) is None  # few units: all of them
-    subsets = losses.step_subsets(n_units, 2000, gen, "cpu", size)
+    state = gen.get_state()
+    few = losses.epoch_subsets(64, losses.RECONSTRUCTION_UNITS, 2, gen, "cpu")
+    assert few == [(None, None)] * 2  # few units and outputs: all of them, nothing drawn
+    assert torch.equal(gen.get_state(), state)
+    subsets = [u for _, u in losses.epoch_subsets(0, n_units, 2000, gen, "cpu")]
     with torch.no_grad():
         full = decoder(x)
         # the decoder rebuilds the columns asked for (to rounding: another matrix product)

@@ -236,33 +236,29 @@ def srae_loss(x, y_hat, z_hat, z, y, weight, cfg, constrained=False):
     return weighted_loss(terms, (0.0 if constrained else cfg.alpha_f, cfg.alpha_r, cfg.alpha_p))
 
 
-#: The outputs a training step's pull-away reads at most (:func:`step_subsets`).
+#: The outputs a training step's pull-away reads at most (:func:`epoch_subsets`).
 PULLAWAY_OUTPUTS = 64
-#: The activation units a training step's reconstruction reads at most (:func:`step_subsets`).
+#: The activation units a training step's reconstruction reads at most (:func:`epoch_subsets`).
 RECONSTRUCTION_UNITS = 256
 
 
-def step_subsets(n, n_steps, generator, device, size):
-    """``(n_steps, size)`` indices: for each step of an epoch a random subset of ``size``
-    of ``n`` terms (drawn from ``generator``), or None when ``n <= size``. A loss that is
-    a sum (or mean) over the terms, summed over a subset and scaled by ``n / size``,
-    estimates the whole without bias, as a minibatch estimates the sum over the rows, at
-    a fixed cost however many terms there are: the pull-away over ``n`` outputs
-    (:data:`PULLAWAY_OUTPUTS`), the reconstruction over ``n`` activation units
-    (:data:`RECONSTRUCTION_UNITS`)."""
-    if n <= size:
-        return None
-    draws = [torch.randperm(n, generator=generator)[:size] for _ in range(n_steps)]
-    return torch.stack(draws).to(device) if draws else None
-
-
 def epoch_subsets(n_outputs, n_units, n_steps, generator, device):
-    """Every step's ``(outputs, units)`` of an epoch (:func:`step_subsets`, the outputs
-    drawn first; None for all of them): the pull-away's outputs and the reconstructed
-    activation units."""
-    outputs = step_subsets(n_outputs, n_steps, generator, device, PULLAWAY_OUTPUTS)
-    units = step_subsets(n_units, n_steps, generator, device, RECONSTRUCTION_UNITS)
-    return [tuple(None if a is None else a[i] for a in (outputs, units)) for i in range(n_steps)]
+    """Every step's ``(outputs, units)`` of an epoch: the outputs its pull-away sums over
+    (:data:`PULLAWAY_OUTPUTS` of ``n_outputs``) and the activation units its
+    reconstruction reads (:data:`RECONSTRUCTION_UNITS` of ``n_units``), each a random
+    subset drawn from ``generator`` (the outputs first), or None for all of them when
+    there are no more than that many. A loss that is a sum (or mean) over the terms,
+    taken over a subset and scaled by ``n / size``, estimates the whole without bias, as
+    a minibatch estimates the sum over the rows, at a fixed cost however many there are.
+    """
+    drawn = []
+    for n, size in ((n_outputs, PULLAWAY_OUTPUTS), (n_units, RECONSTRUCTION_UNITS)):
+        if n <= size or not n_steps:  # all of them, and nothing drawn
+            drawn.append(None)
+            continue
+        draws = [torch.randperm(n, generator=generator)[:size] for _ in range(n_steps)]
+        drawn.append(torch.stack(draws).to(device))
+    return [tuple(None if a is None else a[i] for a in drawn) for i in range(n_steps)]
 
 
 def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, top=None, outputs=None):
@@ -279,7 +275,7 @@ def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, top=None, outp
     all, an input the explanation does not explain (the paper's fixed-weight objective,
     ``cfg.faith_target`` None, keeps its own pull-away). ``outputs`` (indices) sums the
     pull-away over those outputs only, scaled to estimate the sum over all of them
-    (:func:`step_subsets`).
+    (:func:`epoch_subsets`).
     """
     faith = z.new_zeros(())
     if y is not None and (cfg.faithfulness == "kl" or cfg.faith_target is not None):

@@ -247,9 +247,10 @@ def epoch_subsets(n_outputs, n_units, n_steps, generator, device):
     (:data:`PULLAWAY_OUTPUTS` of ``n_outputs``) and the activation units its
     reconstruction reads (:data:`RECONSTRUCTION_UNITS` of ``n_units``), each a random
     subset drawn from ``generator`` (the outputs first), or None for all of them when
-    there are no more than that many. A loss that is a sum (or mean) over the terms,
-    taken over a subset and scaled by ``n / size``, estimates the whole without bias, as
-    a minibatch estimates the sum over the rows, at a fixed cost however many there are.
+    there are no more than that many. A sum over the terms taken over a subset and
+    scaled by ``n / size`` (a mean: taken over the subset) estimates the whole without
+    bias, as a minibatch estimates the sum over the rows, at a fixed cost however many
+    terms there are.
     """
     drawn = []
     for n, size in ((n_outputs, PULLAWAY_OUTPUTS), (n_units, RECONSTRUCTION_UNITS)):

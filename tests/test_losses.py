@@ -188,8 +188,13 @@ def test_the_pullaway_over_a_subset_of_outputs_estimates_the_sum_without_bias():
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(40, 4, generator=gen, dtype=torch.float64)
     W = torch.randn(100, 4, generator=gen, dtype=torch.float64)
-    assert losses.epoch_subsets(64, 0, 3, gen, "cpu")[0] == (None, None)  # few: all of them
-    subsets = torch.stack([o for o, _ in losses.epoch_subsets(100, 0, 4000, gen, "cpu")])
+    assert losses.epoch_subsets(64, 0, 3, gen, "cpu", _supervised_cfg())[0] == (
+        None,
+        None,
+    )  # few: all of them
+    subsets = torch.stack(
+        [o for o, _ in losses.epoch_subsets(100, 0, 4000, gen, "cpu", _supervised_cfg())]
+    )
     assert subsets.shape == (4000, losses.PULLAWAY_OUTPUTS)
     assert all(len(set(row.tolist())) == losses.PULLAWAY_OUTPUTS for row in subsets[:50])
     full = float(losses.pullaway_loss(x, W))
@@ -214,10 +219,12 @@ def test_the_reconstruction_over_a_subset_of_units_estimates_it_without_bias(kin
     x = torch.rand(30, 4, generator=gen, dtype=torch.float64)
     z = torch.rand(30, n_units, generator=gen, dtype=torch.float64)
     state = gen.get_state()
-    few = losses.epoch_subsets(64, losses.RECONSTRUCTION_UNITS, 2, gen, "cpu")
+    few = losses.epoch_subsets(64, losses.RECONSTRUCTION_UNITS, 2, gen, "cpu", _supervised_cfg())
     assert few == [(None, None)] * 2  # few units and outputs: all of them, nothing drawn
     assert torch.equal(gen.get_state(), state)
-    subsets = [u for _, u in losses.epoch_subsets(0, n_units, 2000, gen, "cpu")]
+    with_head = _supervised_cfg(network_head=torch.nn.Identity())  # its term reads every unit
+    assert losses.epoch_subsets(0, n_units, 2, gen, "cpu", with_head) == [(None, None)] * 2
+    subsets = [u for _, u in losses.epoch_subsets(0, n_units, 2000, gen, "cpu", _supervised_cfg())]
     with torch.no_grad():
         full = decoder(x)
         # the decoder rebuilds the columns asked for (to rounding: another matrix product)

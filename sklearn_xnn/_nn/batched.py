@@ -37,12 +37,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from sklearn_xnn._nn import data, engine, training
 from sklearn_xnn._nn.config import Multiplier, adam, schedule
 from sklearn_xnn._nn.data import batches
-from sklearn_xnn._nn.losses import (
-    PULLAWAY_OUTPUTS,
-    RECONSTRUCTION_UNITS,
-    epoch_subsets,
-    weighted_loss,
-)
+from sklearn_xnn._nn.losses import epoch_subsets, weighted_loss
 
 #: TrainConfig fields that may differ between the members of a batch; every other field
 #: must be equal (a new field is therefore shared by default, which is always safe).
@@ -315,26 +310,23 @@ class _Stack:
         if self.constrained:
             self.weights = torch.stack([c.output_weights for c in cfgs])
         self.lam = _Multipliers(lams, device)
-        self.device = device
+        self.device, self.cfg = device, cfg
         self.n_outputs = cfg.n_outputs if supervised else 0
-        # each member's pull-away outputs and reconstructed units are drawn as its own fit
-        # draws them
-        self.n_units = models[0].decoder.layers[-1].out_features
-        self.n_units = self.n_units if cfg.network_head is None else 0
-        sampled = (self.n_outputs > PULLAWAY_OUTPUTS, self.n_units > RECONSTRUCTION_UNITS)
-        dims = (0, 0, 0 if supervised else None, None if self.weights is None else 0)
-        dims = (*dims, *(0 if s else None for s in sampled))
-        call = lambda p, *a: functional_call(objective, p, a)  # noqa: E731
-        self.step = vmap(call, dims)
+        self.dims = (0, 0, 0 if supervised else None, None if self.weights is None else 0)
+        self.call = lambda p, *a: functional_call(objective, p, a)
 
     def epoch(self, Z, Y, generators, rates):
         """One epoch of every member: ``(M, 3)`` rows of mean loss parts."""
         n, sizes, parts_seen = Z.shape[0], [], []
         orders = [batches(n, self.batch_size, g, data.index_device(Z)) for g in generators]
-        n_steps = len(orders[0])
+        n_steps, cfg = len(orders[0]), self.cfg
         draws = [  # after the order, as each member's own fit draws them
-            epoch_subsets(self.n_outputs, self.n_units, n_steps, g, self.device) for g in generators
+            epoch_subsets(self.n_outputs, Z.shape[1], n_steps, g, self.device, cfg)
+            for g in generators
         ]
+        # a subset drawn for every member is batched, "all of them" (None) is not
+        first = draws[0][0] if n_steps else (None, None)
+        step = vmap(self.call, (*self.dims, *(None if a is None else 0 for a in first)))
         for i, idx in enumerate(zip(*orders, strict=True)):
             idx = torch.stack(idx)
             zb = Z[idx]  # idx stacks one row index per member
@@ -344,7 +336,7 @@ class _Stack:
                 group["lr"] = lr
             picks = zip(*(member[i] for member in draws), strict=True)  # (M, size) or None
             picks = (None if p[0] is None else torch.stack(p) for p in picks)
-            out = self.step(self.params, zb, yb, self.weights, *picks)
+            out = step(self.params, zb, yb, self.weights, *picks)
             loss, parts = weighted_loss(out[1], self.alphas)
             e_faith = out[2] if self.constrained else None
             if self.constrained:

@@ -242,16 +242,17 @@ PULLAWAY_OUTPUTS = 64
 RECONSTRUCTION_UNITS = 256
 
 
-def epoch_subsets(n_outputs, n_units, n_steps, generator, device):
+def epoch_subsets(n_outputs, n_units, n_steps, generator, device, cfg):
     """Every step's ``(outputs, units)`` of an epoch: the outputs its pull-away sums over
     (:data:`PULLAWAY_OUTPUTS` of ``n_outputs``) and the activation units its
-    reconstruction reads (:data:`RECONSTRUCTION_UNITS` of ``n_units``), each a random
-    subset drawn from ``generator`` (the outputs first), or None for all of them when
-    there are no more than that many. A sum over the terms taken over a subset and
-    scaled by ``n / size`` (a mean: taken over the subset) estimates the whole without
-    bias, as a minibatch estimates the sum over the rows, at a fixed cost however many
-    terms there are.
+    reconstruction reads (:data:`RECONSTRUCTION_UNITS` of ``n_units``; all of them with
+    ``cfg.network_head``, whose term reads every unit), each a random subset drawn from
+    ``generator`` (the outputs first), or None for all of them when there are no more
+    than that many. A sum over the terms taken over a subset and scaled by ``n / size``
+    (a mean: taken over the subset) estimates the whole without bias, as a minibatch
+    estimates the sum over the rows, at a fixed cost however many terms there are.
     """
+    n_units = n_units if cfg.network_head is None else 0
     drawn = []
     for n, size in ((n_outputs, PULLAWAY_OUTPUTS), (n_units, RECONSTRUCTION_UNITS)):
         if n <= size or not n_steps:  # all of them, and nothing drawn

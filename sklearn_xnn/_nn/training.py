@@ -205,8 +205,7 @@ def _epoch(model, opt, Z, targets, cfg, generator, rates, multiplier, step=forwa
     comm, sizes, parts_seen = cfg.collective, [], []
     order = comm.batches(Z.shape[0], cfg.batch_size, generator, data.index_device(Z))
     n_outputs = 0 if targets is None else targets.Y.shape[1]
-    n_units = Z.shape[1] if cfg.network_head is None else 0  # (its term reads every unit)
-    subsets = epoch_subsets(n_outputs, n_units, len(order), generator, Z.device)
+    subsets = epoch_subsets(n_outputs, Z.shape[1], len(order), generator, Z.device, cfg)
     for i, idx in enumerate(order):
         zb = data.batch(Z, idx)
         yb = top = None

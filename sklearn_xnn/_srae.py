@@ -41,8 +41,7 @@ class SRAEExplainer(
     ``L_faith`` the mean squared error of the logits, ``L_rec`` the log penalty
     ``mean_j log(1 + q e_j)`` of each activation unit's mean squared reconstruction error
     (or the plain MSE) and ``L_pt`` the pull-away term of the x-features' contributions
-    ``x_ik W_ck`` (with two or more outputs, plus a barrier on inputs whose top output
-    loses its positive contributions). The User Guide gives the exact formulas.
+    ``x_ik W_ck``. The User Guide gives the exact formulas.
 
     **Faithful by construction.** ``fit`` computes in closed form the best rank-K linear
     predictor of ``y`` from ``Z`` (``faithfulness_bound_``), starts from it with a

@@ -312,24 +312,22 @@ def _head_case(W, b, target):
     return SimpleNamespace(head=head), cfg
 
 
-def test_the_epochs_head_keeps_an_output_explained():
+def test_an_epoch_whose_exact_head_leaves_an_output_unexplained_reports_the_shortfall():
     x, Y = _two_groups()
     W_ls, b_ls, r2_ls = training.lstsq_head(None, None, Y, x=x)
     floor = torch.full((2,), training.KEPT_SHARE, dtype=torch.float64)
     assert W_ls[1, 1] < 0 and W_ls[1, 0] < 0  # the exact head leaves rows 200.. unexplained
-    cfg = _head_case(W_ls, b_ls, 1.0)[1]
-    exact = training.explained_shares(x, W_ls.float(), training.Targets(Y, cfg), cfg)
-    assert training.explained_shortfall(exact, floor) > 0
     W0 = W_ls.clone()
     W0[1, 1] = 0.3  # a trained head that explains them, a little less faithful
     model, cfg = _head_case(W0, b_ls, 1.0)
-    error, shortfall = training.epoch_head(model, x, training.Targets(Y, cfg), cfg, floor)
-    # the trained head is kept: it leaves fewer rows unexplained
-    assert shortfall == 0.0
-    np.testing.assert_allclose(model.head.weight.detach(), W0, atol=1e-6)
-    actual = 1.0 - training._prediction_r2(model.head, x, Y, cfg.collective)
-    assert error == pytest.approx(actual, abs=1e-6)
-    assert error >= 1.0 - r2_ls
+    targets = training.Targets(Y, cfg)
+    error, shortfall = training.epoch_head(model, x, targets, cfg, floor)
+    # the epoch ends with the most faithful head, and its shortfall makes it infeasible
+    np.testing.assert_allclose(model.head.weight.detach(), W_ls, atol=1e-6)
+    assert error == pytest.approx(1.0 - r2_ls, abs=1e-6)
+    exact = training.explained_shares(x, W_ls.float(), targets, cfg)
+    assert shortfall == pytest.approx(training.explained_shortfall(exact, floor))
+    assert shortfall > training.SHORTFALL_TOL
 
 
 def test_the_epochs_head_is_the_least_squares_head_when_that_explains():

@@ -9,7 +9,6 @@ import torch
 from sklearn_xnn._nn import losses
 from sklearn_xnn._nn.losses import (
     PULLAWAY_EPS,
-    coverage_loss,
     faithfulness_loss,
     pullaway_loss,
     reconstruction_loss,
@@ -99,8 +98,8 @@ def test_pullaway_of_orthogonal_rows_is_zero_and_of_parallel_rows_is_one():
 
 
 def _supervised_cfg(**changes):
-    """A supervised training configuration whose logits' scale makes output 1 every row's
-    top output (``Y + [0, 5]``), under the constraint unless ``faith_target=None``."""
+    """A supervised training configuration, under the constraint unless
+    ``faith_target=None``."""
     base = dict(
         alpha_f=1.0,
         alpha_r=1.0,
@@ -112,7 +111,7 @@ def _supervised_cfg(**changes):
         network_head=None,
         y_mean=t(np.array([0.0, 5.0])),
         y_scale=t(np.array([1.0, 1.0])),
-        faith_target=0.01,  # the barrier joins the pull-away under the constraint only
+        faith_target=0.01,
         output_weights=t(np.array([0.25, 0.75])),
         multioutput="uniform_average",
     )
@@ -125,30 +124,15 @@ def test_srae_loss_weights_the_three_terms():
     # under the constraint the faithfulness term is the error it bounds
     f = (((Y_HAT - Y) ** 2).mean(0) * [0.25, 0.75]).sum()
     r = reconstruction_loss(t(Z_HAT), t(Z), "log", 100.0)
-    top = torch.ones(4, dtype=torch.long)  # Y + [0, 5]: output 1 is every row's top
-    p = pullaway_loss(t(X), t(W), "samples") + coverage_loss(t(X), t(W), top)
+    p = pullaway_loss(t(X), t(W), "samples")
     assert total.item() == pytest.approx(2 * f + 3 * r.item() + 5 * p.item(), rel=1e-12)
     np.testing.assert_allclose(parts.numpy(), [f, r.item(), p.item()], rtol=1e-12)
 
 
-def test_the_fixed_weight_objective_keeps_the_papers_pull_away():
+def test_the_fixed_weight_objective_has_the_papers_pull_away():
     cfg = _supervised_cfg(faith_target=None)
     _, parts = srae_loss(t(X), t(Y_HAT), t(Z_HAT), t(Z), t(Y), t(W), cfg)
     assert parts[2].item() == pytest.approx(pullaway_loss(t(X), t(W), "samples").item())
-
-
-def test_coverage_loss_counts_rows_losing_their_top_output():
-    x = t(np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 0.01]]))
-    w = t(np.array([[1.0, -1.0], [0.0, 1.0]]))
-    top = torch.tensor([0, 0, 1, 0])
-    # positive parts 1, 2, 1, 0 (the last row's top output gets only x_2 W_02 < 0):
-    # under floor * mean = 0.1 * 1 only that row is penalised, by (1 - 0)^2
-    assert coverage_loss(x, w, top).item() == pytest.approx(0.25)
-    assert coverage_loss(x[:3], w, top[:3]).item() == 0.0
-    row = x[3:].clone().requires_grad_(True)  # a row at the barrier is pulled back
-    x2 = torch.cat([x[:3], row + t(np.array([[0.05, 0.0]]))])
-    coverage_loss(x2, w, top).backward()
-    assert row.grad[0, 0] < 0
 
 
 def test_unsupervised_loss_has_no_faithfulness_and_pulls_x_apart():

@@ -212,15 +212,6 @@ class _FactoredPullaway(torch.autograd.Function):
         return gxt.transpose(-1, -2), gwt.transpose(-1, -2), None
 
 
-def coverage_loss(x, weight, top, floor=0.1):
-    """``(1 / N) sum_i relu(1 - P_i / (floor * mean_j P_j))^2``: rows losing their top
-    output's explanation. ``P_i = sum_k max(x_ik W_(t_i) k, 0)`` is the positive part of
-    row ``i``'s contributions to its top output ``t_i``; the batch mean is a constant."""
-    P = torch.relu(x * weight[top]).sum(1)
-    scale = floor * P.detach().mean().clamp_min(1e-12)
-    return torch.mean(torch.relu(1.0 - P / scale) ** 2)
-
-
 def srae_loss(x, y_hat, z_hat, z, y, weight, cfg, constrained=False):
     """``alpha_f L_faith + alpha_r L_rec + alpha_p L_pt`` and its three parts (detached).
 
@@ -263,21 +254,15 @@ def epoch_subsets(n_outputs, n_units, n_steps, generator, device, cfg):
     return [tuple(None if a is None else a[i] for a in drawn) for i in range(n_steps)]
 
 
-def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, top=None, outputs=None):
+def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, outputs=None):
     """The three terms ``(L_faith, L_rec, L_pt)`` of :func:`srae_loss`, with their graphs.
 
     Under the faithfulness constraint (``cfg.faith_target`` set) ``L_faith`` is the error
     the constraint bounds, :func:`faithfulness_error`.
 
     ``L_pt`` is computed when ``pullaway`` is true (default: when ``cfg.alpha_p`` is
-    nonzero), else it is zero. Under the faithfulness constraint, with a head of two or
-    more outputs (and the logits' scale ``cfg.y_mean``, ``cfg.y_scale``), it also holds
-    :func:`coverage_loss` on each row's top output (``top``; from ``y`` when None): the
-    pull-away alone can be met by a row whose top output gets no positive contribution at
-    all, an input the explanation does not explain (the paper's fixed-weight objective,
-    ``cfg.faith_target`` None, keeps its own pull-away). ``outputs`` (indices) sums the
-    pull-away over those outputs only, scaled to estimate the sum over all of them
-    (:func:`epoch_subsets`).
+    nonzero), else it is zero. ``outputs`` (indices) sums the pull-away over those outputs
+    only, scaled to estimate the sum over all of them (:func:`epoch_subsets`).
     """
     faith = z.new_zeros(())
     if y is not None and (cfg.faithfulness == "kl" or cfg.faith_target is not None):
@@ -296,10 +281,6 @@ def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, top=None, outp
         pt = pullaway_loss(x, weight.index_select(-2, outputs), cfg.pullaway) * scale
     elif pullaway:
         pt = pullaway_loss(x, weight, cfg.pullaway)
-    guards = weight is not None and weight.shape[0] > 1 and cfg.y_scale is not None
-    if pullaway and guards and cfg.faith_target is not None:
-        barrier = coverage_loss(x, weight, top_outputs(y, cfg) if top is None else top)
-        pt = pt + barrier
     return faith, rec, pt
 
 

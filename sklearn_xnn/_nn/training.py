@@ -32,11 +32,8 @@ and no x-feature is dead (zero on every training row). The
 start is feasible by construction. Training keeps the sparsest feasible epoch, so the
 fitted explainer is faithful, explains every class its start explained, and has no dead
 x-feature, whatever happened in between. The head an epoch ends with is the exact
-least-squares head on its x-features unless that head leaves more top rows unexplained
-than the trained one (:func:`epoch_head`). During the steps a barrier
-(:func:`~sklearn_xnn._nn.losses.coverage_loss`) keeps rows from losing their top output's
-positive contributions: once a row has none, no gradient gives it one back. The checks
-read the outputs through :class:`Targets`, computed once per run: an epoch's head and its
+least-squares head on its x-features (:func:`epoch_head`), the most faithful one. The
+checks read the outputs through :class:`Targets`, computed once per run: an epoch's head and its
 error come from float64 moments of the x-features with ``Y``, not from passes over the
 ``N x C`` outputs.
 """
@@ -164,15 +161,15 @@ def head_error(head, x, targets, cfg, m=None):
     return 1.0 - bound.r2_score(rss, m.yy, cfg.multioutput)
 
 
-def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None, top=None, subsets=None):
+def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None, subsets=None):
     """Forward pass and loss of one minibatch: ``(x, loss, parts, e_faith)``.
 
     ``multiplier`` (a device scalar) replaces ``alpha_f`` when the constraint is on;
-    ``top`` holds the rows' top outputs (:class:`Targets`), ``subsets`` are as in
-    :func:`forward_terms`. With ``cfg.precision == "bf16"`` on CUDA the network runs under
-    bf16 autocast and the loss is computed in float32 from its float32-cast outputs.
+    ``subsets`` are as in :func:`forward_terms`. With ``cfg.precision == "bf16"`` on CUDA
+    the network runs under bf16 autocast and the loss is computed in float32 from its
+    float32-cast outputs.
     """
-    x, y_hat, terms = forward_terms(model, zb, yb, cfg, dropout_gen, top=top, subsets=subsets)
+    x, y_hat, terms = forward_terms(model, zb, yb, cfg, dropout_gen, subsets=subsets)
     constrained = multiplier is not None and yb is not None
     loss, parts = weighted_loss(
         terms, (0.0 if constrained else cfg.alpha_f, cfg.alpha_r, cfg.alpha_p)
@@ -184,7 +181,7 @@ def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None, top=None, sub
     return x, loss, parts, e_faith
 
 
-def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None, top=None, subsets=None):
+def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None, subsets=None):
     """Forward pass of one minibatch and its loss terms: ``(x, y_hat, (faith, rec, pt))``
     (:func:`~sklearn_xnn._nn.losses.srae_terms`); ``subsets``: the step's pull-away outputs
     and reconstructed units (:func:`~sklearn_xnn._nn.losses.epoch_subsets`)."""
@@ -197,7 +194,7 @@ def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None, top=None,
         y_hat = None if y_hat is None else y_hat.float()
     weight = None if model.head is None else model.head.weight
     z = zb if units is None else zb.index_select(-1, units)
-    return x, y_hat, srae_terms(x, y_hat, z_hat, z, yb, weight, cfg, pullaway, top, outputs)
+    return x, y_hat, srae_terms(x, y_hat, z_hat, z, yb, weight, cfg, pullaway, outputs)
 
 
 def _epoch(model, opt, Z, targets, cfg, generator, rates, multiplier, step=forward_loss):
@@ -208,14 +205,12 @@ def _epoch(model, opt, Z, targets, cfg, generator, rates, multiplier, step=forwa
     subsets = epoch_subsets(n_outputs, Z.shape[1], len(order), generator, Z.device, cfg)
     for i, idx in enumerate(order):
         zb = data.batch(Z, idx)
-        yb = top = None
-        if targets is not None:
-            yb, top = data.batch(targets.Y, idx), data.batch(targets.top, idx)
+        yb = None if targets is None else data.batch(targets.Y, idx)
         lr = next(rates)
         for group in opt.param_groups:
             group["lr"] = lr
         _, loss, parts, e_faith = step(
-            model, zb, yb, cfg, cfg.dropout_generator, multiplier.value(), top, subsets[i]
+            model, zb, yb, cfg, cfg.dropout_generator, multiplier.value(), subsets[i]
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -307,30 +302,25 @@ def epoch_head(model, x, targets, cfg, floor):
     shortfall)``: its faithfulness error on the rows of ``targets`` (:func:`head_error`)
     and its :func:`explained_shortfall` under ``floor`` (0 when ``floor`` is None).
 
-    Of the exact least-squares head on ``x`` and the trained head, the one with the
-    smaller shortfall beyond :data:`SHORTFALL_TOL`, then the smaller error: the
-    least-squares head is the most faithful one (for ``"mse"``), but the exact solution
-    can turn the only positive weight an output's top rows had to zero or below, and no
-    gradient would give it back.
+    The head is the exact least-squares head on ``x``, the most faithful one for
+    ``"mse"``; for ``"kl"`` the trained head stays when its softmax KL is smaller.
     """
-    trained = (model.head.weight.detach().clone(), model.head.bias.detach().clone())
     m = targets.head_moments(x, cfg)
-    heads = [trained]
+    kl = cfg.faithfulness == "kl"
+    error = head_error(model.head, x, targets, cfg, m) if kl or m is None else math.inf
     if m is not None:
-        heads.insert(0, bound.lstsq_head(m, multioutput=cfg.multioutput)[:2])
-    best = None
-    for W, b in heads:
-        set_head(model.head, W, b)
-        short = 0.0
-        if floor is not None:
-            shares = explained_shares(x, model.head.weight.detach(), targets, cfg)
-            short = explained_shortfall(shares, floor)
-        error = head_error(model.head, x, targets, cfg, m)
-        score = (max(short - SHORTFALL_TOL, 0.0), error, short, W, b)
-        if best is None or score[:2] < best[:2]:
-            best = score
-    set_head(model.head, *best[3:])
-    return best[1], best[2]
+        trained = (model.head.weight.detach().clone(), model.head.bias.detach().clone())
+        set_head(model.head, *bound.lstsq_head(m, multioutput=cfg.multioutput)[:2])
+        exact = head_error(model.head, x, targets, cfg, m)
+        if exact > error:
+            set_head(model.head, *trained)
+        else:
+            error = exact
+    shortfall = 0.0
+    if floor is not None:
+        shares = explained_shares(x, model.head.weight.detach(), targets, cfg)
+        shortfall = explained_shortfall(shares, floor)
+    return error, shortfall
 
 
 @torch.no_grad()

@@ -76,7 +76,7 @@ def srae_curve(Z, y, Zt, yt, batch_size, max_iter, device, precision):
         precision=precision,
         random_state=0,
     )
-    scaler = Scaler.fit(Z, y, rescale=True, stream=False)  # the statistics fit will use
+    scaler = Scaler.fit(Z, y, rescale=True)  # the statistics fit will use
     curve, spent = [], [0.0]
     real_epoch = training._epoch
     Zt_tensor = {}

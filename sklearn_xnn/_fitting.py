@@ -237,9 +237,7 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
     generator = make_generator(check_random_state(est.random_state))
     pooled = est.multioutput == "variance_weighted"
     key = (est.rescale, stream, str(device), pooled)
-    scaler = memo(
-        shared, ("scaler", key), Scaler.fit, X, Y, est.rescale, stream, collective, pooled
-    )
+    scaler = memo(shared, ("scaler", key), Scaler.fit, X, Y, est.rescale, collective, pooled)
     with torch_threads():
         # one explainer on the CPU reads X's rows as it needs them, scaled on the fly: no
         # copy of X (stacked fits share one scaled copy, an accelerator holds its own)

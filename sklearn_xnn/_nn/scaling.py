@@ -22,21 +22,16 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 _SAFE_CAST = (1e-30, 1e30)
 
 
-def magnitude(X):
-    """``(max |X|, sqrt(mean(X ** 2)))`` of an in-memory array, without overflow or underflow.
+def statistics(X, Y, rescale, collective=LOCAL):
+    """``(peak, rms, nonnegative, y_mean, y_scale)`` of every rank's rows of ``X`` and
+    ``Y`` (rank ``r`` holds its shard; with :data:`~sklearn_xnn._nn.collective.LOCAL`,
+    this process's rows): ``max |X|``, ``sqrt(mean(X ** 2))``, whether ``X >= 0`` and
+    :func:`standardize_columns` of ``Y`` (None without ``Y``).
 
-    The mean of squares is taken of ``X / max |X|`` in float64, chunk by chunk.
+    Two streaming passes over ``X`` (never a full copy; a memmap is read in chunks),
+    overflow-safe: the mean of squares is taken of ``X / peak`` in float64. Refuses NaN
+    and infinity.
     """
-    chunks = list(data.iter_chunks(X))
-    peak = max((float(np.max(np.abs(c))) for c in chunks if c.size), default=0.0)
-    if peak == 0.0:
-        return 0.0, 0.0
-    sumsq = sum(float(np.sum(np.square(c / peak, dtype=np.float64))) for c in chunks)
-    return peak, peak * float(np.sqrt(sumsq / X.size))
-
-
-def scan(X):
-    """One streaming pass: ``(peak, rms, nonnegative)`` of ``X``; refuses NaN and infinity."""
     peak, nonneg = 0.0, True
     for c in data.iter_chunks(X):
         if not np.isfinite(c).all():
@@ -45,10 +40,15 @@ def scan(X):
         if c.size:
             peak = max(peak, float(np.max(np.abs(c))))
             nonneg = nonneg and bool((c >= 0).all())
-    if peak == 0.0:
-        return 0.0, 0.0, nonneg
-    sumsq = sum(float(np.sum(np.square(c / peak, dtype=np.float64))) for c in data.iter_chunks(X))
-    return peak, peak * float(np.sqrt(sumsq / (X.shape[0] * X.shape[1]))), nonneg
+    peak, nonneg = collective.max(peak), bool(collective.min(float(nonneg)))
+    rms = 0.0
+    if peak > 0:
+        chunks = data.iter_chunks(X)
+        sumsq = sum(float(np.sum(np.square(c / peak, dtype=np.float64))) for c in chunks)
+        n_values = collective.total_rows(X.shape[0]) * X.shape[1]
+        rms = peak * float(np.sqrt(collective.sum(sumsq) / n_values))
+    y_mean, y_scale = (None, None) if Y is None else standardize_columns(Y, rescale, collective)
+    return peak, rms, nonneg, y_mean, y_scale
 
 
 def check_float32_range(peak, name, rescale):
@@ -61,53 +61,26 @@ def check_float32_range(peak, name, rescale):
         )
 
 
-def standardize_columns(Y, enabled=True):
-    """``(mean, scale)`` of each column, overflow-safe; constant columns get scale 1.
+def standardize_columns(Y, enabled=True, collective=LOCAL):
+    """``(mean, scale)`` of each column of every rank's rows, overflow-safe; constant
+    columns get scale 1.
 
     Three passes over row chunks (peak, mean, spread of ``Y / peak`` in float64): no
-    copy of ``Y`` is made."""
+    copy of ``Y`` is made. A constant column divided by its peak is exactly +-1 (or 0),
+    so its spread is exactly 0, whatever the rounding."""
     n_outputs = Y.shape[1]
     if not enabled:
         return np.zeros(n_outputs), np.ones(n_outputs)
     peak = np.zeros(n_outputs)
     for c in data.iter_chunks(Y):
         peak = np.maximum(peak, np.abs(c).max(axis=0, initial=0.0))
+    peak = _reduced(collective.max, peak)
     peak = np.where(peak > 0, peak, 1.0)
-    n = max(Y.shape[0], 1)
-    mu = sum((c / peak).sum(axis=0) for c in data.iter_chunks(Y)) / n
-    sd = np.sqrt(sum(np.square(c / peak - mu).sum(axis=0) for c in data.iter_chunks(Y)) / n)
+    n = max(collective.total_rows(Y.shape[0]), 1)
+    mu = _reduced(collective.sum, sum((c / peak).sum(axis=0) for c in data.iter_chunks(Y))) / n
+    squares = sum(np.square(c / peak - mu).sum(axis=0) for c in data.iter_chunks(Y))
+    sd = np.sqrt(_reduced(collective.sum, squares) / n)
     return peak * mu, np.where(sd > 0, peak * sd, 1.0)
-
-
-def sharded_statistics(X, Y, rescale, collective):
-    """``(peak, rms, nonnegative, y_mean, y_scale)`` of every rank's rows of ``X`` and
-    ``Y`` (rank ``r`` holds its shard): :func:`magnitude` and :func:`standardize_columns`
-    from reduced maxima, sums and counts."""
-    peak, nonneg = 0.0, True
-    for c in data.iter_chunks(X):
-        if c.size:
-            peak = max(peak, float(np.max(np.abs(c))))
-            nonneg = nonneg and bool((c >= 0).all())
-    peak, nonneg = collective.max(peak), bool(collective.min(float(nonneg)))
-    n = collective.total_rows(X.shape[0])
-    rms = 0.0
-    if peak > 0:
-        chunks = data.iter_chunks(X)
-        sumsq = sum(float(np.sum(np.square(c / peak, dtype=np.float64))) for c in chunks)
-        rms = peak * float(np.sqrt(collective.sum(sumsq) / (n * X.shape[1])))
-    if Y is None:
-        return peak, rms, nonneg, None, None
-    if not rescale:
-        return peak, rms, nonneg, np.zeros(Y.shape[1]), np.ones(Y.shape[1])
-    top = _reduced(collective.max, Y.max(axis=0))
-    bottom = _reduced(collective.min, Y.min(axis=0))
-    y_peak = np.maximum(np.abs(top), np.abs(bottom))
-    y_peak = np.where(y_peak > 0, y_peak, 1.0)
-    U = Y / y_peak
-    mu = _reduced(collective.sum, U.sum(axis=0)) / n
-    sd = np.sqrt(_reduced(collective.sum, np.square(U - mu).sum(axis=0)) / n)
-    sd = np.where(top > bottom, sd, 0.0)  # a constant column: exactly, whatever the rounding
-    return peak, rms, nonneg, y_peak * mu, np.where(sd > 0, y_peak * sd, 1.0)
 
 
 def _shared_scale(y_scale):
@@ -136,21 +109,12 @@ class Scaler:
     peak: float = 0.0
 
     @classmethod
-    def fit(cls, X, Y, rescale, stream, collective=LOCAL, pooled=False):
-        """Statistics of ``X`` (streamed from where it is when ``stream``) and ``Y``;
-        with a ``collective``, of every rank's rows (:func:`sharded_statistics`). With
-        ``pooled`` every output shares one scale (:func:`_shared_scale`), so that squared
-        errors in training units weigh the outputs as their variances do
-        (variance-weighted R²)."""
-        if collective.world > 1:
-            peak, rms, nonneg, y_mean, y_scale = sharded_statistics(X, Y, rescale, collective)
-        else:
-            if stream:  # one streaming pass, never a full copy
-                peak, rms, nonneg = scan(X)
-            else:
-                peak, rms = magnitude(X)
-                nonneg = all(bool((c >= 0).all()) for c in data.iter_chunks(X))
-            y_mean, y_scale = (None, None) if Y is None else standardize_columns(Y, rescale)
+    def fit(cls, X, Y, rescale, collective=LOCAL, pooled=False):
+        """Statistics of ``X`` and ``Y`` (:func:`statistics`; with a ``collective``, of
+        every rank's rows). With ``pooled`` every output shares one scale
+        (:func:`_shared_scale`), so that squared errors in training units weigh the
+        outputs as their variances do (variance-weighted R²)."""
+        peak, rms, nonneg, y_mean, y_scale = statistics(X, Y, rescale, collective)
         scale = rms if rescale and rms > 0 else 1.0
         check_float32_range(peak / scale, "X", rescale)
         if pooled and rescale and y_scale is not None:
@@ -177,7 +141,7 @@ class Scaler:
 
     def chunk(self, X, device):
         """A later chunk of activations scaled with this scaler's statistics."""
-        peak = magnitude(X)[0]
+        peak = statistics(X, None, self.rescale)[0]
         check_float32_range(peak / self.scale, "X", self.rescale)
         return dataclasses.replace(self, peak=peak).activations(X, device)
 

@@ -257,8 +257,9 @@ def test_the_start_barely_moves_with_rounding(patch_layer):
 def _cut(Zt, Yt, z_mean, S, offsets, cfg):
     """``(error, unexplained share, significant count)`` of the start cut at ``offsets``."""
     p, targets = init.project(Zt, z_mean, S), training.Targets(Yt, cfg)
-    error, x, weight = engine._cut_fit(p, targets, offsets, cfg)
-    unexplained = engine.unexplained_share(x, weight, targets, cfg)
+    error, unexplained = engine._cut_fit(p, targets, offsets, cfg)
+    x = (p - offsets).clamp_min(0.0).to(Yt.dtype)
+    weight = bound.lstsq_head(targets.head_moments(x, cfg))[0].to(x)
     return error, unexplained, training.significant_count(x, weight)
 
 

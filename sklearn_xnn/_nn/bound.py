@@ -75,7 +75,10 @@ def _moments(Z, Y, transform):
             s2 = np.zeros((D, D), order="F") if zc.device.type == "cpu" else zc.new_zeros(D, D)
         zc.sub_(zs.shift)
         s1 += zc.sum(0)
-        _add_gram(s2, zc)
+        if isinstance(s2, np.ndarray):  # BLAS syrk: the upper triangle only, half the work
+            _syrk(1.0, zc.numpy().T, beta=1.0, c=s2, overwrite_c=1)  # (D, n) Fortran = zc^T
+        else:
+            s2.addmm_(zc.T, zc)
         if Y is not None:
             yc = ys.load(Y[s])
             if sy is None:
@@ -96,16 +99,6 @@ def _moments(Z, Y, transform):
         out.yy = syy - n * dy * dy
         out.zy = sxy - n * torch.outer(dz, dy)
     return out
-
-
-def _add_gram(acc, a):
-    """``acc += a^T a`` (float64). On the CPU ``acc`` is a Fortran-ordered numpy array of
-    which only the upper triangle is accumulated, by BLAS ``syrk`` (half the products of
-    a matrix product, ~35% less time; the caller mirrors it once at the end)."""
-    if isinstance(acc, np.ndarray):  # a C-ordered (n, D) chunk is the Fortran (D, n) a^T
-        _syrk(1.0, a.numpy().T, beta=1.0, c=acc, overwrite_c=1)
-    else:
-        acc.addmm_(a.T, a)
 
 
 class Chunks:

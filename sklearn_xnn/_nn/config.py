@@ -114,16 +114,12 @@ def adam(params, lr, weight_decay):
     """Adam with torch's fused kernel where the device has one (CPU and CUDA do): one pass
     over each parameter instead of ~10, deterministic, so CPU fits stay bitwise repeatable."""
     params = list(params)
-    fused = bool(params) and params[0].device.type in _fused_devices()
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
-
-
-def _fused_devices():
     try:
-        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices as fused_on
     except ImportError:  # pragma: no cover - older torch
-        return ("cuda",)
-    return tuple(_get_fused_kernels_supported_devices())
+        fused_on = lambda: ("cuda",)  # noqa: E731
+    fused = bool(params) and params[0].device.type in tuple(fused_on())
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
 
 
 def schedule(cfg, steps_per_epoch, start_epoch=0):

@@ -112,13 +112,12 @@ def sparse_offsets(Z, targets, z_mean, S, low, cfg):
     if targets is None or cfg.faith_target is None or cfg.faithfulness == "kl":
         return low
     p = init.project(Z, z_mean, S)  # every row, read once and cut many times
-    error, x, weight = _cut_fit(p, targets, low, cfg)
+    error, unexplained = _cut_fit(p, targets, low, cfg)
     allowed = error + 0.5 * max(cfg.faith_target - error, 0.0)
-    unexplained = unexplained_share(x, weight, targets, cfg)
     kept = low
     for share in OFFSET_SHARES:
-        error, x, weight = _cut_fit(p, targets, share * low, cfg)
-        if error > allowed or unexplained_share(x, weight, targets, cfg) > unexplained:
+        cut_error, cut_unexplained = _cut_fit(p, targets, share * low, cfg)
+        if cut_error > allowed or cut_unexplained > unexplained:
             break
         kept = share * low
     return kept
@@ -126,22 +125,16 @@ def sparse_offsets(Z, targets, z_mean, S, low, cfg):
 
 @torch.no_grad()
 def _cut_fit(p, targets, low, cfg):
-    """``(error, x, weight)`` of the x-features ``relu(p - low)`` of projections ``p``:
-    them, their least-squares head (over every rank's rows) and its error ``1 - R²``."""
+    """``(error, unexplained)`` of the x-features ``relu(p - low)`` of projections ``p``
+    under their least-squares head (over every rank's rows): its error ``1 - R²`` and the
+    share of the rows whose top output gets no positive contribution (0 with one output)."""
     x = (p - low.to(p.device)).clamp_min(0.0).to(targets.Y.dtype)
     m = targets.head_moments(x, cfg)
     weight, _, r2 = bound.lstsq_head(m, multioutput=cfg.multioutput)
-    return 1.0 - r2, x, weight.to(x)
-
-
-def unexplained_share(x, weight, targets, cfg):
-    """The share of the rows of ``targets`` (of every rank) whose top output gets no
-    positive contribution from x-features ``x`` under the head ``weight`` (0 with one
-    output)."""
-    shares = training.explained_shares(x, weight, targets, cfg)
+    shares = training.explained_shares(x, weight.to(x), targets, cfg)
     if shares is None:
-        return 0.0
-    return round(1.0 - float(shares[0].sum() / shares[1].sum().clamp_min(1.0)), 9)
+        return 1.0 - r2, 0.0
+    return 1.0 - r2, round(1.0 - float(shares[0].sum() / shares[1].sum().clamp_min(1.0)), 9)
 
 
 def final_head(model, Z, Y, cfg, targets=None, x=None):

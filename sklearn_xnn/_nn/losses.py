@@ -13,15 +13,6 @@ def faithfulness_loss(y_hat, y):
     return torch.mean((y_hat - y) ** 2)
 
 
-def normalised_faithfulness(y_hat, y, output_weights):
-    """``sum_c w_c (1 / N) sum_i (y_hat_ic - y_ic)^2``: the faithfulness error in R² units.
-
-    With ``w_c = 1 / (C' var_c)`` (``C'`` outputs that vary, ``w_c = 0`` for a constant
-    one) this is ``1 - R²`` averaged uniformly over the outputs.
-    """
-    return torch.sum(torch.mean((y_hat - y) ** 2, dim=0) * output_weights)
-
-
 def softmax_kl(y_hat, y, temperature=1.0):
     """``(1 / N) sum_i KL(softmax(y_i / T) || softmax(y_hat_i / T))`` in nats.
 
@@ -46,13 +37,16 @@ def top_outputs(y, cfg):
 def faithfulness_error(y_hat, y, cfg):
     """The error the faithfulness constraint bounds, for ``cfg.faithfulness``.
 
-    ``"mse"``: :func:`normalised_faithfulness` (``1 - R²``); ``"kl"``: :func:`softmax_kl`
-    of the logits in the caller's units at ``cfg.temperature`` (a softmax is not invariant
-    to the per-output standardisation used in training).
+    ``"mse"``: ``sum_c w_c (1 / N) sum_i (y_hat_ic - y_ic)^2`` with the output weights
+    ``w_c = cfg.output_weights``: with ``w_c = 1 / (C' var_c)`` (``C'`` outputs that vary,
+    ``w_c = 0`` for a constant one) that is ``1 - R²`` averaged uniformly over the outputs.
+    ``"kl"``: :func:`softmax_kl` of the logits in the caller's units at
+    ``cfg.temperature`` (a softmax is not invariant to the per-output standardisation
+    used in training).
     """
     if cfg.faithfulness == "kl":
         return softmax_kl(logits(y_hat, cfg), logits(y, cfg), cfg.temperature)
-    return normalised_faithfulness(y_hat, y, cfg.output_weights)
+    return torch.sum(torch.mean((y_hat - y) ** 2, dim=0) * cfg.output_weights)
 
 
 def network_decision_error(z_hat, y, cfg):
@@ -116,20 +110,13 @@ def pullaway_loss(x, weight, over="samples", eps=PULLAWAY_EPS):
 
     ``x`` is ``(..., N, K)`` and ``weight`` ``(..., C, K)``. Over the samples, with more
     rows than x-features and more outputs than x-features, the sum is taken without the
-    ``(C, N, K)`` contributions (:func:`_factored_pullaway`): ``O(N (C + K^2))`` memory.
+    ``(C, N, K)`` contributions (:class:`_FactoredPullaway`): ``O(N (C + K^2))`` memory.
     """
     n, k = x.shape[-2], x.shape[-1]
     if weight is not None and over == "samples" and n > k and weight.shape[-2] > k:
-        return _factored_pullaway(x, weight, eps)
+        return _FactoredPullaway.apply(x, weight, eps)[0]
     s = x.unsqueeze(0) if weight is None else contributions(x, weight)
     return pullaway_term(s, over, eps)
-
-
-def _factored_pullaway(x, weight, eps):
-    """:func:`pullaway_term` over the samples of ``S^(c) = x diag(W_c) + eps`` for every
-    output ``c``, from ``(N, C)`` and ``(K (K + 1) / 2, C)`` products only
-    (:class:`_FactoredPullaway`)."""
-    return _FactoredPullaway.apply(x, weight, eps)[0]
 
 
 def _pairs(k, like):

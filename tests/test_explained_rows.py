@@ -315,7 +315,7 @@ def _head_case(W, b, target):
 
 def test_an_epoch_whose_exact_head_leaves_an_output_unexplained_reports_the_shortfall():
     x, Y = _two_groups()
-    W_ls, b_ls, r2_ls = training.lstsq_head(None, None, Y, x=x)
+    W_ls, b_ls, r2_ls = bound.lstsq_head(bound.moments(x, Y))
     floor = torch.full((2,), training.KEPT_SHARE, dtype=torch.float64)
     assert W_ls[1, 1] < 0 and W_ls[1, 0] < 0  # the exact head leaves rows 200.. unexplained
     W0 = W_ls.clone()
@@ -333,7 +333,7 @@ def test_an_epoch_whose_exact_head_leaves_an_output_unexplained_reports_the_shor
 
 def test_the_epochs_head_is_the_least_squares_head_when_that_explains():
     x, Y = _two_groups()
-    W_ls, b_ls, r2_ls = training.lstsq_head(None, None, Y, x=x)
+    W_ls, b_ls, r2_ls = bound.lstsq_head(bound.moments(x, Y))
     model, cfg = _head_case(W_ls * 0.5, b_ls, 1.0)
     floor = torch.zeros(2, dtype=torch.float64)  # nothing to keep: the exact head it is
     error, shortfall = training.epoch_head(model, x, training.Targets(Y, cfg), cfg, floor)

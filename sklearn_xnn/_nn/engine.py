@@ -147,9 +147,9 @@ def final_head(model, Z, Y, cfg, targets=None, x=None):
     x-features (:func:`training.epoch_head`), so the kept head stays.
     """
     x = training.encode(model, Z) if x is None else x
-    if cfg.faithfulness == "kl":
-        return training.refit_head(model, Z, Y, cfg, x)
     targets = training.Targets(Y, cfg) if targets is None else targets
+    if cfg.faithfulness == "kl":  # the least-squares head unless the trained KL is smaller
+        return training.epoch_head(model, x, targets, cfg, None)[0]
     m = targets.head_moments(x, cfg)
     trained = 1.0 - training.head_error(model.head, x, targets, cfg, m)
     if cfg.faith_target is not None or m is None:

@@ -45,7 +45,6 @@ import numpy as np
 import torch
 
 from sklearn_xnn._nn import bound, data
-from sklearn_xnn._nn.collective import LOCAL
 from sklearn_xnn._nn.config import History, Multiplier, adam, schedule
 from sklearn_xnn._nn.init import set_head
 from sklearn_xnn._nn.losses import (
@@ -78,19 +77,6 @@ def encode(model, Z):
     for s in bound.row_slices(Z.shape[0], Z.shape[1]):
         out[s] = model.encoder(Z[s])
     return out
-
-
-@torch.no_grad()
-def lstsq_head(model, Z, Y, collective=LOCAL, x=None, multioutput="uniform_average"):
-    """``(W, b, r2)``: the least-squares head on the x-features of ``Z`` (or on ``x``,
-    those x-features already computed) and its R²."""
-    if x is None:
-        m = bound.moments(Z, Y, transform=model.encoder, collective=collective)
-    else:
-        m = bound.moments(x, Y, collective=collective)
-    if m is None:
-        return None
-    return bound.lstsq_head(m, multioutput=multioutput)
 
 
 @torch.no_grad()
@@ -264,26 +250,6 @@ def finite_weights(model):
     state = model if isinstance(model, dict) else model.state_dict()
     floats = [t.reshape(-1) for t in state.values() if t.is_floating_point()]
     return not floats or bool(torch.isfinite(torch.cat(floats)).all())
-
-
-def refit_head(model, Z, Y, cfg, x=None):
-    """Set the head to the least-squares head on the x-features (``x``: already computed)
-    when it is at least as faithful (always for ``"mse"``, where it is optimal); returns
-    the faithfulness error."""
-    if cfg.faithfulness == "kl":
-        before = faithfulness_on(model, Z, Y, cfg)
-        kept = (model.head.weight.detach().clone(), model.head.bias.detach().clone())
-    fit = lstsq_head(model, Z, Y, collective=cfg.collective, x=x, multioutput=cfg.multioutput)
-    if fit is None:
-        return faithfulness_on(model, Z, Y, cfg)
-    set_head(model.head, *fit[:2])
-    if cfg.faithfulness != "kl":
-        return 1.0 - fit[2]
-    after = faithfulness_on(model, Z, Y, cfg)
-    if after <= before:
-        return after
-    set_head(model.head, *kept)
-    return before
 
 
 #: The part of its start's explained share each output must keep (see

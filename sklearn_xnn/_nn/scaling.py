@@ -10,6 +10,7 @@ float64 limits rescale into float32's comfortable range.
 """
 
 import dataclasses
+import math
 
 import numpy as np
 import torch
@@ -34,12 +35,14 @@ def statistics(X, Y, rescale, collective=LOCAL):
     """
     peak, nonneg = 0.0, True
     for c in data.iter_chunks(X):
-        if not np.isfinite(c).all():
+        if not c.size:
+            continue
+        top = float(np.max(np.abs(c)))  # NaN or infinity when c holds one
+        if not math.isfinite(top):
             what = "NaN" if np.isnan(c).any() else f"infinity or a value too large for {c.dtype!r}"
             raise ValueError(f"Input X contains {what}.")
-        if c.size:
-            peak = max(peak, float(np.max(np.abs(c))))
-            nonneg = nonneg and bool((c >= 0).all())
+        peak = max(peak, top)
+        nonneg = nonneg and bool((c >= 0).all())
     peak, nonneg = collective.max(peak), bool(collective.min(float(nonneg)))
     rms = 0.0
     if peak > 0:

@@ -220,7 +220,9 @@ class SRAEExplainer(
         the faithfulness constraint ``alpha_reconstruction * L_rec + alpha_pullaway *
         L_pt`` (the faithfulness is held at its target instead), else the whole loss
         ``alpha_faithfulness * L_faith + alpha_reconstruction * L_rec + alpha_pullaway
-        * L_pt``. Mean over the epoch's minibatches.
+        * L_pt``. Mean over the epoch's minibatches. Under the constraint it need not
+        decrease after the first epochs: the fitted explainer is the kept epoch (the
+        sparsest feasible one), not the last.
     faithfulness_history_ : list of float
         Under the faithfulness constraint, the training faithfulness after each epoch
         with its head, in the units of ``faithfulness_`` (R² or KL): it starts near

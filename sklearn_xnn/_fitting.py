@@ -324,6 +324,7 @@ def store(est, result, eng, supervised):
     kl = est.faithfulness == "kl"
     est.faithfulness_history_ = [e if kl else 1.0 - e for e in hist.faithfulness]
     est.loss_parts_ = np.asarray(hist.parts, dtype=np.float64).reshape(-1, 3)
+    est.n_significant_curve_ = np.asarray(hist.significant, dtype=np.float64)
     est.validation_scores_ = list(hist.validation_loss) if hist.validation_loss else None
     est.n_iter_ = hist.n_iter
     est.alphas_ = (eng.cfg.alpha_f, eng.cfg.alpha_r, eng.cfg.alpha_p)
@@ -373,7 +374,13 @@ def engine_from_fitted(est):
     model = modules.to_module(scaler.unfold(w), dropout=cfg.dropout, device=device)
     eng = Engine(model, None, generator, cfg, device, scaler)
     eng.multiplier = getattr(est, "faithfulness_multiplier_", cfg.alpha_f)
-    eng.history = History(list(est.loss_curve_), est.loss_parts_.tolist())
+    kl = est.faithfulness == "kl"
+    eng.history = History(
+        list(est.loss_curve_),
+        est.loss_parts_.tolist(),
+        faithfulness=[e if kl else 1.0 - e for e in est.faithfulness_history_],
+        significant=list(getattr(est, "n_significant_curve_", ())),  # absent before 0.2
+    )
     return eng
 
 

@@ -222,12 +222,21 @@ class SRAEExplainer(
         ``alpha_faithfulness * L_faith + alpha_reconstruction * L_rec + alpha_pullaway
         * L_pt``. Mean over the epoch's minibatches. Under the constraint it need not
         decrease after the first epochs: the fitted explainer is the kept epoch (the
-        sparsest feasible one), not the last.
+        sparsest feasible one, see ``n_significant_curve_``), not the last.
     faithfulness_history_ : list of float
         Under the faithfulness constraint, the training faithfulness after each epoch
         with its head, in the units of ``faithfulness_`` (R² or KL): it starts near
         ``faithfulness_bound_``; epochs may fall short of the constraint while its
         multiplier settles (they are not kept). Empty without the constraint.
+    n_significant_curve_ : ndarray of shape (n_iter_,) or (0,)
+        Under the faithfulness constraint, what picks the kept epoch: after each epoch,
+        the mean number of significant x-features per input and output
+        (:func:`sklearn_xnn.metrics.n_significant` of the contributions, on the first
+        training rows up to 2**22 contributions, or on the validation rows with
+        ``early_stopping=True``), NaN for an epoch that breaks the constraint. The kept
+        epoch is the one with the smallest value; when every value is NaN, the start
+        (for ``"kl"``, the epoch or start closest to the constraint). Empty without the
+        constraint.
     loss_parts_ : ndarray of shape (n_iter_, 3)
         Per-epoch faithfulness, reconstruction and pull-away terms (means over the
         epoch's minibatches). Under the faithfulness constraint the first is the error it

@@ -120,3 +120,23 @@ def test_loss_curve_goes_down_and_the_faithfulness_stays_near_the_bound(planted)
     # epochs may leave the constraint while the multiplier settles; the kept one meets it
     assert max(est.faithfulness_history_) >= est.faithfulness_bound_ - est.faithfulness_tol
     assert est.faithfulness_ >= est.faithfulness_bound_ - est.faithfulness_tol - 1e-9
+
+
+def test_the_kept_epoch_is_the_sparsest_feasible_one(planted):
+    Ztr, ytr, _, _ = planted
+    est = _fit(Ztr, ytr, random_state=0)
+    curve, history = est.n_significant_curve_, np.asarray(est.faithfulness_history_)
+    assert curve.shape == (est.n_iter_,)
+    target = est.faithfulness_bound_ - est.faithfulness_tol
+    # an epoch that breaks the constraint has no count; one with a count meets it
+    assert np.isnan(curve[history < target - 1e-9]).all()
+    assert (history[~np.isnan(curve)] >= target - 1e-9).all()
+    kept = int(np.nanargmin(curve))
+    assert est.faithfulness_ == pytest.approx(history[kept], abs=1e-9)
+    # the count is the metric's, on the training rows, of the fitted explainer
+    assert n_significant(est.contributions(Ztr)) == pytest.approx(curve[kept], abs=0.01)
+    # partial_fit continues every per-epoch curve
+    est.partial_fit(Ztr[:700], ytr[:700])
+    assert len(est.loss_curve_) == len(est.faithfulness_history_) == est.n_iter_
+    assert est.n_significant_curve_.shape == (est.n_iter_,)
+    assert _fit(Ztr, ytr, faithfulness_tol=None, max_iter=2).n_significant_curve_.shape == (0,)

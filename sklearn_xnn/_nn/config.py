@@ -77,10 +77,14 @@ class History:
     faithfulness: list = field(default_factory=list)
     multiplier: list = field(default_factory=list)
     validation_loss: list = field(default_factory=list)
+    significant: list = field(default_factory=list)
     converged: bool = False
     interrupted_epoch: int | None = None
     interrupted_in_pretraining: bool = False
     diverged_epoch: int | None = None
+
+    #: The lists that get one value per epoch (some only under the constraint).
+    PER_EPOCH = ("loss", "parts", "faithfulness", "multiplier", "validation_loss", "significant")
 
     @property
     def n_iter(self):
@@ -88,7 +92,7 @@ class History:
 
     def extend(self, other):
         """Append ``other``'s epochs (a later ``partial_fit`` chunk)."""
-        for name in ("loss", "parts", "faithfulness", "multiplier", "validation_loss"):
+        for name in self.PER_EPOCH:
             getattr(self, name).extend(getattr(other, name))
         self.converged = other.converged
         self.interrupted_epoch = other.interrupted_epoch

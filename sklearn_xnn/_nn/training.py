@@ -508,6 +508,8 @@ class Progress:
         monitored, violation, noise = _check_epoch(
             model, Z, self.targets, self.val, cfg, parts, hist, self.coverage
         )
+        if self.constrained:  # the count of a feasible epoch (never computed otherwise)
+            hist.significant.append(math.nan if violation > 0 else monitored)
         if cfg.verbose:
             state = f"infeasible by {violation:.3g}" if violation > 0 else f"{monitored:.6g}"
             logger.info("epoch %d: loss %.6g (monitored %s)", epoch + 1, loss, state)
@@ -549,7 +551,7 @@ class Progress:
         good = self.good_state
         if self.prev_state is not None and not finite_weights(good):
             good = self.prev_state
-            for name in ("loss", "parts", "validation_loss", "faithfulness", "multiplier"):
+            for name in History.PER_EPOCH:
                 del getattr(self.hist, name)[-1:]
         model.load_state_dict(good)
         self.finish(model)

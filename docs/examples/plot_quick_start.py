@@ -65,7 +65,7 @@ print(f"active x-features per input: {mean_active(X_test):.2f} of {xnn.n_compone
 C = cross_correlation(codes_test, X_test)
 print(f"concept recovery: {concept_recovery(X_test, codes_test):.3f}")
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
 im = axes[0].imshow(np.abs(C), vmin=0, vmax=1, cmap="viridis")
 axes[0].set(xlabel="x-feature", ylabel="planted concept", title="|correlation| on held-out rows")
 fig.colorbar(im, ax=axes[0])
@@ -76,6 +76,13 @@ for j, name in enumerate(["faithfulness", "reconstruction", "pull-away"]):
     axes[1].plot(xnn.loss_parts_[:, j], "--", label=name)
 axes[1].set(xlabel="epoch", ylabel="loss", title="training", yscale="log")
 axes[1].legend()
+# n_significant_curve_: what picks the kept epoch, the significant x-features per input
+# and output after each epoch (NaN where an epoch broke the faithfulness constraint)
+kept = int(np.nanargmin(xnn.n_significant_curve_))
+axes[2].plot(xnn.n_significant_curve_, "o-")
+axes[2].plot(kept, xnn.n_significant_curve_[kept], "r*", markersize=14, label="kept epoch")
+axes[2].set(xlabel="epoch", ylabel="significant x-features", title="sparsity per epoch")
+axes[2].legend()
 fig.tight_layout()
 
 # %%

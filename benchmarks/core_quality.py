@@ -22,7 +22,9 @@ output reading ~30% of the 8 factors (weights decaying 0.9 ** j), output scales 
 the two bounds differ.
 
 Per case and seed, on held-out rows: R² (uniform, variance-weighted), significant
-x-features per input (``n_significant`` of the contributions ``x_k W_ck``), dead x-features
+x-features per input (``n_significant`` of the contributions ``x_k W_ck``; a row whose top
+output gets no positive contribution counts 0 there), *top explained* (the share of rows
+whose top output gets at least one positive contribution), dead x-features
 (zero on every training row), fit time SRAE / NMF (or / (50 x PCA) without NMF): the
 shortest of ``--repeat`` fits, SRAE, NMF, PCA and PLS interleaved in one process. Stability
 (Hungarian-matched |corr| of held-out x-features, ``matched_correlation``; PCA and NMF
@@ -470,6 +472,8 @@ def summary_row(case, rec):
         _joined(col("PCA", "r2_vw")),
         _joined(col("SRAE", "significant"), ".2f", _oks(rec, "significant")),
         _joined(col("PCA", "significant"), ".2f"),
+        _joined(col("SRAE", "top_explained"), ".2f"),
+        _joined(col("PCA", "top_explained"), ".2f"),
         _joined(col("SRAE", "dead"), "d", _oks(rec, "0 dead")),
     ]
     for m in ("SRAE", "PCA", "NMF"):
@@ -486,7 +490,8 @@ def summary_row(case, rec):
 
 MAIN_HEAD = [
     "R² unif SRAE", "R² unif bound", "R² unif PCA", "R² vw SRAE {vw}", "R² vw bound",
-    "R² vw PCA", "significant SRAE", "significant PCA", "dead", "seed stab SRAE",
+    "R² vw PCA", "significant SRAE", "significant PCA", "top explained SRAE",
+    "top explained PCA", "dead", "seed stab SRAE",
     "seed stab PCA", "seed stab NMF", "half stab SRAE", "half stab PCA", "half stab NMF",
     "time / NMF (or /50 PCA)",
 ]  # fmt: skip

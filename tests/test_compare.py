@@ -97,6 +97,7 @@ def test_compare_table_shape_and_columns(table):
     assert np.isnan(table.loc["nystroem", "reconstruction_r2"])
     assert table.drop(index="nystroem")["reconstruction_r2"].notna().all()
     assert table["concept_recovery"].between(0, 1).all()
+    assert table["top_explained"].between(0, 1).all()
 
 
 def test_compare_rows_match_direct_computation(split, table):
@@ -181,6 +182,7 @@ def test_compare_per_output(split):
     assert part.loc["PLS", "faithfulness_r2"] == pytest.approx(
         np.mean([per_logit[2], per_logit[0]]), rel=1e-10
     )
+    assert table["top_explained"].isna().all()  # one logit per explainer: no decision
     with pytest.raises(ValueError, match="compare_per_output needs 2-D logits"):
         compare_per_output(ex, Zt, yt[:, 0], Zs, ys[:, 0])
 

@@ -12,9 +12,15 @@ from sklearn.decomposition import PCA
 from sklearn_xnn import SRAEExplainer
 from sklearn_xnn.baselines import make_headed
 from sklearn_xnn.compare import compare_explainers, evaluate_explainer
-from sklearn_xnn.metrics import _blocks, mean_abs_correlation, n_significant, pullaway
+from sklearn_xnn.metrics import (
+    _blocks,
+    mean_abs_correlation,
+    n_significant,
+    pullaway,
+    top_explained,
+)
 from sklearn_xnn.metrics._adapter import contribution_rows, contributions_of
-from sklearn_xnn.metrics._blocks import contribution_metrics, row_blocks
+from sklearn_xnn.metrics._blocks import contribution_metrics, row_blocks, top_explained_by_blocks
 from sklearn_xnn.metrics._geometry import PULLAWAY_EPS
 from tests.conftest import FAST
 
@@ -136,3 +142,21 @@ def test_evaluate_explainer_never_holds_the_contributions(monkeypatch):
     assert np.isfinite(row["contribution_corr"]) and row["n_significant"] > 0
     # the rest of the peak (~40 MB) is the faithfulness metrics on the (n, C) logits
     assert peak < contributions_bytes / 2, f"peak {peak / 2**20:.0f} MB"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("rows_per_block", [1, 4, 50])
+@pytest.mark.parametrize("n_outputs", [None, 1, 3, 1000])
+def test_decisions_explained_by_blocks_equal_a_loop_over_the_rows(rows_per_block, n_outputs):
+    n, K = 23, 4
+    S = signed_contributions(n, n_outputs, K, seed=11)
+    y = np.random.default_rng(3).normal(size=(n,) if n_outputs is None else (n, n_outputs))
+    top = np.zeros(n, int) if y.ndim == 1 else y.argmax(axis=1)
+    S3 = S[:, None, :] if S.ndim == 2 else S
+    want = np.mean([(S3[i, top[i]] > 0).any() for i in range(n)])
+    assert top_explained(S, y) == want
+    row_bytes = S[:1].nbytes
+    got = top_explained_by_blocks(lambda rows: S[rows], y, n, rows_per_block * row_bytes)
+    assert got == pytest.approx(want, abs=1e-12)
+    with pytest.raises(ValueError, match="y must have shape"):
+        top_explained(S, y[:-1])

@@ -93,8 +93,8 @@ def test_main_table_fits_a_laptop_screen(demo_report, tmp_path):
     assert found, f"chromium printed no measured DOM: {done.stderr[-2000:]}"
     layout = json.loads(found.group(1).replace("&quot;", '"'))
     assert layout["viewport"] == WIDTH
-    # the demo's eleven main columns (no planted concepts) and the name column, unscrolled
-    assert layout["columns"] == 12
+    # the demo's twelve main columns (no planted concepts) and the name column, unscrolled
+    assert layout["columns"] == 13
     assert layout["tableScroll"] <= layout["tableClient"]
     assert layout["parentScroll"] <= layout["parentClient"]
     assert layout["tableRight"] <= WIDTH

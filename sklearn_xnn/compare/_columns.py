@@ -12,6 +12,7 @@ COLUMNS = [
     "explained_variance",
     "mean_active",
     "n_significant",
+    "top_explained",
     "pullaway_samples",
     "pullaway_components",
     "contribution_corr",
@@ -35,6 +36,7 @@ DEFAULT_COLUMNS = [
     "reconstruction_r2",
     "mean_active",
     "n_significant",
+    "top_explained",
     "contribution_corr",
     "component_max_cos",
     "dead_fraction",
@@ -121,6 +123,13 @@ COLUMN_INFO = {
         "lower",
         "Mean number of positive contributions needed to cover 90% of the positive score.",
         "more concise",
+    ),
+    "top_explained": ColumnInfo(
+        "decisions explained",
+        "higher",
+        "Share of inputs whose top logit (the network's decision) gets at least one positive "
+        "contribution; an input with none counts 0 in n_significant, so read the two together.",
+        "explaining more decisions",
     ),
     "pullaway_samples": ColumnInfo(
         "pull-away over inputs",

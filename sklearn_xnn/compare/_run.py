@@ -23,11 +23,12 @@ from sklearn_xnn.metrics._adapter import (
     reconstruct,
     transformer_part,
 )
-from sklearn_xnn.metrics._blocks import contribution_metrics
+from sklearn_xnn.metrics._blocks import contribution_metrics, top_explained_by_blocks
 
 #: The columns measured on the contributions, read by blocks of rows.
 _CONTRIBUTION_COLUMNS = (
     "n_significant",
+    "top_explained",
     "pullaway_samples",
     "pullaway_components",
     "contribution_corr",
@@ -78,12 +79,14 @@ def _or_nan(fn, *args):
         return np.nan
 
 
-def _contribution_columns(rows_of, n_samples):
+def _contribution_columns(rows_of, y, n_samples):
     """The contribution columns, by blocks of rows (never the ``(n, C, K)`` array); NaN
     without a head or where a metric is undefined."""
     if rows_of is not None:
         try:
-            return contribution_metrics(rows_of, n_samples)
+            values = contribution_metrics(rows_of, n_samples)
+            values["top_explained"] = top_explained_by_blocks(rows_of, y, n_samples)
+            return values
         except ValueError:
             pass
     return dict.fromkeys(_CONTRIBUTION_COLUMNS, np.nan)
@@ -130,7 +133,7 @@ def evaluate_explainer(estimator, Z, y, *, Z_train=None, codes=None):
     X = embed(estimator, Z)
     y_pred = np.asarray(estimator.predict(Z), np.float64) if hasattr(estimator, "predict") else None
     rows_of = contribution_rows(estimator, Z, X, Z_train) if y_pred is not None else None
-    contribution = _contribution_columns(rows_of, len(Z))
+    contribution = _contribution_columns(rows_of, y, len(Z))
     Z_hat = reconstruct(estimator, X)
     G = components_of(estimator)
     cos = metrics.component_cosines(G) if G is not None else (np.nan, np.nan)
@@ -224,7 +227,8 @@ def compare_explainers(
         A :class:`pandas.DataFrame` that prints readably (:func:`format_comparison`),
         indexed by name, with the columns of :data:`COLUMNS`: faithfulness (``faithfulness_r2``,
         ``rmse``, ``top1_agreement``, ``kl``), reconstruction (``reconstruction_r2``,
-        ``explained_variance``), sparsity (``mean_active``, ``n_significant``),
+        ``explained_variance``), sparsity (``mean_active``, ``n_significant``, with
+        ``top_explained``, the share of decisions with a positive contribution),
         orthogonality (``pullaway_samples``, ``pullaway_components``,
         ``contribution_corr``, ``component_max_cos``, ``component_mean_cos``), health
         (``dead_fraction``), ``concept_recovery``, ``n_components``, ``fit_time_s``, ``note``.
@@ -271,7 +275,8 @@ def compare_per_output(
     Each method's row is the mean over outputs of the per-output metrics (so
     ``faithfulness_r2`` is the uniform average of per-logit R²), except ``top1_agreement``
     and ``kl``, computed on the stacked per-logit rebuilds when ``outputs`` covers every
-    logit (else NaN), and ``fit_time_s``, the total over outputs.
+    logit (else NaN), ``top_explained``, NaN (each explainer sees one logit, not the
+    decision), and ``fit_time_s``, the total over outputs.
 
     Parameters
     ----------
@@ -323,5 +328,6 @@ def compare_per_output(
         stacked = np.column_stack(preds)[:, np.argsort(outputs)] if full else None
         row["top1_agreement"] = _or_nan(metrics.top1_agreement, y_test if full else None, stacked)
         row["kl"] = _or_nan(metrics.softmax_kl, y_test if full else None, stacked)
+        row["top_explained"] = np.nan  # per-logit explainers share no decision
         rows.append(row)
     return _frame(rows, list(explainers))

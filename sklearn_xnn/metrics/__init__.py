@@ -3,11 +3,12 @@
 Faithfulness (:func:`faithfulness_r2`, :func:`faithfulness_rmse`, :func:`top1_agreement`,
 :func:`softmax_kl`), reconstruction (:func:`reconstruction_r2`,
 :func:`reconstruction_explained_variance`), sparsity (:func:`mean_active`,
-:func:`n_significant`), orthogonality (:func:`pullaway`, :func:`contribution_correlation`,
-:func:`mean_abs_correlation`, :func:`component_cosines`), health (:func:`dead_fraction`,
-:func:`mean_contributions`, :func:`seed_stability`) and ground truth
-(:func:`concept_recovery`). Each docstring states its formula; :ref:`explanation_space`
-and :ref:`comparing` in the user guide say what they measure and how to read them.
+:func:`n_significant`, with :func:`top_explained`), orthogonality (:func:`pullaway`,
+:func:`contribution_correlation`, :func:`mean_abs_correlation`, :func:`component_cosines`),
+health (:func:`dead_fraction`, :func:`mean_contributions`, :func:`seed_stability`) and
+ground truth (:func:`concept_recovery`). Each docstring states its formula;
+:ref:`explanation_space` and :ref:`comparing` in the user guide say what they measure and
+how to read them.
 """
 
 from sklearn_xnn.metrics._faithfulness import (
@@ -27,6 +28,7 @@ from sklearn_xnn.metrics._geometry import (
     mean_contributions,
     n_significant,
     pullaway,
+    top_explained,
 )
 from sklearn_xnn.metrics._scorers import (
     ExplanationScorer,
@@ -70,4 +72,5 @@ __all__ = [
     "softmax_kl_scorer",
     "top1_agreement",
     "top1_agreement_scorer",
+    "top_explained",
 ]

@@ -19,6 +19,7 @@ from sklearn_xnn.metrics._geometry import (
     _contributions_3d,
     _mean_abs_off_diagonal,
     _significant_counts,
+    top_explained,
 )
 
 #: Largest block of contributions (bytes of float64) read at once; a block needs about
@@ -85,6 +86,16 @@ def correlation_by_blocks(rows_of, n_samples, block_bytes=None):
     mean = total / n_samples
     centred = sum(_gram(_contributions_3d(rows_of(rows)) - mean[:, None, :]) for rows in blocks)
     return _correlation_of_moments(centred, largest)
+
+
+def top_explained_by_blocks(rows_of, y, n_samples, block_bytes=None):
+    """:func:`~sklearn_xnn.metrics.top_explained` of the contributions against the logits
+    ``y``, by blocks of rows (``rows_of`` as in :func:`contribution_metrics`)."""
+    y = np.asarray(y, dtype=np.float64)
+    first = _contributions_3d(rows_of(slice(0, 1)))
+    blocks = row_blocks(n_samples, first.nbytes, block_bytes)
+    hits = sum(top_explained(rows_of(rows), y[rows]) * (rows.stop - rows.start) for rows in blocks)
+    return float(hits / n_samples)
 
 
 def _column_moments(rows_of, blocks, eps):

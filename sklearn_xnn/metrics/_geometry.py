@@ -92,6 +92,45 @@ def n_significant(S, *, coverage=0.9):
     return float(_significant_counts(_contributions_3d(S), coverage).mean())
 
 
+def top_explained(S, y):
+    """Share of inputs whose top output gets at least one positive contribution.
+
+    The decision for input ``i`` is its top output ``c_i = argmax_c y_ic``; the input is
+    explained when some x-feature adds to it, ``S_{i c_i k} > 0`` for some ``k``. An input
+    with none is "explained" by the head's intercept alone: its count in
+    :func:`n_significant` is 0, the sparsest possible, so read the two together.
+
+    Parameters
+    ----------
+    S : array-like of shape (n_samples, n_components) or (n_samples, n_outputs, n_components)
+        Contributions.
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        The logits whose top output is the decision (with one output, that output).
+
+    Returns
+    -------
+    share : float
+        In ``[0, 1]``.
+
+    Examples
+    --------
+    >>> from sklearn_xnn.metrics import top_explained
+    >>> S = [[[2.0, -1.0], [0.0, 0.0]], [[1.0, 0.0], [-0.5, 0.0]]]
+    >>> top_explained(S, [[3.0, 1.0], [0.0, 2.0]])
+    0.5
+    """
+    S3 = _contributions_3d(S)
+    y = np.asarray(y, dtype=np.float64)
+    y = y.reshape(-1, 1) if y.ndim == 1 else y
+    if y.ndim != 2 or y.shape != S3.shape[1::-1]:
+        raise ValueError(
+            f"y must have shape (n_samples, n_outputs) = {S3.shape[1::-1]} to match the "
+            f"contributions; got {y.shape}."
+        )
+    top = y.argmax(axis=1)
+    return float((S3[top, np.arange(S3.shape[1])] > 0).any(axis=1).mean())
+
+
 def _significant_counts(S3, coverage):
     """``sig_ic`` of :func:`n_significant` for ``S3`` of shape ``(C, n, K)``: ints ``(C, n)``."""
     _check_coverage(coverage)

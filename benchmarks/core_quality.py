@@ -68,7 +68,13 @@ import sklearn_xnn
 from sklearn_xnn import SRAEExplainer
 from sklearn_xnn.datasets import load_digits_activations, make_concept_activations
 from sklearn_xnn.datasets._patches import make_patch_images, train_patch_cnn
-from sklearn_xnn.metrics import matched_correlation, n_significant, seed_stability, top1_agreement
+from sklearn_xnn.metrics import (
+    matched_correlation,
+    n_significant,
+    seed_stability,
+    top1_agreement,
+    top_explained,
+)
 from sklearn_xnn.torch import extract_activations
 
 K = 5
@@ -343,8 +349,7 @@ def scores(fitted, yte):
     if "Xte" in fitted:
         row["active"] = float(np.mean((fitted["Xte"] > 0).sum(axis=1)))
         row["significant"] = float(n_significant(fitted["S"]))
-        top = np.asarray(yte).argmax(axis=1)
-        row["top_explained"] = float(np.mean((fitted["S"][np.arange(len(top)), top] > 0).any(1)))
+        row["top_explained"] = top_explained(fitted["S"], yte)
         row["dead"] = int((np.abs(fitted["Xtr"]).max(axis=0) == 0).sum())
     return row | fitted.get("extras", {})
 

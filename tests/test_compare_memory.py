@@ -20,7 +20,7 @@ from sklearn_xnn.metrics import (
     top_explained,
 )
 from sklearn_xnn.metrics._adapter import contribution_rows, contributions_of
-from sklearn_xnn.metrics._blocks import contribution_metrics, row_blocks, top_explained_by_blocks
+from sklearn_xnn.metrics._blocks import contribution_metrics, row_blocks
 from sklearn_xnn.metrics._geometry import PULLAWAY_EPS
 from tests.conftest import FAST
 
@@ -156,7 +156,7 @@ def test_decisions_explained_by_blocks_equal_a_loop_over_the_rows(rows_per_block
     want = np.mean([(S3[i, top[i]] > 0).any() for i in range(n)])
     assert top_explained(S, y) == want
     row_bytes = S[:1].nbytes
-    got = top_explained_by_blocks(lambda rows: S[rows], y, n, rows_per_block * row_bytes)
-    assert got == pytest.approx(want, abs=1e-12)
+    got = contribution_metrics(lambda rows: S[rows], n, y=y, block_bytes=rows_per_block * row_bytes)
+    assert got["top_explained"] == pytest.approx(want, abs=1e-12)
     with pytest.raises(ValueError, match="y must have shape"):
         top_explained(S, y[:-1])

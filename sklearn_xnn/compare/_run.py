@@ -23,7 +23,7 @@ from sklearn_xnn.metrics._adapter import (
     reconstruct,
     transformer_part,
 )
-from sklearn_xnn.metrics._blocks import contribution_metrics, top_explained_by_blocks
+from sklearn_xnn.metrics._blocks import contribution_metrics
 
 #: The columns measured on the contributions, read by blocks of rows.
 _CONTRIBUTION_COLUMNS = (
@@ -84,9 +84,7 @@ def _contribution_columns(rows_of, y, n_samples):
     without a head or where a metric is undefined."""
     if rows_of is not None:
         try:
-            values = contribution_metrics(rows_of, n_samples)
-            values["top_explained"] = top_explained_by_blocks(rows_of, y, n_samples)
-            return values
+            return contribution_metrics(rows_of, n_samples, y=y)
         except ValueError:
             pass
     return dict.fromkeys(_CONTRIBUTION_COLUMNS, np.nan)

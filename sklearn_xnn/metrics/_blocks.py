@@ -17,9 +17,9 @@ from sklearn_xnn.metrics._geometry import (
     PULLAWAY_EPS,
     _check_coverage,
     _contributions_3d,
+    _explained_rows,
     _mean_abs_off_diagonal,
     _significant_counts,
-    top_explained,
 )
 
 #: Largest block of contributions (bytes of float64) read at once; a block needs about
@@ -35,8 +35,11 @@ def row_blocks(n_samples, row_bytes, block_bytes=None):
     return [slice(start, min(start + step, n_samples)) for start in range(0, n_samples, step)]
 
 
-def contribution_metrics(rows_of, n_samples, *, coverage=0.9, eps=PULLAWAY_EPS, block_bytes=None):
-    """Significant count, both pull-aways and contribution correlation, by blocks of rows.
+def contribution_metrics(
+    rows_of, n_samples, *, y=None, coverage=0.9, eps=PULLAWAY_EPS, block_bytes=None
+):
+    """Significant count, both pull-aways and contribution correlation (and with ``y`` the
+    share of decisions explained), by blocks of rows.
 
     Parameters
     ----------
@@ -45,6 +48,8 @@ def contribution_metrics(rows_of, n_samples, *, coverage=0.9, eps=PULLAWAY_EPS, 
         ``(len, K)`` or ``(len, C, K)``; it is called twice for every block.
     n_samples : int
         Number of rows.
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
+        The logits, for ``top_explained`` (:func:`~sklearn_xnn.metrics.top_explained`).
     coverage : float, default=0.9
         As in :func:`~sklearn_xnn.metrics.n_significant`.
     eps : float, default=1e-6
@@ -56,8 +61,8 @@ def contribution_metrics(rows_of, n_samples, *, coverage=0.9, eps=PULLAWAY_EPS, 
     -------
     values : dict of str to float
         ``n_significant``, ``pullaway_samples``, ``pullaway_components`` and
-        ``contribution_corr`` (:func:`~sklearn_xnn.metrics.mean_abs_correlation`), as
-        these functions give them for the whole array.
+        ``contribution_corr`` (:func:`~sklearn_xnn.metrics.mean_abs_correlation`), and
+        with ``y`` ``top_explained``, as these functions give them for the whole array.
     """
     if n_samples < 1:
         raise ValueError(f"contribution metrics need at least one row, got n_samples={n_samples}.")
@@ -65,8 +70,9 @@ def contribution_metrics(rows_of, n_samples, *, coverage=0.9, eps=PULLAWAY_EPS, 
     first = _contributions_3d(rows_of(slice(0, 1)))
     blocks = row_blocks(n_samples, first.nbytes, block_bytes)
     total, peak, largest = _column_moments(rows_of, blocks, eps)
-    sums = _gram_sums(rows_of, blocks, total / n_samples, peak, coverage, eps)
-    return {
+    y = None if y is None else np.asarray(y, dtype=np.float64)
+    sums = _gram_sums(rows_of, blocks, total / n_samples, peak, coverage, eps, y)
+    values = {
         "n_significant": float(sums["significant"] / (n_samples * first.shape[0])),
         "pullaway_samples": _pullaway_mean(
             np.sum(sums["samples"] ** 2, axis=(1, 2)) - sums["samples_self"], sums["m"]
@@ -74,6 +80,9 @@ def contribution_metrics(rows_of, n_samples, *, coverage=0.9, eps=PULLAWAY_EPS, 
         "pullaway_components": _pullaway_of_columns(sums["columns"]),
         "contribution_corr": _correlation_of_moments(sums["centred"], largest),
     }
+    if y is not None:
+        values["top_explained"] = float(sums["explained"] / n_samples)
+    return values
 
 
 def correlation_by_blocks(rows_of, n_samples, block_bytes=None):
@@ -86,16 +95,6 @@ def correlation_by_blocks(rows_of, n_samples, block_bytes=None):
     mean = total / n_samples
     centred = sum(_gram(_contributions_3d(rows_of(rows)) - mean[:, None, :]) for rows in blocks)
     return _correlation_of_moments(centred, largest)
-
-
-def top_explained_by_blocks(rows_of, y, n_samples, block_bytes=None):
-    """:func:`~sklearn_xnn.metrics.top_explained` of the contributions against the logits
-    ``y``, by blocks of rows (``rows_of`` as in :func:`contribution_metrics`)."""
-    y = np.asarray(y, dtype=np.float64)
-    first = _contributions_3d(rows_of(slice(0, 1)))
-    blocks = row_blocks(n_samples, first.nbytes, block_bytes)
-    hits = sum(top_explained(rows_of(rows), y[rows]) * (rows.stop - rows.start) for rows in blocks)
-    return float(hits / n_samples)
 
 
 def _column_moments(rows_of, blocks, eps):
@@ -130,10 +129,11 @@ def _sample_sums(S3, eps):
     return _gram(S), self_terms, (norms[..., 0] > 0).sum(axis=1)
 
 
-def _block_sums(S3, mean, col_scale, coverage, eps):
-    """The second pass's sums over one block of rows ``S3`` (``(C, n_block, K)``)."""
+def _block_sums(S3, mean, col_scale, coverage, eps, y=None):
+    """The second pass's sums over one block of rows ``S3`` (``(C, n_block, K)``), with
+    the block's logits ``y`` (or None)."""
     samples, samples_self, m = _sample_sums(S3, eps)
-    return {
+    sums = {
         "significant": int(_significant_counts(S3, coverage).sum()),
         "samples": samples,
         "samples_self": samples_self,
@@ -141,14 +141,18 @@ def _block_sums(S3, mean, col_scale, coverage, eps):
         "columns": _gram((S3 + eps) / col_scale),
         "centred": _gram(S3 - mean[:, None, :]),
     }
+    if y is not None:
+        sums["explained"] = int(_explained_rows(S3, y).sum())
+    return sums
 
 
-def _gram_sums(rows_of, blocks, mean, peak, coverage, eps):
-    """Second pass: the sums over all rows that the four metrics need, per output."""
+def _gram_sums(rows_of, blocks, mean, peak, coverage, eps, y=None):
+    """Second pass: the sums over all rows that the metrics need, per output."""
     col_scale = np.where(peak > 0, peak, 1.0)[:, None, :]
     sums = None
     for rows in blocks:
-        block = _block_sums(_contributions_3d(rows_of(rows)), mean, col_scale, coverage, eps)
+        S3 = _contributions_3d(rows_of(rows))
+        block = _block_sums(S3, mean, col_scale, coverage, eps, None if y is None else y[rows])
         sums = block if sums is None else {key: sums[key] + block[key] for key in sums}
     return sums
 

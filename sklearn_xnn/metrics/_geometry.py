@@ -119,7 +119,12 @@ def top_explained(S, y):
     >>> top_explained(S, [[3.0, 1.0], [0.0, 2.0]])
     0.5
     """
-    S3 = _contributions_3d(S)
+    return float(_explained_rows(_contributions_3d(S), y).mean())
+
+
+def _explained_rows(S3, y):
+    """Per row of ``S3`` (``(C, n, K)``), whether its top output under the logits ``y``
+    gets a positive contribution (:func:`top_explained`): bools ``(n,)``."""
     y = np.asarray(y, dtype=np.float64)
     y = y.reshape(-1, 1) if y.ndim == 1 else y
     if y.ndim != 2 or y.shape != S3.shape[1::-1]:
@@ -128,7 +133,7 @@ def top_explained(S, y):
             f"contributions; got {y.shape}."
         )
     top = y.argmax(axis=1)
-    return float((S3[top, np.arange(S3.shape[1])] > 0).any(axis=1).mean())
+    return (S3[top, np.arange(S3.shape[1])] > 0).any(axis=1)
 
 
 def _significant_counts(S3, coverage):

@@ -1,11 +1,12 @@
 """The default explainer on every kind of case: faithful to the rank-5 bound, sparser than
-PCA, no dead x-features (held-out rows, K = 5, default parameters).
+PCA, no dead x-features, the decisions explained (held-out rows, K = 5, default parameters).
 
 Cases: planted concepts (2,000 training rows, raw and standardised: signed), two layers of
 the digits CNN (``relu_fc1``, 64 units, and the pooled convolutions, 512), the same ``fc1``
 before its ReLU (signed), the patch CNN, planted concepts with 16 outputs and planted
-concepts with 1,000 training rows. Sparser than PCA also means not by leaving a class
-unexplained: every class keeps a positive contribution on most of its held-out inputs.
+concepts with 1,000 training rows. Sparser than PCA also means not by leaving inputs
+unexplained: almost every held-out input's top logit keeps a positive contribution, in
+every class.
 The default run checks one seed per case; ``-m slow`` checks seeds 0, 1 and 2
 (``benchmarks/core_quality.py`` reports the same numbers with every baseline and the fit
 times).
@@ -26,7 +27,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn_xnn import SRAEExplainer
 from sklearn_xnn.datasets import load_digits_activations, make_concept_activations
 from sklearn_xnn.datasets._patches import make_patch_images, train_patch_cnn
-from sklearn_xnn.metrics import n_significant
+from sklearn_xnn.metrics import n_significant, top_explained
 from sklearn_xnn.torch import extract_activations
 
 K = 5
@@ -120,12 +121,14 @@ def check_case(case, seed):
     sig, sig_pca = n_significant(srae.contributions(Zte)), pca_significant(Ztr, ytr, Zte)
     assert r2 >= bound - 0.01, (r2, bound)
     assert sig < sig_pca, (sig, sig_pca)
-    # sparsity is not bought by leaving a class unexplained: every class keeps a positive
-    # contribution to its logit on most of its held-out inputs (measured: at least 0.60,
-    # a planted default class whose concept-free inputs are explained by absence; 1.0 on
-    # the CNNs; without the rule one patch-CNN class had 0)
-    shares = explained_by_class(srae.contributions(Zte), yte)
-    assert min(shares.values()) >= 0.4, shares
+    # sparsity is not bought by leaving inputs unexplained: the decision (top logit) of
+    # almost every held-out input gets a positive contribution, in every class (measured
+    # on seeds 0-2: at least 0.96 of the inputs, 0.91 of a class; before training held
+    # the rows explained, 0.61 on planted data, and one patch-CNN class had 0)
+    S = srae.contributions(Zte)
+    assert top_explained(S, yte) >= 0.95
+    shares = explained_by_class(S, yte)
+    assert min(shares.values()) >= 0.8, shares
     assert srae.n_dead_components_ == 0
     assert srae.faithfulness_ >= srae.faithfulness_bound_ - srae.faithfulness_tol - 1e-9
 

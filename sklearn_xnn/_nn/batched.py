@@ -9,7 +9,8 @@ step runs the member's own forward pass and loss terms
 (:func:`~sklearn_xnn._nn.training.forward_terms`, the very functions of a single fit)
 under :func:`torch.func.vmap`, so that a step is one set of batched kernels instead of
 ``M``. One Adam updates the stacked tensors (Adam is elementwise: the same as ``M``
-Adams), the constraint multipliers are one vector (their update is elementwise too).
+Adams), the constraint multipliers are one tensor, a row per member (their update is
+elementwise too).
 
 Everything between epochs stays per member and is the single fit's own code
 (:class:`~sklearn_xnn._nn.training.Progress`): after each epoch the stacked weights are
@@ -254,12 +255,12 @@ class _Objective(nn.Module):
         cfg = self.cfg
         if output_weights is not None:
             cfg = cfg.replace(output_weights=output_weights)
-        x, y_hat, terms = training.forward_terms(
+        x, _, terms, cover = training.forward_terms(
             self.model, zb, yb, cfg, None, self.pullaway, subsets=(outputs, units)
         )
         if not self.constrained:
             return x, terms
-        return x, terms, terms[0]  # under the constraint: its error (srae_terms)
+        return x, terms, *training.constraint_terms(terms, cover)
 
 
 class _Multipliers(Multiplier):
@@ -271,8 +272,8 @@ class _Multipliers(Multiplier):
         self.log = torch.stack([m.log for m in singles])
         self.target = self.slack = None
         if self.on:
-            self.target = torch.tensor([m.target for m in singles], device=device)
-            self.slack = torch.tensor([m.slack for m in singles], device=device)
+            self.target = torch.stack([m.target for m in singles]).to(device)
+            self.slack = torch.stack([m.slack for m in singles]).to(device)
 
     def keep(self, rows):
         self.log = self.log[rows]
@@ -280,7 +281,7 @@ class _Multipliers(Multiplier):
             self.target, self.slack = self.target[rows], self.slack[rows]
 
     def current_at(self, row, cfg):
-        return float(self.log[row].exp()) if self.on else float(cfg.alpha_f)
+        return float(self.log[row, 0].exp()) if self.on else float(cfg.alpha_f)
 
 
 class _Stack:
@@ -338,13 +339,13 @@ class _Stack:
             picks = (None if p[0] is None else torch.stack(p) for p in picks)
             out = step(self.params, zb, yb, self.weights, *picks)
             loss, parts = weighted_loss(out[1], self.alphas)
-            e_faith = out[2] if self.constrained else None
+            errors = out[3] if self.constrained else None
             if self.constrained:
-                loss = loss + self.lam.value() * e_faith
+                loss = loss + (self.lam.value() * out[2]).sum(-1)
             self.opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             self.opt.step()
-            self.lam.update(e_faith)
+            self.lam.update(errors)
             sizes.append(idx.shape[1])
             parts_seen.append(parts)
         acc = training.epoch_totals(sizes, parts_seen) / n

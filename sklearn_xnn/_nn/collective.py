@@ -33,7 +33,7 @@ class Local:
     this shard's positions, ``row_mean(value, n)`` averages a per-rank mean over ``n``
     rows, ``broadcast_module`` gives every rank rank 0's weights, ``batches`` and
     ``steps`` are one epoch's minibatch indices and their count, ``reduce_step`` averages
-    the gradients after ``backward`` (and returns the step's faithfulness error),
+    the gradients after ``backward`` (and the step's constraint errors, which it returns),
     ``epoch_stats`` turns an epoch's sums of loss parts into means.
     """
 
@@ -46,8 +46,8 @@ class Local:
     def steps(self, n, batch_size):
         return math.ceil(n / batch_size)
 
-    def reduce_step(self, params, e_faith):
-        return e_faith
+    def reduce_step(self, params, errors):
+        return errors
 
     def epoch_stats(self, acc, seen):
         return acc / seen
@@ -160,22 +160,22 @@ class Distributed(Local):
         order = order.repeat(math.ceil(steps * b / n))[: steps * b].to(device)
         return [order[i * b : (i + 1) * b] for i in range(steps)]
 
-    def reduce_step(self, params, e_faith):
+    def reduce_step(self, params, errors):
         """One all-reduce per step: the mean over ranks of every gradient (as
-        ``DistributedDataParallel`` averages them) and of ``e_faith``."""
+        ``DistributedDataParallel`` averages them) and of the constraint ``errors``."""
         grads = [p.grad for p in params if p.grad is not None]
         flat = [g.reshape(-1) for g in grads]
-        if e_faith is not None:
+        if errors is not None:
             dtype = grads[0].dtype if grads else torch.float32
-            flat.append(e_faith.detach().reshape(1).to(dtype))
+            flat.append(errors.detach().reshape(-1).to(dtype))
         if not flat:
-            return e_faith
+            return errors
         buffer = self.sum(torch.cat(flat)) / self.world
         start = 0
         for g in grads:
             g.copy_(buffer[start : start + g.numel()].view_as(g))
             start += g.numel()
-        return None if e_faith is None else buffer[start].to(e_faith.dtype)
+        return None if errors is None else buffer[start:].view_as(errors).to(errors.dtype)
 
     def epoch_stats(self, acc, seen):
         return self.sum(acc) / (self.world * seen)

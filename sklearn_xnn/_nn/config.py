@@ -139,16 +139,21 @@ def schedule(cfg, steps_per_epoch, start_epoch=0):
 
 
 class Multiplier:
-    """``log lam`` on the device, updated after every step without a host round trip.
+    """``log lam`` of every constraint (a vector) on the device, updated after every step
+    without a host round trip.
 
-    The violation is measured in units of the slack the start leaves (the tolerance): one
-    unit sustained for one epoch multiplies ``lam`` by ``e``.
+    ``values``, ``targets`` and ``slacks`` hold one number per constraint: the
+    faithfulness error's first, then the share of rows that leave their top output
+    unexplained, when training holds it (:func:`sklearn_xnn._nn.losses.uncovered`). A
+    step's errors are measured against their targets in units of their slacks: one unit
+    sustained for one epoch multiplies that constraint's ``lam`` by ``e``.
     """
 
-    def __init__(self, value, cfg, slack, steps_per_epoch, device):
+    def __init__(self, values, targets, slacks, cfg, steps_per_epoch, device):
         self.on = cfg.faith_target is not None
-        self.log = torch.tensor(math.log(max(value, 1e-30)), device=device)
-        self.target, self.slack = cfg.faith_target, max(slack, 1e-12)
+        self.log = torch.tensor([math.log(max(v, 1e-30)) for v in values], device=device)
+        self.target = torch.tensor(targets, device=device)
+        self.slack = torch.tensor(slacks, device=device).clamp_min(1e-12)
         self.rate = 1.0 / max(1, steps_per_epoch)
         self.low, self.high = (math.log(v) for v in cfg.multiplier_range)
 
@@ -156,10 +161,10 @@ class Multiplier:
         return self.log.exp() if self.on else None
 
     def current(self, cfg):
-        """The multiplier as a float (``alpha_f`` without the constraint)."""
-        return float(self.log.exp()) if self.on else float(cfg.alpha_f)
+        """The faithfulness multiplier as a float (``alpha_f`` without the constraint)."""
+        return float(self.log[..., 0].exp()) if self.on else float(cfg.alpha_f)
 
-    def update(self, e_faith):
-        if self.on and e_faith is not None:
-            violation = ((e_faith.detach() - self.target) / self.slack).clamp(-1.0, 5.0)
+    def update(self, errors):
+        if self.on and errors is not None:
+            violation = ((errors.detach() - self.target) / self.slack).clamp(-1.0, 5.0)
             self.log = (self.log + self.rate * violation).clamp(self.low, self.high)

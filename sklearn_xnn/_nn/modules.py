@@ -44,14 +44,16 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
         self.p_dropout = p_dropout
 
-    def forward(self, z, generator=None):
+    def forward(self, z, generator=None, pre=False):
+        """The x-features; with ``pre``, ``(x-features, the last layer's pre-activations)``."""
         h, p = z, self.p_dropout
         for i, layer in enumerate(self.layers):
-            h = F.relu(layer(h))
+            a = layer(h)
+            h = F.relu(a)
             if i == 0 and p > 0.0 and generator is not None and len(self.layers) > 1:
                 keep = torch.rand(h.shape, generator=generator, device=h.device, dtype=h.dtype)
                 h = h * (keep >= p) / (1.0 - p)
-        return h
+        return (h, a) if pre else h
 
 
 class Decoder(nn.Module):

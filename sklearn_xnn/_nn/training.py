@@ -13,7 +13,12 @@ follows the constraint (``log lam += rate * (e_faith - target) / slack``, clippe
 minibatch's error: :func:`start_multiplier`), as in
 GECO (Rezende & Viola, 2018): it grows while the explainer is less faithful than the
 target and shrinks while it has room to spare, so the alphas only trade reconstruction
-against pull-away, whatever the data's scale or number of outputs. After every epoch the
+against pull-away, whatever the data's scale or number of outputs. With two outputs or
+more a second constraint, held by a second multiplier in the same way, bounds the share
+of rows whose top output gets no positive contribution by the start's share plus
+:data:`SHORTFALL_TOL`; its term pushes only those rows' nearest x-feature with a positive
+weight toward activity (:func:`~sklearn_xnn._nn.losses.uncovered`), so the slack is spent
+on sparser explanations rather than on switching rows off. After every epoch the
 head is set to the exact least-squares head on the x-features and the epoch is *feasible*
 when that explainer meets the target; training keeps the feasible epoch with the fewest
 significant x-features (the faithful start counts as feasible), so no epoch can make the result
@@ -55,6 +60,7 @@ from sklearn_xnn._nn.losses import (
     srae_loss,
     srae_terms,
     top_outputs,
+    uncovered,
     weighted_loss,
 )
 
@@ -148,39 +154,71 @@ def head_error(head, x, targets, cfg, m=None):
 
 
 def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None, subsets=None):
-    """Forward pass and loss of one minibatch: ``(x, loss, parts, e_faith)``.
+    """Forward pass and loss of one minibatch: ``(x, loss, parts, errors)``.
 
-    ``multiplier`` (a device scalar) replaces ``alpha_f`` when the constraint is on;
+    ``multiplier`` (the device vector of :class:`~sklearn_xnn._nn.config.Multiplier`)
+    weighs the constraints' terms when the constraint is on (``alpha_f`` is not used
+    then); ``errors`` are the constraints' errors (:func:`constraint_terms`), else None.
     ``subsets`` are as in :func:`forward_terms`. With ``cfg.precision == "bf16"`` on CUDA
     the network runs under bf16 autocast and the loss is computed in float32 from its
     float32-cast outputs.
     """
-    x, y_hat, terms = forward_terms(model, zb, yb, cfg, dropout_gen, subsets=subsets)
+    x, _, terms, cover = forward_terms(model, zb, yb, cfg, dropout_gen, subsets=subsets)
     constrained = multiplier is not None and yb is not None
     loss, parts = weighted_loss(
         terms, (0.0 if constrained else cfg.alpha_f, cfg.alpha_r, cfg.alpha_p)
     )
-    e_faith = None
-    if constrained:  # the faithfulness term is the constraint's error (srae_terms)
-        e_faith = terms[0]
-        loss = loss + multiplier * e_faith
-    return x, loss, parts, e_faith
+    errors = None
+    if constrained:
+        penalties, errors = constraint_terms(terms, cover)
+        loss = loss + (multiplier * penalties).sum(-1)
+    return x, loss, parts, errors
 
 
 def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None, subsets=None):
-    """Forward pass of one minibatch and its loss terms: ``(x, y_hat, (faith, rec, pt))``
-    (:func:`~sklearn_xnn._nn.losses.srae_terms`); ``subsets``: the step's pull-away outputs
+    """Forward pass of one minibatch and its loss terms: ``(x, y_hat, (faith, rec, pt),
+    cover)`` (:func:`~sklearn_xnn._nn.losses.srae_terms`); ``cover`` is the rows'
+    :func:`~sklearn_xnn._nn.losses.uncovered` when training holds them to explain their
+    top output (:func:`covers_rows`), else None. ``subsets``: the step's pull-away outputs
     and reconstructed units (:func:`~sklearn_xnn._nn.losses.epoch_subsets`)."""
     outputs, units = (None, None) if subsets is None else subsets
     bf16 = cfg.precision == "bf16" and zb.device.type == "cuda"
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-        x, y_hat, z_hat = model(zb, dropout_gen, units)
+        x, h = model.encoder(zb, dropout_gen, pre=True)
+        y_hat = None if model.head is None else model.head(x)
+        z_hat = model.decoder(x, units)
     if bf16:
-        x, z_hat = x.float(), z_hat.float()
+        x, h, z_hat = x.float(), h.float(), z_hat.float()
         y_hat = None if y_hat is None else y_hat.float()
     weight = None if model.head is None else model.head.weight
     z = zb if units is None else zb.index_select(-1, units)
-    return x, y_hat, srae_terms(x, y_hat, z_hat, z, yb, weight, cfg, pullaway, outputs)
+    terms = srae_terms(x, y_hat, z_hat, z, yb, weight, cfg, pullaway, outputs)
+    cover = None
+    if yb is not None and weight is not None and covers_rows(cfg, yb.shape[-1]):
+        cover = uncovered(h, x, weight, top_outputs(yb, cfg))
+    return x, y_hat, terms, cover
+
+
+def covers_rows(cfg, n_outputs):
+    """Whether training holds the rows to explain their top output: under the
+    faithfulness constraint, with two outputs or more (with one, a row whose output gets
+    no positive contribution is explained by the head's bias alone)."""
+    return cfg.faith_target is not None and n_outputs >= 2
+
+
+def constraint_terms(terms, cover):
+    """The constraints' terms of a step's loss and their errors (detached), one per
+    constraint as :class:`~sklearn_xnn._nn.config.Multiplier` orders them: the
+    faithfulness error (term and error alike), then with ``cover`` (``(distance, share)``,
+    :func:`~sklearn_xnn._nn.losses.uncovered`) the distance as the term, the share of
+    rows that leave their top output unexplained as the error."""
+    faith = terms[0].unsqueeze(-1)
+    if cover is None:
+        return faith, faith.detach()
+    distance, share = cover
+    return torch.cat([faith, distance.unsqueeze(-1)], -1), torch.cat(
+        [faith.detach(), share.unsqueeze(-1)], -1
+    )
 
 
 def _epoch(model, opt, Z, targets, cfg, generator, rates, multiplier, step=forward_loss):
@@ -195,14 +233,14 @@ def _epoch(model, opt, Z, targets, cfg, generator, rates, multiplier, step=forwa
         lr = next(rates)
         for group in opt.param_groups:
             group["lr"] = lr
-        _, loss, parts, e_faith = step(
+        _, loss, parts, errors = step(
             model, zb, yb, cfg, cfg.dropout_generator, multiplier.value(), subsets[i]
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        e_faith = comm.reduce_step(model.parameters(), e_faith)
+        errors = comm.reduce_step(model.parameters(), errors)
         opt.step()
-        multiplier.update(e_faith)
+        multiplier.update(errors)
         sizes.append(idx.shape[0])
         parts_seen.append(parts)
     return comm.epoch_stats(epoch_totals(sizes, parts_seen), sum(sizes))
@@ -420,34 +458,50 @@ def fine_tune(
 
 @torch.no_grad()
 def start_multiplier(model, Z, Y, cfg, steps_per_epoch, value=None, max_rows=4096):
-    """The :class:`~sklearn_xnn._nn.config.Multiplier` of a fine-tuning run: at ``value``
-    when continuing one; else under the constraint at ``lam_0``, where the faithfulness
-    term at its target weighs as much as the regularisers at the start (``lam_0 =
-    (alpha_r L_rec + alpha_p L_pt) / target`` on rank 0's first ``max_rows`` rows);
-    without the constraint at ``alpha_f``.
+    """The :class:`~sklearn_xnn._nn.config.Multiplier` of a fine-tuning run.
 
-    The unit of its updates (the slack) is the larger of the room the start leaves under
-    the target, ``target - e_0``, and the spread of one minibatch's error about it (the
-    standard deviation over those rows' consecutive minibatches): a step updates the
-    multiplier from one minibatch, and a unit smaller than that minibatch's noise would
-    let the noise, not the constraint, drive it.
+    Without the constraint it holds ``alpha_f``. Under it, one multiplier per constraint,
+    each at ``value`` when continuing a run, else at ``lam_0``, where the faithfulness
+    term at its target weighs as much as the regularisers at the start (``lam_0 =
+    (alpha_r L_rec + alpha_p L_pt) / target``). Everything is read on rank 0's first
+    ``max_rows`` rows.
+
+    - The faithfulness error's target is ``cfg.faith_target``; the unit of its updates (the
+      slack) is the larger of the room the start leaves under the target, ``target -
+      e_0``, and the spread of one minibatch's error about it (the standard deviation over
+      those rows' consecutive minibatches): a step updates the multiplier from one
+      minibatch, and a unit smaller than that minibatch's noise would let the noise, not
+      the constraint, drive it.
+    - With two outputs or more (:func:`covers_rows`), the share of rows that leave their
+      top output unexplained (:func:`~sklearn_xnn._nn.losses.uncovered`) may exceed the
+      start's by :data:`SHORTFALL_TOL`, its slack, or by one minibatch's binomial spread
+      at that share when larger.
     """
-    lam0, slack = cfg.alpha_f, 1.0
-    if cfg.faith_target is not None and Y is not None:
-        Zs, Ys = Z[:max_rows], Y[:max_rows]
-        y_hat = model.head(model.encoder(Zs))
-        e0 = float(faithfulness_error(y_hat, Ys, cfg))
-        size = max(1, min(cfg.batch_size, Zs.shape[0]))
-        errors = [
-            float(faithfulness_error(y_hat[a : a + size], Ys[a : a + size], cfg))
-            for a in range(0, Zs.shape[0] - size + 1, size)
-        ]
-        noise = float(np.std(errors)) if len(errors) > 1 else 0.0
-        slack = max(cfg.faith_target - e0, noise, 1e-3 * cfg.faith_target, 1e-12)
-        lam0 = objective(evaluate(model, Zs, Ys, cfg).tolist(), cfg) / cfg.faith_target
-        lam0 = min(max(lam0, cfg.multiplier_range[0]), cfg.multiplier_range[1])
-    lam0, slack = cfg.collective.broadcast((lam0, slack))  # rank 0's first rows decide
-    return Multiplier(lam0 if value is None else value, cfg, slack, steps_per_epoch, Z.device)
+    if cfg.faith_target is None or Y is None:
+        return Multiplier([cfg.alpha_f], [0.0], [1.0], cfg, steps_per_epoch, Z.device)
+    Zs, Ys = Z[:max_rows], Y[:max_rows]
+    x, h = model.encoder(Zs, pre=True)
+    y_hat = model.head(x)
+    e0 = float(faithfulness_error(y_hat, Ys, cfg))
+    size = max(1, min(cfg.batch_size, Zs.shape[0]))
+    errors = [
+        float(faithfulness_error(y_hat[a : a + size], Ys[a : a + size], cfg))
+        for a in range(0, Zs.shape[0] - size + 1, size)
+    ]
+    noise = float(np.std(errors)) if len(errors) > 1 else 0.0
+    slack = max(cfg.faith_target - e0, noise, 1e-3 * cfg.faith_target, 1e-12)
+    lam0 = objective(evaluate(model, Zs, Ys, cfg).tolist(), cfg) / cfg.faith_target
+    lam0 = min(max(lam0, cfg.multiplier_range[0]), cfg.multiplier_range[1])
+    share = float(uncovered(h, x, model.head.weight, top_outputs(Ys, cfg))[1])
+    lam0, slack, share = cfg.collective.broadcast((lam0, slack, share))  # rank 0's rows decide
+    lam = lam0 if value is None else value
+    if not covers_rows(cfg, Y.shape[1]):
+        return Multiplier([lam], [cfg.faith_target], [slack], cfg, steps_per_epoch, Z.device)
+    target = min(share + SHORTFALL_TOL, 1.0)
+    spread = max(SHORTFALL_TOL, math.sqrt(target * (1.0 - target) / cfg.batch_size))
+    return Multiplier(
+        [lam, lam], [cfg.faith_target, target], [slack, spread], cfg, steps_per_epoch, Z.device
+    )
 
 
 class Progress:

@@ -315,8 +315,16 @@ def _srae_result(srae, seconds, warns, d):
                  srae.contributions(d["Zte"]))
     )  # fmt: skip
     extras = {a: _plain(getattr(srae, a, None)) for a in SRAE_EXTRAS}
+    extras["loss_rises"] = loss_rises(srae.loss_curve_)
     warns = dict(Counter(warns) + more)
     return dict(pred=pred, Xtr=Xtr, Xte=Xte, S=S, fit_s=seconds, warnings=warns, extras=extras)
+
+
+def loss_rises(curve, after=3, rtol=1e-4):
+    """How many epochs after the first ``after`` end with ``loss_curve_`` above the
+    previous epoch's value (by more than ``rtol`` of it)."""
+    tail = np.asarray(curve, dtype=float)[after:]
+    return int((np.diff(tail) > rtol * np.abs(tail[:-1])).sum()) if tail.size > 1 else 0
 
 
 def _headed_result(fitted, seconds, warns, d):
@@ -504,7 +512,8 @@ DETAIL_COLUMNS = [
     ("r2_uniform", "R² uniform", ".3f"), ("r2_vw", "R² vw", ".3f"), ("top1", "top-1", ".3f"),
     ("active", "active", ".2f"), ("significant", "significant", ".2f"),
     ("top_explained", "top explained", ".2f"), ("dead", "dead", "d"), ("fit_s", "fit s", ".2f"),
-    ("n_warnings", "warnings", "d"),
+    ("n_warnings", "warnings", "d"), ("n_iter_", "epochs", "d"),
+    ("loss_rises", "loss_curve_ rises after epoch 3", "d"),
 ]  # fmt: skip
 
 

@@ -136,7 +136,7 @@ def test_uncovered_rows_are_counted_and_only_they_are_pushed():
         ],
         requires_grad=True,
     )
-    distance, share = losses.uncovered(h, torch.relu(h), W, torch.tensor([0, 1, 2]))
+    distance, share = losses.uncovered(h, W, torch.tensor([0, 1, 2]))
     assert float(share) == pytest.approx(2 / 3)
     rms = float(np.sqrt(np.mean([1.0, 0.25, 4.0])))  # x-feature 1's pre-activations
     assert float(distance) == pytest.approx(0.5 / rms / 3)

@@ -61,27 +61,26 @@ def network_decision_error(z_hat, y, cfg):
     return faithfulness_error((out - cfg.y_mean) / cfg.y_scale, y, cfg)
 
 
-def uncovered(h, x, weight, top):
+def uncovered(h, weight, top):
     """How far the rows are from explaining their top output: ``(distance, share)``.
 
     A row explains its top output ``t`` (``top``, one per row) when one of its x-features
-    ``x`` is active and has a positive head weight ``W_tk`` (``weight``, ``C x K``): its
-    contribution to the decision is positive. ``share`` (detached) is the share of rows
-    that do not. ``distance`` is the mean over the rows of how far below its threshold
-    the nearest x-feature with a positive weight is, ``-max_{k: W_tk > 0} h_k / s_k``
-    with ``h`` the x-features' pre-activations and ``s_k`` their root mean square over the
-    rows, on the rows that do not explain their top output (0 on the others, and on rows
-    whose top output has no positive weight, which no x-feature can explain). Its gradient
-    only moves those rows' nearest pre-activation toward its threshold: explained rows
-    cost nothing.
+    ``relu(h_k)`` (``h``: their pre-activations) is active and has a positive head weight
+    ``W_tk`` (``weight``, ``C x K``): its contribution to the decision is positive.
+    ``share`` (detached) is the share of rows that do not. ``distance`` is the mean over
+    the rows of how far below its threshold the nearest x-feature with a positive weight
+    is, ``-max_{k: W_tk > 0} h_k / s_k`` with ``s_k`` the root mean square of ``h_k`` over
+    the rows, on the rows that do not explain their top output (0 on the others, and on
+    rows whose top output has no positive weight, which no x-feature can explain). Its
+    gradient only moves those rows' nearest pre-activation toward its threshold:
+    explained rows cost nothing.
     """
     positive = weight.detach().index_select(0, top) > 0
-    explained = ((x > 0) & positive).any(-1)
     scale = h.detach().square().mean(0).sqrt().clamp_min(1e-6)
     nearest = torch.where(positive, h / scale, -torch.inf).amax(-1)
-    fixable = ~explained & positive.any(-1)
-    distance = torch.where(fixable, -nearest, 0.0).mean()
-    return distance, (~explained).to(h.dtype).mean()
+    unexplained = nearest <= 0  # rows without a positive weight too (-inf)
+    distance = torch.where(unexplained & nearest.isfinite(), -nearest, 0.0).mean()
+    return distance, unexplained.to(h.dtype).mean()
 
 
 def reconstruction_loss(z_hat, z, kind="log", q=100.0):

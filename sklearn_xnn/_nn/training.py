@@ -195,7 +195,7 @@ def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None, subsets=N
     terms = srae_terms(x, y_hat, z_hat, z, yb, weight, cfg, pullaway, outputs)
     cover = None
     if yb is not None and weight is not None and covers_rows(cfg, yb.shape[-1]):
-        cover = uncovered(h, x, weight, top_outputs(yb, cfg))
+        cover = uncovered(h, weight, top_outputs(yb, cfg))
     return x, y_hat, terms, cover
 
 
@@ -492,7 +492,7 @@ def start_multiplier(model, Z, Y, cfg, steps_per_epoch, value=None, max_rows=409
     slack = max(cfg.faith_target - e0, noise, 1e-3 * cfg.faith_target, 1e-12)
     lam0 = objective(evaluate(model, Zs, Ys, cfg).tolist(), cfg) / cfg.faith_target
     lam0 = min(max(lam0, cfg.multiplier_range[0]), cfg.multiplier_range[1])
-    share = float(uncovered(h, x, model.head.weight, top_outputs(Ys, cfg))[1])
+    share = float(uncovered(h, model.head.weight, top_outputs(Ys, cfg))[1])
     lam0, slack, share = cfg.collective.broadcast((lam0, slack, share))  # rank 0's rows decide
     lam = lam0 if value is None else value
     if not covers_rows(cfg, Y.shape[1]):

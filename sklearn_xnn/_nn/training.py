@@ -153,17 +153,17 @@ def head_error(head, x, targets, cfg, m=None):
     return 1.0 - bound.r2_score(rss, m.yy, cfg.multioutput)
 
 
-def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None, subsets=None):
+def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None, subsets=None, top=None):
     """Forward pass and loss of one minibatch: ``(x, loss, parts, errors)``.
 
     ``multiplier`` (the device vector of :class:`~sklearn_xnn._nn.config.Multiplier`)
     weighs the constraints' terms when the constraint is on (``alpha_f`` is not used
     then); ``errors`` are the constraints' errors (:func:`constraint_terms`), else None.
-    ``subsets`` are as in :func:`forward_terms`. With ``cfg.precision == "bf16"`` on CUDA
-    the network runs under bf16 autocast and the loss is computed in float32 from its
-    float32-cast outputs.
+    ``subsets`` and ``top`` are as in :func:`forward_terms`. With ``cfg.precision ==
+    "bf16"`` on CUDA the network runs under bf16 autocast and the loss is computed in
+    float32 from its float32-cast outputs.
     """
-    x, _, terms, cover = forward_terms(model, zb, yb, cfg, dropout_gen, subsets=subsets)
+    x, _, terms, cover = forward_terms(model, zb, yb, cfg, dropout_gen, subsets=subsets, top=top)
     constrained = multiplier is not None and yb is not None
     loss, parts = weighted_loss(
         terms, (0.0 if constrained else cfg.alpha_f, cfg.alpha_r, cfg.alpha_p)
@@ -175,12 +175,13 @@ def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None, subsets=None)
     return x, loss, parts, errors
 
 
-def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None, subsets=None):
+def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None, subsets=None, top=None):
     """Forward pass of one minibatch and its loss terms: ``(x, y_hat, (faith, rec, pt),
     cover)`` (:func:`~sklearn_xnn._nn.losses.srae_terms`); ``cover`` is the rows'
     :func:`~sklearn_xnn._nn.losses.uncovered` when training holds them to explain their
     top output (:func:`covers_rows`), else None. ``subsets``: the step's pull-away outputs
-    and reconstructed units (:func:`~sklearn_xnn._nn.losses.epoch_subsets`)."""
+    and reconstructed units (:func:`~sklearn_xnn._nn.losses.epoch_subsets`); ``top``: the
+    rows' top outputs when known (:class:`Targets`), else read from ``yb``."""
     outputs, units = (None, None) if subsets is None else subsets
     bf16 = cfg.precision == "bf16" and zb.device.type == "cuda"
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
@@ -195,7 +196,8 @@ def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None, subsets=N
     terms = srae_terms(x, y_hat, z_hat, z, yb, weight, cfg, pullaway, outputs)
     cover = None
     if yb is not None and weight is not None and covers_rows(cfg, yb.shape[-1]):
-        cover = uncovered(h, weight, top_outputs(yb, cfg))
+        top = top_outputs(yb, cfg) if top is None else top
+        cover = uncovered(h, weight, top)
     return x, y_hat, terms, cover
 
 
@@ -233,8 +235,9 @@ def _epoch(model, opt, Z, targets, cfg, generator, rates, multiplier, step=forwa
         lr = next(rates)
         for group in opt.param_groups:
             group["lr"] = lr
+        top = None if targets is None else targets.top.index_select(0, idx)
         _, loss, parts, errors = step(
-            model, zb, yb, cfg, cfg.dropout_generator, multiplier.value(), subsets[i]
+            model, zb, yb, cfg, cfg.dropout_generator, multiplier.value(), subsets[i], top
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -38,7 +38,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from sklearn_xnn._nn import data, engine, training
 from sklearn_xnn._nn.config import Multiplier, adam, schedule
 from sklearn_xnn._nn.data import batches
-from sklearn_xnn._nn.losses import epoch_subsets, weighted_loss
+from sklearn_xnn._nn.losses import constraint_terms, epoch_subsets, weighted_loss
 
 #: TrainConfig fields that may differ between the members of a batch; every other field
 #: must be equal (a new field is therefore shared by default, which is always safe).
@@ -260,7 +260,7 @@ class _Objective(nn.Module):
         )
         if not self.constrained:
             return x, terms
-        return x, terms, *training.constraint_terms(terms, cover)
+        return x, terms, *constraint_terms(terms, cover)
 
 
 class _Multipliers(Multiplier):

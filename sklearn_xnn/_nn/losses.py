@@ -83,6 +83,28 @@ def uncovered(h, weight, top):
     return distance, unexplained.to(h.dtype).mean()
 
 
+def covers_rows(cfg, n_outputs):
+    """Whether training holds the rows to explain their top output: under the
+    faithfulness constraint, with two outputs or more (with one, a row whose output gets
+    no positive contribution is explained by the head's bias alone)."""
+    return cfg.faith_target is not None and n_outputs >= 2
+
+
+def constraint_terms(terms, cover):
+    """The constraints' terms of a step's loss and their errors (detached), one per
+    constraint as :class:`~sklearn_xnn._nn.config.Multiplier` orders them: the
+    faithfulness error (term and error alike), then with ``cover`` (``(distance, share)``,
+    :func:`uncovered`) the distance as the term, the share of
+    rows that leave their top output unexplained as the error."""
+    faith = terms[0].unsqueeze(-1)
+    if cover is None:
+        return faith, faith.detach()
+    distance, share = cover
+    return torch.cat([faith, distance.unsqueeze(-1)], -1), torch.cat(
+        [faith.detach(), share.unsqueeze(-1)], -1
+    )
+
+
 def reconstruction_loss(z_hat, z, kind="log", q=100.0):
     """Reconstruction penalty of the decoder output.
 

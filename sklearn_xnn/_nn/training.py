@@ -1,46 +1,38 @@
-"""Fine-tuning as a plain function: the SRAE objective under a faithfulness constraint.
+"""Fine-tuning as a plain function: the SRAE objective under its constraints.
 
 Data arrive as float32 tensors (or streaming sources) already on the training device.
 Minibatches are drawn by an index permutation from the CPU generator; the step loop never
-synchronises with the host (losses and the multiplier live on the device and are read
+synchronises with the host (losses and the multipliers live on the device and are read
 once per epoch).
 
-**The constraint.** With ``cfg.faith_target`` set, the objective is the Lagrangian
-``lam * (e_faith - target) + alpha_r L_rec + alpha_p L_pt`` with ``e_faith`` the normalised
-faithfulness error ``mean_c MSE_c / var_c`` (``1 - R²``). After every step the multiplier
-follows the constraint (``log lam += rate * (e_faith - target) / slack``, clipped, with
-``slack`` the larger of what the start leaves under the target and the spread of one
-minibatch's error: :func:`start_multiplier`), as in
-GECO (Rezende & Viola, 2018): it grows while the explainer is less faithful than the
-target and shrinks while it has room to spare, so the alphas only trade reconstruction
-against pull-away, whatever the data's scale or number of outputs. With two outputs or
-more a second constraint, held by a second multiplier in the same way, bounds the share
-of rows whose top output gets no positive contribution by the start's share plus
-:data:`SHORTFALL_TOL`; its term pushes only those rows' nearest x-feature with a positive
-weight toward activity (:func:`~sklearn_xnn._nn.losses.uncovered`), so the slack is spent
-on sparser explanations rather than on switching rows off. After every epoch the
-head is set to the exact least-squares head on the x-features and the epoch is *feasible*
-when that explainer meets the target; training keeps the feasible epoch with the fewest
-significant x-features (the faithful start counts as feasible), so no epoch can make the result
-less faithful than the target. With ``cfg.faithfulness == "kl"`` the error is the softmax
-KL of the logits and the least-squares head is taken only when it lowers it; the start
-may then miss its target, and while no epoch meets it the one with the smallest excess
-is kept. The learning rate warms up linearly over the first steps,
-so Adam's first updates cannot throw the start away.
+**The constraints.** With ``cfg.faith_target`` set, the objective is the Lagrangian
+``lam * (e_faith - target) + alpha_r L_rec + alpha_p L_pt`` with ``e_faith`` the
+normalised faithfulness error ``mean_c MSE_c / var_c`` (``1 - R²``; for ``"kl"`` the
+softmax KL of the logits). After every step the multiplier follows the constraint (``log
+lam += rate * (e_faith - target) / slack``, clipped: :func:`start_multiplier`), as in GECO
+(Rezende & Viola, 2018): it grows while the explainer is less faithful than the target
+and shrinks while it has room to spare, so the alphas only trade reconstruction against
+pull-away, whatever the data's scale or number of outputs. With two outputs or more a
+second multiplier holds, in the same way, the share of rows whose top output gets no
+positive contribution to the start's share plus :data:`SHORTFALL_TOL`; its term pushes
+only those rows' nearest x-feature with a positive weight toward activity
+(:func:`~sklearn_xnn._nn.losses.uncovered`), so the slack buys sparser explanations, not
+rows switched off. The learning rate warms up linearly over the first steps, so Adam's
+first updates cannot throw the start away.
 
-**One feasibility rule, one selection.** An epoch is *feasible* when, with the head it
-ends with, it meets the faithfulness target (on the training rows, and on the validation
-rows when given), every output keeps at least :data:`KEPT_SHARE` of the share of its top
-rows it explained (gave a positive contribution to) at the start (:func:`explained_shares`;
-with two or more outputs; the rows short of that may be :data:`SHORTFALL_TOL` of all),
-and no x-feature is dead (zero on every training row). The
-start is feasible by construction. Training keeps the sparsest feasible epoch, so the
-fitted explainer is faithful, explains every class its start explained, and has no dead
-x-feature, whatever happened in between. The head an epoch ends with is the exact
-least-squares head on its x-features (:func:`epoch_head`), the most faithful one. The
-checks read the outputs through :class:`Targets`, computed once per run: an epoch's head and its
-error come from float64 moments of the x-features with ``Y``, not from passes over the
-``N x C`` outputs.
+**One feasibility rule, one selection.** Each epoch ends with the exact least-squares
+head on its x-features (:func:`epoch_head`; for ``"kl"`` only when it lowers the KL). The
+epoch is *feasible* when with that head it meets the faithfulness target (on the training
+rows, and on the validation rows when given), every output keeps at least
+:data:`KEPT_SHARE` of the share of its top rows it explained at the start
+(:func:`explained_shares`; with two or more outputs; the rows short of that may be
+:data:`SHORTFALL_TOL` of all), and no x-feature is dead. Training keeps the feasible
+epoch with the fewest significant x-features. The start is feasible by construction (for
+``"kl"`` it may miss its target; while no epoch meets it the smallest excess wins), so the
+fitted explainer is faithful, explains every class its start explained and has no dead
+x-feature, whatever happened in between. The checks read the outputs through
+:class:`Targets`, computed once per run: an epoch's head and its error come from float64
+moments of the x-features with ``Y``, not from passes over the ``N x C`` outputs.
 """
 
 import logging
@@ -53,6 +45,8 @@ from sklearn_xnn._nn import bound, data
 from sklearn_xnn._nn.config import History, Multiplier, adam, schedule
 from sklearn_xnn._nn.init import set_head
 from sklearn_xnn._nn.losses import (
+    constraint_terms,
+    covers_rows,
     epoch_subsets,
     faithfulness_error,
     logits,
@@ -158,7 +152,8 @@ def forward_loss(model, zb, yb, cfg, dropout_gen, multiplier=None, subsets=None,
 
     ``multiplier`` (the device vector of :class:`~sklearn_xnn._nn.config.Multiplier`)
     weighs the constraints' terms when the constraint is on (``alpha_f`` is not used
-    then); ``errors`` are the constraints' errors (:func:`constraint_terms`), else None.
+    then); ``errors`` are the constraints' errors
+    (:func:`~sklearn_xnn._nn.losses.constraint_terms`), else None.
     ``subsets`` and ``top`` are as in :func:`forward_terms`. With ``cfg.precision ==
     "bf16"`` on CUDA the network runs under bf16 autocast and the loss is computed in
     float32 from its float32-cast outputs.
@@ -179,9 +174,10 @@ def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None, subsets=N
     """Forward pass of one minibatch and its loss terms: ``(x, y_hat, (faith, rec, pt),
     cover)`` (:func:`~sklearn_xnn._nn.losses.srae_terms`); ``cover`` is the rows'
     :func:`~sklearn_xnn._nn.losses.uncovered` when training holds them to explain their
-    top output (:func:`covers_rows`), else None. ``subsets``: the step's pull-away outputs
-    and reconstructed units (:func:`~sklearn_xnn._nn.losses.epoch_subsets`); ``top``: the
-    rows' top outputs when known (:class:`Targets`), else read from ``yb``."""
+    top output (:func:`~sklearn_xnn._nn.losses.covers_rows`), else None. ``subsets``: the
+    step's pull-away outputs and reconstructed units
+    (:func:`~sklearn_xnn._nn.losses.epoch_subsets`); ``top``: the rows' top outputs when
+    known (:class:`Targets`), else read from ``yb``."""
     outputs, units = (None, None) if subsets is None else subsets
     bf16 = cfg.precision == "bf16" and zb.device.type == "cuda"
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
@@ -199,28 +195,6 @@ def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None, subsets=N
         top = top_outputs(yb, cfg) if top is None else top
         cover = uncovered(h, weight, top)
     return x, y_hat, terms, cover
-
-
-def covers_rows(cfg, n_outputs):
-    """Whether training holds the rows to explain their top output: under the
-    faithfulness constraint, with two outputs or more (with one, a row whose output gets
-    no positive contribution is explained by the head's bias alone)."""
-    return cfg.faith_target is not None and n_outputs >= 2
-
-
-def constraint_terms(terms, cover):
-    """The constraints' terms of a step's loss and their errors (detached), one per
-    constraint as :class:`~sklearn_xnn._nn.config.Multiplier` orders them: the
-    faithfulness error (term and error alike), then with ``cover`` (``(distance, share)``,
-    :func:`~sklearn_xnn._nn.losses.uncovered`) the distance as the term, the share of
-    rows that leave their top output unexplained as the error."""
-    faith = terms[0].unsqueeze(-1)
-    if cover is None:
-        return faith, faith.detach()
-    distance, share = cover
-    return torch.cat([faith, distance.unsqueeze(-1)], -1), torch.cat(
-        [faith.detach(), share.unsqueeze(-1)], -1
-    )
 
 
 def _epoch(model, opt, Z, targets, cfg, generator, rates, multiplier, step=forward_loss):
@@ -475,10 +449,11 @@ def start_multiplier(model, Z, Y, cfg, steps_per_epoch, value=None, max_rows=409
       those rows' consecutive minibatches): a step updates the multiplier from one
       minibatch, and a unit smaller than that minibatch's noise would let the noise, not
       the constraint, drive it.
-    - With two outputs or more (:func:`covers_rows`), the share of rows that leave their
-      top output unexplained (:func:`~sklearn_xnn._nn.losses.uncovered`) may exceed the
-      start's by :data:`SHORTFALL_TOL`, its slack, or by one minibatch's binomial spread
-      at that share when larger.
+    - With two outputs or more (:func:`~sklearn_xnn._nn.losses.covers_rows`), the share
+      of rows that leave their top output unexplained
+      (:func:`~sklearn_xnn._nn.losses.uncovered`) may exceed the start's by
+      :data:`SHORTFALL_TOL`, its slack, or by one minibatch's binomial spread at that
+      share when larger.
     """
     if cfg.faith_target is None or Y is None:
         return Multiplier([cfg.alpha_f], [0.0], [1.0], cfg, steps_per_epoch, Z.device)

@@ -202,9 +202,12 @@ def take_rows(data, idx):
 
 def batch(data, idx):
     """Rows ``idx`` (an index tensor) of ``data`` as a new tensor: ``index_select`` for a
-    tensor (on a CPU several times faster than ``data[idx]``), ``data[idx]`` for a source
-    (:class:`HostRows`, :class:`Mapped`)."""
-    return data.index_select(0, idx) if isinstance(data, torch.Tensor) else data[idx]
+    tensor (on a CPU several times faster than ``data[idx]``; the indices moved to its
+    device first, as those of streamed rows live on the CPU while the outputs may be on
+    a GPU), ``data[idx]`` for a source (:class:`HostRows`, :class:`Mapped`)."""
+    if isinstance(data, torch.Tensor):
+        return data.index_select(0, idx.to(data.device))
+    return data[idx]
 
 
 def index_device(data):

@@ -209,7 +209,7 @@ def _epoch(model, opt, Z, targets, cfg, generator, rates, multiplier, step=forwa
         lr = next(rates)
         for group in opt.param_groups:
             group["lr"] = lr
-        top = None if targets is None else targets.top.index_select(0, idx)
+        top = None if targets is None else data.batch(targets.top, idx)
         _, loss, parts, errors = step(
             model, zb, yb, cfg, cfg.dropout_generator, multiplier.value(), subsets[i], top
         )

@@ -93,7 +93,11 @@ class SRAEExplainer(
         The faithfulness constraint, enforced on the training rows. ``"mse"``: how far
         in R² the explainer may fall below ``faithfulness_bound_``, the rank-K linear
         bound. ``"kl"``: the largest admissible KL in nats, capped at the rank-K linear
-        predictor's (``faithfulness_bound_``). None trains the fixed-weight objective.
+        predictor's (``faithfulness_bound_``). With two outputs or more, training under
+        the constraint also holds the inputs' decisions explained: the share of training
+        rows whose top output gets no positive contribution is held at most 0.5% of the
+        rows above the start's, by a multiplier as the faithfulness is. None trains the
+        fixed-weight objective.
     network_head : torch.nn.Module or None, default=None
         The layers after the explained one: a module mapping rows of ``X`` (in the
         caller's units) to the logits ``y``. When given, the reconstruction term also

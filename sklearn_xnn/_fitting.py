@@ -93,12 +93,14 @@ def train_chunk(est, eng, X, Y):
     """One ``partial_fit`` epoch over a chunk, on the kept engine."""
     Zt, Yt = eng.scaler.chunk(X, eng.device), eng.scaler.targets(Y, eng.device)
     cfg = eng.cfg.replace(max_iter=1, batch_size=min(est.batch_size, X.shape[0]))
+    resumed = eng.multiplier if eng.constraints is None else eng.constraints
     result = engine.tune(
-        eng.model, Zt, Yt, cfg, eng.generator, None, eng.optimizer, eng.multiplier, eng.epochs
+        eng.model, Zt, Yt, cfg, eng.generator, None, eng.optimizer, resumed, eng.epochs
     )
     require_finite(est, result.model, "partial_fit")
     result.stopped = announce_stop(est, result.history)
     eng.optimizer, eng.multiplier = result.optimizer, result.multiplier
+    eng.constraints = result.constraints
     eng.history.extend(result.history)
     result.history = eng.history
     return result
@@ -288,6 +290,10 @@ class Engine:
     scaler: Scaler
     multiplier: float = 1.0
     history: History = dataclasses.field(default_factory=History)
+    #: The constraints' multipliers and targets the last run ended with (a
+    #: :class:`~sklearn_xnn._nn.config.Multiplier`), continued by the next ``partial_fit``;
+    #: None after loading, where ``multiplier`` restarts them.
+    constraints: object = None
 
     @property
     def epochs(self):
@@ -388,6 +394,7 @@ def finish(est, run, result):
     """Everything ``fit`` does after training: the fitted state and the warnings."""
     eng = Engine(result.model, result.optimizer, run.generator, run.cfg, run.device, run.scaler)
     eng.multiplier, eng.history = result.multiplier, result.history
+    eng.constraints = result.constraints
     store(est, result, eng, run.train[1] is not None)
     announce_problems(est, result)
     if run.incremental:  # fit keeps no torch state; a later partial_fit rebuilds it

@@ -452,10 +452,12 @@ class SRAEExplainer(
         bound, the faithful start, ``scale_``, ``y_mean_``, ``y_scale_`` and the decoder's
         sign), so **the first chunk must be a representative sample**: several thousand
         rows with every output varying. Each call then runs one fine-tuning epoch over its
-        chunk with the same Adam optimiser and multiplier at the constant learning rate
+        chunk with the same Adam optimiser and the constraints' multipliers and targets
+        carried over from the previous ``partial_fit`` call, at the constant learning rate
         ``learning_rate_init``; an epoch that breaks the faithfulness constraint on its
-        chunk is undone; early stopping does not apply. After ``fit``
-        or unpickling, ``partial_fit`` continues from the fitted weights.
+        chunk is undone; early stopping does not apply. After ``fit`` or unpickling,
+        ``partial_fit`` continues from the fitted weights, its multipliers restarting
+        from ``faithfulness_multiplier_``.
 
         Parameters
         ----------

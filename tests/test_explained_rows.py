@@ -166,6 +166,19 @@ def test_training_keeps_the_inputs_decisions_explained():
     assert est.faithfulness_ >= est.faithfulness_bound_ - est.faithfulness_tol - 1e-9
 
 
+def test_partial_fit_keeps_the_decisions_explained_chunk_after_chunk():
+    # each call continues the constraints' multipliers and targets: restarting them per
+    # call let the share of unexplained decisions creep up (0.93 within a few chunks here)
+    Z, y, _ = make_concept_activations(12000, 256, random_state=0)
+    Z_test, y_test = Z[-2000:], y[-2000:]
+    est = SRAEExplainer(5, device="cpu", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for start in range(0, 10000, 1000):
+            est.partial_fit(Z[start : start + 1000], y[start : start + 1000])
+            assert top_explained(est.contributions(Z_test), y_test) >= 0.95, start
+
+
 def test_an_epoch_that_stops_explaining_a_class_is_infeasible(patch_layer):
     Z, y = patch_layer
     model, Zt, Yt, cfg = _start(SRAEExplainer(5, device="cpu", random_state=0), Z, y)

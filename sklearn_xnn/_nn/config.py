@@ -2,6 +2,7 @@
 history, one result; every field is declared once, here) and the optimiser, learning-rate
 schedule and constraint multiplier a configuration sets up."""
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -111,6 +112,9 @@ class Attempt:
     faithfulness: float | None = None
     stage: str = "fine-tuning"
     stopped: bool = False
+    #: The run's :class:`Multiplier` (None without fine-tuning), which ``partial_fit``
+    #: continues.
+    constraints: object = None
 
 
 # --------------------------------------------- optimiser, schedule, multiplier
@@ -159,6 +163,13 @@ class Multiplier:
 
     def value(self):
         return self.log.exp() if self.on else None
+
+    def resumed(self, steps_per_epoch):
+        """A copy that carries on with ``steps_per_epoch`` steps an epoch (``partial_fit``:
+        another chunk)."""
+        out = copy.copy(self)
+        out.rate = 1.0 / max(1, steps_per_epoch)
+        return out
 
     def current(self, cfg):
         """The faithfulness multiplier as a float (``alpha_f`` without the constraint)."""

@@ -184,8 +184,10 @@ def tune(
         )
     except training.NonFiniteLossError as exc:
         exc.history.diverged_epoch = exc.epoch
-        history, lam = exc.history, multiplier or cfg.alpha_f
-    return assess(model, Z, Y, history, opt, cfg, lam, targets=targets)
+        history, lam = exc.history, exc.multiplier
+    attempt = assess(model, Z, Y, history, opt, cfg, lam.current(cfg), targets=targets)
+    attempt.constraints = lam
+    return attempt
 
 
 def begin(Z, Y, cfg, generator, device, reference, targets=None):

@@ -62,12 +62,14 @@ logger = logging.getLogger("sklearn_xnn")
 
 
 class NonFiniteLossError(ArithmeticError):
-    """Raised when the training loss stops being finite; carries the epoch it happened in."""
+    """Raised when the training loss stops being finite; carries the epoch it happened in,
+    the history, and (from :func:`fine_tune`) the run's :class:`Multiplier`."""
 
-    def __init__(self, epoch, history):
+    def __init__(self, epoch, history, multiplier=None):
         super().__init__(f"the training loss became non-finite in epoch {epoch + 1}")
         self.epoch = epoch
         self.history = history
+        self.multiplier = multiplier
 
 
 @torch.no_grad()
@@ -402,7 +404,8 @@ def _check_epoch(model, Z, targets, val, cfg, parts, hist, coverage=None):
 def fine_tune(
     model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, start_epoch=0, targets=None
 ):
-    """Joint fine-tuning of encoder, decoder and head; returns ``(history, optimizer, lam)``.
+    """Joint fine-tuning of encoder, decoder and head; returns ``(history, optimizer,
+    multiplier)``, the last the run's :class:`~sklearn_xnn._nn.config.Multiplier`.
 
     ``val`` is ``(Z_val, Y_val, val_target)`` or None. Stops after ``cfg.max_iter`` epochs,
     or when the monitored value (the significant count of feasible epochs under the
@@ -410,8 +413,9 @@ def fine_tune(
     by ``tol`` (and for the count by more than its standard error over the rows) for
     ``n_iter_no_change`` epochs. A non-finite loss restores the last finite weights and
     raises ``NonFiniteLossError``; a ``KeyboardInterrupt`` stops training with the kept
-    weights and records ``history.interrupted_epoch``. ``opt`` continues an existing Adam
-    (``partial_fit``); ``targets`` are the :class:`Targets` of ``Y`` when already computed.
+    weights and records ``history.interrupted_epoch``. ``opt`` and ``multiplier`` continue
+    an earlier run (``partial_fit``; :func:`start_multiplier`); ``targets`` are the
+    :class:`Targets` of ``Y`` when already computed.
     """
     opt = adam(model.parameters(), cfg.lr, cfg.weight_decay) if opt is None else opt
     step = torch.compile(forward_loss) if cfg.compile else forward_loss
@@ -429,16 +433,22 @@ def fine_tune(
                 break
     except KeyboardInterrupt:  # keep a usable model: the last complete epoch's weights
         run.interrupt(model, epoch)
+    except NonFiniteLossError as exc:
+        exc.multiplier = lam
+        raise
     run.finish(model)
-    return run.hist, opt, lam.current(cfg)
+    return run.hist, opt, lam
 
 
 @torch.no_grad()
 def start_multiplier(model, Z, Y, cfg, steps_per_epoch, value=None, max_rows=4096):
     """The :class:`~sklearn_xnn._nn.config.Multiplier` of a fine-tuning run.
 
-    Without the constraint it holds ``alpha_f``. Under it, one multiplier per constraint,
-    each at ``value`` when continuing a run, else at ``lam_0``, where the faithfulness
+    ``value`` continues a run: the :class:`~sklearn_xnn._nn.config.Multiplier` an earlier
+    run ended with (its multipliers and targets carry on, only their rate follows the new
+    number of steps), or a float, the faithfulness multiplier alone (of a loaded
+    explainer), which then starts every constraint. Without the constraint it holds
+    ``alpha_f``. Under it, one multiplier per constraint, at ``lam_0``, where the faithfulness
     term at its target weighs as much as the regularisers at the start (``lam_0 =
     (alpha_r L_rec + alpha_p L_pt) / target``). Everything is read on rank 0's first
     ``max_rows`` rows.
@@ -455,6 +465,8 @@ def start_multiplier(model, Z, Y, cfg, steps_per_epoch, value=None, max_rows=409
       :data:`SHORTFALL_TOL`, its slack, or by one minibatch's binomial spread at that
       share when larger.
     """
+    if isinstance(value, Multiplier):
+        return value.resumed(steps_per_epoch)
     if cfg.faith_target is None or Y is None:
         return Multiplier([cfg.alpha_f], [0.0], [1.0], cfg, steps_per_epoch, Z.device)
     Zs, Ys = Z[:max_rows], Y[:max_rows]

@@ -292,7 +292,7 @@ class Engine:
     history: History = dataclasses.field(default_factory=History)
     #: The constraints' multipliers and targets the last run ended with (a
     #: :class:`~sklearn_xnn._nn.config.Multiplier`), continued by the next ``partial_fit``;
-    #: None after loading, where ``multiplier`` restarts them.
+    #: None in an engine rebuilt from a fitted explainer, where ``multiplier`` restarts them.
     constraints: object = None
 
     @property

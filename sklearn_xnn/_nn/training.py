@@ -63,7 +63,7 @@ logger = logging.getLogger("sklearn_xnn")
 
 class NonFiniteLossError(ArithmeticError):
     """Raised when the training loss stops being finite; carries the epoch it happened in,
-    the history, and (from :func:`fine_tune`) the run's :class:`Multiplier`."""
+    the history, and (from :func:`fine_tune`) the multipliers the run started from."""
 
     def __init__(self, epoch, history, multiplier=None):
         super().__init__(f"the training loss became non-finite in epoch {epoch + 1}")
@@ -422,6 +422,7 @@ def fine_tune(
     n_steps = cfg.collective.steps(Z.shape[0], cfg.batch_size)
     rates = schedule(cfg, n_steps, start_epoch)
     lam = start_multiplier(model, Z, Y, cfg, n_steps, multiplier)
+    initial = lam.resumed(n_steps)  # what a non-finite loss hands back, with good weights
     run = Progress(model, Z, Y, cfg, val, targets)
     epoch = 0
     try:
@@ -434,7 +435,7 @@ def fine_tune(
     except KeyboardInterrupt:  # keep a usable model: the last complete epoch's weights
         run.interrupt(model, epoch)
     except NonFiniteLossError as exc:
-        exc.multiplier = lam
+        exc.multiplier = initial
         raise
     run.finish(model)
     return run.hist, opt, lam

@@ -443,16 +443,13 @@ def fine_tune(
 
 @torch.no_grad()
 def start_multiplier(model, Z, Y, cfg, steps_per_epoch, value=None, max_rows=4096):
-    """The :class:`~sklearn_xnn._nn.config.Multiplier` of a fine-tuning run.
-
-    ``value`` continues a run: the :class:`~sklearn_xnn._nn.config.Multiplier` an earlier
-    run ended with (its multipliers and targets carry on, only their rate follows the new
-    number of steps), or a float, the faithfulness multiplier alone (of a loaded
-    explainer), which then starts every constraint. Without the constraint it holds
-    ``alpha_f``. Under it, one multiplier per constraint, at ``lam_0``, where the faithfulness
-    term at its target weighs as much as the regularisers at the start (``lam_0 =
-    (alpha_r L_rec + alpha_p L_pt) / target``). Everything is read on rank 0's first
-    ``max_rows`` rows.
+    """The :class:`~sklearn_xnn._nn.config.Multiplier` of a fine-tuning run. ``value``
+    continues a run: the ``Multiplier`` an earlier run ended with (carried on at the new
+    number of steps), or a float, the faithfulness multiplier of a loaded explainer, that
+    starts every constraint. Without the constraint it holds ``alpha_f``; under it, each
+    constraint's starts at ``lam_0``, where the faithfulness term at its target weighs as
+    much as the regularisers (``lam_0 = (alpha_r L_rec + alpha_p L_pt) / target``), all
+    read on rank 0's first ``max_rows`` rows.
 
     - The faithfulness error's target is ``cfg.faith_target``; the unit of its updates (the
       slack) is the larger of the room the start leaves under the target, ``target -

@@ -396,7 +396,7 @@ def finish(est, run, result):
     eng.multiplier, eng.history = result.multiplier, result.history
     eng.constraints = result.constraints
     store(est, result, eng, run.train[1] is not None)
-    announce_problems(est, result)
+    announce_problems(est, result, run.incremental)
     if run.incremental:  # fit keeps no torch state; a later partial_fit rebuilds it
         est._engine = eng
     return est
@@ -444,8 +444,9 @@ def _dead_advice(est):
     return ", ".join(advice[:-1]) + " or " + advice[-1]
 
 
-def announce_problems(est, result):
-    """Warn about the fitted explainer ``est``: dead, not converged."""
+def announce_problems(est, result, incremental=False):
+    """Warn about the fitted explainer ``est``: dead, not converged (``fit`` only: the
+    first ``partial_fit`` call runs its one epoch by design)."""
     out = []
     if est.n_dead_components_:
         out.append(
@@ -453,7 +454,16 @@ def announce_problems(est, result):
             "on every training row): the explanation space uses fewer concepts than "
             f"asked. Try {_dead_advice(est)}."
         )
-    if not est._converged and not est.early_stopping and not result.stopped:
+    if result.history.infeasible:  # "kl" only: its start may miss the target
+        kl = est.faithfulness == "kl"
+        what, target = ("softmax KL", est._faith_target) if kl else ("R²", 1 - est._faith_target)
+        out.append(
+            f"No epoch, nor the start, met the constraints (training {what} "
+            f"{est.faithfulness_:.4g} against a target of {target:.4g}; every output keeping "
+            "half its explained share; no dead x-feature): the explainer keeps the epoch "
+            "closest to them. Try a larger faithfulness_tol, n_components or max_iter."
+        )
+    elif not (est._converged or est.early_stopping or result.stopped or incremental):
         out.append(
             f"SRAEExplainer reached max_iter={est.max_iter} epochs before the loss "
             "stopped improving; consider increasing max_iter."

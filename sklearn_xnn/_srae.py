@@ -51,8 +51,10 @@ class SRAEExplainer(
     ``faithfulness_tol`` of the bound and spends the rest on reconstruction and pull-away.
     Of the feasible epochs (faithful, every output keeping half the share of its top
     inputs it explained at the start, no dead x-feature) the sparsest is kept, so any
-    ``max_iter >= 1`` is that faithful on the training rows. ``faithfulness="kl"`` does
-    the same for the network's decision (softmax). With ``rescale=True`` any activation
+    ``max_iter >= 1`` is that faithful on the training rows. ``faithfulness="kl"`` holds
+    the network's decision (softmax) the same way, but its linear start may miss the
+    target: when no epoch meets it, the closest epoch is kept and a ConvergenceWarning
+    says so. With ``rescale=True`` any activation
     scale works and every method answers in the caller's units.
     :meth:`SRAEExplainer.reference` keeps the paper's recipe.
 

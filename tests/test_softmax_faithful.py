@@ -91,6 +91,20 @@ def test_kl_needs_several_logits():
         SRAEExplainer(2, faithfulness="kl", temperature=0.0).fit(Z, y)
 
 
+def test_a_kl_target_no_epoch_meets_is_reported():
+    # 100 decisions from 3 x-features: the linear start misses 0.005 nats, and so does
+    # every epoch; the explainer keeps the closest one and says so
+    Z, y, _ = make_concept_activations(600, 32, n_outputs=100, random_state=0)
+    est = SRAEExplainer(3, faithfulness="kl", max_iter=3, random_state=0, device="cpu")
+    with pytest.warns(ConvergenceWarning, match=r"No epoch, nor the start, met the constr"):
+        est.fit(Z, y)
+    assert est.faithfulness_ > min(est.faithfulness_tol, est.faithfulness_bound_)
+    assert np.isnan(est.n_significant_curve_).all()
+    with warnings.catch_warnings():  # "mse": the start meets its target, nothing to report
+        warnings.simplefilter("error", ConvergenceWarning)
+        SRAEExplainer(3, random_state=0, device="cpu").fit(Z, y)
+
+
 def test_kl_partial_fit_and_persistence_keep_the_decision_constraint(tmp_path):
     Z, y, _ = make_concept_activations(600, 24, n_outputs=5, random_state=4)
     est = SRAEExplainer(3, faithfulness="kl", hidden_layer_sizes=(32, 16), random_state=0)

@@ -102,6 +102,15 @@ def test_host_rows_keeps_requested_order(memmap_of):
     assert sub.shape == (3, 3)
 
 
+def test_partial_fit_runs_its_one_epoch_without_a_max_iter_warning(planted_small):
+    Z, y, _ = planted_small
+    est = SRAEExplainer(**{**FAST, "random_state": 0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        est.partial_fit(Z[:150], y[:150]).partial_fit(Z[150:], y[150:])
+    assert est.n_iter_ == 2
+
+
 def test_partial_fit_learns_and_keeps_first_scaling(planted_small):
     Z, y, _ = planted_small
     est = SRAEExplainer(**{**FAST, "random_state": 0})

@@ -83,6 +83,8 @@ class History:
     interrupted_epoch: int | None = None
     interrupted_in_pretraining: bool = False
     diverged_epoch: int | None = None
+    #: Whether the kept epoch breaks the constraints (no epoch, nor the start, met them).
+    infeasible: bool = False
 
     #: The lists that get one value per epoch (some only under the constraint).
     PER_EPOCH = ("loss", "parts", "faithfulness", "multiplier", "validation_loss", "significant")
@@ -98,6 +100,7 @@ class History:
         self.converged = other.converged
         self.interrupted_epoch = other.interrupted_epoch
         self.diverged_epoch = other.diverged_epoch
+        self.infeasible = other.infeasible
 
 
 @dataclass

@@ -578,7 +578,8 @@ class Progress:
         self.hist.interrupted_epoch = epoch
 
     def finish(self, model):
-        """Restore the kept epoch's weights (when one was kept)."""
+        """Restore the kept epoch's weights; record whether they break the constraints."""
+        self.hist.infeasible = self.constrained and self.best[0]
         if self.state is not None:
             model.load_state_dict(self.state)
 

@@ -173,4 +173,4 @@ class ExplainerInferenceMixin(TransformerMixin):
                 f"outputs holds indices outside the {n} outputs (valid: {-n} to {n - 1}), "
                 f"got {idx.min()} to {idx.max()}."
             )
-        return idx
+        return idx.astype(np.intp, copy=False)  # an empty list reads as float64

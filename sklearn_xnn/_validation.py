@@ -7,6 +7,7 @@ library: complex, string and sparse inputs, float16, overflowing outputs.
 
 import contextlib
 import warnings
+from collections.abc import Iterable
 from numbers import Integral, Real
 
 import numpy as np
@@ -18,12 +19,23 @@ from sklearn_xnn._nn.data import should_stream
 
 
 def _dtypes_of(data):
-    """The dtype(s) of an array or a data frame, without copying it (empty if unknown)."""
-    dtypes = getattr(data, "dtypes", None)
-    if dtypes is not None and not isinstance(dtypes, np.dtype):
-        return [np.dtype(d) for d in dtypes if isinstance(d, np.dtype)]
-    dtype = getattr(data, "dtype", None)
-    return [dtype] if isinstance(dtype, np.dtype) else []
+    """The numpy dtype(s) of an array, a series or a data frame, without copying it: a
+    pandas extension dtype as the numpy dtype it holds (strings as ``str``); unknown
+    dtypes are left out."""
+    dtypes = getattr(data, "dtypes", None)  # a data frame's: one per column
+    if dtypes is None or not isinstance(dtypes, Iterable) or isinstance(dtypes, str):
+        dtypes = [getattr(data, "dtype", None)]
+    out = []
+    for d in dtypes:
+        if not isinstance(d, np.dtype):
+            d = (
+                np.dtype(str)
+                if getattr(d, "type", None) is str
+                else getattr(d, "numpy_dtype", None)
+            )
+        if isinstance(d, np.dtype):
+            out.append(d)
+    return out
 
 
 def check_input_kind(data, name):

@@ -153,6 +153,20 @@ def test_string_data(data, fitted):
         tiny().fit(Z, np.array(["cat", "dog"] * 20))
 
 
+def test_pandas_series_of_extension_dtypes(data):
+    pd = pytest.importorskip("pandas")
+    Z, y = data
+    v = np.round(np.reshape(y, (len(Z), -1))[:, 0] * 10)
+    for dtype in ("Float64", "Int64", "category"):
+        est = fit_quiet(tiny(), Z, pd.Series(v, dtype=dtype))
+        np.testing.assert_allclose(est.predict(Z), fit_quiet(tiny(), Z, v).predict(Z))
+    labels = ["cat", "dog"] * (len(Z) // 2)
+    with pytest.raises(ValueError, match="y has a string dtype; .* not class labels"):
+        tiny().fit(Z, pd.Series(labels, dtype="string"))
+    with pytest.raises(ValueError, match="Non-numeric values in X or y"):
+        tiny().fit(Z, pd.Series(labels, dtype=object))
+
+
 def test_object_data(data, fitted):
     Z, y = data
     est = fit_quiet(tiny(), Z.astype(object), y)  # numeric objects: converted to float64

@@ -81,6 +81,13 @@ def test_a_refit_without_logits_keeps_no_constraint_of_the_earlier_fit():
     )._start_fit(Z, None, False)
     assert run.cfg.faith_target is None and run.cfg.output_weights is None
     assert run.cfg == fresh.cfg
+    # and the refitted explainer keeps no head, no logit scale, no faithfulness of it
+    unsupervised = _fit(Z, None, hidden_layer_sizes=(16, 8), max_iter=2, random_state=0)
+    refit = est.fit(Z)
+    fitted = lambda e: sorted(k for k in vars(e) if k.endswith("_") and k[0] != "_")  # noqa: E731
+    assert fitted(refit) == fitted(unsupervised)
+    with pytest.raises(AttributeError, match="needs the linear head"):
+        refit.predict(Z)
 
 
 def _rank_k_train_r2(Z, y, multioutput, k=5):

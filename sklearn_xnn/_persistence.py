@@ -19,6 +19,7 @@ import hashlib
 import importlib
 import json
 import os
+import stat
 import tempfile
 import warnings
 
@@ -186,6 +187,17 @@ def save(estimator, path):
     _write_atomically(os.fspath(path), payload)
 
 
+def _file_mode(path):
+    """The permissions a plain ``open(path, "wb")`` would leave: an existing file's own,
+    else ``0666`` less the process's umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def _write_atomically(path, payload):
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".sklearn_xnn-", suffix=".tmp")
@@ -194,6 +206,7 @@ def _write_atomically(path, payload):
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(path))  # mkstemp's file is private (0600)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

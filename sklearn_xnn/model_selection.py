@@ -161,7 +161,7 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
         As in ``GridSearchCV``: None is 5-fold ``KFold``; an int is that many folds.
     scoring : str or callable, default=None
         Score of a fitted explainer on held-out rows (higher is better): None uses
-        ``estimator.score``, the R² of the rebuilt logits (uniform over outputs); a
+        ``estimator.score``, the R² of the rebuilt logits (averaged as ``multioutput`` says); a
         scorer name or callable ``scorer(explainer, X, y)``, e.g.
         :func:`sklearn_xnn.metrics.reconstruction_r2_scorer` (needed when ``y`` is None).
     refit : bool, default=True

@@ -4,6 +4,7 @@ import io
 import json
 import os
 import pickle
+import stat
 
 import joblib
 import numpy as np
@@ -123,6 +124,21 @@ def test_save_is_atomic_and_overwrites(fitted, tmp_path):
     fitted.save(str(path))
     assert os.listdir(tmp_path) == ["m.safetensors"]  # no temporary file left behind
     SRAEExplainer.load(str(path))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_saved_files_get_the_permissions_of_a_plain_write(fitted, tmp_path):
+    path = tmp_path / "m.safetensors"
+    previous = os.umask(0o022)
+    try:
+        fitted.save(path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's 0600
+        path.chmod(0o640)
+        fitted.save(path)  # an existing file keeps its own
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    finally:
+        os.umask(previous)
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
 def test_save_refuses_unfitted_and_odd_parameters(tmp_path, fitted):

@@ -5,10 +5,13 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.cross_decomposition import PLSRegression
 from sklearn.decomposition import NMF, PCA
 from sklearn.kernel_approximation import Nystroem
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from sklearn_xnn import SRAEExplainer
 from sklearn_xnn.baselines import PLSEmbedding, make_headed
@@ -55,6 +58,19 @@ def test_scorers_on_srae_match_metrics(srae, data):
     assert reconstruction_r2_scorer(srae, Zt, yt) == pytest.approx(
         reconstruction_r2(Zt, Z_hat), rel=1e-12
     )
+
+
+def test_faithfulness_scorer_averages_the_outputs_as_score_does(srae, data):
+    Z, y = data
+    Zt, yt = Z[200:], y[200:] * np.array([1.0, 30.0] * (y.shape[1] // 2))  # unequal spreads
+    vw = clone(srae).set_params(multioutput="variance_weighted")
+    vw = vw.fit(Z[:200], y[:200] * np.array([1.0, 30.0] * (y.shape[1] // 2)))
+    assert faithfulness_r2_scorer(vw, Zt, yt) == pytest.approx(vw.score(Zt, yt), abs=1e-10)
+    weighted = faithfulness_r2(yt, vw.predict(Zt), multioutput="variance_weighted")
+    assert faithfulness_r2_scorer(vw, Zt, yt) == pytest.approx(weighted, abs=1e-12)
+    assert weighted != pytest.approx(faithfulness_r2(yt, vw.predict(Zt)), abs=1e-3)
+    piped = make_pipeline(StandardScaler(with_mean=False), vw).fit(Z[:200], y[:200])
+    assert faithfulness_r2_scorer(piped, Zt, yt) == pytest.approx(piped.score(Zt, yt), abs=1e-10)
 
 
 def test_explanation_scorer_formula(srae, data):

@@ -58,15 +58,17 @@ def _scorer_doc(scorer):
 def faithfulness_r2_scorer(estimator, Z, y):
     """Faithfulness R² of ``estimator.predict(Z)`` against the logits ``y``.
 
-    Same value as ``estimator.score(Z, y)`` for SRAE and headed pipelines; see
-    :func:`~sklearn_xnn.metrics.faithfulness_r2`.
+    Averaged over the outputs as the estimator's ``multioutput`` parameter says (uniformly
+    when it has none), so the same value as ``estimator.score(Z, y)`` for SRAE and headed
+    pipelines; see :func:`~sklearn_xnn.metrics.faithfulness_r2`.
 
     {scorer_sections}
     >>> model = make_headed(PCA(3)).fit(Z, y)
     >>> bool(abs(faithfulness_r2_scorer(model, Z, y) - model.score(Z, y)) < 1e-12)
     True
     """
-    return faithfulness_r2(y, estimator.predict(Z))
+    multioutput = getattr(last_step(estimator), "multioutput", "uniform_average")
+    return faithfulness_r2(y, estimator.predict(Z), multioutput=multioutput)
 
 
 @_scorer_doc

@@ -67,6 +67,19 @@ def test_fit_on_npy_and_npz(arrays, capsys):
     assert main([*npz, "--out", str(arrays / "out2"), "--n-components", "2", *FAST]) == 0
 
 
+def test_fit_with_an_automatic_k_gives_the_baselines_the_chosen_k(arrays, capsys):
+    pd = pytest.importorskip("pandas")
+    np.save(arrays / "B.npy", np.load(arrays / "Z.npy") > 1.0)  # boolean activations
+    out = arrays / "auto"
+    args = ["fit", "--activations", str(arrays / "B.npy"), "--logits", str(arrays / "Y.npy")]
+    assert main([*args, "--out", str(out), "--n-components", "auto", *FAST]) == 0
+    k = SRAEExplainer.load(out / "explainer.safetensors").n_components_
+    table = pd.read_csv(out / "comparison.csv", index_col="explainer")
+    assert set(table.index) == {"SRAE", "PCA", "NMF", "PLS", "random"}
+    assert (table["n_components"] == k).all()
+    assert "PCA" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -84,6 +97,11 @@ def test_fit_on_npy_and_npz(arrays, capsys):
         (["fit", "--activations", "Z.npy", "--logits", "Y.npy", "--n-components", "50"], "exceeds"),
         (["fit", "--activations", "Z.npy", "--logits", "Y.npy", "--device", "tpu"], "device"),
         (["fit", "--activations", "garbage.npy", "--logits", "Y.npy"], "could not read"),
+        (
+            ["fit", "--activations", "Z.npy", "--logits", "Y1.npy", "--faithfulness", "kl"],
+            "2 or more",
+        ),
+        (["fit", "--activations", "Z.npy", "--logits", "Y.npy", "--out", "Y.npy"], "is a file"),
         (["explain"], "invalid choice"),
     ],
 )
@@ -91,6 +109,7 @@ def test_user_errors_exit_2_with_one_line(arrays, monkeypatch, capsys, argv, mes
     np.save(arrays / "short.npy", np.zeros((7, 4)))
     np.save(arrays / "Z3d.npy", np.zeros((120, 2, 2)))
     (arrays / "garbage.npy").write_bytes(b"not a numpy file")
+    np.save(arrays / "Y1.npy", np.zeros(120))
     monkeypatch.chdir(arrays)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -37,7 +37,7 @@ def _validated_arrays(args):
     Z = _load_array(args.activations, "activations")
     Y = _load_array(args.logits, "logits")
     for name, a, ndims in (("activations", Z, (2,)), ("logits", Y, (1, 2))):
-        if a.ndim not in ndims or not np.issubdtype(a.dtype, np.number):
+        if a.ndim not in ndims or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
             raise UsageError(
                 f"{name} must be a numeric array with {' or '.join(map(str, ndims))} axes, "
                 f"got shape {a.shape} and dtype {a.dtype}"
@@ -60,6 +60,8 @@ def run_fit(args):
     Z, Y = _validated_arrays(args)
     shared.check_device(args.device)
     params = shared.checked_params(args, n_features=Z.shape[1])
+    if params["faithfulness"] == "kl" and (Y.ndim == 1 or Y.shape[1] < 2):
+        raise UsageError("--faithfulness kl compares softmaxes: the logits need 2 or more columns")
     step = shared.Steps(5)
     Z_tr, Z_te, y_tr, y_te = train_test_split(
         Z, Y, test_size=args.test_size, random_state=args.random_state

@@ -5,6 +5,7 @@ import logging
 import sys
 import time
 import warnings
+from numbers import Integral
 
 from sklearn.utils._param_validation import InvalidParameterError
 
@@ -55,16 +56,18 @@ def check_device(device):
 
 
 def checked_params(args, n_features):
-    """The estimator parameters, checked against the constraints before any work starts."""
+    """The estimator parameters, checked against the constraints (and ``--out`` against
+    the files there) before any work starts."""
     params = estimator_params(args)
     try:
         SRAEExplainer(**params)._validate_params()
     except InvalidParameterError as exc:
         raise UsageError(str(exc)) from None
-    if params["n_components"] > n_features:
-        raise UsageError(
-            f"--n-components {params['n_components']} exceeds the {n_features} activation features"
-        )
+    K = params["n_components"]
+    if isinstance(K, Integral) and K > n_features:  # "auto" and fractions: the bound decides
+        raise UsageError(f"--n-components {K} exceeds the {n_features} activation features")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file; name a folder for the results")
     return params
 
 
@@ -83,16 +86,17 @@ def fit_and_compare(params, step, Z_tr, y_tr, Z_te, y_te):
 
     rest = dict(params)
     K, seed = rest.pop("n_components"), rest.pop("random_state")
-    explainers = default_explainers(K, seed, srae_params=rest)
-    srae = {"SRAE": explainers.pop("SRAE")}
     step(
         f"fitting SRAE (K={K}, hidden_layer_sizes={params['hidden_layer_sizes']}, "
         f"max_iter={params['max_iter']}) on {len(Z_tr)} rows..."
     )
     tables, fitted = [], {}
-    for group in (srae, explainers):
-        if group is explainers:
-            step(f"fitting baselines ({', '.join(explainers)})...")
+    group = {"SRAE": default_explainers(K, seed, srae_params=rest)["SRAE"]}
+    for i in range(2):
+        if i:  # the baselines get the K that SRAE used ("auto" or a fraction: the bound's)
+            group = default_explainers(fitted["SRAE"].n_components_, seed)
+            del group["SRAE"]
+            step(f"fitting baselines ({', '.join(group)})...")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             table, models = compare_explainers(group, Z_tr, y_tr, Z_te, y_te, return_fitted=True)

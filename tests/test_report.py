@@ -180,6 +180,47 @@ def test_significant_is_the_metric():
     assert significant([3.0, 3.0, 3.0, 1.0]).tolist() == [0, 1, 2]
 
 
+def test_write_report_edges(patches, tmp_path):
+    data, model, Z, y, srae = patches
+    table = pd.DataFrame({"faithfulness_r2": [0.5]}, index=pd.Index(["SRAE"], name="explainer"))
+    with pytest.raises(ValueError, match="needs Z"):
+        write_report(tmp_path / "a", table, explainer=srae)
+    with pytest.raises(ValueError, match="output_names has 2 names but the explainer has 4"):
+        write_report(tmp_path / "b", table, explainer=srae, Z=Z[:20], output_names=["a", "b"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        unsupervised = SRAEExplainer(3, hidden_layer_sizes=(16,), max_iter=2, device="cpu")
+        unsupervised.fit(Z)
+    path = write_report(
+        tmp_path / "c", table, explainer=unsupervised, Z=Z[:20], images=data.images[:20]
+    )
+    assert "no head to show" in path.read_text()
+    assert (tmp_path / "c" / "top_activating.png").exists()
+    assert not (tmp_path / "c" / "head_weights.png").exists()
+
+
+def test_data_frames_keep_their_feature_names(patches, tmp_path):
+    data, model, Z, y, _ = patches
+    frame = pd.DataFrame(Z, columns=[f"unit{j}" for j in range(Z.shape[1])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xnn = SRAEExplainer(3, hidden_layer_sizes=(16,), max_iter=2, device="cpu").fit(frame, y)
+    table = pd.DataFrame({"faithfulness_r2": [0.5]}, index=pd.Index(["SRAE"], name="explainer"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "X does not have valid feature names"
+        write_report(tmp_path, table, explainer=xnn, Z=frame.iloc[:20], n_examples=1)
+        plot_decision(xnn, frame.iloc[0])
+
+
+def test_head_weights_of_many_outputs_stay_a_readable_size():
+    coef = np.random.default_rng(0).normal(size=(1000, 5))
+    fig = head_weights_figure(coef)
+    assert fig.get_size_inches()[1] < 12
+    assert len(fig.axes[0].get_yticklabels()) < 20  # the axis's own index ticks, not 1,000
+    labelled = head_weights_figure(coef[:20], [f"c{i}" for i in range(20)])
+    assert [t.get_text() for t in labelled.axes[0].get_yticklabels()][-1] == "c19"
+
+
 def test_bias_note():
     assert bias_note([1.0, -2.0], 2.5) is None  # the bias does not outweigh 1 + 2
     assert bias_note([1.0, -2.0], 3.5) == (

@@ -19,6 +19,8 @@ from sklearn_xnn.metrics import n_significant
 POSITIVE, NEGATIVE, BIAS = "#d62728", "#1f77b4", "#8c8c8c"  # red / blue as in the paper
 HEATMAP_CMAP = "jet"
 FONT = 9
+#: The most rows :func:`head_weights_figure` labels (and gives their own height).
+MAX_LABELLED_ROWS = 60
 
 
 def feature_names(explainer, n_components):
@@ -295,7 +297,8 @@ def plot_decision(
     explainer : fitted SRAEExplainer
         Anything with ``contributions``, ``coef_`` and ``intercept_``.
     z : array-like of shape (n_features,) or (1, n_features)
-        One input's activations.
+        One input's activations (a pandas row or one-row data frame keeps its feature
+        names).
     output : int, default=None
         The output to explain; the one with the largest rebuilt score when None.
     image : array-like of shape (channels, height, width), default=None
@@ -327,7 +330,10 @@ def plot_decision(
     >>> [label.get_text() for label in fig.axes[0].get_xticklabels()][-1]
     'bias'
     """
-    z = np.asarray(z).reshape(1, -1)
+    if hasattr(z, "to_frame"):  # a pandas row: keep its feature names
+        z = z.to_frame().T
+    elif not hasattr(z, "columns"):
+        z = np.asarray(z).reshape(1, -1)
     S = np.asarray(explainer.contributions(z), dtype=np.float64)
     S = S[:, None, :] if S.ndim == 2 else S
     intercept = np.atleast_1d(np.asarray(explainer.intercept_, dtype=np.float64))
@@ -355,7 +361,9 @@ def head_weights_figure(coef, output_names=None, names=None, *, figure=None):
     Parameters
     ----------
     coef : array-like of shape (n_outputs, n_components)
-        The head weights (``coef_``).
+        The head weights (``coef_``). With more than :data:`MAX_LABELLED_ROWS` outputs
+        the rows are left unlabelled, in the height of 30; pass the rows of the outputs
+        of interest (``coef_[outputs]``) to read them by name.
     output_names, names : list of str, default=None
         Row and column labels; indices and ``x0, x1, ...`` when None.
     figure : matplotlib Figure, default=None
@@ -369,7 +377,8 @@ def head_weights_figure(coef, output_names=None, names=None, *, figure=None):
     C, K = coef.shape
     names = names or [f"x{k}" for k in range(K)]
     long = max(map(len, names)) > 4
-    fig = _figure(figure, (0.55 * K + 3.0, 0.32 * C + (2.4 if long else 1.6)))
+    rows = C if C <= MAX_LABELLED_ROWS else 30  # many outputs: unlabelled, 30 rows high
+    fig = _figure(figure, (0.55 * K + 3.0, 0.32 * rows + (2.4 if long else 1.6)))
     ax = fig.subplots()
     lim = float(np.abs(coef).max()) or 1.0
     im = ax.imshow(coef, cmap="bwr", vmin=-lim, vmax=lim, aspect="auto")
@@ -377,10 +386,11 @@ def head_weights_figure(coef, output_names=None, names=None, *, figure=None):
     ax.set_xticklabels(
         names, fontsize=FONT - 1, rotation=45 if long else 0, ha="right" if long else "center"
     )
-    ax.set_yticks(range(C))
-    ax.set_yticklabels(output_names or [str(c) for c in range(C)], fontsize=FONT - 1)
+    if C <= MAX_LABELLED_ROWS:
+        ax.set_yticks(range(C))
+        ax.set_yticklabels(output_names or [str(c) for c in range(C)], fontsize=FONT - 1)
     ax.set_xlabel("x-feature", fontsize=FONT - 1)
-    ax.set_ylabel("output", fontsize=FONT - 1)
+    ax.set_ylabel("output" if C <= MAX_LABELLED_ROWS else f"output (all {C})", fontsize=FONT - 1)
     ax.set_title("head weights W", fontsize=FONT)
     bar = fig.colorbar(im, ax=ax, fraction=0.05)
     bar.set_label("weight W_ck", fontsize=FONT - 1)

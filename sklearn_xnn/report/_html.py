@@ -99,12 +99,13 @@ def _example_rows(predicted, n_examples):
 
 
 def _shown_outputs(predicted, n_outputs, limit=MAX_OUTPUTS_SHOWN):
-    """Every output when there are at most ``limit``, else the ``limit`` predicted most
-    often on the rows (ties to the lower index), in index order."""
+    """Every output when there are at most ``limit``, else of the outputs predicted on the
+    rows the ``limit`` predicted most often (ties to the lower index), in index order."""
     if n_outputs <= limit:
         return np.arange(n_outputs)
     counts = np.bincount(predicted, minlength=n_outputs)
-    return np.sort(np.argsort(-counts, kind="stable")[:limit])
+    top = np.argsort(-counts, kind="stable")[:limit]
+    return np.sort(top[counts[top] > 0])
 
 
 def _output_summary_html(S, predicted, shown, output_names, names, n_features=3):
@@ -197,11 +198,13 @@ def write_report(
     for note in notes:
         report.paragraph(note)
     _curve_section(report, table)
-    if explainer is not None and Z is not None:
+    if explainer is not None:
+        if Z is None:
+            raise ValueError("write_report needs Z, the activations to illustrate, with explainer.")
         _explainer_sections(
             report,
             explainer,
-            np.asarray(Z),
+            Z,
             images,
             network,
             heatmap_method,
@@ -230,21 +233,44 @@ def _curve_section(report, table):
     )
 
 
+def _top_activating_section(report, images, X, n_top, names):
+    """Each x-feature's top-activating inputs (when there are ``images``); the images as
+    an array (None without them)."""
+    if images is None:
+        return None
+    images = np.asarray(images)
+    report.figure(
+        top_activating_figure(images, X, n_top, names),
+        "top_activating",
+        "Each x-feature's top-activating inputs; the number above an image is the "
+        "x-feature's value on it.",
+    )
+    return images
+
+
 def _explainer_sections(
     report, explainer, Z, images, network, method, output_names, n_examples, n_top
 ):
-    X = explainer.transform(Z)
+    X = explainer.transform(Z)  # Z as given: a data frame keeps its feature names
     K = X.shape[1]
     names = feature_names(explainer, K)
+    report.heading("The explanation space")
+    if getattr(explainer, "coef_", None) is None:  # fitted without logits: no head to show
+        report.paragraph("The explainer was fitted without logits: it has no head to show.")
+        _top_activating_section(report, images, X, n_top, names)
+        return
     coef = np.atleast_2d(explainer.coef_)
     intercept = np.atleast_1d(explainer.intercept_)
     C = coef.shape[0]
     output_names = list(output_names) if output_names is not None else [str(c) for c in range(C)]
-    predicted = np.asarray(explainer.predict(Z)).reshape(len(Z), -1).argmax(1)
+    if len(output_names) != C:
+        raise ValueError(
+            f"output_names has {len(output_names)} names but the explainer has {C} outputs."
+        )
+    predicted = np.asarray(explainer.predict(Z)).reshape(len(X), -1).argmax(1)
     S = np.asarray(explainer.contributions(Z, outputs="predicted"))  # (n, K): predicted output
     shown = _shown_outputs(predicted, C)
     which = "" if len(shown) == C else f" The {len(shown)} outputs predicted most often, of {C}."
-    report.heading("The explanation space")
     report.figure(
         head_weights_figure(coef[shown], [output_names[c] for c in shown], names),
         "head_weights",
@@ -252,14 +278,7 @@ def _explainer_sections(
     )
     report.paragraph("What carries each output's score on the rows it is predicted on." + which)
     report.raw(_output_summary_html(S, predicted, shown, output_names, names))
-    if images is not None:
-        images = np.asarray(images)
-        report.figure(
-            top_activating_figure(images, X, n_top, names),
-            "top_activating",
-            "Each x-feature's top-activating inputs; the number above an image is the "
-            "x-feature's value on it.",
-        )
+    images = _top_activating_section(report, images, X, n_top, names)
     rows = _example_rows(predicted, n_examples)
     heatmaps = None
     if network is not None and images is not None:

@@ -202,7 +202,10 @@ class SRAEExplainer(
         reference of the constraint: its R² (averaged as ``multioutput`` says) for
         ``"mse"``, its mean softmax KL for ``"kl"``. None when unsupervised.
     faithfulness_ : float
-        The fitted explainer's training R² (``"mse"``) or mean softmax KL (``"kl"``).
+        The fitted explainer's training R² (``"mse"``) or mean softmax KL (``"kl"``). The
+        R² is averaged over the outputs that vary, as ``faithfulness_bound_`` is; an output
+        constant on the training rows is predicted exactly and left out (``score``, as
+        ``sklearn.metrics.r2_score``, counts it as 1).
     faithfulness_curve_ : ndarray of shape (n_ranks,)
         Training R² (averaged as ``multioutput`` says) of the best rank-k linear
         predictor for k = 1, 2, ... (without ``y``: the variance fraction of the top k

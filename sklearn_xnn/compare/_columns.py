@@ -119,9 +119,10 @@ COLUMN_INFO = {
         "sparser",
     ),
     "n_significant": ColumnInfo(
-        "significant per decision",
+        "significant per input and output",
         "lower",
-        "Mean number of positive contributions needed to cover 90% of the positive score.",
+        "Mean number of positive contributions needed to cover 90% of the positive score, "
+        "over every input and output (not only the decision).",
         "more concise",
     ),
     "top_explained": ColumnInfo(

@@ -119,10 +119,16 @@ class ExplainerInferenceMixin(TransformerMixin):
         Returns
         -------
         score : float
-            :func:`sklearn.metrics.r2_score` of ``predict(X)`` and ``y``.
+            :func:`sklearn.metrics.r2_score` of ``predict(X)`` and ``y``, computed on both
+            divided by the largest ``|y|`` (an R² is unchanged by a common scale, and its
+            sums of squares neither overflow nor underflow at any magnitude).
         """
+        y_hat = np.asarray(self.predict(X), dtype=np.float64)
+        y, scale = np.asarray(y, dtype=np.float64), 1.0
+        if y.size and np.isfinite(y).all():
+            scale = float(np.abs(y).max()) or 1.0
         return r2_score(
-            y, self.predict(X), sample_weight=sample_weight, multioutput=self.multioutput
+            y / scale, y_hat / scale, sample_weight=sample_weight, multioutput=self.multioutput
         )
 
     def contributions(self, X, outputs=None):

@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn_xnn import SRAEExplainer
 from sklearn_xnn._nn import init, training
 from sklearn_xnn.exceptions import TrainingDivergedError
+from sklearn_xnn.metrics import faithfulness_r2
 from tests.conftest import TINY
 
 
@@ -281,14 +282,20 @@ def test_huge_float32_activations(data):
     assert est.transform(Z32).dtype == np.float32
 
 
-@pytest.mark.parametrize("magnitude", [1e30, 1e200])
-def test_huge_logits(data, fitted, magnitude):
+@pytest.mark.parametrize("magnitude", [1e-300, 1e30, 1e200, 1e300])
+def test_huge_and_tiny_logits(data, fitted, magnitude):
     Z, y = data
     est = fit_quiet(tiny(), Z, y * magnitude)
     pred = est.predict(Z)
     assert np.isfinite(pred).all()
     ref = fitted
     np.testing.assert_allclose(pred / magnitude, ref.predict(Z), rtol=1e-6, atol=1e-6)
+    # score's and the scorer's sums of squares neither overflow nor underflow
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert est.score(Z, y * magnitude) == pytest.approx(ref.score(Z, y), abs=1e-6)
+        r2 = faithfulness_r2(y * magnitude, pred)
+    assert r2 == pytest.approx(faithfulness_r2(y, pred / magnitude), abs=1e-12)
 
 
 def test_values_beyond_float32_without_rescaling(data):

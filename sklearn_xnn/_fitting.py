@@ -22,7 +22,7 @@ from sklearn_xnn._nn import data, engine, modules, training
 from sklearn_xnn._nn.collective import LOCAL
 from sklearn_xnn._nn.config import History, TrainConfig
 from sklearn_xnn._nn.data import device_generator, make_generator, resolve_device, to_tensor
-from sklearn_xnn._nn.scaling import Scaler
+from sklearn_xnn._nn.scaling import Scaler, offset_problem
 from sklearn_xnn._threads import torch_threads
 from sklearn_xnn._validation import (
     auto_hidden_sizes,
@@ -30,6 +30,7 @@ from sklearn_xnn._validation import (
     check_params_vs_input,
     rank_request,
     validate_fit_data,
+    warn_user,
 )
 from sklearn_xnn.exceptions import TrainingDivergedError
 
@@ -261,6 +262,8 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
             collective,
             est.multioutput,
         )
+        if offset_problem(z_moments):
+            warn_user(offset_problem(z_moments))
         est.faithfulness_curve_ = curve
         if est._hidden is None:  # "auto": the widths for the chosen K
             est._hidden = auto_hidden_sizes(X.shape[1], est._n_components)
@@ -440,7 +443,7 @@ def announce_stop(est, history):
             "values."
         )
     if msg is not None:
-        warnings.warn(msg, ConvergenceWarning, stacklevel=6)
+        warn_user(msg, ConvergenceWarning)
     return msg is not None
 
 
@@ -479,4 +482,4 @@ def announce_problems(est, result, incremental=False):
             "stopped improving; consider increasing max_iter."
         )
     for msg in out:
-        warnings.warn(msg, ConvergenceWarning, stacklevel=4)
+        warn_user(msg, ConvergenceWarning)

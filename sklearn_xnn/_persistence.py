@@ -21,11 +21,11 @@ import json
 import os
 import stat
 import tempfile
-import warnings
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from sklearn_xnn._validation import warn_user
 from sklearn_xnn.exceptions import InvalidModelFileError
 
 FORMAT = "sklearn_xnn"
@@ -99,20 +99,16 @@ def _encode_params(estimator):
     params, arrays = {}, {}
     for name, value in estimator.get_params(deep=False).items():
         if name == "random_state" and isinstance(value, np.random.RandomState):
-            warnings.warn(
+            warn_user(
                 "random_state is a RandomState instance, which is saved as None; pass an "
                 "int to keep refits reproducible after loading.",
-                UserWarning,
-                stacklevel=4,
             )
             value = None
         if name == "network_head" and value is not None:
-            warnings.warn(
+            warn_user(
                 "network_head is a torch module, which is saved as None (the file holds no "
                 "code). Inference does not need it; set it again with set_params before a "
                 "further partial_fit, or use pickle/joblib to keep it.",
-                UserWarning,
-                stacklevel=4,
             )
             value = None
         if isinstance(value, np.ndarray):
@@ -340,11 +336,9 @@ def _warn_version(saved, class_name):
     from sklearn_xnn import __version__
 
     if saved != __version__:
-        warnings.warn(
+        warn_user(
             f"This {class_name} was saved with sklearn_xnn {saved} and is loaded with "
             f"{__version__}; check its results before relying on them.",
-            UserWarning,
-            stacklevel=4,
         )
 
 

@@ -6,16 +6,35 @@ library: complex, string and sparse inputs, float16, overflowing outputs.
 """
 
 import contextlib
+import os
+import sys
 import warnings
 from collections.abc import Iterable
 from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
+import sklearn
 from sklearn.utils._param_validation import HasMethods, Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_array, check_consistent_length, validate_data
 
 from sklearn_xnn._nn.data import should_stream
+
+#: Frames of these folders are the library's (and scikit-learn's, which calls it), not
+#: the user's: :func:`warn_user` attributes a warning to the first frame outside them.
+_LIBRARY_DIRS = (
+    os.path.dirname(os.path.abspath(__file__)) + os.sep,
+    os.path.dirname(os.path.abspath(sklearn.__file__)) + os.sep,
+)
+
+
+def warn_user(message, category=UserWarning):
+    """``warnings.warn`` pointing at the user's line: the first calling frame outside
+    sklearn_xnn and scikit-learn (whose ``fit`` wrappers sit in between)."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 def _dtypes_of(data):
@@ -214,11 +233,10 @@ def check_params_vs_input(est, n_samples, incremental=False):
             )
         est._hidden = tuple(int(s) for s in sizes)
     if est.collapse_retries != "deprecated":
-        warnings.warn(
+        warn_user(
             "collapse_retries is deprecated in 0.2 and has no effect (the collapse guard "
             "was removed); it will be removed in 0.4. Do not pass it.",
             FutureWarning,
-            stacklevel=7,
         )
     early = est.early_stopping and not incremental
     n_val = int(np.ceil(est.validation_fraction * n_samples)) if early else 0
@@ -236,12 +254,11 @@ def n_init_of(est):
     ``"auto"`` read as 1 (and a FutureWarning)."""
     if est.n_init != "auto":
         return int(est.n_init)
-    warnings.warn(
+    warn_user(
         "n_init='auto' is deprecated in 0.2 and will be removed in 0.4; it now fits one "
         "initialisation, as n_init=1 (the default) does: the start is deterministic. Pass "
         "an integer.",
         FutureWarning,
-        stacklevel=4,
     )
     return 1
 

@@ -298,6 +298,26 @@ def test_huge_and_tiny_logits(data, fitted, magnitude):
     assert r2 == pytest.approx(faithfulness_r2(y, pred / magnitude), abs=1e-12)
 
 
+def test_a_large_common_offset_is_reported(data):
+    Z, y = data
+    spread = float(Z.std())
+    with pytest.warns(UserWarning, match="X varies about its column means by .* float32") as rec:
+        fit_quiet(tiny(), Z + 1e7 * spread, y)
+    assert rec[0].filename == __file__  # the user's line, not the library's
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        fit_quiet(tiny(), Z + 1e3 * spread, y)  # 7 digits hold this one
+
+
+def test_warnings_point_at_the_callers_line(data):
+    Z, y = data
+    with pytest.warns(ConvergenceWarning) as rec:
+        tiny(max_iter=1).fit(Z, y)
+    with pytest.warns(FutureWarning, match="n_init='auto' is deprecated") as deprecated:
+        tiny(max_iter=1, n_init="auto").fit(Z, y)
+    assert {w.filename for w in [*rec, *deprecated]} == {__file__}
+
+
 def test_values_beyond_float32_without_rescaling(data):
     Z, y = data
     with pytest.raises(ValueError, match="beyond the float32 range .* use rescale=True"):

@@ -64,6 +64,30 @@ def check_float32_range(peak, name, rescale):
         )
 
 
+#: Training computes in float32 (about 7 significant digits): rows that vary about their
+#: mean by less than this share of their magnitude lose that variation to rounding.
+MIN_RELATIVE_SPREAD = 1e-4
+
+
+def offset_problem(moments):
+    """What is wrong when the rows of ``Z`` (``moments``:
+    :class:`~sklearn_xnn._nn.bound.Moments` of the training data) vary by less than
+    :data:`MIN_RELATIVE_SPREAD` of their magnitude, as activations with a large common
+    offset do, and what to do; None otherwise."""
+    if moments is None or not moments.n:
+        return None
+    variance = float(torch.trace(moments.zz)) / moments.n
+    magnitude = variance + float(moments.z_mean.square().sum())
+    if magnitude <= 0 or variance >= MIN_RELATIVE_SPREAD**2 * magnitude:
+        return None
+    return (
+        f"X varies about its column means by {math.sqrt(variance / magnitude):.2g} of its "
+        "magnitude: training computes in float32, whose 7 significant digits lose most of "
+        "that variation. Subtract the column means (or any common offset) from X first, "
+        "e.g. with sklearn.preprocessing.StandardScaler(with_std=False)."
+    )
+
+
 def standardize_columns(Y, enabled=True, collective=LOCAL):
     """``(mean, scale)`` of each column of every rank's rows, overflow-safe; constant
     columns get scale 1.

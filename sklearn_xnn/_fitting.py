@@ -91,8 +91,15 @@ def train(est, run, result=None):
 
 
 def train_chunk(est, eng, X, Y):
-    """One ``partial_fit`` epoch over a chunk, on the kept engine."""
+    """One ``partial_fit`` epoch over a chunk, on the kept engine, with the explainer's
+    current weights of the regularisers and learning rate (``set_params`` between calls
+    takes effect; the network's shape and the constraint stay those of the first call)."""
     Zt, Yt = eng.scaler.chunk(X, eng.device), eng.scaler.targets(Y, eng.device)
+    eng.cfg = eng.cfg.replace(
+        alpha_r=float(est.alpha_reconstruction),
+        alpha_p=float(est.alpha_pullaway),
+        lr=float(est.learning_rate_init),
+    )
     cfg = eng.cfg.replace(max_iter=1, batch_size=min(est.batch_size, X.shape[0]))
     resumed = eng.multiplier if eng.constraints is None else eng.constraints
     result = engine.tune(

@@ -111,6 +111,25 @@ def test_partial_fit_runs_its_one_epoch_without_a_max_iter_warning(planted_small
     assert est.n_iter_ == 2
 
 
+def test_partial_fit_takes_the_current_regularisers_and_learning_rate(planted_small):
+    Z, y, _ = planted_small
+    est = SRAEExplainer(**{**FAST, "random_state": 0}).partial_fit(Z[:150], y[:150])
+    est.set_params(alpha_pullaway=5.0, alpha_reconstruction=0.5, learning_rate_init=1e-4)
+    est.partial_fit(Z[150:], y[150:])
+    assert est.alphas_[1:] == (0.5, 5.0)
+    # the same as a second call on an explainer built with those values from the start
+    twin = SRAEExplainer(**{**FAST, "random_state": 0}).partial_fit(Z[:150], y[:150])
+    twin.set_params(alpha_pullaway=5.0, alpha_reconstruction=0.5, learning_rate_init=1e-4)
+    twin.partial_fit(Z[150:], y[150:])
+    np.testing.assert_array_equal(twin.transform(Z), est.transform(Z))
+    assert twin.loss_curve_ == est.loss_curve_
+    # the second epoch trained, and its loss weighed, with the new values
+    kept = SRAEExplainer(**{**FAST, "random_state": 0}).partial_fit(Z[:150], y[:150])
+    kept.partial_fit(Z[150:], y[150:])
+    assert kept.loss_curve_[0] == est.loss_curve_[0]
+    assert kept.loss_curve_[1] != pytest.approx(est.loss_curve_[1], rel=1e-3)
+
+
 def test_partial_fit_learns_and_keeps_first_scaling(planted_small):
     Z, y, _ = planted_small
     est = SRAEExplainer(**{**FAST, "random_state": 0})

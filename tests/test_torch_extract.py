@@ -184,6 +184,10 @@ def test_explained_network_equals_transform_of_extracted(cnn_and_images):
     np.testing.assert_allclose(out.detach().numpy(), srae.predict(Z), rtol=1e-4, atol=1e-4)
     out.sum().backward()
     assert x.grad is not None and x.grad.shape == x.shape
+    # a trunk cut at another layer gives rows of another width: said, not a shape error
+    wrong = ExplainedNetwork(model, srae, layer="relu1")
+    with pytest.raises(ValueError, match=r"activations per input, but the explainer was fitted on"):
+        wrong.xfeatures(x)
 
 
 def test_reconstruction_faithfulness(fitted_srae):

@@ -185,7 +185,15 @@ class ExplainedNetwork(nn.Module):
         """
         with evaluating(self):
             z = self.trunk(x)
-        return z.flatten(1) if z.ndim > 2 else z
+        z = z.flatten(1) if z.ndim > 2 else z
+        width = self.explainer.encoder[0].in_features
+        if z.shape[-1] != width:
+            raise ValueError(
+                f"The trunk gives {z.shape[-1]} activations per input, but the explainer "
+                f"was fitted on {width}: pass the trunk (or layer and pooling) that "
+                "produced the rows the explainer was fitted on."
+            )
+        return z
 
     def xfeatures(self, x):
         """x-features, shape (n_samples, n_components)."""

@@ -14,6 +14,7 @@ from sklearn_xnn._validation import (
     float_dtypes,
     numeric_conversion,
 )
+from sklearn_xnn.metrics._faithfulness import _safe_scale
 
 
 class ExplainerInferenceMixin(TransformerMixin):
@@ -119,14 +120,13 @@ class ExplainerInferenceMixin(TransformerMixin):
         Returns
         -------
         score : float
-            :func:`sklearn.metrics.r2_score` of ``predict(X)`` and ``y``, computed on both
-            divided by the largest ``|y|`` (an R² is unchanged by a common scale, and its
-            sums of squares neither overflow nor underflow at any magnitude).
+            :func:`sklearn.metrics.r2_score` of ``predict(X)`` and ``y`` (for logits
+            beyond ``1e150`` or within ``1e-150`` of zero, of both divided by the largest
+            ``|y|``: the same R², with sums of squares that stay finite).
         """
         y_hat = np.asarray(self.predict(X), dtype=np.float64)
-        y, scale = np.asarray(y, dtype=np.float64), 1.0
-        if y.size and np.isfinite(y).all():
-            scale = float(np.abs(y).max()) or 1.0
+        y = np.asarray(y, dtype=np.float64)
+        scale = _safe_scale(y)
         return r2_score(
             y / scale, y_hat / scale, sample_weight=sample_weight, multioutput=self.multioutput
         )

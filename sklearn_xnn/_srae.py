@@ -460,7 +460,10 @@ class SRAEExplainer(
         chunk with the same Adam optimiser and the constraints' multipliers and targets
         carried over from the previous ``partial_fit`` call, at the constant learning rate
         ``learning_rate_init``; an epoch that breaks the faithfulness constraint on its
-        chunk is undone; early stopping does not apply. After ``fit`` or unpickling,
+        chunk is undone; early stopping does not apply. ``alpha_reconstruction``,
+        ``alpha_pullaway`` and ``learning_rate_init`` are read at every call (changed
+        with ``set_params`` they take effect at the next one); the network's shape and
+        the constraint stay those of the first call. After ``fit`` or unpickling,
         ``partial_fit`` continues from the fitted weights, its multipliers restarting
         from ``faithfulness_multiplier_``.
 

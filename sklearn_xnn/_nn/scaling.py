@@ -78,8 +78,8 @@ def offset_problem(moments):
         return None
     variance = float(torch.trace(moments.zz)) / moments.n
     magnitude = variance + float(moments.z_mean.square().sum())
-    if magnitude <= 0 or variance >= MIN_RELATIVE_SPREAD**2 * magnitude:
-        return None
+    if variance <= 0 or variance >= MIN_RELATIVE_SPREAD**2 * magnitude:
+        return None  # constant rows have nothing to lose (nor to explain)
     return (
         f"X varies about its column means by {math.sqrt(variance / magnitude):.2g} of its "
         "magnitude: training computes in float32, whose 7 significant digits lose most of "

@@ -8,9 +8,12 @@ by the scaler), :func:`engine_from_fitted` to rebuild the torch side from them (
 ``partial_fit`` after ``fit`` or unpickling), and the warnings' words.
 """
 
+import contextlib
 import copy
 import dataclasses
+import logging
 import math
+import sys
 import warnings
 
 import numpy as np
@@ -420,6 +423,28 @@ def finish(est, run, result):
     if run.incremental:  # fit keeps no torch state; a later partial_fit rebuilds it
         est._engine = eng
     return est
+
+
+# ---------------------------------------------------------------------------- progress
+@contextlib.contextmanager
+def progress_logging(fmt="%(message)s", always=False):
+    """For a ``verbose`` fit: the ``sklearn_xnn`` logger passes its INFO lines (each
+    epoch's loss) on, to the handlers the user configured, or to stderr when logging is
+    not configured (or ``always``, with the format ``fmt``); as it was afterwards."""
+    logger = logging.getLogger("sklearn_xnn")
+    handler, level = None, logger.level
+    if always or not logger.hasHandlers():
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(fmt))
+        logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 # ---------------------------------------------------------------------------- warnings

@@ -1,5 +1,6 @@
 """SRAEExplainer: the XNN explanation space trained with a Sparse Reconstruction Autoencoder."""
 
+import contextlib
 import logging
 import warnings
 
@@ -191,7 +192,9 @@ class SRAEExplainer(
         Decides every random draw through a local ``torch.Generator`` (never the global
         seed). Two CPU fits with the same integer are bitwise equal.
     verbose : int, default=0
-        Log each epoch's loss to the ``sklearn_xnn`` logger when positive.
+        When positive, each epoch's loss is logged (INFO) to the ``sklearn_xnn`` logger
+        and shown: on stderr when logging is not configured, else by the configured
+        handlers.
 
     Attributes
     ----------
@@ -447,7 +450,8 @@ class SRAEExplainer(
         self : SRAEExplainer
             The fitted explainer.
         """
-        return self._fit(X, y, incremental=False)
+        with fitting.progress_logging() if self.verbose else contextlib.nullcontext():
+            return self._fit(X, y, incremental=False)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
@@ -479,7 +483,8 @@ class SRAEExplainer(
         self : SRAEExplainer
             The updated explainer.
         """
-        return self._fit(X, y, incremental=True)
+        with fitting.progress_logging() if self.verbose else contextlib.nullcontext():
+            return self._fit(X, y, incremental=True)
 
     def _fit(self, X, y, incremental):
         """The one training path of ``fit`` and ``partial_fit``."""

@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from sklearn_xnn import SRAEExplainer
-from tests.conftest import FAST
+from tests.conftest import FAST, fit_quiet
 
 
 def _fit(planted, **kw):
@@ -280,3 +280,27 @@ def test_early_stopping_keeps_validation_scores(planted_small):
     est = _fit(planted_small, early_stopping=True, validation_fraction=0.2)
     assert len(est.validation_scores_) == est.n_iter_
     assert _fit(planted_small).validation_scores_ is None
+
+
+def test_verbose_shows_each_epoch_where_logging_is_configured_or_not(planted_small, caplog):
+    import logging
+    import subprocess
+    import sys
+
+    Z, y, _ = planted_small
+    logger = logging.getLogger("sklearn_xnn")
+    fit_quiet(Z, y, verbose=1)  # logging configured (pytest's handler), loggers at WARNING
+    assert any(r.getMessage().startswith("epoch 1: loss") for r in caplog.records)
+    assert logger.level == logging.NOTSET and not logger.handlers  # as it was
+    # without any logging configuration the lines go to stderr, as scikit-learn's do
+    code = (
+        "from sklearn_xnn import SRAEExplainer\n"
+        "from sklearn_xnn.datasets import make_concept_activations\n"
+        "Z, y, _ = make_concept_activations(200, 8, random_state=0)\n"
+        "SRAEExplainer(2, max_iter=2, random_state=0, device='cpu', verbose=1).fit(Z, y)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "epoch 2: loss" in out.stderr

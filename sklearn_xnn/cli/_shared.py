@@ -1,7 +1,6 @@
 """What both commands share: progress lines, parameter checks, fitting and printing."""
 
 import contextlib
-import logging
 import sys
 import time
 import warnings
@@ -10,6 +9,7 @@ from numbers import Integral
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_xnn import SRAEExplainer
+from sklearn_xnn._fitting import progress_logging
 from sklearn_xnn.cli._options import estimator_params
 from sklearn_xnn.cli._parser import UsageError
 
@@ -26,23 +26,9 @@ class Steps:
         print(f"[{self.n}/{self.total} {elapsed:5.1f}s] {text}", file=sys.stderr, flush=True)
 
 
-@contextlib.contextmanager
 def epoch_progress(verbose):
     """While fitting, the ``sklearn_xnn`` logger's INFO lines (each epoch's loss) on stderr."""
-    if not verbose:
-        yield
-        return
-    logger = logging.getLogger("sklearn_xnn")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("    %(message)s"))
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    return progress_logging("    %(message)s", always=True) if verbose else contextlib.nullcontext()
 
 
 def check_device(device):

@@ -508,3 +508,23 @@ def test_keyboard_interrupt_from_logging_handler(data):
         logger.setLevel(level)
     assert est.n_iter_ == 2
     assert np.isfinite(est.transform(Z)).all()
+
+
+@pytest.mark.parametrize(
+    "make, kw, message",
+    [
+        ("concepts", dict(n_samples=10.5), "'n_samples' parameter .* must be an int"),
+        ("concepts", dict(noise=float("nan")), "'noise' parameter"),
+        ("concepts", dict(concept_density=0.0), "'concept_density' parameter"),
+        ("patches", dict(patch_size=0), "'patch_size' parameter"),
+        ("patches", dict(n_classes=0), "'n_classes' parameter"),
+        ("patches", dict(patch_size=9), "too large for image_size=16"),
+    ],
+)
+def test_dataset_generators_refuse_bad_parameters(make, kw, message):
+    from sklearn_xnn.datasets import make_concept_activations
+    from sklearn_xnn.datasets._patches import make_patch_images
+
+    fn = make_concept_activations if make == "concepts" else make_patch_images
+    with pytest.raises(ValueError, match=message):
+        fn(**kw)

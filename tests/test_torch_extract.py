@@ -88,6 +88,10 @@ def test_extraction_errors(cnn_and_images):
         extract_activations(model, "relu2", images, pooling="median", device="cpu")
     with pytest.raises(TypeError, match="data must be a tensor"):
         extract_activations(model, "relu2", 3.0, device="cpu")
+    with pytest.raises(TypeError, match="data must be a tensor"):
+        extract_activations(model, "relu2", "images.npy", device="cpu")
+    with pytest.raises(TypeError, match="data must hold numbers, got .* dtype <U"):
+        extract_activations(model, "relu2", np.array(["a", "b"]), device="cpu")
 
     class Skips(nn.Module):
         def __init__(self):

@@ -1,7 +1,10 @@
 """Synthetic images whose class evidence sits in a known patch (for testing heatmaps)."""
 
+from numbers import Integral, Real
+
 import numpy as np
 from sklearn.utils import Bunch, check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from sklearn_xnn.datasets._digits import SmallCNN, train_classifier
 
@@ -40,6 +43,18 @@ def _place(rng, image_size, patch_size, avoid=None):
             return r0, c0
 
 
+@validate_params(
+    {
+        "n_samples": [Interval(Integral, 1, None, closed="left")],
+        "image_size": [Interval(Integral, 2, None, closed="left")],
+        "patch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_classes": [Interval(Integral, 1, None, closed="left")],
+        "noise": [Interval(Real, 0, None, closed="left")],
+        "distractor": [StrOptions({"uniform", "texture"}), None],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_patch_images(
     n_samples=600,
     *,

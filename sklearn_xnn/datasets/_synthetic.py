@@ -1,9 +1,32 @@
 """Planted-concept activations: the ground truth that explanation quality is measured on."""
 
+from numbers import Integral, Real
+
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, validate_params
+
+_COUNT, _AT_LEAST_0 = (
+    Interval(Integral, 1, None, closed="left"),
+    Interval(Real, 0, None, closed="left"),
+)
 
 
+@validate_params(
+    {
+        "n_samples": [_COUNT],
+        "n_features": [_COUNT],
+        "n_concepts": [_COUNT],
+        "n_outputs": [_COUNT],
+        "n_nuisance": [Interval(Integral, 0, None, closed="left")],
+        "concept_density": [Interval(Real, 0, 1, closed="right")],
+        "nuisance_scale": [_AT_LEAST_0],
+        "noise": [_AT_LEAST_0],
+        "nonnegative": ["boolean"],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_concept_activations(
     n_samples=2000,
     n_features=256,
@@ -78,15 +101,6 @@ def make_concept_activations(
     True
     """
     rng = check_random_state(random_state)
-    if n_samples < 1 or n_features < 1 or n_concepts < 1 or n_outputs < 1 or n_nuisance < 0:
-        raise ValueError(
-            "n_samples, n_features, n_concepts and n_outputs must be >= 1 and "
-            f"n_nuisance >= 0; got {n_samples}, {n_features}, {n_concepts}, {n_outputs}, "
-            f"{n_nuisance}."
-        )
-    if not 0.0 < concept_density <= 1.0:
-        raise ValueError(f"concept_density must be in (0, 1], got {concept_density}.")
-
     active = rng.random_sample((n_samples, n_concepts)) < concept_density
     codes = active * rng.exponential(1.0, size=(n_samples, n_concepts))
 

@@ -85,12 +85,14 @@ def iter_batches(data, batch_size):
     A batch that is a tuple or list (as a ``DataLoader`` over ``(x, y)`` yields) contributes
     its first element.
     """
+    if isinstance(data, np.ndarray) and data.dtype.kind not in "biuf":
+        raise TypeError(f"data must hold numbers, got a numpy array of dtype {data.dtype}.")
     if isinstance(data, torch.Tensor | np.ndarray):
         tensor = torch.as_tensor(data)
         for start in range(0, tensor.shape[0], batch_size):
             yield tensor[start : start + batch_size]
         return
-    if not isinstance(data, Iterable):
+    if not isinstance(data, Iterable) or isinstance(data, str | bytes):
         raise TypeError(
             "data must be a tensor, a numpy array or an iterable of batches (e.g. a "
             f"DataLoader), got {type(data).__name__}."

@@ -272,8 +272,9 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
             collective,
             est.multioutput,
         )
-        if offset_problem(z_moments):
-            warn_user(offset_problem(z_moments))
+        problem = offset_problem(z_moments)
+        if problem:
+            warn_user(problem)
         est.faithfulness_curve_ = curve
         if est._hidden is None:  # "auto": the widths for the chosen K
             est._hidden = auto_hidden_sizes(X.shape[1], est._n_components)

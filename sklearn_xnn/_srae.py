@@ -55,8 +55,8 @@ class SRAEExplainer(
     ``max_iter >= 1`` is that faithful on the training rows. ``faithfulness="kl"`` holds
     the network's decision (softmax) the same way, but its linear start may miss the
     target: when no epoch meets it, the closest epoch is kept and a ConvergenceWarning
-    says so. With ``rescale=True`` any activation
-    scale works and every method answers in the caller's units.
+    says so. With ``rescale=True`` any activation scale works and every method answers
+    in the caller's units.
     :meth:`SRAEExplainer.reference` keeps the paper's recipe.
 
     Parameters

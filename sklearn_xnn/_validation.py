@@ -46,12 +46,9 @@ def _dtypes_of(data):
         dtypes = [getattr(data, "dtype", None)]
     out = []
     for d in dtypes:
-        if not isinstance(d, np.dtype):
-            d = (
-                np.dtype(str)
-                if getattr(d, "type", None) is str
-                else getattr(d, "numpy_dtype", None)
-            )
+        if getattr(d, "type", None) is str:  # pandas' string dtypes
+            d = np.dtype(str)
+        d = d if isinstance(d, np.dtype) else getattr(d, "numpy_dtype", None)
         if isinstance(d, np.dtype):
             out.append(d)
     return out

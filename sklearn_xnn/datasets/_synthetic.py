@@ -6,10 +6,8 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, validate_params
 
-_COUNT, _AT_LEAST_0 = (
-    Interval(Integral, 1, None, closed="left"),
-    Interval(Real, 0, None, closed="left"),
-)
+_COUNT = Interval(Integral, 1, None, closed="left")
+_AT_LEAST_0 = Interval(Real, 0, None, closed="left")
 
 
 @validate_params(

@@ -81,6 +81,12 @@ def check_input_kind(data, name):
         raise ValueError(
             f"y must have shape (n_samples,) or (n_samples, n_outputs); got shape {shape}."
         )
+    if name == "y" and shape is not None and len(shape) == 1 and kinds and kinds <= {"i", "u", "b"}:
+        warn_user(
+            "y is one column of integers: it looks like class labels. SRAEExplainer explains "
+            "the network's outputs (its logits, one column per class, e.g. from "
+            "sklearn_xnn.torch.extract_activations); y is fitted as one numeric output."
+        )
 
 
 def float_dtypes(data):

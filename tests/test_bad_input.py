@@ -152,6 +152,12 @@ def test_string_data(data, fitted):
         fitted.transform(Z.astype(str))
     with pytest.raises(ValueError, match="y has a string dtype; .* not class labels"):
         tiny().fit(Z, np.array(["cat", "dog"] * 20))
+    labels = np.arange(len(Z)) % 3  # class labels passed where the logits go
+    with pytest.warns(UserWarning, match="y is one column of integers: it looks like class lab"):
+        fit_quiet(tiny(), Z, labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        fit_quiet(tiny(), Z, labels.astype(float))  # a numeric output: said nothing
 
 
 def test_pandas_series_of_extension_dtypes(data):

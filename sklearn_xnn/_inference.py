@@ -14,7 +14,7 @@ from sklearn_xnn._validation import (
     float_dtypes,
     numeric_conversion,
 )
-from sklearn_xnn.metrics._faithfulness import _safe_scale
+from sklearn_xnn.metrics._faithfulness import overflow_safe_scale
 
 
 class ExplainerInferenceMixin(TransformerMixin):
@@ -126,7 +126,7 @@ class ExplainerInferenceMixin(TransformerMixin):
         """
         y_hat = np.asarray(self.predict(X), dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
-        scale = _safe_scale(y)
+        scale = overflow_safe_scale(y)
         return r2_score(
             y / scale, y_hat / scale, sample_weight=sample_weight, multioutput=self.multioutput
         )

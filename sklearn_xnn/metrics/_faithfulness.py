@@ -45,7 +45,7 @@ def _r2_from_sums(ss_res, ss_tot, multioutput):
     return scores if multioutput == "raw_values" else float(scores.mean())
 
 
-def _safe_scale(y):
+def overflow_safe_scale(y):
     """1, or for logits whose sums of squares could leave float64's range (beyond
     ``1e150`` or within ``1e-150``) their largest magnitude: R² is the same for ``y /
     scale``."""
@@ -93,7 +93,7 @@ def faithfulness_r2(y_true, y_pred, *, multioutput="uniform_average"):
     0.5
     """
     y, y_hat = _as_2d_pair(y_true, y_pred, "faithfulness_r2")
-    scale = _safe_scale(y)
+    scale = overflow_safe_scale(y)
     if scale != 1.0:  # a common scale: the same R², sums of squares that stay finite
         y, y_hat = y / scale, y_hat / scale
     ss_res = ((y - y_hat) ** 2).sum(axis=0)

@@ -13,7 +13,7 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sklearn_xnn import SRAEExplainer
+from sklearn_xnn import SRAEExplainer, SRAEExplainerCV
 from sklearn_xnn.baselines import PLSEmbedding, make_headed
 from sklearn_xnn.datasets import make_concept_activations
 from sklearn_xnn.metrics import (
@@ -71,6 +71,8 @@ def test_faithfulness_scorer_averages_the_outputs_as_score_does(srae, data):
     assert weighted != pytest.approx(faithfulness_r2(yt, vw.predict(Zt)), abs=1e-3)
     piped = make_pipeline(StandardScaler(with_mean=False), vw).fit(Z[:200], y[:200])
     assert faithfulness_r2_scorer(piped, Zt, yt) == pytest.approx(piped.score(Zt, yt), abs=1e-10)
+    search = SRAEExplainerCV(vw, {"alpha_pullaway": [0.1]}, cv=2).fit(Z[:200], y[:200])
+    assert faithfulness_r2_scorer(search, Zt, yt) == pytest.approx(search.score(Zt, yt), abs=1e-10)
 
 
 def test_explanation_scorer_formula(srae, data):

@@ -67,7 +67,9 @@ def faithfulness_r2_scorer(estimator, Z, y):
     >>> bool(abs(faithfulness_r2_scorer(model, Z, y) - model.score(Z, y)) < 1e-12)
     True
     """
-    multioutput = getattr(last_step(estimator), "multioutput", "uniform_average")
+    step = last_step(estimator)
+    step = getattr(step, "best_estimator_", step)  # a search: the explainer it refitted
+    multioutput = getattr(step, "multioutput", "uniform_average")
     return faithfulness_r2(y, estimator.predict(Z), multioutput=multioutput)
 
 

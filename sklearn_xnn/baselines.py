@@ -54,6 +54,8 @@ class PLSEmbedding(PLSRegression):
         -------
         x_scores : ndarray of shape (n_samples, n_components)
         """
+        if y is None:
+            raise ValueError("PLSEmbedding needs y: PLS finds the directions of X that predict it.")
         return self.fit(X, y).transform(X)
 
 

@@ -365,6 +365,12 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
             Higher is better; the R² of the rebuilt logits by default.
         """
         check_is_fitted(self)
+        if y is None and self.scoring is None:
+            raise ValueError(
+                "SRAEExplainerCV's default score is the R² of the rebuilt logits, which needs "
+                "y; pass y, or search with a score that needs none (e.g. "
+                "scoring=sklearn_xnn.metrics.reconstruction_r2_scorer)."
+            )
         return self.scorer_(self.best_estimator_, X, y)
 
     @available_if(_best_has("get_feature_names_out"))
@@ -392,6 +398,16 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
         tags.transformer_tags.preserves_dtype = inner.transformer_tags.preserves_dtype
         tags.input_tags = inner.input_tags
         return tags
+
+
+# set_output (TransformerMixin) replaces transform and fit_transform by plain wrappers,
+# which hides available_if's check: a search with refit=False would claim to transform.
+for _name in ("transform", "fit_transform"):
+    setattr(
+        SRAEExplainerCV,
+        _name,
+        available_if(_best_has("transform"))(getattr(SRAEExplainerCV, _name)),
+    )
 
 
 def _rows(y, rows):

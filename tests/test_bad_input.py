@@ -525,6 +525,7 @@ def test_keyboard_interrupt_from_logging_handler(data):
         ("patches", dict(patch_size=0), "'patch_size' parameter"),
         ("patches", dict(n_classes=0), "'n_classes' parameter"),
         ("patches", dict(patch_size=9), "too large for image_size=16"),
+        ("patches", dict(noise=2.0), "'noise' parameter .* range \\[0.0, 1.0\\]"),
     ],
 )
 def test_dataset_generators_refuse_bad_parameters(make, kw, message):
@@ -534,3 +535,14 @@ def test_dataset_generators_refuse_bad_parameters(make, kw, message):
     fn = make_concept_activations if make == "concepts" else make_patch_images
     with pytest.raises(ValueError, match=message):
         fn(**kw)
+
+
+@pytest.mark.parametrize("image_size", [8, 10, 12])
+def test_patch_images_always_leave_room_for_the_distractor(image_size):
+    from sklearn_xnn.datasets._patches import make_patch_images
+
+    # every size that fits two patches side by side terminates, without overlap
+    data = make_patch_images(300, image_size=image_size, patch_size=4, random_state=0)
+    assert not (data.masks & data.distractor_masks).any()
+    assert (data.masks.sum((1, 2)) == 16).all() and (data.distractor_masks.sum((1, 2)) == 16).all()
+    assert 0.0 <= data.images.min() and data.images.max() <= 1.0

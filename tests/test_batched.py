@@ -278,6 +278,10 @@ def test_sraeexplainercv_works_inside_sklearn(planted_small):
     assert list(fitted.get_feature_names_out()) == [f"sraeexplainer{k}" for k in range(3)]
     inner = pickle.loads(pickle.dumps(fitted[-1]))
     np.testing.assert_array_equal(inner.contributions(Z), fitted[-1].contributions(Z))
+    frame = inner.set_output(transform="pandas").transform(Z)
+    assert list(frame.columns) == [f"sraeexplainer{k}" for k in range(3)]
+    with pytest.raises(ValueError, match="default score is the R² of the rebuilt logits"):
+        inner.score(Z)
 
 
 def test_sraeexplainercv_unsupervised_needs_a_scoring(planted_small):
@@ -289,6 +293,9 @@ def test_sraeexplainercv_unsupervised_needs_a_scoring(planted_small):
     assert search.best_index_ == 0 and np.isfinite(search.best_score_)
     with pytest.raises(AttributeError, match="has no attribute 'transform'"):
         search.transform(Z)
+    # nothing claims to transform (set_output's wrappers keep available_if's check)
+    assert not hasattr(search, "transform") and not hasattr(search, "fit_transform")
+    assert not hasattr(clone(search), "fit_transform")  # refused before any fit
 
 
 def test_sweep_refuses_bad_input(planted_small):

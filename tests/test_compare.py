@@ -312,6 +312,11 @@ def test_comparison_carries_the_k_curve(split):
     assert len(combined) == 2
 
 
+def test_pls_embedding_needs_y():
+    with pytest.raises(ValueError, match="PLSEmbedding needs y"):
+        PLSEmbedding(2).fit_transform(np.ones((5, 3)))
+
+
 def test_k_curve_rejects_bad_input():
     from sklearn_xnn.compare import k_curve
 
@@ -319,3 +324,33 @@ def test_k_curve_rejects_bad_input():
         k_curve(np.zeros(5))
     with pytest.raises(ValueError, match="finite"):
         k_curve(np.full((4, 3), np.nan))
+    Z, y, _ = make_concept_activations(200, 8, random_state=0)
+    with pytest.raises(ValueError, match=r"one row per row of Z \(200\), got shape \(100, 10\)"):
+        k_curve(Z, y[:100])  # never reshaped to Z's rows
+    with pytest.raises(ValueError, match=r"got shape \(400, 1\)"):
+        k_curve(Z, np.zeros(400))
+
+
+def test_compare_refuses_data_that_do_not_line_up(split):
+    Zt, yt, Zs, ys, codes = split
+    pca = {"PCA": PCA(2)}
+    cols = [f"u{j}" for j in range(Zt.shape[1])]
+    frame_t, frame_s = pd.DataFrame(Zt, columns=cols), pd.DataFrame(Zs, columns=cols)
+    with pytest.raises(ValueError, match="Z_test's columns are not Z_train's"):
+        compare_explainers(pca, frame_t, yt, frame_s[cols[::-1]], ys)
+    same = compare_explainers(pca, frame_t, yt, frame_s, ys)  # same names, same order: fine
+    assert np.isfinite(same.loc["PCA", "faithfulness_r2"])
+    bad = {
+        "y_test must have one row per activation row": dict(y_test=ys[:-10]),
+        "y_train must have one row per activation row": dict(y_train=yt[:-1]),
+        "same number of outputs": dict(y_test=ys[:, :-1]),
+        "codes_test must have one row per row of Z_test": dict(codes_test=codes[:-1]),
+        "y_test contains NaN": dict(y_test=np.where(np.arange(len(ys))[:, None] == 3, np.nan, ys)),
+        "same number of columns": dict(Z_test=Zs[:, :-1]),
+    }
+    for message, change in bad.items():
+        args = dict(Z_train=Zt, y_train=yt, Z_test=Zs, y_test=ys, codes_test=codes) | change
+        with pytest.raises(ValueError, match=message):
+            compare_explainers(pca, **args)
+    with pytest.raises(ValueError, match=r"outputs must be logit indices in \[0, 4\)"):
+        compare_per_output(pca, Zt, yt, Zs, ys, outputs=[5])

@@ -377,3 +377,35 @@ def test_seed_stability():
     )
     with pytest.raises(ValueError, match="at least 2 seeds"):
         seed_stability(PCA(3), Z, seeds=[0])
+
+
+def test_metrics_refuse_non_finite_and_empty_input():
+    from sklearn_xnn import metrics
+
+    nan_row = [[1.0, 2.0], [np.nan, 1.0]]
+    calls = {
+        "y_true contains NaN": lambda: metrics.faithfulness_r2([1, np.nan, 3], [1, 2, 3]),
+        "y_pred contains infinity": lambda: metrics.faithfulness_r2([1, 2, 3], [1, np.inf, 3]),
+        "top1_agreement: y_true contains NaN": lambda: metrics.top1_agreement(nan_row, nan_row),
+        "contributions contains NaN": lambda: metrics.n_significant([[np.nan, 1.0, 2.0]]),
+        "A contains NaN": lambda: metrics.matched_correlation(nan_row, [[1.0], [2.0]]),
+        "X needs at least one row": lambda: metrics.dead_fraction(np.zeros((0, 3))),
+        "expects 1-D or 2-D arrays": lambda: metrics.faithfulness_r2(1.0, 1.0),
+    }
+    for message, call in calls.items():
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_mean_abs_correlation_averages_each_output_alike():
+    from sklearn_xnn.metrics import contribution_correlation, mean_abs_correlation
+
+    rng = np.random.default_rng(0)
+    S = rng.normal(size=(50, 2, 3))
+    S[:, 1, 2] = 0.0  # output 1: its third column constant (a zero head weight)
+    R = contribution_correlation(S)
+    per_output = [
+        np.mean([abs(R[0, k, l]) for k in range(3) for l in range(3) if k != l]),
+        abs(R[1, 0, 1]),  # the one pair of non-constant columns
+    ]
+    assert mean_abs_correlation(S) == pytest.approx(np.mean(per_output), rel=1e-12)

@@ -54,7 +54,12 @@ def k_curve(Z, y=None, *, max_k=20):
     ks = np.arange(1, min(int(max_k), Zt.shape[1]) + 1)
     columns = {}
     if y is not None:
-        Y = np.asarray(y, dtype=np.float64).reshape(Zt.shape[0], -1)
+        Y = np.asarray(y, dtype=np.float64)
+        Y = Y.reshape(len(Y), -1) if Y.ndim else Y
+        if Y.ndim != 2 or Y.shape[0] != Zt.shape[0]:
+            raise ValueError(
+                f"y must have one row per row of Z ({Zt.shape[0]}), got shape {Y.shape}."
+            )
         mean, scale = standardize_columns(Y)  # as the explainer's own fit (overflow-safe)
         Y = (Y - mean) / scale
         m = bound.moments(Zt, torch.as_tensor(Y))

@@ -70,24 +70,58 @@ def default_explainers(n_components=5, random_state=0, *, srae_params=None):
 
 
 def _or_nan(fn, *args):
-    """``fn(*args)``, or NaN when an input is missing or the metric is undefined (1 logit)."""
-    if any(a is None for a in args):
-        return np.nan
-    try:
-        return fn(*args)
-    except ValueError:
-        return np.nan
+    """``fn(*args)``, or NaN when an input is missing (None)."""
+    return np.nan if any(a is None for a in args) else fn(*args)
 
 
 def _contribution_columns(rows_of, y, n_samples):
     """The contribution columns, by blocks of rows (never the ``(n, C, K)`` array); NaN
-    without a head or where a metric is undefined."""
-    if rows_of is not None:
-        try:
-            return contribution_metrics(rows_of, n_samples, y=y)
-        except ValueError:
-            pass
-    return dict.fromkeys(_CONTRIBUTION_COLUMNS, np.nan)
+    without a head."""
+    if rows_of is None:
+        return dict.fromkeys(_CONTRIBUTION_COLUMNS, np.nan)
+    return contribution_metrics(rows_of, n_samples, y=y)
+
+
+def _logits(y, n_rows, name):
+    """``y`` as a 2-D float64 array of ``n_rows`` finite rows, or a clear error."""
+    y = np.asarray(y, dtype=np.float64)
+    y = y.reshape(len(y), -1) if y.ndim == 1 else y
+    if y.ndim != 2 or y.shape[0] != n_rows:
+        raise ValueError(f"{name} must have one row per activation row ({n_rows}), got {y.shape}.")
+    if not np.isfinite(y).all():
+        raise ValueError(f"{name} contains NaN or infinity.")
+    return y
+
+
+def _check_data(Z_train, y_train, Z_test, y_test, codes_test=None):
+    """The activations as float64 arrays, once their rows, outputs and columns agree:
+    a mismatch would otherwise be measured silently (or turn into NaN columns)."""
+    names = [getattr(Z, "columns", None) for Z in (Z_train, Z_test)]
+    if names[0] is not None and names[1] is not None and list(names[0]) != list(names[1]):
+        raise ValueError(
+            "Z_test's columns are not Z_train's in the same order; select them by name "
+            "first, e.g. Z_test[Z_train.columns]."
+        )
+    # One dtype for every method: float32 activations (what torch gives) would otherwise
+    # meet float64 inside methods that refuse mixed dtypes (NMF).
+    Z_train, Z_test = (np.asarray(a, dtype=np.float64) for a in (Z_train, Z_test))
+    if Z_train.ndim != 2 or Z_test.ndim != 2 or Z_train.shape[1] != Z_test.shape[1]:
+        raise ValueError(
+            "Z_train and Z_test must be 2-D with the same number of columns, got shapes "
+            f"{Z_train.shape} and {Z_test.shape}."
+        )
+    ys = _logits(y_train, len(Z_train), "y_train"), _logits(y_test, len(Z_test), "y_test")
+    if ys[0].shape[1] != ys[1].shape[1]:
+        raise ValueError(
+            f"y_train and y_test must have the same number of outputs, got {ys[0].shape[1]} "
+            f"and {ys[1].shape[1]}."
+        )
+    if codes_test is not None and len(codes_test) != len(Z_test):
+        raise ValueError(
+            f"codes_test must have one row per row of Z_test ({len(Z_test)}), got "
+            f"{len(codes_test)}."
+        )
+    return Z_train, Z_test
 
 
 def evaluate_explainer(estimator, Z, y, *, Z_train=None, codes=None):
@@ -128,6 +162,10 @@ def evaluate_explainer(estimator, Z, y, *, Z_train=None, codes=None):
     """
     Z = np.asarray(Z, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
+    _logits(y, len(Z), "y")
+    if codes is not None and len(codes) != len(Z):
+        raise ValueError(f"codes must have one row per row of Z ({len(Z)}), got {len(codes)}.")
+    decision = y if y.ndim == 2 and y.shape[1] > 1 else None  # one logit: no class to pick
     X = embed(estimator, Z)
     y_pred = np.asarray(estimator.predict(Z), np.float64) if hasattr(estimator, "predict") else None
     rows_of = contribution_rows(estimator, Z, X, Z_train) if y_pred is not None else None
@@ -138,8 +176,8 @@ def evaluate_explainer(estimator, Z, y, *, Z_train=None, codes=None):
     return {
         "faithfulness_r2": _or_nan(metrics.faithfulness_r2, y, y_pred),
         "rmse": _or_nan(metrics.faithfulness_rmse, y, y_pred),
-        "top1_agreement": _or_nan(metrics.top1_agreement, y, y_pred),
-        "kl": _or_nan(metrics.softmax_kl, y, y_pred),
+        "top1_agreement": _or_nan(metrics.top1_agreement, decision, y_pred),
+        "kl": _or_nan(metrics.softmax_kl, decision, y_pred),
         "reconstruction_r2": _or_nan(metrics.reconstruction_r2, Z, Z_hat),
         "explained_variance": _or_nan(metrics.reconstruction_explained_variance, Z, Z_hat),
         "mean_active": metrics.mean_active(X),
@@ -248,9 +286,7 @@ def compare_explainers(
     >>> list(table.index), bool(table.loc["PCA", "reconstruction_r2"] > 0)
     (['PCA', 'random'], True)
     """
-    # One dtype for every method: float32 activations (what torch gives) would otherwise
-    # meet float64 inside methods that refuse mixed dtypes (NMF).
-    Z_train, Z_test = (np.asarray(a, dtype=np.float64) for a in (Z_train, Z_test))
+    Z_train, Z_test = _check_data(Z_train, y_train, Z_test, y_test, codes_test)
     results = [
         _fit_measure(est, Z_train, y_train, Z_test, y_test, codes_test)
         for est in explainers.values()
@@ -307,7 +343,12 @@ def compare_per_output(
     y_train, y_test = np.asarray(y_train, np.float64), np.asarray(y_test, np.float64)
     if y_train.ndim != 2:
         raise ValueError(f"compare_per_output needs 2-D logits, got y_train.ndim={y_train.ndim}.")
+    Z_train, Z_test = _check_data(Z_train, y_train, Z_test, y_test, codes_test)
     outputs = list(range(y_train.shape[1])) if outputs is None else list(outputs)
+    if any(not 0 <= c < y_train.shape[1] for c in outputs):
+        raise ValueError(
+            f"outputs must be logit indices in [0, {y_train.shape[1]}), got {outputs}."
+        )
     rows = []
     for est in explainers.values():
         per, preds = [], []

@@ -32,8 +32,14 @@ def _distractor(kind, size, rng):
     raise ValueError(f"distractor must be 'texture', 'uniform' or None, got {kind!r}.")
 
 
+def _has_room(corner, image_size, patch_size):
+    """Whether a second patch fits beside the patch at ``corner`` without overlapping it."""
+    return any(a >= patch_size or a + 2 * patch_size <= image_size for a in corner)
+
+
 def _place(rng, image_size, patch_size, avoid=None):
-    """Top-left corner of a patch that does not overlap the ``avoid`` patch."""
+    """Top-left corner of a patch that does not overlap the ``avoid`` patch (which must
+    leave room for it, :func:`_has_room`)."""
     while True:
         r0, c0 = rng.randint(0, image_size - patch_size + 1, size=2)
         if avoid is None:
@@ -49,7 +55,7 @@ def _place(rng, image_size, patch_size, avoid=None):
         "image_size": [Interval(Integral, 2, None, closed="left")],
         "patch_size": [Interval(Integral, 1, None, closed="left")],
         "n_classes": [Interval(Integral, 1, None, closed="left")],
-        "noise": [Interval(Real, 0, None, closed="left")],
+        "noise": [Interval(Real, 0, 1, closed="both")],
         "distractor": [StrOptions({"uniform", "texture"}), None],
         "random_state": ["random_state"],
     },
@@ -67,13 +73,14 @@ def make_patch_images(
 ):
     """Images whose class is decided by a textured patch at a random, known place.
 
-    Each image is uniform noise in ``[0, noise]``; a ``patch_size`` square anywhere in it
-    holds the class's binary texture (horizontal stripes, vertical stripes, a
-    checkerboard, a coarse checkerboard, then random textures). A second,
-    non-overlapping square carries no class information: uniform 0.5, the patterns'
-    mean (``distractor="uniform"``), or a fresh random binary texture (``"texture"``,
-    harder: it can look like a weak piece of a class texture). The mask of the textured patch is the
-    ground truth of the pointing game (:func:`sklearn_xnn.torch.pointing_game`).
+    Each image is uniform noise in ``[0, noise]``; a ``patch_size`` square at a random
+    place in it (one that leaves room for the distractor) holds the class's binary
+    texture (horizontal stripes, vertical stripes, a checkerboard, a coarse checkerboard,
+    then random textures). A second, non-overlapping square carries no class information:
+    uniform 0.5, the patterns' mean (``distractor="uniform"``), or a fresh random binary
+    texture (``"texture"``, harder: it can look like a weak piece of a class texture). The
+    mask of the textured patch is the ground truth of the pointing game
+    (:func:`sklearn_xnn.torch.pointing_game`).
 
     Parameters
     ----------
@@ -86,7 +93,7 @@ def make_patch_images(
     n_classes : int, default=4
         Number of classes (textures).
     noise : float, default=0.15
-        Amplitude of the background noise.
+        Amplitude of the background noise, in ``[0, 1]``.
     distractor : {"uniform", "texture"} or None, default="uniform"
         The uninformative square, or None for none.
     random_state : int, RandomState instance or None, default=None
@@ -120,6 +127,8 @@ def make_patch_images(
     distractor_masks = np.zeros_like(masks)
     for i, label in enumerate(labels):
         r0, c0 = _place(rng, image_size, patch_size)
+        while distractor is not None and not _has_room((r0, c0), image_size, patch_size):
+            r0, c0 = _place(rng, image_size, patch_size)  # the distractor must fit too
         images[i, 0, r0 : r0 + patch_size, c0 : c0 + patch_size] = patterns[label]
         masks[i, r0 : r0 + patch_size, c0 : c0 + patch_size] = True
         if distractor is not None:

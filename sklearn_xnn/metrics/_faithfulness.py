@@ -13,7 +13,7 @@ _MULTIOUTPUT = ("uniform_average", "variance_weighted", "raw_values")
 def _as_2d_pair(y_true, y_pred, name):
     y_true = np.asarray(y_true, dtype=np.float64)
     y_pred = np.asarray(y_pred, dtype=np.float64)
-    if y_true.ndim > 2 or y_pred.ndim > 2:
+    if y_true.ndim not in (1, 2) or y_pred.ndim not in (1, 2):
         raise ValueError(
             f"{name} expects 1-D or 2-D arrays, got ndim {y_true.ndim} and {y_pred.ndim}."
         )
@@ -27,7 +27,16 @@ def _as_2d_pair(y_true, y_pred, name):
         )
     if y_true.shape[0] == 0:
         raise ValueError(f"{name} needs at least one row, got 0.")
+    for what, a in (("y_true", y_true), ("y_pred", y_pred)):
+        _check_finite(a, f"{name}: {what}")
     return y_true, y_pred
+
+
+def _check_finite(a, what):
+    """Refuse NaN and infinity: a metric of them would be a plausible-looking number."""
+    if not np.isfinite(a).all():
+        bad = "NaN" if np.isnan(a).any() else "infinity"
+        raise ValueError(f"{what} contains {bad}; metrics need finite values.")
 
 
 def _r2_from_sums(ss_res, ss_tot, multioutput):
@@ -249,7 +258,10 @@ def reconstruction_explained_variance(Z, Z_hat):
     ``EV = 1 - sum_j Var_i(z_ij - z_hat_ij) / sum_j Var_i(z_ij)``. Unlike
     :func:`reconstruction_r2` it ignores a constant offset of the rebuild (a biased
     decoder is not penalised). Agrees with
-    ``sklearn.metrics.explained_variance_score(Z, Z_hat, multioutput="variance_weighted")``.
+    ``sklearn.metrics.explained_variance_score(Z, Z_hat, multioutput="variance_weighted")``
+    except where a unit of ``Z`` is constant: sklearn gives such a unit weight 0, the
+    pooled formula counts the variance of its error in the residual. All of ``Z``
+    constant: 1 when the error is constant too, else 0.
 
     Parameters
     ----------

@@ -7,6 +7,8 @@ layout of :meth:`SRAEExplainer.contributions`: ``(n, K)`` for one output or ``(n
 
 import numpy as np
 
+from sklearn_xnn.metrics._faithfulness import _check_finite
+
 #: The epsilon added to contributions, here and in the training loss (one definition).
 PULLAWAY_EPS = 1e-6
 
@@ -14,21 +16,28 @@ PULLAWAY_EPS = 1e-6
 def _contributions_3d(S):
     """``S`` as ``(C, n, K)``: one ``(n, K)`` matrix per output."""
     S = np.asarray(S, dtype=np.float64)
-    if S.ndim == 2:
-        return S[None]
-    if S.ndim == 3:
-        return np.transpose(S, (1, 0, 2))
-    raise ValueError(
-        f"contributions must have shape (n_samples, n_components) or (n_samples, n_outputs, "
-        f"n_components); got an array with shape {S.shape}."
-    )
+    if S.ndim not in (2, 3):
+        raise ValueError(
+            f"contributions must have shape (n_samples, n_components) or (n_samples, "
+            f"n_outputs, n_components); got an array with shape {S.shape}."
+        )
+    _check_rows(S, "contributions")
+    return S[None] if S.ndim == 2 else np.transpose(S, (1, 0, 2))
 
 
 def _as_matrix(X, name):
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_components), got shape {X.shape}.")
+    _check_rows(X, name)
     return X
+
+
+def _check_rows(a, name):
+    """At least one row, every value finite."""
+    if a.shape[0] == 0:
+        raise ValueError(f"{name} needs at least one row, got 0.")
+    _check_finite(a, name)
 
 
 def mean_active(X, *, threshold=0.0):
@@ -257,7 +266,8 @@ def mean_abs_correlation(S):
     """Mean absolute off-diagonal correlation between x-features' contributions.
 
     ``rho = mean_c mean_{k != l} |R_c[k, l]|`` over pairs of non-constant columns (see
-    :func:`contribution_correlation`); dead x-features are left out, so read it next to
+    :func:`contribution_correlation`), and over the outputs that have such a pair: each
+    output counts alike. Dead x-features are left out, so read it next to
     :func:`dead_fraction`. 0: decorrelated contributions; 1: one feature repeated.
 
     Parameters
@@ -283,10 +293,11 @@ def mean_abs_correlation(S):
 def _mean_abs_off_diagonal(R):
     """``rho`` of :func:`mean_abs_correlation` from the ``(C, K, K)`` correlation matrices."""
     K = R.shape[-1]
-    off = np.abs(R[:, ~np.eye(K, dtype=bool)])
-    if K < 2 or np.isnan(off).all():
+    off = np.abs(R[:, ~np.eye(K, dtype=bool)])  # (C, K (K - 1))
+    varies = ~np.isnan(off).all(axis=1)  # outputs with a pair of non-constant columns
+    if K < 2 or not varies.any():
         return float("nan")
-    return float(np.nanmean(off))
+    return float(np.mean(np.nanmean(off[varies], axis=1)))
 
 
 def component_cosines(components):

@@ -8,6 +8,7 @@ from sklearn.base import clone
 from sklearn.utils import Bunch
 
 from sklearn_xnn.metrics._adapter import embed, fit_explainer
+from sklearn_xnn.metrics._faithfulness import _check_finite
 
 
 def cross_correlation(A, B):
@@ -37,6 +38,8 @@ def cross_correlation(A, B):
         raise ValueError(
             f"A and B must be 2-D with the same number of rows, got shapes {A.shape} and {B.shape}."
         )
+    _check_finite(A, "A")
+    _check_finite(B, "B")
 
     def unit(M):
         M = M - M.mean(axis=0)

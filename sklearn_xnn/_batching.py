@@ -182,9 +182,14 @@ def init_score(est, run, result):
 
 
 def _feasible(est):
-    if est.faithfulness_tol is None or est.faithfulness_bound_ is None:
+    """Whether a fitted member meets its faithfulness target: an R² at least ``1 -
+    target``, a softmax KL (lower is better) at most ``target``."""
+    target = getattr(est, "_faith_target", None)
+    if target is None:
         return True
-    return bool(est.faithfulness_ >= est.faithfulness_bound_ - est.faithfulness_tol - 1e-9)
+    if est.faithfulness == "kl":
+        return bool(est.faithfulness_ <= target + 1e-9)
+    return bool(est.faithfulness_ >= 1.0 - target - 1e-9)
 
 
 def _finite_or_inf(value):

@@ -103,7 +103,7 @@ def train_chunk(est, eng, X, Y):
         alpha_p=float(est.alpha_pullaway),
         lr=float(est.learning_rate_init),
     )
-    cfg = eng.cfg.replace(max_iter=1, batch_size=min(est.batch_size, X.shape[0]))
+    cfg = eng.cfg.replace(max_iter=1, batch_size=min(est.batch_size, X.shape[0]), exact_head=False)
     resumed = eng.multiplier if eng.constraints is None else eng.constraints
     result = engine.tune(
         eng.model, Zt, Yt, cfg, eng.generator, None, eng.optimizer, resumed, eng.epochs
@@ -243,6 +243,13 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
     ranks of a sharded fit (:func:`sklearn_xnn.distributed.fit_sharded`)."""
     X, Y = validate_fit_data(est, X, y)
     check_faithfulness(est, Y)
+    if incremental and Y is not None and est._constant_outputs.any():
+        outputs = np.flatnonzero(est._constant_outputs).tolist()
+        warn_user(
+            f"outputs {outputs} are constant on the first partial_fit chunk: the explainer "
+            "predicts them as constants and later chunks do not change that. Start with a "
+            "chunk on which every output varies."
+        )
     stream = data.should_stream(X, est.stream_threshold)
     n_rows = collective.total_rows(X.shape[0])
     n_val, batch_size = check_params_vs_input(est, n_rows, incremental)

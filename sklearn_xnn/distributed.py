@@ -83,8 +83,9 @@ def fit_sharded(estimator, X, y=None, *, sharded=False, group=None):
         ``device="auto"`` (or ``"cuda"``) on a machine with GPUs each rank trains on
         ``cuda:LOCAL_RANK`` (``torch.cuda.set_device`` is called for it).
     X : array-like of shape (n_samples, n_features)
-        The activations of all ranks (a ``numpy.memmap`` or any array that slices); with
-        ``sharded=True`` this rank's shard only.
+        The activations of all ranks (a ``numpy.memmap`` or any array that slices; a
+        torch tensor or a data frame is read as a numpy array), the same on every rank
+        (checked on a sample of rows); with ``sharded=True`` this rank's shard only.
     y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
         The logits to explain, sharded like ``X``; None fits the unsupervised SRAE.
     sharded : bool, default=False
@@ -149,10 +150,14 @@ def fit_sharded(estimator, X, y=None, *, sharded=False, group=None):
     dist = _initialised()
     rank, world = dist.get_rank(group), dist.get_world_size(group)
     _pick_gpu(estimator, dist.get_backend(group))
+    X, y = _as_rows(X), None if y is None else _as_rows(y)
+    given = None if sharded else _sample_digest(X)
     if not sharded:
         rows = shard_rows(_n_rows(X), rank, world)
         X, y = X[rows], None if y is None else y[rows]
-    shards = _exchange(dist, group, _describe(estimator, X, y))
+    described = _describe(estimator, X, y)
+    described["given"] = given
+    shards = _exchange(dist, group, described)
     _check_shards(shards, rank)
     comm = Distributed([s["rows"] for s in shards], estimator.random_state, group)
     with torch_threads():
@@ -222,6 +227,22 @@ def _n_rows(X):
     return X.shape[0]
 
 
+def _sample_digest(X):
+    """``(n_rows, digest of 16 evenly spaced rows)``: equal on ranks given the same X."""
+    n = _n_rows(X)
+    picks = np.unique(np.linspace(0, max(n - 1, 0), 16).astype(np.int64)) if n else []
+    rows = np.ascontiguousarray(X[picks] if n else np.zeros(0))
+    return n, hashlib.sha256(rows.tobytes()).hexdigest()[:16]
+
+
+def _as_rows(X):
+    """A torch tensor or a data frame as a numpy array; any other array as it is (a
+    memmap stays a memmap)."""
+    if isinstance(X, torch.Tensor):
+        return X.detach().cpu().numpy()
+    return X.to_numpy() if hasattr(X, "columns") or hasattr(X, "to_numpy") else X
+
+
 def _describe(est, X, y):
     """What the ranks must agree on, and this shard's problem (None when usable)."""
     params = {k: v for k, v in est.get_params().items() if k != "network_head"}
@@ -236,6 +257,8 @@ def _describe(est, X, y):
             if not np.isfinite(chunk).all():
                 raise ValueError("X contains NaN or infinity")
         if y is not None:
+            if len(y) != out["rows"]:
+                raise ValueError(f"y has {len(y)} rows and X {out['rows']}")
             Y = np.asarray(y, dtype=np.float64).reshape(out["rows"], -1)
             if not np.isfinite(Y).all():
                 raise ValueError("y contains NaN or infinity")
@@ -251,6 +274,14 @@ def _check_shards(shards, rank):
     if bad:
         told = "; ".join(f"rank {r}: {p}" for r, p in bad)
         raise ValueError(f"fit_sharded: a shard is unusable ({told}).")
+    given = [s.get("given") for s in shards]
+    if len(set(given)) != 1:
+        raise ValueError(
+            "fit_sharded(sharded=False) takes each rank's rows from one X that every rank "
+            "passes, but the ranks were given different X (rows, digest of sampled rows: "
+            f"{given}); pass the same X on every rank, or each rank's own rows with "
+            "sharded=True."
+        )
     if len({s["params"] for s in shards}) != 1:
         raise RuntimeError(
             "fit_sharded: the ranks were given different estimator parameters; build the "

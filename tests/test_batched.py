@@ -321,3 +321,20 @@ def test_decision_faithful_members_equal_their_own_fits(planted_small):
         assert fit.n_components_ == alone.n_components_
         assert_same_fit(alone, fit, Z)
         assert fit.faithfulness_ == pytest.approx(alone.faithfulness_, rel=1e-4, abs=1e-7)
+
+
+def test_n_init_judges_a_kl_fit_feasible_by_its_kl(planted_small):
+    Z, y, _ = planted_small
+    params = dict(SMALL, max_iter=3, faithfulness="kl", faithfulness_tol=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = SRAEExplainer(**{**params, "n_init": 3}, random_state=0).fit(Z, y)
+        kls = [SRAEExplainer(**params, random_state=int(s)).fit(Z, y).faithfulness_
+               for s in est.init_seeds_]  # fmt: skip
+    target = min(0.05, est.faithfulness_bound_)  # a KL: lower is better
+    assert list(est.init_feasible_) == [kl <= target + 1e-9 for kl in kls]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        params["faithfulness_tol"] = 1e-6  # a KL target no member reaches
+        strict = SRAEExplainer(**{**params, "n_init": 3}, random_state=0).fit(Z, y)
+    assert min(kls) > 1e-6 and not strict.init_feasible_.any()

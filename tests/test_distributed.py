@@ -219,6 +219,37 @@ def test_one_rank_fit_runs(one_rank_group):
     assert est.faithfulness_ >= est.faithfulness_bound_ - est.faithfulness_tol - 1e-9
 
 
+def test_one_rank_fit_takes_tensors_and_frames_and_checks_y_rows(one_rank_group):
+    import pandas as pd
+
+    rng = np.random.RandomState(0)
+    Z = np.abs(rng.randn(120, 6))
+    y = Z[:, :2] @ [1.0, -2.0]
+    params = dict(n_components=2, hidden_layer_sizes=(8, 4), max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = fit_sharded(SRAEExplainer(**params), Z, y).transform(Z)
+        for X in (torch.as_tensor(Z), pd.DataFrame(Z)):
+            est = fit_sharded(SRAEExplainer(**params), X, torch.as_tensor(y))
+            np.testing.assert_allclose(est.transform(Z), ref, rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match=r"rank 0: y has 100 rows and X 120"):
+        fit_sharded(SRAEExplainer(**params), Z, y[:100], sharded=True)
+
+
+def test_ranks_given_different_x_without_sharding_are_refused():
+    from sklearn_xnn.distributed import _check_shards, _sample_digest
+
+    Z = np.arange(2400.0).reshape(1200, 2)
+    same, own_rows, shorter = _sample_digest(Z), _sample_digest(Z[600:]), _sample_digest(Z[:1000])
+    assert _sample_digest(Z.copy()) == same  # the same X, another copy
+    shard = dict(problem=None, params="p", rows=600, cols=3, y_max=np.zeros(2))
+    for other in (own_rows, shorter):  # sharded=True forgotten; another length
+        with pytest.raises(ValueError, match="the ranks were given different X"):
+            _check_shards([dict(shard, given=same), dict(shard, given=other)], 0)
+    _check_shards([dict(shard, given=same), dict(shard, given=same)], 0)
+    _check_shards([dict(shard, given=None), dict(shard, given=None)], 0)  # sharded=True
+
+
 def test_shard_rows_cover_the_rows_in_order():
     parts = [range(11)[shard_rows(11, r, 3)] for r in range(3)]
     assert [i for p in parts for i in p] == list(range(11))

@@ -365,6 +365,7 @@ def _head_case(W, b, target):
         y_scale=None,
         multioutput="uniform_average",
         faithfulness="mse",
+        exact_head=True,
     )
     return SimpleNamespace(head=head), cfg
 

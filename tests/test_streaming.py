@@ -246,3 +246,52 @@ def test_streamed_fit_memory_is_bounded_by_the_batch(tmp_path):
     # (file-backed), not the fit's (measured: 52 MB each)
     assert streamed < 80e6, f"streamed fit grew resident memory by {streamed / 1e6:.0f} MB"
     assert in_place < 80e6, f"in-place fit grew resident memory by {in_place / 1e6:.0f} MB"
+
+
+def test_streaming_never_reverts_edits_to_a_copy_on_write_memmap(planted_small, tmp_path):
+    Z, y, _ = planted_small
+    path = tmp_path / "z.npy"
+    np.save(path, Z.astype(np.float32))
+    edited = np.load(path, mmap_mode="c")  # private pages: the edits live in memory only
+    edited -= 5.0
+    streamed = _fit(edited, y, stream_threshold=0, max_iter=2)
+    assert float(edited.mean()) == pytest.approx(float(Z.mean()) - 5.0, abs=1e-4)
+    in_memory = _fit(np.array(edited), y, max_iter=2)
+    assert streamed.scale_ == in_memory.scale_  # trained on the edited rows
+
+
+@pytest.mark.parametrize("stream_threshold", [0, 2**30])
+def test_flipped_views_fit_and_transform_like_their_copies(planted_small, stream_threshold):
+    Z, y, _ = planted_small
+    flipped, copy = Z[::-1, ::-1], np.ascontiguousarray(Z[::-1, ::-1])
+    a = _fit(flipped, y[::-1], max_iter=2, stream_threshold=stream_threshold)
+    b = _fit(copy, y[::-1].copy(), max_iter=2, stream_threshold=stream_threshold)
+    np.testing.assert_array_equal(a.transform(copy), b.transform(copy))
+    np.testing.assert_array_equal(b.transform(flipped), b.transform(copy))
+    np.testing.assert_array_equal(b.contributions(flipped), b.contributions(copy))
+    X = b.transform(copy)
+    np.testing.assert_allclose(
+        b.inverse_transform(X[::-1]), b.inverse_transform(X)[::-1], rtol=1e-12, atol=1e-12
+    )
+
+
+def test_a_short_partial_fit_chunk_nudges_the_explainer_and_does_not_replace_its_head():
+    from sklearn_xnn.datasets import make_concept_activations
+
+    Z, y, _ = make_concept_activations(3000, 32, random_state=0)
+    base = _fit(Z[:2000], y[:2000], n_components=4, max_iter=5)
+    before = base.score(Z[2500:], y[2500:])
+    for n in (2, 5, 10):  # the last chunk of a stream: a least-squares head would fit it alone
+        est = pickle.loads(pickle.dumps(base)).partial_fit(Z[2000 : 2000 + n], y[2000 : 2000 + n])
+        assert est.score(Z[2500:], y[2500:]) >= before - 0.02, n
+
+
+def test_first_partial_fit_chunk_with_a_constant_output_warns(planted_small):
+    Z, y, _ = planted_small
+    y = y.copy()
+    y[:200, 3] = 1.5  # constant on the first chunk only
+    with pytest.warns(UserWarning, match=r"outputs \[3\] are constant on the first partial_fit"):
+        SRAEExplainer(**{**FAST, "random_state": 0}).partial_fit(Z[:200], y[:200])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # fit: a constant output is legitimate
+        _fit(Z[:200], y[:200], max_iter=1)

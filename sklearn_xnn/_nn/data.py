@@ -58,7 +58,9 @@ class PageReleaser:
 
     def __init__(self, array, every=RELEASE_BYTES):
         self._mmap = getattr(array, "_mmap", None)
-        self._ok = self._mmap is not None and hasattr(self._mmap, "madvise")
+        # never a copy-on-write map (mode "c"): its pages hold the caller's edits
+        shared = getattr(array, "mode", None) in ("r", "r+", "w+")
+        self._ok = shared and self._mmap is not None and hasattr(self._mmap, "madvise")
         self._every, self._read = every, 0
 
     def __call__(self, nbytes, force=False):
@@ -115,6 +117,7 @@ class HostRows:
         self._release = PageReleaser(array)
         self._base = None  # an in-memory array on the CPU: rows are gathered straight from it
         in_memory = isinstance(array, np.ndarray) and not isinstance(array, np.memmap)
+        in_memory = in_memory and min(array.strides, default=0) >= 0  # torch: no flipped views
         if in_memory and array.dtype in (np.float32, np.float64) and self.device.type == "cpu":
             with warnings.catch_warnings():  # read-only arrays are only ever read here
                 warnings.simplefilter("ignore", UserWarning)
@@ -138,8 +141,9 @@ class HostRows:
 
     def _read(self, pos):
         """The rows at ``pos`` and whether they were one contiguous block."""
-        if isinstance(pos, slice):
-            return np.asarray(self.array[pos]), True
+        if isinstance(pos, slice):  # a copy where torch cannot read it (a flipped view)
+            block = np.asarray(self.array[pos])
+            return (block if min(block.strides, default=0) >= 0 else block.copy()), True
         order = np.argsort(pos, kind="stable")
         first, last = (int(pos[order[0]]), int(pos[order[-1]])) if pos.size else (0, -1)
         contiguous = last - first + 1 == pos.size

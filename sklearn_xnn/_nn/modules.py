@@ -201,14 +201,15 @@ def inference_device(device):
 
 def _run(module, X, n_out, device):
     """``module`` on the rows of ``X`` in float64, chunk by chunk (a chunk shares ``X``'s
-    memory when it can: torch wants writable memory)."""
+    memory when it can: torch wants writable memory without negative strides)."""
     if X.shape[0] == 0:
         return np.zeros((0, n_out))
     out = []
     with torch.no_grad():
         for start in range(0, X.shape[0], _CHUNK_ROWS):
             chunk = np.asarray(X[start : start + _CHUNK_ROWS], dtype=np.float64)
-            chunk = chunk if chunk.flags.writeable else chunk.copy()
+            if not chunk.flags.writeable or min(chunk.strides, default=0) < 0:
+                chunk = chunk.copy()
             out.append(module(torch.as_tensor(chunk, device=device)).cpu().numpy())
     return np.concatenate(out)
 

@@ -286,12 +286,14 @@ def epoch_head(model, x, targets, cfg, floor):
     and its :func:`explained_shortfall` under ``floor`` (0 when ``floor`` is None).
 
     The head is the exact least-squares head on ``x``, the most faithful one for
-    ``"mse"``; for ``"kl"`` the trained head stays when its softmax KL is smaller.
+    ``"mse"``; for ``"kl"`` the trained head stays when its softmax KL is smaller, and
+    without ``cfg.exact_head`` the trained head always stays.
     """
     m = targets.head_moments(x, cfg)
     kl = cfg.faithfulness == "kl"
-    error = head_error(model.head, x, targets, cfg, m) if kl or m is None else math.inf
-    if m is not None:
+    keep = kl or m is None or not cfg.exact_head
+    error = head_error(model.head, x, targets, cfg, m) if keep else math.inf
+    if m is not None and cfg.exact_head:
         trained = (model.head.weight.detach().clone(), model.head.bias.detach().clone())
         set_head(model.head, *bound.lstsq_head(m, multioutput=cfg.multioutput)[:2])
         exact = head_error(model.head, x, targets, cfg, m)

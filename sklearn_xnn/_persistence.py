@@ -15,6 +15,7 @@ truncated, corrupted, foreign, or whose fitted state is inconsistent or non-fini
 refused with :class:`~sklearn_xnn.exceptions.InvalidModelFileError`.
 """
 
+import errno
 import hashlib
 import importlib
 import json
@@ -155,14 +156,26 @@ def save(estimator, path):
 
     The file holds the library version, the parameters (``get_params``) and every fitted
     attribute, with a SHA-256 checksum. It is written to a temporary file next to ``path``
-    and renamed, so an interrupted save never leaves a half-written model behind.
+    and renamed, so an interrupted save never leaves a half-written model behind. A
+    ``path`` that is a symbolic link keeps being one: the file it points to is replaced.
+
+    An existing file that is write-protected (no write permission bit, as after ``chmod
+    444``, or not writable by this user) is refused rather than replaced: the rename
+    would otherwise need only the folder's permission.
 
     Parameters
     ----------
     estimator : SRAEExplainer
         A fitted explainer.
     path : str or os.PathLike
-        Destination; ``.safetensors`` is a good extension.
+        Destination; ``.safetensors`` is a good extension. Its folder must exist.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder of ``path`` does not exist.
+    PermissionError
+        If ``path`` is an existing read-only file, or its folder is not writable.
     """
     from sklearn_xnn import __version__
 
@@ -194,16 +207,47 @@ def _file_mode(path):
         return 0o666 & ~umask
 
 
+def _destination(path):
+    """The file that ``path`` names, once it can be replaced: a symbolic link's target
+    (the link stays a link), in a folder that exists, and not write-protected. Errors
+    name the caller's ``path``, never the temporary file."""
+    target = os.path.realpath(path)
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            errno.ENOENT, f"Cannot save: the folder {folder!r} does not exist", path
+        )
+    if os.path.isdir(target):
+        raise IsADirectoryError(errno.EISDIR, "Cannot save: it is a folder", path)
+    if os.path.exists(target):
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+        if not mode & 0o222 or not os.access(target, os.W_OK):
+            raise PermissionError(
+                errno.EACCES,
+                f"Cannot save: the existing file is read-only (mode {mode:o}); make it "
+                "writable (chmod u+w) or remove it to replace it",
+                path,
+            )
+    return target
+
+
 def _write_atomically(path, payload):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".sklearn_xnn-", suffix=".tmp")
+    """Write ``payload`` to a temporary file next to ``path``'s target, then rename it
+    onto the target: readers see the old file or the new one, never half of one."""
+    target = _destination(path)
+    try:
+        fd, tmp = tempfile.mkstemp(
+            dir=os.path.dirname(target), prefix=".sklearn_xnn-", suffix=".tmp"
+        )
+    except OSError as exc:  # e.g. no permission to create files in the folder
+        raise type(exc)(exc.errno, f"Cannot save: {exc.strerror}", path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _file_mode(path))  # mkstemp's file is private (0600)
-        os.replace(tmp, path)
+        os.chmod(tmp, _file_mode(target))  # mkstemp's file is private (0600)
+        os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

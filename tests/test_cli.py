@@ -5,6 +5,7 @@ import argparse
 import re
 import subprocess
 import sys
+import zipfile
 from numbers import Integral, Real
 
 import numpy as np
@@ -103,6 +104,18 @@ def test_fit_with_an_automatic_k_gives_the_baselines_the_chosen_k(arrays, capsys
         ),
         (["fit", "--activations", "Z.npy", "--logits", "Y.npy", "--out", "Y.npy"], "is a file"),
         (["explain"], "invalid choice"),
+        # complex or non-numeric arrays are refused, not cut to their real part
+        (["fit", "--activations", "Zc.npy", "--logits", "Y.npy"], "dtype complex128 (complex)"),
+        (["fit", "--activations", "Z.npy", "--logits", "Yc.npy"], "logits must be real numbers"),
+        (["fit", "--activations", "Z.npy", "--logits", "Ystr.npy"], "not real numbers"),
+        (["fit", "--activations", "Zdate.npy", "--logits", "Y.npy"], "not real numbers"),
+        # inputs the estimators would refuse with a traceback
+        (["fit", "--activations", "Z.npy", "--logits", "Y.npy", "--test-size", "0.99"], "1 train"),
+        (["fit", "--activations", "Z.npy", "--logits", "Y0.npy"], "logits have no columns"),
+        (["fit", "--activations", "Z0.npy", "--logits", "Y.npy"], "activations have no col"),
+        (["fit", "--activations", "Zconst.npy", "--logits", "Y.npy"], "column is constant"),
+        (["fit", "--activations", "Zzero.npy", "--logits", "Y.npy"], "column is constant"),
+        (["fit", "--activations", "csv.npz", "--logits", "Y.npy"], "is not a .npy array inside"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(arrays, monkeypatch, capsys, argv, message):
@@ -110,12 +123,111 @@ def test_user_errors_exit_2_with_one_line(arrays, monkeypatch, capsys, argv, mes
     np.save(arrays / "Z3d.npy", np.zeros((120, 2, 2)))
     (arrays / "garbage.npy").write_bytes(b"not a numpy file")
     np.save(arrays / "Y1.npy", np.zeros(120))
+    Z, Y = np.load(arrays / "Z.npy"), np.load(arrays / "Y.npy")
+    np.save(arrays / "Zc.npy", Z + 1j * Z)
+    np.save(arrays / "Yc.npy", Y.astype(np.complex64))
+    np.save(arrays / "Ystr.npy", Y.astype(str))
+    np.save(arrays / "Zdate.npy", np.zeros((120, 10), dtype="datetime64[s]"))
+    np.save(arrays / "Y0.npy", np.zeros((120, 0)))
+    np.save(arrays / "Z0.npy", np.zeros((120, 0)))
+    np.save(arrays / "Zconst.npy", np.full((120, 10), 0.5))
+    np.save(arrays / "Zzero.npy", np.zeros((120, 10)))
+    with zipfile.ZipFile(arrays / "csv.npz", "w") as archive:  # a zip of text files
+        archive.writestr("Z.csv", "1,2\n3,4\n")
     monkeypatch.chdir(arrays)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("sklearn-xnn: error:")
     assert message in err
     assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("test_size, n_train, n_test", [(0.99, 1, 119), (0.01, 118, 2)])
+def test_a_test_size_leaving_fewer_than_2_rows_on_a_side_is_refused(
+    arrays, capsys, test_size, n_train, n_test
+):
+    # 0.01 of 120 rows: train_test_split holds out ceil(1.2) = 2 rows, which is allowed
+    argv = ["fit", "--activations", str(arrays / "Z.npy"), "--logits", str(arrays / "Y.npy")]
+    argv += ["--test-size", str(test_size), "--out", str(arrays / "out"), "--n-components", "2"]
+    status = main([*argv, *FAST, "--verbose", "0"])
+    err = capsys.readouterr().err
+    if n_train < 2:
+        assert status == 2
+        assert f"leaves {n_train} training and {n_test} held-out rows of 120" in err
+    else:
+        assert status == 0, err
+        assert "fitting SRAE (K=2" in err and f"on {n_train} rows" in err
+    rows = [(20, 0.05, "leaves 19 training and 1 held-out rows"), (20, 0.95, "leaves 1 train")]
+    for n, size, message in rows:
+        np.save(arrays / "Zs.npy", np.load(arrays / "Z.npy")[:n])
+        np.save(arrays / "Ys.npy", np.load(arrays / "Y.npy")[:n])
+        small = ["fit", "--activations", str(arrays / "Zs.npy"), "--logits", str(arrays / "Ys.npy")]
+        assert main([*small, "--test-size", str(size), "--out", str(arrays / "small")]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_an_estimator_refusing_the_data_is_a_usage_error(arrays, capsys):
+    # 120 rows, --test-size 0.98: 2 training rows (allowed up front), but PCA cannot find
+    # 3 components in 2 rows and raises ValueError during the fit.
+    argv = ["fit", "--activations", str(arrays / "Z.npy"), "--logits", str(arrays / "Y.npy")]
+    argv += ["--test-size", "0.98", "--n-components", "3", "--out", str(arrays / "out")]
+    assert main([*argv, *FAST, "--verbose", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("sklearn-xnn: error: fitting failed on these arrays: ")
+    assert "n_components=3" in err[-1]
+    assert not any("Traceback" in line for line in err)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".txt", ".npy"])
+def test_a_text_file_is_named_as_such_and_never_sent_to_pickle(tmp_path, capsys, suffix):
+    rng = np.random.default_rng(0)
+    path = tmp_path / f"Z{suffix}"
+    np.savetxt(path, rng.random((50, 6)), delimiter=",")
+    np.save(tmp_path / "Y.npy", rng.random((50, 3)))
+    argv = ["fit", "--activations", str(path), "--logits", str(tmp_path / "Y.npy")]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"could not read activations file {str(path)!r}: it is not a .npy or .npz" in err
+    assert f"np.save('Z.npy', np.loadtxt({str(path)!r}" in err
+    assert ("delimiter=','" in err) == (suffix == ".csv")
+    assert "pickle" not in err
+
+
+@pytest.mark.parametrize("container", ["npy", "npz"])
+def test_object_arrays_are_refused_without_advice_to_unpickle(tmp_path, capsys, container):
+    rng = np.random.default_rng(0)
+    objects = np.empty((50, 6), dtype=object)
+    objects[:] = rng.random((50, 6))
+    path = tmp_path / f"Z.{container}"
+    if container == "npy":
+        np.save(path, objects, allow_pickle=True)
+    else:
+        np.savez(path, objects)
+    np.save(tmp_path / "Y.npy", rng.random((50, 3)))
+    argv = ["fit", "--activations", str(path), "--logits", str(tmp_path / "Y.npy")]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "holds Python objects (dtype object), which are not read" in err
+    assert "pickle" not in err
+
+
+# ------------------------------------------------------------------------ fit warnings
+def test_class_labels_as_logits_show_the_librarys_warning_once(arrays, capsys):
+    labels = np.load(arrays / "Y.npy").argmax(1)  # the classic mistake
+    np.save(arrays / "labels.npy", labels)
+    argv = ["fit", "--activations", str(arrays / "Z.npy"), "--logits", str(arrays / "labels.npy")]
+    assert main([*argv, "--out", str(arrays / "out"), "--n-components", "2", *FAST]) == 0
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    label = [x for x in lines if x.startswith("warning: y is one column of integers")]
+    assert len(label) == 1 and "it looks like class labels" in label[0]
+    # --max-iter 3 stops before the loss does: the library's message, not its class name
+    stop = [x for x in lines if x.startswith("warning: ") and "reached max_iter=3" in x]
+    assert len(stop) == 1
+    assert err.index("fitting SRAE") < err.index(label[0]) < err.index("fitting baselines")
+    assert "ConvergenceWarning" not in err
 
 
 def test_module_entry_point_reports_errors_without_traceback(tmp_path):

@@ -354,3 +354,21 @@ def test_compare_refuses_data_that_do_not_line_up(split):
             compare_explainers(pca, **args)
     with pytest.raises(ValueError, match=r"outputs must be logit indices in \[0, 4\)"):
         compare_per_output(pca, Zt, yt, Zs, ys, outputs=[5])
+
+
+class _Warns(PCA):
+    """PCA that warns as it fits (three messages, two the same up to white space)."""
+
+    def fit_transform(self, X, y=None):
+        for message in ("first\n  spread  over lines", "second", "first spread over lines"):
+            warnings.warn(message, UserWarning, stacklevel=2)
+        return super().fit_transform(X, y)
+
+
+def test_comparison_keeps_each_fits_warning_messages_once(split):
+    Zt, yt, Zs, ys, _ = split
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = compare_explainers({"w": _Warns(2), "PCA": PCA(2)}, Zt, yt, Zs, ys)
+    assert table.attrs["warnings"] == {"w": ["first spread over lines", "second"], "PCA": []}
+    assert table.loc["w", "note"] == "UserWarning"

@@ -141,6 +141,50 @@ def test_saved_files_get_the_permissions_of_a_plain_write(fitted, tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_saving_through_a_symlink_replaces_its_target_and_keeps_the_link(fitted, data, tmp_path):
+    (tmp_path / "runs").mkdir()
+    target, link = tmp_path / "runs" / "42.safetensors", tmp_path / "latest.safetensors"
+    target.write_bytes(b"the old model")
+    link.symlink_to(os.path.join("runs", "42.safetensors"))  # relative, as `ln -s` makes
+    fitted.save(link)
+    assert link.is_symlink() and os.readlink(link) == os.path.join("runs", "42.safetensors")
+    assert_same_outputs(fitted, SRAEExplainer.load(target), data[0])
+    assert sorted(os.listdir(tmp_path / "runs")) == ["42.safetensors"]  # no temporary file
+
+
+def test_saving_into_a_missing_folder_names_the_path_not_a_temporary_file(fitted, tmp_path):
+    path = tmp_path / "no_such_dir" / "model.safetensors"
+    with pytest.raises(FileNotFoundError, match="no_such_dir' does not exist") as info:
+        fitted.save(path)
+    assert info.value.filename == str(path)
+    assert ".tmp" not in str(info.value)
+
+
+def test_saving_onto_a_folder_is_refused_with_its_name(fitted, tmp_path):
+    with pytest.raises(IsADirectoryError, match="it is a folder") as info:
+        fitted.save(tmp_path)
+    assert info.value.filename == str(tmp_path)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_a_read_only_file_is_not_replaced(fitted, tmp_path):
+    # Checked on the mode bits, so that it holds for root as well (os.access is always
+    # True there, and the rename needs only the folder's permission).
+    path = tmp_path / "frozen.safetensors"
+    path.write_bytes(b"the old model")
+    path.chmod(0o444)
+    try:
+        with pytest.raises(PermissionError, match="read-only .mode 444.") as info:
+            fitted.save(path)
+        assert info.value.filename == str(path)
+        assert path.read_bytes() == b"the old model"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o444
+        assert os.listdir(tmp_path) == ["frozen.safetensors"]  # no temporary file left
+    finally:
+        path.chmod(0o644)
+
+
 def test_save_refuses_unfitted_and_odd_parameters(tmp_path, fitted):
     with pytest.raises(NotFittedError, match="not fitted yet"):
         SRAEExplainer().save(tmp_path / "x.safetensors")

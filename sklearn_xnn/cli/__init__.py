@@ -5,10 +5,13 @@ options are generated from the estimator itself (names and defaults from ``get_p
 types and choices from ``_parameter_constraints``, help from the class docstring), so a
 new parameter appears on the command line by itself and the defaults of ``fit`` are the
 estimator's. Progress (each step, and each training epoch's loss through the
-``sklearn_xnn`` logger) goes to stderr; the comparison table goes to stdout.
+``sklearn_xnn`` logger) goes to stderr, as do the warnings of the SRAE fit (each
+distinct message once, ``warning: ...``); the comparison table goes to stdout.
 
-Errors in the user's input (missing files, bad shapes, unknown options, bad values,
-bad ``.npz`` keys) print one line and exit with status 2, without a traceback.
+Errors in the user's input (missing files, files that are not ``.npy``/``.npz``, bad
+shapes or dtypes, constant activations, a ``--test-size`` that leaves fewer than 2 rows
+on a side, unknown options, bad values, bad ``.npz`` keys, arrays an estimator refuses)
+print one line and exit with status 2, without a traceback.
 """
 
 import sys

@@ -1,11 +1,31 @@
 """``sklearn-xnn fit``: explain the user's own activations and logits."""
 
+import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from sklearn_xnn.cli import _shared as shared
 from sklearn_xnn.cli._parser import UsageError
+
+#: The first bytes of the files ``np.load`` reads without pickle: ``.npy`` and ``.npz``
+#: (a zip archive; an empty one starts with the end-of-archive record).
+_MAGIC = (b"\x93NUMPY", b"PK\x03\x04", b"PK\x05\x06")
+
+#: dtype kinds that are real numbers: booleans, integers, floats.
+_REAL_KINDS = "biuf"
+
+
+def _not_numpy_error(path, what):
+    """Only NumPy's binary files are read (never pickles): how to convert a text file."""
+    stem = Path(path).stem
+    sep = ", delimiter=','" if Path(path).suffix.lower() == ".csv" else ""
+    return UsageError(
+        f"could not read {what} file {path!r}: it is not a .npy or .npz file (only NumPy's "
+        f"binary formats are read); convert a text file first, e.g. "
+        f"np.save('{stem}.npy', np.loadtxt({str(path)!r}{sep}))"
+    )
 
 
 def _load_array(spec, what):
@@ -15,42 +35,86 @@ def _load_array(spec, what):
         path, key = spec.rsplit(":", 1)
     if not Path(path).is_file():
         raise UsageError(f"{what} file {path!r} does not exist")
+    with open(path, "rb") as f:
+        if not f.read(6).startswith(_MAGIC):
+            raise _not_numpy_error(path, what)
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                return _npz_member(data, path, key, what)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        if "pickle" in str(exc):  # an object array: refused, never unpickled
+            raise UsageError(
+                f"{what} file {path!r} holds Python objects (dtype object), which are not "
+                "read; save a numeric array, e.g. np.save(path, np.asarray(a, dtype=float))"
+            ) from None
         raise UsageError(f"could not read {what} file {path!r} as .npy/.npz: {exc}") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            keys = list(data.files)
-            if key is None and len(keys) != 1:
-                raise UsageError(f"{path} holds arrays {keys}; choose one as {path}:KEY for {what}")
-            key = keys[0] if key is None else key
-            if key not in keys:
-                raise UsageError(f"{path} has no array {key!r}; it holds {keys}")
-            return data[key]
     if key is not None:
         raise UsageError(f"{path} is a .npy file; it has no keys (drop ':{key}')")
     return data
 
 
+def _npz_member(data, path, key, what):
+    keys = list(data.files)
+    if key is None and len(keys) != 1:
+        raise UsageError(f"{path} holds arrays {keys}; choose one as {path}:KEY for {what}")
+    key = keys[0] if key is None else key
+    if key not in keys:
+        raise UsageError(f"{path} has no array {key!r}; it holds {keys}")
+    member = data[key]
+    if not isinstance(member, np.ndarray):  # a zip member that is not a .npy file
+        raise UsageError(f"{path}: {key!r} is not a .npy array inside the .npz archive")
+    return member
+
+
+def _check_array(a, name, ndims):
+    """Real numbers (no complex, strings, dates), ``ndims`` axes, no empty axis, finite."""
+    if a.dtype.kind not in _REAL_KINDS:
+        kind = "complex" if a.dtype.kind == "c" else "not real numbers"
+        fix = f" (save {name}.real or np.abs({name}) if that is meant)" if kind == "complex" else ""
+        raise UsageError(f"{name} must be real numbers, got dtype {a.dtype} ({kind}){fix}")
+    if a.ndim not in ndims:
+        raise UsageError(
+            f"{name} must be a numeric array with {' or '.join(map(str, ndims))} axes, "
+            f"got shape {a.shape} and dtype {a.dtype}"
+        )
+    if a.ndim == 2 and a.shape[1] == 0:
+        raise UsageError(f"{name} have no columns (shape {a.shape})")
+    if not np.all(np.isfinite(a)):
+        raise UsageError(f"{name} contain NaN or infinite values")
+
+
+def _check_split(n_rows, test_size):
+    """The rows ``train_test_split`` gives each side: 2 or more to fit and to measure."""
+    n_test = math.ceil(test_size * n_rows)
+    n_train = n_rows - n_test
+    if n_train < 2 or n_test < 2:
+        raise UsageError(
+            f"--test-size {test_size} leaves {n_train} training and {n_test} held-out rows "
+            f"of {n_rows}; each side needs at least 2"
+        )
+
+
 def _validated_arrays(args):
+    """The activations (float64) and the logits (their own dtype, so that the estimator
+    sees what the user gave, e.g. class labels instead of logits, and warns)."""
     Z = _load_array(args.activations, "activations")
     Y = _load_array(args.logits, "logits")
-    for name, a, ndims in (("activations", Z, (2,)), ("logits", Y, (1, 2))):
-        if a.ndim not in ndims or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
-            raise UsageError(
-                f"{name} must be a numeric array with {' or '.join(map(str, ndims))} axes, "
-                f"got shape {a.shape} and dtype {a.dtype}"
-            )
-        if not np.all(np.isfinite(a)):
-            raise UsageError(f"{name} contain NaN or infinite values")
+    _check_array(Z, "activations", (2,))
+    _check_array(Y, "logits", (1, 2))
     if Z.shape[0] != Y.shape[0]:
         raise UsageError(
             f"activations have {Z.shape[0]} rows but logits have {Y.shape[0]}; they must match"
         )
     if Z.shape[0] < 20:
         raise UsageError(f"need at least 20 rows to fit and hold out, got {Z.shape[0]}")
-    return Z.astype(np.float64), Y.astype(np.float64)
+    if np.all(Z == Z[0]):
+        raise UsageError(
+            "every activation column is constant (a dead layer?): there is nothing to explain"
+        )
+    _check_split(Z.shape[0], args.test_size)
+    return Z.astype(np.float64), Y
 
 
 def run_fit(args):
@@ -66,7 +130,10 @@ def run_fit(args):
     Z_tr, Z_te, y_tr, y_te = train_test_split(
         Z, Y, test_size=args.test_size, random_state=args.random_state
     )
-    table, fitted = shared.fit_and_compare(params, step, Z_tr, y_tr, Z_te, y_te)
+    try:
+        table, fitted = shared.fit_and_compare(params, step, Z_tr, y_tr, Z_te, y_te)
+    except ValueError as exc:  # an estimator refusing these arrays: the user's input
+        raise UsageError(f"fitting failed on these arrays: {' '.join(str(exc).split())}") from None
     shared.print_table(table)
     step("saving the fitted SRAE explainer and comparison.csv...")
     args.out.mkdir(parents=True, exist_ok=True)

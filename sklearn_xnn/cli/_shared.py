@@ -64,8 +64,20 @@ def print_table(table):
     print(format_comparison(table, [c for c in DEFAULT_COLUMNS if c in table.columns]))
 
 
+def show_warnings(messages):
+    """Each warning message on stderr, as ``warning: <message>``."""
+    for message in messages:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 def fit_and_compare(params, step, Z_tr, y_tr, Z_te, y_te):
-    """Fit SRAE, then the baselines, on the training rows; one table and the fitted models."""
+    """Fit SRAE, then the baselines, on the training rows; one table and the fitted models.
+
+    SRAE's warnings (class labels given as logits, dead x-features, no convergence) are
+    printed on stderr, each message once: they are about the user's data and options.
+    The baselines' (e.g. NMF's ConvergenceWarning at its fixed ``max_iter``) are not, as
+    no option changes them; their table rows name them in ``note``.
+    """
     import pandas as pd
 
     from sklearn_xnn.compare import compare_explainers, default_explainers
@@ -86,9 +98,14 @@ def fit_and_compare(params, step, Z_tr, y_tr, Z_te, y_te):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             table, models = compare_explainers(group, Z_tr, y_tr, Z_te, y_te, return_fitted=True)
+        if not i:
+            show_warnings(table.attrs["warnings"]["SRAE"])
         tables.append(table)
         fitted.update(models)
-    return pd.concat(tables), fitted
+    table = pd.concat(tables)  # pandas keeps attrs only where the parts agree
+    warned = {name: m for t in tables for name, m in t.attrs["warnings"].items()}
+    table.attrs = {**tables[-1].attrs, "warnings": warned}
+    return table, fitted
 
 
 def params_note(args):

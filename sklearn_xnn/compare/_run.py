@@ -205,21 +205,24 @@ def _skip_reason(estimator, Z_train):
 
 
 def _fit_measure(estimator, Z_train, y_train, Z_test, y_test, codes_test):
-    """Fit a clone (headed when it has no predict) and measure it: ``(row, y_pred, fitted)``."""
+    """Fit a clone (headed when it has no predict) and measure it: ``(row, y_pred, fitted,
+    messages)``, the last the distinct messages of the warnings its fit raised."""
     est = clone(estimator)
     est = est if hasattr(est, "predict") else make_headed(est)
     reason = _skip_reason(est, Z_train)
     if reason is not None:
-        return {"note": reason}, None, None
+        return {"note": reason}, None, None, []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         start = time.perf_counter()
         est.fit(Z_train, y_train)
         fit_time = time.perf_counter() - start
         row = evaluate_explainer(est, Z_test, y_test, Z_train=Z_train, codes=codes_test)
-    kinds = sorted({w.category.__name__ for w in caught if issubclass(w.category, UserWarning)})
+    caught = [w for w in caught if issubclass(w.category, UserWarning)]
+    kinds = sorted({w.category.__name__ for w in caught})
     row.update(fit_time_s=fit_time, note="; ".join(kinds))
-    return row, row.pop("y_pred"), est
+    messages = list(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
+    return row, row.pop("y_pred"), est, messages
 
 
 def _frame(rows, names):
@@ -269,7 +272,8 @@ def compare_explainers(
         ``contribution_corr``, ``component_max_cos``, ``component_mean_cos``), health
         (``dead_fraction``), ``concept_recovery``, ``n_components``, ``fit_time_s``, ``note``.
         ``table.k_curve`` holds :func:`k_curve` of the training rows: the rank-K linear
-        bound's R² and PCA's explained variance for every K.
+        bound's R² and PCA's explained variance for every K; ``table.attrs["warnings"]``
+        the messages of the warnings each explainer's fit raised (by name, each once).
     fitted : dict of str to estimator
         Only with ``return_fitted=True``: the fitted explainers, by name.
 
@@ -294,6 +298,7 @@ def compare_explainers(
     table = _frame([r[0] for r in results], list(explainers))
     # plain lists: pandas compares attrs when frames are combined (concat)
     table.attrs["k_curve"] = k_curve(Z_train, y_train).reset_index().to_dict("list")
+    table.attrs["warnings"] = {name: r[3] for name, r in zip(explainers, results, strict=True)}
     if return_fitted:
         return table, dict(zip(explainers, (r[2] for r in results), strict=True))
     return table
@@ -353,7 +358,7 @@ def compare_per_output(
     for est in explainers.values():
         per, preds = [], []
         for c in outputs:
-            row, y_pred, _ = _fit_measure(
+            row, y_pred, _, _ = _fit_measure(
                 est, Z_train, y_train[:, c], Z_test, y_test[:, c], codes_test
             )
             per.append(row)

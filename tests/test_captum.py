@@ -117,3 +117,13 @@ def test_captum_errors(captum_setup):
         xfeature_heatmaps(net, x, method="grad_cam", attribute_kwargs={"n_steps": 4})
     with pytest.raises(ValueError, match="without spatial axes"):
         xfeature_heatmaps(net, x, method=attr.LayerGradCam, layer="trunk.pool")
+
+
+def test_captum_layer_after_the_cut_is_refused(captum_setup):
+    net, x = captum_setup
+    with pytest.raises(ValueError, match=r"'trunk.model.fc' does not run before the explained"):
+        xfeature_heatmaps(net, x, method=attr.LayerGradCam, layer="trunk.model.fc")
+    with pytest.raises(ValueError, match=r"'trunk.model.fc' does not run before the explained"):
+        xfeature_heatmaps(
+            net, x, method="grad_cam", positive_gradients=False, layer="trunk.model.fc"
+        )

@@ -282,3 +282,85 @@ def test_pointing_game_checks_shapes():
     assert pointing_game(hm, masks) == 0.0
     assert pointing_game(hm, masks, tolerance=1) == 1.0
     assert pointing_game(np.zeros((1, 4, 4)), masks) == 0.0
+
+
+def _conv_net(conv, pool, adaptive):
+    """A random-weight conv -> ReLU -> maxpool -> conv -> ReLU -> avg-pool -> linear net."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return torch.nn.Sequential(
+            conv(2, 6, 3, padding=1),
+            torch.nn.ReLU(),
+            pool(2),
+            conv(6, 6, 3, padding=1),
+            torch.nn.ReLU(),
+            adaptive(1),
+            torch.nn.Flatten(),
+            torch.nn.Linear(6, 3),
+        ).eval()
+
+
+@pytest.mark.parametrize(
+    "shape, layers",
+    [
+        ((2, 16), (torch.nn.Conv1d, torch.nn.MaxPool1d, torch.nn.AdaptiveAvgPool1d)),
+        ((2, 6, 6, 6), (torch.nn.Conv3d, torch.nn.MaxPool3d, torch.nn.AdaptiveAvgPool3d)),
+    ],
+    ids=["signals", "volumes"],
+)
+def test_maps_read_on_a_layer_of_signals_and_volumes(shape, layers):
+    """Maps on a coarser layer are resized to the input: 1 and 3 spatial axes too."""
+    net = _conv_net(*layers)
+    x = np.random.default_rng(0).normal(size=(40, *shape)).astype(np.float32)
+    Z, y = extract_activations(net, "4", x, device="cpu")
+    srae = fit_quiet(Z.astype(np.float64), y.astype(np.float64), device="cpu")
+    explained = ExplainedNetwork(net, srae, layer="4")
+    for kw in (
+        dict(method="grad_cam"),  # on layer "4", half the input's size
+        dict(method="excitation_backprop", layer="trunk.model.2"),
+        dict(method="contrastive_excitation_backprop", layer="trunk.model.2"),
+    ):
+        maps = xfeature_heatmaps(explained, x[:5], **kw)
+        assert maps.shape == (5, 2, *shape[1:])
+        assert np.all(np.isfinite(maps)) and np.all(maps >= 0) and maps.max() > 0
+        alone = xfeature_heatmaps(explained, x[3:4], **kw)
+        np.testing.assert_allclose(maps[3:4], alone, rtol=1e-4, atol=1e-6)
+
+
+def test_layer_that_does_not_run_before_the_explained_layer(patch_setup):
+    test, net = patch_setup["test"], patch_setup["net"]
+    for method in ("grad_cam", "excitation_backprop", "contrastive_excitation_backprop"):
+        with pytest.raises(ValueError, match=r"'trunk.model.fc2' does not run before the explai"):
+            xfeature_heatmaps(net, test.images[:2], method=method, layer="trunk.model.fc2")
+
+
+def test_argument_checks(patch_setup):
+    test, net = patch_setup["test"], patch_setup["net"]
+    images = test.images[:2]
+    for bad in (1.7, [True, False], [0.0, 1.0], "1", [[0, 1]]):
+        with pytest.raises(TypeError, match="components must be None, an int or a sequence"):
+            xfeature_heatmaps(net, images, bad)
+    with pytest.raises(ValueError, match="components is empty"):
+        xfeature_heatmaps(net, images, [])
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match="batch_size must be a positive int"):
+            xfeature_heatmaps(net, images, batch_size=bad)
+    for bad in (True, 2.0):
+        with pytest.raises(TypeError, match="batch_size must be a positive int"):
+            xfeature_heatmaps(net, images, batch_size=bad)
+    with pytest.raises(ValueError, match="images holds no input"):
+        xfeature_heatmaps(net, test.images[:0])
+    # numpy integers are integers
+    np.testing.assert_allclose(
+        xfeature_heatmaps(net, images, np.int64(1), batch_size=np.int64(1)),
+        xfeature_heatmaps(net, images, [1]),
+        rtol=1e-5,
+        atol=1e-7,
+    )
+    masks = np.ones((2, 4, 4), bool)
+    with pytest.raises(ValueError, match="tolerance must be a non-negative int, got -1"):
+        pointing_game(np.ones((2, 4, 4)), masks, tolerance=-1)
+    for bad in (0.5, True):
+        with pytest.raises(TypeError, match="tolerance must be a non-negative int"):
+            pointing_game(np.ones((2, 4, 4)), masks, tolerance=bad)
+    assert pointing_game(np.ones((2, 4, 4)), masks, tolerance=np.int64(2)) == 1.0

@@ -5,8 +5,10 @@ The report in a real headless Chromium is in ``test_report_browser.py``.
 
 import copy
 import html
+import inspect
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,7 +28,12 @@ from sklearn_xnn.report import (
     write_report,
 )
 from sklearn_xnn.report._figures import bias_note, feature_names, significant
-from sklearn_xnn.torch import ExplainedNetwork, extract_activations
+from sklearn_xnn.torch import (
+    HEATMAP_METHODS,
+    ExplainedNetwork,
+    extract_activations,
+    xfeature_heatmaps,
+)
 
 OUTPUTS = ["h-stripes", "v-stripes", "checker", "coarse"]
 
@@ -307,3 +314,20 @@ def test_figures_label_their_values(patches):
     weights = head_weights_figure(srae.coef_, OUTPUTS, names)
     assert weights.axes[-1].get_ylabel() == "weight W_ck"
     assert [t.get_text() for t in weights.axes[0].get_xticklabels()] == names
+
+
+def test_heatmap_default_is_the_user_guides():
+    """The report, plot_decision, xfeature_heatmaps and the CLI's choice (HEATMAP_METHODS[0])
+    default to the method the user guide calls the default."""
+    guide = (Path(__file__).parents[1] / "docs" / "user_guide" / "visualising.rst").read_text()
+    (documented,) = re.findall(r'^``"(\w+)"`` \(default\)$', guide, flags=re.MULTILINE)
+    defaults = {
+        f.__name__: inspect.signature(f).parameters[name].default
+        for f, name in (
+            (write_report, "heatmap_method"),
+            (plot_decision, "heatmap_method"),
+            (xfeature_heatmaps, "method"),
+        )
+    }
+    assert defaults == dict.fromkeys(defaults, documented)
+    assert HEATMAP_METHODS[0] == documented == "excitation_backprop"

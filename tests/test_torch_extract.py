@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
 from torch import nn
 
@@ -209,3 +210,138 @@ def test_reconstruction_faithfulness(fitted_srae):
     assert as_callable == pytest.approx(srae_scores, abs=1e-12)
     with pytest.raises(ValueError, match="head_network gives"):
         reconstruction_faithfulness(srae, head, Z, np.zeros((len(Z), 2)))
+
+
+class _SharedReLU(nn.Module):
+    """One ``self.relu`` called twice per forward pass, as in torchvision's ResNet blocks."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(5, 7), nn.Linear(7, 7), nn.Linear(7, 3)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.fc3(self.relu(self.fc2(self.relu(self.fc1(x)))))
+
+
+def test_layer_called_twice_gives_its_first_call_everywhere():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = _SharedReLU().eval()
+    x = torch.as_tensor(np.random.default_rng(0).normal(size=(60, 5)), dtype=torch.float32)
+    with pytest.warns(UserWarning, match="runs 2 times per forward pass.*first call"):
+        Z, logits = extract_activations(model, "relu", x, batch_size=16, device="cpu")
+    with torch.no_grad():
+        first = model.relu(model.fc1(x)).numpy()
+        cut = TruncatedNetwork(model, "relu")(x).numpy()
+    np.testing.assert_allclose(Z, first, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(cut, Z, rtol=0, atol=1e-6)
+    srae = fit_quiet(Z.astype(np.float64), logits.astype(np.float64), n_components=2, device="cpu")
+    net = ExplainedNetwork(model, srae, layer="relu")
+    np.testing.assert_allclose(
+        net.xfeatures(x).detach().numpy(), srae.transform(Z), rtol=1e-4, atol=1e-5
+    )
+    # a module that runs once is read without a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        extract_activations(model, "fc2", x, device="cpu")
+
+
+def test_unbatched_samples_and_xy_pairs_are_refused():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 4)).eval()
+    rng = np.random.default_rng(0)
+    samples = [torch.as_tensor(rng.normal(size=4), dtype=torch.float32) for _ in range(5)]
+    with pytest.raises(ValueError, match=r"output of layer '1' has shape \(8,\).*batches \(n, "):
+        extract_activations(model, "1", samples, device="cpu")
+    with pytest.raises(ValueError, match=r"output of layer '1' has shape \(8,\)"):
+        extract_activations(model, "1", samples, device="cpu", return_logits=False)
+    X, y = rng.normal(size=(10, 4)).astype(np.float32), rng.integers(0, 4, 10).astype(np.float32)
+    with pytest.raises(ValueError, match=r"batch 1 has shape \(10,\).*not an \(X, y\) pair"):
+        extract_activations(model, "1", (X, y), device="cpu")
+    # a model whose output is not one row per input is refused too
+    with pytest.raises(ValueError, match="model's output has shape"):
+        extract_activations(nn.Sequential(nn.Linear(4, 8), nn.Flatten(0)), "0", X, device="cpu")
+    # batches of inputs, from a list or a DataLoader, are read as before
+    Z = extract_activations(model, "1", [X[:6], X[6:]], device="cpu", return_logits=False)
+    assert Z.shape == (10, 8)
+
+
+def test_batch_size_must_be_a_positive_integer(cnn_and_images):
+    model, images = cnn_and_images
+    Z = extract_activations(model, "relu2", images, batch_size=np.int64(8), device="cpu")[0]
+    np.testing.assert_allclose(
+        Z, extract_activations(model, "relu2", images, device="cpu")[0], rtol=0, atol=1e-6
+    )
+    for bad in (True, 2.0, "8"):
+        with pytest.raises(TypeError, match="batch_size must be a positive int"):
+            extract_activations(model, "relu2", images, batch_size=bad, device="cpu")
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+        extract_activations(model, "relu2", images, batch_size=0, device="cpu")
+
+
+class _LookAlike(BaseEstimator):
+    """An explainer's public fitted attributes and ``predict``, nothing private."""
+
+    def __init__(self, srae):
+        names = ["encoder_coefs_", "encoder_intercepts_", "coef_", "intercept_"]
+        for name in [*names, "n_features_in_", "feature_names_in_"]:
+            setattr(self, name, getattr(srae, name))
+        self.predict = srae.predict
+
+    def fit(self, X, y=None):
+        return self
+
+
+def test_explainer_module_of_a_data_frame_fit_warns_nothing():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    Z = pd.DataFrame(rng.random((60, 6)), columns=[f"unit{i}" for i in range(6)])
+    for y in (rng.random((60, 3)), rng.random(60)):
+        srae = fit_quiet(Z, y, n_components=2, device="cpu")
+        look_alike = _LookAlike(srae)  # asked through predict, on a bare array
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            modules = [explainer_module(srae), explainer_module(look_alike)]
+            ExplainedNetwork(nn.Sequential(nn.Linear(6, 6)), srae)
+        assert [m.output_1d for m in modules] == [y.ndim == 1] * 2
+
+
+def test_contributions_of_a_1d_target_have_the_explainers_shape():
+    rng = np.random.default_rng(1)
+    Z = rng.random((50, 6))
+    srae = fit_quiet(Z, Z @ rng.normal(size=6), n_components=2, device="cpu")
+    m = explainer_module(srae, dtype=torch.float64)
+    with torch.no_grad():
+        S = m.contributions(torch.as_tensor(Z)).numpy()
+        S_net = ExplainedNetwork(nn.Identity(), m).contributions(torch.as_tensor(Z)).numpy()
+    assert S.shape == S_net.shape == srae.contributions(Z).shape == (50, 2)
+    np.testing.assert_allclose(S, srae.contributions(Z), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(S.sum(1) + srae.intercept_, srae.predict(Z), rtol=0, atol=1e-10)
+
+
+def test_explained_network_casts_float64_inputs(cnn_and_images):
+    model, images = cnn_and_images
+    images64 = images.astype(np.float64)
+    Z = extract_activations(model, "relu_fc1", images64, device="cpu", return_logits=False)
+    y = Z.astype(np.float64) @ np.random.default_rng(0).normal(size=(Z.shape[1], 3))
+    srae = fit_quiet(Z.astype(np.float64), y, n_components=3, device="cpu")
+    net = ExplainedNetwork(model, srae, layer="relu_fc1")
+    x = torch.as_tensor(images64).requires_grad_(True)
+    feats = net.xfeatures(x)
+    assert feats.dtype == torch.float32
+    np.testing.assert_allclose(feats.detach().numpy(), srae.transform(Z), rtol=1e-4, atol=1e-5)
+    net(x).sum().backward()  # the cast is differentiable: the gradient reaches the input
+    assert x.grad is not None and x.grad.dtype == torch.float64
+    np.testing.assert_allclose(
+        net.xfeatures(images64).detach().numpy(), feats.detach().numpy(), rtol=0, atol=0
+    )
+
+
+def test_a_model_with_one_output_per_row_may_answer_1d():
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1), torch.nn.Flatten(0)
+    )
+    x = torch.randn(10, 4, generator=torch.Generator().manual_seed(0))
+    Z, y = extract_activations(model, "1", x)
+    assert Z.shape == (10, 8) and y.shape == (10, 1)
+    np.testing.assert_allclose(y[:, 0], model(x).detach().numpy(), rtol=1e-6)

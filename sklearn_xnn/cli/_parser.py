@@ -94,7 +94,7 @@ def _add_demo_parser(sub, defaults):
     add(
         "--heatmap",
         choices=HEATMAP_METHODS,
-        default=HEATMAP_METHODS[0],
+        default="excitation_backprop",
         metavar="METHOD",
         help=f"heatmap method of the report: {', '.join(HEATMAP_METHODS)}",
     )

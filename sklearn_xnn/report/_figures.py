@@ -280,7 +280,7 @@ def plot_decision(
     output=None,
     image=None,
     network=None,
-    heatmap_method="contrastive_excitation_backprop",
+    heatmap_method="excitation_backprop",
     output_names=None,
     figure=None,
 ):
@@ -306,7 +306,7 @@ def plot_decision(
     network : ExplainedNetwork, default=None
         With ``image``: one heatmap per significant x-feature
         (:func:`sklearn_xnn.torch.xfeature_heatmaps`).
-    heatmap_method : str, default="contrastive_excitation_backprop"
+    heatmap_method : str, default="excitation_backprop"
         See :func:`sklearn_xnn.torch.xfeature_heatmaps`.
     output_names : list of str, default=None
         Names of the outputs; their indices when None.

@@ -139,7 +139,7 @@ def write_report(
     Z=None,
     images=None,
     network=None,
-    heatmap_method="contrastive_excitation_backprop",
+    heatmap_method="excitation_backprop",
     output_names=None,
     n_examples=6,
     n_top=8,
@@ -168,7 +168,7 @@ def write_report(
         images next to the decompositions.
     network : ExplainedNetwork, optional
         Enables one heatmap per significant x-feature.
-    heatmap_method : str, default="contrastive_excitation_backprop"
+    heatmap_method : str, default="excitation_backprop"
         See :func:`sklearn_xnn.torch.xfeature_heatmaps`.
     output_names : list of str, optional
         Names of the outputs (classes). With more than :data:`MAX_OUTPUTS_SHOWN` outputs

@@ -2,6 +2,8 @@
 
 import contextlib
 import logging
+import numbers
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterable
 
@@ -83,7 +85,8 @@ def iter_batches(data, batch_size):
     """Yield input tensors from a tensor, an array, or an iterable of batches.
 
     A batch that is a tuple or list (as a ``DataLoader`` over ``(x, y)`` yields) contributes
-    its first element.
+    its first element. Every batch must have as many axes as the first, at least one
+    (``(n, ...)``): an iterable of single samples or an ``(X, y)`` pair is refused.
     """
     if isinstance(data, np.ndarray) and data.dtype.kind not in "biuf":
         raise TypeError(f"data must hold numbers, got a numpy array of dtype {data.dtype}.")
@@ -97,10 +100,20 @@ def iter_batches(data, batch_size):
             "data must be a tensor, a numpy array or an iterable of batches (e.g. a "
             f"DataLoader), got {type(data).__name__}."
         )
-    for batch in data:
+    ndim = None
+    for i, batch in enumerate(data):
         if isinstance(batch, tuple | list):
             batch = batch[0]
-        yield torch.as_tensor(batch)
+        batch = torch.as_tensor(batch)
+        ndim = batch.ndim if ndim is None else ndim
+        if batch.ndim == 0 or batch.ndim != ndim:
+            raise ValueError(
+                "data must yield batches (n, ...) of inputs, all with the same number of "
+                f"axes; batch {i} has shape {tuple(batch.shape)}, batch 0 had {ndim} axes. "
+                "Pass X alone, not an (X, y) pair (or a DataLoader over "
+                "TensorDataset(X, y)), and stack single samples into batches."
+            )
+        yield batch
 
 
 def _n_rows(data):
@@ -137,6 +150,15 @@ def _on_device(model, device):
             model.to(old_device)
 
 
+def _check_batch_size(batch_size):
+    """``batch_size`` as an int; raise unless it is a positive integer (numpy's too, not a bool)."""
+    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool):
+        raise TypeError(f"batch_size must be a positive int, got {batch_size!r}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    return int(batch_size)
+
+
 def _as_input(batch, model, device):
     """Floating inputs take the model's dtype (numpy float64 -> float32); others are kept."""
     if not batch.is_floating_point():
@@ -158,11 +180,14 @@ def extract_activations(
 ):
     """Activations of one layer of a network, with the network's outputs, as numpy arrays.
 
-    A forward hook on ``layer`` records its output on every batch. The model runs for
-    inference whatever mode it is in: in eval mode (batch normalisation uses its running
-    statistics and leaves its buffers untouched, dropout is off) under ``torch.no_grad``,
-    on ``device``; afterwards every submodule's ``training`` flag and the model's device
-    are restored, also when an error is raised.
+    A forward hook on ``layer`` records its output on every batch; a layer module that
+    runs more than once per forward pass (a shared ``self.relu``, torchvision's
+    ``layer4.1.relu``) gives its first call's output, as :class:`TruncatedNetwork` and
+    :class:`~sklearn_xnn.torch.ExplainedNetwork` read it, with a ``UserWarning``. The
+    model runs for inference whatever mode it is in: in eval mode (batch normalisation
+    uses its running statistics and leaves its buffers untouched, dropout is off) under
+    ``torch.no_grad``, on ``device``; afterwards every submodule's ``training`` flag and
+    the model's device are restored, also when an error is raised.
 
     Parameters
     ----------
@@ -173,7 +198,8 @@ def extract_activations(
     data : tensor, ndarray or iterable of batches
         The inputs: an array/tensor of shape (n_samples, ...) cut into batches of
         ``batch_size``, or an iterable (e.g. a ``DataLoader``) yielding tensors or
-        ``(inputs, targets)`` tuples.
+        ``(inputs, targets)`` tuples. Every batch has shape (n, ...); an iterable of
+        single samples, or an ``(X, y)`` pair, raises ``ValueError``.
     pooling : {"avg", "max", "flatten"}, default="avg"
         How outputs with more than two axes, such as conv maps ``(N, C, H, W)``, become
         rows: spatial mean, spatial max, or flattening.
@@ -204,13 +230,12 @@ def extract_activations(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    batch_size = _check_batch_size(batch_size)
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
     module = get_layer(model, layer)
     dev = resolve_device(device)
-    captured, rows, outs = [], [], []
+    captured, rows, outs, n_calls = [], [], [], 1
     handle = module.register_forward_hook(lambda m, i, o: captured.append(o))
     try:
         with (
@@ -224,17 +249,46 @@ def extract_activations(
                 out = model(_as_input(batch, model, dev))
                 if not captured:
                     raise RuntimeError(f"Layer {layer!r} was not called by the model's forward.")
-                rows.append(pool_activations(_first_tensor(captured[-1]), pooling).cpu())
+                n_calls = max(n_calls, len(captured))
+                acts = _check_rows(_first_tensor(captured[0]), batch, f"output of layer {layer!r}")
+                rows.append(pool_activations(acts, pooling).cpu())
                 if return_logits:
-                    outs.append(_first_tensor(out).reshape(len(batch), -1).cpu())
+                    logits = _check_rows(_first_tensor(out), batch, "model's output", 1)
+                    outs.append(logits.reshape(len(batch), -1).cpu())
                 if bar is not None:
                     bar.update(len(batch))
     finally:
         handle.remove()
     if not rows:
         raise ValueError("data yielded no batches; nothing to extract.")
+    if n_calls > 1:
+        _warn_repeated(layer, n_calls)
     Z = torch.cat(rows).numpy()
     return (Z, torch.cat(outs).numpy()) if return_logits else Z
+
+
+def _check_rows(out, batch, what, min_ndim=2):
+    """Raise ``ValueError`` unless ``out`` has one row per input of ``batch`` (and at
+    least ``min_ndim`` axes: a layer's output has features, a model's may be 1-D)."""
+    if out.ndim < min_ndim or out.shape[0] != batch.shape[0]:
+        raise ValueError(
+            f"The {what} has shape {tuple(out.shape)} for a batch of shape "
+            f"{tuple(batch.shape)}, not one row per input: data must yield batches "
+            "(n, ...) of inputs, not single samples (stack them, e.g. with a DataLoader)."
+        )
+    return out
+
+
+def _warn_repeated(layer, n_calls):
+    """Warn that ``layer`` ran ``n_calls`` > 1 times in one forward pass."""
+    name = layer if isinstance(layer, str) else type(layer).__name__
+    warnings.warn(
+        f"Layer {name!r} runs {n_calls} times per forward pass (a module used more than "
+        "once, such as a shared ReLU); the first call's output is used. Name a module "
+        "that runs once per forward pass to read an unambiguous layer.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _first_tensor(out):
@@ -266,7 +320,9 @@ class TruncatedNetwork(nn.Module):
     """A network run only up to one of its layers: ``model(x)`` stops at ``layer``.
 
     Works for any ``forward`` (the layer's output is captured by a forward hook and the
-    rest of the forward pass is skipped), keeps the autograd graph, and shares the
+    rest of the forward pass is skipped; a layer module that runs more than once per
+    forward pass gives its first call's output, as in :func:`extract_activations`, which
+    warns about it), keeps the autograd graph, and shares the
     wrapped model's parameters. The model always runs in eval mode, as in
     :func:`extract_activations`, whatever mode it or this module is in: batch
     normalisation uses (and does not update) its running statistics and dropout is off;

@@ -28,6 +28,7 @@ or at an uninformative patch).
 """
 
 import contextlib
+import numbers
 
 import numpy as np
 import torch
@@ -35,12 +36,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from sklearn_xnn.torch import _captum
-from sklearn_xnn.torch._extract import Pool, get_layer
+from sklearn_xnn.torch._extract import Pool, _check_batch_size, get_layer
 from sklearn_xnn.torch._modes import evaluating
 
+# The default of xfeature_heatmaps, the report and the command line comes first.
 HEATMAP_METHODS = (
-    "contrastive_excitation_backprop",
     "excitation_backprop",
+    "contrastive_excitation_backprop",
     "grad_cam",
     "gradient_input",
 )
@@ -253,12 +255,42 @@ def _local_weights(explainer, z, k):
     return w
 
 
+_RESIZE_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
 def _to_input_size(maps, size):
-    """Sum over channels and resize bilinearly to the input's spatial size."""
+    """Sum over channels and resize (bi/tri)linearly to the input's spatial size."""
     maps = maps.sum(1, keepdim=True)
-    if maps.shape[2:] != size:
-        maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    if maps.shape[2:] == size:
+        return maps[:, 0]
+    n_axes = maps.ndim - 2
+    if n_axes != len(size) or n_axes not in _RESIZE_MODES:
+        raise ValueError(
+            f"A map of shape {tuple(maps.shape[2:])} cannot be resized to the input's "
+            f"{tuple(size)}: maps read on a layer need its output to keep the input's 1 to 3 "
+            "spatial axes; choose such a layer (or layer=None where the method allows it)."
+        )
+    maps = F.interpolate(maps, size=size, mode=_RESIZE_MODES[n_axes], align_corners=False)
     return maps[:, 0]
+
+
+def _captured(store, layer):
+    """The output recorded on ``layer`` before the cut, or a ``ValueError`` saying it never ran."""
+    if not store:
+        raise ValueError(
+            f"Layer {layer!r} does not run before the explained layer, so no map can be read "
+            "on it: name a layer of the trunk that runs before the explained layer."
+        )
+    return store[-1]
+
+
+def _layer_before_the_cut(network, x, layer):
+    """The module named ``layer``, checked on one input to run before the explained layer."""
+    module = get_layer(network, layer)
+    with torch.no_grad(), _capture(module) as store:
+        network.activations(x[:1])
+    _captured(store, layer)
+    return module
 
 
 def _excitation_maps(network, x, components, layer, contrastive):
@@ -270,7 +302,7 @@ def _excitation_maps(network, x, components, layer, contrastive):
         _capture(saliency) if saliency is not None else contextlib.nullcontext() as store,
     ):
         z = network.activations(x)
-        target = x if store is None else store[-1]
+        target = x if store is None else _captured(store, layer)
         for k in components:
             w = _local_weights(network.explainer, z, k)
             top = _top_signal(z, w)
@@ -317,7 +349,7 @@ def _gradient_maps(network, x, components, layer, method, positive):
         module = _last_spatial_layer(network, x) if layer is None else get_layer(network, layer)
         with _capture(module) as store:
             feats = network.xfeatures(x)
-        acts = store[-1]
+        acts = _captured(store, layer if layer is not None else module)
         for k in components:
             (g,) = torch.autograd.grad(feats[:, k].sum(), acts, retain_graph=True)
             if positive:
@@ -366,8 +398,11 @@ def _batch_maps(network, x, components, method, layer, positive, attribute_kwarg
         if "instance" not in built:
             module = None
             if _captum.takes_layer(method):
-                module = _last_spatial_layer(network, x) if layer is None else layer
-                module = get_layer(network, module)
+                module = (
+                    _last_spatial_layer(network, x)
+                    if layer is None
+                    else _layer_before_the_cut(network, x, layer)
+                )
             built["instance"] = _captum.build(method, network.xfeature_module(), module)
         method = built["instance"]
     return [
@@ -399,9 +434,13 @@ def xfeature_heatmaps(
     network : ExplainedNetwork
         The network up to the explained layer followed by the explainer's encoder.
     images : tensor or ndarray of shape (n_samples, n_channels, height, width)
-        Inputs (any number of spatial axes works for the gradient methods).
+        Inputs, at least one. Signals (``(n, channels, length)``) and volumes
+        (``(n, channels, depth, height, width)``) work too: maps read on a layer are
+        resized linearly, bilinearly or trilinearly; maps read on the input (Excitation
+        Backprop with ``layer=None``, gradient x input) need no resizing and take any
+        number of spatial axes.
     components : int, sequence of int or None, default=None
-        Which x-features; None means all of them.
+        Which x-features (indices, not bools); None means all of them.
     method : str, captum attribution class or instance, default="excitation_backprop"
         One of :data:`HEATMAP_METHODS`:
 
@@ -424,7 +463,7 @@ def xfeature_heatmaps(
           it points into the patch on 65-77% of the images, EB on 90-100% (seeds 0-3),
           hence EB is the default.
         - ``"grad_cam"``: Grad-CAM of the x-feature on ``layer`` (default: the trunk's
-          last layer with spatial output), upsampled bilinearly. With
+          last layer with spatial output), upsampled (bi)linearly. With
           ``positive_gradients`` (the default) each channel's weight is the spatial mean
           of the *positive part* of the x-feature's gradient, the ReLU that Grad-CAM++
           (Chattopadhay et al., 2018) puts on the gradients, with Grad-CAM's uniform
@@ -445,12 +484,13 @@ def xfeature_heatmaps(
         on ``network.xfeature_module()`` (a layer method gets ``layer``, by default the
         trunk's last layer with spatial output), or an instance built by the caller on
         ``network.xfeature_module()`` or ``network.xfeatures``. Layer attributions are
-        summed over channels and upsampled bilinearly.
+        summed over channels and upsampled (bi)linearly.
     layer : str, optional
         For the Excitation Backprop methods, the layer (name in ``network``, e.g.
         ``"trunk.model.conv1"``) where the map is read and then upsampled; None reads it
         on the input pixels. For ``"grad_cam"`` and captum layer classes, the layer the
-        map is computed on.
+        map is computed on. It must run before the explained layer (``ValueError``
+        otherwise).
     positive_gradients : bool, default=True
         For ``"grad_cam"`` and ``"gradient_input"``: keep only the excitatory (positive)
         part of the gradients, as described under ``method``. False gives the textbook
@@ -467,8 +507,9 @@ def xfeature_heatmaps(
     Returns
     -------
     heatmaps : ndarray of shape (n_samples, n_selected, height, width)
-        Summed over channels; the positive part is the evidence for the x-feature
-        (Grad-CAM is non-negative by construction, the others are clipped at zero).
+        On the input's spatial axes, whatever their number; summed over channels; the
+        positive part is the evidence for the x-feature (Grad-CAM is non-negative by
+        construction, the others are clipped at zero).
 
     Notes
     -----
@@ -504,16 +545,14 @@ def xfeature_heatmaps(
     (5, 2, 8, 8)
     """
     _check_method(method, layer, attribute_kwargs)
-    k_total = network.explainer.feature_layer.out_features
-    if components is None:
-        components = list(range(k_total))
-    components = [int(k) for k in np.atleast_1d(components)]
-    if any(k < 0 or k >= k_total for k in components):
-        raise ValueError(f"components must lie in [0, {k_total}), got {components}.")
+    components = _check_components(components, network.explainer.feature_layer.out_features)
+    batch_size = _check_batch_size(batch_size)
     param = next(iter(network.parameters()))
     images = torch.as_tensor(images)
     if images.ndim < 3:
         raise ValueError(f"images must have shape (n, channels, ...), got {tuple(images.shape)}.")
+    if images.shape[0] == 0:
+        raise ValueError("images holds no input (shape (0, ...)); pass at least one.")
     out, built = [], {}
     with evaluating(network):
         for start in range(0, images.shape[0], batch_size):
@@ -533,6 +572,24 @@ def xfeature_heatmaps(
     return torch.cat(out).double().numpy()
 
 
+def _check_components(components, k_total):
+    """``components`` as a list of x-feature indices, or a TypeError / ValueError."""
+    if components is None:
+        return list(range(k_total))
+    indices = np.asarray(components)
+    if indices.ndim == 1 and indices.size == 0:
+        raise ValueError("components is empty; pass None for every x-feature.")
+    if indices.dtype.kind not in "iu" or indices.ndim > 1:
+        raise TypeError(
+            "components must be None, an int or a sequence of ints (x-feature indices), "
+            f"got {components!r}."
+        )
+    indices = [int(k) for k in np.atleast_1d(indices)]
+    if any(k < 0 or k >= k_total for k in indices):
+        raise ValueError(f"components must lie in [0, {k_total}), got {indices}.")
+    return indices
+
+
 def pointing_game(heatmaps, masks, *, tolerance=0):
     """Fraction of heatmaps whose maximum falls inside the object mask.
 
@@ -547,7 +604,7 @@ def pointing_game(heatmaps, masks, *, tolerance=0):
     masks : array-like of bool of shape (n_samples, height, width)
         Where the evidence truly is.
     tolerance : int, default=0
-        Pixels of slack around the mask.
+        Pixels of slack around the mask, non-negative.
 
     Returns
     -------
@@ -563,6 +620,10 @@ def pointing_game(heatmaps, masks, *, tolerance=0):
     >>> pointing_game(maps, masks)
     0.5
     """
+    if not isinstance(tolerance, numbers.Integral) or isinstance(tolerance, bool):
+        raise TypeError(f"tolerance must be a non-negative int, got {tolerance!r}.")
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be a non-negative int, got {tolerance!r}.")
     heatmaps, masks = np.asarray(heatmaps), np.asarray(masks, dtype=bool)
     if heatmaps.shape != masks.shape or heatmaps.ndim != 3:
         raise ValueError(

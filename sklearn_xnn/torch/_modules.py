@@ -1,5 +1,7 @@
 """A fitted explainer as a ``torch.nn.Module``, alone or on top of the network it explains."""
 
+import warnings
+
 import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
@@ -15,9 +17,18 @@ def _float64(arrays):
 
 
 def _output_is_1d(explainer):
-    """Whether ``predict`` answers 1-D (the explainer was fitted on a 1-D ``y``)."""
+    """Whether ``predict`` answers 1-D (the explainer was fitted on a 1-D ``y``).
+
+    Read from the fitted state (``_y_1d``); an explainer without it (a look-alike) is
+    asked through ``predict`` on one row of zeros, without the feature-name warning that
+    a bare array gives an explainer fitted on a data frame.
+    """
+    if hasattr(explainer, "_y_1d"):
+        return bool(explainer._y_1d)
     probe = np.zeros((1, explainer.n_features_in_))
-    return np.ndim(explainer.predict(probe)) == 1
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        return np.ndim(explainer.predict(probe)) == 1
 
 
 class ExplainerModule(nn.Module):
@@ -64,9 +75,14 @@ class ExplainerModule(nn.Module):
         return y[:, 0] if self.output_1d else y
 
     def contributions(self, z):
-        """Contributions ``x_k W_ck``, shape (n_samples, n_outputs, n_components)."""
+        """Contributions ``x_k W_ck``, shape (n_samples, n_outputs, n_components).
+
+        Shape (n_samples, n_components) for an explainer fitted on a 1-D ``y``, as
+        ``explainer.contributions`` answers.
+        """
         self._require_head()
-        return self.encode(z)[:, None, :] * self.head.weight[None]
+        S = self.encode(z)[:, None, :] * self.head.weight[None]
+        return S[:, 0, :] if self.output_1d else S
 
 
 def explainer_module(explainer, *, dtype=torch.float32, device="cpu"):
@@ -182,9 +198,12 @@ class ExplainedNetwork(nn.Module):
         """The explained layer's activations, shape (n_samples, n_features).
 
         The one place where the network runs: in eval mode, training flags restored.
+        Floating inputs take the trunk's dtype and device (float64 images become float32
+        for a float32 network) as in :func:`~sklearn_xnn.torch.extract_activations`;
+        the cast is differentiable, so gradients still reach ``x``.
         """
         with evaluating(self):
-            z = self.trunk(x)
+            z = self.trunk(self._as_input(x))
         z = z.flatten(1) if z.ndim > 2 else z
         width = self.explainer.encoder[0].in_features
         if z.shape[-1] != width:
@@ -195,12 +214,21 @@ class ExplainedNetwork(nn.Module):
             )
         return z
 
+    def _as_input(self, x):
+        """``x`` on the trunk's device, floating inputs in its dtype (else the explainer's)."""
+        param = next(iter(self.trunk.parameters()), self.explainer.feature_layer.weight)
+        x = torch.as_tensor(x)
+        return x.to(param.device, param.dtype) if x.is_floating_point() else x.to(param.device)
+
     def xfeatures(self, x):
         """x-features, shape (n_samples, n_components)."""
         return self.explainer.encode(self.activations(x))
 
     def contributions(self, x):
-        """Contributions, shape (n_samples, n_outputs, n_components)."""
+        """Contributions, shape (n_samples, n_outputs, n_components).
+
+        Shape (n_samples, n_components) for an explainer fitted on a 1-D ``y``.
+        """
         return self.explainer.contributions(self.activations(x))
 
     def forward(self, x):

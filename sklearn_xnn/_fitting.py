@@ -158,6 +158,7 @@ def train_config(est, n_outputs, nonneg_output, batch_size, n_train, incremental
     weights = getattr(est, "_output_weights", None)
     device = resolve_device(est.device)
     y_mean, y_scale = (None, None) if y_stats is None else y_stats
+    unit = 1.0 if y_stats is None else logit_unit(est, y_mean, y_scale)
     return TrainConfig(
         n_components=est._n_components,
         hidden=est._hidden,
@@ -185,10 +186,28 @@ def train_config(est, n_outputs, nonneg_output, batch_size, n_train, incremental
         faithfulness=est.faithfulness,
         multioutput=est.multioutput,
         temperature=float(est.temperature),
-        y_mean=None if y_mean is None else to_tensor(np.asarray(y_mean), device),
-        y_scale=None if y_scale is None else to_tensor(np.asarray(y_scale), device),
+        y_mean=None if y_mean is None else to_tensor(np.asarray(y_mean) / unit, device),
+        y_scale=None if y_scale is None else to_tensor(np.asarray(y_scale) / unit, device),
+        logit_unit=unit,
         warmup_steps=math.ceil(n_train / batch_size),
     )
+
+
+def logit_unit(est, y_mean, y_scale):
+    """1, or for logits beyond float32's comfortable range (``1e-30 .. 1e30``) the power
+    of two that brings the largest of ``|y_mean|`` and ``y_scale`` near 1: training reads
+    each row's top logit on the logits over it. The softmax of ``"kl"`` needs the logits
+    themselves, so logits that large are refused there."""
+    peak = float(max(np.abs(y_mean).max(initial=0.0), np.abs(y_scale).max(initial=0.0)))
+    if peak == 0.0 or 1e-30 <= peak <= 1e30:
+        return 1.0
+    if est.faithfulness == "kl" and peak > 1e30:
+        raise ValueError(
+            f'faithfulness="kl" takes the softmax of the logits in float32, and these '
+            f'reach {peak:.3g}, beyond its range; use faithfulness="mse" (it rescales '
+            "the logits), or logits below 1e30 in magnitude."
+        )
+    return 2.0 ** round(math.log2(peak))
 
 
 def with_network_head(est, cfg, z_scale, Z):

@@ -64,6 +64,11 @@ def check_input_kind(data, name):
         raise TypeError(
             "y is a scipy sparse matrix, but SRAEExplainer needs dense logits; pass y.toarray()."
         )
+    if getattr(data, "requires_grad", False):
+        raise TypeError(
+            f"{name} is a torch tensor that requires grad; SRAEExplainer reads values, not "
+            f"the graph: pass {name}.detach() (or extract it under torch.no_grad())."
+        )
     kinds = {d.kind for d in _dtypes_of(data)}
     if "c" in kinds:
         raise ValueError(

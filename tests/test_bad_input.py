@@ -304,6 +304,19 @@ def test_huge_and_tiny_logits(data, fitted, magnitude):
     assert r2 == pytest.approx(faithfulness_r2(y, pred / magnitude), abs=1e-12)
 
 
+def test_many_logits_of_any_magnitude_give_the_same_explainer():
+    from sklearn_xnn.datasets import make_concept_activations
+
+    Z, y, _ = make_concept_activations(300, 16, random_state=0)  # 10 outputs: a top one per row
+    ref = fit_quiet(tiny(n_components=3), Z, y).transform(Z)
+    for magnitude in (1e-100, 1e-35, 1e35, 1e100):  # every row's top output read alike
+        np.testing.assert_array_equal(
+            fit_quiet(tiny(n_components=3), Z, y * magnitude).transform(Z), ref
+        )
+    with pytest.raises(ValueError, match=r'faithfulness="kl" takes the softmax .*e\+40'):
+        fit_quiet(tiny(n_components=3, faithfulness="kl"), Z, y * 1e40)
+
+
 def test_a_large_common_offset_is_reported(data):
     Z, y = data
     spread = float(Z.std())
@@ -546,3 +559,17 @@ def test_patch_images_always_leave_room_for_the_distractor(image_size):
     assert not (data.masks & data.distractor_masks).any()
     assert (data.masks.sum((1, 2)) == 16).all() and (data.distractor_masks.sum((1, 2)) == 16).all()
     assert 0.0 <= data.images.min() and data.images.max() <= 1.0
+
+
+def test_a_tensor_that_requires_grad_is_named(data, fitted):
+    import torch
+
+    Z, y = data
+    Zt = torch.as_tensor(Z, dtype=torch.float32).requires_grad_()
+    with pytest.raises(TypeError, match=r"X is a torch tensor that requires grad; .* X.detach\(\)"):
+        tiny().fit(Zt, y)
+    with pytest.raises(TypeError, match="y is a torch tensor that requires grad"):
+        tiny().fit(Z, torch.as_tensor(y).requires_grad_())
+    with pytest.raises(TypeError, match="X.detach"):
+        fitted.transform(Zt)
+    assert fitted.transform(Zt.detach()).shape == (len(Z), fitted.n_components_)

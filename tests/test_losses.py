@@ -111,6 +111,7 @@ def _supervised_cfg(**changes):
         network_head=None,
         y_mean=t(np.array([0.0, 5.0])),
         y_scale=t(np.array([1.0, 1.0])),
+        logit_unit=1.0,
         faith_target=0.01,
         output_weights=t(np.array([0.25, 0.75])),
         multioutput="uniform_average",
@@ -158,7 +159,9 @@ def test_kl_term_is_the_softmax_kl_of_the_logits_in_the_callers_units():
     rng = np.random.default_rng(0)
     y, y_hat = rng.normal(size=(50, 4)), rng.normal(size=(50, 4))
     mean, scale = np.array([1.0, -2.0, 0.5, 3.0]), np.array([2.0, 0.5, 1.0, 4.0])
-    cfg = SimpleNamespace(faithfulness="kl", temperature=2.0, y_mean=t(mean), y_scale=t(scale))
+    cfg = SimpleNamespace(
+        faithfulness="kl", temperature=2.0, y_mean=t(mean), y_scale=t(scale), logit_unit=1.0
+    )
     # training units are standardised; the softmax is taken on the caller's logits
     err = faithfulness_error(t((y_hat - mean) / scale), t((y - mean) / scale), cfg)
     assert err.item() == pytest.approx(softmax_kl(y, y_hat, temperature=2.0), rel=1e-10)

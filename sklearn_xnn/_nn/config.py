@@ -19,7 +19,9 @@ class TrainConfig:
     ``faithfulness`` is ``"mse"`` (the error is the normalised squared error
     ``mean_c MSE_c / var_c``, that is ``1 - R²`` uniform over outputs) or ``"kl"`` (the
     mean KL divergence in nats between the softmax of the logits and of their rebuilt
-    values at ``temperature``, on logits in the caller's units ``y_mean + y_scale * y``).
+    values at ``temperature``, on logits in the caller's units ``logit_unit * (y_mean +
+    y_scale * y)``: ``y_mean`` and ``y_scale`` are stored divided by ``logit_unit``, a
+    power of two, 1 unless the logits leave float32's comfortable range).
     ``faith_target`` is the largest admissible error: the constraint that the multiplier
     enforces; None trains the fixed-weight objective with ``alpha_f``.
     """
@@ -54,6 +56,7 @@ class TrainConfig:
     temperature: float = 1.0
     y_mean: torch.Tensor | None = None
     y_scale: torch.Tensor | None = None
+    logit_unit: float = 1.0
     network_head: torch.nn.Module | None = field(default=None, compare=False)
     z_scale: float = 1.0
     warmup_steps: int = 0

@@ -26,13 +26,15 @@ def softmax_kl(y_hat, y, temperature=1.0):
 
 def logits(y, cfg):
     """Training-unit outputs ``y`` back in the caller's units, ``y_mean + y_scale * y``."""
-    return y * cfg.y_scale + cfg.y_mean
+    out = y * cfg.y_scale + cfg.y_mean
+    return out if cfg.logit_unit == 1.0 else out * cfg.logit_unit
 
 
 def top_outputs(y, cfg):
     """Each row's top output: its largest logit in the caller's units (``y`` itself when
-    ``cfg`` holds no logit scale)."""
-    return (y if cfg.y_scale is None else logits(y, cfg)).argmax(-1)
+    ``cfg`` holds no logit scale), found on the logits over ``cfg.logit_unit`` (positive:
+    the same order, and representable in float32 whatever the logits' magnitude)."""
+    return (y if cfg.y_scale is None else y * cfg.y_scale + cfg.y_mean).argmax(-1)
 
 
 def faithfulness_error(y_hat, y, cfg):
@@ -58,6 +60,7 @@ def network_decision_error(z_hat, y, cfg):
     ``y`` by :func:`faithfulness_error`: the decoder must keep the network's decision.
     """
     out = cfg.network_head(z_hat * cfg.z_scale)
+    out = out if cfg.logit_unit == 1.0 else out / cfg.logit_unit
     return faithfulness_error((out - cfg.y_mean) / cfg.y_scale, y, cfg)
 
 

@@ -103,7 +103,13 @@ def train_chunk(est, eng, X, Y):
         alpha_p=float(est.alpha_pullaway),
         lr=float(est.learning_rate_init),
     )
-    cfg = eng.cfg.replace(max_iter=1, batch_size=min(est.batch_size, X.shape[0]), exact_head=False)
+    # a chunk shorter than one minibatch is a step, not a data set: its own least-squares
+    # head would fit it alone, so the head keeps what its gradient steps learn
+    cfg = eng.cfg.replace(
+        max_iter=1,
+        batch_size=min(est.batch_size, X.shape[0]),
+        exact_head=X.shape[0] >= est.batch_size,
+    )
     resumed = eng.multiplier if eng.constraints is None else eng.constraints
     result = engine.tune(
         eng.model, Zt, Yt, cfg, eng.generator, None, eng.optimizer, resumed, eng.epochs

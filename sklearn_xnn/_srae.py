@@ -463,11 +463,12 @@ class SRAEExplainer(
         rows with every output varying. Each call then runs one fine-tuning epoch over its
         chunk with the same Adam optimiser and the constraints' multipliers and targets
         carried over from the previous ``partial_fit`` call, at the constant learning rate
-        ``learning_rate_init``; the head learns by its gradient steps like every other
-        weight (``fit`` ends each epoch with the exact least-squares head on all its
-        rows, which on one chunk would fit that chunk alone); an epoch that breaks the
-        faithfulness constraint on its chunk is undone, and ``faithfulness_`` is measured
-        on the last chunk; early stopping does not apply. ``alpha_reconstruction``,
+        ``learning_rate_init``; the epoch ends with the exact least-squares head on the
+        chunk, as ``fit``'s epochs do, except on a chunk shorter than ``batch_size`` (the
+        tail of a stream), where the head keeps what its gradient steps learned: a
+        least-squares head on a few rows would fit those rows alone. An epoch that breaks
+        the faithfulness constraint on its chunk is undone, and ``faithfulness_`` is
+        measured on the last chunk; early stopping does not apply. ``alpha_reconstruction``,
         ``alpha_pullaway`` and ``learning_rate_init`` are read at every call (changed
         with ``set_params`` they take effect at the next one); the network's shape and
         the constraint stay those of the first call. After ``fit`` or unpickling,

@@ -63,9 +63,9 @@ class TrainConfig:
     lr_step: int = 40
     lr_gamma: float = 0.1
     multiplier_range: tuple = (1e-3, 1e4)
-    #: End every epoch with the exact least-squares head on its rows (the whole training
-    #: set); False for ``partial_fit`` chunks, whose head learns by its gradient steps
-    #: (a least-squares head on a small chunk would fit that chunk alone).
+    #: End every epoch with the exact least-squares head on its rows; False for a
+    #: ``partial_fit`` chunk shorter than one minibatch, whose head learns by its gradient
+    #: steps (a least-squares head on a few rows would fit those rows alone).
     exact_head: bool = True
     dropout_generator: torch.Generator | None = field(default=None, compare=False)
     #: The other workers of a fit over several processes (``collective.LOCAL``: none).

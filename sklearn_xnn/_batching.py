@@ -59,7 +59,7 @@ def fit_explainers(explainers, X, y=None):
         n_init = n_init_of(est)
         mine = [est] if n_init == 1 else [_member(est, s) for s in init_seeds(est, n_init)]
         if n_init > 1:
-            _forget(est)  # a fit that fails leaves no earlier fit's state behind
+            forget_fit(est)  # a fit that fails leaves no earlier fit's state behind
         members += mine
         owners += [k] * len(mine)
     caught = [[] for _ in members]
@@ -81,7 +81,10 @@ def _member(est, seed):
 def _train(members, X, y, caught, shared):
     """Prepare, train and store every member (sharing the scaled data and the bound
     through the dict ``shared``)."""
-    runs = [m._start_fit(X, y, False, shared) for m in members]
+    runs = []
+    for i, member in enumerate(members):  # its warnings re-emitted once, for the kept one
+        with _recording(caught[i]):
+            runs.append(member._start_fit(X, y, False, shared))
     with torch_threads():
         jobs = [_job(run) for run in runs]
         attempts, sizes = batched.attempts(jobs)
@@ -146,8 +149,9 @@ def _keep_best(est, members, results):
     return best
 
 
-def _forget(est):
-    """Remove the fitted state of ``est``."""
+def forget_fit(est):
+    """Remove the fitted state of ``est`` (a fit that fails leaves none of an earlier
+    fit behind)."""
     for name in [n for n in vars(est) if n.endswith("_") and not n.startswith("__")]:
         delattr(est, name)
     est.__dict__.pop("_engine", None)
@@ -155,7 +159,7 @@ def _forget(est):
 
 def _adopt(est, member):
     """Give ``est`` the fitted state of ``member`` (a fitted clone of it)."""
-    _forget(est)
+    forget_fit(est)
     params = set(est.get_params(deep=False))
     for name, value in vars(member).items():
         if name not in params:

@@ -31,6 +31,7 @@ from sklearn_xnn._validation import (
     auto_hidden_sizes,
     check_faithfulness,
     check_params_vs_input,
+    check_widths,
     rank_request,
     validate_fit_data,
     warn_user,
@@ -220,8 +221,13 @@ def with_network_head(est, cfg, z_scale, Z):
     """``cfg`` with ``est.network_head`` ready to train through: a frozen float32 copy in
     eval mode on ``Z``'s device, checked to map rows of activations to the logits."""
     head = est.network_head
-    if head is None or not cfg.n_outputs:
+    if head is None:
         return cfg
+    if not cfg.n_outputs:
+        raise ValueError(
+            "network_head checks that the decoded activations keep the logits y, so it "
+            "needs y; pass y, or network_head=None for an unsupervised explainer."
+        )
     if not isinstance(head, torch.nn.Module):
         raise TypeError(
             f"network_head must be a torch.nn.Module, got {type(head).__name__}; wrap the "
@@ -280,7 +286,8 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
     n_val, batch_size = check_params_vs_input(est, n_rows, incremental)
     device = resolve_device(est.device)
     generator = make_generator(check_random_state(est.random_state))
-    pooled = est.multioutput == "variance_weighted"
+    # "variance_weighted" pools the outputs' squared errors; the softmax KL has its own
+    pooled = est.multioutput == "variance_weighted" and est.faithfulness == "mse"
     key = (est.rescale, stream, str(device), pooled)
     scaler = memo(shared, ("scaler", key), Scaler.fit, X, Y, est.rescale, collective, pooled)
     with torch_threads():
@@ -310,6 +317,7 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
         est.faithfulness_curve_ = curve
         if est._hidden is None:  # "auto": the widths for the chosen K
             est._hidden = auto_hidden_sizes(X.shape[1], est._n_components)
+        check_widths(est)
         n_outputs = 0 if Y is None else Y.shape[1]
         y_stats = None if Y is None else (scaler.y_mean, scaler.y_scale)
         cfg = train_config(
@@ -514,7 +522,11 @@ def announce_stop(est, history):
 
 def _dead_advice(est):
     """Remedies for dead x-features that ``est`` is not already using."""
-    advice = ["another random_state", f"n_components={est.n_components_ - est.n_dead_components_}"]
+    advice = ["another random_state"]
+    if est.n_dead_components_ < est.n_components_:
+        advice.append(f"n_components={est.n_components_ - est.n_dead_components_}")
+    else:  # every one dead: the training went astray
+        advice.append(f"a smaller learning_rate_init (now {est.learning_rate_init:g})")
     if est.alpha_pullaway > 0:
         advice.append(f"a smaller alpha_pullaway (now {est.alpha_pullaway:g})")
     if est.faithfulness_tol is None and getattr(est, "_has_head", False):
@@ -541,7 +553,7 @@ def announce_problems(est, result, incremental=False):
             "half its explained share; no dead x-feature): the explainer keeps the epoch "
             "closest to them. Try a larger faithfulness_tol, n_components or max_iter."
         )
-    elif not (est._converged or est.early_stopping or result.stopped or incremental):
+    elif not (est._converged or result.stopped or incremental):
         out.append(
             f"SRAEExplainer reached max_iter={est.max_iter} epochs before the loss "
             "stopped improving; consider increasing max_iter."

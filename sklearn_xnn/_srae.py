@@ -89,7 +89,8 @@ class SRAEExplainer(
         (``"variance_weighted"``, right when the outputs share units and the large ones
         matter most). It decides the rank-K bound (``faithfulness_bound_`` is the best
         rank-K linear predictor in that average), the constraint that holds the
-        explainer near it, and :meth:`score`. Ignored by ``faithfulness="kl"``.
+        explainer near it, and :meth:`score`. With ``faithfulness="kl"`` it decides
+        :meth:`score` only: the bound and the constraint are the softmax KL's.
     temperature : float, default=1.0
         Softmax temperature of ``faithfulness="kl"``.
     faithfulness_tol : float or None, default=0.005
@@ -494,6 +495,8 @@ class SRAEExplainer(
         """The one training path of ``fit`` and ``partial_fit``."""
         if incremental and hasattr(self, "n_components_"):
             X, Y = validate_chunk(self, X, y)
+            for name in batching.INIT_ATTRIBUTES:  # they describe the initialisations of fit
+                self.__dict__.pop(name, None)
             eng = self.__dict__.get("_engine") or fitting.engine_from_fitted(self)
             with torch_threads():
                 result = fitting.train_chunk(self, eng, X, Y)
@@ -515,9 +518,7 @@ class SRAEExplainer(
         A fit over several processes passes its ``collective`` (``X`` and ``y`` are then
         this rank's shard; :func:`sklearn_xnn.distributed.fit_sharded`).
         """
-        self.__dict__.pop("_engine", None)  # partial_fit after fit starts from the new weights
-        for name in batching.INIT_ATTRIBUTES:  # an n_init > 1 fit sets them, its members not
-            self.__dict__.pop(name, None)
+        batching.forget_fit(self)  # a fit that fails leaves no earlier fit's state behind
         return fitting.start_fit(self, X, y, incremental, shared, collective)
 
     # ------------------------------------------------------------------ fitted state
@@ -585,6 +586,10 @@ class SRAEExplainer(
     def _n_features_out(self):
         """Number of x-features, for ``get_feature_names_out``."""
         return self.n_components_
+
+    def __sklearn_is_fitted__(self):
+        """Fitted once a fit stored its network (a fit that failed half-way is not)."""
+        return hasattr(self, "encoder_coefs_")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

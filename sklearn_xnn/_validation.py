@@ -207,19 +207,29 @@ def validate_chunk(est, X, y):
 def auto_hidden_sizes(n_features, n_components):
     """``hidden_layer_sizes="auto"``: ``(max(64, 4 K), max(32, 2 K))`` for ``K``
     x-features, each width capped at the paper's ``(800, 100)`` and at twice the input
-    width ``D``. Every hidden layer carries the start's ``K`` directions as ``relu(p),
-    relu(-p)`` pairs (``2 K`` units) and keeps as many units again or more as free
-    capacity; ``2 D`` units already carry the whole input exactly. Wider layers only add
-    cost to every step: measured against the paper's widths (capped at ``2 D``) on eight
-    networks and data sets, three seeds each (``K = 5``), ``(64, 32)`` kept held-out R²
-    within 0.005 and the significant x-features within the seed-to-seed spread, in
-    0.3-0.6x the fit time on 256- and 512-unit layers (about the same on 32- and 64-unit
-    ones, whose capped widths were already small)."""
+    width ``D``, but never below ``2 K``. Every hidden layer carries the start's ``K``
+    directions as ``relu(p), relu(-p)`` pairs (``2 K`` units) and keeps as many units
+    again or more as free capacity; ``2 D`` units already carry the whole input exactly.
+    Wider layers only add cost to every step (``benchmarks/README.md`` has the
+    measurements behind these widths)."""
     k = int(n_components)
     return (
-        min(800, 2 * n_features, max(64, 4 * k)),
-        min(100, 2 * n_features, max(32, 2 * k)),
+        max(2 * k, min(800, 2 * n_features, max(64, 4 * k))),
+        max(2 * k, min(100, 2 * n_features, max(32, 2 * k))),
     )
+
+
+def check_widths(est):
+    """Every hidden layer must carry the ``K`` directions of the faithful start: a layer
+    narrower than ``K`` would silently make the start (and the guarantee) unreachable."""
+    narrow = [w for w in est._hidden if w < est._n_components]
+    if narrow:
+        raise ValueError(
+            f"hidden_layer_sizes={tuple(est._hidden)} has a layer of {min(narrow)} units, "
+            f"fewer than the {est._n_components} x-features: every hidden layer needs at "
+            f"least n_components units (2 * n_components carry the faithful start exactly). "
+            'Widen the layers, or use hidden_layer_sizes="auto".'
+        )
 
 
 def check_params_vs_input(est, n_samples, incremental=False):

@@ -8,6 +8,7 @@ import torch
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import NotFittedError
+from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -304,3 +305,75 @@ def test_verbose_shows_each_epoch_where_logging_is_configured_or_not(planted_sma
     )
     assert out.returncode == 0, out.stderr
     assert "epoch 2: loss" in out.stderr
+
+
+def test_every_hidden_layer_carries_the_k_directions(planted_small):
+    from sklearn_xnn._validation import auto_hidden_sizes
+
+    Z, y, _ = planted_small
+    with pytest.raises(ValueError, match=r"a layer of 4 units, fewer than the 5 x-features"):
+        SRAEExplainer(5, hidden_layer_sizes=(16, 4), device="cpu").fit(Z, y)
+    for n_features in (3, 64, 1000):  # "auto" carries them as pairs, whatever K and D
+        for k in (1, 50, 101, 400):
+            assert min(auto_hidden_sizes(n_features, k)) >= 2 * k
+
+
+def test_a_failed_refit_leaves_no_earlier_fit_behind(planted_small):
+    Z, y, _ = planted_small
+    est = fit_quiet(Z, y, n_components=3)
+    with pytest.raises(ValueError, match="network_head"):  # a head of the wrong shape
+        est.set_params(network_head=torch.nn.Linear(4, 2)).fit(Z[:, :16], y)
+    with pytest.raises(NotFittedError):
+        est.transform(Z)
+
+
+def test_faithfulness_tol_zero_and_early_stopping_warn_as_documented(planted_small):
+    from sklearn.exceptions import ConvergenceWarning
+
+    Z, y, _ = planted_small
+    with pytest.warns(ConvergenceWarning, match="No epoch, nor the start, met the constraints"):
+        SRAEExplainer(3, faithfulness="kl", faithfulness_tol=0.0, **FAST).fit(Z, y)
+    with pytest.warns(ConvergenceWarning, match="reached max_iter=2"):  # early stopping too
+        SRAEExplainer(3, **{**FAST, "max_iter": 2, "early_stopping": True}).fit(Z, y)
+
+
+def test_kl_fits_ignore_multioutput_but_score_follows_it(planted_small):
+    Z, y, _ = planted_small
+    fits = [
+        fit_quiet(Z, y, n_components=3, faithfulness="kl", multioutput=m)
+        for m in ("uniform_average", "variance_weighted")
+    ]
+    np.testing.assert_array_equal(fits[0].transform(Z), fits[1].transform(Z))
+    assert fits[1].score(Z, y) == pytest.approx(
+        r2_score(y, fits[1].predict(Z), multioutput="variance_weighted"), rel=1e-9
+    )
+
+
+def test_network_head_needs_y(planted_small):
+    Z, _, _ = planted_small
+    with pytest.raises(ValueError, match="network_head .* needs y"):
+        SRAEExplainer(3, network_head=torch.nn.Linear(Z.shape[1], 4), **FAST).fit(Z)
+
+
+def test_n_init_warns_once_and_partial_fit_drops_the_initialisations(planted_small):
+    Z, y, _ = planted_small
+    labels = np.argmax(y, axis=1)  # class labels where the logits go
+    with pytest.warns(UserWarning) as record:
+        est = SRAEExplainer(3, n_init=3, random_state=0, **FAST).fit(Z, labels)
+    assert sum("looks like class labels" in str(w.message) for w in record) == 1
+    est.partial_fit(Z[:100], labels[:100])
+    assert not hasattr(est, "init_scores_") and not hasattr(est, "best_init_")
+
+
+def test_all_dead_advice_names_a_valid_remedy():
+    from sklearn.exceptions import ConvergenceWarning
+
+    from sklearn_xnn.datasets import make_concept_activations
+
+    Z, y, _ = make_concept_activations(500, 32, random_state=0)
+    est = SRAEExplainer(max_iter=5, learning_rate_init=100.0, faithfulness_tol=None, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="dead") as record:
+        est.fit(Z, y)
+    assert est.n_dead_components_ == est.n_components_  # every one: training went astray
+    message = next(str(w.message) for w in record if "dead" in str(w.message))
+    assert "n_components=0" not in message and "smaller learning_rate_init" in message

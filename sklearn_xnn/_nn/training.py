@@ -480,7 +480,8 @@ def start_multiplier(model, Z, Y, cfg, steps_per_epoch, value=None, max_rows=409
     ]
     noise = float(np.std(errors)) if len(errors) > 1 else 0.0
     slack = max(cfg.faith_target - e0, noise, 1e-3 * cfg.faith_target, 1e-12)
-    lam0 = objective(evaluate(model, Zs, Ys, cfg).tolist(), cfg) / cfg.faith_target
+    total = objective(evaluate(model, Zs, Ys, cfg).tolist(), cfg)
+    lam0 = total / cfg.faith_target if cfg.faith_target > 0 else math.inf  # tol 0: the most
     lam0 = min(max(lam0, cfg.multiplier_range[0]), cfg.multiplier_range[1])
     share = float(uncovered(h, model.head.weight, top_outputs(Ys, cfg))[1])
     lam0, slack, share = cfg.collective.broadcast((lam0, slack, share))  # rank 0's rows decide

@@ -256,7 +256,8 @@ def _write_atomically(path, payload):
 
 # ---------------------------------------------------------------------------- load
 def load(path, expected_class=None):
-    """Load an estimator written by :func:`save`, without executing anything from the file.
+    """Load an estimator written by :meth:`~sklearn_xnn.SRAEExplainer.save`, without
+    executing anything from the file.
 
     Parameters
     ----------

@@ -71,10 +71,10 @@ class SRAEExplainer(
     hidden_layer_sizes : tuple of int or "auto", default="auto"
         Widths of the encoder's hidden layers (mirrored in the decoder). "auto" is
         ``(max(64, 4 K), max(32, 2 K))`` for ``K`` x-features, each width capped at the
-        paper's ``(800, 100)`` and at ``2 * n_features``: every hidden layer carries the
-        start's ``K`` directions as ReLU pairs and keeps as many free units again or
-        more (wider layers cost time without making the explanation more faithful or
-        sparser).
+        paper's ``(800, 100)`` and at ``2 * n_features`` but never below ``2 K``: every
+        hidden layer carries the start's ``K`` directions as ReLU pairs (wider layers
+        cost time without making the explanation more faithful or sparser). A layer
+        narrower than ``K`` is refused: it could not carry the faithful start.
     faithfulness : {"mse", "kl"}, default="mse"
         What the explanation must keep. ``"mse"``: the logits (squared error, R² averaged
         over the outputs as ``multioutput`` says). ``"kl"``: the decision, the mean KL

@@ -110,8 +110,8 @@ def fit_sharded(estimator, X, y=None, *, sharded=False, group=None):
 
     See Also
     --------
-    SRAEExplainer.fit : The one-process fit.
-    SRAEExplainer.partial_fit : Streaming training in one process.
+    sklearn_xnn.SRAEExplainer.fit : The one-process fit.
+    sklearn_xnn.SRAEExplainer.partial_fit : Streaming training in one process.
 
     Notes
     -----

@@ -1,7 +1,7 @@
 """Many explainers on one device: parameter sweeps and cross-validated selection, batched.
 
-:func:`sweep` fits one :class:`~sklearn_xnn.SRAEExplainer` per parameter setting on the
-same data; :class:`SRAEExplainerCV` scores the settings by cross-validation and refits
+:func:`~sklearn_xnn.sweep` fits one :class:`~sklearn_xnn.SRAEExplainer` per parameter setting on the
+same data; :class:`~sklearn_xnn.SRAEExplainerCV` scores the settings by cross-validation and refits
 the best. Both train every group of settings that share a network shape and a training
 step (seeds, alphas, ``faithfulness_tol``, epochs and early-stopping rule may differ) as
 one stacked network, each step one set of batched kernels instead of one set per

@@ -10,8 +10,8 @@ report of :mod:`sklearn_xnn.report` does:
 * which x-features each digit class uses (the head weights ``W``);
 * the test images on which each x-feature fires most;
 * one decision split into x-feature contributions, with a heatmap per significant
-  x-feature: where in the image its evidence lies (contrastive Excitation Backprop
-  through the CNN and the explainer's encoder, :func:`~sklearn_xnn.torch.xfeature_heatmaps`).
+  x-feature: where in the image its evidence lies (Excitation Backprop through the CNN
+  and the explainer's encoder, :func:`~sklearn_xnn.torch.xfeature_heatmaps`).
 
 ``sklearn-xnn demo`` runs the same steps from the command line (with PCA, NMF and PLS
 for comparison) and writes the report as one HTML page.

@@ -86,7 +86,7 @@ def iter_batches(data, batch_size):
 
     A batch that is a tuple or list (as a ``DataLoader`` over ``(x, y)`` yields) contributes
     its first element. Every batch must have as many axes as the first, at least one
-    (``(n, ...)``): an iterable of single samples or an ``(X, y)`` pair is refused.
+    (``(n, ...)``): an ``(X, y)`` pair is refused.
     """
     if isinstance(data, np.ndarray) and data.dtype.kind not in "biuf":
         raise TypeError(f"data must hold numbers, got a numpy array of dtype {data.dtype}.")
@@ -198,8 +198,10 @@ def extract_activations(
     data : tensor, ndarray or iterable of batches
         The inputs: an array/tensor of shape (n_samples, ...) cut into batches of
         ``batch_size``, or an iterable (e.g. a ``DataLoader``) yielding tensors or
-        ``(inputs, targets)`` tuples. Every batch has shape (n, ...); an iterable of
-        single samples, or an ``(X, y)`` pair, raises ``ValueError``.
+        ``(inputs, targets)`` tuples. Every batch has shape (n, ...), its first axis
+        read as rows: stack single samples first (many layers also accept one unbatched
+        sample, so a list of samples raises ``ValueError`` only where the layer's output
+        stops having one row per input). An ``(X, y)`` pair raises ``ValueError``.
     pooling : {"avg", "max", "flatten"}, default="avg"
         How outputs with more than two axes, such as conv maps ``(N, C, H, W)``, become
         rows: spatial mean, spatial max, or flattening.

@@ -59,7 +59,7 @@ def fit_explainers(explainers, X, y=None):
         n_init = n_init_of(est)
         mine = [est] if n_init == 1 else [_member(est, s) for s in init_seeds(est, n_init)]
         if n_init > 1:
-            forget_fit(est)  # a fit that fails leaves no earlier fit's state behind
+            fitting.forget_fit(est)  # a fit that fails leaves no earlier fit's state behind
         members += mine
         owners += [k] * len(mine)
     caught = [[] for _ in members]
@@ -149,17 +149,9 @@ def _keep_best(est, members, results):
     return best
 
 
-def forget_fit(est):
-    """Remove the fitted state of ``est`` (a fit that fails leaves none of an earlier
-    fit behind)."""
-    for name in [n for n in vars(est) if n.endswith("_") and not n.startswith("__")]:
-        delattr(est, name)
-    est.__dict__.pop("_engine", None)
-
-
 def _adopt(est, member):
     """Give ``est`` the fitted state of ``member`` (a fitted clone of it)."""
-    forget_fit(est)
+    fitting.forget_fit(est)
     params = set(est.get_params(deep=False))
     for name, value in vars(member).items():
         if name not in params:

@@ -266,6 +266,14 @@ def require_finite(est, model, stage):
     )
 
 
+def forget_fit(est):
+    """Remove the fitted state of ``est`` (a fit that fails leaves none of an earlier
+    fit behind)."""
+    for name in [n for n in vars(est) if n.endswith("_") and not n.startswith("__")]:
+        delattr(est, name)
+    est.__dict__.pop("_engine", None)
+
+
 def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
     """Everything ``fit`` does before training: validation, scaling, the linear reference
     (and the number of x-features it decides), the configuration and the constraint; a

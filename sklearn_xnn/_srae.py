@@ -518,7 +518,7 @@ class SRAEExplainer(
         A fit over several processes passes its ``collective`` (``X`` and ``y`` are then
         this rank's shard; :func:`sklearn_xnn.distributed.fit_sharded`).
         """
-        batching.forget_fit(self)  # a fit that fails leaves no earlier fit's state behind
+        fitting.forget_fit(self)  # a fit that fails leaves no earlier fit's state behind
         return fitting.start_fit(self, X, y, incremental, shared, collective)
 
     # ------------------------------------------------------------------ fitted state

@@ -269,13 +269,11 @@ def finite_weights(model):
     return not floats or bool(torch.isfinite(torch.cat(floats)).all())
 
 
-#: The part of its start's explained share each output must keep (see
-#: :func:`explained_shares`).
+#: The part of its start's explained share each output must keep (:func:`explained_shares`).
 KEPT_SHARE = 0.5
 
-#: The share of all rows by which the outputs' explained shares may fall under their
-#: floors in a feasible epoch (:func:`explained_shortfall`): with hundreds of outputs some
-#: class with a handful of top rows loses one in almost every epoch.
+#: The share of all rows by which the outputs' explained shares may fall under their floors
+#: in a feasible epoch (:func:`explained_shortfall`): some class loses a row in most epochs.
 SHORTFALL_TOL = 0.005
 
 
@@ -285,15 +283,15 @@ def epoch_head(model, x, targets, cfg, floor):
     shortfall)``: its faithfulness error on the rows of ``targets`` (:func:`head_error`)
     and its :func:`explained_shortfall` under ``floor`` (0 when ``floor`` is None).
 
-    The head is the exact least-squares head on ``x``, the most faithful one for
-    ``"mse"``; for ``"kl"`` the trained head stays when its softmax KL is smaller, and
-    without ``cfg.exact_head`` the trained head always stays.
+    The head is the exact least-squares head on ``x`` (the most faithful for ``"mse"``),
+    kept for ``"kl"`` only when its softmax KL is smaller; without ``cfg.exact_head``,
+    the trained head.
     """
     m = targets.head_moments(x, cfg)
-    kl = cfg.faithfulness == "kl"
-    keep = kl or m is None or not cfg.exact_head
+    exact = m is not None and cfg.exact_head
+    keep = cfg.faithfulness == "kl" or not exact
     error = head_error(model.head, x, targets, cfg, m) if keep else math.inf
-    if m is not None and cfg.exact_head:
+    if exact:
         trained = (model.head.weight.detach().clone(), model.head.bias.detach().clone())
         set_head(model.head, *bound.lstsq_head(m, multioutput=cfg.multioutput)[:2])
         exact = head_error(model.head, x, targets, cfg, m)
@@ -480,8 +478,7 @@ def start_multiplier(model, Z, Y, cfg, steps_per_epoch, value=None, max_rows=409
     ]
     noise = float(np.std(errors)) if len(errors) > 1 else 0.0
     slack = max(cfg.faith_target - e0, noise, 1e-3 * cfg.faith_target, 1e-12)
-    total = objective(evaluate(model, Zs, Ys, cfg).tolist(), cfg)
-    lam0 = total / cfg.faith_target if cfg.faith_target > 0 else math.inf  # tol 0: the most
+    lam0 = objective(evaluate(model, Zs, Ys, cfg).tolist(), cfg) / max(cfg.faith_target, 1e-300)
     lam0 = min(max(lam0, cfg.multiplier_range[0]), cfg.multiplier_range[1])
     share = float(uncovered(h, model.head.weight, top_outputs(Ys, cfg))[1])
     lam0, slack, share = cfg.collective.broadcast((lam0, slack, share))  # rank 0's rows decide

@@ -14,13 +14,9 @@ from sklearn_xnn.torch._extract import (
     split_sequential,
 )
 from sklearn_xnn.torch._faithfulness import reconstruction_faithfulness
-from sklearn_xnn.torch._heatmaps import (
-    HEATMAP_METHODS,
-    excitation_rules,
-    pointing_game,
-    xfeature_heatmaps,
-)
+from sklearn_xnn.torch._heatmaps import HEATMAP_METHODS, excitation_rules, xfeature_heatmaps
 from sklearn_xnn.torch._modules import ExplainedNetwork, ExplainerModule, explainer_module
+from sklearn_xnn.torch._pointing import pointing_game
 
 __all__ = [
     "HEATMAP_METHODS",

@@ -288,10 +288,10 @@ def epoch_head(model, x, targets, cfg, floor):
     the trained head.
     """
     m = targets.head_moments(x, cfg)
-    exact = m is not None and cfg.exact_head
-    keep = cfg.faithfulness == "kl" or not exact
+    refit = m is not None and cfg.exact_head
+    keep = cfg.faithfulness == "kl" or not refit
     error = head_error(model.head, x, targets, cfg, m) if keep else math.inf
-    if exact:
+    if refit:
         trained = (model.head.weight.detach().clone(), model.head.bias.detach().clone())
         set_head(model.head, *bound.lstsq_head(m, multioutput=cfg.multioutput)[:2])
         exact = head_error(model.head, x, targets, cfg, m)

@@ -2,6 +2,7 @@
 options generated from the estimator, plain-text help with defaults, progress on stderr."""
 
 import argparse
+import html
 import re
 import subprocess
 import sys
@@ -36,8 +37,11 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert "[7/7" in captured.err  # numbered step lines
     assert "fitting SRAE" in captured.err and "writing report" in captured.err
     assert re.search(r"^    epoch 1: loss \S+", captured.err, re.M)  # the estimator's lines
-    html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 4
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 4
+    assert "Every explainer has K=5;" in page  # the demo's default K
+    captions = re.findall(r"<figcaption>Held-out input \d+: ([^<(]*)", page)
+    assert len(captions) == 2 and all(c.startswith("the network predicts ") for c in captions)
     assert (out / "top_activating.png").stat().st_size > 1000
     assert len(list(out.glob("decomposition_*.png"))) == 2
 
@@ -78,7 +82,23 @@ def test_fit_with_an_automatic_k_gives_the_baselines_the_chosen_k(arrays, capsys
     table = pd.read_csv(out / "comparison.csv", index_col="explainer")
     assert set(table.index) == {"SRAE", "PCA", "NMF", "PLS", "random"}
     assert (table["n_components"] == k).all()
-    assert "PCA" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert re.search(rf"^n_components +{k} +{k} +{k} +{k} +{k}$", captured.out, re.M)
+    chosen = f"K={k} (chosen by n_components='auto')"
+    assert f"fitting baselines (PCA, NMF, PLS, random) with SRAE's {chosen}" in captured.err
+    report = html.unescape((out / "report.html").read_text())
+    assert f"held-out rows; {chosen}." in report and "K=auto" not in report
+
+
+def test_the_fit_report_explains_the_networks_decisions(arrays, capsys):
+    out = arrays / "out"
+    args = ["fit", "--activations", str(arrays / "Z.npy"), "--logits", str(arrays / "Y.npy")]
+    assert main([*args, "--out", str(out), "--n-components", "3", *FAST]) == 0
+    report = html.unescape((out / "report.html").read_text())
+    captions = re.findall(r"<figcaption>Held-out input \d+: ([^<(]*)", report)
+    assert captions and all(c.startswith("the network predicts ") for c in captions)
+    assert "rows the network predicts it on" in report
+    assert "held-out rows; K=3." in report
 
 
 @pytest.mark.parametrize(

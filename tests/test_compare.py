@@ -372,3 +372,95 @@ def test_comparison_keeps_each_fits_warning_messages_once(split):
         table = compare_explainers({"w": _Warns(2), "PCA": PCA(2)}, Zt, yt, Zs, ys)
     assert table.attrs["warnings"] == {"w": ["first spread over lines", "second"], "PCA": []}
     assert table.loc["w", "note"] == "UserWarning"
+
+
+# --------------------------------------------------------------- reading a comparison
+def test_repeated_explainer_names_are_refused(split):
+    from sklearn_xnn.compare import best_rows, describe_losses, format_comparison
+
+    Zt, yt, Zs, ys, _ = split
+    t3 = compare_explainers({"PCA": PCA(3)}, Zt, yt, Zs, ys)
+    t6 = compare_explainers({"PCA": PCA(6), "PLS": PLSRegression(2)}, Zt, yt, Zs, ys)
+    both = pd.concat([t3, t6])
+    match = r"repeats the explainer names \['PCA'\]; every row needs its own name"
+    for read in (
+        lambda: format_comparison(both),
+        lambda: describe_losses(both, "PLS"),
+        lambda: best_rows(both, "faithfulness_r2"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            read()
+    assert "PCA" in repr(t3.__class__(both))  # printing still works (pandas' text)
+    renamed = both.set_axis(["PCA-3", "PCA-6", "PLS"])
+    assert best_rows(renamed, "faithfulness_r2") == [renamed["faithfulness_r2"].idxmax()]
+
+
+def test_a_method_skipped_on_every_output_has_no_fit_time(split):
+    from sklearn_xnn.compare import best_rows, describe_losses
+
+    Zt, yt, Zs, ys, _ = split
+    signed = {"Z_train": Zt - Zt.mean(0), "Z_test": Zs - Zt.mean(0)}
+    table = compare_per_output(
+        {"PCA": PCA(2), "NMF": NMF(2)}, signed["Z_train"], yt, signed["Z_test"], ys
+    )
+    assert table.loc["NMF", "note"].startswith("skipped: NMF needs non-negative")
+    assert np.isnan(table.loc["NMF", "fit_time_s"])
+    assert table.loc["PCA", "fit_time_s"] > 0
+    assert best_rows(table, "fit_time_s") == ["PCA"]
+    assert not any("faster" in s for s in describe_losses(table, "PCA"))
+
+
+def test_the_k_curve_reaches_the_largest_k_compared(split):
+    Zt, yt, Zs, ys, _ = split  # 32 activation features
+    table = compare_explainers({"PCA-3": PCA(3), "PCA-25": PCA(25)}, Zt, yt, Zs, ys)
+    assert list(table.k_curve.index) == list(range(1, 26))
+    small = compare_explainers({"PCA": PCA(3)}, Zt, yt, Zs, ys)
+    assert small.k_curve.index.max() == 20  # at least 20
+
+
+CONCISE = pd.DataFrame(
+    {"n_significant": [1.0, 0.46, 0.9], "top_explained": [1.0, 0.46, 0.97]},
+    index=["NMF", "PCA", "PLS"],
+)
+
+
+def test_conciseness_is_read_with_the_decisions_explained():
+    from sklearn_xnn.compare import best_rows, describe_losses
+
+    # PCA's low n_significant comes from inputs it does not explain: not starred
+    assert best_rows(CONCISE, "n_significant") == ["PLS"]  # 0.97 is within 0.05 of 1
+    assert best_rows(CONCISE.loc[["PCA"]], "n_significant") == ["PCA"]
+    assert best_rows(CONCISE[["n_significant"]], "n_significant") == ["PCA"]
+    (sentence,) = [s for s in describe_losses(CONCISE, "NMF") if "concise" in s]
+    assert sentence == (
+        "PCA and PLS are more concise than NMF on these data: NMF's significant per input "
+        "and output 1 is above PCA's 0.46 and PLS's 0.9 (lower is better), but PCA and PLS "
+        "explain fewer decisions (decisions explained: PCA's 0.46 and PLS's 0.97, NMF's 1; "
+        "an input with no positive contribution counts 0 here)."
+    )
+    (one,) = [s for s in describe_losses(CONCISE.drop(index="PLS"), "NMF") if "concise" in s]
+    assert one.endswith(
+        "(lower is better), but PCA explains fewer decisions (decisions explained: PCA's "
+        "0.46, NMF's 1; an input with no positive contribution counts 0 here)."
+    )
+    as_good = CONCISE.assign(top_explained=[1.0, 1.0, 1.0])
+    (plain,) = [s for s in describe_losses(as_good, "NMF") if "concise" in s]
+    assert plain.endswith("(lower is better).")
+
+
+def test_the_more_columns_hint_counts_what_all_columns_adds(split):
+    from sklearn_xnn.compare import format_comparison
+
+    Zt, yt, Zs, ys, _ = split
+    table = compare_explainers({"PCA": PCA(1)}, Zt, yt[:, 0], Zs, ys[:, 0])  # no codes, 1 logit
+
+    def metric_lines(text):
+        lines = text.split("\nnote:")[0].split("\nK curve")[0].splitlines()[1:]
+        return [line for line in lines if not line.startswith("(")]
+
+    main, every = format_comparison(table), format_comparison(table, columns="all")
+    extra = len(metric_lines(every)) - len(metric_lines(main))
+    assert main.splitlines()[-1] == (
+        f"({extra} more columns: format_comparison(table, columns='all'))"
+    )
+    assert extra == 4  # rmse, explained_variance, pullaway_samples, n_components

@@ -27,7 +27,8 @@ from sklearn_xnn.report import (
     top_activating_figure,
     write_report,
 )
-from sklearn_xnn.report._figures import bias_note, feature_names, significant
+from sklearn_xnn.report._explainer import feature_names
+from sklearn_xnn.report._figures import bias_note, significant, to_png
 from sklearn_xnn.torch import (
     HEATMAP_METHODS,
     ExplainedNetwork,
@@ -277,7 +278,7 @@ def test_plot_decision(patches):
     ticks = [t.get_text() for t in fig.axes[1].get_xticklabels()]
     assert ticks == [*names, "bias"]
     predicted = int(srae.predict(Z[:1]).argmax())
-    assert fig.axes[0].get_title() == f"input, predicted {OUTPUTS[predicted]}"
+    assert fig.axes[0].get_title() == f"input\ntop rebuilt output {OUTPUTS[predicted]}"
     S = srae.contributions(Z[:1])[0, predicted]
     np.testing.assert_allclose(
         [p.get_height() for p in fig.axes[1].patches],
@@ -301,7 +302,7 @@ def test_report_uses_the_explainer_names_and_flags_the_bias(patches, tmp_path):
         tmp_path, TABLE, explainer=shifted, Z=Z[:30], n_examples=2, output_names=OUTPUTS
     ).read_text(encoding="utf-8")
     assert text.count("<b>Most of this score comes from the bias (") == 2
-    assert "predicted output h-stripes" in text
+    assert "the explainer&#x27;s top rebuilt output is h-stripes (rebuilt score" in text
 
 
 def test_figures_label_their_values(patches):
@@ -331,3 +332,250 @@ def test_heatmap_default_is_the_user_guides():
     }
     assert defaults == dict.fromkeys(defaults, documented)
     assert HEATMAP_METHODS[0] == documented == "excitation_backprop"
+
+
+# ------------------------------------------------------------------ whose decision is shown
+def _captions(text):
+    found = re.findall(r"<figcaption>(Held-out input \d+: [^<]*)", html.unescape(text))
+    return [c.strip() for c in found]
+
+
+def test_with_y_the_report_explains_the_networks_decisions(patches, tmp_path):
+    data, model, Z, y, srae = patches
+    Z, rebuilt = Z[:40], srae.predict(Z[:40])
+    network = np.roll(rebuilt, 1, axis=1)  # the network decides output (top + 1) % 4
+    decided = network.argmax(1)
+    assert (decided != rebuilt.argmax(1)).all()
+    text = write_report(
+        tmp_path / "y", TABLE, explainer=srae, Z=Z, y=network, output_names=OUTPUTS
+    ).read_text(encoding="utf-8")
+    captions = _captions(text)
+    assert len(captions) == 6
+    for caption in captions:
+        i = int(re.match(r"Held-out input (\d+)", caption).group(1))
+        score = rebuilt[i, decided[i]]
+        top = OUTPUTS[rebuilt[i].argmax()]
+        assert caption == (
+            f"Held-out input {i}: the network predicts {OUTPUTS[decided[i]]} (its rebuilt "
+            f"score {score:.2f}; the explainer's top rebuilt output is {top})."
+        )
+    counts = dict(re.findall(r"<tr><th>([\w-]+)</th><td>(\d+)</td>", text))
+    expected = {OUTPUTS[c]: str(n) for c, n in enumerate(np.bincount(decided, minlength=4)) if n}
+    assert counts == expected
+    assert "rows the network predicts it on" in text and "predicted output" not in text
+    # without y: every sentence says it is the explainer's top rebuilt output
+    plain = write_report(tmp_path / "n", TABLE, explainer=srae, Z=Z, output_names=OUTPUTS)
+    plain = plain.read_text(encoding="utf-8")
+    assert all("the explainer's top rebuilt output is" in c for c in _captions(plain))
+    assert "can differ from the network's decision; pass y" in html.unescape(plain)
+    assert "predicted output" not in plain and "network predicts" not in plain
+
+
+def test_write_report_checks_rows_before_writing(patches, tmp_path):
+    data, model, Z, y, srae = patches
+    for kwargs, match in [
+        (dict(images=data.images[:50]), r"images must have one row per row of Z \(40"),
+        (dict(images=data.images[:41]), r"images must have one row per row of Z \(40.*got 41"),
+        (dict(y=y[:39]), r"y must have one row per row of Z \(40.*got 39"),
+        (dict(y=y[:40, :3]), r"y must hold the network's 4 logits per row"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            write_report(tmp_path / "never", TABLE, explainer=srae, Z=Z[:40], **kwargs)
+    duplicated = pd.concat([TABLE, TABLE.loc[["PCA"]]])
+    with pytest.raises(ValueError, match=r"repeats the explainer names \['PCA'\]"):
+        write_report(tmp_path / "never", duplicated)
+    assert not (tmp_path / "never").exists()
+
+
+def test_outputs_never_decided_are_named(patches, tmp_path):
+    data, model, Z, y, srae = patches
+    always_first = np.tile([1.0, 0.0, 0.0, 0.0], (30, 1))  # the network always decides 0
+    text = write_report(
+        tmp_path, TABLE, explainer=srae, Z=Z[:30], y=always_first, output_names=OUTPUTS
+    ).read_text(encoding="utf-8")
+    assert re.findall(r"<tr><th>([\w-]+)</th><td>(\d+)</td>", text) == [("h-stripes", "30")]
+    assert (
+        "3 of the 4 outputs are never the network's decision on these rows and have no line "
+        "above: v-stripes, checker, coarse." in html.unescape(text)
+    )
+
+
+def test_outputs_left_out_of_a_long_summary_are_counted_and_named():
+    from sklearn_xnn.report._explainer import LinearView
+    from sklearn_xnn.report._html import _Decisions, _output_summary_html, _shown_outputs
+
+    C = 100  # outputs 0..39 decided (0 most often), 40..99 never
+    decided = np.r_[np.zeros(10, int), np.arange(40)]
+    y = np.eye(C)[decided]
+    view = LinearView(np.ones((len(y), 2)), np.ones((C, 2)), np.zeros(C), ["a", "b"])
+    decisions = _Decisions(y, y)
+    shown = _shown_outputs(decisions.counts)
+    assert len(shown) == 30
+    text = html.unescape(_output_summary_html(view, decisions, shown, [f"o{c}" for c in range(C)]))
+    assert len(re.findall(r"<tr><th>o\d+</th>", text)) == 30
+    assert (
+        "60 of the 100 outputs are never the network's decision on these rows and have no "
+        "line above: o40, o41, o42, o43, o44, o45, o46, o47, o48, o49, ..." in text
+    )
+    assert "10 more outputs, each on fewer rows than those shown, are left out: o30, " in text
+
+
+# ------------------------------------------------------------ explainers other than SRAE
+@pytest.fixture(scope="module")
+def headed():
+    from sklearn.cross_decomposition import PLSRegression
+    from sklearn.decomposition import NMF
+
+    from sklearn_xnn.compare import compare_explainers
+    from sklearn_xnn.datasets import make_concept_activations
+
+    Z, y, _ = make_concept_activations(300, 16, n_outputs=4, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table, fitted = compare_explainers(
+            {"PCA": PCA(3), "NMF": NMF(3, max_iter=500, random_state=0), "PLS": _pls()},
+            Z[:200],
+            y[:200],
+            Z[200:],
+            y[200:],
+            return_fitted=True,
+        )
+    assert type(fitted["PLS"]) is PLSRegression
+    return table, fitted, Z[200:], y[200:]
+
+
+def _pls():
+    from sklearn.cross_decomposition import PLSRegression
+
+    return PLSRegression(3)
+
+
+@pytest.mark.parametrize("name", ["PCA", "NMF", "PLS"])
+def test_headed_baselines_are_decomposed_exactly(headed, name, tmp_path):
+    table, fitted, Z, y = headed
+    est = fitted[name]
+    rebuilt = est.predict(Z[:1])[0]
+    fig = plot_decision(est, Z[0], y=y[0], output_names=OUTPUTS)
+    c = int(y[0].argmax())
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert len(heights) == 4  # K = 3 contributions and the bias
+    assert sum(heights) == pytest.approx(rebuilt[c], abs=1e-8)
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks[-1] == "bias" and ticks[0].startswith(name.lower())
+    text = write_report(tmp_path, table, explainer=est, Z=Z, y=y, reference=name).read_text()
+    for caption in _captions(text):
+        i, c = re.match(r"Held-out input (\d+): the network predicts (\d)", caption).groups()
+        score = float(re.search(r"rebuilt score (-?[\d.]+)", caption).group(1))
+        assert score == pytest.approx(est.predict(Z[int(i) : int(i) + 1])[0, int(c)], abs=0.006)
+    assert (tmp_path / "head_weights.png").exists()
+
+
+def test_explainers_without_a_linear_head_are_refused(headed, tmp_path):
+    from sklearn.linear_model import LinearRegression
+    from sklearn.neighbors import KNeighborsRegressor
+
+    from sklearn_xnn.baselines import make_headed
+
+    table, fitted, Z, y = headed
+    with pytest.raises(TypeError, match="write_report explains an SRAEExplainer, a headed"):
+        write_report(tmp_path, table, explainer=LinearRegression().fit(Z, y), Z=Z)
+    knn = make_headed(PCA(2), head=KNeighborsRegressor(3)).fit(Z, y)
+    with pytest.raises(TypeError, match="predict is linear in its x-features; Pipeline's"):
+        plot_decision(knn, Z[0])
+    bare = PCA(2).fit(Z)  # a transformer alone: its x-features, no head
+    text = write_report(tmp_path, table, explainer=bare, Z=Z).read_text()
+    assert "no head to show" in text
+    with pytest.raises(TypeError, match="plot_decision needs an explainer with a linear head"):
+        plot_decision(bare, Z[0])
+
+
+# ------------------------------------------------------------------------ plot_decision
+def test_plot_decision_explains_the_networks_decision_given_y(patches):
+    data, model, Z, y, srae = patches
+    top = int(srae.predict(Z[:1]).argmax())
+    network = np.roll(srae.predict(Z[:1]), 1, axis=1)[0]  # decides (top + 1) % 4
+    fig = plot_decision(srae, Z[0], y=network, image=data.images[0], output_names=OUTPUTS)
+    decided = (top + 1) % 4
+    assert fig.axes[0].get_title() == f"input\nnetwork predicts {OUTPUTS[decided]}"
+    np.testing.assert_allclose(
+        [p.get_height() for p in fig.axes[1].patches],
+        [*srae.contributions(Z[:1])[0, decided], srae.intercept_[decided]],
+        rtol=1e-12,
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(output_names=list("abcdefg")), "output_names has 7 names but the explainer has 4"),
+        (dict(output_names=["a"]), "output_names has 1 names but the explainer has 4"),
+        (dict(output=4), r"output 4 is outside the explainer's 4 outputs \(valid: -4 to 3\)"),
+        (dict(output=-5), r"output -5 is outside the explainer's 4 outputs"),
+        (dict(output=1.0), "output must be an integer output index"),
+        (dict(y=np.zeros(3)), r"y must be the network's 4 logits for z, of shape \(4,\)"),
+        (dict(y=np.zeros((2, 4))), r"y must be the network's 4 logits for z"),
+    ],
+)
+def test_plot_decision_checks_its_arguments(patches, kwargs, match):
+    data, model, Z, y, srae = patches
+    with pytest.raises(ValueError, match=match):
+        plot_decision(srae, Z[0], **kwargs)
+
+
+def test_plot_decision_takes_one_row_and_negative_outputs(patches):
+    data, model, Z, y, srae = patches
+    for z in (Z[:2], pd.DataFrame(Z[:2])):
+        with pytest.raises(ValueError, match=r"explains one input.*got shape \(2, "):
+            plot_decision(srae, z)
+    last = plot_decision(srae, Z[0], output=-1, output_names=OUTPUTS)
+    assert last.axes[0].get_title().startswith("coarse: score ")
+    assert [p.get_height() for p in last.axes[0].patches][-1] == pytest.approx(
+        srae.intercept_[3], rel=1e-12
+    )
+
+
+# --------------------------------------------------------------------------- layouts
+@pytest.mark.parametrize("K, n_significant", [(8, 6), (20, 10), (20, 20), (40, 40)])
+def test_decomposition_wraps_the_heatmaps_within_12_inches(K, n_significant):
+    rng = np.random.default_rng(0)
+    s = np.r_[np.ones(n_significant), -0.1 * np.ones(K - n_significant)]
+    fig = decomposition_figure(
+        s,
+        intercept=0.5,
+        output_name="cat",
+        image=rng.random((1, 8, 8)),
+        heatmaps=rng.random((K, 8, 8)),
+    )
+    assert fig.get_figwidth() <= 12.0
+    assert len(fig.axes) == 2 + len(significant(s)) + 1  # image, bars, maps, colour bar
+    to_png(fig)  # draws
+    boxes = [ax.get_position() for ax in fig.axes[2:-1]]
+    assert min(b.x0 for b in boxes) >= 0 and max(b.x1 for b in boxes) <= 1  # all on the page
+
+
+@pytest.mark.parametrize("K", [5, 20, 30])
+def test_top_activating_title_clears_the_first_row(K):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    rng = np.random.default_rng(0)
+    fig = top_activating_figure(rng.random((40, 1, 8, 8)), rng.random((40, K)), 6)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    title = fig._suptitle.get_window_extent(renderer)
+    first = max(ax.title.get_window_extent(renderer).y1 for ax in fig.axes[:6])
+    assert title.y0 >= first
+    assert title.y1 <= fig.bbox.y1
+
+
+def test_k_curve_marks_every_k_compared(tmp_path):
+    from sklearn_xnn.compare import k_curve
+    from sklearn_xnn.datasets import make_concept_activations
+    from sklearn_xnn.report import k_curve_figure
+
+    Z, y, _ = make_concept_activations(200, 40, random_state=0)
+    curve = k_curve(Z, y, max_k=30)
+    fig = k_curve_figure(curve, [3, 30, 3])
+    marks = [line.get_xdata()[0] for line in fig.axes[0].lines if line.get_linestyle() == ":"]
+    assert marks == [3, 30]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][-1] == "K = 3, 30"

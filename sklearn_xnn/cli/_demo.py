@@ -89,20 +89,25 @@ def run_demo(args):
     table = _add_network_columns(table, fitted, model, images[1], Z_te, y_te)
     shared.print_table(table)
     step(f"writing report (heatmaps: {args.heatmap})...")
-    path = _demo_report(args, cfg, table, fitted["SRAE"], model, images[1], Z_te, accuracy)
+    held_out = images[1], Z_te, y_te
+    path = _demo_report(args, cfg, table, fitted["SRAE"], model, held_out, accuracy)
     step(f"wrote {path}")
     return 0
 
 
-def _demo_report(args, cfg, table, srae, model, im_te, Z_te, accuracy):
+def _demo_report(args, cfg, table, srae, model, held_out, accuracy):
+    """The report on the held-out ``(images, Z, y)``; the decompositions explain the CNN's
+    decisions."""
     from sklearn_xnn.report import write_report
     from sklearn_xnn.torch import ExplainedNetwork
 
+    im_te, Z_te, y_te = held_out
     return write_report(
         args.out,
         table,
         explainer=srae,
         Z=Z_te,
+        y=y_te,
         images=im_te,
         network=ExplainedNetwork(model, srae, layer="relu_fc1"),
         heatmap_method=args.heatmap,
@@ -110,18 +115,18 @@ def _demo_report(args, cfg, table, srae, model, im_te, Z_te, accuracy):
         n_examples=cfg["n_examples"],
         n_top=cfg["n_top"],
         title="sklearn_xnn demo: a digits CNN explained",
-        notes=_demo_notes(args, cfg, accuracy, len(Z_te)),
+        notes=_demo_notes(args, cfg, accuracy, len(Z_te), srae.n_components_),
     )
 
 
-def _demo_notes(args, cfg, accuracy, n_test):
+def _demo_notes(args, cfg, accuracy, n_test, k):
     return [
         f"Network: DigitsCNN trained {cfg['cnn_epochs']} epochs on 70% of scikit-learn's "
         f"8x8 digits (held-out accuracy {accuracy:.3f}); explained layer relu_fc1 (64 units), "
         f"logits of fc2 (10 classes); metrics on {n_test} held-out images.",
-        f"Every explainer has K={args.n_components}; PCA, NMF, PLS and the random projection get "
-        "a least-squares head on their training embedding. reconstruction_faithfulness_r2 / "
-        "reconstruction_top1_agreement: fc2 applied to inverse_transform(transform(Z)) "
-        "against the original logits.",
+        f"Every explainer has {shared.k_note(args.n_components, k)}; PCA, NMF, PLS and the "
+        "random projection get a least-squares head on their training embedding. "
+        "reconstruction_faithfulness_r2 / reconstruction_top1_agreement: fc2 applied to "
+        "inverse_transform(transform(Z)) against the original logits.",
         shared.params_note(args),
     ]

@@ -141,23 +141,28 @@ def run_fit(args):
     fitted["SRAE"].save(model_path)
     table.to_csv(args.out / "comparison.csv")
     step(f"writing report (explainer in {model_path}, load it with sklearn_xnn.load)...")
-    path = _fit_report(args, table, fitted["SRAE"], Z, Z_te, len(Z_tr))
+    path = _fit_report(args, table, fitted["SRAE"], Z, (Z_te, y_te), len(Z_tr))
     step(f"wrote {path}")
     return 0
 
 
-def _fit_report(args, table, srae, Z, Z_te, n_train):
+def _fit_report(args, table, srae, Z, held_out, n_train):
+    """The report on the held-out rows ``(Z_te, y_te)``; the decompositions explain the
+    network's decisions (the argmax of the logits given)."""
     from sklearn_xnn.report import write_report
 
+    Z_te, y_te = held_out
     return write_report(
         args.out,
         table,
         explainer=srae,
         Z=Z_te,
+        y=y_te,
         title="sklearn_xnn: explanation report",
         notes=[
             f"Activations {args.activations} ({Z.shape[1]} features), logits {args.logits}; "
-            f"{n_train} training rows, {len(Z_te)} held-out rows; K={args.n_components}.",
+            f"{n_train} training rows, {len(Z_te)} held-out rows; "
+            f"{shared.k_note(args.n_components, srae.n_components_)}.",
             shared.params_note(args),
         ],
     )

@@ -57,11 +57,20 @@ def checked_params(args, n_features):
     return params
 
 
+def k_note(requested, k):
+    """``K=3``, or ``K=3 (chosen by n_components='auto')`` when K was not given as a number."""
+    if isinstance(requested, Integral):
+        return f"K={k}"
+    return f"K={k} (chosen by n_components={requested!r})"
+
+
 def print_table(table):
-    """The main columns on stdout, one line per metric (the report and the CSV have all)."""
+    """The main columns and K on stdout, one line per metric (the report and the CSV have
+    all)."""
     from sklearn_xnn.compare import DEFAULT_COLUMNS, format_comparison
 
-    print(format_comparison(table, [c for c in DEFAULT_COLUMNS if c in table.columns]))
+    columns = [c for c in [*DEFAULT_COLUMNS, "n_components"] if c in table.columns]
+    print(format_comparison(table, columns))
 
 
 def show_warnings(messages):
@@ -92,9 +101,10 @@ def fit_and_compare(params, step, Z_tr, y_tr, Z_te, y_te):
     group = {"SRAE": default_explainers(K, seed, srae_params=rest)["SRAE"]}
     for i in range(2):
         if i:  # the baselines get the K that SRAE used ("auto" or a fraction: the bound's)
-            group = default_explainers(fitted["SRAE"].n_components_, seed)
+            k = fitted["SRAE"].n_components_
+            group = default_explainers(k, seed)
             del group["SRAE"]
-            step(f"fitting baselines ({', '.join(group)})...")
+            step(f"fitting baselines ({', '.join(group)}) with SRAE's {k_note(K, k)}...")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             table, models = compare_explainers(group, Z_tr, y_tr, Z_te, y_te, return_fitted=True)

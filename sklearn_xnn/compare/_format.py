@@ -23,6 +23,44 @@ def _scores(table, column):
     return pd.to_numeric(table[column], errors="coerce").astype(np.float64)
 
 
+def check_unique_names(table):
+    """Refuse a table whose explainer names (its index) repeat: rows are read by name.
+
+    Raises
+    ------
+    ValueError
+        Naming the repeated labels, e.g. after ``pd.concat`` of two comparisons that
+        both have a ``"PCA"`` row.
+    """
+    repeated = table.index[table.index.duplicated()].unique()
+    if len(repeated):
+        raise ValueError(
+            f"the comparison table repeats the explainer names {list(repeated)}; every row "
+            "needs its own name (e.g. 'PCA-3' and 'PCA-6': rename the rows, or name the "
+            "explainers so in compare_explainers)."
+        )
+
+
+#: How far below the best ``top_explained`` a row may be and still be starred for its
+#: ``n_significant`` (an input with no positive contribution counts 0 there).
+TOP_EXPLAINED_MARGIN = 0.05
+
+
+def _eligible(table, column, values):
+    """``values`` restricted to the rows that may be best on ``column``.
+
+    For ``n_significant``, rows whose ``top_explained`` is at least the best
+    ``top_explained`` minus :data:`TOP_EXPLAINED_MARGIN` (all rows when the table has no
+    ``top_explained`` values).
+    """
+    if column != "n_significant" or "top_explained" not in table.columns:
+        return values
+    explained = _scores(table, "top_explained")
+    if explained.isna().all():
+        return values
+    return values[explained >= explained.max() - TOP_EXPLAINED_MARGIN]
+
+
 def best_rows(table, column):
     """The explainers with the best value of a scored column (ties at the shown precision).
 
@@ -38,6 +76,17 @@ def best_rows(table, column):
     names : list of str
         Row labels, in table order; empty when the column is unscored or all NaN.
 
+    Raises
+    ------
+    ValueError
+        When the table's explainer names (its index) repeat.
+
+    Notes
+    -----
+    ``n_significant`` is lower when fewer inputs have any positive contribution (such an
+    input counts 0), so only the rows whose ``top_explained`` is at least the best
+    ``top_explained`` minus 0.05 (:data:`TOP_EXPLAINED_MARGIN`) can be best on it.
+
     Examples
     --------
     >>> import pandas as pd
@@ -46,10 +95,11 @@ def best_rows(table, column):
     >>> best_rows(t, "rmse")
     ['PCA', 'PLS']
     """
+    check_unique_names(table)
     info = COLUMN_INFO.get(column)
     if info is None or info.better is None or column not in table.columns:
         return []
-    values = _scores(table, column)
+    values = _eligible(table, column, _scores(table, column))
     if values.isna().all():
         return []
     best = values.max() if info.better == "higher" else values.min()
@@ -72,7 +122,10 @@ def describe_losses(table, reference="SRAE", columns=None):
 
     A method beats the reference on a column when its value is better (in the direction
     of :data:`COLUMN_INFO`) and differs at 3 significant digits. The sentence names
-    every such method, best first, with both values.
+    every such method, best first, with both values. A method that is more concise
+    (lower ``n_significant``) but explains fewer decisions (lower ``top_explained``, at
+    3 digits) than the reference is named with that second number too: an input with no
+    positive contribution counts 0 in ``n_significant``.
 
     Parameters
     ----------
@@ -88,6 +141,11 @@ def describe_losses(table, reference="SRAE", columns=None):
     sentences : list of str
         In column order; empty when ``reference`` wins or ties everywhere or is absent.
 
+    Raises
+    ------
+    ValueError
+        When the table's explainer names (its index) repeat.
+
     Examples
     --------
     >>> import pandas as pd
@@ -101,6 +159,7 @@ def describe_losses(table, reference="SRAE", columns=None):
     PCA and PLS are closer to the network's decisions than SRAE on these data: SRAE's
     top-1 agreement 0.904 is below PCA's 0.95 and PLS's 0.919.
     """
+    check_unique_names(table)
     if reference not in table.index:
         return []
     columns = list(table.columns) if columns is None else list(columns)
@@ -123,6 +182,8 @@ def describe_losses(table, reference="SRAE", columns=None):
         detail = f"{reference}'s {label} {_fmt(ours)}{unit} is {side} {numbers}"
         if info.better == "lower":
             detail += " (lower is better)"
+        if column == "n_significant":
+            detail += _fewer_decisions(table, reference, winners)
         if info.verdict:
             verb = "is" if len(winners) == 1 else "are"
             sentences.append(
@@ -131,6 +192,22 @@ def describe_losses(table, reference="SRAE", columns=None):
         else:
             sentences.append(detail[0].upper() + detail[1:] + ".")
     return sentences
+
+
+def _fewer_decisions(table, reference, winners):
+    """The clause saying which of ``winners`` explain fewer decisions than ``reference``."""
+    if "top_explained" not in table.columns:
+        return ""
+    explained = _scores(table, "top_explained")
+    fewer = [n for n in winners if _beats(explained[n], explained[reference], "higher")]
+    if not fewer:
+        return ""
+    numbers = _join([f"{n}'s {_fmt(explained[n])}" for n in fewer])
+    return (
+        f", but {_join(fewer)} explain{'s' if len(fewer) == 1 else ''} fewer decisions "
+        f"(decisions explained: {numbers}, {reference}'s {_fmt(explained[reference])}; an "
+        "input with no positive contribution counts 0 here)"
+    )
 
 
 def _shown_columns(table, columns):
@@ -151,9 +228,10 @@ def format_comparison(table, columns=None):
     """The comparison as readable text: one line per metric, one column per explainer.
 
     Values have 3 significant digits, ``*`` marks the best explainer of each scored
-    metric, ``better`` says which direction is better, and the ``note`` column (skipped
-    methods, warnings) is written below. Metrics that are empty for every explainer are
-    left out.
+    metric (:func:`best_rows`), ``better`` says which direction is better, and the
+    ``note`` column (skipped methods, warnings) is written below. Metrics that are empty
+    for every explainer are left out; with the default ``columns``, the last line counts
+    the other, non-empty metrics that ``columns="all"`` adds.
 
     Parameters
     ----------
@@ -167,6 +245,11 @@ def format_comparison(table, columns=None):
     text : str
         No trailing newline.
 
+    Raises
+    ------
+    ValueError
+        When the table's explainer names (its index) repeat.
+
     Examples
     --------
     >>> import pandas as pd
@@ -179,6 +262,7 @@ def format_comparison(table, columns=None):
     rmse               0.4    0.3*  lower
     note: PLS: a warning
     """
+    check_unique_names(table)
     shown = _shown_columns(table, columns)
     lines = [["metric (* best)", *(f"{n} " for n in table.index), "better"]]
     for column in shown:
@@ -200,7 +284,7 @@ def format_comparison(table, columns=None):
         notes = [f"{n}: {v}" for n, v in table["note"].items() if isinstance(v, str) and v]
         text += [f"note: {n}" for n in notes]
     text += _curve_lines(table)
-    hidden = [c for c in table.columns if c not in shown and c != "note"]
+    hidden = [c for c in _shown_columns(table, "all") if c not in shown]
     if columns is None and hidden:
         text.append(f"({len(hidden)} more columns: format_comparison(table, columns='all'))")
     return "\n".join(text)
@@ -250,6 +334,6 @@ class ComparisonTable(pd.DataFrame):
         return format_comparison(self, columns)
 
     def __repr__(self):
-        if self.empty:
+        if self.empty or not self.index.is_unique:  # repeated names: pandas' own text
             return super().__repr__()
         return format_comparison(self)

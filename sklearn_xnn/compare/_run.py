@@ -272,7 +272,8 @@ def compare_explainers(
         ``contribution_corr``, ``component_max_cos``, ``component_mean_cos``), health
         (``dead_fraction``), ``concept_recovery``, ``n_components``, ``fit_time_s``, ``note``.
         ``table.k_curve`` holds :func:`k_curve` of the training rows: the rank-K linear
-        bound's R² and PCA's explained variance for every K; ``table.attrs["warnings"]``
+        bound's R² and PCA's explained variance for every K up to the largest K compared
+        (at least 20, at most the number of activation features); ``table.attrs["warnings"]``
         the messages of the warnings each explainer's fit raised (by name, each once).
     fitted : dict of str to estimator
         Only with ``return_fitted=True``: the fitted explainers, by name.
@@ -296,8 +297,11 @@ def compare_explainers(
         for est in explainers.values()
     ]
     table = _frame([r[0] for r in results], list(explainers))
+    # up to the largest K compared (at least 20), so that every explainer's K is on it;
     # plain lists: pandas compares attrs when frames are combined (concat)
-    table.attrs["k_curve"] = k_curve(Z_train, y_train).reset_index().to_dict("list")
+    max_k = max(20, int(np.nan_to_num(table["n_components"].max(), nan=0)))
+    curve = k_curve(Z_train, y_train, max_k=max_k)
+    table.attrs["k_curve"] = curve.reset_index().to_dict("list")
     table.attrs["warnings"] = {name: r[3] for name, r in zip(explainers, results, strict=True)}
     if return_fitted:
         return table, dict(zip(explainers, (r[2] for r in results), strict=True))
@@ -315,7 +319,8 @@ def compare_per_output(
     ``faithfulness_r2`` is the uniform average of per-logit R²), except ``top1_agreement``
     and ``kl``, computed on the stacked per-logit rebuilds when ``outputs`` covers every
     logit (else NaN), ``top_explained``, NaN (each explainer sees one logit, not the
-    decision), and ``fit_time_s``, the total over outputs.
+    decision), and ``fit_time_s``, the total over outputs (NaN for a method skipped on
+    every output).
 
     Parameters
     ----------
@@ -365,7 +370,7 @@ def compare_per_output(
             preds.append(y_pred)
         frame = pd.DataFrame(per).reindex(columns=COLUMNS)
         row = frame.drop(columns="note").mean(numeric_only=True).to_dict()
-        row["fit_time_s"] = frame["fit_time_s"].sum()
+        row["fit_time_s"] = frame["fit_time_s"].sum(min_count=1)  # NaN: never fitted
         notes = sorted({n for n in frame["note"].dropna() if n})
         row["note"] = "; ".join(notes)
         full = sorted(outputs) == list(range(y_test.shape[1])) and all(p is not None for p in preds)

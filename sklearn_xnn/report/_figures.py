@@ -7,6 +7,7 @@ figure instead, e.g. to show it in a notebook or a sphinx-gallery page.
 
 import io
 import textwrap
+from numbers import Integral
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -15,21 +16,15 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from sklearn_xnn.metrics import n_significant
+from sklearn_xnn.report._explainer import linear_view
 
 POSITIVE, NEGATIVE, BIAS = "#d62728", "#1f77b4", "#8c8c8c"  # red / blue as in the paper
 HEATMAP_CMAP = "jet"
 FONT = 9
+#: Height, in inches, kept above a figure's axes for its title.
+TITLE_IN = 0.4
 #: The most rows :func:`head_weights_figure` labels (and gives their own height).
 MAX_LABELLED_ROWS = 60
-
-
-def feature_names(explainer, n_components):
-    """The explainer's ``get_feature_names_out()``, or ``x0, x1, ...`` without it."""
-    try:
-        names = [str(n) for n in explainer.get_feature_names_out()]
-    except (AttributeError, TypeError, ValueError):
-        names = []
-    return names if len(names) == n_components else [f"x{k}" for k in range(n_components)]
 
 
 def significant(contributions):
@@ -134,8 +129,10 @@ def top_activating_figure(images, X, n_top=8, names=None, *, figure=None):
         "Top-activating inputs of each x-feature (number above an image: the x-feature's "
         "value on it)",
         fontsize=FONT + 1,
+        y=1 - 0.08 / fig.get_figheight(),  # in a fixed band at the top, whatever the height
+        va="top",
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - TITLE_IN / fig.get_figheight()))
     return fig
 
 
@@ -172,6 +169,7 @@ def decomposition_figure(
     image=None,
     heatmaps=None,
     names=None,
+    image_title=None,
     figure=None,
 ):
     """The score of one output split into x-feature contributions and the bias.
@@ -196,12 +194,17 @@ def decomposition_figure(
         Its heatmap per x-feature (needs ``image``).
     names : list of str, default=None
         x-feature names; ``x0, x1, ...`` when None.
+    image_title : str, default=None
+        Title above the image, e.g. whose decision ``output_name`` is; ``"input"`` when
+        None.
     figure : matplotlib Figure, default=None
         Drawn into (and resized) when given.
 
     Returns
     -------
     fig : matplotlib Figure
+        At most 12 inches wide: the bars narrow to fit and the heatmaps wrap onto rows
+        below them.
     """
     contributions = np.asarray(contributions, dtype=np.float64)
     K = contributions.size
@@ -209,19 +212,18 @@ def decomposition_figure(
     marked = significant(contributions)
     maps = list(marked) if heatmaps is not None and image is not None else []
     note = bias_note(contributions, intercept)
-    fig, axes = _decomposition_axes(figure, image is not None, max(3.2, 0.4 * (K + 2)), len(maps))
     score = contributions.sum() + intercept
-    if image is not None:
-        _show(axes[0], image, f"input, predicted {output_name}")
-    _bars(
-        axes[int(image is not None)],
-        contributions,
-        intercept,
-        marked,
-        names,
+    title = (
         f"{output_name}: score {score:.2f} = {contributions.sum():.2f} (x-features) "
-        f"{'-' if intercept < 0 else '+'} {abs(intercept):.2f} (bias)",
+        f"{'-' if intercept < 0 else '+'} {abs(intercept):.2f} (bias)"
     )
+    # wide enough for the bars and for the title (about 0.07 inch a character, plus the
+    # y-axis label)
+    bars_width = max(3.2, 0.4 * (K + 2), 0.07 * len(title) + 0.6)
+    fig, axes = _decomposition_axes(figure, image is not None, bars_width, len(maps))
+    if image is not None:
+        _show(axes[0], image, "input" if image_title is None else image_title)
+    _bars(axes[int(image is not None)], contributions, intercept, marked, names, title)
     for ax, k in zip(axes[1 + (image is not None) :], maps, strict=False):
         _show(ax, image, f"{names[k]}: {contributions[k]:.2f}")
         hm = np.asarray(heatmaps[k], dtype=np.float64)
@@ -247,36 +249,104 @@ def decomposition_figure(
     return fig
 
 
-#: Widest figure, in inches, before the heatmaps go to a second row (about a laptop page).
+#: Widest figure, in inches (about a laptop page): wider bars are narrowed to fit and the
+#: heatmaps wrap onto rows below the bars.
 MAX_WIDTH_IN = 12.0
-IMAGE_IN, BAR_H_IN, MAP_H_IN = 1.9, 3.2, 2.5
+IMAGE_IN, BAR_H_IN, MAP_H_IN, PAD_IN, COLOUR_BAR_IN = 1.9, 3.2, 2.5, 0.35, 0.12
+
+
+def _row_width(row):
+    return sum(row) + PAD_IN * len(row)
 
 
 def _decomposition_axes(figure, with_image, bars_width, n_maps):
-    """Axes: [image], bars, maps..., [colour bar]; the maps in a second row when too wide."""
-    top = ([IMAGE_IN] if with_image else []) + [bars_width]
-    bottom = [IMAGE_IN] * n_maps + ([0.12] if n_maps else [])
-    pad = 0.35
-    one_row = sum(top) + sum(bottom) + pad * (len(top) + len(bottom)) <= MAX_WIDTH_IN
-    rows = [top + bottom] if one_row else [top, bottom] if n_maps else [top]
-    width = max(sum(r) + pad * len(r) for r in rows)
-    height = BAR_H_IN + (0 if len(rows) == 1 else MAP_H_IN)
-    fig = _figure(figure, (width, height))
+    """Axes: [image], bars, maps..., [colour bar]; at most :data:`MAX_WIDTH_IN` wide.
+
+    The maps follow the bars on one row when it fits, else they fill rows of their own
+    below it, the colour bar after the last map.
+    """
+    image = [IMAGE_IN] if with_image else []
+    top = image + [min(bars_width, MAX_WIDTH_IN - _row_width(image) - PAD_IN)]
+    maps = [IMAGE_IN] * n_maps
+    colour = [COLOUR_BAR_IN] if n_maps else []
+    if _row_width(top + maps + colour) <= MAX_WIDTH_IN:
+        rows = [top + maps + colour]
+    else:
+        per_row = max(1, int((MAX_WIDTH_IN - _row_width(colour)) // (IMAGE_IN + PAD_IN)))
+        rows = [top] + [maps[i : i + per_row] for i in range(0, n_maps, per_row)]
+        rows[-1] = rows[-1] + colour
+    width = max(_row_width(r) for r in rows)
+    heights = [BAR_H_IN] + [MAP_H_IN] * (len(rows) - 1)
+    fig = _figure(figure, (width, sum(heights)))
     fig.set_layout_engine("constrained")
-    outer = fig.add_gridspec(len(rows), 1, height_ratios=[BAR_H_IN, MAP_H_IN][: len(rows)])
+    outer = fig.add_gridspec(len(rows), 1, height_ratios=heights)
     axes = []
     for i, row in enumerate(rows):
-        spare = width - sum(row) - pad * len(row)
+        spare = width - _row_width(row)
         ratios = row + ([spare] if spare > 0.05 else [])  # left-aligned, spare space right
         grid = outer[i].subgridspec(1, len(ratios), width_ratios=ratios)
         axes += [fig.add_subplot(grid[0, j]) for j in range(len(row))]
     return fig, axes
 
 
+def _one_row(z):
+    """``z`` as one row: a one-row data frame (a pandas row keeps its feature names) or a
+    ``(1, n_features)`` array; a ValueError for more rows."""
+    if hasattr(z, "to_frame"):  # a pandas row
+        return z.to_frame().T
+    n_rows = len(z) if hasattr(z, "columns") else None
+    if n_rows is None:
+        z = np.asarray(z)
+        n_rows = 1 if z.ndim == 1 else z.shape[0] if z.ndim == 2 else None
+        z = z.reshape(1, -1) if n_rows == 1 else z
+    if n_rows != 1:
+        raise ValueError(
+            "plot_decision explains one input: z must be one row of activations, of shape "
+            f"(n_features,) or (1, n_features), got shape {np.shape(z)}."
+        )
+    return z
+
+
+def _checked_output(output, n_outputs):
+    """``output`` as an index in ``[0, n_outputs)``; negative ones count from the end."""
+    if isinstance(output, bool) or not isinstance(output, Integral):
+        raise ValueError(f"output must be an integer output index, got {output!r}.")
+    if not -n_outputs <= output < n_outputs:
+        raise ValueError(
+            f"output {output} is outside the explainer's {n_outputs} outputs (valid: "
+            f"{-n_outputs} to {n_outputs - 1})."
+        )
+    return int(output) % n_outputs
+
+
+def checked_output_names(output_names, n_outputs):
+    """The names of the outputs (their indices when None); a ValueError for a wrong count."""
+    if output_names is None:
+        return [str(c) for c in range(n_outputs)]
+    names = [str(n) for n in output_names]
+    if len(names) != n_outputs:
+        raise ValueError(
+            f"output_names has {len(names)} names but the explainer has {n_outputs} outputs."
+        )
+    return names
+
+
+def _decision_of(y, n_outputs):
+    """The network's decision, the argmax of its logits ``y`` for one input."""
+    y = np.asarray(y, dtype=np.float64)
+    if y.size != n_outputs or y.ndim > 2 or (y.ndim == 2 and y.shape[0] != 1):
+        raise ValueError(
+            f"y must be the network's {n_outputs} logits for z, of shape ({n_outputs},) or "
+            f"(1, {n_outputs}), got shape {y.shape}."
+        )
+    return int(y.ravel().argmax())
+
+
 def plot_decision(
     explainer,
     z,
     *,
+    y=None,
     output=None,
     image=None,
     network=None,
@@ -286,21 +356,32 @@ def plot_decision(
 ):
     """One decision explained: contributions, the bias and the heatmaps, in one figure.
 
-    Splits the explainer's rebuilt score of ``output`` (by default the predicted one)
-    for the activations ``z`` into x-feature contributions ``x_k W_ck`` and the bias,
-    as the HTML report does (:func:`decomposition_figure`), with the input and, given
-    ``network``, a heatmap per significant x-feature. x-features are labelled with the
-    explainer's ``get_feature_names_out()``.
+    Splits the explainer's rebuilt score of ``output`` for the activations ``z`` into
+    x-feature contributions ``x_k W_ck`` and the bias, as the HTML report does
+    (:func:`decomposition_figure`), with the input and, given ``network``, a heatmap per
+    significant x-feature. The output is, in this order: ``output``; the network's
+    decision (the argmax of ``y``); the explainer's top rebuilt output, which can differ
+    from the network's decision. The title above the image says which. x-features are
+    labelled with the explainer's ``get_feature_names_out()``.
 
     Parameters
     ----------
-    explainer : fitted SRAEExplainer
-        Anything with ``contributions``, ``coef_`` and ``intercept_``.
+    explainer : fitted estimator
+        An :class:`~sklearn_xnn.SRAEExplainer` fitted with logits, a headed pipeline
+        (:func:`~sklearn_xnn.baselines.make_headed`, as
+        :func:`~sklearn_xnn.compare.compare_explainers` returns for PCA or NMF with
+        ``return_fitted=True``) or a predictor that transforms (``PLSRegression``): any
+        explainer whose ``predict`` is linear in its x-features. Others raise a
+        TypeError.
     z : array-like of shape (n_features,) or (1, n_features)
         One input's activations (a pandas row or one-row data frame keeps its feature
         names).
+    y : array-like of shape (n_outputs,) or (1, n_outputs), default=None
+        The network's logits for ``z``: its decision is explained (when ``output`` is
+        None) and named.
     output : int, default=None
-        The output to explain; the one with the largest rebuilt score when None.
+        The output to explain, an index in ``[-n_outputs, n_outputs)`` (negative ones
+        count from the end, as in ``SRAEExplainer.contributions``).
     image : array-like of shape (channels, height, width), default=None
         The input behind ``z``.
     network : ExplainedNetwork, default=None
@@ -309,15 +390,23 @@ def plot_decision(
     heatmap_method : str, default="excitation_backprop"
         See :func:`sklearn_xnn.torch.xfeature_heatmaps`.
     output_names : list of str, default=None
-        Names of the outputs; their indices when None.
+        One name per output; their indices when None.
     figure : matplotlib Figure, default=None
         Drawn into (and resized) when given, e.g. ``plt.figure()`` in a notebook.
 
     Returns
     -------
     fig : matplotlib Figure
-        At most 12 inches wide (the heatmaps go to a second row when needed), 1.9
-        inches per image panel.
+        At most 12 inches wide (the heatmaps wrap onto rows below the bars), 1.9 inches
+        per image panel.
+
+    Raises
+    ------
+    ValueError
+        When ``z`` has more than one row, ``y`` is not one logit per output, ``output``
+        is out of range or ``output_names`` does not name every output.
+    TypeError
+        When the explainer has no linear head to decompose.
 
     Examples
     --------
@@ -326,31 +415,39 @@ def plot_decision(
     >>> from sklearn_xnn.report import plot_decision
     >>> Z, y, _ = make_concept_activations(200, 16, n_outputs=3, random_state=0)
     >>> xnn = SRAEExplainer(3, hidden_layer_sizes=(16,), max_iter=5, random_state=0)
-    >>> fig = plot_decision(xnn.fit(Z, y), Z[0])
+    >>> fig = plot_decision(xnn.fit(Z, y), Z[0], y=y[0])
     >>> [label.get_text() for label in fig.axes[0].get_xticklabels()][-1]
     'bias'
     """
-    if hasattr(z, "to_frame"):  # a pandas row: keep its feature names
-        z = z.to_frame().T
-    elif not hasattr(z, "columns"):
-        z = np.asarray(z).reshape(1, -1)
-    S = np.asarray(explainer.contributions(z), dtype=np.float64)
-    S = S[:, None, :] if S.ndim == 2 else S
-    intercept = np.atleast_1d(np.asarray(explainer.intercept_, dtype=np.float64))
-    c = int((S[0].sum(1) + intercept).argmax()) if output is None else int(output)
+    z = _one_row(z)
+    view = linear_view(explainer, z, "plot_decision")
+    if view.coef is None:
+        raise TypeError(
+            "plot_decision needs an explainer with a linear head (fitted with logits); "
+            f"this {type(explainer).__name__} has none."
+        )
+    C = view.coef.shape[0]
+    names = checked_output_names(output_names, C)
+    decision = None if y is None else _decision_of(y, C)
+    top = int((view.X[0] @ view.coef.T + view.intercept).argmax())
+    c = _checked_output(output, C) if output is not None else top if y is None else decision
+    if decision is not None:
+        title = f"input\nnetwork predicts {names[decision]}"
+    else:
+        title = f"input\n{'top rebuilt output' if c == top else 'output'} {names[c]}"
     heatmaps = None
     if network is not None and image is not None:
         from sklearn_xnn.torch import xfeature_heatmaps
 
         heatmaps = xfeature_heatmaps(network, np.asarray(image)[None], method=heatmap_method)[0]
-    name = str(c) if output_names is None else str(output_names[c])
     return decomposition_figure(
-        S[0, c],
-        intercept=float(intercept[c]),
-        output_name=name,
+        view.X[0] * view.coef[c],
+        intercept=float(view.intercept[c]),
+        output_name=names[c],
         image=image,
         heatmaps=heatmaps,
-        names=feature_names(explainer, S.shape[2]),
+        names=view.names,
+        image_title=title,
         figure=figure,
     )
 
@@ -406,8 +503,8 @@ def k_curve_figure(curve, k=None, *, figure=None):
     ----------
     curve : pandas.DataFrame
         :func:`sklearn_xnn.compare.k_curve` (indexed by K).
-    k : int, default=None
-        The explainers' K, marked with a vertical line.
+    k : int or sequence of int, default=None
+        The explainers' K: each distinct one is marked with a vertical line.
     figure : matplotlib Figure, default=None
         Drawn into (and resized) when given.
 
@@ -423,8 +520,10 @@ def k_curve_figure(curve, k=None, *, figure=None):
     }
     for column, style in zip(curve.columns, ("o-", "s--"), strict=False):
         ax.plot(curve.index, curve[column], style, ms=3, label=labels.get(column, column))
-    if k is not None:
-        ax.axvline(k, color="grey", lw=1, ls=":", label=f"K = {k}")
+    ks = [] if k is None else sorted({int(v) for v in np.atleast_1d(k)})
+    for i, value in enumerate(ks):
+        label = f"K = {', '.join(map(str, ks))}" if i == 0 else None  # one legend entry
+        ax.axvline(value, color="grey", lw=1, ls=":", label=label)
     ax.set_xlabel("K (number of components)", fontsize=FONT - 1)
     ax.set_ylabel("fraction (training rows)", fontsize=FONT - 1)
     ax.set_ylim(0, 1.02)

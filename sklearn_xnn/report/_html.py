@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from sklearn_xnn.compare import DEFAULT_COLUMNS
-from sklearn_xnn.compare._format import curve_frame
+from sklearn_xnn.compare._format import check_unique_names, curve_frame
+from sklearn_xnn.report._explainer import linear_view
 from sklearn_xnn.report._figures import (
     bias_note,
+    checked_output_names,
     decomposition_figure,
-    feature_names,
     head_weights_figure,
     k_curve_figure,
     to_png,
@@ -88,46 +89,117 @@ MAIN_COLUMNS = DEFAULT_COLUMNS
 MAX_OUTPUTS_SHOWN = 30
 
 
-def _example_rows(predicted, n_examples):
-    """One row per predicted output first (first occurrence), then the next rows in order."""
+def _example_rows(decided, n_examples):
+    """One row per decided output first (first occurrence), then the next rows in order."""
     chosen = []
-    for c in np.unique(predicted):
-        chosen.append(int(np.flatnonzero(predicted == c)[0]))
+    for c in np.unique(decided):
+        chosen.append(int(np.flatnonzero(decided == c)[0]))
     taken = set(chosen)
-    rest = [i for i in range(len(predicted)) if i not in taken]
+    rest = [i for i in range(len(decided)) if i not in taken]
     return sorted(chosen[:n_examples]) + rest[: max(0, n_examples - len(chosen))]
 
 
-def _shown_outputs(predicted, n_outputs, limit=MAX_OUTPUTS_SHOWN):
-    """Every output when there are at most ``limit``, else of the outputs predicted on the
-    rows the ``limit`` predicted most often (ties to the lower index), in index order."""
-    if n_outputs <= limit:
-        return np.arange(n_outputs)
-    counts = np.bincount(predicted, minlength=n_outputs)
+def _shown_outputs(counts, limit=MAX_OUTPUTS_SHOWN):
+    """Every output when there are at most ``limit``, else of the outputs decided on some
+    row the ``limit`` decided most often (ties to the lower index), in index order."""
+    if len(counts) <= limit:
+        return np.arange(len(counts))
     top = np.argsort(-counts, kind="stable")[:limit]
     return np.sort(top[counts[top] > 0])
 
 
-def _output_summary_html(S, predicted, shown, output_names, names, n_features=3):
-    """A table: for each shown output, how many rows it is predicted on and the x-features
-    that carry its score there (largest mean contributions, positive ones only)."""
+class _Decisions:
+    """Which output each row's decomposition explains, and the words for it.
+
+    With the network's logits ``y``: its decision, the argmax of ``y``. Without: the
+    explainer's top rebuilt output, which can differ from the network's decision.
+    """
+
+    def __init__(self, rebuilt, y):
+        self.top = rebuilt.argmax(1)
+        self.by_network = y is not None
+        self.output = y.argmax(1) if self.by_network else self.top
+        self.counts = np.bincount(self.output, minlength=rebuilt.shape[1])
+        if self.by_network:
+            self.rows = "rows the network predicts it on"
+            self.what = "the network's decision (the argmax of its logits y)"
+            self.caveat = ""
+            self.which = "by the network: the argmax of y"
+            self.never = "are never the network's decision"
+        else:
+            self.rows = "rows where it is the explainer's top rebuilt output"
+            self.what = (
+                "the explainer's top rebuilt output (the largest logit rebuilt from the x-features)"
+            )
+            self.caveat = (
+                " The explainer's top rebuilt output can differ from the network's decision; "
+                "pass y, the network's logits, to write_report to use its decisions."
+            )
+            self.which = "predicted here: the explainer's top rebuilt output"
+            self.never = "are never the explainer's top rebuilt output"
+
+    def caption(self, i, names, score):
+        c, top = self.output[i], self.top[i]
+        if not self.by_network:
+            return (
+                f"Held-out input {i}: the explainer's top rebuilt output is {names[c]} "
+                f"(rebuilt score {score:.2f})."
+            )
+        other = "" if c == top else f"; the explainer's top rebuilt output is {names[top]}"
+        return (
+            f"Held-out input {i}: the network predicts {names[c]} (its rebuilt score "
+            f"{score:.2f}{other})."
+        )
+
+    def image_title(self, i, names):
+        who = "network predicts" if self.by_network else "top rebuilt output"
+        return f"input\n{who} {names[self.output[i]]}"
+
+
+def _first_names(indices, output_names, n=10):
+    names = ", ".join(str(output_names[c]) for c in indices[:n])
+    return names + (", ..." if len(indices) > n else "")
+
+
+def _omitted_html(decisions, shown, output_names):
+    """A line naming the outputs the summary leaves out (a count and the first few)."""
+    counts = decisions.counts
+    never = np.flatnonzero(counts == 0)
+    rest = np.setdiff1d(np.flatnonzero(counts), shown)
+    parts = []
+    if len(never):
+        parts.append(
+            f"{len(never)} of the {len(counts)} outputs {decisions.never} on these rows and "
+            f"have no line above: {_first_names(never, output_names)}."
+        )
+    if len(rest):
+        parts.append(
+            f"{len(rest)} more outputs, each on fewer rows than those shown, are left out: "
+            f"{_first_names(rest, output_names)}."
+        )
+    return f'<p class="key">{html.escape(" ".join(parts))}</p>' if parts else ""
+
+
+def _output_summary_html(view, decisions, shown, output_names, n_features=3):
+    """A table: for each shown output decided on some row, on how many rows and the
+    x-features that carry its score there (largest mean contributions, positive ones)."""
     rows = []
     for c in shown:
-        mine = predicted == c
+        mine = decisions.output == c
         if not mine.any():
             continue
-        mean = S[mine].mean(0)
+        mean = view.X[mine].mean(0) * view.coef[c]
         top = [k for k in np.argsort(-mean, kind="stable")[:n_features] if mean[k] > 0]
-        carried = ", ".join(f"{html.escape(names[k])} ({mean[k]:.2f})" for k in top) or "none"
+        carried = ", ".join(f"{html.escape(view.names[k])} ({mean[k]:.2f})" for k in top)
         rows.append(
             f"<tr><th>{html.escape(str(output_names[c]))}</th><td>{int(mine.sum())}</td>"
-            f'<td class="text">{carried}</td></tr>'
+            f'<td class="text">{carried or "none"}</td></tr>'
         )
     return (
         '<table class="comparison"><thead><tr><th scope="col">output</th>'
-        '<th scope="col">rows predicted</th>'
+        f'<th scope="col">{html.escape(decisions.rows)}</th>'
         '<th scope="col">x-features carrying its score (mean contribution)</th></tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        f"<tbody>{''.join(rows)}</tbody></table>" + _omitted_html(decisions, shown, output_names)
     )
 
 
@@ -137,6 +209,7 @@ def write_report(
     *,
     explainer=None,
     Z=None,
+    y=None,
     images=None,
     network=None,
     heatmap_method="excitation_backprop",
@@ -154,28 +227,41 @@ def write_report(
     out_dir : str or Path
         Created if needed.
     table : pandas.DataFrame
-        The comparison of explainers (one row per explainer), e.g. from
-        :func:`sklearn_xnn.compare.compare_explainers`. The main columns
+        The comparison of explainers (one row per explainer, each with its own name), e.g.
+        from :func:`sklearn_xnn.compare.compare_explainers`. The main columns
         (:data:`sklearn_xnn.compare.DEFAULT_COLUMNS`) come first, each defined in a legend
         and a header tooltip, the best value of each marked; every column is in a
-        second, folded table. Columns empty for every explainer are left out.
-    explainer : SRAEExplainer, optional
-        Fitted explainer whose x-features are shown.
+        second, folded table. Columns empty for every explainer are left out. Its K
+        curve, when it has one, is drawn with every distinct ``n_components`` marked.
+    explainer : fitted estimator, optional
+        Whose x-features are shown: an :class:`~sklearn_xnn.SRAEExplainer`, a headed
+        pipeline (:func:`~sklearn_xnn.baselines.make_headed`, as
+        :func:`~sklearn_xnn.compare.compare_explainers` returns for PCA or NMF with
+        ``return_fitted=True``), a predictor that transforms (``PLSRegression``), or a
+        bare transformer (x-features only: no head, no decompositions). Others raise a
+        TypeError.
     Z : array-like of shape (n_samples, n_features), optional
         Activations (held-out rows) to illustrate; needed with ``explainer``.
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs), optional
+        The network's logits for the rows of ``Z``. With them, each decomposition
+        explains the network's decision (the argmax of ``y``) and the per-output summary
+        counts the rows the network predicts each output on; without them, both use the
+        explainer's top rebuilt output, which can differ from the network's decision
+        (see the ``top1_agreement`` column), and the report says so.
     images : array-like of shape (n_samples, channels, height, width), optional
-        The inputs behind ``Z`` (same rows): enables the top-activating inputs and the
-        images next to the decompositions.
+        The inputs behind ``Z`` (one per row, in the same order): enables the
+        top-activating inputs and the images next to the decompositions.
     network : ExplainedNetwork, optional
         Enables one heatmap per significant x-feature.
     heatmap_method : str, default="excitation_backprop"
         See :func:`sklearn_xnn.torch.xfeature_heatmaps`.
     output_names : list of str, optional
-        Names of the outputs (classes). With more than :data:`MAX_OUTPUTS_SHOWN` outputs
-        (a 1,000-class network) the head weights and the per-output summary show the
-        outputs predicted most often on ``Z``.
+        Names of the outputs (classes), one per output. With more than
+        :data:`MAX_OUTPUTS_SHOWN` outputs (a 1,000-class network) the head weights and the
+        per-output summary show the outputs predicted most often on ``Z``; the summary
+        names the outputs it leaves out.
     n_examples : int, default=6
-        Inputs whose prediction is decomposed.
+        Inputs whose decision is decomposed.
     n_top : int, default=8
         Top-activating inputs per x-feature.
     title : str
@@ -191,106 +277,145 @@ def write_report(
     -------
     path : Path
         The HTML file.
+
+    Raises
+    ------
+    ValueError
+        Before anything is written, when the table's explainer names repeat, ``Z`` is
+        missing, or ``y``, ``images`` or ``output_names`` do not match ``Z`` and the
+        explainer's outputs.
+    TypeError
+        When ``explainer`` is none of the kinds above.
     """
+    check_unique_names(table)
+    explained = None
+    if explainer is not None:
+        explained = _checked_explainer_inputs(explainer, Z, y, images, output_names)
     report = _Report(out_dir, title)
     report.heading("Comparison of explainers (held-out rows)")
     report.raw(comparison_html(table, reference))
     for note in notes:
         report.paragraph(note)
     _curve_section(report, table)
-    if explainer is not None:
-        if Z is None:
-            raise ValueError("write_report needs Z, the activations to illustrate, with explainer.")
-        _explainer_sections(
-            report,
-            explainer,
-            Z,
-            images,
-            network,
-            heatmap_method,
-            output_names,
-            n_examples,
-            n_top,
-        )
+    if explained is not None:
+        _explainer_sections(report, *explained, network, heatmap_method, n_examples, n_top)
     path = report.write()
     logger.info("report written to %s (%d figures)", path, len(report.pngs))
     return path
 
 
+def _checked_input_rows(a, n_rows, name):
+    if len(a) != n_rows:
+        raise ValueError(
+            f"{name} must have one row per row of Z ({n_rows}, in the same order), got {len(a)}."
+        )
+
+
+def _checked_explainer_inputs(explainer, Z, y, images, output_names):
+    """``(view, decisions, images, output_names)`` once they agree (decisions and names
+    None without a head), or a ValueError saying what does not."""
+    if Z is None:
+        raise ValueError("write_report needs Z, the activations to illustrate, with explainer.")
+    view = linear_view(explainer, Z, "write_report")
+    n = len(view.X)
+    if images is not None:
+        images = np.asarray(images)
+        _checked_input_rows(images, n, "images")
+    if view.coef is None:  # no head: the x-features only
+        return view, None, images, None
+    C = view.coef.shape[0]
+    names = checked_output_names(output_names, C)
+    if y is not None:
+        y = np.asarray(y, dtype=np.float64)
+        y = y.reshape(len(y), -1) if y.ndim == 1 else y
+        _checked_input_rows(y, n, "y")
+        if y.ndim != 2 or y.shape[1] != C:
+            raise ValueError(
+                f"y must hold the network's {C} logits per row (the explainer has {C} "
+                f"outputs), got shape {y.shape}."
+            )
+    decisions = _Decisions(view.X @ view.coef.T + view.intercept, y)
+    return view, decisions, images, names
+
+
 def _curve_section(report, table):
-    """The K curve of a table from :func:`~sklearn_xnn.compare.compare_explainers`."""
+    """The K curve of a table from :func:`~sklearn_xnn.compare.compare_explainers`, every
+    distinct K of the table marked."""
     curve = curve_frame(table)
     if curve is None or len(curve) == 0:
         return
     ks = table["n_components"].dropna() if "n_components" in table.columns else []
-    k = int(ks.iloc[0]) if len(ks) else None
     report.figure(
-        k_curve_figure(curve, k),
+        k_curve_figure(curve, list(ks) or None),
         "k_curve",
         "How faithful K components can be (training rows): the R² of the best rank-K "
         "linear predictor of the logits, which no linear K-dimensional explanation beats, "
-        "next to the variance PCA's K components explain.",
+        "next to the variance PCA's K components explain; dotted lines: the K compared.",
     )
 
 
 def _top_activating_section(report, images, X, n_top, names):
-    """Each x-feature's top-activating inputs (when there are ``images``); the images as
-    an array (None without them)."""
+    """Each x-feature's top-activating inputs (when there are ``images``)."""
     if images is None:
-        return None
-    images = np.asarray(images)
+        return
     report.figure(
         top_activating_figure(images, X, n_top, names),
         "top_activating",
         "Each x-feature's top-activating inputs; the number above an image is the "
         "x-feature's value on it.",
     )
-    return images
 
 
 def _explainer_sections(
-    report, explainer, Z, images, network, method, output_names, n_examples, n_top
+    report, view, decisions, images, output_names, network, method, n_examples, n_top
 ):
-    X = explainer.transform(Z)  # Z as given: a data frame keeps its feature names
-    K = X.shape[1]
-    names = feature_names(explainer, K)
     report.heading("The explanation space")
-    if getattr(explainer, "coef_", None) is None:  # fitted without logits: no head to show
-        report.paragraph("The explainer was fitted without logits: it has no head to show.")
-        _top_activating_section(report, images, X, n_top, names)
-        return
-    coef = np.atleast_2d(explainer.coef_)
-    intercept = np.atleast_1d(explainer.intercept_)
-    C = coef.shape[0]
-    output_names = list(output_names) if output_names is not None else [str(c) for c in range(C)]
-    if len(output_names) != C:
-        raise ValueError(
-            f"output_names has {len(output_names)} names but the explainer has {C} outputs."
+    if decisions is None:  # no head to show
+        report.paragraph(
+            "The explainer has no linear head (fitted without logits, or a transformer "
+            "alone): no head to show."
         )
-    predicted = np.asarray(explainer.predict(Z)).reshape(len(X), -1).argmax(1)
-    S = np.asarray(explainer.contributions(Z, outputs="predicted"))  # (n, K): predicted output
-    shown = _shown_outputs(predicted, C)
-    which = "" if len(shown) == C else f" The {len(shown)} outputs predicted most often, of {C}."
+        _top_activating_section(report, images, view.X, n_top, view.names)
+        return
+    C = view.coef.shape[0]
+    shown = _shown_outputs(decisions.counts)
+    which = (
+        ""
+        if len(shown) == C
+        else f" The {len(shown)} outputs predicted most often, of {C} ({decisions.which})."
+    )
     report.figure(
-        head_weights_figure(coef[shown], [output_names[c] for c in shown], names),
+        head_weights_figure(view.coef[shown], [output_names[c] for c in shown], view.names),
         "head_weights",
         "Head weights W: how each x-feature moves each output (red +, blue -)." + which,
     )
-    report.paragraph("What carries each output's score on the rows it is predicted on." + which)
-    report.raw(_output_summary_html(S, predicted, shown, output_names, names))
-    images = _top_activating_section(report, images, X, n_top, names)
-    rows = _example_rows(predicted, n_examples)
+    report.paragraph(
+        f"What carries each output's score on the {decisions.rows}.{decisions.caveat}" + which
+    )
+    report.raw(_output_summary_html(view, decisions, shown, output_names))
+    _top_activating_section(report, images, view.X, n_top, view.names)
+    _decomposition_section(
+        report, view, decisions, images, output_names, network, method, n_examples
+    )
+
+
+def _decomposition_section(
+    report, view, decisions, images, output_names, network, method, n_examples
+):
+    rows = _example_rows(decisions.output, n_examples)
     heatmaps = None
     if network is not None and images is not None:
         from sklearn_xnn.torch import xfeature_heatmaps
 
         heatmaps = xfeature_heatmaps(network, images[rows], method=method)
-    report.heading("Predictions decomposed into x-feature contributions")
+    report.heading("Decisions decomposed into x-feature contributions")
     report.paragraph(
-        "Bars: each x-feature's contribution x_k * W_ck to the predicted output's score (red "
-        "positive, blue negative) and the bias b_c as its own grey bar; together they sum "
-        "to the score. Outlined bars are the significant x-features (the fewest positive "
-        "contributions covering 90% of the positive score)"
+        f"Each input's explained output is {decisions.what}.{decisions.caveat} Bars: "
+        "each x-feature's "
+        "contribution x_k * W_ck to that output's rebuilt score (red positive, blue "
+        "negative) and the bias b_c as its own grey bar; together they sum to the score. "
+        "Outlined bars are the significant x-features (the fewest positive contributions "
+        "covering 90% of the positive score)"
         + (
             f"; each has a {method.replace('_', ' ')} heatmap (colour bar: share of the "
             "map's maximum)."
@@ -299,16 +424,16 @@ def _explainer_sections(
         )
     )
     for j, i in enumerate(rows):
-        c = int(predicted[i])
+        c = int(decisions.output[i])
+        S, b = view.X[i] * view.coef[c], float(view.intercept[c])
         fig = decomposition_figure(
-            S[i],
-            intercept=float(intercept[c]),
+            S,
+            intercept=b,
             output_name=output_names[c],
             image=None if images is None else images[i],
             heatmaps=None if heatmaps is None else heatmaps[j],
-            names=names,
+            names=view.names,
+            image_title=decisions.image_title(i, output_names),
         )
-        score = S[i].sum() + intercept[c]
-        caption = f"Held-out input {i}: predicted output {output_names[c]} (score {score:.2f})."
-        note = bias_note(S[i], float(intercept[c]))
-        report.figure(fig, f"decomposition_{j}", caption, note)
+        caption = decisions.caption(i, output_names, S.sum() + b)
+        report.figure(fig, f"decomposition_{j}", caption, bias_note(S, b))

@@ -9,7 +9,7 @@ each column is marked, and every metric on which another explainer beats the ref
 import html
 
 from sklearn_xnn.compare import COLUMN_INFO, ColumnInfo, best_rows, describe_losses
-from sklearn_xnn.compare._format import _fmt, _scores, _shown_columns
+from sklearn_xnn.compare._format import _fmt, _scores, _shown_columns, check_unique_names
 
 ARROW = {"higher": "\u2191", "lower": "\u2193", None: ""}
 
@@ -139,7 +139,11 @@ def _losses(table, reference):
 
 
 def comparison_html(table, reference="SRAE"):
-    """The table section: main table, key, legend, notes, losses, all metrics folded."""
+    """The table section: main table, key, legend, notes, losses, all metrics folded.
+
+    Raises a ValueError when the table's explainer names (its index) repeat.
+    """
+    check_unique_names(table)
     main = _shown_columns(table, None) or _shown_columns(table, "all")
     every = _shown_columns(table, "all")
     key = (

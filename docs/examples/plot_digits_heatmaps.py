@@ -75,8 +75,9 @@ top_activating_figure(data.images_test, X_test, n_top=8, names=names, figure=plt
 # -----------------------
 # :class:`~sklearn_xnn.torch.ExplainedNetwork` chains the CNN up to ``relu_fc1`` with the
 # explainer, so the x-features are differentiable functions of the pixels.
-# :func:`~sklearn_xnn.report.plot_decision` splits the predicted logit of a test image
-# into contributions ``x_k W_ck`` (significant x-features outlined) and the bias ``b_c``,
+# :func:`~sklearn_xnn.report.plot_decision` splits the rebuilt logit of the network's
+# decision on a test image (``y``: the network's logits) into contributions ``x_k W_ck``
+# (significant x-features outlined) and the bias ``b_c``,
 # its own grey bar, and draws each significant x-feature's heatmap with a colour bar.
 # When the bias outweighs all contributions together the figure says so: such a
 # decision is carried by the intercept, not by the x-features.
@@ -85,6 +86,7 @@ for i in (0, 1, 2):
     plot_decision(
         xnn,
         data.Z_test[i],
+        y=data.y_test[i],
         image=data.images_test[i],
         network=network,
         output_names=[f"digit {d}" for d in digits],
@@ -97,7 +99,7 @@ for i in (0, 1, 2):
 # A decision whose bias outweighs all its contributions is not explained by the
 # x-features. Count them among the test images and show the first.
 S_test = xnn.contributions(data.Z_test)  # (n_test, 10, K)
-predicted = xnn.predict(data.Z_test).argmax(1)
+predicted = data.y_test.argmax(1)  # the network's decisions
 S_pred = S_test[np.arange(len(S_test)), predicted]
 carried = np.flatnonzero(np.abs(xnn.intercept_[predicted]) > np.abs(S_pred).sum(1))
 print(f"{len(carried)} of {len(S_test)} test decisions are carried by the bias")
@@ -106,6 +108,7 @@ if len(carried):
     plot_decision(
         xnn,
         data.Z_test[i],
+        y=data.y_test[i],
         image=data.images_test[i],
         network=network,
         output_names=[f"digit {d}" for d in digits],
@@ -132,6 +135,7 @@ path = write_report(
     table,
     explainer=xnn,
     Z=data.Z_test,
+    y=data.y_test,
     images=data.images_test,
     network=network,
     output_names=digits,

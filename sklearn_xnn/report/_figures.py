@@ -458,7 +458,7 @@ def head_weights_figure(coef, output_names=None, names=None, *, figure=None):
     Parameters
     ----------
     coef : array-like of shape (n_outputs, n_components)
-        The head weights (``coef_``). With more than :data:`MAX_LABELLED_ROWS` outputs
+        The head weights (``coef_``). With more than 60 outputs
         the rows are left unlabelled, in the height of 30; pass the rows of the outputs
         of interest (``coef_[outputs]``) to read them by name.
     output_names, names : list of str, default=None

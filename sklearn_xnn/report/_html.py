@@ -256,10 +256,10 @@ def write_report(
     heatmap_method : str, default="excitation_backprop"
         See :func:`sklearn_xnn.torch.xfeature_heatmaps`.
     output_names : list of str, optional
-        Names of the outputs (classes), one per output. With more than
-        :data:`MAX_OUTPUTS_SHOWN` outputs (a 1,000-class network) the head weights and the
-        per-output summary show the outputs predicted most often on ``Z``; the summary
-        names the outputs it leaves out.
+        Names of the outputs (classes), one per output. With more than 30 outputs (a
+        1,000-class network) the head weights and the per-output summary show the
+        outputs predicted most often on ``Z``; the summary names the outputs it leaves
+        out.
     n_examples : int, default=6
         Inputs whose decision is decomposed.
     n_top : int, default=8

@@ -207,19 +207,7 @@ def test_an_unusable_shard_is_reported(one_rank_group):
         fit_sharded(SRAEExplainer(random_state=0), [[1.0, 2.0], [3.0, 4.0]])
 
 
-def test_one_rank_fit_runs(one_rank_group):
-    rng = np.random.RandomState(0)
-    Z = np.abs(rng.randn(120, 6))
-    y = Z[:, :2] @ [1.0, -2.0]
-    est = SRAEExplainer(n_components=2, hidden_layer_sizes=(8, 4), max_iter=2, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        est = fit_sharded(est, Z, y)
-    assert est.transform(Z).shape == (120, 2)
-    assert est.faithfulness_ >= est.faithfulness_bound_ - est.faithfulness_tol - 1e-9
-
-
-def test_one_rank_fit_takes_tensors_and_frames_and_checks_y_rows(one_rank_group):
+def test_one_rank_fit_runs_on_arrays_tensors_and_frames(one_rank_group):
     import pandas as pd
 
     rng = np.random.RandomState(0)
@@ -228,10 +216,12 @@ def test_one_rank_fit_takes_tensors_and_frames_and_checks_y_rows(one_rank_group)
     params = dict(n_components=2, hidden_layer_sizes=(8, 4), max_iter=2, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = fit_sharded(SRAEExplainer(**params), Z, y).transform(Z)
-        for X in (torch.as_tensor(Z), pd.DataFrame(Z)):
-            est = fit_sharded(SRAEExplainer(**params), X, torch.as_tensor(y))
-            np.testing.assert_allclose(est.transform(Z), ref, rtol=1e-6, atol=1e-8)
+        est = fit_sharded(SRAEExplainer(**params), Z, y)
+        for X in (torch.as_tensor(Z), pd.DataFrame(Z)):  # read as numpy arrays
+            other = fit_sharded(SRAEExplainer(**params), X, torch.as_tensor(y))
+            np.testing.assert_allclose(other.transform(Z), est.transform(Z), rtol=1e-6, atol=1e-8)
+    assert est.transform(Z).shape == (120, 2)
+    assert est.faithfulness_ >= est.faithfulness_bound_ - est.faithfulness_tol - 1e-9
     with pytest.raises(ValueError, match=r"rank 0: y has 100 rows and X 120"):
         fit_sharded(SRAEExplainer(**params), Z, y[:100], sharded=True)
 

@@ -283,7 +283,9 @@ class SRAEExplainer(
         Mean Hungarian-matched correlation of the kept x-features with the other
         initialisations' (:func:`sklearn_xnn.metrics.matched_correlation`, training rows).
     alphas_ : tuple of float
-        ``(alpha_faithfulness, alpha_reconstruction, alpha_pullaway)`` used in training.
+        ``(alpha_faithfulness, alpha_reconstruction, alpha_pullaway)`` used in training
+        (under the faithfulness constraint the first has no effect: the constraint's
+        multiplier, ``faithfulness_multiplier_``, weighs the faithfulness term instead).
     scale_ : float
         Divisor applied to ``Z`` during training.
     y_mean_, y_scale_ : ndarray of shape (n_outputs,)

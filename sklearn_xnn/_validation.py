@@ -344,7 +344,10 @@ PARAMETER_CONSTRAINTS = {
     "precision": [StrOptions({"float32", "bf16"})],
     "compile": ["boolean"],
     "stream_threshold": [Interval(Integral, 0, None, closed="left")],
-    "n_init": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+    "n_init": [
+        Interval(Integral, 1, None, closed="left"),
+        StrOptions({"auto"}, deprecated={"auto"}),
+    ],
     "random_state": ["random_state"],
     "verbose": ["verbose"],
 }

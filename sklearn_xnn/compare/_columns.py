@@ -2,7 +2,7 @@
 
 from typing import NamedTuple
 
-#: Columns of :func:`compare_explainers`, in order.
+#: Columns of :func:`~sklearn_xnn.compare.compare_explainers`, in order.
 COLUMNS = [
     "faithfulness_r2",
     "rmse",
@@ -25,9 +25,10 @@ COLUMNS = [
     "note",
 ]
 
-#: The short, main column set: what :func:`format_comparison` and the HTML report show
-#: first (columns absent from a table are left out). The two ``reconstruction_*`` columns
-#: come from :func:`sklearn_xnn.torch.reconstruction_faithfulness` when a caller adds them.
+#: The short, main column set: what :func:`~sklearn_xnn.compare.format_comparison`
+#: and the HTML report show first (columns absent from a table are left out). The two
+#: ``reconstruction_*`` columns come from
+#: :func:`sklearn_xnn.torch.reconstruction_faithfulness` when a caller adds them.
 DEFAULT_COLUMNS = [
     "faithfulness_r2",
     "reconstruction_faithfulness_r2",
@@ -59,7 +60,8 @@ class ColumnInfo(NamedTuple):
     verdict: str | None = None
 
 
-#: Every column of :data:`COLUMNS` (and the two ``reconstruction_*`` ones) described.
+#: Every column of :data:`~sklearn_xnn.compare.COLUMNS` (and the two
+#: ``reconstruction_*`` ones) described.
 COLUMN_INFO = {
     "faithfulness_r2": ColumnInfo(
         "faithfulness R²",

@@ -130,7 +130,8 @@ def describe_losses(table, reference="SRAE", columns=None):
     Parameters
     ----------
     table : pandas.DataFrame
-        A comparison, one row per explainer (e.g. from :func:`compare_explainers`).
+        A comparison, one row per explainer (e.g. from
+        :func:`~sklearn_xnn.compare.compare_explainers`).
     reference : str, default="SRAE"
         The row the others are measured against.
     columns : list of str, default=None
@@ -236,9 +237,11 @@ def format_comparison(table, columns=None):
     Parameters
     ----------
     table : pandas.DataFrame
-        A comparison, one row per explainer (e.g. from :func:`compare_explainers`).
+        A comparison, one row per explainer (e.g. from
+        :func:`~sklearn_xnn.compare.compare_explainers`).
     columns : list of str or "all", default=None
-        Metrics to show; None shows :data:`DEFAULT_COLUMNS`, ``"all"`` every column.
+        Metrics to show; None shows :data:`~sklearn_xnn.compare.DEFAULT_COLUMNS`,
+        ``"all"`` every column.
 
     Returns
     -------
@@ -315,9 +318,9 @@ def _curve_lines(table, n=10):
 class ComparisonTable(pd.DataFrame):
     """A :class:`pandas.DataFrame` of explainer metrics that prints readably.
 
-    ``print(table)`` and ``repr(table)`` give :func:`format_comparison` (the main
-    columns); everything else is the DataFrame (indexing, ``to_csv``, ``round``; derived
-    frames are plain DataFrames).
+    ``print(table)`` and ``repr(table)`` give
+    :func:`~sklearn_xnn.compare.format_comparison` (the main columns); everything else is
+    the DataFrame (indexing, ``to_csv``, ``round``; derived frames are plain DataFrames).
     """
 
     @property
@@ -326,11 +329,13 @@ class ComparisonTable(pd.DataFrame):
 
     @property
     def k_curve(self):
-        """The :func:`k_curve` of the training rows (None for a table built by hand)."""
+        """The :func:`~sklearn_xnn.compare.k_curve` of the training rows (None for a
+        table built by hand)."""
         return curve_frame(self)
 
     def to_text(self, columns=None):
-        """:func:`format_comparison` of this table; ``columns="all"`` for every metric."""
+        """:func:`~sklearn_xnn.compare.format_comparison` of this table;
+        ``columns="all"`` for every metric."""
         return format_comparison(self, columns)
 
     def __repr__(self):

@@ -145,8 +145,9 @@ def evaluate_explainer(estimator, Z, y, *, Z_train=None, codes=None):
     Returns
     -------
     row : dict
-        The metric columns of :data:`COLUMNS` except ``fit_time_s`` and ``note``, and the
-        rebuilt logits under ``"y_pred"`` (None without a head).
+        The metric columns of :data:`~sklearn_xnn.compare.COLUMNS` except
+        ``fit_time_s`` and ``note``, and the rebuilt logits under ``"y_pred"`` (None
+        without a head).
 
     Examples
     --------
@@ -263,18 +264,20 @@ def compare_explainers(
     Returns
     -------
     table : ComparisonTable
-        A :class:`pandas.DataFrame` that prints readably (:func:`format_comparison`),
-        indexed by name, with the columns of :data:`COLUMNS`: faithfulness (``faithfulness_r2``,
-        ``rmse``, ``top1_agreement``, ``kl``), reconstruction (``reconstruction_r2``,
-        ``explained_variance``), sparsity (``mean_active``, ``n_significant``, with
-        ``top_explained``, the share of decisions with a positive contribution),
-        orthogonality (``pullaway_samples``, ``pullaway_components``,
+        A :class:`pandas.DataFrame` that prints readably
+        (:func:`~sklearn_xnn.compare.format_comparison`), indexed by name, with the
+        columns of :data:`~sklearn_xnn.compare.COLUMNS`: faithfulness
+        (``faithfulness_r2``, ``rmse``, ``top1_agreement``, ``kl``), reconstruction
+        (``reconstruction_r2``, ``explained_variance``), sparsity (``mean_active``,
+        ``n_significant``, with ``top_explained``, the share of decisions with a positive
+        contribution), orthogonality (``pullaway_samples``, ``pullaway_components``,
         ``contribution_corr``, ``component_max_cos``, ``component_mean_cos``), health
-        (``dead_fraction``), ``concept_recovery``, ``n_components``, ``fit_time_s``, ``note``.
-        ``table.k_curve`` holds :func:`k_curve` of the training rows: the rank-K linear
-        bound's R² and PCA's explained variance for every K up to the largest K compared
-        (at least 20, at most the number of activation features); ``table.attrs["warnings"]``
-        the messages of the warnings each explainer's fit raised (by name, each once).
+        (``dead_fraction``), ``concept_recovery``, ``n_components``, ``fit_time_s``,
+        ``note``. ``table.k_curve`` holds :func:`~sklearn_xnn.compare.k_curve` of the
+        training rows: the rank-K linear bound's R² and PCA's explained variance for every
+        K up to the largest K compared (at least 20, at most the number of activation
+        features); ``table.attrs["warnings"]`` the messages of the warnings each
+        explainer's fit raised (by name, each once).
     fitted : dict of str to estimator
         Only with ``return_fitted=True``: the fitted explainers, by name.
 
@@ -314,7 +317,8 @@ def compare_per_output(
     """The paper's setting: one explainer per logit (``y`` 1-D), summarised per method.
 
     For each output ``c`` in ``outputs`` a clone of every explainer is fitted on
-    ``y_train[:, c]`` and measured on ``y_test[:, c]`` as in :func:`compare_explainers`.
+    ``y_train[:, c]`` and measured on ``y_test[:, c]`` as in
+    :func:`~sklearn_xnn.compare.compare_explainers`.
     Each method's row is the mean over outputs of the per-output metrics (so
     ``faithfulness_r2`` is the uniform average of per-logit R²), except ``top1_agreement``
     and ``kl``, computed on the stacked per-logit rebuilds when ``outputs`` covers every
@@ -338,7 +342,7 @@ def compare_per_output(
     Returns
     -------
     table : ComparisonTable
-        Same columns as :func:`compare_explainers`.
+        Same columns as :func:`~sklearn_xnn.compare.compare_explainers`.
 
     Examples
     --------

@@ -226,6 +226,19 @@ def test_one_rank_fit_runs_on_arrays_tensors_and_frames(one_rank_group):
         fit_sharded(SRAEExplainer(**params), Z, y[:100], sharded=True)
 
 
+def test_two_ranks_given_their_own_rows_without_sharding_are_refused(tmp_path):
+    Z, y = make_concept_activations(n_samples=600, n_features=20, random_state=0)[:2]
+    np.save(tmp_path / "X.npy", Z.astype(np.float32))
+    np.save(tmp_path / "y.npy", y)
+    (tmp_path / "params.json").write_text(json.dumps(PARAMS))
+    (tmp_path / "own_rows").touch()
+    procs, logs = _two_ranks(tmp_path)
+    for r, (p, log) in enumerate(zip(procs, logs, strict=True)):  # every rank, not a hang
+        assert p.returncode == 0, f"rank {r} exited with {p.returncode}:\n{log[-3000:]}"
+        assert "refused: fit_sharded(sharded=False)" in log, log[-3000:]
+        assert "the ranks were given different X" in log
+
+
 def test_ranks_given_different_x_without_sharding_are_refused():
     from sklearn_xnn.distributed import _check_shards, _sample_digest
 

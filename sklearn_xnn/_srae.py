@@ -417,7 +417,7 @@ class SRAEExplainer(
 
         The paper's fixed-weight objective: no faithfulness constraint
         (``faithfulness_tol=None``), 10 epochs of layer-wise pre-training per layer,
-        150 epochs of fine-tuning.
+        up to 150 epochs of fine-tuning (stopped after 10 without improvement).
 
         Parameters
         ----------

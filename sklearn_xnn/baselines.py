@@ -13,8 +13,9 @@ from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
     _fit_context,
+    is_classifier,
 )
-from sklearn.cross_decomposition import PLSRegression
+from sklearn.cross_decomposition import CCA, PLSSVD, PLSCanonical, PLSRegression
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
@@ -59,6 +60,10 @@ class PLSEmbedding(PLSRegression):
         return self.fit(X, y).transform(X)
 
 
+#: Cross-decomposition methods whose ``fit_transform(X, y)`` returns ``(x_scores, y_scores)``.
+_TUPLE_TRANSFORMS = (PLSRegression, PLSCanonical, CCA, PLSSVD)
+
+
 def make_headed(transformer, head=None):
     """Give a transformer SRAE's linear head: ``Pipeline([(name, transformer), ("head", LR)])``.
 
@@ -73,7 +78,7 @@ def make_headed(transformer, head=None):
     transformer : estimator
         Any transformer (PCA, NMF, FastICA, RandomNonnegativeProjection, ...).
     head : regressor, default=None
-        The head; ``LinearRegression()`` when None.
+        The head; ``LinearRegression()`` when None. A classifier is refused.
 
     Returns
     -------
@@ -89,6 +94,17 @@ def make_headed(transformer, head=None):
     """
     if type(transformer) is PLSRegression:
         transformer = PLSEmbedding(**transformer.get_params())
+    elif isinstance(transformer, _TUPLE_TRANSFORMS) and not isinstance(transformer, PLSEmbedding):
+        raise TypeError(
+            f"make_headed needs a transformer whose fit_transform returns the embedding; "
+            f"{type(transformer).__name__}.fit_transform(X, y) returns (x_scores, y_scores). "
+            "Use PLSRegression (swapped for PLSEmbedding) or a transformer of X alone."
+        )
+    if head is not None and is_classifier(head):
+        raise TypeError(
+            f"make_headed's head rebuilds the logits, so it must be a regressor; got the "
+            f"classifier {type(head).__name__}. Use e.g. LinearRegression or Ridge."
+        )
     name = type(transformer).__name__.lower()
     return Pipeline([(name, transformer), ("head", LinearRegression() if head is None else head)])
 

@@ -573,3 +573,11 @@ def test_a_tensor_that_requires_grad_is_named(data, fitted):
     with pytest.raises(TypeError, match="X.detach"):
         fitted.transform(Zt)
     assert fitted.transform(Zt.detach()).shape == (len(Z), fitted.n_components_)
+
+
+@pytest.mark.parametrize("epochs", [-3, 1.5, True])
+def test_digits_activations_refuse_a_bad_epoch_count(epochs):
+    from sklearn_xnn.datasets import load_digits_activations
+
+    with pytest.raises(ValueError, match="epochs must be a non-negative int"):
+        load_digits_activations(epochs=epochs)

@@ -9,7 +9,8 @@ from sklearn.cross_decomposition import PLSRegression
 from sklearn.decomposition import NMF, PCA
 from sklearn.kernel_approximation import Nystroem
 from sklearn.linear_model import LinearRegression
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_xnn import SRAEExplainer
@@ -464,3 +465,39 @@ def test_the_more_columns_hint_counts_what_all_columns_adds(split):
         f"({extra} more columns: format_comparison(table, columns='all'))"
     )
     assert extra == 4  # rmse, explained_variance, pullaway_samples, n_components
+
+
+def test_make_headed_refuses_tuple_transformers_and_classifier_heads():
+    from sklearn.cross_decomposition import CCA, PLSCanonical
+    from sklearn.linear_model import LogisticRegression
+
+    for transformer in (PLSCanonical(2), CCA(2)):
+        with pytest.raises(TypeError, match=r"returns \(x_scores, y_scores\)"):
+            make_headed(transformer)
+    with pytest.raises(TypeError, match="must be a regressor; got the classifier"):
+        make_headed(PCA(2), LogisticRegression())
+
+
+def test_scorers_read_a_search_through_its_refitted_explainer(split):
+    from sklearn.model_selection import GridSearchCV
+
+    from sklearn_xnn.metrics import (
+        explanation_scorer,
+        faithfulness_r2_scorer,
+        reconstruction_r2_scorer,
+    )
+
+    Zt, yt, Zs, ys, _ = split
+    search = GridSearchCV(make_headed(PCA()), {"pca__n_components": [2, 3]}, cv=2).fit(Zt, yt)
+    best = search.best_estimator_
+    for scorer in (explanation_scorer, reconstruction_r2_scorer):
+        assert scorer(search, Zs, ys) == pytest.approx(scorer(best, Zs, ys), rel=1e-12)
+    vw = make_pipeline(
+        StandardScaler(), SRAEExplainer(2, multioutput="variance_weighted", **SMALL_SRAE)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vw_search = GridSearchCV(vw, {"sraeexplainer__alpha_pullaway": [0.1]}, cv=2).fit(Zt, yt)
+    assert faithfulness_r2_scorer(vw_search, Zs, ys) == pytest.approx(
+        vw_search.score(Zs, ys), rel=1e-12
+    )

@@ -1,5 +1,7 @@
 """A small real CNN trained on scikit-learn's embedded digits (nothing is downloaded)."""
 
+from numbers import Integral
+
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
@@ -118,6 +120,8 @@ def load_digits_activations(*, test_size=0.3, epochs=30, random_state=0):
         ``model`` (the trained :class:`DigitsCNN`), ``layer`` ("relu_fc1") and
         ``accuracy`` (held-out accuracy of the CNN).
     """
+    if not isinstance(epochs, Integral) or isinstance(epochs, bool) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}.")
     im_tr, im_te, lab_tr, lab_te = split_digit_images(test_size, random_state)
     model = train_digits_cnn(im_tr, lab_tr, epochs=epochs, random_state=random_state)
     with torch.no_grad():

@@ -14,6 +14,11 @@ def fit_explainer(estimator, Z, y=None):
     return estimator.fit(Z) if y is None else estimator.fit(Z, y)
 
 
+def refitted(estimator):
+    """A fitted search's refitted ``best_estimator_``; any other estimator itself."""
+    return getattr(estimator, "best_estimator_", estimator)
+
+
 def last_step(estimator):
     """The final estimator of a pipeline, or ``estimator`` itself when it is not one."""
     return estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
@@ -30,6 +35,7 @@ def transformer_part(estimator):
 
 def embed(estimator, Z):
     """x-features of ``Z``: ``transform`` of the transformer part, as float64 ``(n, K)``."""
+    estimator = refitted(estimator)
     X = transformer_part(estimator).transform(Z)
     X = X[0] if isinstance(X, tuple) else X
     return np.asarray(X, dtype=np.float64)
@@ -44,6 +50,7 @@ def rebuild_logits(estimator, Z):
 
 def reconstruct(estimator, X):
     """``inverse_transform`` of x-features by the transformer part, or None if it has none."""
+    estimator = refitted(estimator)
     part = transformer_part(estimator)
     if not hasattr(part, "inverse_transform"):
         return None
@@ -59,7 +66,7 @@ def components_of(estimator):
     ``components_`` of the last transformer (SRAE, PCA, NMF, the random projection) or,
     for PLS, its ``x_loadings_.T`` (the directions its ``inverse_transform`` mixes).
     """
-    last = last_step(transformer_part(estimator))
+    last = last_step(transformer_part(refitted(estimator)))
     if hasattr(last, "components_"):
         return np.asarray(last.components_, dtype=np.float64)
     if hasattr(last, "x_loadings_"):
@@ -74,6 +81,7 @@ def head_coef(estimator, Z_ref):
     least-squares fit of ``predict(Z_ref)`` on ``[embed(Z_ref), 1]``, exact when
     ``predict`` is linear in the embedding. None without a head.
     """
+    estimator = refitted(estimator)
     if hasattr(estimator, "contributions") and hasattr(estimator, "coef_"):
         return np.atleast_2d(np.asarray(estimator.coef_, dtype=np.float64))
     if _is_headed(estimator) and hasattr(estimator[-1], "coef_"):
@@ -103,6 +111,7 @@ def contribution_rows(estimator, Z, X=None, Z_ref=None):
     for a slice ``rows``, with the head resolved once (for PLS a least-squares fit on
     ``Z_ref``); None without a head.
     """
+    estimator = refitted(estimator)
     if hasattr(estimator, "contributions"):
         return lambda rows: np.asarray(estimator.contributions(Z[rows]), dtype=np.float64)
     W = head_coef(estimator, Z if Z_ref is None else Z_ref)

@@ -12,6 +12,7 @@ from sklearn_xnn.metrics._adapter import (
     embed,
     last_step,
     reconstruct,
+    refitted,
     transformer_part,
 )
 from sklearn_xnn.metrics._blocks import correlation_by_blocks
@@ -67,8 +68,7 @@ def faithfulness_r2_scorer(estimator, Z, y):
     >>> bool(abs(faithfulness_r2_scorer(model, Z, y) - model.score(Z, y)) < 1e-12)
     True
     """
-    step = last_step(estimator)
-    step = getattr(step, "best_estimator_", step)  # a search: the explainer it refitted
+    step = refitted(last_step(refitted(estimator)))  # a search: what it refitted
     multioutput = getattr(step, "multioutput", "uniform_average")
     return faithfulness_r2(y, estimator.predict(Z), multioutput=multioutput)
 
@@ -115,7 +115,7 @@ def reconstruction_r2_scorer(estimator, Z, y=None):
     """
     Z_hat = reconstruct(estimator, embed(estimator, Z))
     if Z_hat is None:
-        last = last_step(transformer_part(estimator))
+        last = last_step(transformer_part(refitted(estimator)))
         raise ValueError(
             f"{type(last).__name__} has no inverse_transform: reconstruction R² is undefined."
         )

@@ -159,12 +159,13 @@ def _check_batch_size(batch_size):
     return int(batch_size)
 
 
-def _as_input(batch, model, device):
-    """Floating inputs take the model's dtype (numpy float64 -> float32); others are kept."""
+def as_input(batch, device, like=None):
+    """``batch`` on ``device``, floating inputs in the dtype of the tensor ``like`` (a
+    model's first parameter: numpy float64 becomes a float32 network's float32; float32
+    without one); other dtypes are kept."""
     if not batch.is_floating_point():
         return batch.to(device)
-    param = next(iter(model.parameters()), None)
-    return batch.to(device=device, dtype=torch.float32 if param is None else param.dtype)
+    return batch.to(device=device, dtype=torch.float32 if like is None else like.dtype)
 
 
 def extract_activations(
@@ -248,7 +249,7 @@ def extract_activations(
         ):
             for batch in iter_batches(data, batch_size):
                 captured.clear()
-                out = model(_as_input(batch, model, dev))
+                out = model(as_input(batch, dev, next(iter(model.parameters()), None)))
                 if not captured:
                     raise RuntimeError(f"Layer {layer!r} was not called by the model's forward.")
                 n_calls = max(n_calls, len(captured))

@@ -8,7 +8,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from sklearn_xnn._nn import modules as weights
-from sklearn_xnn.torch._extract import TruncatedNetwork
+from sklearn_xnn.torch._extract import TruncatedNetwork, as_input
 from sklearn_xnn.torch._modes import evaluating
 
 
@@ -216,9 +216,8 @@ class ExplainedNetwork(nn.Module):
 
     def _as_input(self, x):
         """``x`` on the trunk's device, floating inputs in its dtype (else the explainer's)."""
-        param = next(iter(self.trunk.parameters()), self.explainer.feature_layer.weight)
-        x = torch.as_tensor(x)
-        return x.to(param.device, param.dtype) if x.is_floating_point() else x.to(param.device)
+        like = next(iter(self.trunk.parameters()), self.explainer.feature_layer.weight)
+        return as_input(torch.as_tensor(x), like.device, like)
 
     def xfeatures(self, x):
         """x-features, shape (n_samples, n_components)."""

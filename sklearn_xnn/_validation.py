@@ -208,8 +208,8 @@ def auto_hidden_sizes(n_features, n_components):
     """``hidden_layer_sizes="auto"``: ``(max(64, 4 K), max(32, 2 K))`` for ``K``
     x-features, each width capped at the paper's ``(800, 100)`` and at twice the input
     width ``D``, but never below ``2 K``. Every hidden layer carries the start's ``K``
-    directions as ``relu(p), relu(-p)`` pairs (``2 K`` units) and keeps as many units
-    again or more as free capacity; ``2 D`` units already carry the whole input exactly.
+    directions as ``relu(p), relu(-p)`` pairs (``2 K`` units); its units beyond those
+    are free capacity; ``2 D`` units already carry the whole input exactly.
     Wider layers only add cost to every step (``benchmarks/README.md`` has the
     measurements behind these widths)."""
     k = int(n_components)

@@ -383,16 +383,6 @@ def store(est, result, eng, supervised):
         est.intercept_[constant] = est.y_mean_[constant]
         est.faithfulness_ = result.faithfulness
         est.faithfulness_multiplier_ = result.multiplier
-    else:  # nothing left from an earlier supervised fit
-        for name in (
-            "y_mean_",
-            "y_scale_",
-            "coef_",
-            "intercept_",
-            "faithfulness_",
-            "faithfulness_multiplier_",
-        ):
-            est.__dict__.pop(name, None)
     x = result.x_train.double().cpu().numpy()
     est.dead_components_ = x.max(axis=0) <= 0
     est.n_dead_components_ = int(est.dead_components_.sum())

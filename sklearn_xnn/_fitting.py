@@ -256,8 +256,7 @@ def require_finite(est, model, stage):
     """Raise TrainingDivergedError (and forget any earlier fit) if a weight is not finite."""
     if training.finite_weights(model):
         return
-    for name in [k for k in vars(est) if k.endswith("_") and not k.startswith("__")]:
-        delattr(est, name)
+    forget_fit(est)
     raise TrainingDivergedError(
         f"Training diverged: the weights became NaN or infinite during {stage} "
         f"(learning_rate_init={est.learning_rate_init}, rescale={est.rescale}) and no "

@@ -515,10 +515,9 @@ class SRAEExplainer(
     def _start_fit(self, X, y, incremental, shared=None, collective=LOCAL):
         """Everything ``fit`` does before training: a :class:`~sklearn_xnn._fitting.FitRun`.
 
-        Explainers fitted together on one ``(X, y)`` pass the same dict as ``shared`` to
-        share the scaled data, the validation split and the linear bound.
-        A fit over several processes passes its ``collective`` (``X`` and ``y`` are then
-        this rank's shard; :func:`sklearn_xnn.distributed.fit_sharded`).
+        Explainers fitted together on one ``(X, y)`` share the scaled data, the split and
+        the bound through ``shared`` (a dict); a sharded fit passes its ``collective``
+        (``X`` and ``y`` are this rank's shard: :func:`sklearn_xnn.distributed.fit_sharded`).
         """
         fitting.forget_fit(self)  # a fit that fails leaves no earlier fit's state behind
         return fitting.start_fit(self, X, y, incremental, shared, collective)

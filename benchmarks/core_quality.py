@@ -30,7 +30,9 @@ shortest of ``--repeat`` fits, SRAE, NMF, PCA and PLS interleaved in one process
 (Hungarian-matched |corr| of held-out x-features, ``matched_correlation``; PCA and NMF
 through ``seed_stability``): *seed* -- the first seed's fit against each other seed's on the
 first seed's rows (where the data follows the seed, SRAE is refitted on those rows); *half*
--- fits (first seed) on the two halves of a fixed random split of the training rows.
+-- fits (first seed) on the two halves of a fixed random split of the training rows; *half
+span* -- the same two fits' ``subspace_similarity`` (mean canonical correlation: 1 when they
+span the same subspace, whatever rotation each took within it).
 
 Checks per case and seed: R² unif >= bound unif - 0.01; (vw fit) R² vw >= bound vw - 0.01;
 significant < PCA's; 0 dead; time ratio <= 10; seed stability >= 0.95 (each other seed);
@@ -72,6 +74,7 @@ from sklearn_xnn.metrics import (
     matched_correlation,
     n_significant,
     seed_stability,
+    subspace_similarity,
     top1_agreement,
     top_explained,
 )
@@ -404,7 +407,7 @@ def stability(d, seeds, srae_x, seed_role):
     baselines = {"PCA": lambda s: PCA(K, random_state=s)}
     if nonneg:
         baselines["NMF"] = make_nmf
-    out = {"seed": {}, "half": {}}
+    out = {"seed": {}, "half": {}, "half_span": {}}
     if len(seeds) > 1:
         others = [
             srae_x[s] if seed_role == "explainer" else _heldout_x(make_srae(s), d)
@@ -420,6 +423,7 @@ def stability(d, seeds, srae_x, seed_role):
     for name, make in {"SRAE": make_srae, **baselines}.items():
         X1, X2 = (_heldout_x(make(first), d, rows) for rows in halves)
         out["half"][name] = matched_correlation(X1, X2)
+        out["half_span"][name] = subspace_similarity(X1, X2)
     return out
 
 
@@ -495,6 +499,7 @@ def summary_row(case, rec):
     for m in ("SRAE", "PCA", "NMF"):
         v = stab["half"].get(m)
         cells.append(_joined([v], oks=[v is None or v >= MIN_HALF_STABILITY]))
+    cells.append(_joined([stab.get("half_span", {}).get("SRAE")]))
     ref = "" if rec["time_ref"] == "NMF" else " (/50 PCA)"
     time_cells = [r["checks"][f"time ratio <= {MAX_TIME_RATIO:g}"]["value"] for r in rec["seeds"]]
     cells.append(_joined(time_cells, ".2f", _oks(rec, "time ratio")) + ref)
@@ -506,7 +511,7 @@ MAIN_HEAD = [
     "R² vw PCA", "significant SRAE", "significant PCA", "top explained SRAE",
     "top explained PCA", "dead", "seed stab SRAE",
     "seed stab PCA", "seed stab NMF", "half stab SRAE", "half stab PCA", "half stab NMF",
-    "time / NMF (or /50 PCA)",
+    "half span SRAE", "time / NMF (or /50 PCA)",
 ]  # fmt: skip
 DETAIL_COLUMNS = [
     ("r2_uniform", "R² uniform", ".3f"), ("r2_vw", "R² vw", ".3f"), ("top1", "top-1", ".3f"),
@@ -564,7 +569,8 @@ def markdown(meta, records):
         f"Held-out rows, K = {K}; seeds {seeds} (one value per seed). {vw_note} Seed stab: "
         f"seed {meta['seeds'][0]} against each other seed (matched |corr| of held-out "
         f"x-features); half stab: fits on the two halves of the training rows (seed "
-        f"{meta['seeds'][0]}). Bold: a failing check.",
+        f"{meta['seeds'][0]}); half span: their subspace similarity (canonical correlations, "
+        "blind to rotations). Bold: a failing check.",
         "",
     ]
     lines += main_table(records, meta) + [""] + failing(records) + [""]

@@ -32,6 +32,7 @@ from sklearn_xnn.metrics import (
     reconstruction_r2,
     seed_stability,
     softmax_kl,
+    subspace_similarity,
     top1_agreement,
 )
 
@@ -343,6 +344,35 @@ def test_matched_correlation_equals_brute_force():
     R = np.abs(np.corrcoef(A.T, B.T)[:4, 4:])
     best = max(np.mean([R[i, p[i]] for i in range(4)]) for p in permutations(range(4)))
     assert matched_correlation(A, B) == pytest.approx(best, rel=1e-12)
+
+
+def test_subspace_similarity_equals_scipy_principal_angles():
+    from scipy.linalg import subspace_angles
+
+    rng = np.random.RandomState(11)
+    A, B = rng.normal(size=(60, 3)), rng.normal(size=(60, 4)) + 5.0
+    B[:, 0] += 2.0 * A[:, 1]  # partly shared
+    angles = subspace_angles(A - A.mean(0), B - B.mean(0))
+    assert subspace_similarity(A, B) == pytest.approx(np.cos(angles).sum() / 3, rel=1e-10)
+    assert subspace_similarity(A, B) == pytest.approx(subspace_similarity(B, A), rel=1e-12)
+
+
+def test_subspace_similarity_ignores_rotations_and_counts_missing_directions_as_zero():
+    rng = np.random.RandomState(12)
+    A = rng.exponential(size=(200, 3))
+    Q = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    assert matched_correlation(A, A @ Q) < 0.95  # single x-features disagree...
+    # ...but their span agrees
+    assert subspace_similarity(A, A @ Q * 3.0 + 1.0) == pytest.approx(1.0, abs=1e-12)
+    # a dead (constant) x-feature spans nothing: one of three directions missing
+    dead = np.c_[A[:, :2], np.zeros(200)]
+    assert subspace_similarity(A, dead) == pytest.approx(2 / 3, abs=1e-12)
+    with pytest.raises(ValueError, match="more rows than the columns"):
+        subspace_similarity(A[:6], A[:6])
+    with pytest.raises(ValueError, match="same number of rows"):
+        subspace_similarity(A, A[:5])
+    with pytest.raises(ValueError, match="NaN"):
+        subspace_similarity(np.c_[A[:, :2], np.full(200, np.nan)], A)
 
 
 def test_concept_recovery():

@@ -5,7 +5,8 @@ Faithfulness (:func:`faithfulness_r2`, :func:`faithfulness_rmse`, :func:`top1_ag
 :func:`reconstruction_explained_variance`), sparsity (:func:`mean_active`,
 :func:`n_significant`, with :func:`top_explained`), orthogonality (:func:`pullaway`,
 :func:`contribution_correlation`, :func:`mean_abs_correlation`, :func:`component_cosines`),
-health (:func:`dead_fraction`, :func:`mean_contributions`, :func:`seed_stability`) and
+health (:func:`dead_fraction`, :func:`mean_contributions`), agreement
+(:func:`seed_stability`, :func:`matched_correlation`, :func:`subspace_similarity`) and
 ground truth (:func:`concept_recovery`). Each docstring states its formula;
 :ref:`explanation_space` and :ref:`comparing` in the user guide say what they measure and
 how to read them.
@@ -44,6 +45,7 @@ from sklearn_xnn.metrics._stability import (
     cross_correlation,
     matched_correlation,
     seed_stability,
+    subspace_similarity,
 )
 
 __all__ = [
@@ -70,6 +72,7 @@ __all__ = [
     "seed_stability",
     "softmax_kl",
     "softmax_kl_scorer",
+    "subspace_similarity",
     "top1_agreement",
     "top1_agreement_scorer",
     "top_explained",

@@ -1,4 +1,4 @@
-"""Hungarian-matched correlation of x-features: stability across seeds and concept recovery."""
+"""How two sets of x-features agree: matched, by subspace, across seeds, with planted codes."""
 
 from itertools import combinations
 
@@ -93,6 +93,71 @@ def matched_correlation(A, B, *, absolute=True, return_pairs=False):
     rows, cols = linear_sum_assignment(R, maximize=True)
     score = float(R[rows, cols].mean()) if rows.size else float("nan")
     return (score, (rows, cols, R[rows, cols])) if return_pairs else score
+
+
+def subspace_similarity(A, B):
+    """Mean canonical correlation of two sets of x-features: do they span the same space?
+
+    :func:`matched_correlation` compares single x-features; two fits can span the same
+    subspace of the inputs and still score low there, when each took a different
+    rotation within it. The canonical correlations ``rho_1 >= ... >= rho_m`` of ``A`` and
+    ``B`` (the cosines of the principal angles between their centred column spaces) do
+    not see rotations; the score averages them over ``m = min(n_a, n_b)`` directions,
+    a direction missing from either span (a constant or linearly dependent column)
+    counting 0::
+
+        similarity(A, B) = (1 / min(n_a, n_b)) sum_j rho_j
+
+    1 means one set is a linear mix of the other (the same concepts up to a rotation);
+    a low :func:`matched_correlation` with a similarity near 1 means the fits agree on the
+    subspace and differ only in how they divided it into x-features.
+
+    Parameters
+    ----------
+    A : array-like of shape (n_samples, n_a)
+        x-features of one fit.
+    B : array-like of shape (n_samples, n_b)
+        x-features of another fit, on the same rows; ``n_samples`` must exceed
+        ``n_a + n_b`` (fewer rows would make any two spans overlap).
+
+    Returns
+    -------
+    similarity : float
+        In ``[0, 1]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_xnn.metrics import matched_correlation, subspace_similarity
+    >>> A = np.random.default_rng(0).standard_normal((100, 2))
+    >>> B = A @ np.array([[1.0, 1.0], [-1.0, 1.0]])  # a rotation of A (and a scaling)
+    >>> round(float(matched_correlation(A, B)), 2), round(subspace_similarity(A, B), 6)
+    (0.71, 1.0)
+    """
+    A = np.asarray(A, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    if A.ndim != 2 or B.ndim != 2 or A.shape[0] != B.shape[0]:
+        raise ValueError(
+            f"A and B must be 2-D with the same number of rows, got shapes {A.shape} and {B.shape}."
+        )
+    _check_finite(A, "A")
+    _check_finite(B, "B")
+    if A.shape[0] <= A.shape[1] + B.shape[1]:
+        raise ValueError(
+            f"subspace_similarity needs more rows than the columns of A and B together "
+            f"({A.shape[1]} + {B.shape[1]}), got {A.shape[0]}: with fewer, any two spans "
+            "overlap. Compare the x-features on more rows."
+        )
+    m = min(A.shape[1], B.shape[1])
+    if m == 0:
+        return float("nan")
+
+    def basis(M):
+        u, s, _ = np.linalg.svd(M - M.mean(axis=0), full_matrices=False)
+        return u[:, s > max(M.shape) * np.finfo(float).eps * s.max(initial=0.0)]
+
+    rho = np.linalg.svd(basis(A).T @ basis(B), compute_uv=False)
+    return float(np.clip(rho, 0.0, 1.0).sum() / m)
 
 
 def concept_recovery(X, codes):

@@ -299,10 +299,11 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
     scaler = memo(shared, ("scaler", key), Scaler.fit, X, Y, est.rescale, collective, pooled)
     with torch_threads():
         # one explainer on the CPU reads X's rows as it needs them, scaled on the fly: no
-        # copy of X (stacked fits share one scaled copy, an accelerator holds its own)
+        # copy of X (stacked fits share one scaled copy, an accelerator holds its own); a
+        # streamed fit reads y's rows that way too (every epoch's head reads all of them)
         lazy = stream or (shared is None and device.type == "cpu")
         Zt = memo(shared, ("Z", key), scaler.activations, X, device, lazy)
-        Yt = memo(shared, ("Y", key), scaler.targets, Y, device)
+        Yt = memo(shared, ("Y", key), scaler.targets, Y, device, stream)
         split = ("split", key, n_val)
         train, val = (Zt, Yt), None
         if n_val:

@@ -189,7 +189,8 @@ _RSS_SCRIPT = textwrap.dedent(
     torch.set_num_threads(1)
     from sklearn_xnn import SRAEExplainer
     Z = np.load(sys.argv[1], mmap_mode="r")
-    y = np.asarray(Z[:, :2]).copy() @ np.ones((2, 2))
+    n_outputs = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+    y = np.asarray(Z[:, :8]).copy() @ np.random.default_rng(0).random((8, n_outputs))
     def anon():  # resident anonymous memory: the mapped file's pages are the kernel's
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssAnon"))
@@ -227,9 +228,9 @@ def test_streamed_fit_memory_is_bounded_by_the_batch(tmp_path):
     # resident memory is what the fit holds, not what the allocator kept from earlier peaks
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
 
-    def growth(threshold):
+    def growth(threshold, n_outputs=2):
         out = subprocess.run(
-            [sys.executable, "-c", _RSS_SCRIPT, str(path), str(threshold)],
+            [sys.executable, "-c", _RSS_SCRIPT, str(path), str(threshold), str(n_outputs)],
             capture_output=True,
             text=True,
             check=True,
@@ -246,6 +247,11 @@ def test_streamed_fit_memory_is_bounded_by_the_batch(tmp_path):
     # (file-backed), not the fit's (measured: 52 MB each)
     assert streamed < 80e6, f"streamed fit grew resident memory by {streamed / 1e6:.0f} MB"
     assert in_place < 80e6, f"in-place fit grew resident memory by {in_place / 1e6:.0f} MB"
+    # streamed, y's rows are read and standardised as needed too: 500 outputs (80 MB of
+    # standardised float32 rows) add their moments' chunks, not a copy of y
+    many = growth(0, n_outputs=500)
+    print(f"streamed with 500 outputs: {many / 1e6:.0f} MB")
+    assert many < streamed + 40e6, f"500 outputs grew resident memory by {many / 1e6:.0f} MB"
 
 
 def test_streaming_never_reverts_edits_to_a_copy_on_write_memmap(planted_small, tmp_path):

@@ -124,7 +124,7 @@ def output_moments(Y, collective=LOCAL):
     s1 = torch.zeros(C, dtype=torch.float64, device=Y.device)
     s2 = torch.zeros_like(s1)
     ys = Chunks()
-    ys.shift = Y[0].double() if n else s1
+    ys.shift = Y[:1].double()[0] if n else s1
     for s in row_slices(n, C):
         yc = ys.load(Y[s]).sub_(ys.shift)
         s1 += yc.sum(0)

@@ -102,14 +102,18 @@ class HostRows:
     ``source[key]`` with an index tensor, an integer array or a slice reads those rows
     (sorted, so that a memmap is read front to back; then put back in the requested
     order), converts them like the in-memory path does (``float32(X) / divisor``, or
-    ``float32(X / pre_divisor)`` for float64 values beyond the float32 range) and moves
-    them to ``device`` (through pinned memory on CUDA, without synchronising). From an
-    in-memory array to the CPU the rows are gathered straight from it, in one copy.
+    ``float32(X / pre_divisor)`` for float64 values beyond the float32 range, or with
+    ``standardize=(mean, scale)`` per column ``float32((X - mean) / scale)`` in float64)
+    and moves them to ``device`` (through pinned memory on CUDA, without synchronising).
+    From an in-memory array to the CPU the rows are gathered straight from it, in one copy.
     """
 
-    def __init__(self, array, device, divisor=1.0, pre_divisor=1.0, rows=None):
+    dtype = torch.float32
+
+    def __init__(self, array, device, divisor=1.0, pre_divisor=1.0, rows=None, standardize=None):
         self.array, self.device = array, torch.device(device)
         self.divisor, self.pre_divisor = divisor, pre_divisor
+        self.standardize = standardize
         self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
         n = array.shape[0] if self.rows is None else self.rows.shape[0]
         self.shape = (n, array.shape[1])
@@ -121,13 +125,16 @@ class HostRows:
         if in_memory and array.dtype in (np.float32, np.float64) and self.device.type == "cpu":
             with warnings.catch_warnings():  # read-only arrays are only ever read here
                 warnings.simplefilter("ignore", UserWarning)
-                self._base = torch.from_numpy(array) if pre_divisor == 1.0 else None
+                plain = pre_divisor == 1.0 and standardize is None
+                self._base = torch.from_numpy(array) if plain else None
 
     def take(self, idx):
         """The sub-source of rows ``idx`` (no data are read)."""
         idx = _as_numpy_index(idx)
         rows = idx if self.rows is None else self.rows[idx]
-        return HostRows(self.array, self.device, self.divisor, self.pre_divisor, rows)
+        return HostRows(
+            self.array, self.device, self.divisor, self.pre_divisor, rows, self.standardize
+        )
 
     def _positions(self, key):
         if isinstance(key, slice):
@@ -172,6 +179,8 @@ class HostRows:
         block = block.astype(working_dtype(block.dtype), copy=False)
         if self.pre_divisor != 1.0:
             block = block / self.pre_divisor
+        if self.standardize is not None:
+            block = (block - self.standardize[0]) / self.standardize[1]
         t = torch.tensor(block, dtype=torch.float32)  # a copy: the memmap's pages are free
         # scattered rows map far more than they read (the kernel maps whole page-cache
         # folios around each row, up to 2 MB): _read released after each group of them

@@ -172,17 +172,24 @@ class Scaler:
         check_float32_range(peak / self.scale, "X", self.rescale)
         return dataclasses.replace(self, peak=peak).activations(X, device)
 
-    def targets(self, Y, device):
-        """``(Y - y_mean) / y_scale`` as float32 on ``device`` (None for None)."""
+    def targets(self, Y, device, stream=False):
+        """``(Y - y_mean) / y_scale`` as float32 on ``device`` (None for None), or with
+        ``stream`` a source that reads and scales the rows asked for
+        (:class:`~sklearn_xnn._nn.data.HostRows`, no copy of ``Y``: a streamed fit holds
+        no ``N x C`` array of its own)."""
         if Y is None:
             return None
-        out, peak, start = np.empty(Y.shape, np.float32), 0.0, 0
+        out = None if stream else np.empty(Y.shape, np.float32)
+        peak, start = 0.0, 0
         for c in data.iter_chunks(Y):  # no float64 copy of the whole of Y
             scaled = (c - self.y_mean) / self.y_scale
             peak = max(peak, float(np.max(np.abs(scaled))) if scaled.size else 0.0)
             check_float32_range(peak, "y", self.rescale)
-            out[start : start + len(c)] = scaled
+            if out is not None:
+                out[start : start + len(c)] = scaled
             start += len(c)
+        if stream:
+            return data.HostRows(Y, device, standardize=(self.y_mean, self.y_scale))
         return data.to_tensor(out, device)
 
     # ------------------------------------------------------------------ weights

@@ -126,7 +126,7 @@ class Targets:
         self.Y = Y
         _, self.mean, self.scatter = bound.output_moments(Y, cfg.collective)
         top = [top_outputs(Y[s], cfg) for s in bound.row_slices(*Y.shape)]
-        self.top = torch.cat(top) if top else Y.new_zeros(0, dtype=torch.long)
+        self.top = torch.cat(top) if top else torch.zeros(0, dtype=torch.long, device=Y.device)
         counts = torch.bincount(self.top, minlength=Y.shape[1]).double()
         self.counts = cfg.collective.sum(counts)
 

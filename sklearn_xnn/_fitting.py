@@ -25,7 +25,7 @@ from sklearn_xnn._nn import data, engine, modules, training
 from sklearn_xnn._nn.collective import LOCAL
 from sklearn_xnn._nn.config import History, TrainConfig
 from sklearn_xnn._nn.data import device_generator, make_generator, resolve_device, to_tensor
-from sklearn_xnn._nn.scaling import Scaler, offset_problem
+from sklearn_xnn._nn.scaling import Scaler, float32_problem
 from sklearn_xnn._threads import torch_threads
 from sklearn_xnn._validation import (
     auto_hidden_sizes,
@@ -319,7 +319,7 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
             collective,
             est.multioutput,
         )
-        problem = offset_problem(z_moments)
+        problem = float32_problem(z_moments)
         if problem:
             warn_user(problem)
         est.faithfulness_curve_ = curve

@@ -119,6 +119,21 @@ def test_multioutput_decides_the_bound_the_constraint_and_the_score(multioutput)
     assert est.score(Zte, yte) == pytest.approx(held, abs=1e-12)
 
 
+def test_one_unit_on_a_scale_of_its_own_keeps_the_bound_and_the_fit():
+    Z, y, _ = make_concept_activations(1200, 32, random_state=0)
+    reference = _rank_k_train_r2(Z, y, "uniform_average")  # least squares: any unit scale
+    for factor in (1.0, 1e4, 1e6):  # one unit in other units (e.g. before a normalisation)
+        Zs = Z.copy()
+        Zs[:, 0] *= factor
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            est = SRAEExplainer(5, random_state=0, max_iter=3).fit(Zs, y)
+        assert est.faithfulness_bound_ == pytest.approx(reference, abs=2e-3), factor
+        assert est.faithfulness_ >= est.faithfulness_bound_ - est.faithfulness_tol - 1e-6
+        scales = [w for w in rec if "vary on very different scales" in str(w.message)]
+        assert bool(scales) == (factor > 1e4), factor  # float32 keeps 4 orders of magnitude
+
+
 def test_loss_curve_goes_down_and_the_faithfulness_stays_near_the_bound(planted):
     Ztr, ytr, _, _ = planted
     est = _fit(Ztr, ytr, random_state=0)

@@ -9,8 +9,9 @@ data, so memory does not depend on the number of rows and streamed data work the
    right singular vectors ``V_K``, giving ``y_hat = y_mean + (z - z_mean) B V_K V_K^T``.
 
 No linear K-dimensional embedding of ``Z`` with a linear head (PCA, NMF, PLS) is more
-faithful on the training rows. The spectrum of the fitted values (``fitted_variance``)
-tells how much of ``y`` each further component can explain.
+faithful on the training rows, up to the ridge (plain least squares fits them closer
+where rows are few for the features, by overfitting them). The spectrum of the fitted
+values (``fitted_variance``) tells how much of ``y`` each further component can explain.
 """
 
 import dataclasses
@@ -213,24 +214,33 @@ def canonical_signs(V):
 
 def _gcv_ridge(m):
     """``(ridge, evals, evecs, rot)``: the ridge minimising generalised cross-validation,
-    from ``eig(Zc^T Zc) = V diag(evals) V^T``, and ``rot = V^T Zc^T Yc``."""
+    from ``eig(Zc^T Zc) = V diag(evals) V^T``, and ``rot = V^T Zc^T Yc``.
+
+    The ridges tried are :data:`RIDGE_GRID` times the mean eigenvalue, continued below
+    the grid for as long as the criterion keeps falling there (down to float64's
+    resolution of the largest eigenvalue): where one unit's scale dwarfs the others', the
+    mean eigenvalue is that unit's and the grid alone would shrink every other unit away.
+    """
     evals, evecs = torch.linalg.eigh(m.zz)
     evals = evals.clamp_min(0.0)
     rot = evecs.T @ m.zy  # (D, C)
     scale = float(evals.mean()) if float(evals.mean()) > 0 else 1.0
     total, energy = float(m.yy.sum()), (rot * rot).sum(1)  # energy: per eigenvector
-    best = (np.inf, RIDGE_GRID[0] * scale)
-    for rel in RIDGE_GRID:
-        lam = rel * scale
+
+    def gcv(lam):
         shrink = evals / (evals + lam)
         fitted = float((energy * (2.0 - shrink) / (evals + lam)).sum())
-        rss = max(total - fitted, 0.0)
         dof = float(shrink.sum())
-        if dof >= m.n - 1:
-            continue
-        gcv = rss / (1.0 - dof / m.n) ** 2
-        if gcv < best[0]:
-            best = (gcv, lam)
+        return np.inf if dof >= m.n - 1 else max(total - fitted, 0.0) / (1.0 - dof / m.n) ** 2
+
+    best = (np.inf, RIDGE_GRID[0] * scale)
+    for rel in RIDGE_GRID:
+        best = min(best, (gcv(rel * scale), rel * scale), key=lambda b: b[0])
+    lowest = RIDGE_GRID[0] * scale
+    floor = evals.numel() * np.finfo(np.float64).eps * float(evals.max())
+    while best[1] == lowest and best[0] < np.inf and lowest > floor:  # the optimum is lower
+        lowest /= RIDGE_GRID[1] / RIDGE_GRID[0]
+        best = min(best, (gcv(lowest), lowest), key=lambda b: b[0])
     return best[1], evals, evecs, rot
 
 

@@ -65,26 +65,41 @@ def check_float32_range(peak, name, rescale):
 
 
 #: Training computes in float32 (about 7 significant digits): rows that vary about their
-#: mean by less than this share of their magnitude lose that variation to rounding.
+#: mean by less than this share of their magnitude lose that variation to rounding, and so
+#: do units whose spread is this share of the largest unit's or less (as a product sums
+#: them with it).
 MIN_RELATIVE_SPREAD = 1e-4
 
 
-def offset_problem(moments):
-    """What is wrong when the rows of ``Z`` (``moments``:
-    :class:`~sklearn_xnn._nn.bound.Moments` of the training data) vary by less than
-    :data:`MIN_RELATIVE_SPREAD` of their magnitude, as activations with a large common
-    offset do, and what to do; None otherwise."""
+def float32_problem(moments):
+    """What float32 training loses of ``Z`` (``moments``:
+    :class:`~sklearn_xnn._nn.bound.Moments` of the training data), and what to do; None
+    when nothing. The rows lose their variation when they vary by less than
+    :data:`MIN_RELATIVE_SPREAD` of their magnitude (activations with a large common
+    offset); the units that vary lose theirs when their median spread is that share of
+    the largest unit's or less (a few units on a scale of their own)."""
     if moments is None or not moments.n:
         return None
     variance = float(torch.trace(moments.zz)) / moments.n
     magnitude = variance + float(moments.z_mean.square().sum())
-    if variance <= 0 or variance >= MIN_RELATIVE_SPREAD**2 * magnitude:
+    if variance <= 0:
         return None  # constant rows have nothing to lose (nor to explain)
+    if variance < MIN_RELATIVE_SPREAD**2 * magnitude:
+        return (
+            f"X varies about its column means by {math.sqrt(variance / magnitude):.2g} of "
+            "its magnitude: training computes in float32, whose 7 significant digits lose "
+            "most of that variation. Subtract the column means (or any common offset) from "
+            "X first, e.g. with sklearn.preprocessing.StandardScaler(with_std=False)."
+        )
+    spread = torch.diagonal(moments.zz).clamp_min(0.0).sqrt()
+    typical, largest = float(spread[spread > 0].median()), float(spread.max())
+    if typical >= MIN_RELATIVE_SPREAD * largest:
+        return None
     return (
-        f"X varies about its column means by {math.sqrt(variance / magnitude):.2g} of its "
-        "magnitude: training computes in float32, whose 7 significant digits lose most of "
-        "that variation. Subtract the column means (or any common offset) from X first, "
-        "e.g. with sklearn.preprocessing.StandardScaler(with_std=False)."
+        f"X's units vary on very different scales (the largest spread is {largest / typical:.2g} "
+        "times the median unit's): training computes in float32, whose 7 significant digits "
+        "lose most of the smaller units' variation beside the largest. Standardise X's "
+        "columns first, e.g. with sklearn.preprocessing.StandardScaler()."
     )
 
 

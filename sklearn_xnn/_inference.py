@@ -26,7 +26,7 @@ class ExplainerInferenceMixin(TransformerMixin):
 
     def _validated(self, X):
         check_is_fitted(self)
-        check_input_kind(X, "X")
+        X = check_input_kind(X, "X")
         with numeric_conversion("X"):
             return validate_data(self, X, reset=False, dtype=float_dtypes(X))
 
@@ -72,7 +72,7 @@ class ExplainerInferenceMixin(TransformerMixin):
             Reconstructed activations, in the dtype of ``X``.
         """
         check_is_fitted(self)
-        check_input_kind(X, "X")
+        X = check_input_kind(X, "X")
         with numeric_conversion("X"):
             X = check_array(X, dtype=float_dtypes(X))
         if X.shape[1] != self.n_components_:
@@ -125,7 +125,7 @@ class ExplainerInferenceMixin(TransformerMixin):
             ``|y|``: the same R², with sums of squares that stay finite).
         """
         y_hat = np.asarray(self.predict(X), dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
+        y = np.asarray(check_input_kind(y, "y"), dtype=np.float64)
         scale = overflow_safe_scale(y)
         if scale != 1.0:  # as faithfulness_r2: no copies of y at ordinary magnitudes
             y, y_hat = y / scale, y_hat / scale

@@ -15,6 +15,7 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 import sklearn
+import torch
 from sklearn.utils._param_validation import HasMethods, Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_array, check_consistent_length, validate_data
 
@@ -55,7 +56,9 @@ def _dtypes_of(data):
 
 
 def check_input_kind(data, name):
-    """Refuse complex, string and (for ``y``) sparse data with a message that names the fix.
+    """Refuse complex, string and (for ``y``) sparse data with a message that names the fix;
+    returns ``data``, a torch tensor as the numpy array it holds (no copy on the CPU, so a
+    float32 tensor stays float32; bfloat16, which numpy lacks, as float32).
 
     ``name`` is "X" or "y". scikit-learn refuses a sparse ``X`` itself with a message
     telling to call ``.toarray()``.
@@ -64,11 +67,14 @@ def check_input_kind(data, name):
         raise TypeError(
             "y is a scipy sparse matrix, but SRAEExplainer needs dense logits; pass y.toarray()."
         )
-    if getattr(data, "requires_grad", False):
-        raise TypeError(
-            f"{name} is a torch tensor that requires grad; SRAEExplainer reads values, not "
-            f"the graph: pass {name}.detach() (or extract it under torch.no_grad())."
-        )
+    if isinstance(data, torch.Tensor):
+        if data.requires_grad:
+            raise TypeError(
+                f"{name} is a torch tensor that requires grad; SRAEExplainer reads values, "
+                f"not the graph: pass {name}.detach() (or extract it under torch.no_grad())."
+            )
+        data = data.cpu()
+        data = (data.float() if data.dtype == torch.bfloat16 else data).numpy()
     kinds = {d.kind for d in _dtypes_of(data)}
     if "c" in kinds:
         raise ValueError(
@@ -92,6 +98,7 @@ def check_input_kind(data, name):
             "the network's outputs (its logits, one column per class, e.g. from "
             "sklearn_xnn.torch.extract_activations); y is fitted as one numeric output."
         )
+    return data
 
 
 def float_dtypes(data):
@@ -137,14 +144,14 @@ def finite_output(out, dtype, X, method):
 def validate_fit_data(est, X, y):
     """``(X, Y)`` for ``fit``: ``Y`` 2-D float32 or float64 (as given; other numbers as
     float64) or None; a streamed ``X`` is left in place."""
-    check_input_kind(X, "X")
+    X = check_input_kind(X, "X")
     if should_stream(X, est.stream_threshold):
         return _validate_streamed(est, X, y)
     if y is None:
         with numeric_conversion("X"):
             X = validate_data(est, X, dtype=float_dtypes(X), ensure_min_samples=2)
         return X, None
-    check_input_kind(y, "y")
+    y = check_input_kind(y, "y")
     with numeric_conversion("X or y"):
         X, y = validate_data(
             est,
@@ -173,7 +180,7 @@ def _validate_streamed(est, X, y):
         validate_data(est, np.asarray(X[:2]), dtype=float_dtypes(X), ensure_min_samples=2)
     if y is None:
         return X, None
-    check_input_kind(y, "y")
+    y = check_input_kind(y, "y")
     with numeric_conversion("y"):
         y = check_array(y, ensure_2d=False, dtype=[np.float64, np.float32], input_name="y")
     check_consistent_length(X, y)
@@ -182,7 +189,8 @@ def _validate_streamed(est, X, y):
 
 def validate_chunk(est, X, y):
     """``(X, Y)`` of a later ``partial_fit`` chunk, checked against the fitted explainer."""
-    check_input_kind(X, "X")
+    X = check_input_kind(X, "X")
+    y = None if y is None else check_input_kind(y, "y")
     if (y is None) == est._has_head:
         given = "without" if y is None else "with"
         raise ValueError(

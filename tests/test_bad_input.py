@@ -581,3 +581,24 @@ def test_digits_activations_refuse_a_bad_epoch_count(epochs):
 
     with pytest.raises(ValueError, match="epochs must be a non-negative int"):
         load_digits_activations(epochs=epochs)
+
+
+def test_torch_tensors_of_every_float_dtype_work_like_their_numpy_arrays(data, fitted):
+    import torch
+
+    Z, y = data
+    Z32, y32 = Z.astype(np.float32), y.astype(np.float32)
+    ref = fit_quiet(tiny(), Z32, y32)
+    # a float32 tensor is read in place (no float64 copy) and answers in float32
+    est = fit_quiet(tiny(), torch.from_numpy(Z32), torch.from_numpy(y32))
+    np.testing.assert_array_equal(est.transform(Z32), ref.transform(Z32))
+    assert fitted.transform(torch.from_numpy(Z32)).dtype == np.float32
+    assert fitted.transform(torch.from_numpy(Z32).half()).dtype == np.float32  # as numpy's
+    # bfloat16 (activations extracted under autocast; numpy has no such dtype) as float32
+    Zb, yb = torch.from_numpy(Z32).bfloat16(), torch.from_numpy(y32).bfloat16()
+    est = fit_quiet(tiny(), Zb, yb)
+    Zr, yr = Zb.float().numpy(), yb.float().numpy()
+    np.testing.assert_array_equal(est.transform(Zb), fit_quiet(tiny(), Zr, yr).transform(Zr))
+    assert est.score(Zb, yb) == pytest.approx(est.score(Zr, yr), abs=1e-12)
+    epochs = est.n_iter_
+    assert est.partial_fit(Zb[:50], yb[:50]).n_iter_ == epochs + 1

@@ -104,16 +104,18 @@ class ExplainerInferenceMixin(TransformerMixin):
         y = y.ravel() if self._y_1d else y
         return finite_output(y, X.dtype, X, "predict")
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X, y=None, sample_weight=None):
         """R² of :meth:`predict` against ``y``, averaged over the outputs as
-        ``multioutput`` says.
+        ``multioutput`` says; for an explainer fitted without ``y``, R² of the rebuilt
+        activations ``inverse_transform(transform(X))`` against ``X``.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             Activations.
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            The logits to compare with.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
+            The logits to compare with; required when ``fit`` was given ``y``, refused
+            when it was not.
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
 
@@ -122,8 +124,27 @@ class ExplainerInferenceMixin(TransformerMixin):
         score : float
             :func:`sklearn.metrics.r2_score` of ``predict(X)`` and ``y`` (for logits
             beyond ``1e150`` or within ``1e-150`` of zero, of both divided by the largest
-            ``|y|``: the same R², with sums of squares that stay finite).
+            ``|y|``: the same R², with sums of squares that stay finite). Fitted without
+            ``y``: ``r2_score(X, inverse_transform(transform(X)),
+            multioutput="variance_weighted")``, the share of the activations' variance
+            the x-features keep (so a search over unsupervised explainers needs no
+            scorer).
         """
+        check_is_fitted(self)
+        if not self._has_head:
+            if y is not None:
+                raise ValueError(
+                    "This explainer was fitted without y (unsupervised): score(X) rates how "
+                    "well it rebuilds X. Pass no y, or fit with the logits to score them."
+                )
+            X = self._validated(X)
+            Z_hat = self.inverse_transform(self.transform(X)).astype(np.float64)
+            return r2_score(X, Z_hat, sample_weight=sample_weight, multioutput="variance_weighted")
+        if y is None:
+            raise ValueError(
+                "score needs y, the logits this explainer was fitted to rebuild: "
+                "score(X, y). (Only an explainer fitted without y scores X alone.)"
+            )
         y_hat = np.asarray(self.predict(X), dtype=np.float64)
         y = np.asarray(check_input_kind(y, "y"), dtype=np.float64)
         scale = overflow_safe_scale(y)

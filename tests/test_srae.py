@@ -1,13 +1,14 @@
 """Behaviour of SRAEExplainer: reproducibility, persistence, dtypes, sklearn integration."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV, cross_validate
 from sklearn.pipeline import make_pipeline
@@ -78,6 +79,31 @@ def test_unsupervised_fit_has_no_head(planted_small):
     assert est.inverse_transform(est.transform(Z)).shape == Z.shape
     with pytest.raises(AttributeError, match="fitted unsupervised"):
         est.predict(Z)
+
+
+def test_an_unsupervised_explainer_scores_its_reconstruction_so_searches_need_no_scorer(
+    planted_small,
+):
+    Z, y, _ = planted_small
+    est = SRAEExplainer(3, random_state=0, **FAST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search = GridSearchCV(est, {"alpha_pullaway": [0.0, 0.5]}, cv=2, error_score="raise")
+        scores = search.fit(Z).cv_results_["mean_test_score"]
+        supervised = clone(est).fit(Z, y)
+        est.fit(Z)
+    assert np.isfinite(scores).all() and 0.0 < scores.min() <= 1.0
+    rebuilt = est.inverse_transform(est.transform(Z))
+    assert est.score(Z) == pytest.approx(
+        r2_score(Z, rebuilt, multioutput="variance_weighted"), abs=1e-12
+    )
+    w = np.random.default_rng(0).random(len(Z))
+    expected = r2_score(Z, rebuilt, sample_weight=w, multioutput="variance_weighted")
+    assert est.score(Z, sample_weight=w) == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(ValueError, match="fitted without y .* Pass no y"):
+        est.score(Z, y)
+    with pytest.raises(ValueError, match="score needs y"):
+        supervised.score(Z)
 
 
 def test_cpu_fits_are_bitwise_repeatable_and_ignore_the_global_seed(planted_small):

@@ -218,7 +218,8 @@ class SRAEExplainer(
         The constraint's multiplier at the end of training (``alpha_faithfulness``
         without the constraint).
     coef_ : ndarray of shape (n_outputs, n_components)
-        Head weights ``W`` in the caller's logit units.
+        Head weights ``W`` in the caller's logit units, a column per x-feature (not per
+        column of ``X``: ``RFE`` and ``SelectFromModel`` do not apply).
     intercept_ : ndarray of shape (n_outputs,)
         Head bias ``b``.
     components_ : ndarray of shape (n_components, n_features_in_)
@@ -247,9 +248,8 @@ class SRAEExplainer(
         (:func:`sklearn_xnn.metrics.n_significant` of the contributions, on the first
         training rows up to 2**22 contributions, or on the validation rows with
         ``early_stopping=True``), NaN for an epoch that breaks the constraint. The kept
-        epoch is the one with the smallest value; when every value is NaN, the start
-        (for ``"kl"``, the epoch or start closest to the constraint). Empty without the
-        constraint.
+        epoch has the smallest value; with every value NaN, the start (for ``"kl"``, the
+        epoch or start closest to the constraint). Empty without the constraint.
     loss_parts_ : ndarray of shape (n_iter_, 3)
         Per-epoch faithfulness, reconstruction and pull-away terms (means over the
         epoch's minibatches). Under the faithfulness constraint the first is the error it

@@ -25,7 +25,7 @@ from sklearn_xnn._nn import data, engine, modules, training
 from sklearn_xnn._nn.collective import LOCAL
 from sklearn_xnn._nn.config import History, TrainConfig
 from sklearn_xnn._nn.data import device_generator, make_generator, resolve_device, to_tensor
-from sklearn_xnn._nn.scaling import Scaler, float32_problem
+from sklearn_xnn._nn.scaling import Scaler, activation_problem
 from sklearn_xnn._threads import torch_threads
 from sklearn_xnn._validation import (
     auto_hidden_sizes,
@@ -117,6 +117,8 @@ def train_chunk(est, eng, X, Y):
     )
     require_finite(est, result.model, "partial_fit")
     result.stopped = announce_stop(est, result.history)
+    if X.shape[0] < 2:  # R² of one row is undefined (r2_score: NaN)
+        result.faithfulness = math.nan
     eng.optimizer, eng.multiplier = result.optimizer, result.multiplier
     eng.constraints = result.constraints
     eng.history.extend(result.history)
@@ -319,7 +321,7 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
             collective,
             est.multioutput,
         )
-        problem = float32_problem(z_moments)
+        problem = activation_problem(z_moments)
         if problem:
             warn_user(problem)
         est.faithfulness_curve_ = curve
@@ -332,6 +334,13 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
             est, n_outputs, scaler.nonnegative, batch_size, n_rows - n_val, incremental, y_stats
         ).replace(collective=collective)
         cfg = store_constraint(est, cfg, the_bound, train)
+        if incremental and the_bound is not None and X.shape[0] <= X.shape[1]:
+            warn_user(
+                f"The first partial_fit chunk has {X.shape[0]} rows for {X.shape[1]} "
+                "features: the linear bound fitted on it rebuilds that chunk (nearly) "
+                "exactly, and later chunks' epochs, held to it, are undone. Start with a "
+                "chunk of more rows than features (several thousand)."
+            )
         cfg = with_network_head(est, cfg, scaler.scale, train[0])
         cfg = cfg.replace(dropout_generator=collective.dropout_generator(generator, device))
         if val is not None:

@@ -470,11 +470,11 @@ class SRAEExplainer(
         chunk, as ``fit``'s epochs do, except on a chunk shorter than ``batch_size`` (the
         tail of a stream), where the head keeps what its gradient steps learned: a
         least-squares head on a few rows would fit those rows alone. An epoch that breaks
-        the faithfulness constraint on its chunk is undone, and ``faithfulness_`` is
-        measured on the last chunk; early stopping does not apply. ``alpha_reconstruction``,
+        the faithfulness constraint on its chunk is undone; ``faithfulness_`` is measured
+        on the last chunk (NaN for one row); no early stopping. ``alpha_reconstruction``,
         ``alpha_pullaway`` and ``learning_rate_init`` are read at every call (changed
-        with ``set_params`` they take effect at the next one); the network's shape and
-        the constraint stay those of the first call. After ``fit`` or unpickling,
+        with ``set_params`` they take effect at the next one); the network's shape, the
+        scale and the constraint stay those of the first call. After ``fit`` or unpickling,
         ``partial_fit`` continues from the fitted weights, its multipliers restarting
         from ``faithfulness_multiplier_``.
 

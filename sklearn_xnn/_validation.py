@@ -93,12 +93,14 @@ def check_input_kind(data, name):
             f"y must have shape (n_samples,) or (n_samples, n_outputs); got shape {shape}."
         )
     if name == "y" and shape is not None and len(shape) == 1 and kinds and kinds <= {"i", "u", "b"}:
-        warn_user(
-            "y is one column of integers: it looks like class labels. SRAEExplainer explains "
-            "the network's outputs (its logits, one column per class, e.g. from "
-            "sklearn_xnn.torch.extract_activations); y is fitted as one numeric output."
-        )
+        warn_user(f"y is one column of integers: {_LABELS}; y is fitted as one numeric output.")
     return data
+
+
+_LABELS = (
+    "it looks like class labels. SRAEExplainer explains the network's outputs (its logits, "
+    "one column per class, e.g. from sklearn_xnn.torch.extract_activations)"
+)
 
 
 def float_dtypes(data):
@@ -171,6 +173,9 @@ def _as_targets(est, y, n):
     est._y_1d = y.ndim == 1
     Y = y.reshape(n, -1)
     est._constant_outputs = np.ptp(Y, axis=0) == 0
+    one_hot = lambda a: ((a == 0) | (a == 1)).all() and (a.sum(axis=1) == 1).all()  # noqa: E731
+    if Y.shape[1] > 1 and one_hot(Y[:1000]) and one_hot(Y):  # the first rows decide cheaply
+        warn_user(f"y holds one-hot rows (a single 1 in each): {_LABELS}; y is fitted as given.")
     return Y
 
 

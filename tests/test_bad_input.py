@@ -602,3 +602,15 @@ def test_torch_tensors_of_every_float_dtype_work_like_their_numpy_arrays(data, f
     assert est.score(Zb, yb) == pytest.approx(est.score(Zr, yr), abs=1e-12)
     epochs = est.n_iter_
     assert est.partial_fit(Zb[:50], yb[:50]).n_iter_ == epochs + 1
+
+
+def test_activations_without_variation_and_one_hot_labels_are_named(data):
+    Z, y = data
+    with pytest.warns(UserWarning, match="X is the same on every training row"):
+        fit_quiet(tiny(), np.tile(Z[:1], (len(Z), 1)), y)
+    labels = np.eye(3)[np.arange(len(Z)) % 3]
+    with pytest.warns(UserWarning, match="y holds one-hot rows .* looks like class labels"):
+        fit_quiet(tiny(), Z, labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        fit_quiet(tiny(), Z, labels * 2.0 - 0.5)  # any other two-valued logits pass

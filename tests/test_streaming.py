@@ -301,3 +301,28 @@ def test_first_partial_fit_chunk_with_a_constant_output_warns(planted_small):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # fit: a constant output is legitimate
         _fit(Z[:200], y[:200], max_iter=1)
+
+
+def test_a_first_partial_fit_chunk_of_fewer_rows_than_features_warns(planted_small):
+    Z, y, _ = planted_small  # 24 features
+    est = SRAEExplainer(**{**FAST, "random_state": 0})
+    with pytest.warns(UserWarning, match="first partial_fit chunk has 20 rows for 24 features"):
+        est.partial_fit(Z[:20], y[:20])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        SRAEExplainer(**{**FAST, "random_state": 0}).partial_fit(Z[:200], y[:200])
+
+
+def test_partial_fit_refuses_a_chunk_in_other_units_and_calls_one_row_r2_undefined(
+    planted_small,
+):
+    Z, y, _ = planted_small
+    est = SRAEExplainer(**{**FAST, "random_state": 0}).partial_fit(Z[:150], y[:150])
+    weights = [w.copy() for w in est.encoder_coefs_]
+    with pytest.raises(ValueError, match=r"reach .* times the scale of the first chunk"):
+        est.partial_fit(Z[150:200] * 1e8, y[150:200])
+    for before, after in zip(weights, est.encoder_coefs_, strict=True):
+        np.testing.assert_array_equal(before, after)  # refused before training on it
+    est.partial_fit(Z[150:200] * 100.0, y[150:200])  # outliers of the same units pass
+    assert np.isnan(est.partial_fit(Z[200:201], y[200:201]).faithfulness_)
+    assert np.isfinite(est.partial_fit(Z[201:300], y[201:300]).faithfulness_)

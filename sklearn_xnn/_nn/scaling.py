@@ -64,6 +64,10 @@ def check_float32_range(peak, name, rescale):
         )
 
 
+#: A later ``partial_fit`` chunk whose largest value is this many times the first
+#: chunk's scale (its root mean square) is refused: a chunk in other units.
+MAX_CHUNK_PEAK = 1e6
+
 #: Training computes in float32 (about 7 significant digits): rows that vary about their
 #: mean by less than this share of their magnitude lose that variation to rounding, and so
 #: do units whose spread is this share of the largest unit's or less (as a product sums
@@ -71,19 +75,23 @@ def check_float32_range(peak, name, rescale):
 MIN_RELATIVE_SPREAD = 1e-4
 
 
-def float32_problem(moments):
-    """What float32 training loses of ``Z`` (``moments``:
-    :class:`~sklearn_xnn._nn.bound.Moments` of the training data), and what to do; None
-    when nothing. The rows lose their variation when they vary by less than
-    :data:`MIN_RELATIVE_SPREAD` of their magnitude (activations with a large common
-    offset); the units that vary lose theirs when their median spread is that share of
-    the largest unit's or less (a few units on a scale of their own)."""
+def activation_problem(moments):
+    """What is wrong with the training activations ``Z`` (``moments``:
+    :class:`~sklearn_xnn._nn.bound.Moments` of them), and what to do; None when nothing.
+
+    Constant rows leave nothing to explain. Float32 training loses the rows' variation
+    when they vary by less than :data:`MIN_RELATIVE_SPREAD` of their magnitude
+    (activations with a large common offset), and the units' when their median spread
+    is that share of the largest unit's or less (a few units on a scale of their own)."""
     if moments is None or not moments.n:
         return None
     variance = float(torch.trace(moments.zz)) / moments.n
     magnitude = variance + float(moments.z_mean.square().sum())
     if variance <= 0:
-        return None  # constant rows have nothing to lose (nor to explain)
+        return (
+            "X is the same on every training row: there is nothing to explain, and every "
+            "x-feature is constant. Pass the activations of different inputs."
+        )
     if variance < MIN_RELATIVE_SPREAD**2 * magnitude:
         return (
             f"X varies about its column means by {math.sqrt(variance / magnitude):.2g} of "
@@ -182,9 +190,18 @@ class Scaler:
         return out.div_(self.scale)  # a copy already: scaled in place
 
     def chunk(self, X, device):
-        """A later chunk of activations scaled with this scaler's statistics."""
+        """A later chunk of activations scaled with this scaler's statistics (refused when
+        it reaches :data:`MAX_CHUNK_PEAK` times their scale: other units than the first
+        chunk's, which training would not survive)."""
         peak = statistics(X, None, self.rescale)[0]
         check_float32_range(peak / self.scale, "X", self.rescale)
+        if self.rescale and peak > MAX_CHUNK_PEAK * self.scale:
+            raise ValueError(
+                f"This partial_fit chunk's values reach {peak / self.scale:.3g} times the "
+                f"scale of the first chunk's (scale_ = {self.scale:.3g}), which partial_fit "
+                "keeps: the chunk looks to be in other units, and training on it would "
+                "diverge. Pass every chunk in the units of the first."
+            )
         return dataclasses.replace(self, peak=peak).activations(X, device)
 
     def targets(self, Y, device, stream=False):

@@ -187,14 +187,15 @@ def test_a_test_size_leaving_fewer_than_2_rows_on_a_side_is_refused(
 
 
 def test_an_estimator_refusing_the_data_is_a_usage_error(arrays, capsys):
-    # 120 rows, --test-size 0.98: 2 training rows (allowed up front), but PCA cannot find
-    # 3 components in 2 rows and raises ValueError during the fit.
-    argv = ["fit", "--activations", str(arrays / "Z.npy"), "--logits", str(arrays / "Y.npy")]
-    argv += ["--test-size", "0.98", "--n-components", "3", "--out", str(arrays / "out")]
+    # logits beyond 1e30 pass the CLI's own checks, but the explainer refuses a softmax
+    # of them (faithfulness="kl") with a ValueError during the fit
+    np.save(arrays / "huge.npy", np.load(arrays / "Y.npy") * 1e40)
+    argv = ["fit", "--activations", str(arrays / "Z.npy"), "--logits", str(arrays / "huge.npy")]
+    argv += ["--faithfulness", "kl", "--out", str(arrays / "out")]
     assert main([*argv, *FAST, "--verbose", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("sklearn-xnn: error: fitting failed on these arrays: ")
-    assert "n_components=3" in err[-1]
+    assert 'faithfulness="kl" takes the softmax' in err[-1]
     assert not any("Traceback" in line for line in err)
 
 

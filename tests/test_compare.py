@@ -501,3 +501,71 @@ def test_scorers_read_a_search_through_its_refitted_explainer(split):
     assert faithfulness_r2_scorer(vw_search, Zs, ys) == pytest.approx(
         vw_search.score(Zs, ys), rel=1e-12
     )
+
+
+# ------------------------------------------------------------ K and test rows out of reach
+TINY_SRAE = dict(hidden_layer_sizes=(16, 8), max_iter=2, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("rows", "units", "limit"),
+    [(200, 3, 3), (4, 16, 4)],  # a 3-unit layer; 4 training rows
+)
+def test_baselines_that_cannot_give_k_components_are_skipped_with_a_note(rows, units, limit):
+    Z, y, _ = make_concept_activations(300, 16, random_state=0)
+    Zt, yt, Zs, ys = Z[:rows, :units], y[:rows], Z[200:, :units], y[200:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = compare_explainers(default_explainers(5, 0, srae_params=TINY_SRAE), Zt, yt, Zs, ys)
+    assert list(table.index) == ["SRAE", "PCA", "NMF", "PLS", "random"]
+    for name, cls in (("PCA", "PCA"), ("NMF", "NMF"), ("PLS", "PLSRegression")):
+        assert table.loc[name, "note"] == (
+            f"skipped: {cls} cannot fit K=5 components on {rows} training rows of {units} "
+            f"activation units (at most min(n_samples, n_features) = {limit}); lower K to "
+            "compare it"
+        )
+        assert table.loc[name, COLUMNS[:-1]].isna().all()
+    # SRAE and the random projection have no such limit: measured as usual
+    assert np.isfinite(table.loc[["SRAE", "random"], "faithfulness_r2"]).all()
+    assert (table.loc[["SRAE", "random"], "n_components"] == 5).all()
+
+
+def test_compare_per_output_skips_a_baseline_that_cannot_give_k_components(split):
+    Zt, yt, Zs, ys, _ = split
+    table = compare_per_output(
+        {"PCA": PCA(5), "PLS": PLSRegression(2)}, Zt[:, :3], yt, Zs[:, :3], ys
+    )
+    assert table.loc["PCA", "note"].startswith("skipped: PCA cannot fit K=5 components")
+    assert np.isnan(table.loc["PCA", "faithfulness_r2"])
+    assert np.isfinite(table.loc["PLS", "faithfulness_r2"])
+
+
+class _FailsToFit(PCA):
+    """PCA whose fit fails for a reason of its own (not its K)."""
+
+    def fit_transform(self, X, y=None):
+        raise ValueError("the layer is not what I expected")
+
+
+def test_an_explainer_that_fails_raises_with_its_name(split):
+    Zt, yt, Zs, ys, _ = split
+    with pytest.raises(
+        ValueError, match=r"explainer 'mine' failed: the layer is not what I expected"
+    ):
+        compare_explainers({"PCA": PCA(2), "mine": _FailsToFit(2)}, Zt, yt, Zs, ys)
+    # a parameter error is the user's to fix, even at a K beyond the layer: raised, named
+    with pytest.raises(ValueError, match=r"explainer 'bad' failed: The 'svd_solver' param"):
+        compare_explainers({"bad": PCA(5, svd_solver="nope")}, Zt[:, :3], yt, Zs[:, :3], ys)
+    with pytest.raises(ValueError, match=r"explainer 'mine' failed: the layer is not"):
+        compare_per_output({"mine": _FailsToFit(2)}, Zt, yt, Zs, ys)
+
+
+def test_compare_refuses_fewer_than_two_test_rows(split):
+    Zt, yt, Zs, ys, _ = split
+    message = r"Z_test has 1 row\(s\); the metrics need at least 2 held-out rows"
+    with pytest.raises(ValueError, match=message):
+        compare_explainers({"PCA": PCA(2)}, Zt, yt, Zs[:1], ys[:1])
+    with pytest.raises(ValueError, match=message):
+        compare_per_output({"PCA": PCA(2)}, Zt, yt, Zs[:1], ys[:1])
+    two = compare_explainers({"PCA": PCA(2)}, Zt, yt, Zs[:2], ys[:2])
+    assert np.isfinite(two.loc["PCA", "faithfulness_r2"])

@@ -8,6 +8,7 @@ import torch
 from scipy.special import log_softmax
 from scipy.stats import entropy
 from sklearn.decomposition import PCA
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import explained_variance_score, r2_score, root_mean_squared_error
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -74,6 +75,43 @@ def test_faithfulness_r2_edge_cases(logits):
         r2_score(off, const, multioutput="raw_values"),
         atol=1e-12,
     )
+
+
+@pytest.mark.parametrize("multioutput", ["uniform_average", "variance_weighted", "raw_values"])
+def test_faithfulness_r2_on_one_row_is_nan_with_sklearns_warning(logits, multioutput):
+    y, y_hat = logits
+    for truth, rebuild in ((y[:1], y_hat[:1]), (y[:1], y[:1]), (y[0, :1], y_hat[0, :1])):
+        with pytest.warns(UndefinedMetricWarning, match="not well-defined with less than two"):
+            ours = faithfulness_r2(truth, rebuild, multioutput=multioutput)
+        with pytest.warns(UndefinedMetricWarning):
+            theirs = r2_score(truth, rebuild, multioutput=multioutput)
+        assert np.isnan(ours).all() and np.isnan(theirs)
+        # one NaN per output for raw_values (sklearn gives a single NaN)
+        assert np.shape(ours) == (
+            (np.atleast_2d(truth).shape[1],) if multioutput == "raw_values" else ()
+        )
+
+
+def test_faithfulness_r2_with_constant_outputs_matches_sklearn(logits):
+    y, y_hat = logits
+    const = np.c_[y[:, :2], np.full(len(y), 2.0)]
+    wrong = np.c_[y_hat[:, :2], np.full(len(y), 3.0)]  # the constant output rebuilt wrongly
+    all_const = np.ones((5, 2))
+    all_wrong = np.c_[np.ones(5), np.full(5, 2.0)]  # one right, one wrong
+    for truth, rebuild in ((const, wrong), (const, const), (all_const, all_wrong)):
+        # variance_weighted: a constant output weighs 0, or all alike when all are constant
+        for multioutput in ("uniform_average", "variance_weighted"):
+            assert faithfulness_r2(truth, rebuild, multioutput=multioutput) == pytest.approx(
+                r2_score(truth, rebuild, multioutput=multioutput), rel=1e-12, abs=1e-12
+            )
+
+
+def test_reconstruction_scores_on_one_row_are_nan_with_a_warning(acts):
+    Z, Z_hat = acts
+    for metric in (reconstruction_r2, reconstruction_explained_variance):
+        for rebuild in (Z_hat[:1], Z[:1]):  # exact or not: one row has no variance
+            with pytest.warns(UndefinedMetricWarning, match=f"{metric.__name__} is not well"):
+                assert np.isnan(metric(Z[:1], rebuild))
 
 
 def test_faithfulness_input_errors(logits):

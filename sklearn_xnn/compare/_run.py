@@ -1,5 +1,6 @@
 """Fitting explainers and measuring them on held-out rows: one table row per explainer."""
 
+import numbers
 import time
 import warnings
 
@@ -9,6 +10,7 @@ from sklearn.base import clone
 from sklearn.cross_decomposition import PLSRegression
 from sklearn.decomposition import NMF, PCA
 from sklearn.utils import get_tags
+from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_xnn import metrics
 from sklearn_xnn._srae import SRAEExplainer
@@ -110,6 +112,12 @@ def _check_data(Z_train, y_train, Z_test, y_test, codes_test=None):
             "Z_train and Z_test must be 2-D with the same number of columns, got shapes "
             f"{Z_train.shape} and {Z_test.shape}."
         )
+    if len(Z_test) < 2:
+        raise ValueError(
+            f"Z_test has {len(Z_test)} row(s); the metrics need at least 2 held-out rows "
+            "(R² is undefined on one row, and every x-feature looks dead): pass a Z_test "
+            "and y_test of 2 or more rows, e.g. hold out more of your activations."
+        )
     ys = _logits(y_train, len(Z_train), "y_train"), _logits(y_test, len(Z_test), "y_test")
     if ys[0].shape[1] != ys[1].shape[1]:
         raise ValueError(
@@ -192,11 +200,16 @@ def evaluate_explainer(estimator, Z, y, *, Z_train=None, codes=None):
     }
 
 
-def _skip_reason(estimator, Z_train):
-    """Why ``estimator`` cannot be fitted on ``Z_train`` (e.g. NMF on signed data), or None."""
+def _steps(estimator):
+    """The estimators of ``estimator``'s transformer part, pipeline steps one by one."""
     part = transformer_part(estimator)
     steps = part.steps if hasattr(part, "steps") else [(None, part)]
-    for _, step in steps:
+    return [step for _, step in steps if hasattr(step, "get_params")]
+
+
+def _skip_reason(estimator, Z_train):
+    """Why ``estimator`` cannot be fitted on ``Z_train`` (e.g. NMF on signed data), or None."""
+    for step in _steps(estimator):
         if get_tags(step).input_tags.positive_only and np.min(np.asarray(Z_train)) < 0:
             return (
                 f"skipped: {type(step).__name__} needs non-negative activations and Z has "
@@ -205,9 +218,57 @@ def _skip_reason(estimator, Z_train):
     return None
 
 
-def _fit_measure(estimator, Z_train, y_train, Z_test, y_test, codes_test):
+def _too_many_components(estimator, Z_train, error):
+    """Why ``estimator``'s fit raised ``error``, when it is a method that cannot give more
+    components than ``min(n_samples, n_features)`` (PCA, NMF, PLS) asked for more; None
+    for any other failure (a parameter error, or a K within that limit)."""
+    if not isinstance(error, ValueError) or isinstance(error, InvalidParameterError):
+        return None
+    n, p = Z_train.shape
+    for step in _steps(estimator):
+        K = step.get_params(deep=False).get("n_components")
+        if isinstance(K, numbers.Integral) and not isinstance(K, bool) and K > min(n, p):
+            return (
+                f"skipped: {type(step).__name__} cannot fit K={K} components on {n} "
+                f"training rows of {p} activation units (at most min(n_samples, "
+                f"n_features) = {min(n, p)}); lower K to compare it"
+            )
+    return None
+
+
+def _timed_fit(estimator, Z_train, y_train):
+    """Fit ``estimator``: ``(seconds, None)``, or ``(None, note)`` when it cannot give its
+    K components on these rows (:func:`_too_many_components`)."""
+    start = time.perf_counter()
+    try:
+        estimator.fit(Z_train, y_train)
+    except ValueError as exc:
+        note = _too_many_components(estimator, Z_train, exc)
+        if note is None:
+            raise
+        return None, note
+    return time.perf_counter() - start, None
+
+
+def _raise_named(error, name):
+    """Raise ``error`` again with the explainer's name in front of its message (same class;
+    a class that cannot be built from a message alone gets the name as a note, 3.11+)."""
+    message = f"explainer {name!r} failed: {error}"
+    try:
+        named = type(error)(message)
+    except Exception:
+        named = None
+    if named is None:
+        if hasattr(error, "add_note"):
+            error.add_note(message)
+        raise error
+    raise named from error
+
+
+def _fit_measure(name, estimator, Z_train, y_train, Z_test, y_test, codes_test):
     """Fit a clone (headed when it has no predict) and measure it: ``(row, y_pred, fitted,
-    messages)``, the last the distinct messages of the warnings its fit raised."""
+    messages)``, the last the distinct messages of the warnings its fit raised. A skipped
+    method's row holds only its ``note``; any other failure raises, naming ``name``."""
     est = clone(estimator)
     est = est if hasattr(est, "predict") else make_headed(est)
     reason = _skip_reason(est, Z_train)
@@ -215,10 +276,13 @@ def _fit_measure(estimator, Z_train, y_train, Z_test, y_test, codes_test):
         return {"note": reason}, None, None, []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        start = time.perf_counter()
-        est.fit(Z_train, y_train)
-        fit_time = time.perf_counter() - start
-        row = evaluate_explainer(est, Z_test, y_test, Z_train=Z_train, codes=codes_test)
+        try:
+            fit_time, reason = _timed_fit(est, Z_train, y_train)
+            if reason is not None:
+                return {"note": reason}, None, None, []
+            row = evaluate_explainer(est, Z_test, y_test, Z_train=Z_train, codes=codes_test)
+        except Exception as exc:
+            _raise_named(exc, name)
     caught = [w for w in caught if issubclass(w.category, UserWarning)]
     kinds = sorted({w.category.__name__ for w in caught})
     row.update(fit_time_s=fit_time, note="; ".join(kinds))
@@ -244,15 +308,19 @@ def compare_explainers(
     columns; one logit -> ``top1_agreement`` and ``kl``. A method that requires
     non-negative input (NMF, by its sklearn tags) is *skipped* on signed activations: its
     row is NaN and ``note`` says why (we do not shift silently, because a shift changes
-    what the factors mean). ``note`` also lists warning classes raised during ``fit``
-    (e.g. ``ConvergenceWarning`` for dead SRAE x-features).
+    what the factors mean). A method that cannot give K components on the training rows
+    (PCA, NMF, PLS: more than ``min(n_samples, n_features)``, e.g. ``K = 5`` on a layer of
+    3 units, or on 4 training rows) is skipped the same way, its ``note`` naming it, K and
+    the limit; SRAE has no such limit. Any other failure raises, with the explainer's name
+    in the message. ``note`` also lists warning classes raised during ``fit`` (e.g.
+    ``ConvergenceWarning`` for dead SRAE x-features).
 
     Parameters
     ----------
     explainers : dict of str to estimator
         Unfitted estimators (cloned before fitting), e.g. :func:`default_explainers`.
     Z_train, Z_test : array-like of shape (n_train, n_features), (n_test, n_features)
-        Activations.
+        Activations; ``n_test >= 2`` (R² is undefined on one row).
     y_train, y_test : array-like of shape (n_train,) / (n_train, n_outputs) and test alike
         Logits to explain.
     codes_test : array-like of shape (n_test, n_concepts), default=None
@@ -296,8 +364,8 @@ def compare_explainers(
     """
     Z_train, Z_test = _check_data(Z_train, y_train, Z_test, y_test, codes_test)
     results = [
-        _fit_measure(est, Z_train, y_train, Z_test, y_test, codes_test)
-        for est in explainers.values()
+        _fit_measure(name, est, Z_train, y_train, Z_test, y_test, codes_test)
+        for name, est in explainers.items()
     ]
     table = _frame([r[0] for r in results], list(explainers))
     # up to the largest K compared (at least 20), so that every explainer's K is on it;
@@ -364,11 +432,11 @@ def compare_per_output(
             f"outputs must be logit indices in [0, {y_train.shape[1]}), got {outputs}."
         )
     rows = []
-    for est in explainers.values():
+    for name, est in explainers.items():
         per, preds = [], []
         for c in outputs:
             row, y_pred, _, _ = _fit_measure(
-                est, Z_train, y_train[:, c], Z_test, y_test[:, c], codes_test
+                name, est, Z_train, y_train[:, c], Z_test, y_test[:, c], codes_test
             )
             per.append(row)
             preds.append(y_pred)

@@ -4,7 +4,10 @@ Notation: ``n`` rows, ``C`` outputs (logits), ``D`` activation units; ``y`` the 
 logits, ``y_hat`` the explainer's linear rebuild; ``z`` activations, ``z_hat`` their rebuild.
 """
 
+import warnings
+
 import numpy as np
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.utils.validation import check_consistent_length
 
 _MULTIOUTPUT = ("uniform_average", "variance_weighted", "raw_values")
@@ -39,10 +42,31 @@ def _check_finite(a, what):
         raise ValueError(f"{what} contains {bad}; metrics need finite values.")
 
 
-def _r2_from_sums(ss_res, ss_tot, multioutput):
-    """Per-output ``1 - ss_res / ss_tot`` with sklearn's conventions for constant outputs."""
+def _check_multioutput(multioutput):
     if multioutput not in _MULTIOUTPUT:
         raise ValueError(f"multioutput must be one of {_MULTIOUTPUT}, got {multioutput!r}.")
+
+
+def _undefined_on_one_row(name, n_rows, n_outputs, multioutput):
+    """NaN (per output for ``"raw_values"``) with an ``UndefinedMetricWarning`` when
+    there are fewer than two rows, as :func:`sklearn.metrics.r2_score`: one row has no
+    variance about its mean, so ``ss_tot`` is 0 and the ratio has no value. None
+    otherwise."""
+    if n_rows >= 2:
+        return None
+    warnings.warn(
+        f"{name} is not well-defined with less than two samples (one row has no variance "
+        "about its mean); returning NaN.",
+        UndefinedMetricWarning,
+        stacklevel=3,
+    )
+    return np.full(n_outputs, np.nan) if multioutput == "raw_values" else float("nan")
+
+
+def _r2_from_sums(ss_res, ss_tot, multioutput):
+    """Per-output ``1 - ss_res / ss_tot`` with sklearn's conventions for constant outputs;
+    ``"variance_weighted"`` pools the sums (``1 - sum res / sum tot``)."""
+    _check_multioutput(multioutput)
     if multioutput == "variance_weighted":
         res, tot = ss_res.sum(), ss_tot.sum()
         if tot == 0:
@@ -70,11 +94,16 @@ def faithfulness_r2(y_true, y_pred, *, multioutput="uniform_average"):
         R2_c = 1 - sum_i (y_ic - y_hat_ic)^2 / sum_i (y_ic - mean_i y_ic)^2
 
     averaged over outputs (``"uniform_average"``, what :meth:`SRAEExplainer.score` and
-    :func:`sklearn.metrics.r2_score` report), pooled as ``1 - sum_ic res / sum_ic tot``
-    (``"variance_weighted"``) or returned per output (``"raw_values"``). A constant output
-    scores 1 when rebuilt exactly and 0 otherwise (sklearn's ``force_finite`` convention).
-    Predicting each output's mean gives 0; a perfect rebuild gives 1; worse than the mean
-    is negative.
+    :func:`sklearn.metrics.r2_score` report), weighted by each output's variance
+    (``"variance_weighted"``, ``sum_c tot_c R2_c / sum_c tot_c``: ``1 - sum_ic res /
+    sum_ic tot`` when no output is constant) or returned per output (``"raw_values"``).
+    A constant output scores 1 when rebuilt exactly and 0 otherwise (sklearn's
+    ``force_finite`` convention); it weighs 0 in ``"variance_weighted"``, unless every
+    output is constant (then the outputs weigh alike). Predicting each output's mean
+    gives 0; a perfect rebuild gives 1; worse than the mean is negative. With fewer than
+    two rows there is no variance to explain (``tot_c = 0``): NaN (one per output for
+    ``"raw_values"``) and an :class:`~sklearn.exceptions.UndefinedMetricWarning`, as
+    :func:`~sklearn.metrics.r2_score`.
 
     Parameters
     ----------
@@ -89,11 +118,12 @@ def faithfulness_r2(y_true, y_pred, *, multioutput="uniform_average"):
     Returns
     -------
     score : float or ndarray of shape (n_outputs,)
-        R².
+        R²; NaN on fewer than two rows.
 
     See Also
     --------
-    sklearn.metrics.r2_score : The same quantity (this function agrees with it).
+    sklearn.metrics.r2_score : The same quantity (this function agrees with it, including
+        constant outputs and single rows).
 
     Examples
     --------
@@ -102,12 +132,21 @@ def faithfulness_r2(y_true, y_pred, *, multioutput="uniform_average"):
     0.5
     """
     y, y_hat = _as_2d_pair(y_true, y_pred, "faithfulness_r2")
+    _check_multioutput(multioutput)
+    undefined = _undefined_on_one_row("faithfulness_r2", *y.shape, multioutput)
+    if undefined is not None:
+        return undefined
     scale = overflow_safe_scale(y)
     if scale != 1.0:  # a common scale: the same R², sums of squares that stay finite
         y, y_hat = y / scale, y_hat / scale
     ss_res = ((y - y_hat) ** 2).sum(axis=0)
     ss_tot = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
-    return _r2_from_sums(ss_res, ss_tot, multioutput)
+    scores = _r2_from_sums(ss_res, ss_tot, "raw_values")
+    if multioutput == "raw_values":
+        return scores
+    # r2_score's weights: the outputs' variances, alike when every output is constant
+    weights = ss_tot if multioutput == "variance_weighted" and ss_tot.any() else None
+    return float(np.average(scores, weights=weights))
 
 
 def faithfulness_rmse(y_true, y_pred):
@@ -226,7 +265,9 @@ def reconstruction_r2(Z, Z_hat):
     ``sklearn.metrics.r2_score(Z, Z_hat, multioutput="variance_weighted")``, which it
     agrees with, except for a constant unit rebuilt wrongly: sklearn gives that unit
     weight 0, the pooled formula counts its error in the residual. All of ``Z``
-    constant: 1 when rebuilt exactly, else 0.
+    constant: 1 when rebuilt exactly, else 0. On fewer than two rows there is no variance
+    about the mean (a zero denominator): NaN with an
+    :class:`~sklearn.exceptions.UndefinedMetricWarning`, as sklearn's.
 
     Parameters
     ----------
@@ -238,7 +279,7 @@ def reconstruction_r2(Z, Z_hat):
     Returns
     -------
     score : float
-        At most 1.
+        At most 1; NaN on fewer than two rows.
 
     Examples
     --------
@@ -247,6 +288,9 @@ def reconstruction_r2(Z, Z_hat):
     0.0
     """
     Z, Z_hat = _as_2d_pair(Z, Z_hat, "reconstruction_r2")
+    undefined = _undefined_on_one_row("reconstruction_r2", *Z.shape, "variance_weighted")
+    if undefined is not None:
+        return undefined
     ss_res = ((Z - Z_hat) ** 2).sum(axis=0)
     ss_tot = ((Z - Z.mean(axis=0)) ** 2).sum(axis=0)
     return _r2_from_sums(ss_res, ss_tot, "variance_weighted")
@@ -261,7 +305,10 @@ def reconstruction_explained_variance(Z, Z_hat):
     ``sklearn.metrics.explained_variance_score(Z, Z_hat, multioutput="variance_weighted")``
     except where a unit of ``Z`` is constant: sklearn gives such a unit weight 0, the
     pooled formula counts the variance of its error in the residual. All of ``Z``
-    constant: 1 when the error is constant too, else 0.
+    constant: 1 when the error is constant too, else 0. On fewer than two rows both
+    variances are 0 (``0 / 0``): NaN with an
+    :class:`~sklearn.exceptions.UndefinedMetricWarning` (sklearn returns 1 there, the
+    constant-unit convention, which would read as a perfect rebuild of any single row).
 
     Parameters
     ----------
@@ -273,7 +320,7 @@ def reconstruction_explained_variance(Z, Z_hat):
     Returns
     -------
     score : float
-        At most 1.
+        At most 1; NaN on fewer than two rows.
 
     Examples
     --------
@@ -282,6 +329,11 @@ def reconstruction_explained_variance(Z, Z_hat):
     1.0
     """
     Z, Z_hat = _as_2d_pair(Z, Z_hat, "reconstruction_explained_variance")
+    undefined = _undefined_on_one_row(
+        "reconstruction_explained_variance", *Z.shape, "variance_weighted"
+    )
+    if undefined is not None:
+        return undefined
     ss_res = np.var(Z - Z_hat, axis=0)
     ss_tot = np.var(Z, axis=0)
     return _r2_from_sums(ss_res, ss_tot, "variance_weighted")

@@ -340,7 +340,10 @@ def dead_fraction(X, *, atol=0.0):
 
     ``dead = (1 / K) #{k : max_i x_ik - min_i x_ik <= atol}``. For ReLU x-features
     this is a unit that is zero on every row (SRAE's ``dead_components_`` on training
-    rows); a constant unit carries no information either way.
+    rows); a constant unit carries no information either way. A single row has no spread,
+    so on one row every x-feature counts as dead and the fraction is 1 whatever the
+    explainer: measure it on at least two rows (and on enough of them to see each
+    x-feature fire).
 
     Parameters
     ----------
@@ -352,7 +355,7 @@ def dead_fraction(X, *, atol=0.0):
     Returns
     -------
     fraction : float
-        In ``[0, 1]``.
+        In ``[0, 1]``; 1 on a single row.
 
     Examples
     --------

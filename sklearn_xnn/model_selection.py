@@ -12,7 +12,7 @@ arithmetic already fills the cores. The User Guide's "Many explainers on one dev
 tells what is batched, what trains on its own, and what was measured.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy.stats import rankdata
@@ -25,7 +25,7 @@ from sklearn.base import (
     clone,
 )
 from sklearn.metrics import check_scoring, get_scorer_names
-from sklearn.model_selection import ParameterGrid, check_cv
+from sklearn.model_selection import ParameterGrid, ParameterSampler, check_cv
 from sklearn.utils import _safe_indexing, get_tags, indexable
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.metaestimators import available_if
@@ -36,23 +36,46 @@ from sklearn_xnn._srae import SRAEExplainer
 
 
 def _parameter_settings(param_grid):
-    """The list of settings (dicts) that ``param_grid`` describes (see :func:`sweep`)."""
+    """The list of settings (dicts) that ``param_grid`` describes (the rule is in :func:`sweep`)."""
     if param_grid is None:
         return [{}]
-    if isinstance(param_grid, Mapping) or (
-        isinstance(param_grid, list) and param_grid and all(_is_grid(g) for g in param_grid)
-    ):
-        settings = list(ParameterGrid(param_grid))
-    else:
+    if isinstance(param_grid, Mapping):
+        settings = list(ParameterGrid(dict(param_grid)))
+    elif isinstance(param_grid, (ParameterGrid, ParameterSampler)):
         settings = [dict(s) for s in param_grid]
+    else:
+        settings = _list_settings(list(param_grid))
     if not settings:
         raise ValueError(f"param_grid={param_grid!r} describes no parameter setting.")
     return settings
 
 
-def _is_grid(setting):
-    values = setting.values() if isinstance(setting, Mapping) else [None]
-    return all(isinstance(v, (list, np.ndarray)) for v in values)
+def _list_settings(entries):
+    """The settings of a list of dicts: grids if every dict is one, else settings."""
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            raise TypeError(f"param_grid must hold dicts (grids or settings); got {entry!r}.")
+    grids = [g for g in entries if g and _is_grid(g)]
+    single = [s for s in entries if not _is_grid(s)]
+    if grids and single:
+        raise ValueError(
+            f"param_grid mixes grids and single settings: {grids[0]!r} reads as a grid "
+            f"(every value a sequence of candidates) and {single[0]!r} as one setting. "
+            "Write every dict as a grid, each single value in a one-element list (e.g. "
+            "{'n_components': [3]}, {'hidden_layer_sizes': [(16, 8)]})."
+        )
+    if single:
+        return [dict(s) for s in entries]
+    return list(ParameterGrid([dict(g) for g in entries]))
+
+
+def _is_grid(entry):
+    """Every value of ``entry`` is a sequence of candidates, as ``ParameterGrid`` reads one
+    (a list, tuple, range or array, not a string)."""
+    return all(
+        isinstance(v, np.ndarray) or (isinstance(v, Sequence) and not isinstance(v, str))
+        for v in entry.values()
+    )
 
 
 def _check_explainer(explainer, what):
@@ -88,11 +111,19 @@ def sweep(explainer, param_grid, X, y=None):
     explainer : SRAEExplainer
         The explainer whose clones are fitted (it is left unfitted).
     param_grid : dict, list of dicts or iterable of dicts
-        The settings: a grid as in :class:`~sklearn.model_selection.GridSearchCV` (a
-        dict of lists, or a list of dicts of lists), or the settings themselves (a list
-        of dicts of single values, or any iterable of dicts such as a
-        :class:`~sklearn.model_selection.ParameterSampler`). None fits ``explainer``'s
-        own parameters once.
+        The settings. A dict is a grid, read as
+        :class:`~sklearn.model_selection.ParameterGrid` reads it: each value is a
+        sequence of candidates (a list, tuple, range or 1-D array; a string is not one),
+        and every combination is a setting. A list (or other iterable) of dicts is a
+        list of such grids when every dict is one, exactly as in ``ParameterGrid``; it
+        is the settings themselves when no non-empty dict is a grid, that is when each
+        holds at least one single value (``[{"n_components": 2, "hidden_layer_sizes":
+        (16, 8)}, ...]``); a list that mixes both raises a ValueError. So a setting
+        whose every value is a sequence reads as a grid: write its values in
+        one-element lists (``{"hidden_layer_sizes": [(16, 8)]}``). A
+        :class:`~sklearn.model_selection.ParameterGrid` or
+        :class:`~sklearn.model_selection.ParameterSampler` gives the settings it
+        yields. None fits ``explainer``'s own parameters once.
     X : array-like of shape (n_samples, n_features)
         Activations.
     y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
@@ -119,19 +150,31 @@ def sweep(explainer, param_grid, X, y=None):
     (4, 0.1, (200, 3))
     """
     _check_explainer(explainer, "sweep")
-    settings = _parameter_settings(param_grid)
+    return _fit_settings(explainer, _parameter_settings(param_grid), X, y)
+
+
+def _fit_settings(explainer, settings, X, y):
+    """One clone of ``explainer`` per setting (a list of dicts, read as is), fitted batched."""
     return fit_explainers([clone(explainer).set_params(**s) for s in settings], X, y)
 
 
 def _best_has(method):
-    """``available_if`` check: the refitted explainer (or, before fit, the search) has
-    ``method``; a search fitted with ``refit=False`` has none."""
+    """``available_if`` check: with ``refit=True``, the refitted explainer (or, before fit,
+    the search) has ``method``; with ``refit=False``, or fitted without a refit, none."""
 
     def check(cv):
+        if not cv.refit:
+            raise AttributeError(
+                f"SRAEExplainerCV with refit=False has no {method}; its best setting is "
+                "best_params_."
+            )
         if hasattr(cv, "best_estimator_"):
             return hasattr(cv.best_estimator_, method)
-        if hasattr(cv, "cv_results_") or not cv.refit:
-            raise AttributeError(f"SRAEExplainerCV with refit=False has no {method}.")
+        if hasattr(cv, "cv_results_"):
+            raise AttributeError(
+                f"This SRAEExplainerCV has no refitted explainer for {method}; fit it "
+                "again with refit=True."
+            )
         return True
 
     return check
@@ -155,8 +198,9 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
     estimator : SRAEExplainer, default=None
         The explainer whose settings are searched; None is ``SRAEExplainer()``.
     param_grid : dict, list of dicts or iterable of dicts, default=None
-        The settings, as in :func:`sweep` (a ``GridSearchCV``-style grid, or any
-        iterable of settings). None cross-validates ``estimator`` alone.
+        The settings, read as :func:`sweep` reads them: a grid or list of grids as in
+        ``GridSearchCV``, a list of the settings themselves, or a ``ParameterSampler``.
+        None cross-validates ``estimator`` alone.
     cv : int, cross-validation generator or iterable, default=None
         As in ``GridSearchCV``: None is 5-fold ``KFold``; an int is that many folds.
     scoring : str or callable, default=None
@@ -166,7 +210,8 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
         :func:`sklearn_xnn.metrics.reconstruction_r2_scorer` (needed when ``y`` is None).
     refit : bool, default=True
         Refit the best setting on all rows (needed for ``transform`` and the other
-        methods).
+        methods; with ``refit=False`` the search has none of them, as ``GridSearchCV``).
+        Every fit starts afresh: no fitted attribute of an earlier fit remains.
 
     Attributes
     ----------
@@ -243,6 +288,9 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
         self : SRAEExplainerCV
             The fitted search.
         """
+        # nothing of an earlier fit may answer for this one (best_estimator_ above all)
+        for name in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+            delattr(self, name)
         explainer = self._explainer()
         _check_explainer(explainer, "SRAEExplainerCV")
         if y is None and self.scoring is None:
@@ -258,7 +306,7 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
         self.scorer_ = check_scoring(explainer, scoring=self.scoring)
         scores = np.empty((len(settings), len(splits)))
         for k, (train, test) in enumerate(splits):
-            fitted = sweep(explainer, settings, _safe_indexing(X, train), _rows(y, train))
+            fitted = _fit_settings(explainer, settings, _safe_indexing(X, train), _rows(y, train))
             X_test, y_test = _safe_indexing(X, test), _rows(y, test)
             scores[:, k] = [self.scorer_(est, X_test, y_test) for est in fitted]
         self.cv_results_ = _cv_results(settings, scores)
@@ -349,7 +397,7 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
         return self.best_estimator_.contributions(X, outputs)
 
     @available_if(_best_has("score"))
-    def score(self, X, y=None):
+    def score(self, X, y=None, sample_weight=None):
         """The search's score (``scorer_``) of the best explainer on ``(X, y)``.
 
         Parameters
@@ -358,6 +406,10 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
             Activations.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
             Logits.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights, passed on to ``scorer_`` (by default to
+            ``best_estimator_.score``); a ``scoring`` callable must then accept
+            ``sample_weight``.
 
         Returns
         -------
@@ -371,7 +423,9 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
                 "y; pass y, or search with a score that needs none (e.g. "
                 "scoring=sklearn_xnn.metrics.reconstruction_r2_scorer)."
             )
-        return self.scorer_(self.best_estimator_, X, y)
+        if sample_weight is None:
+            return self.scorer_(self.best_estimator_, X, y)
+        return self.scorer_(self.best_estimator_, X, y, sample_weight=sample_weight)
 
     @available_if(_best_has("get_feature_names_out"))
     def get_feature_names_out(self, input_features=None):

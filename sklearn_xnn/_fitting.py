@@ -283,13 +283,8 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
     ranks of a sharded fit (:func:`sklearn_xnn.distributed.fit_sharded`)."""
     X, Y = validate_fit_data(est, X, y)
     check_faithfulness(est, Y)
-    if incremental and Y is not None and est._constant_outputs.any():
-        outputs = np.flatnonzero(est._constant_outputs).tolist()
-        warn_user(
-            f"outputs {outputs} are constant on the first partial_fit chunk: the explainer "
-            "predicts them as constants and later chunks do not change that. Start with a "
-            "chunk on which every output varies."
-        )
+    if incremental and Y is not None:
+        announce_first_chunk(est, X)
     stream = data.should_stream(X, est.stream_threshold)
     n_rows = collective.total_rows(X.shape[0])
     n_val, batch_size = check_params_vs_input(est, n_rows, incremental)
@@ -334,13 +329,6 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
             est, n_outputs, scaler.nonnegative, batch_size, n_rows - n_val, incremental, y_stats
         ).replace(collective=collective)
         cfg = store_constraint(est, cfg, the_bound, train)
-        if incremental and the_bound is not None and X.shape[0] <= X.shape[1]:
-            warn_user(
-                f"The first partial_fit chunk has {X.shape[0]} rows for {X.shape[1]} "
-                "features: the linear bound fitted on it rebuilds that chunk (nearly) "
-                "exactly, and later chunks' epochs, held to it, are undone. Start with a "
-                "chunk of more rows than features (several thousand)."
-            )
         cfg = with_network_head(est, cfg, scaler.scale, train[0])
         cfg = cfg.replace(dropout_generator=collective.dropout_generator(generator, device))
         if val is not None:
@@ -496,6 +484,26 @@ def progress_logging(fmt="%(message)s", always=False):
 
 
 # ---------------------------------------------------------------------------- warnings
+def announce_first_chunk(est, X):
+    """Warn about a first ``partial_fit`` chunk that cannot stand for the stream: outputs
+    constant on it (they stay constants), or fewer rows than features (the bound fitted
+    on it rebuilds that chunk, so later chunks' epochs, held to it, are undone)."""
+    if est._constant_outputs.any():
+        outputs = np.flatnonzero(est._constant_outputs).tolist()
+        warn_user(
+            f"outputs {outputs} are constant on the first partial_fit chunk: the explainer "
+            "predicts them as constants and later chunks do not change that. Start with a "
+            "chunk on which every output varies."
+        )
+    if X.shape[0] <= X.shape[1]:
+        warn_user(
+            f"The first partial_fit chunk has {X.shape[0]} rows for {X.shape[1]} features: "
+            "the linear bound fitted on it rebuilds that chunk (nearly) exactly, and later "
+            "chunks' epochs, held to it, are undone. Start with a chunk of more rows than "
+            "features (several thousand)."
+        )
+
+
 def announce_stop(est, history):
     """Warn about an interrupted or diverged training; returns whether it stopped early."""
     done, max_iter, learning_rate_init = history.n_iter, est.max_iter, est.learning_rate_init

@@ -173,8 +173,8 @@ def _as_targets(est, y, n):
     est._y_1d = y.ndim == 1
     Y = y.reshape(n, -1)
     est._constant_outputs = np.ptp(Y, axis=0) == 0
-    one_hot = lambda a: ((a == 0) | (a == 1)).all() and (a.sum(axis=1) == 1).all()  # noqa: E731
-    if Y.shape[1] > 1 and one_hot(Y[:1000]) and one_hot(Y):  # the first rows decide cheaply
+    head = Y[:1000]  # enough rows to tell labels from logits
+    if Y.shape[1] > 1 and ((head == 0) | (head == 1)).all() and (head.sum(axis=1) == 1).all():
         warn_user(f"y holds one-hot rows (a single 1 in each): {_LABELS}; y is fitted as given.")
     return Y
 

@@ -205,9 +205,10 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
         As in ``GridSearchCV``: None is 5-fold ``KFold``; an int is that many folds.
     scoring : str or callable, default=None
         Score of a fitted explainer on held-out rows (higher is better): None uses
-        ``estimator.score``, the R² of the rebuilt logits (averaged as ``multioutput`` says); a
-        scorer name or callable ``scorer(explainer, X, y)``, e.g.
-        :func:`sklearn_xnn.metrics.reconstruction_r2_scorer` (needed when ``y`` is None).
+        ``estimator.score``, the R² of the rebuilt logits (averaged as ``multioutput`` says),
+        or for a search without ``y`` the R² of the rebuilt activations; a scorer name or
+        callable ``scorer(explainer, X, y)``, e.g.
+        :func:`sklearn_xnn.metrics.reconstruction_r2_scorer`.
     refit : bool, default=True
         Refit the best setting on all rows (needed for ``transform`` and the other
         methods; with ``refit=False`` the search has none of them, as ``GridSearchCV``).
@@ -293,12 +294,6 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
             delattr(self, name)
         explainer = self._explainer()
         _check_explainer(explainer, "SRAEExplainerCV")
-        if y is None and self.scoring is None:
-            raise ValueError(
-                "SRAEExplainerCV scores with the explainer's R² of the logits by default, "
-                "which needs y; for an unsupervised search pass a scoring that does not, "
-                "e.g. scoring=sklearn_xnn.metrics.reconstruction_r2_scorer."
-            )
         settings = _parameter_settings(self.param_grid)
         X, y, groups = indexable(X, y, groups)
         cv = check_cv(self.cv, y, classifier=False)
@@ -417,12 +412,6 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
             Higher is better; the R² of the rebuilt logits by default.
         """
         check_is_fitted(self)
-        if y is None and self.scoring is None:
-            raise ValueError(
-                "SRAEExplainerCV's default score is the R² of the rebuilt logits, which needs "
-                "y; pass y, or search with a score that needs none (e.g. "
-                "scoring=sklearn_xnn.metrics.reconstruction_r2_scorer)."
-            )
         if sample_weight is None:
             return self.scorer_(self.best_estimator_, X, y)
         return self.scorer_(self.best_estimator_, X, y, sample_weight=sample_weight)

@@ -280,15 +280,22 @@ def test_sraeexplainercv_works_inside_sklearn(planted_small):
     np.testing.assert_array_equal(inner.contributions(Z), fitted[-1].contributions(Z))
     frame = inner.set_output(transform="pandas").transform(Z)
     assert list(frame.columns) == [f"sraeexplainer{k}" for k in range(3)]
-    with pytest.raises(ValueError, match="default score is the R² of the rebuilt logits"):
+    with pytest.raises(ValueError, match="score needs y"):
         inner.score(Z)
 
 
-def test_sraeexplainercv_unsupervised_needs_a_scoring(planted_small):
+def test_sraeexplainercv_unsupervised_scores_the_reconstruction_as_gridsearchcv(planted_small):
     Z, _, _ = planted_small
+    grid = {"alpha_pullaway": [0.0, 1.0]}
+    cv = KFold(2, shuffle=True, random_state=0)
+    xnn = SRAEExplainer(**SMALL, random_state=0)
+    ours = SRAEExplainerCV(xnn, grid, cv=cv).fit(Z)
+    theirs = GridSearchCV(xnn, grid, cv=cv).fit(Z)
+    np.testing.assert_allclose(
+        ours.cv_results_["mean_test_score"], theirs.cv_results_["mean_test_score"], atol=1e-5
+    )
+    assert ours.score(Z) == pytest.approx(ours.best_estimator_.score(Z), abs=1e-12)
     search = SRAEExplainerCV(SRAEExplainer(**SMALL), cv=2)
-    with pytest.raises(ValueError, match="reconstruction_r2_scorer"):
-        search.fit(Z)
     search.set_params(scoring=reconstruction_r2_scorer, refit=False).fit(Z)
     assert search.best_index_ == 0 and np.isfinite(search.best_score_)
     with pytest.raises(AttributeError, match="has no attribute 'transform'"):

@@ -233,14 +233,14 @@ def _gcv_ridge(m):
         dof = float(shrink.sum())
         return np.inf if dof >= m.n - 1 else max(total - fitted, 0.0) / (1.0 - dof / m.n) ** 2
 
-    best = (np.inf, RIDGE_GRID[0] * scale)
+    best = (np.inf, RIDGE_GRID[0] * scale)  # (criterion, ridge): ties go to the smaller ridge
     for rel in RIDGE_GRID:
-        best = min(best, (gcv(rel * scale), rel * scale), key=lambda b: b[0])
+        best = min(best, (gcv(rel * scale), rel * scale))
     lowest = RIDGE_GRID[0] * scale
     floor = evals.numel() * np.finfo(np.float64).eps * float(evals.max())
     while best[1] == lowest and best[0] < np.inf and lowest > floor:  # the optimum is lower
         lowest /= RIDGE_GRID[1] / RIDGE_GRID[0]
-        best = min(best, (gcv(lowest), lowest), key=lambda b: b[0])
+        best = min(best, (gcv(lowest), lowest))
     return best[1], evals, evecs, rot
 
 

@@ -11,6 +11,19 @@ from sklearn_xnn.metrics._adapter import embed, fit_explainer
 from sklearn_xnn.metrics._faithfulness import _check_finite
 
 
+def _paired_columns(A, B):
+    """``A`` and ``B`` as finite float64 2-D arrays of the same rows, or a ValueError."""
+    A = np.asarray(A, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    if A.ndim != 2 or B.ndim != 2 or A.shape[0] != B.shape[0]:
+        raise ValueError(
+            f"A and B must be 2-D with the same number of rows, got shapes {A.shape} and {B.shape}."
+        )
+    _check_finite(A, "A")
+    _check_finite(B, "B")
+    return A, B
+
+
 def cross_correlation(A, B):
     """Pearson correlations between every column of ``A`` and every column of ``B``.
 
@@ -32,14 +45,7 @@ def cross_correlation(A, B):
     array([[ 1.],
            [-1.]])
     """
-    A = np.asarray(A, dtype=np.float64)
-    B = np.asarray(B, dtype=np.float64)
-    if A.ndim != 2 or B.ndim != 2 or A.shape[0] != B.shape[0]:
-        raise ValueError(
-            f"A and B must be 2-D with the same number of rows, got shapes {A.shape} and {B.shape}."
-        )
-    _check_finite(A, "A")
-    _check_finite(B, "B")
+    A, B = _paired_columns(A, B)
 
     def unit(M):
         M = M - M.mean(axis=0)
@@ -134,14 +140,7 @@ def subspace_similarity(A, B):
     >>> round(float(matched_correlation(A, B)), 2), round(subspace_similarity(A, B), 6)
     (0.71, 1.0)
     """
-    A = np.asarray(A, dtype=np.float64)
-    B = np.asarray(B, dtype=np.float64)
-    if A.ndim != 2 or B.ndim != 2 or A.shape[0] != B.shape[0]:
-        raise ValueError(
-            f"A and B must be 2-D with the same number of rows, got shapes {A.shape} and {B.shape}."
-        )
-    _check_finite(A, "A")
-    _check_finite(B, "B")
+    A, B = _paired_columns(A, B)
     if A.shape[0] <= A.shape[1] + B.shape[1]:
         raise ValueError(
             f"subspace_similarity needs more rows than the columns of A and B together "

@@ -76,3 +76,35 @@ def test_compile_on_cuda_matches_eager(planted_small):
     a = _fit(Z, y, device="cuda", max_iter=3)
     b = _fit(Z, y, device="cuda", max_iter=3, compile=True)
     np.testing.assert_allclose(a.transform(Z), b.transform(Z), rtol=1e-3, atol=1e-3)
+
+
+def test_few_rows_of_a_wide_layer_take_the_spectrum_of_its_range_alone(monkeypatch):
+    from sklearn_xnn._nn import bound
+
+    rng = np.random.default_rng(0)
+    n, D = 40, 300  # rank <= 39: the range path (O(D^2 n))
+    Z = np.abs(rng.standard_normal((n + 100, D)))
+    y = Z[:, :8] @ rng.standard_normal((8, 6)) + 0.1 * rng.standard_normal((n + 100, 6))
+    Zc = torch.as_tensor(Z[:n] - Z[:n].mean(0))
+    G = Zc.T @ Zc
+    evals, evecs = bound.scatter_eigh(G, n)
+    assert evecs.shape == (D, n + bound.RANGE_OVERSAMPLE)
+    full_vals, full_vecs = torch.linalg.eigh(G)
+    top = slice(-(n - 1), None)  # the n - 1 nonzero eigenpairs
+    torch.testing.assert_close(evals[top], full_vals[top], rtol=1e-9, atol=1e-9)
+    proj = lambda V: V @ V.T  # noqa: E731 - the subspace, whatever the basis
+    torch.testing.assert_close(proj(evecs[:, top]), proj(full_vecs[:, top]), rtol=0, atol=1e-8)
+
+    def fit(y_fit):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return SRAEExplainer(4, random_state=0, max_iter=2, device="cpu").fit(Z[:n], y_fit)
+
+    fast = [fit(y[:n]), fit(None)]
+    monkeypatch.setattr(bound, "RANGE_OVERSAMPLE", 10**9)  # every spectrum in full
+    exact = [fit(y[:n]), fit(None)]
+    assert fast[0].faithfulness_bound_ == pytest.approx(exact[0].faithfulness_bound_, abs=1e-10)
+    curves = fast[1].faithfulness_curve_, exact[1].faithfulness_curve_
+    np.testing.assert_allclose(*curves, atol=1e-12)
+    for a, b in zip(fast, exact, strict=True):
+        np.testing.assert_allclose(a.transform(Z[n:]), b.transform(Z[n:]), atol=1e-4)

@@ -77,7 +77,7 @@ def _complement(m, A, k):
         GA = G @ A
         inner = A.T @ GA
         G = G - GA @ torch.linalg.pinv(inner, hermitian=True) @ GA.T
-    evals, evecs = torch.linalg.eigh((G + G.T) / 2)
+    evals, evecs = bound.scatter_eigh((G + G.T) / 2, m.n)
     evals, evecs = evals.flip(0)[:k], evecs.flip(-1)[:, :k]
     varies = evals > 1e-12 * max(float(torch.trace(m.zz)), 1e-300)
     U = bound.canonical_signs(evecs) * varies

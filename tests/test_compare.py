@@ -569,3 +569,5 @@ def test_compare_refuses_fewer_than_two_test_rows(split):
         compare_per_output({"PCA": PCA(2)}, Zt, yt, Zs[:1], ys[:1])
     two = compare_explainers({"PCA": PCA(2)}, Zt, yt, Zs[:2], ys[:2])
     assert np.isfinite(two.loc["PCA", "faithfulness_r2"])
+    with pytest.raises(ValueError, match=r"Z_train has 1 row\(s\); every explainer needs"):
+        compare_explainers({"PCA": PCA(2)}, Zt[:1], yt[:1], Zs, ys)  # before any fit

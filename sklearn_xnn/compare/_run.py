@@ -112,6 +112,11 @@ def _check_data(Z_train, y_train, Z_test, y_test, codes_test=None):
             "Z_train and Z_test must be 2-D with the same number of columns, got shapes "
             f"{Z_train.shape} and {Z_test.shape}."
         )
+    if len(Z_train) < 2:
+        raise ValueError(
+            f"Z_train has {len(Z_train)} row(s); every explainer needs at least 2 training "
+            "rows (and many more to explain anything): pass more activations."
+        )
     if len(Z_test) < 2:
         raise ValueError(
             f"Z_test has {len(Z_test)} row(s); the metrics need at least 2 held-out rows "

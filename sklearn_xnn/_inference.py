@@ -163,9 +163,11 @@ class ExplainerInferenceMixin(TransformerMixin):
             Activations.
         outputs : None, array-like of int or "predicted", default=None
             Which outputs: all of them; the listed output indices; or, with
-            ``"predicted"``, each row's top predicted output (the class a classifier
-            picks). With many outputs, choose: the full array holds ``n_outputs`` numbers
-            per x-feature and row (8 GB for 100,000 rows, 1,000 classes and K = 10).
+            ``"predicted"``, each row's top output in :meth:`predict` (the class the
+            explainer's rebuilt logits pick, which can differ from the network's own: for
+            the network's decision pass its argmax as a list). With many outputs, choose:
+            the full array holds ``n_outputs`` numbers per x-feature and row (8 GB for
+            100,000 rows, 1,000 classes and K = 10).
 
         Returns
         -------
@@ -178,7 +180,10 @@ class ExplainerInferenceMixin(TransformerMixin):
         self._require_head("contributions")
         x, W = self._encode64(X), self.coef_
         if isinstance(outputs, str) and outputs == "predicted":
-            S = x * W[np.argmax(x @ W.T + self.intercept_, axis=1)]
+            step = max(1, 2**20 // max(W.shape[0], 1))  # rows of rebuilt logits at a time
+            top = [np.argmax(x[a : a + step] @ W.T + self.intercept_, axis=1)
+                   for a in range(0, x.shape[0], step)]  # fmt: skip
+            S = x * W[np.concatenate(top) if top else np.zeros(0, dtype=np.intp)]
         elif outputs is not None:
             S = x[:, None, :] * W[self._output_indices(outputs)][None]
         else:

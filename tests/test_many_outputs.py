@@ -61,6 +61,22 @@ def test_contributions_of_chosen_outputs_equal_the_full_arrays(thousand_classes)
     )
 
 
+def test_predicted_contributions_never_hold_every_rows_logits(thousand_classes):
+    import tracemalloc
+
+    xnn, Z, _ = thousand_classes
+    Zb = np.tile(Z, (-(-8000 // len(Z)), 1))[:8000]  # 8,000 rows x 1,000 logits: 64 MB
+    tracemalloc.start()
+    try:
+        predicted = xnn.contributions(Zb, outputs="predicted")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    top = xnn.predict(Zb[:50]).argmax(axis=1)
+    np.testing.assert_array_equal(predicted[:50], xnn.contributions(Zb[:50])[np.arange(50), top])
+    assert peak < 40e6, f"contributions('predicted') peaked at {peak / 1e6:.0f} MB"
+
+
 @pytest.mark.parametrize(
     "outputs, match",
     [

@@ -345,3 +345,47 @@ def test_a_model_with_one_output_per_row_may_answer_1d():
     Z, y = extract_activations(model, "1", x)
     assert Z.shape == (10, 8) and y.shape == (10, 1)
     np.testing.assert_allclose(y[:, 0], model(x).detach().numpy(), rtol=1e-6)
+
+
+def test_a_layer_rewritten_in_place_later_is_read_as_it_left_the_layer():
+    class Block(nn.Module):  # torchvision's BasicBlock: bn2, then out += identity, relu_
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn2, self.relu = (
+                nn.Conv2d(4, 4, 3, padding=1),
+                nn.BatchNorm2d(4),
+                nn.ReLU(inplace=True),
+            )
+
+        def forward(self, x):
+            out = self.bn2(self.conv(x))
+            out += x
+            return self.relu(out)
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), Block(), nn.Flatten(), nn.Linear(4 * 36, 5))
+    net.eval()
+    x = torch.randn(20, 3, 6, 6)
+    Z, _ = extract_activations(net, "1.bn2", x, pooling="flatten", device="cpu")
+    with torch.no_grad():
+        block = net[1]
+        expected = block.bn2(block.conv(net[0](x))).flatten(1).numpy()
+    np.testing.assert_array_equal(Z, expected)  # not relu(bn2 + identity)
+    np.testing.assert_array_equal(Z, TruncatedNetwork(net, "1.bn2", "flatten")(x).detach().numpy())
+    relu_after = nn.Sequential(nn.Linear(6, 8), nn.ReLU(inplace=True), nn.Linear(8, 2)).eval()
+    x = torch.randn(30, 6)
+    with torch.no_grad():
+        np.testing.assert_array_equal(
+            extract_activations(relu_after, "0", x, device="cpu")[0], relu_after[0](x).numpy()
+        )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_models_give_float32_rows(dtype):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)).to(dtype).eval()
+    x = torch.randn(10, 6)
+    Z, logits = extract_activations(net, "1", x, device="cpu")
+    assert Z.dtype == logits.dtype == np.float32
+    with torch.no_grad():
+        np.testing.assert_array_equal(logits, net(x.to(dtype)).float().numpy())

@@ -218,7 +218,9 @@ def extract_activations(
     Returns
     -------
     Z : ndarray of shape (n_samples, n_features)
-        The layer's activations, float32 unless the model computes in float64.
+        The layer's activations as the layer output them (a copy taken before any later
+        in-place operation of the model), float32 unless the model computes in float64
+        (float16 and bfloat16 models give float32).
     logits : ndarray of shape (n_samples, n_outputs)
         The model's outputs; only when ``return_logits=True``.
 
@@ -239,7 +241,12 @@ def extract_activations(
     module = get_layer(model, layer)
     dev = resolve_device(device)
     captured, rows, outs, n_calls = [], [], [], 1
-    handle = module.register_forward_hook(lambda m, i, o: captured.append(o))
+
+    def record(module, inputs, output):  # a copy: later in-place operations (a ReLU with
+        # inplace=True, a residual "out += identity") would rewrite the layer's own output
+        captured.append(None if captured else _first_tensor(output).detach().clone())
+
+    handle = module.register_forward_hook(record)
     try:
         with (
             evaluating(model),
@@ -253,7 +260,7 @@ def extract_activations(
                 if not captured:
                     raise RuntimeError(f"Layer {layer!r} was not called by the model's forward.")
                 n_calls = max(n_calls, len(captured))
-                acts = _check_rows(_first_tensor(captured[0]), batch, f"output of layer {layer!r}")
+                acts = _check_rows(captured[0], batch, f"output of layer {layer!r}")
                 rows.append(pool_activations(acts, pooling).cpu())
                 if return_logits:
                     logits = _check_rows(_first_tensor(out), batch, "model's output", 1)
@@ -266,8 +273,13 @@ def extract_activations(
         raise ValueError("data yielded no batches; nothing to extract.")
     if n_calls > 1:
         _warn_repeated(layer, n_calls)
-    Z = torch.cat(rows).numpy()
-    return (Z, torch.cat(outs).numpy()) if return_logits else Z
+    Z = _as_numpy(torch.cat(rows))
+    return (Z, _as_numpy(torch.cat(outs))) if return_logits else Z
+
+
+def _as_numpy(t):
+    """``t`` as float64 numpy when it is float64, else as float32 (half-precision models)."""
+    return (t if t.dtype == torch.float64 else t.float()).numpy()
 
 
 def _check_rows(out, batch, what, min_ndim=2):

@@ -389,3 +389,22 @@ def test_half_precision_models_give_float32_rows(dtype):
     assert Z.dtype == logits.dtype == np.float32
     with torch.no_grad():
         np.testing.assert_array_equal(logits, net(x.to(dtype)).float().numpy())
+
+
+def test_a_float64_explainer_module_explains_a_float32_network():
+    from sklearn_xnn.torch import xfeature_heatmaps
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(6, 4),
+    ).eval()  # fmt: skip
+    x = torch.randn(200, 1, 8, 8)
+    Z, y = extract_activations(net, "1", x, device="cpu")
+    xnn = fit_quiet(Z, y, n_components=3)
+    network = ExplainedNetwork(net, explainer_module(xnn, dtype=torch.float64), layer="1")
+    rebuilt = network(x).detach()
+    assert rebuilt.dtype == torch.float64
+    np.testing.assert_allclose(rebuilt.numpy(), xnn.predict(Z.astype(np.float64)), atol=1e-10)
+    maps = xfeature_heatmaps(network, x[:2])
+    assert maps.shape[:2] == (2, 3) and np.isfinite(np.asarray(maps)).all()

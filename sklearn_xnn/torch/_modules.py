@@ -199,12 +199,16 @@ class ExplainedNetwork(nn.Module):
 
         The one place where the network runs: in eval mode, training flags restored.
         Floating inputs take the trunk's dtype and device (float64 images become float32
-        for a float32 network) as in :func:`~sklearn_xnn.torch.extract_activations`;
-        the cast is differentiable, so gradients still reach ``x``.
+        for a float32 network) as in :func:`~sklearn_xnn.torch.extract_activations`, and
+        the activations the explainer module's (a float64 module on a float32 network
+        reads them in float64); the casts are differentiable, so gradients still reach
+        ``x``.
         """
         with evaluating(self):
             z = self.trunk(self._as_input(x))
         z = z.flatten(1) if z.ndim > 2 else z
+        like = self.explainer.feature_layer.weight
+        z = z.to(device=like.device, dtype=like.dtype)
         width = self.explainer.encoder[0].in_features
         if z.shape[-1] != width:
             raise ValueError(

@@ -120,6 +120,21 @@ def test_truncated_network_and_split(cnn_and_images):
         split_sequential(model, "fc1.weight")
 
 
+def test_check_split_names_a_forward_that_does_more_than_run_its_children():
+    class Net(nn.Module):  # flattens inside forward: the children alone cannot be chained
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(1, 2, 3, padding=1), nn.Linear(2 * 16, 3)
+
+        def forward(self, x):
+            return self.fc(self.conv(x).flatten(1))
+
+    net = Net()
+    trunk, rest = split_sequential(net, "fc")
+    with pytest.raises(ValueError, match=r"rest\(trunk\(x\)\) fails where model\(x\) runs"):
+        check_split(net, trunk, rest, torch.randn(5, 1, 4, 4))
+
+
 @pytest.fixture(scope="module")
 def fitted_srae():
     rng = np.random.default_rng(0)

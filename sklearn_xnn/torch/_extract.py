@@ -205,7 +205,10 @@ def extract_activations(
         stops having one row per input). An ``(X, y)`` pair raises ``ValueError``.
     pooling : {"avg", "max", "flatten"}, default="avg"
         How outputs with more than two axes, such as conv maps ``(N, C, H, W)``, become
-        rows: spatial mean, spatial max, or flattening.
+        rows: spatial mean, spatial max, or flattening. Axis 1 is read as the channels,
+        as in convolutions; a sequence model's ``(N, L, D)`` output (``batch_first``)
+        would be pooled over its features: use ``"flatten"``, or read a layer that
+        gives ``(N, D, L)``.
     batch_size : int, default=256
         Rows per forward pass when ``data`` is an array or tensor.
     device : str, default="auto"
@@ -437,10 +440,18 @@ def check_split(model, trunk, rest, x, *, atol=1e-5):
     The networks run in eval mode under ``torch.no_grad``; their submodules' ``training``
     flags are restored afterwards and their buffers are left untouched.
     """
+    advice = "build the trunk and the rest of the network by hand."
     with evaluating(model, trunk, rest), torch.no_grad():
-        full, parts = model(x), rest(trunk(x))
+        full = model(x)
+        try:
+            parts = rest(trunk(x))
+        except RuntimeError as exc:  # e.g. a flatten inside forward, not a child module
+            raise ValueError(
+                f"rest(trunk(x)) fails where model(x) runs ({exc}): the model's forward "
+                f"does more than run its children in order; {advice}"
+            ) from exc
     if full.shape != parts.shape or not torch.allclose(full, parts, atol=atol, rtol=1e-4):
         raise ValueError(
             "rest(trunk(x)) differs from model(x): the model's forward does not run its "
-            "children in order; build the trunk and the rest of the network by hand."
+            f"children in order; {advice}"
         )

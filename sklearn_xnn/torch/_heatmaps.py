@@ -446,7 +446,8 @@ def xfeature_heatmaps(
         - ``"excitation_backprop"``: the marginal winning probability of Zhang et al.
           (2016), started from the x-feature's unit (see the module docstring). The map
           is a probability distribution over the input (it sums to at most 1, residual
-          connections included) and is positive wherever an excitatory path reaches.
+          connections included; read at a coarser ``layer`` and upsampled, times the
+          upsampling factor) and is positive wherever an excitatory path reaches.
         - ``"contrastive_excitation_backprop"``: the same minus the map of the dual unit
           (the x-feature's local weights on the explained layer negated), as in the
           paper. EB is linear in its top signal, so the two top signals are subtracted

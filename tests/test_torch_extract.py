@@ -423,3 +423,14 @@ def test_a_float64_explainer_module_explains_a_float32_network():
     np.testing.assert_allclose(rebuilt.numpy(), xnn.predict(Z.astype(np.float64)), atol=1e-10)
     maps = xfeature_heatmaps(network, x[:2])
     assert maps.shape[:2] == (2, 3) and np.isfinite(np.asarray(maps)).all()
+
+
+def test_dict_batches_and_a_plain_model_given_to_heatmaps_are_named():
+    from sklearn_xnn.torch import xfeature_heatmaps
+
+    net = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))
+    batches = [{"x": torch.randn(5, 8)} for _ in range(2)]
+    with pytest.raises(TypeError, match=r"data yields dicts \(keys \['x'\]\)"):
+        extract_activations(net, "1", batches, device="cpu")
+    with pytest.raises(TypeError, match="network must be an ExplainedNetwork .* got Sequential"):
+        xfeature_heatmaps(net, torch.randn(2, 1, 8))

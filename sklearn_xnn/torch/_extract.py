@@ -5,7 +5,7 @@ import logging
 import numbers
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import torch
@@ -104,6 +104,12 @@ def iter_batches(data, batch_size):
     for i, batch in enumerate(data):
         if isinstance(batch, tuple | list):
             batch = batch[0]
+        if isinstance(batch, Mapping):
+            raise TypeError(
+                f"data yields dicts (keys {sorted(map(str, batch))}); the model is called "
+                "with one input tensor per batch: yield the input tensor (or (input, "
+                "target) tuples), or wrap the model in a module taking one tensor."
+            )
         batch = torch.as_tensor(batch)
         ndim = batch.ndim if ndim is None else ndim
         if batch.ndim == 0 or batch.ndim != ndim:

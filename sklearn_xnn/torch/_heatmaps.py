@@ -545,6 +545,12 @@ def xfeature_heatmaps(
     (5, 2, 8, 8)
     """
     _check_method(method, layer, attribute_kwargs)
+    if not hasattr(network, "explainer") or not hasattr(network, "trunk"):
+        raise TypeError(
+            f"network must be an ExplainedNetwork (the network and its explainer), got "
+            f"{type(network).__name__}: build one with ExplainedNetwork(model, explainer, "
+            "layer=...)."
+        )
     components = _check_components(components, network.explainer.feature_layer.out_features)
     batch_size = _check_batch_size(batch_size)
     param = next(iter(network.parameters()))

@@ -5,6 +5,7 @@ input's dtype)."""
 import numpy as np
 from sklearn.base import TransformerMixin
 from sklearn.metrics import r2_score
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from sklearn_xnn._nn.modules import decode_numpy, encode_numpy
@@ -15,6 +16,17 @@ from sklearn_xnn._validation import (
     numeric_conversion,
 )
 from sklearn_xnn.metrics._faithfulness import overflow_safe_scale
+
+
+def _fitted_with_head(est):
+    """``available_if`` check of ``predict`` and ``contributions``: they exist unless the
+    explainer was fitted without ``y`` (no linear head; the error names that cause)."""
+    if not hasattr(est, "encoder_coefs_") or est._has_head:
+        return True
+    raise AttributeError(
+        "predict and contributions need the linear head, which exists only when fit was "
+        "given y; this explainer was fitted unsupervised (y=None)."
+    )
 
 
 class ExplainerInferenceMixin(TransformerMixin):
@@ -32,13 +44,6 @@ class ExplainerInferenceMixin(TransformerMixin):
 
     def _encode64(self, X):
         return encode_numpy(X, self.encoder_coefs_, self.encoder_intercepts_, self.device)
-
-    def _require_head(self, method):
-        if not self._has_head:
-            raise AttributeError(
-                f"{method} needs the linear head, which exists only when fit was given y; "
-                "this explainer was fitted unsupervised (y=None)."
-            )
 
     def transform(self, X):
         """Map activations to the x-features.
@@ -85,6 +90,7 @@ class ExplainerInferenceMixin(TransformerMixin):
         )
         return finite_output(Z, X.dtype, X, "inverse_transform")
 
+    @available_if(_fitted_with_head)
     def predict(self, X):
         """Rebuild the explained logits linearly from the x-features.
 
@@ -99,7 +105,6 @@ class ExplainerInferenceMixin(TransformerMixin):
             Same shape convention as the ``y`` given to ``fit``; dtype of ``X``.
         """
         X = self._validated(X)
-        self._require_head("predict")
         y = self._encode64(X) @ self.coef_.T + self.intercept_
         y = y.ravel() if self._y_1d else y
         return finite_output(y, X.dtype, X, "predict")
@@ -152,6 +157,7 @@ class ExplainerInferenceMixin(TransformerMixin):
             y, y_hat = y / scale, y_hat / scale
         return r2_score(y, y_hat, sample_weight=sample_weight, multioutput=self.multioutput)
 
+    @available_if(_fitted_with_head)
     def contributions(self, X, outputs=None):
         """Each x-feature's contribution ``x_ik W_ck`` to each output.
 
@@ -177,7 +183,6 @@ class ExplainerInferenceMixin(TransformerMixin):
             got a 1-D ``y``.
         """
         X = self._validated(X)
-        self._require_head("contributions")
         x, W = self._encode64(X), self.coef_
         if isinstance(outputs, str) and outputs == "predicted":
             step = max(1, 2**20 // max(W.shape[0], 1))  # rows of rebuilt logits at a time

@@ -422,8 +422,11 @@ def test_unfitted(data, method):
 def test_head_methods_after_unsupervised_fit(data):
     Z, _ = data
     est = fit_quiet(tiny(), Z)
-    with pytest.raises(AttributeError, match="predict needs the linear head"):
-        est.predict(Z)
+    assert not hasattr(est, "predict") and not hasattr(est, "contributions")
+    with pytest.raises(AttributeError, match="has no attribute 'predict'") as info:
+        est.predict(Z)  # the cause says why
+    assert "need the linear head" in str(info.value.__cause__)
+    assert "fitted unsupervised" in str(info.value.__cause__)
 
 
 # ------------------------------------------------------------------ training faults

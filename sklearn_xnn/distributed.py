@@ -12,13 +12,14 @@ import os
 
 import numpy as np
 import torch
+from sklearn.utils.validation import _get_feature_names
 
 from sklearn_xnn import _fitting as fitting
 from sklearn_xnn._nn import data
 from sklearn_xnn._nn.collective import Distributed
 from sklearn_xnn._nn.data import resolve_device
 from sklearn_xnn._threads import torch_threads
-from sklearn_xnn._validation import n_init_of
+from sklearn_xnn._validation import n_init_of, warn_user
 
 __all__ = ["fit_sharded", "shard_rows"]
 
@@ -150,6 +151,7 @@ def fit_sharded(estimator, X, y=None, *, sharded=False, group=None):
     dist = _initialised()
     rank, world = dist.get_rank(group), dist.get_world_size(group)
     _pick_gpu(estimator, dist.get_backend(group))
+    names = _get_feature_names(X)  # a data frame's columns, kept as a fit on it keeps them
     X, y = _as_rows(X), None if y is None else _as_rows(y)
     given = None if sharded else _sample_digest(X)
     if not sharded:
@@ -159,7 +161,14 @@ def fit_sharded(estimator, X, y=None, *, sharded=False, group=None):
     described["given"] = given
     shards = _exchange(dist, group, described)
     _check_shards(shards, rank)
-    comm = Distributed([s["rows"] for s in shards], estimator.random_state, group)
+    sizes = [s["rows"] for s in shards]
+    if max(sizes) > 1.5 * min(sizes):
+        warn_user(
+            f"fit_sharded: the shards hold {sizes} rows. Every step draws as many rows from "
+            "each rank, so a smaller shard's rows are read more often and the fit leans "
+            "toward them; give every rank the same number of rows (sharded=False does)."
+        )
+    comm = Distributed(sizes, estimator.random_state, group)
     with torch_threads():
         run = estimator._start_fit(X, y, False, collective=comm)
         if y is not None:
@@ -167,6 +176,8 @@ def fit_sharded(estimator, X, y=None, *, sharded=False, group=None):
             estimator._constant_outputs = top == np.min([s["y_min"] for s in shards], axis=0)
         result = fitting.train(estimator, run)
     fitting.finish(estimator, run, result)
+    if names is not None:
+        estimator.feature_names_in_ = names
     prints = _exchange(dist, group, _fingerprint(estimator))
     if len(set(prints)) != 1:
         raise RuntimeError(

@@ -7,7 +7,9 @@ joins the gloo group and writes ``DIR/rank{r}.npz``: the fitted state of
 :func:`sklearn_xnn.distributed.fit_sharded` (with the held-out R²), the reduced moments of
 the shards and the faithful start built from the reduced statistics. With a file
 ``DIR/own_rows`` each rank passes its own half of the rows without ``sharded=True`` and
-prints the error ``fit_sharded`` raises.
+prints the error ``fit_sharded`` raises. With a file ``DIR/uneven`` rank 0 passes the
+first quarter of the rows and rank 1 the rest (``sharded=True``) and prints ``n_iter_`` and
+the warnings.
 """
 
 import faulthandler
@@ -55,6 +57,17 @@ def main(folder):
             fit_sharded(SRAEExplainer(**params), X[half], y[half])
         except ValueError as exc:
             print(f"refused: {exc}", flush=True)
+        dist.destroy_process_group()
+        return
+    if (folder / "uneven").exists():  # a quarter and three quarters of the rows, as given
+        mine = slice(0, len(X) // 4) if rank == 0 else slice(len(X) // 4, len(X))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est = fit_sharded(SRAEExplainer(**params), X[mine], y[mine], sharded=True)
+        print(f"n_iter_ {est.n_iter_}", flush=True)
+        for w in caught:
+            print(f"warned: {w.message}", flush=True)
+        dist.barrier()
         dist.destroy_process_group()
         return
     est = fit_sharded(SRAEExplainer(**params), X, y)

@@ -159,6 +159,32 @@ def test_sharded_fit_is_as_good_as_the_one_process_fit(runs):
 
 
 # ---------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("uneven", [False, True])
+def test_ranks_decide_alike_on_shards_of_sorted_rows(tmp_path, uneven):
+    Z, y = make_concept_activations(n_samples=1000, n_features=32, random_state=0)[:2]
+    order = np.argsort(y.argmax(1), kind="stable")  # each shard holds other top classes
+    np.save(tmp_path / "X.npy", Z[order].astype(np.float32))
+    np.save(tmp_path / "y.npy", y[order])
+    params = dict(
+        n_components=5, hidden_layer_sizes=[32, 16], max_iter=25, n_iter_no_change=2,
+        random_state=0,
+    )  # fmt: skip
+    (tmp_path / "params.json").write_text(json.dumps(params))
+    if uneven:  # a quarter of the rows on rank 0, the rest on rank 1
+        (tmp_path / "uneven").touch()
+    procs, logs = _two_ranks(tmp_path)
+    # every epoch's sparsity count is of both shards' rows: the ranks keep and stop at the
+    # same epoch (a rank-local count stopped one rank early: a collective mismatch)
+    for r, (p, log) in enumerate(zip(procs, logs, strict=True)):
+        assert p.returncode == 0, f"rank {r} exited with {p.returncode}:\n{log[-3000:]}"
+        warned = "warned: fit_sharded: the shards hold [250, 750] rows" in log
+        assert warned == uneven
+    if not uneven:
+        ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in range(2)]
+        for key in ranks[0]:
+            assert np.array_equal(ranks[0][key], ranks[1][key]), key
+
+
 def test_needs_an_initialised_process_group():
     assert not dist.is_initialized()
     with pytest.raises(RuntimeError, match="initialised torch.distributed process group"):
@@ -217,9 +243,12 @@ def test_one_rank_fit_runs_on_arrays_tensors_and_frames(one_rank_group):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est = fit_sharded(SRAEExplainer(**params), Z, y)
-        for X in (torch.as_tensor(Z), pd.DataFrame(Z)):  # read as numpy arrays
+        names = [f"unit{j}" for j in range(6)]
+        for X in (torch.as_tensor(Z), pd.DataFrame(Z, columns=names)):  # read as numpy
             other = fit_sharded(SRAEExplainer(**params), X, torch.as_tensor(y))
             np.testing.assert_allclose(other.transform(Z), est.transform(Z), rtol=1e-6, atol=1e-8)
+    assert list(other.feature_names_in_) == names  # kept from the data frame, as fit keeps
+    assert not hasattr(est, "feature_names_in_")
     assert est.transform(Z).shape == (120, 2)
     assert est.faithfulness_ >= est.faithfulness_bound_ - est.faithfulness_tol - 1e-9
     with pytest.raises(ValueError, match=r"rank 0: y has 100 rows and X 120"):

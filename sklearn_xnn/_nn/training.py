@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from sklearn_xnn._nn import bound, data
+from sklearn_xnn._nn.collective import LOCAL
 from sklearn_xnn._nn.config import History, Multiplier, adam, schedule
 from sklearn_xnn._nn.init import set_head
 from sklearn_xnn._nn.losses import (
@@ -335,10 +336,13 @@ SIGNIFICANT_VALUES = 2**22
 
 
 @torch.no_grad()
-def significant_count(x, weight, max_values=SIGNIFICANT_VALUES, coverage=0.9, spread=False):
+def significant_count(
+    x, weight, max_values=SIGNIFICANT_VALUES, coverage=0.9, spread=False, collective=LOCAL
+):
     """Mean number of significant x-features per input and output of the x-features ``x``
     under the head weights ``weight``, on the first rows (as many as keep the contributions
-    ``x_k W_ck`` under ``max_values`` values): the count of
+    ``x_k W_ck`` under ``max_values`` values; of every rank, with a ``collective``: the
+    ranks decide the kept epoch alike): the count of
     :func:`sklearn_xnn.metrics.n_significant`, computed the same way in torch (sort,
     running sum, the fewest positive contributions covering ``coverage`` of their total).
     With ``spread``, ``(count, standard error)``: the standard error of that mean over the
@@ -355,7 +359,8 @@ def significant_count(x, weight, max_values=SIGNIFICANT_VALUES, coverage=0.9, sp
         counts = torch.where(top[..., 0] > 0, reached.argmax(-1) + 1, 0)
         per_row = counts.sum(-1, dtype=torch.float64) / max(weight.shape[0], 1)
         total, squares = total + float(per_row.sum()), squares + float((per_row**2).sum())
-    n = max(x.shape[0], 1)
+    sums = collective.sum(torch.tensor([total, squares, x.shape[0]], dtype=torch.float64))
+    total, squares, n = float(sums[0]), float(sums[1]), max(float(sums[2]), 1.0)
     mean = total / n
     if not spread:
         return mean
@@ -397,7 +402,9 @@ def _check_epoch(model, Z, targets, val, cfg, parts, hist, coverage=None):
     noise = 0.0
     if constrained and violation <= 0:  # an infeasible epoch is never kept: no count
         weight = model.head.weight.detach()
-        monitored, noise = significant_count(x if val is None else xv, weight, spread=True)
+        monitored, noise = significant_count(
+            x if val is None else xv, weight, spread=True, collective=cfg.collective
+        )
     return monitored, violation, noise
 
 

@@ -1,9 +1,8 @@
 """Fine-tuning as a plain function: the SRAE objective under its constraints.
 
-Data arrive as float32 tensors (or streaming sources) already on the training device.
-Minibatches are drawn by an index permutation from the CPU generator; the step loop never
-synchronises with the host (losses and the multipliers live on the device and are read
-once per epoch).
+Data arrive as float32 tensors (or streaming sources) on the training device. Minibatches
+are an index permutation drawn from the CPU generator; the step loop never synchronises
+with the host (losses and multipliers stay on the device, read once per epoch).
 
 **The constraints.** With ``cfg.faith_target`` set, the objective is the Lagrangian
 ``lam * (e_faith - target) + alpha_r L_rec + alpha_p L_pt`` with ``e_faith`` the
@@ -339,14 +338,11 @@ SIGNIFICANT_VALUES = 2**22
 def significant_count(
     x, weight, max_values=SIGNIFICANT_VALUES, coverage=0.9, spread=False, collective=LOCAL
 ):
-    """Mean number of significant x-features per input and output of the x-features ``x``
-    under the head weights ``weight``, on the first rows (as many as keep the contributions
-    ``x_k W_ck`` under ``max_values`` values; of every rank, with a ``collective``: the
-    ranks decide the kept epoch alike): the count of
-    :func:`sklearn_xnn.metrics.n_significant`, computed the same way in torch (sort,
-    running sum, the fewest positive contributions covering ``coverage`` of their total).
-    With ``spread``, ``(count, standard error)``: the standard error of that mean over the
-    rows read (each row's count averaged over the outputs), the count's sampling noise."""
+    """:func:`sklearn_xnn.metrics.n_significant` of x-features ``x`` under head weights
+    ``weight`` in torch (the fewest positive contributions ``x_k W_ck`` covering
+    ``coverage`` of their total, per input and output), on the first rows that keep the
+    contributions under ``max_values`` values, of every rank with a ``collective``. With
+    ``spread``, ``(count, standard error of that mean over the rows read)``."""
     rows = max(1, max_values // weight.numel())  # whole rows, at least one
     x, weight = x[:rows], weight.double()
     step = max(1, 2**18 // weight.numel())  # rows per chunk: 2 MB of float64 contributions
@@ -372,15 +368,12 @@ def _check_epoch(model, Z, targets, val, cfg, parts, hist, coverage=None):
     """Set the epoch's head (:func:`epoch_head`), then ``(monitored value, violation,
     noise)`` of the epoch just run.
 
-    The violation (0 when the epoch is feasible) is by how much the faithfulness error
-    exceeds its target on the training rows (plus on the validation rows when given),
-    plus by how much the outputs' :func:`explained_shortfall` under ``coverage`` exceeds
-    :data:`SHORTFALL_TOL`, plus the number of dead x-features. Under the constraint the
-    monitored value is the explanation's sparsity, :func:`significant_count` (on the
-    validation rows when given): the epoch kept is the sparsest feasible one, by the
-    measure a user reads (None for an infeasible epoch, never kept); ``noise`` is its
-    standard error over the rows. Without the constraint it is the total loss (on the
-    validation rows when given), with no noise.
+    The violation (0 when feasible) sums the faithfulness error's excess over its target
+    (training rows, and validation rows when given), the outputs' :func:`explained_shortfall`
+    under ``coverage`` beyond :data:`SHORTFALL_TOL`, and the dead x-features. Under the
+    constraint the monitored value is :func:`significant_count` (validation rows when
+    given; None for an infeasible epoch, never kept), ``noise`` its standard error: the
+    kept epoch is the sparsest feasible one. Without it, the total loss, no noise.
     """
     violation = 0.0
     constrained = targets is not None and cfg.faith_target is not None

@@ -55,10 +55,24 @@ def _dtypes_of(data):
     return out
 
 
+def host_array(data, name):
+    """``data``, a torch tensor as the numpy array it holds (no copy on the CPU, so a
+    float32 tensor stays float32; bfloat16, which numpy lacks, as float32); a tensor that
+    requires grad is refused. Anything else as it is."""
+    if not isinstance(data, torch.Tensor):
+        return data
+    if data.requires_grad:
+        raise TypeError(
+            f"{name} is a torch tensor that requires grad; SRAEExplainer reads values, "
+            f"not the graph: pass {name}.detach() (or extract it under torch.no_grad())."
+        )
+    data = data.cpu()
+    return (data.float() if data.dtype == torch.bfloat16 else data).numpy()
+
+
 def check_input_kind(data, name):
     """Refuse complex, string and (for ``y``) sparse data with a message that names the fix;
-    returns ``data``, a torch tensor as the numpy array it holds (no copy on the CPU, so a
-    float32 tensor stays float32; bfloat16, which numpy lacks, as float32).
+    returns ``data``, a torch tensor as the numpy array it holds (:func:`host_array`).
 
     ``name`` is "X" or "y". scikit-learn refuses a sparse ``X`` itself with a message
     telling to call ``.toarray()``.
@@ -67,14 +81,7 @@ def check_input_kind(data, name):
         raise TypeError(
             "y is a scipy sparse matrix, but SRAEExplainer needs dense logits; pass y.toarray()."
         )
-    if isinstance(data, torch.Tensor):
-        if data.requires_grad:
-            raise TypeError(
-                f"{name} is a torch tensor that requires grad; SRAEExplainer reads values, "
-                f"not the graph: pass {name}.detach() (or extract it under torch.no_grad())."
-            )
-        data = data.cpu()
-        data = (data.float() if data.dtype == torch.bfloat16 else data).numpy()
+    data = host_array(data, name)
     kinds = {d.kind for d in _dtypes_of(data)}
     if "c" in kinds:
         raise ValueError(

@@ -19,7 +19,7 @@ from sklearn_xnn._nn import data
 from sklearn_xnn._nn.collective import Distributed
 from sklearn_xnn._nn.data import resolve_device
 from sklearn_xnn._threads import torch_threads
-from sklearn_xnn._validation import n_init_of, warn_user
+from sklearn_xnn._validation import host_array, n_init_of, warn_user
 
 __all__ = ["fit_sharded", "shard_rows"]
 
@@ -247,10 +247,10 @@ def _sample_digest(X):
 
 
 def _as_rows(X):
-    """A torch tensor or a data frame as a numpy array; any other array as it is (a
-    memmap stays a memmap)."""
+    """A torch tensor (detached: :func:`~sklearn_xnn._validation.host_array`) or a data
+    frame as a numpy array; any other array as it is (a memmap stays a memmap)."""
     if isinstance(X, torch.Tensor):
-        return X.detach().cpu().numpy()
+        return host_array(X.detach(), "X")
     return X.to_numpy() if hasattr(X, "columns") or hasattr(X, "to_numpy") else X
 
 

@@ -32,6 +32,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from sklearn_xnn._batching import fit_explainers
+from sklearn_xnn._fitting import forget_fit
 from sklearn_xnn._srae import SRAEExplainer
 
 
@@ -289,9 +290,7 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
         self : SRAEExplainerCV
             The fitted search.
         """
-        # nothing of an earlier fit may answer for this one (best_estimator_ above all)
-        for name in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
-            delattr(self, name)
+        forget_fit(self)  # nothing of an earlier fit may answer (best_estimator_ above all)
         explainer = self._explainer()
         _check_explainer(explainer, "SRAEExplainerCV")
         settings = _parameter_settings(self.param_grid)

@@ -143,7 +143,8 @@ class ExplainerInferenceMixin(TransformerMixin):
                     "well it rebuilds X. Pass no y, or fit with the logits to score them."
                 )
             X = self._validated(X)
-            Z_hat = self.inverse_transform(self.transform(X)).astype(np.float64)
+            Z_hat = decode_numpy(self._encode64(X), self.decoder_coefs_, self.decoder_intercepts_,
+                                 self.decoder_relu_output_, self.device)  # fmt: skip
             return r2_score(X, Z_hat, sample_weight=sample_weight, multioutput="variance_weighted")
         if y is None:
             raise ValueError(

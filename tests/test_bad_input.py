@@ -341,8 +341,9 @@ def test_values_beyond_float32_without_rescaling(data):
     Z, y = data
     with pytest.raises(ValueError, match="beyond the float32 range .* use rescale=True"):
         tiny(rescale=False).fit(Z * 1e200, y)
-    with pytest.raises(ValueError, match="y has values up to .*e\\+200, beyond the float32 range"):
-        tiny(rescale=False).fit(Z, y * 1e200)
+    for stream_threshold in (2**30, 0):  # in memory, and streamed
+        with pytest.raises(ValueError, match="y has values up to .*e\\+200, beyond the float32"):
+            tiny(rescale=False, stream_threshold=stream_threshold).fit(Z, y * 1e200)
 
 
 def test_transform_overflow_is_an_error_not_inf(data):

@@ -208,13 +208,16 @@ class Scaler:
         """``(Y - y_mean) / y_scale`` as float32 on ``device`` (None for None), or with
         ``stream`` a source that reads and scales the rows asked for
         (:class:`~sklearn_xnn._nn.data.HostRows`, no copy of ``Y``: a streamed fit holds
-        no ``N x C`` array of its own)."""
+        no ``N x C`` array of its own; ``Y`` must then be the rows these statistics
+        are of)."""
         if Y is None:
             return None
         out = None if stream else np.empty(Y.shape, np.float32)
         peak, start = 0.0, 0
-        for c in data.iter_chunks(Y):  # no float64 copy of the whole of Y
-            scaled = (c - self.y_mean) / self.y_scale
+        # a fit's rows standardised with their own statistics stay within sqrt(n) of zero
+        # (Samuelson's inequality): a streamed fit reads y ahead only for unscaled values
+        for c in data.iter_chunks(Y) if out is not None or not self.rescale else ():
+            scaled = (c - self.y_mean) / self.y_scale  # no float64 copy of the whole of Y
             peak = max(peak, float(np.max(np.abs(scaled))) if scaled.size else 0.0)
             check_float32_range(peak, "y", self.rescale)
             if out is not None:

@@ -434,3 +434,116 @@ def test_dict_batches_and_a_plain_model_given_to_heatmaps_are_named():
         extract_activations(net, "1", batches, device="cpu")
     with pytest.raises(TypeError, match="network must be an ExplainedNetwork .* got Sequential"):
         xfeature_heatmaps(net, torch.randn(2, 1, 8))
+
+
+class _ImageAndMetadata(nn.Module):
+    """A multimodal net: one linear layer per input, concatenated, then a hidden layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.image, self.metadata = nn.Linear(12, 4), nn.Linear(3, 2)
+        self.hidden, self.relu, self.out = nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)
+
+    def forward(self, image, metadata):
+        h = torch.cat([self.image(image.flatten(1)), self.metadata(metadata)], 1)
+        return self.out(self.relu(self.hidden(h)))
+
+
+def _hooked(model, layer, *inputs):
+    """The output of ``layer`` and of ``model`` on ``inputs``, read by hand with a hook."""
+    seen = []
+    handle = layer.register_forward_hook(lambda m, i, o: seen.append(o.clone()))
+    try:
+        with torch.no_grad():
+            out = model(*inputs)
+    finally:
+        handle.remove()
+    return seen[0].numpy(), out.numpy()
+
+
+def test_a_two_input_model_reads_its_inputs_from_a_tuple_or_a_dataloader():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = _ImageAndMetadata().eval()
+    rng = np.random.default_rng(0)
+    images, metadata = rng.random((23, 1, 3, 4)), rng.random((23, 3)).astype(np.float32)
+    x, m = torch.as_tensor(images, dtype=torch.float32), torch.as_tensor(metadata)
+    expected, expected_logits = _hooked(model, model.relu, x, m)
+    # float64 images are cast to the network's float32, as for a single input
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, m, torch.zeros(23)), batch_size=5
+    )
+    for data in ((images, metadata), [x, m], loader, [(x[:10], m[:10]), (x[10:], m[10:])]):
+        Z, logits = extract_activations(model, "relu", data, n_inputs=2, batch_size=7, device="cpu")
+        np.testing.assert_allclose(Z, expected, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(logits, expected_logits, rtol=0, atol=1e-6)
+
+
+def test_a_text_model_keeps_its_integer_token_ids():
+    class Text(nn.Module):  # forward(input_ids, attention_mask), as a transformer's
+        def __init__(self):
+            super().__init__()
+            self.embed, self.fc, self.out = nn.Embedding(20, 4), nn.Linear(4, 6), nn.Linear(6, 2)
+
+        def forward(self, input_ids, attention_mask):
+            mask = attention_mask.unsqueeze(-1).float()
+            mean = (self.embed(input_ids) * mask).sum(1) / mask.sum(1)
+            return self.out(torch.tanh(self.fc(mean)))
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Text().eval()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 20, (9, 5), generator=g)
+    mask = torch.ones(9, 5, dtype=torch.long).tril(1)  # rows of 2 to 5 tokens
+    Z = extract_activations(model, "fc", (ids, mask), n_inputs=2, device="cpu")[0]
+    np.testing.assert_allclose(Z, _hooked(model, model.fc, ids, mask)[0], rtol=0, atol=1e-6)
+
+
+def test_a_model_taking_other_inputs_than_given_says_how_to_pass_them():
+    model = _ImageAndMetadata().eval()
+    rng = np.random.default_rng(0)
+    images, metadata = rng.random((8, 1, 3, 4)), rng.random((8, 3))
+    two = (
+        r"_ImageAndMetadata\.forward\(image, metadata\) cannot be called with 1 input tensor "
+        r"\(n_inputs=1\).*It takes 2 inputs: pass n_inputs=2 and data as a tuple "
+        r"\(image, metadata\)"
+    )
+    with pytest.raises(TypeError, match=two):
+        extract_activations(model, "relu", images, device="cpu")
+    x, m = torch.as_tensor(images), torch.as_tensor(metadata)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, m, torch.zeros(8)))
+    with pytest.raises(TypeError, match=two):  # (image, metadata, y): the image alone is input
+        extract_activations(model, "relu", loader, device="cpu")
+    one = nn.Sequential(nn.Linear(3, 4), nn.ReLU())
+    pairs = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(m, torch.zeros(8)))
+    with pytest.raises(TypeError, match=r"with 2 input tensors .*It takes 1 input: pass n_inpu"):
+        extract_activations(one, "1", pairs, n_inputs=2, device="cpu")
+
+    class Raises(nn.Module):  # a TypeError from inside forward is not about its inputs
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, x):
+            raise TypeError(f"unsupported operand inside forward: {self.fc(x).shape}")
+
+    with pytest.raises(TypeError, match=r"^unsupported operand inside forward: torch.Size"):
+        extract_activations(Raises(), "fc", metadata, device="cpu")
+
+
+def test_n_inputs_and_data_must_agree():
+    model = _ImageAndMetadata()
+    rng = np.random.default_rng(0)
+    images, metadata = rng.random((8, 1, 3, 4)), rng.random((8, 3))
+    with pytest.raises(ValueError, match=r"data holds 1 array\(s\) for n_inputs=2"):
+        extract_activations(model, "relu", images, n_inputs=2, device="cpu")
+    with pytest.raises(ValueError, match=r"data holds 3 array\(s\) for n_inputs=2"):
+        extract_activations(model, "relu", (images, metadata, metadata), n_inputs=2, device="cpu")
+    with pytest.raises(ValueError, match=r"shapes \(8, 1, 3, 4\) and \(7, 3\): every input"):
+        extract_activations(model, "relu", (images, metadata[:7]), n_inputs=2, device="cpu")
+    batches = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.as_tensor(images)))
+    with pytest.raises(ValueError, match="tuples of at least n_inputs=2 tensors.*batch 0 holds 1"):
+        extract_activations(model, "relu", batches, n_inputs=2, device="cpu")
+    with pytest.raises(ValueError, match="n_inputs must be a positive int, got 0"):
+        extract_activations(model, "relu", images, n_inputs=0, device="cpu")

@@ -1,6 +1,7 @@
 """Activations of a named layer of any ``torch.nn.Module``, and the network cut at that layer."""
 
 import contextlib
+import inspect
 import logging
 import numbers
 import warnings
@@ -81,50 +82,90 @@ def pool_activations(a, pooling="avg"):
     return a.mean(spatial) if pooling == "avg" else a.amax(spatial)
 
 
-def iter_batches(data, batch_size):
-    """Yield input tensors from a tensor, an array, or an iterable of batches.
+def iter_batches(data, batch_size, n_inputs=1):
+    """Yield tuples of ``n_inputs`` input tensors, one tuple per batch.
 
-    A batch that is a tuple or list (as a ``DataLoader`` over ``(x, y)`` yields) contributes
-    its first element. Every batch must have as many axes as the first, at least one
-    (``(n, ...)``): an ``(X, y)`` pair is refused.
+    ``data`` is a tensor or an array (``n_inputs=1``), a tuple or list of ``n_inputs``
+    of them (``n_inputs > 1``), cut into batches of ``batch_size`` rows, or an iterable of
+    batches. A batch that is a tuple or list (as a ``DataLoader`` over ``(x, y)`` yields)
+    contributes its first ``n_inputs`` elements. Every input must have as many axes in
+    every batch as in the first, at least one, and as many rows as the batch's other
+    inputs: an ``(X, y)`` pair given as ``data`` is refused.
     """
-    if isinstance(data, np.ndarray) and data.dtype.kind not in "biuf":
-        raise TypeError(f"data must hold numbers, got a numpy array of dtype {data.dtype}.")
-    if isinstance(data, torch.Tensor | np.ndarray):
-        tensor = torch.as_tensor(data)
-        for start in range(0, tensor.shape[0], batch_size):
-            yield tensor[start : start + batch_size]
+    arrays = _arrays(data, n_inputs)
+    if arrays is not None:
+        if len(arrays) != n_inputs:
+            raise ValueError(
+                f"data holds {len(arrays)} array(s) for n_inputs={n_inputs}: give one array "
+                "or tensor per input of the model's forward, or an iterable of batches "
+                "(e.g. a DataLoader) yielding (inputs..., target) tuples."
+            )
+        for a in arrays:
+            if isinstance(a, np.ndarray) and a.dtype.kind not in "biuf":
+                raise TypeError(f"data must hold numbers, got a numpy array of dtype {a.dtype}.")
+        tensors = [torch.as_tensor(a) for a in arrays]
+        _check_inputs(tensors, 0, [t.ndim for t in tensors])
+        for start in range(0, tensors[0].shape[0], batch_size):
+            yield tuple(t[start : start + batch_size] for t in tensors)
         return
     if not isinstance(data, Iterable) or isinstance(data, str | bytes):
         raise TypeError(
-            "data must be a tensor, a numpy array or an iterable of batches (e.g. a "
-            f"DataLoader), got {type(data).__name__}."
+            "data must be a tensor, a numpy array, a tuple of them (one per input, with "
+            "n_inputs) or an iterable of batches (e.g. a DataLoader), got "
+            f"{type(data).__name__}."
         )
-    ndim = None
+    ndims = None
     for i, batch in enumerate(data):
-        if isinstance(batch, tuple | list):
-            batch = batch[0]
-        if isinstance(batch, Mapping):
+        parts = batch[:n_inputs] if isinstance(batch, tuple | list) else [batch]
+        if parts and isinstance(parts[0], Mapping):
             raise TypeError(
-                f"data yields dicts (keys {sorted(map(str, batch))}); the model is called "
-                "with one input tensor per batch: yield the input tensor (or (input, "
-                "target) tuples), or wrap the model in a module taking one tensor."
+                f"data yields dicts (keys {sorted(map(str, parts[0]))}); the model is called "
+                "with positional input tensors: yield the input tensor (or (inputs..., "
+                "target) tuples, with n_inputs), or wrap the model in a module taking tensors."
             )
-        batch = torch.as_tensor(batch)
-        ndim = batch.ndim if ndim is None else ndim
-        if batch.ndim == 0 or batch.ndim != ndim:
+        if len(parts) != n_inputs:
             raise ValueError(
-                "data must yield batches (n, ...) of inputs, all with the same number of "
-                f"axes; batch {i} has shape {tuple(batch.shape)}, batch 0 had {ndim} axes. "
-                "Pass X alone, not an (X, y) pair (or a DataLoader over "
-                "TensorDataset(X, y)), and stack single samples into batches."
+                f"data must yield tuples of at least n_inputs={n_inputs} tensors (the "
+                f"inputs, then any targets); batch {i} holds {len(parts)}."
             )
-        yield batch
+        parts = tuple(torch.as_tensor(b) for b in parts)
+        ndims = [p.ndim for p in parts] if ndims is None else ndims
+        _check_inputs(parts, i, ndims)
+        yield parts
 
 
-def _n_rows(data):
+def _arrays(data, n_inputs):
+    """The arrays or tensors ``data`` holds as whole inputs, or None for an iterable of batches."""
     if isinstance(data, torch.Tensor | np.ndarray):
-        return int(data.shape[0])
+        return (data,)
+    if n_inputs > 1 and isinstance(data, tuple | list) and data:
+        if all(isinstance(a, torch.Tensor | np.ndarray) for a in data):
+            return tuple(data)
+    return None
+
+
+def _check_inputs(parts, i, ndims):
+    """Raise ``ValueError`` unless the inputs ``parts`` of batch ``i`` have ``ndims`` axes
+    (those of batch 0), at least one, and as many rows each."""
+    shapes = " and ".join(str(tuple(p.shape)) for p in parts)
+    if any(p.ndim == 0 or p.ndim != n for p, n in zip(parts, ndims, strict=True)):
+        raise ValueError(
+            "data must yield batches (n, ...) of inputs, all with the same number of "
+            f"axes; batch {i} has shape {shapes}, batch 0 had {', '.join(map(str, ndims))} "
+            "axes. Pass X alone, not an (X, y) pair (or a DataLoader over "
+            "TensorDataset(X, y)), and stack single samples into batches."
+        )
+    if len({p.shape[0] for p in parts}) > 1:
+        raise ValueError(
+            f"The inputs of batch {i} have shapes {shapes}: every input of the model needs "
+            "one row per sample, as many rows as the others."
+        )
+
+
+def _n_rows(data, n_inputs=1):
+    arrays = _arrays(data, n_inputs)
+    if arrays is not None:
+        return int(arrays[0].shape[0]) if arrays[0].ndim else None
     dataset = getattr(data, "dataset", None)
     try:
         return len(dataset) if dataset is not None else None
@@ -156,13 +197,57 @@ def _on_device(model, device):
             model.to(old_device)
 
 
-def _check_batch_size(batch_size):
-    """``batch_size`` as an int; raise unless it is a positive integer (numpy's too, not a bool)."""
-    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool):
-        raise TypeError(f"batch_size must be a positive int, got {batch_size!r}.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
-    return int(batch_size)
+def _check_batch_size(value, name="batch_size"):
+    """``value`` as an int; raise unless it is a positive integer (numpy's too, not a bool)."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a positive int, got {value!r}.")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    return int(value)
+
+
+def _forward(model, inputs):
+    """``model(*inputs)``; a ``TypeError`` raised because its ``forward`` cannot take
+    ``len(inputs)`` tensors is raised again with the way to pass its inputs."""
+    try:
+        return model(*inputs)
+    except TypeError as exc:
+        message = _arity_message(model, len(inputs), exc)
+        if message is None:  # raised inside forward, or no signature to read
+            raise
+        raise TypeError(message) from exc
+
+
+def _arity_message(model, n, exc):
+    """Why ``model.forward`` cannot take ``n`` positional tensors, or None when it can."""
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(*range(n))
+        return None
+    except TypeError:
+        pass
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    names = [
+        p.name
+        for p in signature.parameters.values()
+        if p.kind in positional and p.default is p.empty
+    ]
+    k, listed = len(names), ", ".join(names)
+    how = (
+        f"It takes {k} input{'s' * (k > 1)}: pass n_inputs={k} and data as a tuple ({listed}) "
+        f"of arrays or tensors, or as an iterable of batches yielding ({listed}[, target]) "
+        f"tuples, such as a DataLoader over TensorDataset({listed}, y)."
+        if k and k != n
+        else "Wrap the model in a module whose forward takes its inputs as positional "
+        "tensors, and pass n_inputs."
+    )
+    return (
+        f"{type(model).__name__}.forward{signature} cannot be called with {n} input "
+        f"tensor{'s' * (n > 1)} (n_inputs={n}): {exc}. {how}"
+    )
 
 
 def as_input(batch, device, like=None):
@@ -179,6 +264,7 @@ def extract_activations(
     layer,
     data,
     *,
+    n_inputs=1,
     pooling="avg",
     batch_size=256,
     device="auto",
@@ -202,13 +288,22 @@ def extract_activations(
         Any network whose ``forward`` returns a tensor (the logits).
     layer : str or torch.nn.Module
         The layer to read, by its name in ``model.named_modules()`` or as the module.
-    data : tensor, ndarray or iterable of batches
+    data : tensor, ndarray, tuple of them, or iterable of batches
         The inputs: an array/tensor of shape (n_samples, ...) cut into batches of
         ``batch_size``, or an iterable (e.g. a ``DataLoader``) yielding tensors or
         ``(inputs, targets)`` tuples. Every batch has shape (n, ...), its first axis
         read as rows: stack single samples first (many layers also accept one unbatched
         sample, so a list of samples raises ``ValueError`` only where the layer's output
         stops having one row per input). An ``(X, y)`` pair raises ``ValueError``.
+        With ``n_inputs > 1``: a tuple of ``n_inputs`` arrays/tensors with the same
+        number of rows, or an iterable yielding ``(input_1, ..., input_n[, targets])``
+        tuples.
+    n_inputs : int, default=1
+        How many positional inputs the model's ``forward`` takes: it is called as
+        ``model(*inputs)`` on the first ``n_inputs`` elements of each batch (say 2 for
+        ``forward(image, metadata)`` or ``forward(input_ids, attention_mask)``). A
+        ``forward`` that cannot take ``n_inputs`` tensors raises a ``TypeError`` naming
+        the number it needs.
     pooling : {"avg", "max", "flatten"}, default="avg"
         How outputs with more than two axes, such as conv maps ``(N, C, H, W)``, become
         rows: spatial mean, spatial max, or flattening. Axis 1 is read as the channels,
@@ -245,6 +340,7 @@ def extract_activations(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
     batch_size = _check_batch_size(batch_size)
+    n_inputs = _check_batch_size(n_inputs, "n_inputs")
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
     module = get_layer(model, layer)
@@ -261,11 +357,13 @@ def extract_activations(
             evaluating(model),
             _on_device(model, dev),
             torch.no_grad(),
-            _progress(_n_rows(data), progress) as bar,
+            _progress(_n_rows(data, n_inputs), progress) as bar,
         ):
-            for batch in iter_batches(data, batch_size):
+            like = next(iter(model.parameters()), None)
+            for inputs in iter_batches(data, batch_size, n_inputs):
                 captured.clear()
-                out = model(as_input(batch, dev, next(iter(model.parameters()), None)))
+                out = _forward(model, [as_input(x, dev, like) for x in inputs])
+                batch = inputs[0]
                 if not captured:
                     raise RuntimeError(f"Layer {layer!r} was not called by the model's forward.")
                 n_calls = max(n_calls, len(captured))

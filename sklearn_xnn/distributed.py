@@ -19,7 +19,7 @@ from sklearn_xnn._nn import data
 from sklearn_xnn._nn.collective import Distributed
 from sklearn_xnn._nn.data import resolve_device
 from sklearn_xnn._threads import torch_threads
-from sklearn_xnn._validation import host_array, n_init_of, warn_user
+from sklearn_xnn._validation import check_input_kind, host_array, n_init_of, warn_user
 
 __all__ = ["fit_sharded", "shard_rows"]
 
@@ -103,11 +103,15 @@ def fit_sharded(estimator, X, y=None, *, sharded=False, group=None):
     Raises
     ------
     RuntimeError
-        If ``torch.distributed`` is not initialised, or the ranks disagree (parameters,
-        number of features, fitted weights).
+        If ``torch.distributed`` is not initialised, or the ranks end with different
+        weights.
     ValueError
-        If a parameter is not supported, or a rank's shard is unusable (every rank
-        raises).
+        If a rank's input is refused (a parameter that is invalid or not supported, a
+        shard with NaN, infinity, a complex dtype or fewer than 2 rows), or the ranks'
+        inputs differ (parameters, number of features or outputs, ``X`` with
+        ``sharded=False``). The ranks agree on it in one exchange before any other
+        collective, so every rank raises the same error, naming the refused rank(s) and
+        why (a rank that raised alone would leave the others waiting in a collective).
 
     See Also
     --------
@@ -146,21 +150,11 @@ def fit_sharded(estimator, X, y=None, *, sharded=False, group=None):
     ...
     RuntimeError: fit_sharded needs an initialised torch.distributed process group; ...
     """
-    _refuse(estimator)
-    estimator._validate_params()
-    dist = _initialised()
+    dist = _initialised(estimator)
     rank, world = dist.get_rank(group), dist.get_world_size(group)
-    _pick_gpu(estimator, dist.get_backend(group))
-    names = _get_feature_names(X)  # a data frame's columns, kept as a fit on it keeps them
-    X, y = _as_rows(X), None if y is None else _as_rows(y)
-    given = None if sharded else _sample_digest(X)
-    if not sharded:
-        rows = shard_rows(_n_rows(X), rank, world)
-        X, y = X[rows], None if y is None else y[rows]
-    described = _describe(estimator, X, y)
-    described["given"] = given
-    shards = _exchange(dist, group, described)
-    _check_shards(shards, rank)
+    X, y, names, mine, refused = _prepare(estimator, X, y, sharded, rank, world)
+    shards = _exchange(dist, group, mine)  # the first collective: every rank reaches it
+    _check_shards(shards, refused)
     sizes = [s["rows"] for s in shards]
     if max(sizes) > 1.5 * min(sizes):
         warn_user(
@@ -188,15 +182,49 @@ def fit_sharded(estimator, X, y=None, *, sharded=False, group=None):
     return estimator
 
 
-def _initialised():
+def _initialised(est):
     import torch.distributed as dist
 
     if not dist.is_available() or not dist.is_initialized():
+        _check_estimator(est)  # no rank to tell: an unsupported parameter is raised as is
         raise RuntimeError(
             "fit_sharded needs an initialised torch.distributed process group; " + _HOW + "."
             " To fit in one process, use estimator.fit(X, y)."
         )
     return dist
+
+
+def _prepare(est, X, y, sharded, rank, world):
+    """This rank's ``(X, y)``, feature names, what the ranks must agree on, and the error
+    that refused this rank's input (None when usable).
+
+    Every refusal is caught here, before the first collective, and told to the other
+    ranks by :func:`_exchange`: a rank that raised alone would leave them waiting in a
+    collective until gloo closes the connection, hiding the cause.
+    """
+    mine = {"params": None, "problem": None, "given": None, "rows": 0, "cols": None}
+    names = None
+    try:
+        _check_estimator(est)
+        mine["params"] = _params_of(est)
+        _pick_gpu(est)
+        names = _get_feature_names(X)  # a data frame's columns, kept as a fit on it keeps them
+        X, y = _as_rows(X), None if y is None else _as_rows(y)
+        if not sharded:
+            mine["given"] = _sample_digest(X)
+            rows = shard_rows(_n_rows(X), rank, world)
+            X, y = X[rows], None if y is None else y[rows]
+        mine.update(_describe(X, y))
+    except (ValueError, TypeError, IndexError) as exc:
+        mine["problem"] = str(exc)
+        return X, y, names, mine, exc
+    return X, y, names, mine, None
+
+
+def _check_estimator(est):
+    """Refuse an unsupported (:func:`_refuse`) or an invalid parameter."""
+    _refuse(est)
+    est._validate_params()
 
 
 def _refuse(est):
@@ -221,7 +249,7 @@ def _refuse(est):
         )
 
 
-def _pick_gpu(est, backend):
+def _pick_gpu(est):
     """``device="auto"``/``"cuda"`` on a GPU machine: this rank's ``cuda:LOCAL_RANK``."""
     if est.device not in ("auto", "cuda") or resolve_device(est.device).type != "cuda":
         return
@@ -254,38 +282,47 @@ def _as_rows(X):
     return X.to_numpy() if hasattr(X, "columns") or hasattr(X, "to_numpy") else X
 
 
-def _describe(est, X, y):
-    """What the ranks must agree on, and this shard's problem (None when usable)."""
-    params = {k: v for k, v in est.get_params().items() if k != "network_head"}
-    out = {"params": repr(sorted(params.items())), "problem": None, "rows": 0, "cols": None}
-    try:
-        out["rows"], out["cols"] = int(X.shape[0]), int(X.shape[1])
-        if out["rows"] < 2:
-            raise ValueError(f"its shard holds {out['rows']} rows; each rank needs at least 2")
-        if not data.is_streamable(X):
-            raise ValueError(f"X of type {type(X).__name__} is not a 2-D array")
-        for chunk in data.iter_chunks(X):
-            if not np.isfinite(chunk).all():
-                raise ValueError("X contains NaN or infinity")
-        if y is not None:
-            if len(y) != out["rows"]:
-                raise ValueError(f"y has {len(y)} rows and X {out['rows']}")
-            Y = np.asarray(y, dtype=np.float64).reshape(out["rows"], -1)
-            if not np.isfinite(Y).all():
-                raise ValueError("y contains NaN or infinity")
-            out["y_max"], out["y_min"] = Y.max(axis=0), Y.min(axis=0)
-    except (ValueError, TypeError, IndexError) as exc:
-        out["problem"] = str(exc)
+def _params_of(est):
+    """The parameters every rank must share, as their reprs (the network head is a module)."""
+    return {k: repr(v) for k, v in est.get_params().items() if k != "network_head"}
+
+
+def _describe(X, y):
+    """This shard's rows, features and outputs' ranges; raises if ``fit`` would refuse it."""
+    n = _n_rows(X)
+    if not data.is_streamable(X):
+        raise ValueError(f"X of type {type(X).__name__} is not a 2-D array")
+    out = {"rows": int(n), "cols": int(X.shape[1])}
+    if n < 2:
+        raise ValueError(f"its shard holds {n} rows; each rank needs at least 2")
+    check_input_kind(X, "X")  # what fit's validation refuses by dtype, refused here
+    for chunk in data.iter_chunks(X):
+        if not np.isfinite(chunk).all():
+            raise ValueError("X contains NaN or infinity")
+    if y is not None:
+        y = check_input_kind(y, "y")
+        if np.ndim(y) not in (1, 2) or len(y) != n:
+            raise ValueError(
+                f"y has shape {np.shape(y)} and X {n} rows; y needs one row per row of X"
+            )
+        Y = np.asarray(y, dtype=np.float64).reshape(n, -1)
+        if not np.isfinite(Y).all():
+            raise ValueError("y contains NaN or infinity")
+        out["y_max"], out["y_min"] = Y.max(axis=0), Y.min(axis=0)
     return out
 
 
-def _check_shards(shards, rank):
-    """Raise the same error on every rank when one shard is unusable or the ranks differ."""
+def _check_shards(shards, refused=None):
+    """Raise the same error on every rank when a rank's input was refused (``refused``:
+    this rank's own error, chained) or the ranks' inputs differ."""
     bad = [(r, s["problem"]) for r, s in enumerate(shards) if s["problem"]]
     if bad:
         told = "; ".join(f"rank {r}: {p}" for r, p in bad)
-        raise ValueError(f"fit_sharded: a shard is unusable ({told}).")
-    given = [s.get("given") for s in shards]
+        who = f"rank {bad[0][0]}" if len(bad) == 1 else f"ranks {[r for r, _ in bad]}"
+        raise ValueError(
+            f"fit_sharded: the input of {who} is refused, and every rank stops ({told})."
+        ) from refused
+    given = [s["given"] for s in shards]
     if len(set(given)) != 1:
         raise ValueError(
             "fit_sharded(sharded=False) takes each rank's rows from one X that every rank "
@@ -293,16 +330,24 @@ def _check_shards(shards, rank):
             f"{given}); pass the same X on every rank, or each rank's own rows with "
             "sharded=True."
         )
-    if len({s["params"] for s in shards}) != 1:
-        raise RuntimeError(
-            "fit_sharded: the ranks were given different estimator parameters; build the "
-            "same SRAEExplainer in every rank."
+    first = shards[0]["params"]
+    differ = [k for k in first if any(s["params"].get(k) != first[k] for s in shards)]
+    if differ:
+        told = "; ".join(
+            f"rank {r}: " + ", ".join(f"{k}={s['params'].get(k)}" for k in differ)
+            for r, s in enumerate(shards)
         )
-    shapes = {(s["cols"], np.shape(s.get("y_max"))) for s in shards}
-    if len(shapes) != 1:
         raise ValueError(
-            "fit_sharded: the shards differ in their number of features or outputs "
-            f"({[(s['cols'], np.shape(s.get('y_max'))) for s in shards]})."
+            f"fit_sharded: the ranks were given different estimator parameters ({told}); "
+            "build the same SRAEExplainer in every rank."
+        )
+    shapes = [(s["cols"], np.shape(s.get("y_max"))) for s in shards]
+    if len(set(shapes)) != 1:
+        told = "; ".join(
+            f"rank {r}: {c} features, {o[0] if o else 0} outputs" for r, (c, o) in enumerate(shapes)
+        )
+        raise ValueError(
+            f"fit_sharded: the shards differ in their number of features or outputs ({told})."
         )
 
 

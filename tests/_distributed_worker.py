@@ -9,11 +9,13 @@ the shards and the faithful start built from the reduced statistics. With a file
 ``DIR/own_rows`` each rank passes its own half of the rows without ``sharded=True`` and
 prints the error ``fit_sharded`` raises. With a file ``DIR/uneven`` rank 0 passes the
 first quarter of the rows and rank 1 the rest (``sharded=True``) and prints ``n_iter_`` and
-the warnings.
+the warnings. With a file ``DIR/refusals`` rank 1 is given, case after case, an input it
+refuses (:data:`REFUSALS`) and every rank prints the error ``fit_sharded`` raised.
 """
 
 import faulthandler
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -30,6 +32,24 @@ from sklearn_xnn.distributed import fit_sharded, shard_rows
 #: Printed once the rank's results are on disk: what follows is the group's teardown.
 SAVED = "rank results saved"
 
+#: What rank 1 alone is given in each refusal case (``DIR/refusals``): its shard (``X``,
+#: ``y``, passed with ``sharded=True``) and its estimator's parameters, changed.
+REFUSALS = {
+    "nan": lambda X, y, p: (_with_nan(X), y, p),
+    "n_features": lambda X, y, p: (X[:, :-1], y, p),
+    "n_init": lambda X, y, p: (X, y, dict(p, n_init=2)),
+    "invalid_parameter": lambda X, y, p: (X, y, dict(p, n_components=-1)),
+    "other_parameters": lambda X, y, p: (X, y, dict(p, max_iter=p["max_iter"] + 1)),
+    "complex": lambda X, y, p: (X.astype(np.complex64), y, p),
+    "list": lambda X, y, p: (X.tolist(), y, p),
+}
+
+
+def _with_nan(X):
+    X = X.copy()
+    X[3, 2] = np.nan
+    return X
+
 
 def start_state(est, X, y, collective):
     """The faithful start's weights (and the bound) of ``est`` on ``(X, y)``."""
@@ -38,6 +58,23 @@ def start_state(est, X, y, collective):
     state = {f"start/{k}": v.double().numpy() for k, v in model.state_dict().items()}
     state["bound_coef"] = run.reference[1].coef.numpy()
     return state
+
+
+def refusals(X, y, params, rank, world):
+    """Every :data:`REFUSALS` case in turn; then the group is still usable (a barrier)."""
+    rows = shard_rows(len(X), rank, world)
+    cases = os.environ.get("REFUSALS", ",".join(REFUSALS)).split(",")
+    for case, change in ((c, REFUSALS[c]) for c in cases):
+        Xr, yr, p = np.array(X[rows]), np.array(y[rows]), dict(params)
+        if rank == 1:
+            Xr, yr, p = change(Xr, yr, p)
+        try:
+            fit_sharded(SRAEExplainer(**p), Xr, yr, sharded=True)
+            print(f"{case} fitted", flush=True)
+        except ValueError as exc:
+            print(f"{case} refused: {exc}", flush=True)
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def main(folder):
@@ -58,6 +95,9 @@ def main(folder):
         except ValueError as exc:
             print(f"refused: {exc}", flush=True)
         dist.destroy_process_group()
+        return
+    if (folder / "refusals").exists():
+        refusals(X, y, params, rank, world)
         return
     if (folder / "uneven").exists():  # a quarter and three quarters of the rows, as given
         mine = slice(0, len(X) // 4) if rank == 0 else slice(len(X) // 4, len(X))

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from _distributed_worker import SAVED
+from _distributed_worker import REFUSALS, SAVED
 
 from sklearn_xnn import SRAEExplainer
 from sklearn_xnn._nn import bound
@@ -225,12 +225,16 @@ def one_rank_group():
 def test_an_unusable_shard_is_reported(one_rank_group):
     X = np.ones((6, 3))
     X[2, 1] = np.nan
-    with pytest.raises(ValueError, match=r"shard is unusable \(rank 0: X contains NaN"):
+    with pytest.raises(ValueError, match=r"rank 0 is refused.*\(rank 0: X contains NaN") as exc:
         fit_sharded(SRAEExplainer(random_state=0), X)
-    with pytest.raises(ValueError, match="each rank needs at least 2"):
+    assert isinstance(exc.value.__cause__, ValueError)  # this rank's own error, chained
+    with pytest.raises(ValueError, match="rank 0: its shard holds 1 rows; each rank needs"):
         fit_sharded(SRAEExplainer(random_state=0), np.ones((1, 3)))
-    with pytest.raises(TypeError, match="slices X by rows"):
+    with pytest.raises(ValueError, match="rank 0: fit_sharded slices X by rows") as exc:
         fit_sharded(SRAEExplainer(random_state=0), [[1.0, 2.0], [3.0, 4.0]])
+    assert isinstance(exc.value.__cause__, TypeError)
+    with pytest.raises(ValueError, match=r"rank 0: fit_sharded trains one initialisation"):
+        fit_sharded(SRAEExplainer(random_state=0, n_init=2), np.ones((6, 3)))
 
 
 def test_one_rank_fit_runs_on_arrays_tensors_and_frames(one_rank_group):
@@ -251,7 +255,7 @@ def test_one_rank_fit_runs_on_arrays_tensors_and_frames(one_rank_group):
     assert not hasattr(est, "feature_names_in_")
     assert est.transform(Z).shape == (120, 2)
     assert est.faithfulness_ >= est.faithfulness_bound_ - est.faithfulness_tol - 1e-9
-    with pytest.raises(ValueError, match=r"rank 0: y has 100 rows and X 120"):
+    with pytest.raises(ValueError, match=r"rank 0: y has shape \(100,\) and X 120 rows"):
         fit_sharded(SRAEExplainer(**params), Z, y[:100], sharded=True)
 
 
@@ -268,18 +272,49 @@ def test_two_ranks_given_their_own_rows_without_sharding_are_refused(tmp_path):
         assert "the ranks were given different X" in log
 
 
+#: The error every rank raises when rank 1 alone is given ``REFUSALS[case]`` (the worker's
+#: cases): it names rank 1 and the error rank 1 raised, or what differs between the ranks.
+REFUSED = {
+    "nan": "the input of rank 1 is refused, and every rank stops (rank 1: X contains NaN",
+    "n_features": "differ in their number of features or outputs (rank 0: 20 features, 3 "
+    "outputs; rank 1: 19 features, 3 outputs)",
+    "n_init": "rank 1 is refused, and every rank stops (rank 1: fit_sharded trains one "
+    "initialisation; got n_init=2",
+    "invalid_parameter": "(rank 1: The 'n_components' parameter of SRAEExplainer must be",
+    "other_parameters": "different estimator parameters (rank 0: max_iter=5; rank 1: max_iter=6)",
+    "complex": "(rank 1: Complex data not supported: X has a complex dtype",
+    "list": "(rank 1: fit_sharded slices X by rows",
+}
+
+
+def test_a_rank_refused_alone_stops_every_rank_with_its_error(tmp_path):
+    Z, y = make_concept_activations(n_samples=400, n_features=20, n_outputs=3, random_state=0)[:2]
+    np.save(tmp_path / "X.npy", Z.astype(np.float32))
+    np.save(tmp_path / "y.npy", y)
+    (tmp_path / "params.json").write_text(json.dumps(PARAMS))
+    (tmp_path / "refusals").touch()
+    assert REFUSED.keys() == REFUSALS.keys()
+    procs, logs = _two_ranks(tmp_path)  # a rank left waiting in a collective: a timeout
+    for r, (p, log) in enumerate(zip(procs, logs, strict=True)):
+        assert p.returncode == 0, f"rank {r} exited with {p.returncode}:\n{log[-3000:]}"
+        assert "Connection closed" not in log, log[-3000:]
+        for case, message in REFUSED.items():  # every case refused on both ranks, in turn
+            assert f"{case} refused: fit_sharded: " in log, f"rank {r}, {case}:\n{log[-3000:]}"
+            assert message in log, f"rank {r}, {case}:\n{log[-3000:]}"
+
+
 def test_ranks_given_different_x_without_sharding_are_refused():
     from sklearn_xnn.distributed import _check_shards, _sample_digest
 
     Z = np.arange(2400.0).reshape(1200, 2)
     same, own_rows, shorter = _sample_digest(Z), _sample_digest(Z[600:]), _sample_digest(Z[:1000])
     assert _sample_digest(Z.copy()) == same  # the same X, another copy
-    shard = dict(problem=None, params="p", rows=600, cols=3, y_max=np.zeros(2))
+    shard = dict(problem=None, params={"max_iter": "5"}, rows=600, cols=3, y_max=np.zeros(2))
     for other in (own_rows, shorter):  # sharded=True forgotten; another length
         with pytest.raises(ValueError, match="the ranks were given different X"):
-            _check_shards([dict(shard, given=same), dict(shard, given=other)], 0)
-    _check_shards([dict(shard, given=same), dict(shard, given=same)], 0)
-    _check_shards([dict(shard, given=None), dict(shard, given=None)], 0)  # sharded=True
+            _check_shards([dict(shard, given=same), dict(shard, given=other)])
+    _check_shards([dict(shard, given=same), dict(shard, given=same)])
+    _check_shards([dict(shard, given=None), dict(shard, given=None)])  # sharded=True
 
 
 def test_shard_rows_cover_the_rows_in_order():

@@ -1,5 +1,6 @@
 """Explanation metrics against references (sklearn, scipy, torch losses) and hand-computed cases."""
 
+import warnings
 from itertools import permutations
 
 import numpy as np
@@ -445,6 +446,58 @@ def test_seed_stability():
     )
     with pytest.raises(ValueError, match="at least 2 seeds"):
         seed_stability(PCA(3), Z, seeds=[0])
+
+
+def test_correlation_metrics_on_one_row_are_nan_with_a_warning():
+    rng = np.random.RandomState(13)
+    A, B = rng.normal(size=(1, 3)), rng.normal(size=(1, 2))
+    with pytest.warns(RuntimeWarning):  # numpy's reference: no correlation on one row
+        assert np.isnan(np.corrcoef(A.T, B.T)[:3, 3:]).all()
+    with pytest.warns(UndefinedMetricWarning, match="cross_correlation is not well-defined"):
+        R = cross_correlation(A, B)
+    assert R.shape == (3, 2) and np.isnan(R).all()
+    with pytest.warns(UndefinedMetricWarning, match="matched_correlation is not well-defined"):
+        assert np.isnan(matched_correlation(A, B))
+    with pytest.warns(UndefinedMetricWarning, match="matched_correlation is not well-defined"):
+        score, (rows, cols, values) = matched_correlation(A, A, return_pairs=True)
+    assert np.isnan(score) and rows.size == cols.size == values.size == 0
+    with pytest.warns(UndefinedMetricWarning) as record:
+        assert np.isnan(concept_recovery(A, A))  # a perfect copy: still no correlation
+    assert [str(w.message).split()[0] for w in record] == ["concept_recovery"]  # warned once
+    with pytest.raises(ValueError, match="need at least one row"):
+        matched_correlation(A[:0], B[:0])
+    with pytest.raises(ValueError, match="need at least one row"):
+        concept_recovery(A[:0], B[:0])
+
+
+def test_constant_columns_on_several_rows_still_correlate_zero_without_a_warning():
+    rng = np.random.RandomState(14)
+    codes = rng.exponential(size=(50, 3))
+    dead = np.c_[codes[:, :2], np.zeros(50)]  # the third x-feature never fires
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # documented as 0: no UndefinedMetricWarning
+        assert matched_correlation(codes, dead) == pytest.approx(2 / 3, abs=1e-12)
+        assert concept_recovery(dead, codes) == pytest.approx(2 / 3, abs=1e-12)
+        # a planted concept that never varies cannot be recovered: it counts 0
+        flat = np.c_[codes[:, :2], np.ones(50)]
+        assert concept_recovery(codes, flat) == pytest.approx(2 / 3, abs=1e-12)
+        # two rows are enough for a correlation
+        assert concept_recovery(codes[:2] * 3.0, codes[:2]) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_seed_stability_refuses_one_evaluation_row_before_fitting():
+    class MustNotFit(PCA):
+        def fit(self, X, y=None):
+            raise AssertionError("fitted before Z_eval was checked")
+
+    Z = np.random.RandomState(15).exponential(size=(40, 6))
+    with pytest.raises(ValueError, match="needs at least two of them, got 1"):
+        seed_stability(MustNotFit(2), Z, Z_eval=Z[:1])
+    with pytest.raises(ValueError, match="needs at least two of them, got 1"):
+        seed_stability(MustNotFit(2), Z[:1])
+    # two evaluation rows are enough (a correlation of two points is +-1 or 0)
+    res = seed_stability(PCA(2), Z, seeds=[0, 1], Z_eval=Z[:2])
+    assert np.isfinite(res.pairwise).all()
 
 
 def test_metrics_refuse_non_finite_and_empty_input():

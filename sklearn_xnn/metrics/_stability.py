@@ -1,33 +1,67 @@
 """How two sets of x-features agree: matched, by subspace, across seeds, with planted codes."""
 
+import warnings
 from itertools import combinations
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.base import clone
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.utils import Bunch
+from sklearn.utils.validation import _num_samples
 
 from sklearn_xnn.metrics._adapter import embed, fit_explainer
 from sklearn_xnn.metrics._faithfulness import _check_finite
 
 
 def _paired_columns(A, B):
-    """``A`` and ``B`` as finite float64 2-D arrays of the same rows, or a ValueError."""
+    """``A`` and ``B`` as finite float64 2-D arrays of the same rows (at least one), or a
+    ValueError."""
     A = np.asarray(A, dtype=np.float64)
     B = np.asarray(B, dtype=np.float64)
     if A.ndim != 2 or B.ndim != 2 or A.shape[0] != B.shape[0]:
         raise ValueError(
             f"A and B must be 2-D with the same number of rows, got shapes {A.shape} and {B.shape}."
         )
+    if A.shape[0] == 0:
+        raise ValueError("A and B need at least one row, got 0.")
     _check_finite(A, "A")
     _check_finite(B, "B")
     return A, B
 
 
+def _undefined_correlation(name, n_rows):
+    """True, with an ``UndefinedMetricWarning``, when there are fewer than two rows: a
+    correlation divides by the spread about the mean, and one row has none (NaN, as
+    :func:`numpy.corrcoef`; not the 0 of a constant column, which would read as
+    disagreement)."""
+    if n_rows >= 2:
+        return False
+    warnings.warn(
+        f"{name} is not well-defined with less than two samples (a correlation needs a "
+        "spread about the mean, and one row has none); returning NaN.",
+        UndefinedMetricWarning,
+        stacklevel=3,
+    )
+    return True
+
+
+def _correlations(A, B):
+    """:func:`cross_correlation` of validated arrays with at least two rows."""
+
+    def unit(M):
+        M = M - M.mean(axis=0)
+        norms = np.linalg.norm(M, axis=0)
+        return M / np.where(norms > 0, norms, np.inf)
+
+    return np.clip(unit(A).T @ unit(B), -1.0, 1.0)
+
+
 def cross_correlation(A, B):
     """Pearson correlations between every column of ``A`` and every column of ``B``.
 
-    ``R[k, l] = corr_i(A_ik, B_il)``; a constant column correlates 0 with everything.
+    ``R[k, l] = corr_i(A_ik, B_il)``; a constant column (a dead x-feature) correlates 0
+    with everything.
 
     Parameters
     ----------
@@ -37,6 +71,8 @@ def cross_correlation(A, B):
     Returns
     -------
     R : ndarray of shape (n_a, n_b)
+        In ``[-1, 1]``. On a single row no correlation is defined (every column is its
+        own mean): all NaN, with an :class:`~sklearn.exceptions.UndefinedMetricWarning`.
 
     Examples
     --------
@@ -46,13 +82,9 @@ def cross_correlation(A, B):
            [-1.]])
     """
     A, B = _paired_columns(A, B)
-
-    def unit(M):
-        M = M - M.mean(axis=0)
-        norms = np.linalg.norm(M, axis=0)
-        return M / np.where(norms > 0, norms, np.inf)
-
-    return np.clip(unit(A).T @ unit(B), -1.0, 1.0)
+    if _undefined_correlation("cross_correlation", A.shape[0]):
+        return np.full((A.shape[1], B.shape[1]), np.nan)
+    return _correlations(A, B)
 
 
 def matched_correlation(A, B, *, absolute=True, return_pairs=False):
@@ -82,9 +114,12 @@ def matched_correlation(A, B, *, absolute=True, return_pairs=False):
     Returns
     -------
     score : float
-        In ``[0, 1]`` when ``absolute``.
+        In ``[0, 1]`` when ``absolute``; a constant column (a dead x-feature) correlates
+        0, as in :func:`cross_correlation`. NaN, with an
+        :class:`~sklearn.exceptions.UndefinedMetricWarning`, on a single row (no
+        correlation is defined there); NaN when either side has no columns.
     pairs : tuple of (rows, cols, values)
-        Only when ``return_pairs``.
+        Only when ``return_pairs``; empty arrays on a single row (nothing to match).
 
     Examples
     --------
@@ -94,7 +129,11 @@ def matched_correlation(A, B, *, absolute=True, return_pairs=False):
     >>> float(matched_correlation(A, A[:, ::-1]))
     1.0
     """
-    R = cross_correlation(A, B)
+    A, B = _paired_columns(A, B)
+    if _undefined_correlation("matched_correlation", A.shape[0]):
+        none = np.empty(0, dtype=np.intp)
+        return (np.nan, (none, none, np.empty(0))) if return_pairs else np.nan
+    R = _correlations(A, B)
     R = np.abs(R) if absolute else R
     rows, cols = linear_sum_assignment(R, maximize=True)
     score = float(R[rows, cols].mean()) if rows.size else float("nan")
@@ -178,7 +217,10 @@ def concept_recovery(X, codes):
     Returns
     -------
     recovery : float
-        In ``[0, 1]``.
+        In ``[0, 1]``; a constant column of ``X`` or ``codes`` correlates 0 (a concept
+        that never varies is not recovered). NaN, with an
+        :class:`~sklearn.exceptions.UndefinedMetricWarning`, on a single row, where no
+        correlation is defined.
 
     Examples
     --------
@@ -193,6 +235,9 @@ def concept_recovery(X, codes):
     codes = np.asarray(codes, dtype=np.float64)
     if codes.ndim != 2:
         raise ValueError(f"codes must be 2-D (n_samples, n_concepts), got shape {codes.shape}.")
+    codes, X = _paired_columns(codes, X)
+    if _undefined_correlation("concept_recovery", codes.shape[0]):
+        return float("nan")
     _, (_, _, values) = matched_correlation(codes, X, return_pairs=True)
     return float(values.sum() / codes.shape[1])
 
@@ -224,7 +269,8 @@ def seed_stability(estimator, Z, y=None, *, seeds=(0, 1, 2), Z_eval=None):
     seeds : sequence of int, default=(0, 1, 2)
         At least two seeds.
     Z_eval : array-like of shape (n_eval, n_features), default=None
-        Rows the x-features are compared on (held-out rows are the honest choice).
+        Rows the x-features are compared on (held-out rows are the honest choice); at
+        least two, since a correlation needs them (checked before any fit).
 
     Returns
     -------
@@ -245,6 +291,11 @@ def seed_stability(estimator, Z, y=None, *, seeds=(0, 1, 2), Z_eval=None):
     if len(seeds) < 2:
         raise ValueError(f"seed_stability needs at least 2 seeds, got {len(seeds)}.")
     Z_eval = Z if Z_eval is None else Z_eval
+    if _num_samples(Z_eval) < 2:
+        raise ValueError(
+            f"seed_stability compares x-features by their correlation on the rows of Z_eval "
+            f"(Z when None) and needs at least two of them, got {_num_samples(Z_eval)}."
+        )
     fitted = [fit_explainer(_seeded(estimator, s), Z, y) for s in seeds]
     embeddings = [embed(est, Z_eval) for est in fitted]
     pairwise = np.eye(len(seeds))

@@ -6,6 +6,7 @@ import html
 import re
 import subprocess
 import sys
+import tracemalloc
 import zipfile
 from numbers import Integral, Real
 
@@ -20,6 +21,8 @@ from sklearn_xnn.cli import (
     DEMO_DEFAULTS,
     QUICK_DEFAULTS,
     UsageError,
+    _fit,
+    _shared,
     build_parser,
     estimator_options,
     main,
@@ -101,6 +104,102 @@ def test_the_fit_report_explains_the_networks_decisions(arrays, capsys):
     assert "held-out rows; K=3." in report
 
 
+# ------------------------------------------------- activation files: mapped, own dtype
+def test_float32_activations_are_fitted_as_float32_and_match_float64(arrays, monkeypatch):
+    pd = pytest.importorskip("pandas")
+    Z32 = np.load(arrays / "Z.npy").astype(np.float32)
+    np.save(arrays / "Z32.npy", Z32)
+    np.save(arrays / "Z64.npy", Z32.astype(np.float64))  # the same values, widened
+    handed = []
+
+    def spy(params, step, Z_tr, y_tr, Z_te, y_te):
+        handed.append((type(Z_tr), Z_tr.dtype, Z_te.dtype))
+        return fit_and_compare(params, step, Z_tr, y_tr, Z_te, y_te)
+
+    fit_and_compare = _shared.fit_and_compare
+    monkeypatch.setattr(_shared, "fit_and_compare", spy)
+    fitted, tables = [], []
+    for name in ("Z32", "Z64"):
+        out = arrays / f"out_{name}"
+        argv = ["fit", "--activations", str(arrays / f"{name}.npy"), "--logits"]
+        argv += [str(arrays / "Y.npy"), "--out", str(out), "--n-components", "3"]
+        assert main([*argv, "--random-state", "0", *FAST, "--verbose", "0"]) == 0
+        fitted.append(SRAEExplainer.load(out / "explainer.safetensors"))
+        tables.append(pd.read_csv(out / "comparison.csv", index_col="explainer"))
+    # the rows of the split, in the file's dtype: never a float64 copy of float32 rows
+    assert handed == [
+        (np.ndarray, np.float32, np.float32),
+        (np.ndarray, np.float64, np.float64),
+    ]
+    # SRAE trains in float32 from either dtype: the same explainer, bit for bit
+    names = [k for k, v in vars(fitted[0]).items() if k.endswith("_") and hasattr(v, "dtype")]
+    assert "coef_" in names and "components_" in names
+    for name in names:
+        np.testing.assert_array_equal(getattr(fitted[0], name), getattr(fitted[1], name), name)
+    # its metrics agree to float32 rounding (the transform's output follows the input dtype)
+    measured = tables[0].columns.drop(["fit_time_s", "note"], errors="ignore")
+    row32, row64 = (t.loc["SRAE", measured].astype(float) for t in tables)
+    np.testing.assert_allclose(row32, row64, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_npy_file_is_mapped_and_checked_by_chunks_not_read_whole(tmp_path, dtype):
+    rng = np.random.default_rng(0)
+    Z = rng.random((4096, 1024)).astype(dtype)  # 16 MB as float32, 32 MB as float64
+    Z[-1, -1] = 2.0  # the last row differs from the first in any case
+    np.save(tmp_path / "Z.npy", Z)
+    np.save(tmp_path / "Y.npy", rng.random((4096, 3)).astype(dtype))
+    argv = ["fit", "--activations", str(tmp_path / "Z.npy"), "--logits", str(tmp_path / "Y.npy")]
+    args = build_parser().parse_args(argv)
+    tracemalloc.start()
+    try:
+        acts, logits = _fit._validated_arrays(args)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # reading the file whole takes Z.nbytes, widening it to float64 a copy more
+    assert peak < Z.nbytes / 4, f"peak {peak / 2**20:.1f} MiB"
+    for a, name in ((acts, "Z.npy"), (logits, "Y.npy")):
+        assert isinstance(a, np.memmap) and a.dtype == dtype and not a.flags.writeable
+        assert a.filename == str(tmp_path / name)
+    np.testing.assert_array_equal(acts[-1], Z[-1])
+
+
+def test_npz_members_keep_their_float_dtype(arrays):
+    Z = np.load(arrays / "Z.npy")
+    np.savez(arrays / "f32.npz", acts=Z.astype(np.float32), logits=np.load(arrays / "Y.npy"))
+    spec = str(arrays / "f32.npz")
+    args = build_parser().parse_args(
+        ["fit", "--activations", f"{spec}:acts", "--logits", f"{spec}:logits"]
+    )
+    acts, logits = _fit._validated_arrays(args)
+    assert acts.dtype == np.float32 and logits.dtype == np.float64
+    np.testing.assert_array_equal(acts, Z.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "dtype, expected",
+    [
+        (np.float32, np.float32),
+        (np.float64, np.float64),
+        (np.float16, np.float32),
+        (np.int16, np.float64),
+        (np.bool_, np.float64),
+    ],
+)
+def test_the_split_copies_rows_in_the_dtype_the_estimator_computes_in(tmp_path, dtype, expected):
+    rng = np.random.default_rng(0)
+    Z = rng.integers(0, 2, size=(40, 5)).astype(dtype)
+    np.save(tmp_path / "Z.npy", Z)
+    mapped = np.load(tmp_path / "Z.npy", mmap_mode="r")
+    args = argparse.Namespace(test_size=0.25, random_state=0)
+    Z_tr, Z_te, y_tr, y_te = _fit._split(mapped, np.arange(40), args)
+    for part, rows in ((Z_tr, y_tr), (Z_te, y_te)):
+        assert type(part) is np.ndarray and part.dtype == expected
+        np.testing.assert_array_equal(part, Z[rows].astype(expected))
+    assert (len(y_tr), len(y_te)) == (30, 10)
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -136,6 +235,10 @@ def test_the_fit_report_explains_the_networks_decisions(arrays, capsys):
         (["fit", "--activations", "Zconst.npy", "--logits", "Y.npy"], "column is constant"),
         (["fit", "--activations", "Zzero.npy", "--logits", "Y.npy"], "column is constant"),
         (["fit", "--activations", "csv.npz", "--logits", "Y.npy"], "is not a .npy array inside"),
+        # the checks read a mapped file by chunks: the last row is checked too
+        (["fit", "--activations", "Znan.npy", "--logits", "Y.npy"], "activations contain NaN"),
+        (["fit", "--activations", "Z.npy", "--logits", "Yinf.npy"], "logits contain NaN or inf"),
+        (["fit", "--activations", "cut.npy", "--logits", "Y.npy"], "shorter than its header"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(arrays, monkeypatch, capsys, argv, message):
@@ -154,6 +257,11 @@ def test_user_errors_exit_2_with_one_line(arrays, monkeypatch, capsys, argv, mes
     np.save(arrays / "Zzero.npy", np.zeros((120, 10)))
     with zipfile.ZipFile(arrays / "csv.npz", "w") as archive:  # a zip of text files
         archive.writestr("Z.csv", "1,2\n3,4\n")
+    Znan, Yinf = Z.astype(np.float32), Y[:, 0].copy()
+    Znan[-1, -1], Yinf[-1] = np.nan, np.inf
+    np.save(arrays / "Znan.npy", Znan)
+    np.save(arrays / "Yinf.npy", Yinf)
+    (arrays / "cut.npy").write_bytes((arrays / "Z.npy").read_bytes()[:-40])  # not fully written
     monkeypatch.chdir(arrays)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

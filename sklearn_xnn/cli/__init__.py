@@ -8,6 +8,12 @@ estimator's. Progress (each step, and each training epoch's loss through the
 ``sklearn_xnn`` logger) goes to stderr, as do the warnings of the SRAE fit (each
 distinct message once, ``warning: ...``); the comparison table goes to stdout.
 
+``fit`` memory-maps a ``.npy`` file (read-only) and checks it by chunks; float32 and
+float64 activations are passed on in their own dtype (only the rows of each side of
+the train/test split are copied), others as the estimator would convert them (float16
+as float32, integers and booleans as float64). A ``.npz`` member is read whole (a zip
+member cannot be mapped), in its own dtype too.
+
 Errors in the user's input (missing files, files that are not ``.npy``/``.npz``, bad
 shapes or dtypes, constant activations, a ``--test-size`` that leaves fewer than 2 rows
 on a side, unknown options, bad values, bad ``.npz`` keys, arrays an estimator refuses)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sklearn_xnn._nn.data import iter_chunks, working_dtype
 from sklearn_xnn.cli import _shared as shared
 from sklearn_xnn.cli._parser import UsageError
 
@@ -29,7 +30,8 @@ def _not_numpy_error(path, what):
 
 
 def _load_array(spec, what):
-    """Load ``FILE.npy``, ``FILE.npz`` (single array) or ``FILE.npz:KEY``; UsageError if bad."""
+    """``FILE.npy`` memory-mapped read-only, ``FILE.npz`` (single array) or ``FILE.npz:KEY``
+    read (a zip member cannot be mapped), each in its own dtype; UsageError if bad."""
     path, key = spec, None
     if not Path(spec).exists() and ":" in spec:
         path, key = spec.rsplit(":", 1)
@@ -39,20 +41,32 @@ def _load_array(spec, what):
         if not f.read(6).startswith(_MAGIC):
             raise _not_numpy_error(path, what)
     try:
-        data = np.load(path, allow_pickle=False)
+        data = _open_numpy(path)
         if isinstance(data, np.lib.npyio.NpzFile):
             with data:
                 return _npz_member(data, path, key, what)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        if "pickle" in str(exc):  # an object array: refused, never unpickled
+        # an object array: refused, never unpickled ("Python objects": it cannot be mapped)
+        if "pickle" in str(exc) or "Python objects" in str(exc):
             raise UsageError(
                 f"{what} file {path!r} holds Python objects (dtype object), which are not "
                 "read; save a numeric array, e.g. np.save(path, np.asarray(a, dtype=float))"
             ) from None
+        if "mmap length" in str(exc):
+            exc = "it is shorter than its header says (not fully written?)"
         raise UsageError(f"could not read {what} file {path!r} as .npy/.npz: {exc}") from None
     if key is not None:
         raise UsageError(f"{path} is a .npy file; it has no keys (drop ':{key}')")
     return data
+
+
+def _open_numpy(path):
+    """A ``.npy`` file as a read-only ``numpy.memmap`` (nothing is read until used), or
+    read where the file system cannot map it; a ``.npz`` file as ``np.load`` opens it."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except OSError:  # mmap itself failed (its errors are OSErrors)
+        return np.load(path, allow_pickle=False)
 
 
 def _npz_member(data, path, key, what):
@@ -81,7 +95,8 @@ def _check_array(a, name, ndims):
         )
     if a.ndim == 2 and a.shape[1] == 0:
         raise UsageError(f"{name} have no columns (shape {a.shape})")
-    if not np.all(np.isfinite(a)):
+    rows = a if a.ndim == 2 else a.reshape(-1, 1)
+    if not all(np.isfinite(chunk).all() for chunk in iter_chunks(rows)):
         raise UsageError(f"{name} contain NaN or infinite values")
 
 
@@ -97,8 +112,9 @@ def _check_split(n_rows, test_size):
 
 
 def _validated_arrays(args):
-    """The activations (float64) and the logits (their own dtype, so that the estimator
-    sees what the user gave, e.g. class labels instead of logits, and warns)."""
+    """The activations and the logits as loaded, in their own dtypes (the logits' so that
+    the estimator sees what the user gave, e.g. class labels instead of logits, and
+    warns). Each check reads a ``.npy`` file's rows by chunks, without a copy of it."""
     Z = _load_array(args.activations, "activations")
     Y = _load_array(args.logits, "logits")
     _check_array(Z, "activations", (2,))
@@ -109,27 +125,43 @@ def _validated_arrays(args):
         )
     if Z.shape[0] < 20:
         raise UsageError(f"need at least 20 rows to fit and hold out, got {Z.shape[0]}")
-    if np.all(Z == Z[0]):
+    first = np.asarray(Z[0])
+    if all((chunk == first).all() for chunk in iter_chunks(Z)):
         raise UsageError(
             "every activation column is constant (a dead layer?): there is nothing to explain"
         )
     _check_split(Z.shape[0], args.test_size)
-    return Z.astype(np.float64), Y
+    return Z, Y
 
 
-def run_fit(args):
-    """Fit SRAE and the baselines on the user's arrays; save the explainer and a report."""
+def _split(Z, Y, args):
+    """``Z_train, Z_test, y_train, y_test``: copies of the rows of each side, the
+    activations in the dtype the estimator computes in (float32 and float64 as they are,
+    float16 as float32, integers and booleans as float64: :func:`working_dtype`)."""
     from sklearn.model_selection import train_test_split
 
-    Z, Y = _validated_arrays(args)
-    shared.check_device(args.device)
-    params = shared.checked_params(args, n_features=Z.shape[1])
-    if params["faithfulness"] == "kl" and (Y.ndim == 1 or Y.shape[1] < 2):
-        raise UsageError("--faithfulness kl compares softmaxes: the logits need 2 or more columns")
-    step = shared.Steps(5)
     Z_tr, Z_te, y_tr, y_te = train_test_split(
         Z, Y, test_size=args.test_size, random_state=args.random_state
     )
+    Z_tr, Z_te = (a.astype(working_dtype(a.dtype), copy=False) for a in (Z_tr, Z_te))
+    return Z_tr, Z_te, y_tr, y_te
+
+
+def run_fit(args):
+    """Fit SRAE and the baselines on the user's arrays; save the explainer and a report.
+
+    A ``.npy`` file is memory-mapped and checked by chunks, never widened to a float64
+    copy: the split copies each side's rows once, float32 and float64 as they are.
+    """
+    Z, Y = _validated_arrays(args)
+    n_features = Z.shape[1]
+    shared.check_device(args.device)
+    params = shared.checked_params(args, n_features=n_features)
+    if params["faithfulness"] == "kl" and (Y.ndim == 1 or Y.shape[1] < 2):
+        raise UsageError("--faithfulness kl compares softmaxes: the logits need 2 or more columns")
+    step = shared.Steps(5)
+    Z_tr, Z_te, y_tr, y_te = _split(Z, Y, args)
+    del Z, Y  # unmaps the files: the pages the split read are freed
     try:
         table, fitted = shared.fit_and_compare(params, step, Z_tr, y_tr, Z_te, y_te)
     except ValueError as exc:  # an estimator refusing these arrays: the user's input
@@ -141,12 +173,12 @@ def run_fit(args):
     fitted["SRAE"].save(model_path)
     table.to_csv(args.out / "comparison.csv")
     step(f"writing report (explainer in {model_path}, load it with sklearn_xnn.load)...")
-    path = _fit_report(args, table, fitted["SRAE"], Z, (Z_te, y_te), len(Z_tr))
+    path = _fit_report(args, table, fitted["SRAE"], n_features, (Z_te, y_te), len(Z_tr))
     step(f"wrote {path}")
     return 0
 
 
-def _fit_report(args, table, srae, Z, held_out, n_train):
+def _fit_report(args, table, srae, n_features, held_out, n_train):
     """The report on the held-out rows ``(Z_te, y_te)``; the decompositions explain the
     network's decisions (the argmax of the logits given)."""
     from sklearn_xnn.report import write_report
@@ -160,7 +192,7 @@ def _fit_report(args, table, srae, Z, held_out, n_train):
         y=y_te,
         title="sklearn_xnn: explanation report",
         notes=[
-            f"Activations {args.activations} ({Z.shape[1]} features), logits {args.logits}; "
+            f"Activations {args.activations} ({n_features} features), logits {args.logits}; "
             f"{n_train} training rows, {len(Z_te)} held-out rows; "
             f"{shared.k_note(args.n_components, srae.n_components_)}.",
             shared.params_note(args),

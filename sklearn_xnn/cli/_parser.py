@@ -112,7 +112,10 @@ def _add_fit_parser(sub):
         formatter_class=_HelpFormatter,
     )
     add = fit.add_argument
-    acts = "activations, an (n_samples, n_features) array in a .npy or .npz file"
+    acts = (
+        "activations, an (n_samples, n_features) array in a .npy file (memory-mapped, "
+        "float32 kept as float32) or a .npz file"
+    )
     add("--activations", required=True, metavar="Z.npy[:KEY]", help=acts)
     logits = "the outputs to explain, (n_samples,) or (n_samples, n_outputs)"
     add("--logits", required=True, metavar="Y.npy[:KEY]", help=logits)

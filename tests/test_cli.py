@@ -131,11 +131,13 @@ def test_float32_activations_are_fitted_as_float32_and_match_float64(arrays, mon
         (np.ndarray, np.float32, np.float32),
         (np.ndarray, np.float64, np.float64),
     ]
-    # SRAE trains in float32 from either dtype: the same explainer, bit for bit
+    # SRAE trains in float32 from either dtype: the same explainer up to the rounding of
+    # the float32 rows' scaling, done in each input's own dtype
     names = [k for k, v in vars(fitted[0]).items() if k.endswith("_") and hasattr(v, "dtype")]
     assert "coef_" in names and "components_" in names
     for name in names:
-        np.testing.assert_array_equal(getattr(fitted[0], name), getattr(fitted[1], name), name)
+        a, b = getattr(fitted[0], name), getattr(fitted[1], name)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
     # its metrics agree to float32 rounding (the transform's output follows the input dtype)
     measured = tables[0].columns.drop(["fit_time_s", "note"], errors="ignore")
     row32, row64 = (t.loc["SRAE", measured].astype(float) for t in tables)

@@ -313,6 +313,31 @@ def test_comparison_carries_the_k_curve(split):
     assert len(combined) == 2
 
 
+def test_float32_activations_are_compared_in_float32(split, tmp_path):
+    import tracemalloc
+
+    from sklearn_xnn.compare import k_curve
+
+    Zt, yt, Zs, ys, _ = split
+    explainers = {"PCA": PCA(3), "NMF": NMF(3, init="nndsvda", max_iter=500)}
+    as32 = [a.astype(np.float32) for a in (Zt, Zs)]
+    tables = [compare_explainers(explainers, Zt, yt, Zs, ys),
+              compare_explainers(explainers, as32[0], yt, as32[1], ys)]  # fmt: skip
+    columns = ["faithfulness_r2", "reconstruction_r2"]
+    np.testing.assert_allclose(tables[1][columns], tables[0][columns], rtol=1e-4, atol=1e-5)
+    # the K curve reads a float32 memmap in place: no float64 copy of its rows
+    big = np.lib.format.open_memmap(tmp_path / "z.npy", "w+", np.float32, (20000, 64))
+    big[:] = np.random.default_rng(0).random(big.shape, dtype=np.float32)
+    big.flush()
+    Z = np.load(tmp_path / "z.npy", mmap_mode="r")
+    tracemalloc.start()
+    curve = k_curve(Z, max_k=3)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 0.5 * Z.nbytes, peak  # a float64 copy would be 2x
+    np.testing.assert_allclose(curve, k_curve(np.asarray(Z, np.float64), max_k=3), rtol=1e-9)
+
+
 def test_pls_embedding_needs_y():
     with pytest.raises(ValueError, match="PLSEmbedding needs y"):
         PLSEmbedding(2).fit_transform(np.ones((5, 3)))

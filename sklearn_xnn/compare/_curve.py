@@ -1,10 +1,13 @@
 """How faithful K components can be: the curve behind choosing K."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import torch
 
 from sklearn_xnn._nn import bound
+from sklearn_xnn._nn.data import working_dtype
 from sklearn_xnn._nn.scaling import standardize_columns
 
 
@@ -48,7 +51,11 @@ def k_curve(Z, y=None, *, max_k=20):
     >>> curve["linear_bound_r2"].round(2).tolist()  # three concepts: flat after K = 3
     [0.4, 0.76, 0.89, 0.89, 0.89]
     """
-    Zt = torch.as_tensor(np.asarray(Z, dtype=np.float64))
+    Z = np.asarray(Z)  # float32 kept: the moments read it in float64 chunk by chunk
+    Z = Z.astype(working_dtype(Z.dtype), copy=False)
+    with warnings.catch_warnings():  # a read-only array (a memmap) is only ever read
+        warnings.simplefilter("ignore", UserWarning)
+        Zt = torch.as_tensor(Z)
     if Zt.ndim != 2 or Zt.shape[0] < 2:
         raise ValueError(f"Z must be 2-D with at least 2 rows, got shape {tuple(Zt.shape)}.")
     ks = np.arange(1, min(int(max_k), Zt.shape[1]) + 1)

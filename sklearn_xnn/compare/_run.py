@@ -13,6 +13,7 @@ from sklearn.utils import get_tags
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_xnn import metrics
+from sklearn_xnn._nn.data import working_dtype
 from sklearn_xnn._srae import SRAEExplainer
 from sklearn_xnn.baselines import RandomNonnegativeProjection, make_headed
 from sklearn_xnn.compare._columns import COLUMNS
@@ -96,17 +97,20 @@ def _logits(y, n_rows, name):
 
 
 def _check_data(Z_train, y_train, Z_test, y_test, codes_test=None):
-    """The activations as float64 arrays, once their rows, outputs and columns agree:
-    a mismatch would otherwise be measured silently (or turn into NaN columns)."""
+    """The activations as arrays of one float dtype (float32 when both are, else
+    float64), once their rows, outputs and columns agree: a mismatch would otherwise be
+    measured silently (or turn into NaN columns)."""
     names = [getattr(Z, "columns", None) for Z in (Z_train, Z_test)]
     if names[0] is not None and names[1] is not None and list(names[0]) != list(names[1]):
         raise ValueError(
             "Z_test's columns are not Z_train's in the same order; select them by name "
             "first, e.g. Z_test[Z_train.columns]."
         )
-    # One dtype for every method: float32 activations (what torch gives) would otherwise
-    # meet float64 inside methods that refuse mixed dtypes (NMF).
-    Z_train, Z_test = (np.asarray(a, dtype=np.float64) for a in (Z_train, Z_test))
+    # One dtype for every method (NMF refuses mixed ones); float32 activations, what torch
+    # gives, stay float32 as scikit-learn's estimators keep them: no float64 copy of Z
+    Z_train, Z_test = np.asarray(Z_train), np.asarray(Z_test)
+    common = np.result_type(*(working_dtype(a.dtype) for a in (Z_train, Z_test)))
+    Z_train, Z_test = (a.astype(common, copy=False) for a in (Z_train, Z_test))
     if Z_train.ndim != 2 or Z_test.ndim != 2 or Z_train.shape[1] != Z_test.shape[1]:
         raise ValueError(
             "Z_train and Z_test must be 2-D with the same number of columns, got shapes "
@@ -174,7 +178,8 @@ def evaluate_explainer(estimator, Z, y, *, Z_train=None, codes=None):
     >>> row["mean_active"], row["dead_fraction"]
     (5.0, 0.0)
     """
-    Z = np.asarray(Z, dtype=np.float64)
+    Z = np.asarray(Z)  # float32 kept, as the explainer was fitted on (NMF refuses others)
+    Z = Z.astype(working_dtype(Z.dtype), copy=False)
     y = np.asarray(y, dtype=np.float64)
     _logits(y, len(Z), "y")
     if codes is not None and len(codes) != len(Z):

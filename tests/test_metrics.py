@@ -530,3 +530,94 @@ def test_mean_abs_correlation_averages_each_output_alike():
         abs(R[1, 0, 1]),  # the one pair of non-constant columns
     ]
     assert mean_abs_correlation(S) == pytest.approx(np.mean(per_output), rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- sample_weight
+def _weighted_metrics(y, y_hat, X, S):
+    """Each metric that takes ``sample_weight``, as a function of the weights."""
+    from sklearn_xnn.metrics._blocks import correlation_by_blocks
+
+    def by_blocks(rows_per_block):
+        def rho(w):
+            block_bytes = rows_per_block and rows_per_block * S[0].nbytes
+            return correlation_by_blocks(lambda rows: S[rows], len(S), block_bytes, sample_weight=w)
+
+        return rho
+
+    calls = {
+        f"faithfulness_r2[{multioutput}]": lambda w, m=multioutput: faithfulness_r2(
+            y, y_hat, sample_weight=w, multioutput=m
+        )
+        for multioutput in ("uniform_average", "variance_weighted", "raw_values")
+    }
+    return calls | {
+        "top1_agreement": lambda w: top1_agreement(y, y_hat, sample_weight=w),
+        "softmax_kl": lambda w: softmax_kl(y, y_hat, sample_weight=w, temperature=2.0),
+        "reconstruction_r2": lambda w: reconstruction_r2(y, y_hat, sample_weight=w),
+        "dead_fraction": lambda w: dead_fraction(X, sample_weight=w, atol=0.1),
+        "correlation_by_blocks": by_blocks(None),
+        "correlation_by_blocks[3-row blocks]": by_blocks(3),
+    }
+
+
+@pytest.fixture
+def weighted_case(logits):
+    """Logits, x-features and contributions of the same rows, and integer weights."""
+    y, y_hat = logits
+    rng = np.random.default_rng(7)
+    w = rng.integers(0, 4, len(y))  # zeros drop rows
+    X = np.maximum(rng.normal(size=(len(y), 5)), 0.0)
+    X[:, 1] = 0.0  # dead
+    X[:, 2] = np.where(w == 0, 1.0, 0.0)  # fires on rows of weight 0 only
+    S = rng.normal(size=(len(y), 3, 4)) + rng.normal(size=(len(y), 3, 1))  # correlated
+    S[:, 1, 3] = 0.5  # a constant column
+    return y, y_hat, X, S, w
+
+
+@pytest.mark.parametrize("name", list(_weighted_metrics(None, None, None, None)))
+def test_weighted_metrics_equal_the_rows_repeated(weighted_case, name):
+    y, y_hat, X, S, w = weighted_case
+    weighted = _weighted_metrics(y, y_hat, X, S)[name]
+    repeated = _weighted_metrics(*(np.repeat(a, w, axis=0) for a in (y, y_hat, X, S)))[name]
+    expected = repeated(None)
+    np.testing.assert_allclose(weighted(w), expected, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(weighted(2.5 * w), expected, rtol=0, atol=1e-10)
+    # unit weights are the unweighted formula itself, to the last bit
+    np.testing.assert_array_equal(weighted(np.ones(len(y))), weighted(None))
+    assert np.max(np.abs(np.asarray(expected) - weighted(None))) > 1e-3  # weights are used
+
+
+@pytest.mark.parametrize("multioutput", ["uniform_average", "variance_weighted", "raw_values"])
+def test_weighted_faithfulness_r2_matches_sklearn_with_a_constant_output(multioutput):
+    rng = np.random.default_rng(4)
+    y = np.c_[rng.normal(size=(40, 2)) * [1.0, 5.0], np.full(40, 2.0)]  # a constant output
+    y_hat = np.c_[y[:, :2] + rng.normal(scale=0.5, size=(40, 2)), np.full(40, 3.0)]
+    w = rng.uniform(0.0, 2.0, 40)
+    np.testing.assert_allclose(
+        faithfulness_r2(y, y_hat, sample_weight=w, multioutput=multioutput),
+        r2_score(y, y_hat, sample_weight=w, multioutput=multioutput),
+        rtol=1e-10,
+    )
+
+
+def test_weighted_reconstruction_r2_matches_sklearn(acts):
+    Z, Z_hat = acts  # no constant unit: the pooled R² is sklearn's variance_weighted
+    w = np.random.default_rng(5).uniform(0.0, 2.0, len(Z))
+    expected = r2_score(Z, Z_hat, sample_weight=w, multioutput="variance_weighted")
+    assert reconstruction_r2(Z, Z_hat, sample_weight=w) == pytest.approx(expected, rel=1e-10)
+
+
+def test_metrics_refuse_bad_weights(weighted_case):
+    y, y_hat, X, S, _ = weighted_case
+    calls = _weighted_metrics(y, y_hat, X, S)
+    n = len(y)
+    bad = {
+        "Negative values": -np.ones(n),
+        "at least one non-zero": np.zeros(n),
+        rf"expected \({n},\)": np.ones(n - 1),
+        "sample_weight contains NaN": np.full(n, np.nan),
+    }
+    for call in calls.values():
+        for message, w in bad.items():
+            with pytest.raises(ValueError, match=message):
+                call(w)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.metrics import r2_score
@@ -85,6 +85,41 @@ def test_reconstruction_scores(zz):
     ev = metrics.reconstruction_explained_variance(Z, Z_hat)
     assert ev <= 1.0 + 1e-12
     assert ev >= metrics.reconstruction_r2(Z, Z_hat) - 1e-9  # EV ignores a constant offset
+
+
+@st.composite
+def weighted_pairs(draw):
+    """Logits, a rebuild of them and integer row weights (zeros too, two rows kept)."""
+    y, y_hat = draw(pairs())
+    w = draw(arrays(np.int64, y.shape[0], elements=st.integers(0, 3)))
+    assume((w > 0).sum() >= 2)
+    return y, y_hat, w
+
+
+@SETTINGS
+@given(weighted_pairs())
+def test_integer_weights_count_as_repeated_rows(yyw):
+    y, y_hat, w = yyw
+    repeated = np.repeat(y, w, axis=0), np.repeat(y_hat, w, axis=0)
+    kept = y[w > 0]
+    varies = (np.ptp(kept, axis=0) > 1e-6 * (1 + np.abs(kept).max())).all()
+    for metric in (
+        metrics.faithfulness_r2,
+        metrics.top1_agreement,
+        metrics.softmax_kl,
+        metrics.reconstruction_r2,
+    ):
+        assert metric(y, y_hat, sample_weight=np.ones(len(y))) == metric(y, y_hat)
+        if varies or metric in (metrics.top1_agreement, metrics.softmax_kl):
+            weighted = metric(y, y_hat, sample_weight=w)
+            np.testing.assert_allclose(weighted, metric(*repeated), rtol=1e-9, atol=1e-9)
+    if varies:
+        np.testing.assert_allclose(
+            metrics.faithfulness_r2(y, y_hat, sample_weight=w),
+            r2_score(y, y_hat, sample_weight=w),
+            rtol=1e-9,
+            atol=1e-9,
+        )
 
 
 # ------------------------------------------------------------------ sparsity and health

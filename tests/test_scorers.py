@@ -5,10 +5,13 @@ import warnings
 
 import numpy as np
 import pytest
+import sklearn
 from sklearn.base import clone
 from sklearn.cross_decomposition import PLSRegression
 from sklearn.decomposition import NMF, PCA
+from sklearn.inspection import permutation_importance
 from sklearn.kernel_approximation import Nystroem
+from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -105,6 +108,10 @@ def test_explanation_scorer_reads_many_outputs_by_blocks(monkeypatch, block_byte
     rho = mean_abs_correlation(S)
     expected = faithfulness_r2(Yt, model.predict(Zt)) - 0.5 * rho - 0.5 * dead_fraction(X)
     assert explanation_scorer(model, Zt, Yt) == pytest.approx(expected, rel=1e-9)
+    # weighted, by blocks too: the score of the rows repeated as often as their weight
+    w = np.arange(len(Zt)) % 3
+    repeated = explanation_scorer(model, np.repeat(Zt, w, axis=0), np.repeat(Yt, w, axis=0))
+    assert explanation_scorer(model, Zt, Yt, sample_weight=w) == pytest.approx(repeated, rel=1e-9)
 
 
 def test_grid_search_headed_baseline(data):
@@ -174,3 +181,104 @@ def test_scorer_errors(data):
         "explanation",
         "faithfulness_r2",
     ]
+
+
+# ----------------------------------------------------------------------------- sample_weight
+#: Every library scorer, by its key in get_explanation_scorers.
+ALL_SCORERS = get_explanation_scorers(kl=True)
+
+
+@pytest.mark.parametrize("name", sorted(ALL_SCORERS))
+def test_weighted_scorers_score_the_rows_repeated(srae, data, name):
+    scorer = ALL_SCORERS[name]
+    Z, y = data
+    Zt, yt = Z[200:], y[200:]
+    w = np.random.default_rng(0).integers(0, 4, len(Zt))  # zeros drop rows
+    repeated = scorer(srae, np.repeat(Zt, w, axis=0), np.repeat(yt, w, axis=0))
+    # SRAE's inference is row-wise: the repeated rows get the same rebuilds, so only the
+    # order of the sums differs
+    assert scorer(srae, Zt, yt, sample_weight=w) == pytest.approx(repeated, abs=1e-10)
+    assert scorer(srae, Zt, yt, sample_weight=2.5 * w) == pytest.approx(repeated, abs=1e-10)
+    unweighted = scorer(srae, Zt, yt)
+    assert scorer(srae, Zt, yt, np.ones(len(Zt))) == pytest.approx(unweighted, abs=1e-12)
+    assert abs(repeated - unweighted) > 1e-3  # the weights are used, not ignored
+
+
+def test_weighted_r2_scorers_match_sklearns_r2_score(srae, data):
+    Z, y = data
+    Zt, yt = Z[200:], y[200:]
+    w = np.random.default_rng(1).uniform(0.0, 2.0, len(Zt))
+    expected = r2_score(yt, srae.predict(Zt), sample_weight=w)
+    assert faithfulness_r2_scorer(srae, Zt, yt, sample_weight=w) == pytest.approx(
+        expected, rel=1e-10
+    )
+    # pooled reconstruction R²: sklearn's variance_weighted when no unit is constant
+    pca = PCA(3).fit(Z[:200])
+    expected = r2_score(
+        Zt,
+        pca.inverse_transform(pca.transform(Zt)),
+        sample_weight=w,
+        multioutput="variance_weighted",
+    )
+    assert reconstruction_r2_scorer(pca, Zt, sample_weight=w) == pytest.approx(expected, rel=1e-10)
+
+
+def test_permutation_importance_passes_weights_to_the_scorers(srae, data):
+    Z, y = data
+    Zt, yt = Z[200:260], y[200:260]
+    kw = dict(n_repeats=1, random_state=0)
+    w = np.random.default_rng(2).integers(0, 4, len(Zt)).astype(float)
+    plain = permutation_importance(srae, Zt, yt, scoring=faithfulness_r2_scorer, **kw)
+    uniform = permutation_importance(
+        srae, Zt, yt, scoring=faithfulness_r2_scorer, sample_weight=np.full(len(Zt), 2.0), **kw
+    )
+    np.testing.assert_allclose(uniform.importances, plain.importances, atol=1e-10)
+    weighted = permutation_importance(
+        srae, Zt, yt, scoring=faithfulness_r2_scorer, sample_weight=w, **kw
+    )
+    assert np.abs(weighted.importances - plain.importances).max() > 1e-3
+    # a scoring= dict: sklearn's multi-metric scorer hands every scorer the weights
+    scoring = get_explanation_scorers(reconstruction=False)
+    together = permutation_importance(srae, Zt, yt, scoring=scoring, sample_weight=w, **kw)
+    assert sorted(together) == sorted(scoring)
+    np.testing.assert_allclose(
+        together["faithfulness_r2"].importances, weighted.importances, atol=1e-12
+    )
+
+
+def test_cross_validate_routes_weights_to_the_scorers(data):
+    Z, y = data
+    w = np.random.default_rng(3).uniform(0.0, 3.0, len(Z))
+    scoring = get_explanation_scorers(kl=True)
+    with sklearn.config_context(enable_metadata_routing=True):
+        res = cross_validate(
+            PLSRegression(3),  # its fit takes no weights: they go to the scorers only
+            Z,
+            y,
+            scoring=scoring,
+            cv=KFold(2, shuffle=True, random_state=0),
+            params={"sample_weight": w},
+            return_estimator=True,
+            return_indices=True,
+        )
+    for fold, (est, test) in enumerate(zip(res["estimator"], res["indices"]["test"], strict=True)):
+        for name, scorer in scoring.items():
+            expected = scorer(est, Z[test], y[test], sample_weight=w[test])
+            assert res[f"test_{name}"][fold] == pytest.approx(expected, abs=1e-12), name
+            assert expected != pytest.approx(scorer(est, Z[test], y[test]), abs=1e-6), name
+
+
+@pytest.mark.parametrize("name", sorted(ALL_SCORERS))
+def test_scorers_refuse_bad_weights(srae, data, name):
+    scorer = ALL_SCORERS[name]
+    Z, y = data
+    Zt, yt = Z[200:210], y[200:210]
+    bad = {
+        "Negative values": -np.ones(10),
+        "at least one non-zero": np.zeros(10),
+        r"expected \(10,\)": np.ones(9),
+        "sample_weight contains NaN": np.full(10, np.nan),
+    }
+    for message, w in bad.items():
+        with pytest.raises(ValueError, match=message):
+            scorer(srae, Zt, yt, sample_weight=w)

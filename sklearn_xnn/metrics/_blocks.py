@@ -13,6 +13,7 @@ unit rows ``u_a``, so it needs neither ``S`` nor the ``n x n`` cosines.
 
 import numpy as np
 
+from sklearn_xnn.metrics._faithfulness import _row_weights
 from sklearn_xnn.metrics._geometry import (
     PULLAWAY_EPS,
     _check_coverage,
@@ -69,7 +70,7 @@ def contribution_metrics(
     _check_coverage(coverage)
     first = _contributions_3d(rows_of(slice(0, 1)))
     blocks = row_blocks(n_samples, first.nbytes, block_bytes)
-    total, peak, largest = _column_moments(rows_of, blocks, eps)
+    total, peak, largest = _column_moments(rows_of, blocks, eps, np.ones(n_samples))
     y = None if y is None else np.asarray(y, dtype=np.float64)
     sums = _gram_sums(rows_of, blocks, total / n_samples, peak, coverage, eps, y)
     values = {
@@ -85,30 +86,62 @@ def contribution_metrics(
     return values
 
 
-def correlation_by_blocks(rows_of, n_samples, block_bytes=None):
+def correlation_by_blocks(rows_of, n_samples, block_bytes=None, *, sample_weight=None):
     """:func:`~sklearn_xnn.metrics.mean_abs_correlation` of the contributions, by blocks
-    of rows (``rows_of`` as in :func:`contribution_metrics`): two passes, the columns'
-    sums, then their centred cross-products."""
+    of rows: two passes, the columns' weighted sums, then their centred cross-products.
+
+    With row weights ``w_i`` (1 without ``sample_weight``) the correlation of x-features
+    ``k`` and ``l`` for output ``c`` is ``sum_i w_i d_ick d_icl / sqrt(sum_i w_i d_ick^2
+    sum_i w_i d_icl^2)``, ``d_ick = S_ick - sum_i w_i S_ick / sum_i w_i``; whether a
+    column is constant is judged against the largest contribution of the rows of positive
+    weight.
+
+    Parameters
+    ----------
+    rows_of : callable
+        As in :func:`contribution_metrics`; it is called twice for every block.
+    n_samples : int
+        Number of rows.
+    block_bytes : int, default=None
+        Largest block; :data:`BLOCK_BYTES` when None.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative row weights, not all zero; an integer weight counts as that many
+        copies of the row. None weighs the rows alike.
+
+    Returns
+    -------
+    rho : float
+        As :func:`~sklearn_xnn.metrics.mean_abs_correlation` gives it for the whole array
+        (the rows repeated as often as their integer weights); NaN when fewer than two
+        columns vary.
+    """
+    weights = _row_weights(sample_weight, n_samples)
     first = _contributions_3d(rows_of(slice(0, 1)))
     blocks = row_blocks(n_samples, first.nbytes, block_bytes)
-    total, _, largest = _column_moments(rows_of, blocks, PULLAWAY_EPS)
-    mean = total / n_samples
-    centred = sum(_gram(_contributions_3d(rows_of(rows)) - mean[:, None, :]) for rows in blocks)
+    total, _, largest = _column_moments(rows_of, blocks, PULLAWAY_EPS, weights)
+    mean, root = total / weights.sum(), np.sqrt(weights)
+    centred = sum(
+        _gram((_contributions_3d(rows_of(rows)) - mean[:, None, :]) * root[rows, None])
+        for rows in blocks
+    )
     return _correlation_of_moments(centred, largest)
 
 
-def _column_moments(rows_of, blocks, eps):
-    """First pass: per output and x-feature ``sum_i S_ick`` and ``max_i |S_ick + eps|``,
-    and ``max |S|`` over everything."""
+def _column_moments(rows_of, blocks, eps, weights):
+    """First pass: per output and x-feature ``sum_i w_i S_ick`` and ``max_i |S_ick +
+    eps|``, and ``max |S|`` over all of them, for the row weights ``w_i`` (``weights``);
+    the rows of weight 0 count nowhere."""
     total = peak = None
     largest = 0.0
     for rows in blocks:
-        S3 = _contributions_3d(rows_of(rows))
+        kept = weights[rows] > 0
+        S3, w = _contributions_3d(rows_of(rows))[:, kept], weights[rows][kept]
         shifted = np.abs(S3 + eps)
-        block_total, block_peak = S3.sum(axis=1), shifted.max(axis=1)
+        block_total = (S3 * w[:, None]).sum(axis=1)
+        block_peak = shifted.max(axis=1, initial=0.0)
         total = block_total if total is None else total + block_total
         peak = block_peak if peak is None else np.maximum(peak, block_peak)
-        largest = max(largest, float(np.abs(S3).max()))
+        largest = max(largest, float(np.abs(S3).max(initial=0.0)))
     return total, peak, largest
 
 

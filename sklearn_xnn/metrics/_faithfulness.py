@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.utils.validation import check_consistent_length
+from sklearn.utils.validation import _check_sample_weight, check_consistent_length
 
 _MULTIOUTPUT = ("uniform_average", "variance_weighted", "raw_values")
 
@@ -40,6 +40,14 @@ def _check_finite(a, what):
     if not np.isfinite(a).all():
         bad = "NaN" if np.isnan(a).any() else "infinity"
         raise ValueError(f"{what} contains {bad}; metrics need finite values.")
+
+
+def _row_weights(sample_weight, n_samples):
+    """``sample_weight`` for ``n_samples`` rows as float64 ``(n_samples,)`` after sklearn's
+    checks (finite, non-negative, not all zero); ones when None, so that one formula
+    serves weighted and unweighted rows alike."""
+    rows = np.empty((n_samples, 0))  # all that _check_sample_weight reads: the row count
+    return _check_sample_weight(sample_weight, rows, dtype=np.float64, ensure_non_negative=True)
 
 
 def _check_multioutput(multioutput):
@@ -86,12 +94,25 @@ def overflow_safe_scale(y):
     return peak if peak > 1e150 or 0 < peak < 1e-150 else 1.0
 
 
-def faithfulness_r2(y_true, y_pred, *, multioutput="uniform_average"):
+def _sums_of_squares(y, y_hat, w):
+    """Per column ``ss_res = sum_i w_i (y_ic - y_hat_ic)^2`` and ``ss_tot = sum_i w_i
+    (y_ic - ybar_c)^2``, ``ybar_c = sum_i w_i y_ic / sum_i w_i``, on a common scale that
+    keeps them finite (:func:`overflow_safe_scale`; the same R²)."""
+    scale = overflow_safe_scale(y)
+    if scale != 1.0:
+        y, y_hat = y / scale, y_hat / scale
+    w = w[:, None]
+    mean = (w * y).sum(axis=0) / w.sum()
+    return (w * (y - y_hat) ** 2).sum(axis=0), (w * (y - mean) ** 2).sum(axis=0)
+
+
+def faithfulness_r2(y_true, y_pred, *, sample_weight=None, multioutput="uniform_average"):
     """Coefficient of determination of the rebuilt logits.
 
-    For each output ``c``::
+    For each output ``c``, with row weights ``w_i`` (1 without ``sample_weight``)::
 
-        R2_c = 1 - sum_i (y_ic - y_hat_ic)^2 / sum_i (y_ic - mean_i y_ic)^2
+        R2_c = 1 - sum_i w_i (y_ic - y_hat_ic)^2 / sum_i w_i (y_ic - ybar_c)^2,
+        ybar_c = sum_i w_i y_ic / sum_i w_i
 
     averaged over outputs (``"uniform_average"``, what :meth:`SRAEExplainer.score` and
     :func:`sklearn.metrics.r2_score` report), weighted by each output's variance
@@ -111,6 +132,10 @@ def faithfulness_r2(y_true, y_pred, *, multioutput="uniform_average"):
         The network's logits.
     y_pred : array-like of the same shape
         The explainer's rebuilt logits.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative row weights, not all zero; an integer weight counts as that many
+        copies of the row, as in :func:`~sklearn.metrics.r2_score`. None weighs the rows
+        alike.
     multioutput : {"uniform_average", "variance_weighted", "raw_values"}, \
             default="uniform_average"
         How to combine outputs.
@@ -123,7 +148,7 @@ def faithfulness_r2(y_true, y_pred, *, multioutput="uniform_average"):
     See Also
     --------
     sklearn.metrics.r2_score : The same quantity (this function agrees with it, including
-        constant outputs and single rows).
+        constant outputs, single rows and weights).
 
     Examples
     --------
@@ -132,15 +157,12 @@ def faithfulness_r2(y_true, y_pred, *, multioutput="uniform_average"):
     0.5
     """
     y, y_hat = _as_2d_pair(y_true, y_pred, "faithfulness_r2")
+    w = _row_weights(sample_weight, len(y))
     _check_multioutput(multioutput)
     undefined = _undefined_on_one_row("faithfulness_r2", *y.shape, multioutput)
     if undefined is not None:
         return undefined
-    scale = overflow_safe_scale(y)
-    if scale != 1.0:  # a common scale: the same R², sums of squares that stay finite
-        y, y_hat = y / scale, y_hat / scale
-    ss_res = ((y - y_hat) ** 2).sum(axis=0)
-    ss_tot = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+    ss_res, ss_tot = _sums_of_squares(y, y_hat, w)
     scores = _r2_from_sums(ss_res, ss_tot, "raw_values")
     if multioutput == "raw_values":
         return scores
@@ -184,11 +206,12 @@ def _need_classes(y, name):
         )
 
 
-def top1_agreement(y_true, y_pred):
+def top1_agreement(y_true, y_pred, *, sample_weight=None):
     """Fraction of inputs whose rebuilt logits rank the same class first.
 
-    ``top1 = (1 / n) sum_i [argmax_c y_hat_ic == argmax_c y_ic]``; ties go to the first
-    maximal index (numpy's ``argmax``).
+    ``top1 = sum_i w_i [argmax_c y_hat_ic == argmax_c y_ic] / sum_i w_i`` with row
+    weights ``w_i`` (1 without ``sample_weight``: the plain fraction); ties go to the
+    first maximal index (numpy's ``argmax``).
 
     Parameters
     ----------
@@ -196,6 +219,9 @@ def top1_agreement(y_true, y_pred):
         The network's logits, ``n_outputs >= 2``.
     y_pred : array-like of shape (n_samples, n_outputs)
         The rebuilt logits.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative row weights, not all zero; an integer weight counts as that many
+        copies of the row. None weighs the rows alike.
 
     Returns
     -------
@@ -209,8 +235,9 @@ def top1_agreement(y_true, y_pred):
     0.5
     """
     y, y_hat = _as_2d_pair(y_true, y_pred, "top1_agreement")
+    w = _row_weights(sample_weight, len(y))
     _need_classes(y, "top1_agreement")
-    return float(np.mean(y.argmax(axis=1) == y_hat.argmax(axis=1)))
+    return float(np.average(y.argmax(axis=1) == y_hat.argmax(axis=1), weights=w))
 
 
 def _log_softmax(a):
@@ -218,12 +245,13 @@ def _log_softmax(a):
     return a - np.log(np.exp(a).sum(axis=1, keepdims=True))
 
 
-def softmax_kl(y_true, y_pred, *, temperature=1.0):
+def softmax_kl(y_true, y_pred, *, sample_weight=None, temperature=1.0):
     """Mean Kullback-Leibler divergence from the network's softmax to the rebuilt one.
 
-    With ``p_i = softmax(y_i / T)`` and ``q_i = softmax(y_hat_i / T)``::
+    With ``p_i = softmax(y_i / T)``, ``q_i = softmax(y_hat_i / T)`` and row weights
+    ``w_i`` (1 without ``sample_weight``: the plain mean)::
 
-        KL = (1 / n) sum_i sum_c p_ic (log p_ic - log q_ic)
+        KL = sum_i w_i sum_c p_ic (log p_ic - log q_ic) / sum_i w_i
 
     in nats, computed from log-softmaxes (stable for large logits).
 
@@ -233,6 +261,9 @@ def softmax_kl(y_true, y_pred, *, temperature=1.0):
         The network's logits, ``n_outputs >= 2``.
     y_pred : array-like of shape (n_samples, n_outputs)
         The rebuilt logits.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative row weights, not all zero; an integer weight counts as that many
+        copies of the row. None weighs the rows alike.
     temperature : float, default=1.0
         The softmax temperature ``T > 0`` (larger values weigh the non-top classes more).
 
@@ -248,26 +279,31 @@ def softmax_kl(y_true, y_pred, *, temperature=1.0):
     0.0
     """
     y, y_hat = _as_2d_pair(y_true, y_pred, "softmax_kl")
+    w = _row_weights(sample_weight, len(y))
     _need_classes(y, "softmax_kl")
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature}.")
     log_p, log_q = _log_softmax(y / temperature), _log_softmax(y_hat / temperature)
-    kl = (np.exp(log_p) * (log_p - log_q)).sum(axis=1).mean()
+    kl = np.average((np.exp(log_p) * (log_p - log_q)).sum(axis=1), weights=w)
     return float(max(kl, 0.0))
 
 
-def reconstruction_r2(Z, Z_hat):
+def reconstruction_r2(Z, Z_hat, *, sample_weight=None):
     """Pooled R² of rebuilt activations, against each unit's own mean.
 
-    ``R2 = 1 - sum_ij (z_ij - z_hat_ij)^2 / sum_ij (z_ij - mean_i z_ij)^2``: the fraction
-    of the activations' total variance (about per-dimension means) that the rebuild
-    captures. Units with more variance weigh more, as in
-    ``sklearn.metrics.r2_score(Z, Z_hat, multioutput="variance_weighted")``, which it
-    agrees with, except for a constant unit rebuilt wrongly: sklearn gives that unit
-    weight 0, the pooled formula counts its error in the residual. All of ``Z``
-    constant: 1 when rebuilt exactly, else 0. On fewer than two rows there is no variance
-    about the mean (a zero denominator): NaN with an
-    :class:`~sklearn.exceptions.UndefinedMetricWarning`, as sklearn's.
+    With row weights ``w_i`` (1 without ``sample_weight``)::
+
+        R2 = 1 - sum_ij w_i (z_ij - z_hat_ij)^2 / sum_ij w_i (z_ij - zbar_j)^2,
+        zbar_j = sum_i w_i z_ij / sum_i w_i
+
+    the fraction of the activations' total variance (about per-dimension means) that the
+    rebuild captures. Units with more variance weigh more, as in
+    ``sklearn.metrics.r2_score(Z, Z_hat, sample_weight=sample_weight,
+    multioutput="variance_weighted")``, which it agrees with, except for a constant unit
+    rebuilt wrongly: sklearn gives that unit weight 0, the pooled formula counts its
+    error in the residual. All of ``Z`` constant: 1 when rebuilt exactly, else 0. On
+    fewer than two rows there is no variance about the mean (a zero denominator): NaN
+    with an :class:`~sklearn.exceptions.UndefinedMetricWarning`, as sklearn's.
 
     Parameters
     ----------
@@ -275,6 +311,10 @@ def reconstruction_r2(Z, Z_hat):
         Activations.
     Z_hat : array-like of shape (n_samples, n_features)
         Their rebuild (e.g. ``inverse_transform(transform(Z))``).
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative row weights, not all zero; an integer weight counts as that many
+        copies of the row, as in :func:`~sklearn.metrics.r2_score`. None weighs the rows
+        alike.
 
     Returns
     -------
@@ -288,12 +328,11 @@ def reconstruction_r2(Z, Z_hat):
     0.0
     """
     Z, Z_hat = _as_2d_pair(Z, Z_hat, "reconstruction_r2")
+    w = _row_weights(sample_weight, len(Z))
     undefined = _undefined_on_one_row("reconstruction_r2", *Z.shape, "variance_weighted")
     if undefined is not None:
         return undefined
-    ss_res = ((Z - Z_hat) ** 2).sum(axis=0)
-    ss_tot = ((Z - Z.mean(axis=0)) ** 2).sum(axis=0)
-    return _r2_from_sums(ss_res, ss_tot, "variance_weighted")
+    return _r2_from_sums(*_sums_of_squares(Z, Z_hat, w), "variance_weighted")
 
 
 def reconstruction_explained_variance(Z, Z_hat):

@@ -7,7 +7,7 @@ layout of :meth:`SRAEExplainer.contributions`: ``(n, K)`` for one output or ``(n
 
 import numpy as np
 
-from sklearn_xnn.metrics._faithfulness import _check_finite
+from sklearn_xnn.metrics._faithfulness import _check_finite, _row_weights
 
 #: The epsilon added to contributions, here and in the training loss (one definition).
 PULLAWAY_EPS = 1e-6
@@ -335,10 +335,11 @@ def component_cosines(components):
     return float(min(cos.max(), 1.0)), float(min(cos.mean(), 1.0))
 
 
-def dead_fraction(X, *, atol=0.0):
+def dead_fraction(X, *, sample_weight=None, atol=0.0):
     """Fraction of dead x-features: constant over every row.
 
-    ``dead = (1 / K) #{k : max_i x_ik - min_i x_ik <= atol}``. For ReLU x-features
+    ``dead = (1 / K) #{k : max_i x_ik - min_i x_ik <= atol}`` over the rows ``i`` of
+    positive weight (every row without ``sample_weight``). For ReLU x-features
     this is a unit that is zero on every row (SRAE's ``dead_components_`` on training
     rows); a constant unit carries no information either way. A single row has no spread,
     so on one row every x-feature counts as dead and the fraction is 1 whatever the
@@ -349,6 +350,10 @@ def dead_fraction(X, *, atol=0.0):
     ----------
     X : array-like of shape (n_samples, n_components)
         x-features.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative row weights, not all zero. Only which rows have a positive weight
+        matters (a spread is the same over repeated rows): rows of weight 0 are left
+        out. None keeps every row.
     atol : float, default=0.0
         Spread at or below which a feature counts as constant.
 
@@ -364,6 +369,7 @@ def dead_fraction(X, *, atol=0.0):
     0.5
     """
     X = _as_matrix(X, "X")
+    X = X[_row_weights(sample_weight, len(X)) > 0]
     return float(np.mean(np.ptp(X, axis=0) <= atol))
 
 

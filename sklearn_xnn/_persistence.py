@@ -408,6 +408,10 @@ def _check_state(est):
     D, K = est.n_features_in_, est.n_components_
     if not (isinstance(D, int) and isinstance(K, int) and D >= 1 and K >= 1):
         raise InvalidModelFileError("n_features_in_ and n_components_ must be positive ints")
+    flags = [f for f in ("decoder_relu_output_", "_has_head", "_y_1d") if f in required]
+    wrong = [f for f in flags if not isinstance(getattr(est, f), bool)]
+    if wrong:
+        raise InvalidModelFileError(f"fitted attributes {wrong} must be true or false")
     _check_mlp(est.encoder_coefs_, est.encoder_intercepts_, D, K, "encoder")
     _check_mlp(est.decoder_coefs_, est.decoder_intercepts_, K, D, "decoder")
     if est._has_head:

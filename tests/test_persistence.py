@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 import stat
+import warnings
 
 import joblib
 import numpy as np
@@ -116,6 +117,9 @@ def test_pickle_and_joblib_still_work(fitted, tmp_path, data):
     assert_same_outputs(fitted, pickle.loads(pickle.dumps(fitted)), data[0])
     joblib.dump(fitted, tmp_path / "m.joblib")
     assert_same_outputs(fitted, joblib.load(tmp_path / "m.joblib"), data[0])
+    with warnings.catch_warnings():  # read-only memory-mapped weights: read, never written
+        warnings.simplefilter("error")
+        assert_same_outputs(fitted, joblib.load(tmp_path / "m.joblib", mmap_mode="r"), data[0])
 
 
 def test_save_is_atomic_and_overwrites(fitted, tmp_path):
@@ -285,6 +289,8 @@ def test_crafted_files_with_valid_checksum_are_refused(saved, tmp_path, meta, ar
         (lambda d: d.pop("coef_"), "missing"),
         (lambda d: d.update(n_components_={"v": 3}), "encoder ends with 2 units, expected 3"),
         (lambda d: d.update(n_components_={"x": 3}), "malformed attribute"),
+        (lambda d: d.update(_y_1d={"v": "no"}), r"\['_y_1d'\] must be true or false"),
+        (lambda d: d.update(_has_head={"v": 1}), r"\['_has_head'\] must be true or false"),
     ],
 )
 def test_crafted_attributes_are_refused(saved, tmp_path, edit, msg):

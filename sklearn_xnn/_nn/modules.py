@@ -137,9 +137,9 @@ def _load(layers, pairs, transpose=True):
     convention, unless ``transpose`` is false) into ``layers``."""
     with torch.no_grad():
         for layer, (coef, intercept) in zip(layers, pairs, strict=True):
-            coef = np.asarray(coef)
-            layer.weight.copy_(torch.as_tensor(coef.T if transpose else coef))
-            layer.bias.copy_(torch.as_tensor(np.asarray(intercept)))
+            coef = np.asarray(coef)  # torch.tensor copies: read-only (memory-mapped) arrays too
+            layer.weight.copy_(torch.tensor(coef.T if transpose else coef))
+            layer.bias.copy_(torch.tensor(np.asarray(intercept)))
 
 
 def _built(make, coefs, intercepts, device, dtype):

@@ -7,7 +7,12 @@ import pytest
 import torch
 from _torch_nets import buffers, make_resnet, training_flags
 
-from sklearn_xnn.torch import ExplainedNetwork, extract_activations, xfeature_heatmaps
+from sklearn_xnn.torch import (
+    ExplainedNetwork,
+    extract_activations,
+    split_sequential,
+    xfeature_heatmaps,
+)
 from sklearn_xnn.torch._heatmaps import _gradient_maps
 from tests.conftest import fit_quiet
 
@@ -127,3 +132,22 @@ def test_captum_layer_after_the_cut_is_refused(captum_setup):
         xfeature_heatmaps(
             net, x, method="grad_cam", positive_gradients=False, layer="trunk.model.fc"
         )
+
+
+@pytest.mark.filterwarnings("ignore:Setting forward, backward hooks:UserWarning")
+def test_relu_at_the_cut_runs_once_for_deeplift():
+    """A network cut by ``layer=`` at a ReLU is the network cut by ``split_sequential``:
+    the ReLU gets captum's hooks once, so DeepLift accepts it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten())
+        cnn.extend([torch.nn.Linear(144, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)])
+    images = torch.rand(60, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    Z, y = extract_activations(cnn, "4", images, device="cpu")
+    xnn = fit_quiet(Z, y, device="cpu")
+    cut = ExplainedNetwork(cnn, xnn, layer="4")
+    maps = xfeature_heatmaps(cut, images[:3], method=attr.DeepLift)
+    split = ExplainedNetwork(split_sequential(cnn, "4")[0], xnn)
+    expected = xfeature_heatmaps(split, images[:3], method=attr.DeepLift)
+    np.testing.assert_allclose(maps, expected, rtol=1e-5, atol=1e-7)
+    assert maps.max() > 0

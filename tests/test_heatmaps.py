@@ -44,7 +44,7 @@ def patch_setup():
     # with this fixture there is none, and the pointing game scores every image.
     evaluable = S.max(1) > 0
     net = ExplainedNetwork(model, srae, layer="relu_fc1")
-    return dict(test=test, net=net, top=top, evaluable=evaluable, accuracy=accuracy)
+    return dict(test=test, net=net, srae=srae, top=top, evaluable=evaluable, accuracy=accuracy)
 
 
 def test_cnn_learned_the_patches(patch_setup):
@@ -364,3 +364,29 @@ def test_argument_checks(patch_setup):
         with pytest.raises(TypeError, match="tolerance must be a non-negative int"):
             pointing_game(np.ones((2, 4, 4)), masks, tolerance=bad)
     assert pointing_game(np.ones((2, 4, 4)), masks, tolerance=np.int64(2)) == 1.0
+
+
+@pytest.mark.parametrize("method", HEATMAP_METHODS)
+def test_gradients_enabled_under_no_grad_and_inference_mode(patch_setup, method):
+    """The function turns gradients on itself; images made in inference mode are cloned."""
+    test, net = patch_setup["test"], patch_setup["net"]
+    images = torch.as_tensor(test.images[:3])
+    expected = xfeature_heatmaps(net, images, method=method)
+    with torch.no_grad():
+        no_grad = xfeature_heatmaps(net, images, method=method)
+    with torch.inference_mode():
+        made_there = images.clone()
+        inside = xfeature_heatmaps(net, made_there, method=method)
+        assert torch.is_inference_mode_enabled()
+    outside = xfeature_heatmaps(net, made_there, method=method)
+    for maps in (no_grad, inside, outside):  # the same arithmetic
+        np.testing.assert_allclose(maps, expected, rtol=0, atol=0)
+    assert not made_there.requires_grad and expected.max() > 0
+
+
+def test_network_built_in_inference_mode_is_refused(patch_setup):
+    test, net = patch_setup["test"], patch_setup["net"]
+    with torch.inference_mode():
+        built_there = ExplainedNetwork(net.trunk, patch_setup["srae"])  # inference weights
+    with pytest.raises(RuntimeError, match="created under torch.inference_mode"):
+        xfeature_heatmaps(built_there, test.images[:2])

@@ -1,6 +1,9 @@
-"""sklearn_xnn.torch runs a network left in train mode for inference and leaves it as it was."""
+"""sklearn_xnn.torch runs a network left in train mode for inference and leaves it as it was;
+the explainer part keeps the explainer's precision and one registration of each layer."""
 
 import copy
+import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -8,11 +11,13 @@ import torch
 from _torch_nets import buffers, make_resnet, training_flags
 from torch import nn
 
+from sklearn_xnn import SRAEExplainer, SRAEExplainerCV
 from sklearn_xnn.torch import (
     HEATMAP_METHODS,
     ExplainedNetwork,
     TruncatedNetwork,
     check_split,
+    explainer_module,
     extract_activations,
     reconstruction_faithfulness,
     split_sequential,
@@ -157,3 +162,105 @@ def test_cut_split_and_faithfulness_in_train_mode(setup):
     again = reconstruction_faithfulness(xnn, head, Z)
     assert first == again  # deterministic: dropout off
     _assert_untouched(head, head_bufs, head_flags)
+
+
+@pytest.fixture(scope="module")
+def small_cnn():
+    """A CNN whose explained layer "4" is a ReLU, its images and an SRAE of that layer."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        cnn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 16))
+        cnn.extend([nn.ReLU(), nn.Linear(16, 3)])
+    images = torch.rand(60, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    Z, y = extract_activations(cnn, "4", images, device="cpu")
+    return cnn, images, Z, y, fit_quiet(Z, y, device="cpu")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_network_gets_a_float32_explainer(small_cnn, dtype):
+    cnn, images, _, _, xnn = small_cnn
+    half = copy.deepcopy(cnn).to(dtype)
+    Z = extract_activations(half, "4", images, device="cpu", return_logits=False)
+    assert Z.dtype == np.float32
+    net = ExplainedNetwork(half, xnn, layer="4")
+    assert net.explainer.feature_layer.weight.dtype == torch.float32
+    feats = net.xfeatures(images)
+    assert feats.dtype == torch.float32
+    # the same half-precision activations, float32 encoder vs float64 transform
+    # (measured: 1e-2 in bfloat16, 1e-3 in float16 with the encoder in the trunk's dtype)
+    np.testing.assert_allclose(feats.detach().numpy(), xnn.transform(Z), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(net(images).detach().numpy(), xnn.predict(Z), rtol=0, atol=1e-5)
+    # an explainer module passed in keeps the dtype it was built in
+    asked = ExplainedNetwork(half, explainer_module(xnn, dtype=dtype), layer="4")
+    assert asked.xfeatures(images).dtype == dtype
+    double = ExplainedNetwork(copy.deepcopy(cnn).double(), xnn, layer="4")
+    assert double.explainer.feature_layer.weight.dtype == torch.float64
+
+
+@pytest.mark.parametrize("y_1d", [False, True])
+def test_explainer_module_takes_one_unbatched_row(small_cnn, y_1d):
+    _, _, Z, y, _ = small_cnn
+    module = explainer_module(fit_quiet(Z, y[:, 0] if y_1d else y, device="cpu"))
+    z = torch.as_tensor(Z[:5])
+    for method in (module.encode, module.forward, module.contributions):
+        batch = method(z)
+        row = method(z[2])  # as nn.Linear: unbatched in, unbatched out
+        assert row.shape == batch.shape[1:]
+        torch.testing.assert_close(row, batch[2], rtol=1e-6, atol=1e-6)
+
+
+def test_explainer_module_of_a_fitted_search(small_cnn):
+    cnn, images, Z, y, _ = small_cnn
+    base = SRAEExplainer(2, hidden_layer_sizes=(8,), max_iter=2, device="cpu", random_state=0)
+    grid = {"alpha_pullaway": [0.1, 0.2]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        search = SRAEExplainerCV(base, grid, cv=2).fit(Z, y)
+        no_refit = SRAEExplainerCV(base, grid, cv=2, refit=False).fit(Z, y)
+    Z64 = Z.astype(np.float64)  # float64 module and transform: the same arithmetic
+    x = explainer_module(search, dtype=torch.float64).encode(torch.as_tensor(Z64)).numpy()
+    np.testing.assert_allclose(x, search.transform(Z64), rtol=1e-9, atol=1e-9)
+    net = ExplainedNetwork(cnn, search, layer="4")
+    np.testing.assert_allclose(
+        net.xfeatures(images).detach().numpy(), search.transform(Z), rtol=1e-5, atol=1e-5
+    )
+    for build in (lambda: explainer_module(no_refit), lambda: ExplainedNetwork(cnn, no_refit)):
+        with pytest.raises(ValueError, match="fitted with refit=False.*refit=True"):
+            build()
+
+
+def test_truncated_network_registers_the_layer_once(small_cnn):
+    cnn, images, _, _, xnn = small_cnn
+    net = ExplainedNetwork(cnn, xnn, layer="4")
+    assert net.trunk.layer is cnn[4]
+    names = [n for n, m in net.named_modules(remove_duplicate=False) if m is cnn[4]]
+    assert names == ["trunk.model.4"]
+    cut = TruncatedNetwork(cnn, "3")  # a layer with weights
+    state = cut.state_dict()
+    assert list(state) == ["model." + k for k in cnn.state_dict()]  # no "layer." copies
+    assert len({t.data_ptr() for t in state.values()}) == len(state)  # nothing shared
+    # a state dict saved when the layer was registered twice still loads strictly
+    old = {**state, "layer.weight": state["model.3.weight"], "layer.bias": state["model.3.bias"]}
+    TruncatedNetwork(copy.deepcopy(cnn), "3").load_state_dict(old)
+    # copies keep the layer inside their own model; one pickled with "layer" registered too
+    for copied in (copy.deepcopy(cut), pickle.loads(pickle.dumps(cut))):
+        assert copied.layer is copied.model[3]
+        torch.testing.assert_close(copied(images), cut(images), rtol=0, atol=0)
+    legacy = dict(cut.__dict__, _modules={**cut._modules, "layer": cut.layer})
+    del legacy["_layer"]
+    restored = pickle.loads(pickle.dumps(cut))
+    restored.__setstate__(pickle.loads(pickle.dumps(legacy)))
+    assert "layer" not in restored._modules and restored.layer is restored.model[3]
+
+
+@pytest.mark.skipif(
+    not hasattr(torch.compiler, "is_exporting"), reason="torch.export needs torch >= 2.5"
+)
+def test_export_of_a_network_cut_by_layer(small_cnn):
+    cnn, images, _, _, xnn = small_cnn
+    x = images[:4]
+    for module in (ExplainedNetwork(cnn, xnn, layer="4"), TruncatedNetwork(cnn, "4")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            exported = torch.export.export(module, (x,))
+        torch.testing.assert_close(exported.module()(x), module(x), rtol=0, atol=1e-6)

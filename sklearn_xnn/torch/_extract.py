@@ -450,6 +450,13 @@ class TruncatedNetwork(nn.Module):
     normalisation uses (and does not update) its running statistics and dropout is off;
     every submodule's ``training`` flag is restored after each call.
 
+    The layer is registered once, as part of ``model`` (``layer`` refers to it without
+    registering it again), so ``state_dict`` holds each weight under one key (a state
+    dict that also holds the ``layer.`` copies, saved before, still loads) and hooks that
+    walk the module tree visit the layer once. ``torch.export.export`` (non-strict, its
+    default) works: while exporting, the rest of the forward pass runs and its result is
+    unused.
+
     Parameters
     ----------
     model : torch.nn.Module
@@ -471,16 +478,34 @@ class TruncatedNetwork(nn.Module):
     def __init__(self, model, layer, pooling="avg"):
         super().__init__()
         self.model = model
-        self.layer = get_layer(model, layer)
+        self._layer = (get_layer(model, layer),)  # a tuple: not registered a second time
         self.layer_name = layer if isinstance(layer, str) else None
         self.pool = Pool(pooling)
 
+    @property
+    def layer(self):
+        """The explained layer: the submodule of ``model`` whose output is returned."""
+        return self._layer[0]
+
+    def __setstate__(self, state):
+        layer = state["_modules"].pop("layer", None)  # pickled when it was registered twice
+        super().__setstate__(state)
+        if layer is not None:
+            self._layer = (layer,)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for key in [k for k in state_dict if k.startswith(prefix + "layer.")]:
+            del state_dict[key]  # the copies of model's own keys in earlier state dicts
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, x):
         captured = []
+        exporting = _exporting()
 
         def hook(module, inputs, output):
             captured.append(output)
-            raise _Stop
+            if not exporting:  # torch.export cannot trace the exception that skips the rest
+                raise _Stop
 
         handle = self.layer.register_forward_hook(hook)
         try:
@@ -493,6 +518,12 @@ class TruncatedNetwork(nn.Module):
         if not captured:
             raise RuntimeError("The layer was not called by the model's forward.")
         return self.pool(_first_tensor(captured[0]))
+
+
+def _exporting():
+    """Whether ``torch.export`` is tracing (``torch.compiler.is_exporting``, torch >= 2.5)."""
+    is_exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(is_exporting is not None and is_exporting())
 
 
 def split_sequential(model, layer):

@@ -426,7 +426,9 @@ def xfeature_heatmaps(
     The network runs in eval mode whatever mode it is in (batch normalisation on its
     running statistics, its buffers untouched, dropout off), as
     :class:`ExplainedNetwork` always runs it; every submodule's ``training`` flag is
-    restored afterwards, also when an error is raised.
+    restored afterwards, also when an error is raised. Gradients are enabled for the
+    call, also under ``torch.no_grad()`` or ``torch.inference_mode()`` (images made in
+    inference mode are cloned; a network built there raises ``RuntimeError``).
 
     Parameters
     ----------
@@ -559,21 +561,20 @@ def xfeature_heatmaps(
         raise ValueError(f"images must have shape (n, channels, ...), got {tuple(images.shape)}.")
     if images.shape[0] == 0:
         raise ValueError("images holds no input (shape (0, ...)); pass at least one.")
-    out, built = [], {}
-    with evaluating(network):
+    if any(p.is_inference() for p in network.parameters()):
+        raise RuntimeError(
+            "The network's parameters were created under torch.inference_mode(), which "
+            "no gradient can pass: build the model and the ExplainedNetwork outside it."
+        )
+    out, built, kwargs = [], {}, dict(attribute_kwargs or {})
+    # gradients are this function's own: on under torch.no_grad, and out of inference
+    # mode, whose images are cloned into ordinary tensors
+    with evaluating(network), torch.inference_mode(False), torch.enable_grad():
         for start in range(0, images.shape[0], batch_size):
             x = images[start : start + batch_size].to(param.device, param.dtype)
-            x = x.detach().requires_grad_(True)
-            maps = _batch_maps(
-                network,
-                x,
-                components,
-                method,
-                layer,
-                bool(positive_gradients),
-                dict(attribute_kwargs or {}),
-                built,
-            )
+            x = x.detach().clone().requires_grad_(True)
+            args = (components, method, layer, bool(positive_gradients), kwargs, built)
+            maps = _batch_maps(network, x, *args)
             out.append(torch.stack(maps, 1).clamp(min=0).detach().cpu())
     return torch.cat(out).double().numpy()
 

@@ -31,12 +31,27 @@ def _output_is_1d(explainer):
         return np.ndim(explainer.predict(probe)) == 1
 
 
+def _refitted(explainer):
+    """A fitted search's refitted ``best_estimator_``; any other explainer as it is."""
+    if hasattr(explainer, "best_estimator_"):
+        return explainer.best_estimator_
+    if hasattr(explainer, "cv_results_"):  # a search fitted without refitting its best
+        raise ValueError(
+            f"This {type(explainer).__name__} was fitted with refit=False and has no "
+            "refitted explainer to build a module from: fit it with refit=True, or pass "
+            "an SRAEExplainer fitted with its best_params_."
+        )
+    return explainer
+
+
 class ExplainerModule(nn.Module):
     """The encoder and linear head of a fitted explainer as a differentiable module.
 
     ``forward(z)`` gives the rebuilt logits (``explainer.predict``), :meth:`encode` the
     x-features (``explainer.transform``) and :meth:`contributions` their contributions
     ``x_k W_ck`` (``explainer.contributions``). Build it with :func:`explainer_module`.
+    Like ``nn.Linear``, each also takes one unbatched row, shape (n_features,), and then
+    answers without the sample axis.
 
     Attributes
     ----------
@@ -72,7 +87,7 @@ class ExplainerModule(nn.Module):
         """Rebuilt logits, shape (n_samples, n_outputs) or (n_samples,) for a 1-D ``y``."""
         self._require_head()
         y = self.head(self.encode(z))
-        return y[:, 0] if self.output_1d else y
+        return y[..., 0] if self.output_1d else y
 
     def contributions(self, z):
         """Contributions ``x_k W_ck``, shape (n_samples, n_outputs, n_components).
@@ -81,8 +96,8 @@ class ExplainerModule(nn.Module):
         ``explainer.contributions`` answers.
         """
         self._require_head()
-        S = self.encode(z)[:, None, :] * self.head.weight[None]
-        return S[:, 0, :] if self.output_1d else S
+        S = self.encode(z)[..., None, :] * self.head.weight
+        return S[..., 0, :] if self.output_1d else S
 
 
 def explainer_module(explainer, *, dtype=torch.float32, device="cpu"):
@@ -94,8 +109,11 @@ def explainer_module(explainer, *, dtype=torch.float32, device="cpu"):
 
     Parameters
     ----------
-    explainer : SRAEExplainer
-        A fitted explainer (anything with the same fitted attributes works).
+    explainer : SRAEExplainer or SRAEExplainerCV
+        A fitted explainer (anything with the same fitted attributes works), or a fitted
+        search such as :class:`~sklearn_xnn.SRAEExplainerCV`, whose refitted
+        ``best_estimator_`` is used (a search fitted with ``refit=False`` has none and
+        raises ``ValueError``).
     dtype : torch.dtype, default=torch.float32
         Parameter dtype; float64 reproduces ``transform`` to ~1e-12.
     device : str or torch.device, default="cpu"
@@ -119,6 +137,7 @@ def explainer_module(explainer, *, dtype=torch.float32, device="cpu"):
     >>> bool(np.allclose(m(torch.as_tensor(Z)).numpy(), xnn.predict(Z)))
     True
     """
+    explainer = _refitted(explainer)
     check_is_fitted(explainer, ["encoder_coefs_", "encoder_intercepts_"])
     encoder = weights.encoder(
         _float64(explainer.encoder_coefs_),
@@ -159,8 +178,14 @@ class ExplainedNetwork(nn.Module):
         Maps inputs to the explained layer's activations, exactly the rows the explainer
         was fitted on: e.g. ``TruncatedNetwork(model, layer)``, or the first part of
         :func:`split_sequential`. A full model plus ``layer`` is accepted too.
-    explainer : SRAEExplainer or ExplainerModule
-        A fitted explainer, or its module from :func:`explainer_module`.
+    explainer : SRAEExplainer, SRAEExplainerCV or ExplainerModule
+        A fitted explainer (or search, see :func:`explainer_module`), or its module from
+        :func:`explainer_module`. An explainer is built in the trunk's dtype, but at
+        least float32: on a float16 or bfloat16 network the trunk computes in half
+        precision and its activations are read in float32, as
+        :func:`~sklearn_xnn.torch.extract_activations` returns them, so ``xfeatures``
+        equals ``explainer.transform`` of those rows to float32 rounding. To run the
+        explainer in another dtype, pass ``explainer_module(explainer, dtype=...)``.
     layer : str, optional
         When given, ``trunk`` is a full model and is cut at this layer with ``pooling``.
     pooling : {"avg", "max", "flatten"}, default="avg"
@@ -188,8 +213,10 @@ class ExplainedNetwork(nn.Module):
             trunk = TruncatedNetwork(trunk, layer, pooling)
         if not isinstance(explainer, ExplainerModule):
             param = next(iter(trunk.parameters()), None)
-            dtype = param.dtype if param is not None else torch.float32
-            device = param.device if param is not None else "cpu"
+            dtype, device = torch.float32, "cpu"
+            if param is not None:  # float64 stays, half precision is read in float32
+                dtype = torch.promote_types(param.dtype, torch.float32)
+                device = param.device
             explainer = explainer_module(explainer, dtype=dtype, device=device)
         self.trunk = trunk
         self.explainer = explainer

@@ -133,6 +133,27 @@ def test_one_unit_on_a_scale_of_its_own_keeps_the_bound_and_the_fit():
         assert bool(scales) == (factor > 1e4), factor  # float32 keeps 4 orders of magnitude
 
 
+def test_units_on_a_tiny_scale_that_carry_y_keep_the_bound_and_the_fit():
+    rng = np.random.default_rng(0)
+    factors, noise = rng.standard_normal((1200, 3)), rng.standard_normal((1200, 4))
+    carry = factors @ rng.standard_normal((3, 4)) + 0.1 * rng.standard_normal((1200, 4))
+    other = noise @ rng.standard_normal((4, 12)) + 0.1 * rng.standard_normal((1200, 12))
+    y = factors @ rng.standard_normal((3, 5)) + 0.05 * rng.standard_normal((1200, 5))
+    reference = _rank_k_train_r2(np.hstack([carry, other]), y, "uniform_average", k=3)
+    assert reference > 0.99  # the four units that carry y are a minority
+    for factor in (1e-3, 1e-5, 1e-8):  # in other units than the rest of the layer
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            est = SRAEExplainer(3, random_state=0, max_iter=3).fit(
+                np.hstack([carry * factor, other]), y
+            )
+        scales = [w for w in rec if "vary on very different scales" in str(w.message)]
+        assert bool(scales) == (factor < 1e-6), factor  # the float64 bound keeps 6 orders
+        if not scales:
+            assert est.faithfulness_bound_ == pytest.approx(reference, abs=2e-3), factor
+            assert est.faithfulness_ >= est.faithfulness_bound_ - est.faithfulness_tol - 1e-6
+
+
 def test_loss_curve_goes_down_and_the_faithfulness_stays_near_the_bound(planted):
     Ztr, ytr, _, _ = planted
     est = _fit(Ztr, ytr, random_state=0)

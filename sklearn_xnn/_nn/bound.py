@@ -28,6 +28,9 @@ from sklearn_xnn._nn.collective import LOCAL
 CHUNK_VALUES = 2**18
 #: Ridge values tried by generalised cross-validation, relative to the mean eigenvalue.
 RIDGE_GRID = 10.0 ** np.arange(-8.0, 1.5, 0.5)
+#: Criteria closer than this share of the outputs' scatter are equal (an R² difference far
+#: below float32 training's resolution): the largest such ridge is chosen.
+RIDGE_RESOLUTION = 1e-9
 
 
 def row_slices(n, n_cols):
@@ -244,9 +247,13 @@ def _gcv_ridge(m):
     from ``eig(Zc^T Zc) = V diag(evals) V^T``, and ``rot = V^T Zc^T Yc``.
 
     The ridges tried are :data:`RIDGE_GRID` times the mean eigenvalue, continued below
-    the grid for as long as the criterion keeps falling there (down to float64's
-    resolution of the largest eigenvalue): where one unit's scale dwarfs the others', the
-    mean eigenvalue is that unit's and the grid alone would shrink every other unit away.
+    the grid in the same steps down to float64's resolution of the largest eigenvalue,
+    and the largest ridge whose criterion is within :data:`RIDGE_RESOLUTION` of the
+    outputs' scatter of the smallest wins: where some units' scale dwarfs the others',
+    the mean eigenvalue is theirs, and a search stopped higher would shrink the other
+    units away, however much of ``Y`` they carry; where ``Y`` is exactly linear in ``Z``
+    the criterion falls to rounding at every small ridge, and the smallest would follow
+    that rounding.
     """
     D = m.zz.shape[0]
     evals, evecs = scatter_eigh(m.zz, m.n)
@@ -261,15 +268,15 @@ def _gcv_ridge(m):
         dof = float(shrink.sum())
         return np.inf if dof >= m.n - 1 else max(total - fitted, 0.0) / (1.0 - dof / m.n) ** 2
 
-    best = (np.inf, RIDGE_GRID[0] * scale)  # (criterion, ridge): ties go to the smaller ridge
-    for rel in RIDGE_GRID:
-        best = min(best, (gcv(rel * scale), rel * scale))
-    lowest = RIDGE_GRID[0] * scale
+    ridges, step = RIDGE_GRID * scale, RIDGE_GRID[1] / RIDGE_GRID[0]
     floor = D * np.finfo(np.float64).eps * float(evals.max())
-    while best[1] == lowest and best[0] < np.inf and lowest > floor:  # the optimum is lower
-        lowest /= RIDGE_GRID[1] / RIDGE_GRID[0]
-        best = min(best, (gcv(lowest), lowest))
-    return best[1], evals, evecs, rot
+    below = int(np.ceil(np.log(ridges[0] / floor) / np.log(step))) if 0 < floor < ridges[0] else 0
+    ridges = np.concatenate([ridges[0] / step ** np.arange(below, 0, -1), ridges])
+    values = np.array([gcv(lam) for lam in ridges])
+    if not np.isfinite(values.min()):
+        return ridges[0], evals, evecs, rot
+    near = values <= values.min() + RIDGE_RESOLUTION * total  # within rounding of the least
+    return ridges[near][-1], evals, evecs, rot
 
 
 def reduced_rank(m, n_components, fraction=None, multioutput="uniform_average"):

@@ -73,6 +73,10 @@ MAX_CHUNK_PEAK = 1e6
 #: do units whose spread is this share of the largest unit's or less (as a product sums
 #: them with it).
 MIN_RELATIVE_SPREAD = 1e-4
+#: Units whose spread is this share of the largest unit's or less are lost even to the
+#: float64 moments of the bound (their eigenvalues fall below float64's resolution of the
+#: largest), however few they are.
+LOST_SPREAD = 1e-6
 
 
 def activation_problem(moments):
@@ -82,7 +86,9 @@ def activation_problem(moments):
     Constant rows leave nothing to explain. Float32 training loses the rows' variation
     when they vary by less than :data:`MIN_RELATIVE_SPREAD` of their magnitude
     (activations with a large common offset), and the units' when their median spread
-    is that share of the largest unit's or less (a few units on a scale of their own)."""
+    is that share of the largest unit's or less (a few units on a scale of their own);
+    the float64 bound loses any unit whose spread is :data:`LOST_SPREAD` of the
+    largest's or less."""
     if moments is None or not moments.n:
         return None
     variance = float(torch.trace(moments.zz)) / moments.n
@@ -100,14 +106,18 @@ def activation_problem(moments):
             "X first, e.g. with sklearn.preprocessing.StandardScaler(with_std=False)."
         )
     spread = torch.diagonal(moments.zz).clamp_min(0.0).sqrt()
-    typical, largest = float(spread[spread > 0].median()), float(spread.max())
-    if typical >= MIN_RELATIVE_SPREAD * largest:
+    varying = spread[spread > 0]
+    typical, smallest, largest = float(varying.median()), float(varying.min()), float(spread.max())
+    if typical < MIN_RELATIVE_SPREAD * largest:
+        lost = f"{largest / typical:.2g} times the median unit's): training computes in float32"
+    elif smallest < LOST_SPREAD * largest:
+        lost = f"{largest / smallest:.2g} times the smallest's): even the float64 bound"
+    else:
         return None
     return (
-        f"X's units vary on very different scales (the largest spread is {largest / typical:.2g} "
-        "times the median unit's): training computes in float32, whose 7 significant digits "
-        "lose most of the smaller units' variation beside the largest. Standardise X's "
-        "columns first, e.g. with sklearn.preprocessing.StandardScaler()."
+        f"X's units vary on very different scales (the largest spread is {lost}, whose "
+        "significant digits lose most of the smaller units' variation beside the largest. "
+        "Standardise X's columns first, e.g. with sklearn.preprocessing.StandardScaler()."
     )
 
 

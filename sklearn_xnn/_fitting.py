@@ -565,7 +565,7 @@ def announce_problems(est, result, incremental=False):
         out.append(
             f"No epoch, nor the start, met the constraints (training {what} "
             f"{est.faithfulness_:.4g} against a target of {target:.4g}; every output keeping "
-            "half its explained share; no dead x-feature): the explainer keeps the epoch "
+            "the rows its start explained; no dead x-feature): the explainer keeps the epoch "
             "closest to them. Try a larger faithfulness_tol, n_components or max_iter."
         )
     elif not (est._converged or result.stopped or incremental):

@@ -50,8 +50,8 @@ class SRAEExplainer(
     rotation), and keeps faithfulness as a constraint: a multiplier adapted after every
     step (as in GECO, Rezende & Viola 2018) holds the explainer within
     ``faithfulness_tol`` of the bound and spends the rest on reconstruction and pull-away.
-    Of the feasible epochs (faithful, every output keeping half the share of its top
-    inputs it explained at the start, no dead x-feature) the sparsest is kept, so any
+    Of the feasible epochs (faithful, still explaining the inputs the start explained
+    but at most 0.5% of them, no dead x-feature) the sparsest is kept, so any
     ``max_iter >= 1`` is that faithful on the training rows. ``faithfulness="kl"`` holds
     the network's decision (softmax) the same way, but its linear start may miss the
     target: when no epoch meets it, the closest epoch is kept and a ConvergenceWarning
@@ -98,10 +98,11 @@ class SRAEExplainer(
         in R² the explainer may fall below ``faithfulness_bound_``, the rank-K linear
         bound. ``"kl"``: the largest admissible KL in nats, capped at the rank-K linear
         predictor's (``faithfulness_bound_``). With two outputs or more, training under
-        the constraint also holds the inputs' decisions explained: the share of training
-        rows whose top output gets no positive contribution is held at most 0.5% of the
-        rows above the start's, by a multiplier as the faithfulness is. None trains the
-        fixed-weight objective.
+        the constraint also holds the inputs' decisions explained: of the training rows
+        whose top output the start gives a positive contribution, the kept epoch leaves
+        at most 0.5% of all rows without one (a multiplier holds the share of such rows
+        while training, as the faithfulness is held). None trains the fixed-weight
+        objective.
     network_head : torch.nn.Module or None, default=None
         The layers after the explained one: a module mapping rows of ``X`` (in the
         caller's units) to the logits ``y``. When given, the reconstruction term also

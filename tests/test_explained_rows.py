@@ -3,9 +3,9 @@ judged by the significant x-features a user reads.
 
 The start orients its x-features so that each top output gets a positive weight, training
 holds the share of rows that leave their top output unexplained near the start's (a
-second constraint), an epoch in which some output explains less than half the share of
-its top rows it explained at the start is infeasible, and of the faithful epochs the
-sparsest is kept.
+second constraint), an epoch that leaves more than 0.5% of the rows its start explained
+unexplained (counted per output) is infeasible, and of the feasible epochs the sparsest
+is kept.
 """
 
 import warnings
@@ -122,8 +122,27 @@ def test_a_fit_keeps_explaining_every_class_its_start_explained(patch_layer):
         est = SRAEExplainer(5, device="cpu", random_state=0).fit(Z, y)
     S, top = est.contributions(Z), y.argmax(axis=1)
     explained = (S[np.arange(top.shape[0]), top] > 0).any(axis=1)
-    for c in np.unique(top):
-        assert explained[top == c].mean() >= training.KEPT_SHARE, c
+    for c in np.unique(top):  # the start explains >= 98% of each class's rows
+        assert (
+            explained[top == c].mean()
+            >= 0.98 - training.SHORTFALL_TOL * len(top) / (top == c).sum()
+        ), c
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_kept_epoch_explains_the_rows_its_start_explained(seed):
+    # the sparsest epochs had switched rows off: 9-12% of the training decisions lost every
+    # positive contribution (each counts 0 significant x-features) where the start had none
+    Z, y, _ = make_concept_activations(1050, 64, n_concepts=5, random_state=0)
+    est = SRAEExplainer(5, device="cpu", random_state=seed)
+    model, Zt, Yt, cfg = _start(est, Z, y)
+    x, weight = training.encode(model, Zt), model.head.weight.detach()
+    explained, rows = training.explained_shares(x, weight, training.Targets(Yt, cfg), cfg)
+    start = float(explained.sum() / rows.sum())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(Z, y)
+    assert top_explained(est.contributions(Z), y) >= start - training.SHORTFALL_TOL - 1e-9
 
 
 def test_uncovered_rows_are_counted_and_only_they_are_pushed():
@@ -183,7 +202,7 @@ def test_an_epoch_that_stops_explaining_a_class_is_infeasible(patch_layer):
     Z, y = patch_layer
     model, Zt, Yt, cfg = _start(SRAEExplainer(5, device="cpu", random_state=0), Z, y)
     parts = training.evaluate(model, Zt, Yt, cfg).tolist()
-    floor = torch.full((Yt.shape[1],), training.KEPT_SHARE, dtype=torch.float64)
+    floor = torch.ones(Yt.shape[1], dtype=torch.float64)  # the start explains every row
     targets = training.Targets(Yt, cfg)
     _, violation, _ = training._check_epoch(model, Zt, targets, None, cfg, parts, History(), floor)
     assert violation == 0.0  # the start is faithful, explains every row, has no dead unit
@@ -193,7 +212,7 @@ def test_an_epoch_that_stops_explaining_a_class_is_infeasible(patch_layer):
     x, weight = training.encode(model, Zt), model.head.weight.detach()
     shares = training.explained_shares(x, weight, targets, cfg)
     assert shares[0][c] == 0
-    expected = float(shares[1][c] / shares[1].sum()) * training.KEPT_SHARE
+    expected = float(shares[1][c] / shares[1].sum())
     assert training.explained_shortfall(shares, floor) == pytest.approx(expected)
 
 
@@ -373,7 +392,7 @@ def _head_case(W, b, target):
 def test_an_epoch_whose_exact_head_leaves_an_output_unexplained_reports_the_shortfall():
     x, Y = _two_groups()
     W_ls, b_ls, r2_ls = bound.lstsq_head(bound.moments(x, Y))
-    floor = torch.full((2,), training.KEPT_SHARE, dtype=torch.float64)
+    floor = torch.ones(2, dtype=torch.float64)
     assert W_ls[1, 1] < 0 and W_ls[1, 0] < 0  # the exact head leaves rows 200.. unexplained
     W0 = W_ls.clone()
     W0[1, 1] = 0.3  # a trained head that explains them, a little less faithful

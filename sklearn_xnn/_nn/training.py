@@ -22,16 +22,17 @@ first updates cannot throw the start away.
 **One feasibility rule, one selection.** Each epoch ends with the exact least-squares
 head on its x-features (:func:`epoch_head`; for ``"kl"`` only when it lowers the KL). The
 epoch is *feasible* when with that head it meets the faithfulness target (on the training
-rows, and on the validation rows when given), every output keeps at least
-:data:`KEPT_SHARE` of the share of its top rows it explained at the start
-(:func:`explained_shares`; with two or more outputs; the rows short of that may be
-:data:`SHORTFALL_TOL` of all), and no x-feature is dead. Training keeps the feasible
+rows, and on the validation rows when given), the rows whose top output the start
+explained stay explained (:func:`explained_shares`, per output, so that no output's
+losses are offset by another's gains; with two or more outputs), up to
+:data:`SHORTFALL_TOL` of all rows, and no x-feature is dead. Training keeps the feasible
 epoch with the fewest significant x-features. The start is feasible by construction (for
 ``"kl"`` it may miss its target; while no epoch meets it the smallest excess wins), so the
-fitted explainer is faithful, explains every class its start explained and has no dead
-x-feature, whatever happened in between. The checks read the outputs through
-:class:`Targets`, computed once per run: an epoch's head and its error come from float64
-moments of the x-features with ``Y``, not from passes over the ``N x C`` outputs.
+fitted explainer is faithful, explains the rows its start explained (all but
+:data:`SHORTFALL_TOL` of the rows at most) and has no dead x-feature, whatever happened
+in between. The checks read the outputs through :class:`Targets`, computed once per run:
+an epoch's head and its error come from float64 moments of the x-features with ``Y``, not
+from passes over the ``N x C`` outputs.
 """
 
 import logging
@@ -269,11 +270,9 @@ def finite_weights(model):
     return not floats or bool(torch.isfinite(torch.cat(floats)).all())
 
 
-#: The part of its start's explained share each output must keep (:func:`explained_shares`).
-KEPT_SHARE = 0.5
-
-#: The share of all rows by which the outputs' explained shares may fall under their floors
-#: in a feasible epoch (:func:`explained_shortfall`): some class loses a row in most epochs.
+#: The share of all rows by which the outputs' explained shares may fall under the start's
+#: in a feasible epoch (:func:`explained_shortfall`), and by which the share of unexplained
+#: rows may exceed the start's while training (its multiplier's target).
 SHORTFALL_TOL = 0.005
 
 
@@ -522,7 +521,7 @@ class Progress:
                 encode(model, Z), model.head.weight.detach(), self.targets, cfg
             )
             if start is not None:
-                self.coverage = KEPT_SHARE * start[0] / start[1].clamp_min(1.0)
+                self.coverage = start[0] / start[1].clamp_min(1.0)
             if cfg.faithfulness == "kl":  # the start may miss a KL target
                 violation = max(faithfulness_on(model, Z, Y, cfg) - cfg.faith_target, 0.0)
         self.best = (True, violation) if violation > 0 else (False, math.inf)

@@ -105,11 +105,14 @@ def train_chunk(est, eng, X, Y):
         lr=float(est.learning_rate_init),
     )
     # a chunk shorter than one minibatch is a step, not a data set: its own least-squares
-    # head would fit it alone, so the head keeps what its gradient steps learn
+    # head would fit it alone, so the head keeps what its gradient steps learn; a stream
+    # has no epochs to warm up or decay over: the learning rate stays learning_rate_init
     cfg = eng.cfg.replace(
         max_iter=1,
         batch_size=min(est.batch_size, X.shape[0]),
         exact_head=X.shape[0] >= est.batch_size,
+        warmup_steps=0,
+        lr_gamma=1.0,
     )
     resumed = eng.multiplier if eng.constraints is None else eng.constraints
     result = engine.tune(
@@ -375,9 +378,9 @@ def store(est, result, eng, supervised):
         est.coef_, est.intercept_ = w.head
         # An output constant on the training rows carries nothing to explain: its
         # prediction is that constant, with no x-feature contributing.
-        constant = est._constant_outputs
+        constant = ~np.isnan(est._constant_outputs)
         est.coef_[constant] = 0.0
-        est.intercept_[constant] = est.y_mean_[constant]
+        est.intercept_[constant] = est._constant_outputs[constant]
         est.faithfulness_ = result.faithfulness
         est.faithfulness_multiplier_ = result.multiplier
     x = result.x_train.double().cpu().numpy()
@@ -488,8 +491,8 @@ def announce_first_chunk(est, X):
     """Warn about a first ``partial_fit`` chunk that cannot stand for the stream: outputs
     constant on it (they stay constants), or fewer rows than features (the bound fitted
     on it rebuilds that chunk, so later chunks' epochs, held to it, are undone)."""
-    if est._constant_outputs.any():
-        outputs = np.flatnonzero(est._constant_outputs).tolist()
+    if not np.isnan(est._constant_outputs).all():
+        outputs = np.flatnonzero(~np.isnan(est._constant_outputs)).tolist()
         warn_user(
             f"outputs {outputs} are constant on the first partial_fit chunk: the explainer "
             "predicts them as constants and later chunks do not change that. Start with a "

@@ -98,10 +98,9 @@ class SRAEExplainer(
         in R² the explainer may fall below ``faithfulness_bound_``, the rank-K linear
         bound. ``"kl"``: the largest admissible KL in nats, capped at the rank-K linear
         predictor's (``faithfulness_bound_``). With two outputs or more, training under
-        the constraint also holds the inputs' decisions explained: of the training rows
-        whose top output the start gives a positive contribution, the kept epoch leaves
-        at most 0.5% of all rows without one (a multiplier holds the share of such rows
-        while training, as the faithfulness is held). None trains the fixed-weight
+        the constraint also holds the inputs' decisions explained: the rows whose top
+        output the start gives a positive contribution keep one, all but 0.5% of the rows
+        (held by a multiplier as the faithfulness is). None trains the fixed-weight
         objective.
     network_head : torch.nn.Module or None, default=None
         The layers after the explained one: a module mapping rows of ``X`` (in the
@@ -191,8 +190,8 @@ class SRAEExplainer(
         .. deprecated:: 0.2
            ``"auto"`` fits one initialisation, as ``1`` does, and will be removed in 0.4.
     random_state : int, RandomState instance or None, default=None
-        Decides every random draw through a local ``torch.Generator`` (never the global
-        seed). Two CPU fits with the same integer are bitwise equal.
+        Seeds the local ``torch.Generator`` of every random draw (``None``: from numpy's
+        global state, as scikit-learn does). Two CPU fits with one integer are bitwise equal.
     verbose : int, default=0
         When positive, each epoch's loss is logged (INFO) to the ``sklearn_xnn`` logger
         and shown: on stderr when logging is not configured, else by the configured

@@ -179,7 +179,14 @@ def _as_targets(est, y, n):
     y = y if y.dtype in (np.float32, np.float64) else y.astype(np.float64)
     est._y_1d = y.ndim == 1
     Y = y.reshape(n, -1)
-    est._constant_outputs = np.ptp(Y, axis=0) == 0
+    # each output's value where it is constant on these rows (NaN where it varies)
+    est._constant_outputs = np.where(np.ptp(Y, axis=0) == 0, Y[0], np.nan)
+    if Y.shape[0] > 1 and not np.isnan(est._constant_outputs).any():
+        warn_user(
+            "y is the same on every row (every output is constant): there is nothing to "
+            "explain, and any explainer rebuilds it exactly (score 1.0). Pass the logits "
+            "of different inputs."
+        )
     head = Y[:1000]  # enough rows to tell labels from logits
     if Y.shape[1] > 1 and ((head == 0) | (head == 1)).all() and (head.sum(axis=1) == 1).all():
         warn_user(f"y holds one-hot rows (a single 1 in each): {_LABELS}; y is fitted as given.")

@@ -167,7 +167,8 @@ def fit_sharded(estimator, X, y=None, *, sharded=False, group=None):
         run = estimator._start_fit(X, y, False, collective=comm)
         if y is not None:
             top = np.max([s["y_max"] for s in shards], axis=0)
-            estimator._constant_outputs = top == np.min([s["y_min"] for s in shards], axis=0)
+            low = np.min([s["y_min"] for s in shards], axis=0)
+            estimator._constant_outputs = np.where(top == low, top, np.nan)
         result = fitting.train(estimator, run)
     fitting.finish(estimator, run, result)
     if names is not None:

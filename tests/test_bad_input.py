@@ -263,8 +263,13 @@ def test_constant_columns_and_constant_data(data):
         est = fit_quiet(tiny(), X, y)
         assert np.isfinite(est.transform(X)).all()
         assert np.isfinite(est.predict(X)).all()
-    est = fit_quiet(tiny(), Z, np.full(40, 3.0))  # constant logits
+    with pytest.warns(UserWarning, match="y is the same on every row"):  # constant logits
+        est = tiny().fit(Z, np.full(40, 3.0))
     np.testing.assert_allclose(est.predict(Z), 3.0, atol=1e-6)
+    Y = np.c_[y, np.full(40, 2.0)]  # one constant output among others: predicted exactly
+    for rescale in (True, False):
+        pred = fit_quiet(tiny(rescale=rescale), Z, Y).predict(Z)
+        np.testing.assert_array_equal(pred[:, -1], 2.0)
 
 
 @pytest.mark.parametrize("magnitude", [1e-30, 1e30, 1e200])

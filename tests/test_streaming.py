@@ -111,6 +111,20 @@ def test_partial_fit_runs_its_one_epoch_without_a_max_iter_warning(planted_small
     assert est.n_iter_ == 2
 
 
+def test_later_partial_fit_calls_run_at_the_constant_learning_rate(planted_small):
+    # the fit's warm-up and its x0.1 every 40 epochs went on across calls: after 40 calls
+    # a stream learned at a tenth of learning_rate_init, after 80 at a hundredth
+    Z, y, _ = planted_small
+    est = SRAEExplainer(**{**FAST, "random_state": 0, "batch_size": 32})
+    est.partial_fit(Z[:200], y[:200])
+    rates = []
+    for i in range(42):
+        rows = slice(200 + (i % 3) * 32, 232 + (i % 3) * 32)  # chunks shorter than the first
+        est.partial_fit(Z[rows], y[rows])
+        rates.append(est._engine.optimizer.param_groups[0]["lr"])
+    assert rates == [est.learning_rate_init] * 42
+
+
 def test_partial_fit_takes_the_current_regularisers_and_learning_rate(planted_small):
     Z, y, _ = planted_small
     est = SRAEExplainer(**{**FAST, "random_state": 0}).partial_fit(Z[:150], y[:150])

@@ -309,15 +309,19 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
         if n_val:
             train, val = memo(shared, split, engine.split_rows, Zt, Yt, n_val, device)
         k, fraction = rank_request(est.n_components)
+        # outputs left in the caller's units: the uniform average's bound weighs them itself
+        standardize = not est.rescale and est.multioutput == "uniform_average"
+        standardize = standardize and est.faithfulness == "mse"
         z_moments, the_bound, curve, est._n_components = memo(
             shared,
-            ("bound", key, n_val, est.n_components),
+            ("bound", key, n_val, est.n_components, standardize),
             engine.linear_reference,
             *train,
             k,
             fraction,
             collective,
             est.multioutput,
+            standardize,
         )
         problem = activation_problem(z_moments)
         if problem:

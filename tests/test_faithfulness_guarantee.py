@@ -15,10 +15,10 @@ from sklearn_xnn.datasets import make_concept_activations
 from sklearn_xnn.metrics import n_significant
 
 
-def _fit(Z, y, **kw):
+def _fit(Z, y, k=5, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return SRAEExplainer(5, device="cpu", **kw).fit(Z, y)
+        return SRAEExplainer(k, device="cpu", **kw).fit(Z, y)
 
 
 def _rank_k_heldout(Ztr, ytr, Zte, yte, k=5):
@@ -101,15 +101,16 @@ def _rank_k_train_r2(Z, y, multioutput, k=5):
     return r2_score(y, pred, multioutput=multioutput)
 
 
+@pytest.mark.parametrize("rescale", [True, False])  # False: outputs in the caller's units
 @pytest.mark.parametrize("multioutput", ["uniform_average", "variance_weighted"])
-def test_multioutput_decides_the_bound_the_constraint_and_the_score(multioutput):
+def test_multioutput_decides_the_bound_the_constraint_and_the_score(multioutput, rescale):
     Z, y, _ = make_concept_activations(1600, 48, random_state=1)
     y = y * np.linspace(0.1, 10.0, y.shape[1])  # outputs of very different spreads
     Ztr, ytr, Zte, yte = Z[:1200], y[:1200], Z[1200:], y[1200:]
-    est = _fit(Ztr, ytr, multioutput=multioutput, random_state=0)
+    est = _fit(Ztr, ytr, 3, multioutput=multioutput, rescale=rescale, random_state=0)
     # the bound is the rank-K linear predictor's R² in that average (up to its ridge)
     assert est.faithfulness_bound_ == pytest.approx(
-        _rank_k_train_r2(Ztr, ytr, multioutput), abs=2e-3
+        _rank_k_train_r2(Ztr, ytr, multioutput, k=3), abs=2e-3
     )
     train = r2_score(ytr, est.predict(Ztr), multioutput=multioutput)
     assert train >= est.faithfulness_bound_ - est.faithfulness_tol - 1e-6

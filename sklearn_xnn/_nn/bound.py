@@ -193,6 +193,7 @@ class Bound:
     y_variance: torch.Tensor  # (C,) scatter of each output
     r2: float  # uniform-average R² of the rank-K predictor on the training rows
     curve: np.ndarray | None = None  # (rank,) that R² for every rank 1, 2, ...
+    output_scale: torch.Tensor | float = 1.0  # coef and basis are of Y / output_scale
 
     @property
     def directions(self):
@@ -202,7 +203,7 @@ class Bound:
     def predict(self, Z):
         """The rank-K prediction of ``Y`` for rows ``Z`` (a tensor in training units)."""
         proj = (Z.double() - self.z_mean) @ self.directions
-        return self.y_mean + proj @ self.basis.T
+        return self.y_mean + (proj @ self.basis.T) * self.output_scale
 
 
 def canonical_signs(V):
@@ -279,7 +280,7 @@ def _gcv_ridge(m):
     return ridges[near][-1], evals, evecs, rot
 
 
-def reduced_rank(m, n_components, fraction=None, multioutput="uniform_average"):
+def reduced_rank(m, n_components, fraction=None, multioutput="uniform_average", standardize=False):
     """The :class:`Bound` of rank ``n_components`` from the moments ``m`` (with ``Y``).
 
     With ``fraction`` the rank is chosen instead: the smallest one whose training R²
@@ -287,9 +288,14 @@ def reduced_rank(m, n_components, fraction=None, multioutput="uniform_average"):
     :func:`rank_curve`). The bound's ``curve`` holds that R² for every rank. R² is
     averaged over the outputs as ``multioutput`` says (:func:`r2_score`); the predictor
     minimises the sum of the outputs' squared errors in the units of the moments, so
-    they must be standardised per output for ``"uniform_average"`` and share one scale
-    for ``"variance_weighted"``.
+    they must be standardised per output for ``"uniform_average"`` (``standardize``
+    divides each by its spread here, for outputs left in the caller's units) and share
+    one scale for ``"variance_weighted"``.
     """
+    y_var, scale = m.yy, 1.0
+    if standardize:  # the bound of Y / scale, predicting in Y's units
+        scale = torch.where(m.yy > 0, (m.yy / max(m.n, 1)).sqrt(), 1.0)
+        m = dataclasses.replace(m, y_mean=m.y_mean / scale, zy=m.zy / scale, yy=m.yy / scale**2)
     lam, evals, evecs, rot = _gcv_ridge(m)
     scaled = rot / (evals + lam)[:, None]  # the ridge coefficients in the eigenbasis
     coef = evecs @ scaled  # (D, C)
@@ -297,8 +303,9 @@ def reduced_rank(m, n_components, fraction=None, multioutput="uniform_average"):
     fvals, fvecs = torch.linalg.eigh((fitted + fitted.T) / 2)
     fvals, fvecs = fvals.flip(0).clamp_min(0.0), fvecs.flip(-1)
     rank = int((fvals > 1e-12 * max(float(fvals[0]), 1e-300)).sum()) or 1
-    y_var = m.yy
-    full = Bound(m.z_mean, m.y_mean, coef, canonical_signs(fvecs[:, :rank]), lam, fvals, y_var, 0.0)
+    y_mean = m.y_mean * scale
+    basis = canonical_signs(fvecs[:, :rank])
+    full = Bound(m.z_mean, y_mean, coef, basis, lam, fvals, y_var, 0.0, output_scale=scale)
     curve = rank_curve(m, full, multioutput)
     k = smallest_rank(curve, fraction) if fraction is not None else n_components
     basis = full.basis[:, : min(k, rank)]

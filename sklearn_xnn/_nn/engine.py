@@ -15,15 +15,17 @@ from sklearn_xnn._nn.config import Attempt, History
 
 
 def linear_reference(
-    Z, Y, n_components, fraction=None, collective=LOCAL, multioutput="uniform_average"
-):
+    Z, Y, n_components, fraction=None, collective=LOCAL, multioutput="uniform_average",
+    standardize=False,
+):  # fmt: skip
     """``(moments, bound, curve, k)``: the moments of ``Z`` (and ``Y``), computed once for
     the bound and every start; the rank-``k`` linear bound of ``Y`` (None without ``Y``);
     the faithfulness curve (the bound's R² for every rank, or without ``Y`` the variance
     fraction of ``Z``'s top principal directions); and the rank ``k``: ``n_components``,
     or with ``fraction`` the smallest rank whose curve value reaches that fraction of the
     last. Moments, bound and curve are None when ``Z`` is not finite. With a
-    ``collective`` they are those of every rank's rows.
+    ``collective`` they are those of every rank's rows. ``standardize``: ``Y`` is in the
+    caller's units, and the bound weighs its outputs itself (:func:`bound.reduced_rank`).
     """
     m = bound.moments(Z, Y, collective=collective)
     if m is None:
@@ -32,7 +34,7 @@ def linear_reference(
         curve = bound.variance_curve(m)
         k = n_components if fraction is None else bound.smallest_rank(curve, fraction)
         return m, None, curve, k
-    the_bound = bound.reduced_rank(m, n_components, fraction, multioutput)
+    the_bound = bound.reduced_rank(m, n_components, fraction, multioutput, standardize)
     k = n_components if fraction is None else the_bound.basis.shape[1]
     return m, the_bound, the_bound.curve, k
 

@@ -3,12 +3,14 @@ options generated from the estimator, plain-text help with defaults, progress on
 
 import argparse
 import html
+import io
 import re
 import subprocess
 import sys
 import tracemalloc
 import zipfile
 from numbers import Integral, Real
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ from sklearn_xnn.cli import (
     DEMO_DEFAULTS,
     QUICK_DEFAULTS,
     UsageError,
+    _demo,
     _fit,
     _shared,
     build_parser,
@@ -47,6 +50,9 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert len(captions) == 2 and all(c.startswith("the network predicts ") for c in captions)
     assert (out / "top_activating.png").stat().st_size > 1000
     assert len(list(out.glob("decomposition_*.png"))) == 2
+    # stderr is not a terminal here: no progress bar leaves its redraws in the log
+    assert "activations:" not in captured.err and "%|" not in captured.err
+    assert all(_shared.OUTPUT_NAMES.fullmatch(p.name) for p in out.iterdir())
 
 
 @pytest.fixture
@@ -224,6 +230,11 @@ def test_the_split_copies_rows_in_the_dtype_the_estimator_computes_in(tmp_path, 
             "2 or more",
         ),
         (["fit", "--activations", "Z.npy", "--logits", "Y.npy", "--out", "Y.npy"], "is a file"),
+        (["fit", "--activations", ".", "--logits", "Y.npy"], "file '.' is a folder; name a .npy"),
+        (
+            ["fit", "--activations", "Z.npy", "--logits", "Y.npy", "--hidden-layer-sizes", "4,2"],
+            "--hidden-layer-sizes 4,2 has a layer of 2 units, fewer than --n-components 5",
+        ),
         (["explain"], "invalid choice"),
         # complex or non-numeric arrays are refused, not cut to their real part
         (["fit", "--activations", "Zc.npy", "--logits", "Y.npy"], "dtype complex128 (complex)"),
@@ -344,6 +355,52 @@ def test_object_arrays_are_refused_without_advice_to_unpickle(tmp_path, capsys, 
     assert "pickle" not in err
 
 
+# ------------------------------------------------------------------------- the --out folder
+@pytest.mark.parametrize("command", ["fit", "demo"])
+def test_an_out_under_a_file_is_refused_before_any_work(arrays, capsys, command):
+    out = arrays / "Y.npy" / "sub"
+    argv = [command, "--out", str(out), "--device", "cpu"]
+    if command == "fit":
+        argv += ["--activations", str(arrays / "Z.npy"), "--logits", str(arrays / "Y.npy")]
+    assert main([*argv, "--quick"] if command == "demo" else argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"sklearn-xnn: error: --out {out}: {arrays / 'Y.npy'} is a file, not a folder"
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_out_where_no_file_can_be_created_is_refused_before_the_fit(arrays, capsys):
+    # /proc takes no new entries, even from root, whom permission bits would not stop
+    argv = ["fit", "--activations", str(arrays / "Z.npy"), "--logits", str(arrays / "Y.npy")]
+    assert main([*argv, "--out", "/proc/sklearn-xnn-out"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sklearn-xnn: error: --out /proc/sklearn-xnn-out: cannot create files in")
+    assert len(err.splitlines()) == 1
+
+
+def test_a_run_replaces_the_tools_earlier_files_and_leaves_others_alone(arrays, capsys):
+    out = arrays / "out"
+    out.mkdir()
+    earlier = ["decomposition_9.png", "top_activating.png", "report.html"]  # e.g. a demo's
+    others = ["notes.txt", "decomposition_x.png", "report.html.orig", "decomposition_9.png.bak"]
+    for name in earlier + others:
+        (out / name).write_text("earlier")
+    (out / "figures").mkdir()
+    argv = ["fit", "--activations", str(arrays / "Z.npy"), "--logits", str(arrays / "Y.npy")]
+    assert main([*argv, "--out", str(out), "--n-components", "3", *FAST, "--verbose", "0"]) == 0
+    capsys.readouterr()
+    names = {p.name for p in out.iterdir()}
+    # fit draws no input images and 6 decompositions: the demo's leftovers are gone
+    assert "decomposition_9.png" not in names and "top_activating.png" not in names
+    assert {*others, "figures"} <= names
+    assert all((out / name).read_text() == "earlier" for name in others)
+    assert (out / "report.html").read_text() != "earlier"
+    written = names - {*others, "figures"}
+    assert {"report.html", "comparison.csv", "explainer.safetensors"} <= written
+    # every file the run wrote has a name that the next run's clean-up knows
+    assert all(_shared.OUTPUT_NAMES.fullmatch(name) for name in written), written
+    assert not list(arrays.glob(".sklearn-xnn-*")), "the --out probe was left behind"
+
+
 # ------------------------------------------------------------------------ fit warnings
 def test_class_labels_as_logits_show_the_librarys_warning_once(arrays, capsys):
     labels = np.load(arrays / "Y.npy").argmax(1)  # the classic mistake
@@ -410,6 +467,68 @@ def test_quick_changes_defaults_but_not_given_values():
         quick.parse_args(["demo", "--hidden-layer-sizes", "wide"])
     help_text = " ".join(_subparser("demo", quick=True).format_help().split())
     assert "(default: 32,8)" in help_text and "(default: 256,32)" not in help_text
+
+
+@pytest.mark.parametrize(
+    "argv, widths",
+    [
+        (["--quick"], (32, 8)),
+        (["--quick", "--n-components", "8"], (32, 8)),
+        (["--quick", "--n-components", "20"], "auto"),  # the quick widths cannot carry K
+        (["--quick", "--n-components", "auto"], "auto"),  # K is chosen by the fit
+        (["--quick", "--n-components", "0.9"], "auto"),
+        ([], (256, 32)),
+        (["--n-components", "40"], "auto"),
+        # given widths are kept, as given (and refused when too narrow)
+        (["--quick", "--n-components", "20", "--hidden-layer-sizes", "32,8"], (32, 8)),
+        (["--hidden-layer-sizes", "8,4"], (8, 4)),
+    ],
+)
+def test_the_demos_default_widths_follow_k_and_given_widths_are_kept(argv, widths):
+    args = build_parser(quick="--quick" in argv).parse_args(["demo", *argv])
+    assert _demo._default_widths(args) == widths
+
+
+def test_demo_quick_with_a_large_k_fits_and_narrow_widths_are_refused(
+    tmp_path, monkeypatch, capsys
+):
+    fitted = []
+
+    def stop(params, *arrays):
+        fitted.append(params)
+        raise UsageError("stopped before the fit")
+
+    monkeypatch.setattr(_shared, "fit_and_compare", stop)
+    out = str(tmp_path / "demo")
+    # "--quic": argparse takes the abbreviation, and the quick defaults come with it
+    assert main(["demo", "--quic", "--n-components", "20", "--out", out, "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip().endswith("error: stopped before the fit")
+    assert fitted[0]["hidden_layer_sizes"] == "auto" and fitted[0]["max_iter"] == 5
+    for given, message in [
+        (
+            ["--hidden-layer-sizes", "4,2"],
+            "4,2 has a layer of 2 units, fewer than --n-components 5",
+        ),
+        (["--n-components", "20", "--hidden-layer-sizes", "32,8"], "fewer than --n-components 20"),
+    ]:
+        assert main(["demo", "--quick", *given, "--out", out]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("sklearn-xnn: error: --hidden-layer-sizes ") and message in err
+        assert len(err.splitlines()) == 1  # refused before the CNN is trained
+    assert len(fitted) == 1 and not (tmp_path / "demo").exists()
+
+
+def test_widths_narrower_than_the_k_the_fit_chose_name_the_options(arrays, capsys):
+    argv = ["fit", "--activations", str(arrays / "Z.npy"), "--logits", str(arrays / "Y.npy")]
+    argv += ["--n-components", "auto", "--hidden-layer-sizes", "1,1", "--out", str(arrays / "o")]
+    assert main([*argv, *FAST[2:], "--verbose", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("[1/5") and "fitting SRAE (K=auto" in err[0]  # the step line
+    assert len(err) == 2 and re.fullmatch(
+        r"sklearn-xnn: error: --hidden-layer-sizes 1,1 has a layer of 1 unit, fewer than the "
+        r"K=\d+ x-features that --n-components auto chose: .* --hidden-layer-sizes auto",
+        err[1],
+    ), err
 
 
 def test_values_on_the_command_line_reach_the_fitted_estimator(arrays, capsys):
@@ -520,15 +639,19 @@ def test_options_follow_the_estimators_constraints_and_docstring():
     for argv, message in [
         (["--width", "0"], r"an int in the range \[1, inf\)"),
         (["--width", "2.5"], "expected an integer"),
-        (["--faithfulness-tol", "1"], r"a float in the range \(0.0, 1.0\) or None"),
+        (["--faithfulness-tol", "1"], r"a float in the range \(0.0, 1.0\) or none, got '1'"),
         (["--mode", "c"], "invalid choice"),
         (["--sizes", "8,x"], "comma-separated integers"),
         (["--sizes", "8,0"], "positive integers"),
-        (["--budget", "lots"], "a str among {'auto'} or a float in the range"),
-        (["--random-state", "-1"], r"an int in the range \[0, 4294967295\]"),
+        (["--budget", "lots"], r"expected a float in the range \[0.0, inf\) or auto, got"),
+        (["--random-state", "-1"], r"expected an integer in the range \[0, 4294967295\] \(a"),
     ]:
         with pytest.raises(argparse.ArgumentError, match=message):
             parser.parse_args(argv)
+    # the metavar lists what the option takes; none where None is allowed
+    metavars = {name: kwargs.get("metavar") for name, (_, kwargs) in options.items()}
+    assert metavars["faithfulness_tol"] == "X|none" and metavars["budget"] == "auto|X"
+    assert metavars["random_state"] == "INT|none" and metavars["width"] == "INT"
 
 
 @pytest.mark.parametrize(
@@ -540,6 +663,19 @@ def test_options_follow_the_estimators_constraints_and_docstring():
         (["--max-iter", "0"], r"--max-iter: expected an int in the range \[1, inf\)"),
         (["--rescale", "yes"], "unrecognized arguments: yes"),
         (["--test-size", "1.5"], r"--test-size: expected a float in the range \(0"),
+        # the values as typed on the command line, not the Python types sklearn names
+        (
+            ["--random-state", "-1"],
+            r"--random-state: expected an integer in the range \[0, 4294967295\] \(a seed\) "
+            r"or none, got '-1'$",
+        ),
+        (["--verbose", "-1"], r"--verbose: expected an integer in the range \[0, inf\), got"),
+        (
+            ["--n-components", "lots"],
+            r"--n-components: expected an int in the range \[1, inf\), a float in the range "
+            r"\(0.0, 1.0\) or auto, got 'lots'$",
+        ),
+        (["--faithfulness-tol", "-1"], r"--faithfulness-tol: expected .* or none, got '-1'$"),
     ],
 )
 def test_bad_option_values_exit_2_with_one_line(arrays, capsys, option, message):
@@ -548,6 +684,8 @@ def test_bad_option_values_exit_2_with_one_line(arrays, capsys, option, message)
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert re.search(message, err), err
+    for python in ("numpy", "instance of", "str among", "None"):
+        assert python not in err
 
 
 # --------------------------------------------------------------------------- help text
@@ -575,7 +713,19 @@ def test_help_is_plain_text_and_shows_every_default(command):
         assert max(action.option_strings, key=len) in flat
         assert "default" in formatter._get_help_string(action), action.dest
     assert flat.count("(default: ") >= len(SRAEExplainer().get_params())
+    for text in (
+        "--n-components auto|INT|X",
+        "a fraction in (0, 1) that chooses K",
+        "--faithfulness-tol X|none",
+        "none turns the constraint off",
+        "--random-state INT|none",
+        # what is not on the command line, and why
+        "collapse_retries (deprecated), network_head (takes a Python object)",
+    ):
+        assert text in flat, text
+    assert "every parameter" not in flat
     if command == ["fit"]:
+        assert "--activations Z.npy|Z.npz[:KEY]" in flat and "Z.npz:KEY picks one" in flat
         assert f"(default: {SRAEExplainer().max_iter})" in flat
         max_iter = SRAEExplainer().max_iter
         assert f"--max-iter INT Maximum number of fine-tuning epochs. (default: {max_iter})" in flat
@@ -595,3 +745,21 @@ def test_fit_shows_steps_and_epoch_progress_on_stderr(arrays, capsys):
     assert main([*argv, *FAST, "--verbose", "0"]) == 0
     quiet = capsys.readouterr().err
     assert "fitting SRAE" in quiet and "epoch 1: loss" not in quiet
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_demo_shows_a_progress_bar_only_on_a_terminal(monkeypatch, terminal):
+    class Stderr(io.StringIO):
+        def isatty(self):
+            return terminal
+
+    shown = []
+
+    def extract(model, layer, images, device, progress):
+        shown.append(progress)
+        return np.zeros((len(images), 3)), np.zeros((len(images), 2))
+
+    monkeypatch.setattr("sklearn_xnn.torch.extract_activations", extract)
+    monkeypatch.setattr(sys, "stderr", Stderr())
+    _demo._layer_activations(None, (np.zeros((4, 1, 8, 8)), np.zeros((2, 1, 8, 8))), "cpu")
+    assert shown == [terminal, terminal]

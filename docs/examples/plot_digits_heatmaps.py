@@ -129,17 +129,18 @@ table = compare_explainers(
     {"SRAE": xnn, "PCA": PCA(K)}, data.Z_train, data.y_train, data.Z_test, data.y_test
 )
 print(table)  # the main columns, the best marked; format_comparison(table, "all") for all
-out = Path(tempfile.mkdtemp(prefix="xnn-report-"))
-path = write_report(
-    out,
-    table,
-    explainer=xnn,
-    Z=data.Z_test,
-    y=data.y_test,
-    images=data.images_test,
-    network=network,
-    output_names=digits,
-    n_examples=3,
-)
-print(f"wrote {path.name} and {len(list(out.glob('*.png')))} figures")
+with tempfile.TemporaryDirectory(prefix="xnn-report-") as tmp:  # your own folder instead
+    out = Path(tmp)
+    path = write_report(
+        out,
+        table,
+        explainer=xnn,
+        Z=data.Z_test,
+        y=data.y_test,
+        images=data.images_test,
+        network=network,
+        output_names=digits,
+        n_examples=3,
+    )
+    print(f"wrote {path.name} and {len(list(out.glob('*.png')))} figures")
 plt.show()

@@ -29,7 +29,8 @@ from sklearn_xnn import SRAEExplainer
 from sklearn_xnn.datasets import make_concept_activations
 
 n_rows, n_features, chunk = 60_000, 64, 10_000
-folder = Path(tempfile.mkdtemp(prefix="xnn-stream-"))
+tmp = tempfile.TemporaryDirectory(prefix="xnn-stream-")  # removed at the end
+folder = Path(tmp.name)
 Z_file = np.lib.format.open_memmap(
     folder / "Z.npy", mode="w+", dtype=np.float32, shape=(n_rows, n_features)
 )
@@ -91,3 +92,8 @@ ax.plot(range(1, len(scores) + 1), scores, "o-")
 ax.set(xlabel="partial_fit calls (chunks of 10,000 rows)", ylabel="held-out faithfulness R²")
 fig.tight_layout()
 plt.show()
+
+# %%
+# The files are no longer needed: close the memmaps, then remove the folder.
+del Z, y
+tmp.cleanup()

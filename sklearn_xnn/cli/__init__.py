@@ -1,12 +1,20 @@
 """The ``sklearn-xnn`` command: ``demo`` on a digits CNN, ``fit`` on your own arrays.
 
-Every :class:`~sklearn_xnn.SRAEExplainer` parameter is an option of both commands. The
-options are generated from the estimator itself (names and defaults from ``get_params()``,
-types and choices from ``_parameter_constraints``, help from the class docstring), so a
-new parameter appears on the command line by itself and the defaults of ``fit`` are the
-estimator's. Progress (each step, and each training epoch's loss through the
-``sklearn_xnn`` logger) goes to stderr, as do the warnings of the SRAE fit (each
-distinct message once, ``warning: ...``); the comparison table goes to stdout.
+Every :class:`~sklearn_xnn.SRAEExplainer` parameter that has a command-line form (all
+but those taking a Python object, ``network_head``, and deprecated ones) is an option of
+both commands. The options are generated from the estimator itself (names and defaults
+from ``get_params()``, types and choices from ``_parameter_constraints``, help from the
+class docstring), so a new parameter appears on the command line by itself and the
+defaults of ``fit`` are the estimator's. Progress (each step, and each training epoch's
+loss through the ``sklearn_xnn`` logger) goes to stderr, as do the warnings of the SRAE
+fit (each distinct message once, ``warning: ...``); the comparison table goes to stdout.
+Progress bars are shown only when stderr is a terminal.
+
+Both commands write into ``--out``: the files of an earlier run of the tool there (its
+own output names only) are replaced, and those this run does not write (e.g. a
+``fit``'s ``explainer.safetensors`` before a ``demo``) are removed; other files are left
+alone. ``--out`` is checked before any work: it must be a folder, or name one that can
+be created.
 
 ``fit`` memory-maps a ``.npy`` file (read-only) and checks it by chunks; float32 and
 float64 activations are passed on in their own dtype (only the rows of each side of
@@ -16,8 +24,9 @@ member cannot be mapped), in its own dtype too.
 
 Errors in the user's input (missing files, files that are not ``.npy``/``.npz``, bad
 shapes or dtypes, constant activations, a ``--test-size`` that leaves fewer than 2 rows
-on a side, unknown options, bad values, bad ``.npz`` keys, arrays an estimator refuses)
-print one line and exit with status 2, without a traceback.
+on a side, unknown options, bad values, hidden layers narrower than K, an ``--out`` that
+cannot be written, bad ``.npz`` keys, arrays an estimator refuses) print one line and
+exit with status 2, without a traceback.
 """
 
 import sys
@@ -54,7 +63,9 @@ def main(argv=None):
     """Run the command line; returns the exit status."""
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
-        args = build_parser(quick="--quick" in argv).parse_args(argv)
+        args = build_parser().parse_args(argv)
+        if args.command == "demo" and args.quick:  # parsed again with --quick's defaults
+            args = build_parser(quick=True).parse_args(argv)
         if args.threads:
             import torch
 

@@ -1,8 +1,12 @@
 """``sklearn-xnn demo``: train a CNN on digits, explain its fc1 layer, write a report."""
 
+import sys
+from numbers import Integral
+
 import numpy as np
 
 from sklearn_xnn.cli import _shared as shared
+from sklearn_xnn.cli._parser import DEMO_DEFAULTS, QUICK_DEFAULTS, UsageError
 
 #: The demo's CNN and report sizes.
 _DEMO = {
@@ -52,14 +56,30 @@ def _digits_cnn(args, cfg, step):
 
 
 def _layer_activations(model, images, device):
-    """``Z_train, y_train, Z_test, y_test`` of layer relu_fc1 (float64)."""
+    """``Z_train, y_train, Z_test, y_test`` of layer relu_fc1 (float64); a progress bar
+    only on a terminal (redirected, it would leave its redraws in the log)."""
     from sklearn_xnn.torch import extract_activations
 
+    bar = sys.stderr.isatty()
     return tuple(
         a.astype(np.float64)
         for ims in images
-        for a in extract_activations(model, "relu_fc1", ims, device=device, progress=True)
+        for a in extract_activations(model, "relu_fc1", ims, device=device, progress=bar)
     )
+
+
+def _default_widths(args):
+    """``--hidden-layer-sizes`` when it is not given: the demo's default (``--quick``'s)
+    when every layer is at least ``--n-components`` wide, else ``"auto"``, the widths the
+    estimator gives the K it fits (a K above the narrowest layer, or one that ``auto`` or
+    a fraction chooses). A given value is kept as it is."""
+    widths, K = args.hidden_layer_sizes, args.n_components
+    defaults = (DEMO_DEFAULTS["hidden_layer_sizes"], QUICK_DEFAULTS["hidden_layer_sizes"])
+    # argparse keeps a default that is not a string as the very object (as it tells given
+    # values from defaults itself); a value typed on the command line is a new tuple
+    if not any(widths is d for d in defaults):
+        return widths
+    return widths if isinstance(K, Integral) and K <= min(widths) else "auto"
 
 
 def _add_network_columns(table, fitted, model, im_te, Z_te, y_te):
@@ -76,6 +96,7 @@ def _add_network_columns(table, fitted, model, im_te, Z_te, y_te):
 def run_demo(args):
     """Train a CNN on digits, explain its fc1 layer, compare, write ``report.html``."""
     device = shared.check_device(args.device)
+    args.hidden_layer_sizes = _default_widths(args)
     params = shared.checked_params(args, n_features=64)
     cfg = _DEMO["quick" if args.quick else "full"]
     step = shared.Steps(7)
@@ -84,13 +105,18 @@ def run_demo(args):
     Z_tr, y_tr, Z_te, y_te = _layer_activations(model, images, args.device)
     accuracy = float((y_te.argmax(1) == lab_te).mean())
     step(f"CNN held-out accuracy {accuracy:.3f}")
-    table, fitted = shared.fit_and_compare(params, step, Z_tr, y_tr, Z_te, y_te)
+    try:
+        table, fitted = shared.fit_and_compare(params, step, Z_tr, y_tr, Z_te, y_te)
+    except ValueError as exc:  # the demo's data is fixed: an option the fit refuses
+        message = " ".join(str(exc).split())
+        raise UsageError(f"fitting failed with these options: {message}") from None
     fitted = _embedders(fitted)
     table = _add_network_columns(table, fitted, model, images[1], Z_te, y_te)
     shared.print_table(table)
     step(f"writing report (heatmaps: {args.heatmap})...")
     held_out = images[1], Z_te, y_te
-    path = _demo_report(args, cfg, table, fitted["SRAE"], model, held_out, accuracy)
+    with shared.writing_into(args.out):
+        path = _demo_report(args, cfg, table, fitted["SRAE"], model, held_out, accuracy)
     step(f"wrote {path}")
     return 0
 

@@ -35,6 +35,8 @@ def _load_array(spec, what):
     path, key = spec, None
     if not Path(spec).exists() and ":" in spec:
         path, key = spec.rsplit(":", 1)
+    if Path(path).is_dir():
+        raise UsageError(f"{what} file {path!r} is a folder; name a .npy or .npz file")
     if not Path(path).is_file():
         raise UsageError(f"{what} file {path!r} does not exist")
     with open(path, "rb") as f:
@@ -168,12 +170,12 @@ def run_fit(args):
         raise UsageError(f"fitting failed on these arrays: {' '.join(str(exc).split())}") from None
     shared.print_table(table)
     step("saving the fitted SRAE explainer and comparison.csv...")
-    args.out.mkdir(parents=True, exist_ok=True)
-    model_path = args.out / "explainer.safetensors"
-    fitted["SRAE"].save(model_path)
-    table.to_csv(args.out / "comparison.csv")
-    step(f"writing report (explainer in {model_path}, load it with sklearn_xnn.load)...")
-    path = _fit_report(args, table, fitted["SRAE"], n_features, (Z_te, y_te), len(Z_tr))
+    with shared.writing_into(args.out):
+        model_path = args.out / "explainer.safetensors"
+        fitted["SRAE"].save(model_path)
+        table.to_csv(args.out / "comparison.csv")
+        step(f"writing report (explainer in {model_path}, load it with sklearn_xnn.load)...")
+        path = _fit_report(args, table, fitted["SRAE"], n_features, (Z_te, y_te), len(Z_tr))
     step(f"wrote {path}")
     return 0
 

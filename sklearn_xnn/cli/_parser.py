@@ -31,6 +31,13 @@ QUICK_DEFAULTS = {
 }
 
 
+#: The help of ``--out`` (both commands).
+OUT_HELP = (
+    "output folder, created if needed; files an earlier run of this tool wrote there are "
+    "replaced (those this run does not write are removed), other files are left alone"
+)
+
+
 class UsageError(Exception):
     """A problem with the command line or the user's files (exit status 2)."""
 
@@ -84,11 +91,14 @@ def _add_demo_parser(sub, defaults):
         "demo",
         help="train a CNN on digits, explain it, write a report",
         description="Train a small CNN on scikit-learn's 8x8 digits, explain its fc1 layer, "
-        "compare explainers and write report.html (well under a minute on one CPU core).",
+        "compare explainers and write report.html (well under a minute on one CPU core). "
+        "Unless --hidden-layer-sizes is given, the demo's widths become auto when they "
+        "cannot carry --n-components (a K above the narrowest layer, or a K that auto or "
+        "a fraction chooses).",
         formatter_class=_HelpFormatter,
     )
     add = demo.add_argument
-    add("--out", type=Path, default=Path("sklearn-xnn-demo"), help="output folder")
+    add("--out", type=Path, default=Path("sklearn-xnn-demo"), help=OUT_HELP)
     quick = ", ".join(f"--{k.replace('_', '-')} {_text(v)}" for k, v in QUICK_DEFAULTS.items())
     add("--quick", action="store_true", help=f"a reduced run (seconds): {quick} unless given")
     add(
@@ -114,12 +124,12 @@ def _add_fit_parser(sub):
     add = fit.add_argument
     acts = (
         "activations, an (n_samples, n_features) array in a .npy file (memory-mapped, "
-        "float32 kept as float32) or a .npz file"
+        "float32 kept as float32) or a .npz file (Z.npz:KEY picks one of its arrays)"
     )
-    add("--activations", required=True, metavar="Z.npy[:KEY]", help=acts)
-    logits = "the outputs to explain, (n_samples,) or (n_samples, n_outputs)"
-    add("--logits", required=True, metavar="Y.npy[:KEY]", help=logits)
-    add("--out", type=Path, default=Path("sklearn-xnn-fit"), help="output folder")
+    add("--activations", required=True, metavar="Z.npy|Z.npz[:KEY]", help=acts)
+    logits = "the outputs to explain, (n_samples,) or (n_samples, n_outputs), as for --activations"
+    add("--logits", required=True, metavar="Y.npy|Y.npz[:KEY]", help=logits)
+    add("--out", type=Path, default=Path("sklearn-xnn-fit"), help=OUT_HELP)
     add("--test-size", type=_FRACTION, default=0.2, metavar="X", help="held-out fraction")
     threads = "torch CPU threads (default: torch's choice)"
     add("--threads", type=_POSITIVE_INT, default=None, metavar="INT", help=threads)

@@ -1,10 +1,14 @@
 """What both commands share: progress lines, parameter checks, fitting and printing."""
 
 import contextlib
+import os
+import re
 import sys
+import tempfile
 import time
 import warnings
 from numbers import Integral
+from pathlib import Path
 
 from sklearn.utils._param_validation import InvalidParameterError
 
@@ -42,8 +46,8 @@ def check_device(device):
 
 
 def checked_params(args, n_features):
-    """The estimator parameters, checked against the constraints (and ``--out`` against
-    the files there) before any work starts."""
+    """The estimator parameters, checked against the constraints (and ``--out``, see
+    :func:`check_out`) before any work starts."""
     params = estimator_params(args)
     try:
         SRAEExplainer(**params)._validate_params()
@@ -52,9 +56,69 @@ def checked_params(args, n_features):
     K = params["n_components"]
     if isinstance(K, Integral) and K > n_features:  # "auto" and fractions: the bound decides
         raise UsageError(f"--n-components {K} exceeds the {n_features} activation features")
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out {args.out} is a file; name a folder for the results")
+    check_widths(params["hidden_layer_sizes"], K)
+    check_out(args.out)
     return params
+
+
+def _narrow(widths, K, chosen=""):
+    """The UsageError for hidden layers narrower than K (``chosen``: how K was chosen)."""
+    n = min(widths)
+    return UsageError(
+        f"--hidden-layer-sizes {','.join(map(str, widths))} has a layer of {n} "
+        f"unit{'s' * (n != 1)}, fewer than {chosen or f'--n-components {K}'}: every hidden "
+        "layer needs at least K units; widen the layers or use --hidden-layer-sizes auto"
+    )
+
+
+def check_widths(widths, K):
+    """The estimator's rule that every hidden layer is at least ``K`` wide, checked before
+    the fit so that the message names the options (a ``K`` that the fit chooses, from
+    ``auto`` or a fraction, is checked by the fit: :func:`fit_and_compare`)."""
+    if not isinstance(widths, str) and isinstance(K, Integral) and min(widths) < K:
+        raise _narrow(widths, K)
+
+
+def check_out(out):
+    """``--out`` is a folder, or names one that can be created: its nearest existing
+    ancestor is a folder in which this process can create files (tried with an empty
+    folder, removed at once: permission bits do not tell for root, read-only mounts or
+    ``/proc``)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; name a folder for the results")
+    base = out
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise UsageError(f"--out {out}: {base} is a file, not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".sklearn-xnn-", dir=base))
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot create files in {base} ({exc.strerror})") from None
+
+
+#: The names of the files the commands write into ``--out`` (the report's figures too).
+OUTPUT_NAMES = re.compile(
+    r"report\.html|comparison\.csv|explainer\.safetensors"
+    r"|(?:k_curve|top_activating|head_weights|decomposition_\d+)\.png"
+)
+
+
+@contextlib.contextmanager
+def writing_into(out):
+    """Write the results into ``out`` (created if needed): the files there with the tool's
+    output names (:data:`OUTPUT_NAMES`), from an earlier run, are removed first, so that
+    none that this run does not write again is left next to its report; other files
+    are left alone. An OSError while writing is a UsageError."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for path in out.iterdir():
+            if OUTPUT_NAMES.fullmatch(path.name) and path.is_file():
+                path.unlink()
+        yield
+    except OSError as exc:
+        raise UsageError(f"could not write the results into --out {out}: {exc}") from None
 
 
 def k_note(requested, k):
@@ -85,7 +149,9 @@ def fit_and_compare(params, step, Z_tr, y_tr, Z_te, y_te):
     SRAE's warnings (class labels given as logits, dead x-features, no convergence) are
     printed on stderr, each message once: they are about the user's data and options.
     The baselines' (e.g. NMF's ConvergenceWarning at its fixed ``max_iter``) are not, as
-    no option changes them; their table rows name them in ``note``.
+    no option changes them; their table rows name them in ``note``. Hidden layers
+    narrower than the K that SRAE's fit chose are a UsageError (:func:`_narrow_for_k`);
+    other ValueErrors of the fits are raised as they are.
     """
     import pandas as pd
 
@@ -107,7 +173,15 @@ def fit_and_compare(params, step, Z_tr, y_tr, Z_te, y_te):
             step(f"fitting baselines ({', '.join(group)}) with SRAE's {k_note(K, k)}...")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            table, models = compare_explainers(group, Z_tr, y_tr, Z_te, y_te, return_fitted=True)
+            try:
+                table, models = compare_explainers(
+                    group, Z_tr, y_tr, Z_te, y_te, return_fitted=True
+                )
+            except ValueError as exc:
+                narrow = None if i else _narrow_for_k(exc, params)
+                if narrow is None:
+                    raise
+                raise narrow from None
         if not i:
             show_warnings(table.attrs["warnings"]["SRAE"])
         tables.append(table)
@@ -116,6 +190,16 @@ def fit_and_compare(params, step, Z_tr, y_tr, Z_te, y_te):
     warned = {name: m for t in tables for name, m in t.attrs["warnings"].items()}
     table.attrs = {**tables[-1].attrs, "warnings": warned}
     return table, fitted
+
+
+def _narrow_for_k(exc, params):
+    """SRAE's refusal of fixed widths narrower than the K its fit chose (from ``auto`` or
+    a fraction), as a UsageError naming the options; None for any other error."""
+    chosen = re.search(r"fewer than the (\d+) x-features", str(exc))
+    widths, K = params["hidden_layer_sizes"], params["n_components"]
+    if chosen is None or isinstance(widths, str):
+        return None
+    return _narrow(widths, K, f"the K={chosen[1]} x-features that --n-components {K} chose")
 
 
 def params_note(args):

@@ -1,5 +1,6 @@
 """compare_explainers / compare_per_output, the baselines and the random sanity row."""
 
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -16,11 +17,18 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn_xnn import SRAEExplainer
 from sklearn_xnn.baselines import PLSEmbedding, RandomNonnegativeProjection, make_headed
 from sklearn_xnn.compare import (
+    COLUMN_INFO,
     COLUMNS,
+    DEFAULT_COLUMNS,
+    ComparisonTable,
+    best_rows,
     compare_explainers,
     compare_per_output,
     default_explainers,
+    describe_losses,
     evaluate_explainer,
+    format_comparison,
+    k_curve,
 )
 from sklearn_xnn.datasets import make_concept_activations
 from sklearn_xnn.metrics import (
@@ -162,6 +170,7 @@ def test_one_output_leaves_top1_nan(split):
     Zt, yt, Zs, ys, _ = split
     table = compare_explainers({"PCA": PCA(2)}, Zt, yt[:, 0], Zs, ys[:, 0])
     assert np.isnan(table.loc["PCA", "top1_agreement"]) and np.isnan(table.loc["PCA", "kl"])
+    assert np.isnan(table.loc["PCA", "top_explained"])  # no decision, as compare_per_output
     assert table.loc["PCA", "faithfulness_r2"] == pytest.approx(
         make_headed(PCA(2)).fit(Zt, yt[:, 0]).score(Zs, ys[:, 0]), rel=1e-10
     )
@@ -196,16 +205,12 @@ def test_evaluate_explainer_bare_transformer(split):
 
 
 def test_default_columns_are_described():
-    from sklearn_xnn.compare import COLUMN_INFO, DEFAULT_COLUMNS
-
     assert set(COLUMNS) | set(DEFAULT_COLUMNS) == set(COLUMN_INFO)
     assert {info.better for info in COLUMN_INFO.values()} == {"higher", "lower", None}
     assert all(info.meaning.endswith(".") for info in COLUMN_INFO.values())
 
 
 def test_comparison_prints_readably(table):
-    from sklearn_xnn.compare import DEFAULT_COLUMNS, ComparisonTable, format_comparison
-
     assert isinstance(table, pd.DataFrame) and isinstance(table, ComparisonTable)
     text = str(table)
     assert text == repr(table) == format_comparison(table) == table.to_text()
@@ -230,8 +235,6 @@ def test_comparison_prints_readably(table):
 
 
 def test_skipped_rows_are_noted_in_the_text(split):
-    from sklearn_xnn.compare import format_comparison
-
     Zt, yt, Zs, ys, _ = split
     table = compare_explainers(
         {"NMF": NMF(2, init="nndsvda", random_state=0), "PCA": PCA(2)},
@@ -244,8 +247,6 @@ def test_skipped_rows_are_noted_in_the_text(split):
 
 
 def test_describe_losses_from_the_numbers(table):
-    from sklearn_xnn.compare import COLUMN_INFO, best_rows, describe_losses
-
     sentences = describe_losses(table)
     for column, info in COLUMN_INFO.items():
         if info.better is None or column not in table.columns:
@@ -274,8 +275,6 @@ def test_describe_losses_from_the_numbers(table):
 
 
 def test_describe_losses_sentences():
-    from sklearn_xnn.compare import describe_losses
-
     t = pd.DataFrame(
         {
             "faithfulness_r2": [0.93, 0.95, 0.9304],
@@ -297,9 +296,6 @@ def test_describe_losses_sentences():
 
 
 def test_comparison_carries_the_k_curve(split):
-    from sklearn_xnn.baselines import make_headed
-    from sklearn_xnn.compare import k_curve
-
     Zt, yt, Zs, ys, _ = split
     table = compare_explainers({"PCA": PCA(3)}, Zt, yt, Zs, ys)
     curve = table.k_curve
@@ -314,10 +310,6 @@ def test_comparison_carries_the_k_curve(split):
 
 
 def test_float32_activations_are_compared_in_float32(split, tmp_path):
-    import tracemalloc
-
-    from sklearn_xnn.compare import k_curve
-
     Zt, yt, Zs, ys, _ = split
     explainers = {"PCA": PCA(3), "NMF": NMF(3, init="nndsvda", max_iter=500)}
     as32 = [a.astype(np.float32) for a in (Zt, Zs)]
@@ -344,8 +336,6 @@ def test_pls_embedding_needs_y():
 
 
 def test_k_curve_rejects_bad_input():
-    from sklearn_xnn.compare import k_curve
-
     with pytest.raises(ValueError, match="2-D"):
         k_curve(np.zeros(5))
     with pytest.raises(ValueError, match="finite"):
@@ -383,11 +373,12 @@ def test_compare_refuses_data_that_do_not_line_up(split):
 
 
 class _Warns(PCA):
-    """PCA that warns as it fits (three messages, two the same up to white space)."""
+    """PCA that warns as it fits: three messages (two the same up to white space), a deprecation."""
 
     def fit_transform(self, X, y=None):
         for message in ("first\n  spread  over lines", "second", "first spread over lines"):
             warnings.warn(message, UserWarning, stacklevel=2)
+        warnings.warn("n_init='auto' is deprecated", FutureWarning, stacklevel=2)
         return super().fit_transform(X, y)
 
 
@@ -396,14 +387,31 @@ def test_comparison_keeps_each_fits_warning_messages_once(split):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = compare_explainers({"w": _Warns(2), "PCA": PCA(2)}, Zt, yt, Zs, ys)
-    assert table.attrs["warnings"] == {"w": ["first spread over lines", "second"], "PCA": []}
-    assert table.loc["w", "note"] == "UserWarning"
+    messages = ["first spread over lines", "second", "n_init='auto' is deprecated"]
+    assert table.attrs["warnings"] == {"w": messages, "PCA": []}
+    assert table.loc["w", "note"] == "FutureWarning; UserWarning"  # deprecations recorded too
+
+
+def test_data_frames_are_fitted_as_frames(split):
+    Zt, yt, Zs, ys, _ = split
+    cols = [f"u{j}" for j in range(Zt.shape[1])]
+    Ft, Fs = pd.DataFrame(Zt, columns=cols), pd.DataFrame(Zs, columns=cols)[40:]  # index 40..
+    ex = {"SRAE": SRAEExplainer(2, random_state=0, **TINY_SRAE), "PCA": PCA(2)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table, fitted = compare_explainers(ex, Ft, yt, Fs, ys[40:], return_fitted=True)
+        arrays = compare_explainers(ex, Zt, yt, Zs[40:], ys[40:])
+    measured = [t.drop(columns=["fit_time_s", "note"]) for t in (table, arrays)]
+    pd.testing.assert_frame_equal(*measured, rtol=1e-10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "X has feature names, but ... was fitted without"
+        for est in fitted.values():
+            assert list(est.feature_names_in_) == cols
+            est.predict(Fs)
 
 
 # --------------------------------------------------------------- reading a comparison
 def test_repeated_explainer_names_are_refused(split):
-    from sklearn_xnn.compare import best_rows, describe_losses, format_comparison
-
     Zt, yt, Zs, ys, _ = split
     t3 = compare_explainers({"PCA": PCA(3)}, Zt, yt, Zs, ys)
     t6 = compare_explainers({"PCA": PCA(6), "PLS": PLSRegression(2)}, Zt, yt, Zs, ys)
@@ -422,8 +430,6 @@ def test_repeated_explainer_names_are_refused(split):
 
 
 def test_a_method_skipped_on_every_output_has_no_fit_time(split):
-    from sklearn_xnn.compare import best_rows, describe_losses
-
     Zt, yt, Zs, ys, _ = split
     signed = {"Z_train": Zt - Zt.mean(0), "Z_test": Zs - Zt.mean(0)}
     table = compare_per_output(
@@ -451,8 +457,6 @@ CONCISE = pd.DataFrame(
 
 
 def test_conciseness_is_read_with_the_decisions_explained():
-    from sklearn_xnn.compare import best_rows, describe_losses
-
     # PCA's low n_significant comes from inputs it does not explain: not starred
     assert best_rows(CONCISE, "n_significant") == ["PLS"]  # 0.97 is within 0.05 of 1
     assert best_rows(CONCISE.loc[["PCA"]], "n_significant") == ["PCA"]
@@ -475,8 +479,6 @@ def test_conciseness_is_read_with_the_decisions_explained():
 
 
 def test_the_more_columns_hint_counts_what_all_columns_adds(split):
-    from sklearn_xnn.compare import format_comparison
-
     Zt, yt, Zs, ys, _ = split
     table = compare_explainers({"PCA": PCA(1)}, Zt, yt[:, 0], Zs, ys[:, 0])  # no codes, 1 logit
 

@@ -13,22 +13,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from sklearn.decomposition import PCA
+from sklearn.cross_decomposition import PLSRegression
+from sklearn.decomposition import NMF, PCA
+from sklearn.linear_model import LinearRegression
+from sklearn.neighbors import KNeighborsRegressor
 
-from sklearn_xnn import SRAEExplainer
-from sklearn_xnn.compare import COLUMN_INFO, describe_losses
+from sklearn_xnn import SRAEExplainer, SRAEExplainerCV
+from sklearn_xnn.baselines import make_headed
+from sklearn_xnn.compare import COLUMN_INFO, compare_explainers, describe_losses, k_curve
+from sklearn_xnn.datasets import make_concept_activations
 from sklearn_xnn.datasets._patches import make_patch_images, train_patch_cnn
 from sklearn_xnn.metrics import n_significant
 from sklearn_xnn.report import (
     decomposition_figure,
     head_weights_figure,
+    k_curve_figure,
     plot_decision,
     top_activating_figure,
     write_report,
 )
-from sklearn_xnn.report._explainer import feature_names
+from sklearn_xnn.report._explainer import LinearView, feature_names
 from sklearn_xnn.report._figures import bias_note, significant, to_png
+from sklearn_xnn.report._html import _Decisions, _output_summary_html, _shown_outputs
 from sklearn_xnn.torch import (
     HEATMAP_METHODS,
     ExplainedNetwork,
@@ -62,34 +70,21 @@ def report_dir(patches, tmp_path_factory):
         index=pd.Index(["SRAE", "PCA"], name="explainer"),
     )
     out = tmp_path_factory.mktemp("report")
-    write_report(
-        out,
-        table,
-        explainer=srae,
-        Z=Z[:60],
-        images=data.images[:60],
-        network=ExplainedNetwork(model, srae, layer="relu_fc1"),
-        n_examples=3,
-        n_top=5,
-        output_names=OUTPUTS,
-        notes=["a note <b>"],
-    )
+    network = ExplainedNetwork(model, srae, layer="relu_fc1")
+    shown = dict(Z=Z[:60], images=data.images[:60], network=network, output_names=OUTPUTS)
+    write_report(out, table, explainer=srae, n_examples=3, n_top=5, notes=["a note <b>"], **shown)
     return out
 
 
 def test_report_is_self_contained(report_dir):
     text = (report_dir / "report.html").read_text()
     pngs = sorted(p.name for p in report_dir.glob("*.png"))
-    assert pngs == [
-        "decomposition_0.png",
-        "decomposition_1.png",
-        "decomposition_2.png",
-        "head_weights.png",
-        "top_activating.png",
-    ]
+    decompositions = [f"decomposition_{j}.png" for j in range(3)]
+    assert pngs == [*decompositions, "head_weights.png", "top_activating.png"]
     assert text.count('src="data:image/png;base64,') == len(pngs)
     assert not re.search(r'(src|href)="(?!data:)', text)  # nothing fetched from outside
     assert "a note &lt;b&gt;" in text  # notes are escaped
+    assert "each has an excitation backprop heatmap, titled with its contribution" in text
     assert "faithfulness_r2" in text and "concept_recovery" not in text  # empty column dropped
 
 
@@ -168,6 +163,7 @@ def test_report_says_where_srae_loses(tmp_path):
     winning = TABLE.drop(index="PLS").assign(top1_agreement=[0.95, 0.9])
     text = write_report(tmp_path, winning).read_text(encoding="utf-8")
     assert "SRAE is best or tied on every metric of this table." in text
+    assert "<h3>Where" not in write_report(tmp_path, TABLE.drop(index="SRAE")).read_text()
     # another reference row
     text = write_report(tmp_path, TABLE, reference="PLS").read_text(encoding="utf-8")
     assert (
@@ -220,6 +216,33 @@ def test_data_frames_keep_their_feature_names(patches, tmp_path):
         plot_decision(xnn, frame.iloc[0])
 
 
+def test_a_search_is_read_through_its_refitted_explainer(patches, tmp_path):
+    data, model, Z, y, _ = patches
+    srae = SRAEExplainer(3, hidden_layer_sizes=(16,), max_iter=2, device="cpu", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        search = SRAEExplainerCV(srae, {"alpha_pullaway": [0.1]}, cv=2).fit(Z, y)
+    text = write_report(tmp_path, TABLE, explainer=search, Z=Z[:20], y=y[:20], n_examples=1)
+    assert "no head to show" not in text.read_text() and (tmp_path / "head_weights.png").exists()
+    best = search.best_estimator_
+    bars = [plot_decision(e, Z[0], y=y[0]).axes[0].patches for e in (search, best)]
+    assert [p.get_height() for p in bars[0]] == [p.get_height() for p in bars[1]]
+
+
+def test_one_output_has_no_decision(patches, tmp_path):
+    data, model, Z, y, _ = patches
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = SRAEExplainer(2, hidden_layer_sizes=(16,), max_iter=2, device="cpu").fit(Z, y[:, 0])
+    logit = pd.Series(y[:30, 0], name="h-score")  # its name names the output
+    text = write_report(tmp_path, TABLE, explainer=one, Z=Z[:30], y=logit).read_text()
+    assert "<h2>The output decomposed into x-feature contributions</h2>" in text
+    assert "network predicts" not in text and "Decisions decomposed" not in text
+    assert "Held-out input 0: output h-score (rebuilt score" in text
+    fig = plot_decision(one, Z[0], y=y[0, :1], image=data.images[0])
+    assert fig.axes[0].get_title() == "input\noutput 0"
+
+
 def test_head_weights_of_many_outputs_stay_a_readable_size():
     coef = np.random.default_rng(0).normal(size=(1000, 5))
     fig = head_weights_figure(coef)
@@ -253,6 +276,9 @@ def test_decomposition_shows_the_bias_and_a_colour_bar():
     # image, bars, one map per significant x-feature (x1, x2), and the colour bar
     assert len(fig.axes) == 5
     assert fig.axes[-1].get_ylabel() == "evidence (share of\nthe map's max)"
+    # a map is titled with what the bars show: the contribution, not the x-feature's value
+    titles = [ax.get_title() for ax in fig.axes[2:4]]
+    assert titles == ["x1\ncontribution 4.00", "x2\ncontribution 1.00"]
     assert "score 21.15 = 3.00 (x-features) + 18.15 (bias)" in bars.get_title()
     assert any("Most of this score comes from the bias" in t.get_text() for t in fig.texts)
     plain = decomposition_figure([2.0, 4.0], intercept=-1.0, output_name="a")
@@ -378,6 +404,9 @@ def test_write_report_checks_rows_before_writing(patches, tmp_path):
         (dict(images=data.images[:41]), r"images must have one row per row of Z \(40.*got 41"),
         (dict(y=y[:39]), r"y must have one row per row of Z \(40.*got 39"),
         (dict(y=y[:40, :3]), r"y must hold the network's 4 logits per row"),
+        (dict(images=data.images[:40], n_top=0), r"n_top must be an integer >= 1 \(top-act"),
+        (dict(n_examples=-1), r"n_examples must be an integer >= 0 \(inputs to decompose"),
+        (dict(reference="XNN"), r"'XNN' is not a row of the .* valid: \['SRAE', 'PCA', 'PLS'\]"),
     ]:
         with pytest.raises(ValueError, match=match):
             write_report(tmp_path / "never", TABLE, explainer=srae, Z=Z[:40], **kwargs)
@@ -385,6 +414,9 @@ def test_write_report_checks_rows_before_writing(patches, tmp_path):
     with pytest.raises(ValueError, match=r"repeats the explainer names \['PCA'\]"):
         write_report(tmp_path / "never", duplicated)
     assert not (tmp_path / "never").exists()
+    none = write_report(tmp_path / "none", TABLE, explainer=srae, Z=Z[:20], n_examples=0)
+    assert "Decisions decomposed" not in none.read_text()  # n_examples=0: no empty section
+    assert not list((tmp_path / "none").glob("decomposition*"))
 
 
 def test_outputs_never_decided_are_named(patches, tmp_path):
@@ -400,54 +432,47 @@ def test_outputs_never_decided_are_named(patches, tmp_path):
     )
 
 
-def test_outputs_left_out_of_a_long_summary_are_counted_and_named():
-    from sklearn_xnn.report._explainer import LinearView
-    from sklearn_xnn.report._html import _Decisions, _output_summary_html, _shown_outputs
-
-    C = 100  # outputs 0..39 decided (0 most often), 40..99 never
-    decided = np.r_[np.zeros(10, int), np.arange(40)]
+def _summary(decided, C):
+    """The per-output summary's text when the network decides ``decided``, of ``C`` outputs."""
     y = np.eye(C)[decided]
     view = LinearView(np.ones((len(y), 2)), np.ones((C, 2)), np.zeros(C), ["a", "b"])
     decisions = _Decisions(y, y)
     shown = _shown_outputs(decisions.counts)
     assert len(shown) == 30
-    text = html.unescape(_output_summary_html(view, decisions, shown, [f"o{c}" for c in range(C)]))
+    return html.unescape(_output_summary_html(view, decisions, shown, [f"o{c}" for c in range(C)]))
+
+
+def test_outputs_left_out_of_a_long_summary_are_counted_and_named():
+    # outputs 0..39 decided (0 most often, the others once: 30..39 tie with 29), 40..99 never
+    text = _summary(np.r_[np.zeros(10, int), np.arange(40)], 100)
     assert len(re.findall(r"<tr><th>o\d+</th>", text)) == 30
     assert (
         "60 of the 100 outputs are never the network's decision on these rows and have no "
         "line above: o40, o41, o42, o43, o44, o45, o46, o47, o48, o49, ..." in text
     )
-    assert "10 more outputs, each on fewer rows than those shown, are left out: o30, " in text
+    assert (
+        "10 more outputs, each on 1 row or fewer (the least frequent output shown has 1; ties "
+        "go to the lower index), are left out: o30, " in text
+    )
+    # 1..29 twice, 30..40 once: fewer rows than any shown; 41 never
+    text = _summary(np.r_[np.zeros(10, int), np.arange(41), np.arange(1, 30)], 42)
+    assert "1 of the 42 outputs is never the network's decision on these rows and has no " in text
+    assert "11 more outputs, each on fewer rows than those shown, are left out: o30, " in text
 
 
 # ------------------------------------------------------------ explainers other than SRAE
 @pytest.fixture(scope="module")
 def headed():
-    from sklearn.cross_decomposition import PLSRegression
-    from sklearn.decomposition import NMF
-
-    from sklearn_xnn.compare import compare_explainers
-    from sklearn_xnn.datasets import make_concept_activations
-
     Z, y, _ = make_concept_activations(300, 16, n_outputs=4, random_state=0)
+    nmf = NMF(3, max_iter=500, random_state=0)
+    explainers = {"PCA": PCA(3), "NMF": nmf, "PLS": PLSRegression(3)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table, fitted = compare_explainers(
-            {"PCA": PCA(3), "NMF": NMF(3, max_iter=500, random_state=0), "PLS": _pls()},
-            Z[:200],
-            y[:200],
-            Z[200:],
-            y[200:],
-            return_fitted=True,
+            explainers, Z[:200], y[:200], Z[200:], y[200:], return_fitted=True
         )
     assert type(fitted["PLS"]) is PLSRegression
     return table, fitted, Z[200:], y[200:]
-
-
-def _pls():
-    from sklearn.cross_decomposition import PLSRegression
-
-    return PLSRegression(3)
 
 
 @pytest.mark.parametrize("name", ["PCA", "NMF", "PLS"])
@@ -471,11 +496,6 @@ def test_headed_baselines_are_decomposed_exactly(headed, name, tmp_path):
 
 
 def test_explainers_without_a_linear_head_are_refused(headed, tmp_path):
-    from sklearn.linear_model import LinearRegression
-    from sklearn.neighbors import KNeighborsRegressor
-
-    from sklearn_xnn.baselines import make_headed
-
     table, fitted, Z, y = headed
     with pytest.raises(TypeError, match="write_report explains an SRAEExplainer, a headed"):
         write_report(tmp_path, table, explainer=LinearRegression().fit(Z, y), Z=Z)
@@ -555,8 +575,6 @@ def test_decomposition_wraps_the_heatmaps_within_12_inches(K, n_significant):
 
 @pytest.mark.parametrize("K", [5, 20, 30])
 def test_top_activating_title_clears_the_first_row(K):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     rng = np.random.default_rng(0)
     fig = top_activating_figure(rng.random((40, 1, 8, 8)), rng.random((40, K)), 6)
     canvas = FigureCanvasAgg(fig)
@@ -569,13 +587,13 @@ def test_top_activating_title_clears_the_first_row(K):
 
 
 def test_k_curve_marks_every_k_compared(tmp_path):
-    from sklearn_xnn.compare import k_curve
-    from sklearn_xnn.datasets import make_concept_activations
-    from sklearn_xnn.report import k_curve_figure
-
     Z, y, _ = make_concept_activations(200, 40, random_state=0)
     curve = k_curve(Z, y, max_k=30)
     fig = k_curve_figure(curve, [3, 30, 3])
     marks = [line.get_xdata()[0] for line in fig.axes[0].lines if line.get_linestyle() == ":"]
     assert marks == [3, 30]
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][-1] == "K = 3, 30"
+    ax = fig.axes[0]
+    assert all(float(t).is_integer() for t in ax.get_xticks())  # K is a count
+    to_png(fig)  # drawn: the legend sits below the axes, clear of the curves
+    assert ax.get_legend().get_window_extent().y1 <= ax.get_window_extent().y0

@@ -131,7 +131,8 @@ COLUMN_INFO = {
         "decisions explained",
         "higher",
         "Share of inputs whose top logit (the network's decision) gets at least one positive "
-        "contribution; an input with none counts 0 in n_significant, so read the two together.",
+        "contribution (none with one output: no decision); an input with none counts 0 in "
+        "n_significant, so read the two together.",
         "explaining more decisions",
     ),
     "pullaway_samples": ColumnInfo(
@@ -178,5 +179,7 @@ COLUMN_INFO = {
         "Wall-clock seconds to fit on the training rows.",
         "faster to fit",
     ),
-    "note": ColumnInfo("note", None, "Warnings raised during fit, or why a method was skipped."),
+    "note": ColumnInfo(
+        "note", None, "Warnings raised during fit (and deprecations), or why a method was skipped."
+    ),
 }

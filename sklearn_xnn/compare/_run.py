@@ -96,21 +96,42 @@ def _logits(y, n_rows, name):
     return y
 
 
+def _is_frame(Z):
+    return hasattr(Z, "columns") and hasattr(Z, "iloc")
+
+
+def _float_rows(Z, dtype=None):
+    """``Z`` in one float dtype (``dtype``; else float32 kept, others float64).
+
+    A data frame stays one, so that the explainers are fitted and measured with its
+    column names (``feature_names_in_``) as scikit-learn's are, with the row index
+    ``0 .. n-1`` (rows are read by position); anything else becomes an array.
+    """
+    array = np.asarray(Z)
+    dtype = working_dtype(array.dtype) if dtype is None else np.dtype(dtype)
+    if not _is_frame(Z):
+        return array.astype(dtype, copy=False)
+    Z = Z if (Z.dtypes == dtype).all() else Z.astype(dtype)
+    return Z if Z.index.equals(pd.RangeIndex(len(Z))) else Z.set_axis(pd.RangeIndex(len(Z)))
+
+
 def _check_data(Z_train, y_train, Z_test, y_test, codes_test=None):
-    """The activations as arrays of one float dtype (float32 when both are, else
-    float64), once their rows, outputs and columns agree: a mismatch would otherwise be
-    measured silently (or turn into NaN columns)."""
-    names = [getattr(Z, "columns", None) for Z in (Z_train, Z_test)]
-    if names[0] is not None and names[1] is not None and list(names[0]) != list(names[1]):
+    """The activations in one float dtype (float32 when both are, else float64), once
+    their rows, outputs and columns agree: a mismatch would otherwise be measured silently
+    (or turn into NaN columns). Two data frames stay frames (:func:`_float_rows`), so the
+    fitted explainers know their feature names; any other pair becomes arrays."""
+    frames = _is_frame(Z_train) and _is_frame(Z_test)
+    if frames and list(Z_train.columns) != list(Z_test.columns):
         raise ValueError(
             "Z_test's columns are not Z_train's in the same order; select them by name "
             "first, e.g. Z_test[Z_train.columns]."
         )
+    if not frames:
+        Z_train, Z_test = np.asarray(Z_train), np.asarray(Z_test)
     # One dtype for every method (NMF refuses mixed ones); float32 activations, what torch
     # gives, stay float32 as scikit-learn's estimators keep them: no float64 copy of Z
-    Z_train, Z_test = np.asarray(Z_train), np.asarray(Z_test)
-    common = np.result_type(*(working_dtype(a.dtype) for a in (Z_train, Z_test)))
-    Z_train, Z_test = (a.astype(common, copy=False) for a in (Z_train, Z_test))
+    common = np.result_type(*(working_dtype(np.asarray(a).dtype) for a in (Z_train, Z_test)))
+    Z_train, Z_test = (_float_rows(a, common) for a in (Z_train, Z_test))
     if Z_train.ndim != 2 or Z_test.ndim != 2 or Z_train.shape[1] != Z_test.shape[1]:
         raise ValueError(
             "Z_train and Z_test must be 2-D with the same number of columns, got shapes "
@@ -150,9 +171,11 @@ def evaluate_explainer(estimator, Z, y, *, Z_train=None, codes=None):
         :class:`~sklearn_xnn.SRAEExplainer`, a headed pipeline, a predictor that transforms
         (PLS) or a bare transformer (faithfulness columns are then NaN).
     Z : array-like of shape (n_samples, n_features)
-        Held-out activations.
+        Held-out activations (a data frame is passed as it is, for an explainer fitted on
+        one).
     y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-        Their logits.
+        Their logits; with one output ``top1_agreement``, ``kl`` and ``top_explained``
+        are NaN (no decision).
     Z_train : array-like of shape (n_train, n_features), default=None
         Training rows, used to read a predictor's linear head off ``predict`` (PLS); ``Z``
         when None.
@@ -178,8 +201,7 @@ def evaluate_explainer(estimator, Z, y, *, Z_train=None, codes=None):
     >>> row["mean_active"], row["dead_fraction"]
     (5.0, 0.0)
     """
-    Z = np.asarray(Z)  # float32 kept, as the explainer was fitted on (NMF refuses others)
-    Z = Z.astype(working_dtype(Z.dtype), copy=False)
+    Z = _float_rows(Z)  # float32 kept, as the explainer was fitted on (NMF refuses others)
     y = np.asarray(y, dtype=np.float64)
     _logits(y, len(Z), "y")
     if codes is not None and len(codes) != len(Z):
@@ -188,7 +210,9 @@ def evaluate_explainer(estimator, Z, y, *, Z_train=None, codes=None):
     X = embed(estimator, Z)
     y_pred = np.asarray(estimator.predict(Z), np.float64) if hasattr(estimator, "predict") else None
     rows_of = contribution_rows(estimator, Z, X, Z_train) if y_pred is not None else None
-    contribution = _contribution_columns(rows_of, y, len(Z))
+    # one logit: no decision, so no share of decisions explained (as compare_per_output)
+    contribution = _contribution_columns(rows_of, decision, len(Z))
+    contribution.setdefault("top_explained", np.nan)
     Z_hat = reconstruct(estimator, X)
     G = components_of(estimator)
     cos = metrics.component_cosines(G) if G is not None else (np.nan, np.nan)
@@ -197,8 +221,10 @@ def evaluate_explainer(estimator, Z, y, *, Z_train=None, codes=None):
         "rmse": _or_nan(metrics.faithfulness_rmse, y, y_pred),
         "top1_agreement": _or_nan(metrics.top1_agreement, decision, y_pred),
         "kl": _or_nan(metrics.softmax_kl, decision, y_pred),
-        "reconstruction_r2": _or_nan(metrics.reconstruction_r2, Z, Z_hat),
-        "explained_variance": _or_nan(metrics.reconstruction_explained_variance, Z, Z_hat),
+        "reconstruction_r2": _or_nan(metrics.reconstruction_r2, np.asarray(Z), Z_hat),
+        "explained_variance": _or_nan(
+            metrics.reconstruction_explained_variance, np.asarray(Z), Z_hat
+        ),
         "mean_active": metrics.mean_active(X),
         **contribution,
         "component_max_cos": cos[0],
@@ -275,10 +301,16 @@ def _raise_named(error, name):
     raise named from error
 
 
+#: The warnings of a fit that ``note`` and ``attrs["warnings"]`` record: the user's to
+#: read (ConvergenceWarning and other UserWarnings) or to act on (deprecations).
+_RECORDED_WARNINGS = (UserWarning, FutureWarning, DeprecationWarning)
+
+
 def _fit_measure(name, estimator, Z_train, y_train, Z_test, y_test, codes_test):
     """Fit a clone (headed when it has no predict) and measure it: ``(row, y_pred, fitted,
-    messages)``, the last the distinct messages of the warnings its fit raised. A skipped
-    method's row holds only its ``note``; any other failure raises, naming ``name``."""
+    messages)``, the last the distinct messages of the warnings (:data:`_RECORDED_WARNINGS`)
+    its fit and measurement raised. A skipped method's row holds only its ``note``; any
+    other failure raises, naming ``name``."""
     est = clone(estimator)
     est = est if hasattr(est, "predict") else make_headed(est)
     reason = _skip_reason(est, Z_train)
@@ -293,7 +325,7 @@ def _fit_measure(name, estimator, Z_train, y_train, Z_test, y_test, codes_test):
             row = evaluate_explainer(est, Z_test, y_test, Z_train=Z_train, codes=codes_test)
         except Exception as exc:
             _raise_named(exc, name)
-    caught = [w for w in caught if issubclass(w.category, UserWarning)]
+    caught = [w for w in caught if issubclass(w.category, _RECORDED_WARNINGS)]
     kinds = sorted({w.category.__name__ for w in caught})
     row.update(fit_time_s=fit_time, note="; ".join(kinds))
     messages = list(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
@@ -315,22 +347,29 @@ def compare_explainers(
     training embedding. SRAE uses its own head; PLS its own ``predict`` (its contributions
     come from the linear map ``predict`` applies to its scores). Missing pieces give NaN:
     no ``inverse_transform`` -> reconstruction columns; no ``components_`` -> cosine
-    columns; one logit -> ``top1_agreement`` and ``kl``. A method that requires
+    columns; one logit (no decision to pick) -> ``top1_agreement``, ``kl`` and
+    ``top_explained``, as in :func:`compare_per_output`. A method that requires
     non-negative input (NMF, by its sklearn tags) is *skipped* on signed activations: its
     row is NaN and ``note`` says why (we do not shift silently, because a shift changes
     what the factors mean). A method that cannot give K components on the training rows
     (PCA, NMF, PLS: more than ``min(n_samples, n_features)``, e.g. ``K = 5`` on a layer of
     3 units, or on 4 training rows) is skipped the same way, its ``note`` naming it, K and
     the limit; SRAE has no such limit. Any other failure raises, with the explainer's name
-    in the message. ``note`` also lists warning classes raised during ``fit`` (e.g.
-    ``ConvergenceWarning`` for dead SRAE x-features).
+    in the message. The warnings raised while an explainer is fitted and measured are
+    recorded, not passed on: ``note`` lists their classes and ``table.attrs["warnings"]``
+    their messages. They are the user warnings (e.g. ``ConvergenceWarning`` for dead
+    SRAE x-features) and the deprecations (``FutureWarning``, ``DeprecationWarning``,
+    e.g. a parameter value to change before it is removed).
 
     Parameters
     ----------
     explainers : dict of str to estimator
         Unfitted estimators (cloned before fitting), e.g. :func:`default_explainers`.
     Z_train, Z_test : array-like of shape (n_train, n_features), (n_test, n_features)
-        Activations; ``n_test >= 2`` (R² is undefined on one row).
+        Activations; ``n_test >= 2`` (R² is undefined on one row). Two data frames (same
+        columns, same order) are passed to the explainers as frames, so the fitted ones
+        have ``feature_names_in_`` and take frames without a warning, e.g. in
+        :func:`~sklearn_xnn.report.write_report`.
     y_train, y_test : array-like of shape (n_train,) / (n_train, n_outputs) and test alike
         Logits to explain.
     codes_test : array-like of shape (n_test, n_concepts), default=None
@@ -354,8 +393,8 @@ def compare_explainers(
         ``note``. ``table.k_curve`` holds :func:`~sklearn_xnn.compare.k_curve` of the
         training rows: the rank-K linear bound's R² and PCA's explained variance for every
         K up to the largest K compared (at least 20, at most the number of activation
-        features); ``table.attrs["warnings"]`` the messages of the warnings each
-        explainer's fit raised (by name, each once).
+        features); ``table.attrs["warnings"]`` the messages of the warnings recorded for
+        each explainer (by name, each once).
     fitted : dict of str to estimator
         Only with ``return_fitted=True``: the fitted explainers, by name.
 

@@ -4,20 +4,29 @@ The report draws SRAE's decomposition ``score_c = sum_k x_k W_ck + b_c`` for any
 explainer with a linear head: :class:`~sklearn_xnn.SRAEExplainer` (its own ``coef_`` and
 ``intercept_``), a headed pipeline (:func:`~sklearn_xnn.baselines.make_headed`, what
 :func:`~sklearn_xnn.compare.compare_explainers` returns for PCA or NMF with
-``return_fitted=True``) and a predictor that transforms (``PLSRegression``).
+``return_fitted=True``) and a predictor that transforms (``PLSRegression``); a fitted
+search (:class:`~sklearn_xnn.SRAEExplainerCV`, ``GridSearchCV``) is read through its
+refitted ``best_estimator_``, as the metrics read it.
 """
 
 from typing import NamedTuple
 
 import numpy as np
 
-from sklearn_xnn.metrics._adapter import embed, head_coef, rebuild_logits, transformer_part
+from sklearn_xnn.metrics._adapter import (
+    embed,
+    head_coef,
+    rebuild_logits,
+    refitted,
+    transformer_part,
+)
 
 #: What :func:`linear_view` reads, for the error message.
 ACCEPTED = (
     "an SRAEExplainer, a headed pipeline (sklearn_xnn.baselines.make_headed, as "
     "compare_explainers(return_fitted=True) returns for PCA or NMF), a predictor that "
-    "transforms (PLSRegression) or a bare transformer (no head)"
+    "transforms (PLSRegression), a bare transformer (no head) or a search over one fitted "
+    "with refit=True (SRAEExplainerCV, GridSearchCV: its best_estimator_)"
 )
 
 #: Seed of the fixed offsets of the rows at which a predictor's head is read.
@@ -85,7 +94,8 @@ def linear_view(explainer, Z, caller):
     Parameters
     ----------
     explainer : fitted estimator
-        See :data:`ACCEPTED`. SRAE's head is its ``coef_`` and ``intercept_``; a headed
+        See :data:`ACCEPTED`; a fitted search is read through its refitted
+        ``best_estimator_``. SRAE's head is its ``coef_`` and ``intercept_``; a headed
         pipeline's or a predictor's (PLS) head is read off ``predict`` at ``2K + 2``
         fixed rows, exact because ``predict`` is affine in the x-features there (checked).
     Z : array-like of shape (n_samples, n_features)
@@ -97,7 +107,8 @@ def linear_view(explainer, Z, caller):
     -------
     view : LinearView
     """
-    if hasattr(explainer, "contributions"):  # SRAE (and a search over SRAE)
+    explainer = refitted(explainer)  # a search: what it refitted (its coef_, its names)
+    if hasattr(explainer, "contributions"):  # SRAE
         X = np.asarray(explainer.transform(Z), dtype=np.float64)
         names = feature_names(explainer, X.shape[1])
         coef = getattr(explainer, "coef_", None)

@@ -14,6 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from sklearn_xnn.metrics import n_significant
 from sklearn_xnn.report._explainer import linear_view
@@ -178,7 +179,8 @@ def decomposition_figure(
     x-features outlined: fewest positive ones covering 90% of the positive score) and
     the bias ``b_c`` as its own grey bar; they sum to the score. When the bias outweighs
     all contributions together the figure says so. With ``heatmaps``, one heatmap per
-    significant x-feature overlaid on the image, with a colour bar.
+    significant x-feature overlaid on the image, with a colour bar, titled with the
+    x-feature's name and its contribution (not its value ``x_k``).
 
     Parameters
     ----------
@@ -225,7 +227,7 @@ def decomposition_figure(
         _show(axes[0], image, "input" if image_title is None else image_title)
     _bars(axes[int(image is not None)], contributions, intercept, marked, names, title)
     for ax, k in zip(axes[1 + (image is not None) :], maps, strict=False):
-        _show(ax, image, f"{names[k]}: {contributions[k]:.2f}")
+        _show(ax, image, f"{names[k]}\ncontribution {contributions[k]:.2f}")
         hm = np.asarray(heatmaps[k], dtype=np.float64)
         top = hm.max()
         ax.imshow(
@@ -371,8 +373,10 @@ def plot_decision(
         (:func:`~sklearn_xnn.baselines.make_headed`, as
         :func:`~sklearn_xnn.compare.compare_explainers` returns for PCA or NMF with
         ``return_fitted=True``) or a predictor that transforms (``PLSRegression``): any
-        explainer whose ``predict`` is linear in its x-features. Others raise a
-        TypeError.
+        explainer whose ``predict`` is linear in its x-features; or a search over one
+        fitted with ``refit=True`` (:class:`~sklearn_xnn.SRAEExplainerCV`,
+        ``GridSearchCV``), whose refitted ``best_estimator_`` is decomposed. Others raise
+        a TypeError.
     z : array-like of shape (n_features,) or (1, n_features)
         One input's activations (a pandas row or one-row data frame keeps its feature
         names).
@@ -431,7 +435,9 @@ def plot_decision(
     decision = None if y is None else _decision_of(y, C)
     top = int((view.X[0] @ view.coef.T + view.intercept).argmax())
     c = _checked_output(output, C) if output is not None else top if y is None else decision
-    if decision is not None:
+    if C == 1:  # one output: no decision to name
+        title = f"input\noutput {names[0]}"
+    elif decision is not None:
         title = f"input\nnetwork predicts {names[decision]}"
     else:
         title = f"input\n{'top rebuilt output' if c == top else 'output'} {names[c]}"
@@ -512,7 +518,7 @@ def k_curve_figure(curve, k=None, *, figure=None):
     -------
     fig : matplotlib Figure
     """
-    fig = _figure(figure, (5.0, 3.2))
+    fig = _figure(figure, (5.0, 3.9))  # the legend under the axes
     ax = fig.subplots()
     labels = {
         "linear_bound_r2": "best rank-K linear predictor: R² of the logits",
@@ -527,7 +533,9 @@ def k_curve_figure(curve, k=None, *, figure=None):
     ax.set_xlabel("K (number of components)", fontsize=FONT - 1)
     ax.set_ylabel("fraction (training rows)", fontsize=FONT - 1)
     ax.set_ylim(0, 1.02)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))  # K: a count
     ax.tick_params(labelsize=FONT - 1)
-    ax.legend(fontsize=FONT - 2, loc="lower right")
+    # below the axes, clear of the curves (which rise to the right, where K is large)
+    ax.legend(fontsize=FONT - 2, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     fig.tight_layout()
     return fig

@@ -3,6 +3,7 @@
 import base64
 import html
 import logging
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -111,35 +112,57 @@ def _shown_outputs(counts, limit=MAX_OUTPUTS_SHOWN):
 class _Decisions:
     """Which output each row's decomposition explains, and the words for it.
 
-    With the network's logits ``y``: its decision, the argmax of ``y``. Without: the
-    explainer's top rebuilt output, which can differ from the network's decision.
+    With one output there is no decision to pick: every row explains that output. With
+    more, given the network's logits ``y``: its decision, the argmax of ``y``. Without:
+    the explainer's top rebuilt output, which can differ from the network's decision.
     """
 
     def __init__(self, rebuilt, y):
         self.top = rebuilt.argmax(1)
         self.by_network = y is not None
+        self.single = rebuilt.shape[1] == 1
+        self.logits = y
         self.output = y.argmax(1) if self.by_network else self.top
         self.counts = np.bincount(self.output, minlength=rebuilt.shape[1])
-        if self.by_network:
+        self.caveat = ""
+        self.heading = "Decisions decomposed into x-feature contributions"
+        if self.single:
+            self.rows = "rows"
+            self.summary = "What carries the output's score (one output: every row)."
+            self.what = (
+                "The explainer has one output (one logit), so there is no decision to "
+                "pick: each input's bars split that output's rebuilt score."
+            )
+            self.which = self.never = ""  # one output, on every row: never said
+            self.heading = "The output decomposed into x-feature contributions"
+        elif self.by_network:
             self.rows = "rows the network predicts it on"
-            self.what = "the network's decision (the argmax of its logits y)"
-            self.caveat = ""
+            self.what = (
+                "Each input's explained output is the network's decision (the argmax of "
+                "its logits y)."
+            )
             self.which = "by the network: the argmax of y"
-            self.never = "are never the network's decision"
+            self.never = "never the network's decision"
         else:
             self.rows = "rows where it is the explainer's top rebuilt output"
             self.what = (
-                "the explainer's top rebuilt output (the largest logit rebuilt from the x-features)"
+                "Each input's explained output is the explainer's top rebuilt output (the "
+                "largest logit rebuilt from the x-features)."
             )
             self.caveat = (
                 " The explainer's top rebuilt output can differ from the network's decision; "
                 "pass y, the network's logits, to write_report to use its decisions."
             )
             self.which = "predicted here: the explainer's top rebuilt output"
-            self.never = "are never the explainer's top rebuilt output"
+            self.never = "never the explainer's top rebuilt output"
+        if not self.single:
+            self.summary = f"What carries each output's score on the {self.rows}."
 
     def caption(self, i, names, score):
         c, top = self.output[i], self.top[i]
+        if self.single:
+            logit = "" if self.logits is None else f"; the network's logit {self.logits[i, 0]:.2f}"
+            return f"Held-out input {i}: output {names[0]} (rebuilt score {score:.2f}{logit})."
         if not self.by_network:
             return (
                 f"Held-out input {i}: the explainer's top rebuilt output is {names[c]} "
@@ -152,6 +175,8 @@ class _Decisions:
         )
 
     def image_title(self, i, names):
+        if self.single:
+            return f"input\noutput {names[0]}"
         who = "network predicts" if self.by_network else "top rebuilt output"
         return f"input\n{who} {names[self.output[i]]}"
 
@@ -168,14 +193,24 @@ def _omitted_html(decisions, shown, output_names):
     rest = np.setdiff1d(np.flatnonzero(counts), shown)
     parts = []
     if len(never):
+        one = len(never) == 1
         parts.append(
-            f"{len(never)} of the {len(counts)} outputs {decisions.never} on these rows and "
-            f"have no line above: {_first_names(never, output_names)}."
+            f"{len(never)} of the {len(counts)} outputs {'is' if one else 'are'} "
+            f"{decisions.never} on these rows and {'has' if one else 'have'} no line "
+            f"above: {_first_names(never, output_names)}."
         )
     if len(rest):
+        least = int(counts[shown].min())  # the fewest rows of an output shown
+        rows = (
+            f"{least} row{'' if least == 1 else 's'} or fewer (the least frequent output "
+            f"shown has {least}; ties go to the lower index)"
+            if counts[rest].max() == least
+            else "fewer rows than those shown"
+        )
+        one = len(rest) == 1
         parts.append(
-            f"{len(rest)} more outputs, each on fewer rows than those shown, are left out: "
-            f"{_first_names(rest, output_names)}."
+            f"{len(rest)} more output{'' if one else 's'}, {'' if one else 'each '}on "
+            f"{rows}, {'is' if one else 'are'} left out: {_first_names(rest, output_names)}."
         )
     return f'<p class="key">{html.escape(" ".join(parts))}</p>' if parts else ""
 
@@ -218,7 +253,7 @@ def write_report(
     n_top=8,
     title="sklearn_xnn: explanation report",
     notes=(),
-    reference="SRAE",
+    reference=None,
 ):
     """Write ``report.html`` (figures embedded) and the figures as PNGs into ``out_dir``.
 
@@ -237,17 +272,23 @@ def write_report(
         Whose x-features are shown: an :class:`~sklearn_xnn.SRAEExplainer`, a headed
         pipeline (:func:`~sklearn_xnn.baselines.make_headed`, as
         :func:`~sklearn_xnn.compare.compare_explainers` returns for PCA or NMF with
-        ``return_fitted=True``), a predictor that transforms (``PLSRegression``), or a
-        bare transformer (x-features only: no head, no decompositions). Others raise a
+        ``return_fitted=True``), a predictor that transforms (``PLSRegression``), a
+        bare transformer (x-features only: no head, no decompositions), or a search over
+        one of these fitted with ``refit=True`` (:class:`~sklearn_xnn.SRAEExplainerCV`,
+        ``GridSearchCV``), whose refitted ``best_estimator_`` is shown. Others raise a
         TypeError.
     Z : array-like of shape (n_samples, n_features), optional
-        Activations (held-out rows) to illustrate; needed with ``explainer``.
+        Activations (held-out rows) to illustrate; needed with ``explainer``. A data
+        frame is passed to the explainer as it is (as it was fitted, e.g. by
+        :func:`~sklearn_xnn.compare.compare_explainers` on data frames).
     y : array-like of shape (n_samples,) or (n_samples, n_outputs), optional
         The network's logits for the rows of ``Z``. With them, each decomposition
         explains the network's decision (the argmax of ``y``) and the per-output summary
         counts the rows the network predicts each output on; without them, both use the
         explainer's top rebuilt output, which can differ from the network's decision
-        (see the ``top1_agreement`` column), and the report says so.
+        (see the ``top1_agreement`` column), and the report says so. With one output
+        there is no decision: every row explains that output. A data frame's columns (a
+        series' name, for one output) name the outputs when ``output_names`` is None.
     images : array-like of shape (n_samples, channels, height, width), optional
         The inputs behind ``Z`` (one per row, in the same order): enables the
         top-activating inputs and the images next to the decompositions.
@@ -261,17 +302,18 @@ def write_report(
         outputs predicted most often on ``Z``; the summary names the outputs it leaves
         out.
     n_examples : int, default=6
-        Inputs whose decision is decomposed.
+        Inputs whose decision is decomposed; 0 leaves the decompositions out.
     n_top : int, default=8
-        Top-activating inputs per x-feature.
+        Top-activating inputs per x-feature, at least 1.
     title : str
         Page title.
     notes : sequence of str
         Paragraphs shown under the table (data, settings, timings).
-    reference : str, default="SRAE"
+    reference : str, default=None
         The row of ``table`` that the others are measured against: it is highlighted and
         every metric on which another explainer beats it is said in a sentence
-        (:func:`sklearn_xnn.compare.describe_losses`).
+        (:func:`sklearn_xnn.compare.describe_losses`). None: the ``"SRAE"`` row when the
+        table has one, else no row.
 
     Returns
     -------
@@ -281,13 +323,17 @@ def write_report(
     Raises
     ------
     ValueError
-        Before anything is written, when the table's explainer names repeat, ``Z`` is
-        missing, or ``y``, ``images`` or ``output_names`` do not match ``Z`` and the
-        explainer's outputs.
+        Before anything is written, when the table's explainer names repeat,
+        ``reference`` is not one of them, ``n_examples`` or ``n_top`` is out of range,
+        ``Z`` is missing, or ``y``, ``images`` or ``output_names`` do not match ``Z`` and
+        the explainer's outputs.
     TypeError
         When ``explainer`` is none of the kinds above.
     """
     check_unique_names(table)
+    reference = _checked_reference(table, reference)
+    _checked_count(n_examples, "n_examples", 0, "inputs to decompose; 0 for none")
+    _checked_count(n_top, "n_top", 1, "top-activating inputs per x-feature")
     explained = None
     if explainer is not None:
         explained = _checked_explainer_inputs(explainer, Z, y, images, output_names)
@@ -304,11 +350,36 @@ def write_report(
     return path
 
 
+def _checked_reference(table, reference):
+    """``reference`` once it names a row of ``table``; None: ``"SRAE"`` when a row."""
+    if reference is None:
+        return "SRAE" if "SRAE" in table.index else None
+    if reference not in table.index:
+        raise ValueError(
+            f"reference {reference!r} is not a row of the comparison table; valid: "
+            f"{[str(n) for n in table.index]} (or None)."
+        )
+    return reference
+
+
+def _checked_count(value, name, least, what):
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least} ({what}), got {value!r}.")
+
+
 def _checked_input_rows(a, n_rows, name):
     if len(a) != n_rows:
         raise ValueError(
             f"{name} must have one row per row of Z ({n_rows}, in the same order), got {len(a)}."
         )
+
+
+def _names_of(y):
+    """The output names a pandas ``y`` carries (a frame's columns, a series' name), or None."""
+    if hasattr(y, "columns"):
+        return list(y.columns)
+    name = getattr(y, "name", None) if getattr(y, "ndim", 0) == 1 else None
+    return None if name is None else [name]
 
 
 def _checked_explainer_inputs(explainer, Z, y, images, output_names):
@@ -324,7 +395,7 @@ def _checked_explainer_inputs(explainer, Z, y, images, output_names):
     if view.coef is None:  # no head: the x-features only
         return view, None, images, None
     C = view.coef.shape[0]
-    names = checked_output_names(output_names, C)
+    names = checked_output_names(_names_of(y) if output_names is None else output_names, C)
     if y is not None:
         y = np.asarray(y, dtype=np.float64)
         y = y.reshape(len(y), -1) if y.ndim == 1 else y
@@ -389,9 +460,7 @@ def _explainer_sections(
         "head_weights",
         "Head weights W: how each x-feature moves each output (red +, blue -)." + which,
     )
-    report.paragraph(
-        f"What carries each output's score on the {decisions.rows}.{decisions.caveat}" + which
-    )
+    report.paragraph(decisions.summary + decisions.caveat + which)
     report.raw(_output_summary_html(view, decisions, shown, output_names))
     _top_activating_section(report, images, view.X, n_top, view.names)
     _decomposition_section(
@@ -399,26 +468,38 @@ def _explainer_sections(
     )
 
 
+def _method_words(method):
+    """A heatmap method in words: a name's words, or a captum class's (or object's) name."""
+    if isinstance(method, str):
+        return method.replace("_", " ")
+    return getattr(method, "__name__", type(method).__name__)
+
+
+def _with_article(words):
+    return f"{'an' if words[:1].lower() in tuple('aeiou') else 'a'} {words}"
+
+
 def _decomposition_section(
     report, view, decisions, images, output_names, network, method, n_examples
 ):
     rows = _example_rows(decisions.output, n_examples)
+    if not rows:  # n_examples=0: no section
+        return
     heatmaps = None
     if network is not None and images is not None:
         from sklearn_xnn.torch import xfeature_heatmaps
 
         heatmaps = xfeature_heatmaps(network, images[rows], method=method)
-    report.heading("Decisions decomposed into x-feature contributions")
+    report.heading(decisions.heading)
     report.paragraph(
-        f"Each input's explained output is {decisions.what}.{decisions.caveat} Bars: "
-        "each x-feature's "
-        "contribution x_k * W_ck to that output's rebuilt score (red positive, blue "
-        "negative) and the bias b_c as its own grey bar; together they sum to the score. "
-        "Outlined bars are the significant x-features (the fewest positive contributions "
-        "covering 90% of the positive score)"
+        f"{decisions.what}{decisions.caveat} Bars: each x-feature's contribution x_k * W_ck "
+        "to that output's rebuilt score (red positive, blue negative) and the bias b_c as "
+        "its own grey bar; together they sum to the score. Outlined bars are the "
+        "significant x-features (the fewest positive contributions covering 90% of the "
+        "positive score)"
         + (
-            f"; each has a {method.replace('_', ' ')} heatmap (colour bar: share of the "
-            "map's maximum)."
+            f"; each has {_with_article(_method_words(method))} heatmap, titled with its "
+            "contribution (colour bar: share of the map's maximum)."
             if heatmaps is not None
             else "."
         )

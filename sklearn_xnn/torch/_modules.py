@@ -8,6 +8,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from sklearn_xnn._nn import modules as weights
+from sklearn_xnn.metrics._adapter import refitted
 from sklearn_xnn.torch._extract import TruncatedNetwork, as_input
 from sklearn_xnn.torch._modes import evaluating
 
@@ -32,16 +33,15 @@ def _output_is_1d(explainer):
 
 
 def _refitted(explainer):
-    """A fitted search's refitted ``best_estimator_``; any other explainer as it is."""
-    if hasattr(explainer, "best_estimator_"):
-        return explainer.best_estimator_
-    if hasattr(explainer, "cv_results_"):  # a search fitted without refitting its best
+    """A fitted search's refitted ``best_estimator_`` (:func:`refitted`), or a ValueError
+    for a search fitted without refitting its best; any other explainer as it is."""
+    if hasattr(explainer, "cv_results_") and not hasattr(explainer, "best_estimator_"):
         raise ValueError(
             f"This {type(explainer).__name__} was fitted with refit=False and has no "
             "refitted explainer to build a module from: fit it with refit=True, or pass "
             "an SRAEExplainer fitted with its best_params_."
         )
-    return explainer
+    return refitted(explainer)
 
 
 class ExplainerModule(nn.Module):

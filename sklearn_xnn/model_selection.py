@@ -94,7 +94,8 @@ def sweep(explainer, param_grid, X, y=None):
     Each setting gives a clone of ``explainer`` with those parameters, fitted on the
     same rows. The settings are grouped by the network's shape and training step (all
     parameters but ``random_state``, ``alpha_faithfulness``, ``alpha_reconstruction``,
-    ``alpha_pullaway``, ``faithfulness_tol``, ``max_iter``, ``tol``,
+    ``alpha_pullaway``, ``faithfulness_tol`` (a number; None trains apart), ``max_iter``,
+    ``tol``,
     ``n_iter_no_change``, ``pretrain``, ``n_init`` and
     ``verbose``, which may differ within a group), and each group is fine-tuned as one
     stacked network; the scaled data and the linear faithfulness bound are computed once
@@ -154,9 +155,15 @@ def sweep(explainer, param_grid, X, y=None):
     return _fit_settings(explainer, _parameter_settings(param_grid), X, y)
 
 
+def _configured(explainer, setting):
+    """A clone of ``explainer`` with ``setting``, whose values are copied as
+    ``GridSearchCV`` copies them (a ``RandomState`` in a grid is not shared by fits)."""
+    return clone(explainer).set_params(**clone(setting, safe=False))
+
+
 def _fit_settings(explainer, settings, X, y):
     """One clone of ``explainer`` per setting (a list of dicts, read as is), fitted batched."""
-    return fit_explainers([clone(explainer).set_params(**s) for s in settings], X, y)
+    return fit_explainers([_configured(explainer, s) for s in settings], X, y)
 
 
 def _best_has(method):
@@ -213,7 +220,10 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
     refit : bool, default=True
         Refit the best setting on all rows (needed for ``transform`` and the other
         methods; with ``refit=False`` the search has none of them, as ``GridSearchCV``).
-        Every fit starts afresh: no fitted attribute of an earlier fit remains.
+        Every fit starts afresh: no fitted attribute of an earlier fit remains. Unlike
+        ``GridSearchCV`` (``error_score``), a setting whose fit raises stops the search
+        with its error, and one scorer is used (for several metrics, ``GridSearchCV``
+        with a ``scoring`` dict and ``refit=name``).
 
     Attributes
     ----------
@@ -258,7 +268,7 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
         "estimator": [HasMethods(["fit", "transform"]), None],
         "param_grid": [dict, list, HasMethods(["__iter__"]), None],
         "cv": ["cv_object"],
-        "scoring": [StrOptions(set(get_scorer_names())), callable, None],
+        "scoring": [StrOptions(set(get_scorer_names())), callable, dict, None],
         "refit": ["boolean"],
     }
 
@@ -291,6 +301,12 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
             The fitted search.
         """
         forget_fit(self)  # nothing of an earlier fit may answer (best_estimator_ above all)
+        if isinstance(self.scoring, Mapping):
+            raise ValueError(
+                f"SRAEExplainerCV takes one scorer, got a dict of {sorted(self.scoring)}: "
+                "pass one of them, or use GridSearchCV with scoring=that dict and "
+                "refit=the name to choose by."
+            )
         explainer = self._explainer()
         _check_explainer(explainer, "SRAEExplainerCV")
         settings = _parameter_settings(self.param_grid)
@@ -302,7 +318,16 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
         for k, (train, test) in enumerate(splits):
             fitted = _fit_settings(explainer, settings, _safe_indexing(X, train), _rows(y, train))
             X_test, y_test = _safe_indexing(X, test), _rows(y, test)
-            scores[:, k] = [self.scorer_(est, X_test, y_test) for est in fitted]
+            try:
+                scores[:, k] = [self.scorer_(est, X_test, y_test) for est in fitted]
+            except AttributeError as exc:  # e.g. scoring="r2" calls predict
+                if y is not None:
+                    raise
+                raise ValueError(
+                    f"scoring={self.scoring!r} needs what explainers fitted without y do "
+                    f"not have ({exc}): pass the logits y, or a scorer of unsupervised "
+                    "explainers (None, or sklearn_xnn.metrics.reconstruction_r2_scorer)."
+                ) from exc
         self.cv_results_ = _cv_results(settings, scores)
         mean = self.cv_results_["mean_test_score"]
         self.best_index_ = int(np.argmax(np.where(np.isnan(mean), -np.inf, mean)))
@@ -310,7 +335,7 @@ class SRAEExplainerCV(TransformerMixin, RegressorMixin, MetaEstimatorMixin, Base
         self.best_score_ = float(mean[self.best_index_])
         self.n_splits_ = len(splits)
         if self.refit:
-            best = clone(explainer).set_params(**self.best_params_)
+            best = _configured(explainer, self.best_params_)
             self.best_estimator_ = best.fit(X, y)
         else:
             best = fitted[self.best_index_]

@@ -13,6 +13,8 @@ from torch import nn
 class SmallCNN(nn.Module):
     """``conv -> ReLU -> conv -> ReLU -> maxpool -> fc -> ReLU -> fc`` for square 1-channel images.
 
+    The layers are float32 whatever :func:`torch.get_default_dtype` says.
+
     Named layers: ``conv1``, ``relu1``, ``conv2``, ``relu2``, ``pool``, ``flatten``, ``fc1``
     (its ReLU output is ``relu_fc1``), ``fc2``; :class:`DigitsCNN` and
     :class:`~sklearn_xnn.datasets.PatchCNN` are its two sizes.
@@ -20,15 +22,16 @@ class SmallCNN(nn.Module):
 
     def __init__(self, image_size, n_classes, width, hidden):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, width, 3, padding=1)
+        f32 = {"dtype": torch.float32}  # whatever torch's default dtype is
+        self.conv1 = nn.Conv2d(1, width, 3, padding=1, **f32)
         self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1, **f32)
         self.relu2 = nn.ReLU()
         self.pool = nn.MaxPool2d(2)
         self.flatten = nn.Flatten()
-        self.fc1 = nn.Linear(2 * width * (image_size // 2) ** 2, hidden)
+        self.fc1 = nn.Linear(2 * width * (image_size // 2) ** 2, hidden, **f32)
         self.relu_fc1 = nn.ReLU()
-        self.fc2 = nn.Linear(hidden, n_classes)
+        self.fc2 = nn.Linear(hidden, n_classes, **f32)
 
     def features(self, x):
         """Activations of ``relu_fc1`` (the layer explained by default)."""
@@ -52,22 +55,42 @@ class DigitsCNN(SmallCNN):
 
 
 def train_digits_cnn(images, labels, *, epochs=30, batch_size=64, random_state=None):
-    """Train :class:`DigitsCNN` on ``images`` (N, 1, 8, 8) in [0, 1]; returns it in eval mode."""
+    """Train :class:`DigitsCNN` on ``images`` (N, 1, 8, 8) in [0, 1]; returns it in eval mode.
+
+    ``images`` and ``labels`` may be any array-likes; ``epochs`` (0 leaves the model
+    untrained) and ``batch_size`` are ints, else a ValueError is raised.
+    """
     return train_classifier(DigitsCNN, images, labels, epochs, batch_size, 2e-3, random_state)
+
+
+def check_training_input(images, labels, epochs, batch_size):
+    """``images`` (N, C, H, W) and ``labels`` (N,) as arrays; a clear error for bad arguments."""
+    for name, value, low in (("epochs", epochs, 0), ("batch_size", batch_size, 1)):
+        if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
+            kind = "non-negative" if low == 0 else "positive"
+            raise ValueError(f"{name} must be a {kind} int, got {value!r}.")
+    images, labels = np.asarray(images, dtype=np.float32), np.asarray(labels)
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (N, 1, S, S), got shape {images.shape}.")
+    if labels.shape != images.shape[:1]:
+        raise ValueError(f"labels must have shape ({len(images)},), got shape {labels.shape}.")
+    return images, labels
 
 
 def train_classifier(make_model, images, labels, epochs, batch_size, lr, random_state):
     """Cross-entropy training of ``make_model()`` with Adam; randomness from ``random_state`` only.
 
     The layer initialisation runs inside a forked RNG (the caller's global state is left
-    untouched) and the shuffling uses a local generator.
+    untouched) and the shuffling uses a local generator. The images are cast to the
+    model's dtype.
     """
+    images, labels = check_training_input(images, labels, epochs, batch_size)
     seed = int(check_random_state(random_state).randint(0, 2**31 - 1))
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = make_model()
-    X = torch.as_tensor(images, dtype=torch.float32)
+    X = torch.as_tensor(images, dtype=next(model.parameters()).dtype)
     y = torch.as_tensor(labels, dtype=torch.long)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
@@ -127,7 +150,7 @@ def load_digits_activations(*, test_size=0.3, epochs=30, random_state=0):
     with torch.no_grad():
         out = {}
         for name, ims in (("train", im_tr), ("test", im_te)):
-            x = torch.as_tensor(ims)
+            x = torch.as_tensor(ims, dtype=torch.float32)
             out[f"Z_{name}"] = model.features(x).numpy().astype(np.float64)
             out[f"y_{name}"] = model(x).numpy().astype(np.float64)
     accuracy = float((out["y_test"].argmax(1) == lab_te).mean())

@@ -1,23 +1,48 @@
 """Synthetic images whose class evidence sits in a known patch (for testing heatmaps)."""
 
-from numbers import Integral, Real
+from math import comb
+from numbers import Real
 
 import numpy as np
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
-from sklearn_xnn.datasets._digits import SmallCNN, train_classifier
+from sklearn_xnn.datasets._digits import SmallCNN, check_training_input, train_classifier
+from sklearn_xnn.datasets._params import IntInterval
+
+
+def _check_patch_size(patch_size, n_classes):
+    """Refuse a patch too small or too odd for ``n_classes`` distinct, half-on textures.
+
+    The stripes and the checkerboard are half on at every even size; the coarse checkerboard
+    (2x2 blocks, the fourth class) only when the side is a multiple of 4; the random textures
+    are drawn distinct, so there can be no more classes than half-on textures.
+    """
+    step = 4 if n_classes > 3 else 2
+    if patch_size % step:
+        raise ValueError(
+            f"patch_size={patch_size} cannot hold {n_classes} distinct textures with half their "
+            f"pixels on: it must be a multiple of {step} (the smallest that works is {step})."
+        )
+    n_textures = comb(patch_size**2, patch_size**2 // 2)
+    if n_classes > n_textures:
+        raise ValueError(
+            f"n_classes={n_classes} is more than the {n_textures} distinct half-on textures of "
+            f"patch_size={patch_size}; use a larger patch_size."
+        )
 
 
 def _patterns(n_classes, size, rng):
-    """One binary texture per class, each with half its pixels on."""
+    """One binary texture per class, each with half its pixels on, all distinct
+    (``size`` as checked by :func:`_check_patch_size`)."""
     r, c = np.indices((size, size))
     fixed = [r % 2 == 0, c % 2 == 0, (r + c) % 2 == 0, (r // 2 + c // 2) % 2 == 0]
     out = [p.astype(np.float32) for p in fixed[:n_classes]]
     while len(out) < n_classes:
         flat = np.zeros(size * size, dtype=np.float32)
         flat[rng.permutation(size * size)[: size * size // 2]] = 1.0
-        out.append(flat.reshape(size, size))
+        if not any(np.array_equal(flat, p.ravel()) for p in out):
+            out.append(flat.reshape(size, size))
     return np.stack(out)
 
 
@@ -51,10 +76,10 @@ def _place(rng, image_size, patch_size, avoid=None):
 
 @validate_params(
     {
-        "n_samples": [Interval(Integral, 1, None, closed="left")],
-        "image_size": [Interval(Integral, 2, None, closed="left")],
-        "patch_size": [Interval(Integral, 1, None, closed="left")],
-        "n_classes": [Interval(Integral, 1, None, closed="left")],
+        "n_samples": [IntInterval(1)],
+        "image_size": [IntInterval(2)],
+        "patch_size": [IntInterval(1)],
+        "n_classes": [IntInterval(1)],
         "noise": [Interval(Real, 0, 1, closed="both")],
         "distractor": [StrOptions({"uniform", "texture"}), None],
         "random_state": ["random_state"],
@@ -89,13 +114,17 @@ def make_patch_images(
     image_size : int, default=16
         Height and width.
     patch_size : int, default=4
-        Side of the patches.
+        Side of the patches. Every class texture has exactly half its pixels on and
+        differs from the others, so the side must be even, and a multiple of 4 with more
+        than 3 classes (the coarse checkerboard is made of 2x2 blocks); other sizes raise
+        a ValueError naming the smallest that works.
     n_classes : int, default=4
-        Number of classes (textures).
+        Number of classes (distinct textures).
     noise : float, default=0.15
         Amplitude of the background noise, in ``[0, 1]``.
     distractor : {"uniform", "texture"} or None, default="uniform"
-        The uninformative square, or None for none.
+        The uninformative square, or None for none (then the patch may be as large as
+        the image).
     random_state : int, RandomState instance or None, default=None
         Seed.
 
@@ -114,11 +143,14 @@ def make_patch_images(
     >>> data.images.shape, data.masks.shape, int(data.masks[0].sum())
     ((10, 1, 16, 16), (10, 16, 16), 16)
     """
-    if patch_size * 2 > image_size:
+    if distractor is not None and patch_size * 2 > image_size:
         raise ValueError(
             f"patch_size={patch_size} is too large for image_size={image_size}; two patches "
-            "must fit side by side."
+            "(the textured one and the distractor) must fit side by side."
         )
+    if patch_size > image_size:
+        raise ValueError(f"patch_size={patch_size} is too large for image_size={image_size}.")
+    _check_patch_size(patch_size, n_classes)
     rng = check_random_state(random_state)
     patterns = _patterns(n_classes, patch_size, rng)
     images = rng.uniform(0, noise, size=(n_samples, 1, image_size, image_size)).astype(np.float32)
@@ -160,9 +192,11 @@ class PatchCNN(SmallCNN):
 def train_patch_cnn(images, labels, *, epochs=10, batch_size=32, lr=3e-3, random_state=None):
     """Train a :class:`PatchCNN` on ``images`` (N, 1, S, S); returns it in eval mode.
 
-    Randomness comes from ``random_state`` only (the layer initialisation runs in a
-    forked RNG, the shuffling uses a local generator).
+    ``images`` and ``labels`` may be any array-likes. Randomness comes from
+    ``random_state`` only (the layer initialisation runs in a forked RNG, the shuffling
+    uses a local generator).
     """
+    images, labels = check_training_input(images, labels, epochs, batch_size)
     n_classes = int(np.max(labels)) + 1
     return train_classifier(
         lambda: PatchCNN(images.shape[-1], n_classes),

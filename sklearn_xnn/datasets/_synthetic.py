@@ -1,12 +1,14 @@
 """Planted-concept activations: the ground truth that explanation quality is measured on."""
 
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, validate_params
 
-_COUNT = Interval(Integral, 1, None, closed="left")
+from sklearn_xnn.datasets._params import IntInterval
+
+_COUNT = IntInterval(1)
 _AT_LEAST_0 = Interval(Real, 0, None, closed="left")
 
 
@@ -16,7 +18,7 @@ _AT_LEAST_0 = Interval(Real, 0, None, closed="left")
         "n_features": [_COUNT],
         "n_concepts": [_COUNT],
         "n_outputs": [_COUNT],
-        "n_nuisance": [Interval(Integral, 0, None, closed="left")],
+        "n_nuisance": [IntInterval(0)],
         "concept_density": [Interval(Real, 0, 1, closed="right")],
         "nuisance_scale": [_AT_LEAST_0],
         "noise": [_AT_LEAST_0],

@@ -347,7 +347,7 @@ def test_dead_fraction_and_mean_contributions():
     np.testing.assert_allclose(mean_contributions(X), [0.0, 0.5, 3.0, 2.0 + 5e-10], rtol=1e-12)
     S3 = np.arange(12.0).reshape(2, 3, 2)
     np.testing.assert_allclose(mean_contributions(S3), S3.mean(0), rtol=1e-12)
-    with pytest.raises(ValueError, match="contributions must be 2-D or 3-D"):
+    with pytest.raises(ValueError, match="contributions must have shape"):
         mean_contributions(np.ones(3))
 
 

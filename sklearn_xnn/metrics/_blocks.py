@@ -21,6 +21,7 @@ from sklearn_xnn.metrics._geometry import (
     _explained_rows,
     _mean_abs_off_diagonal,
     _significant_counts,
+    constant_columns,
 )
 
 #: Largest block of contributions (bytes of float64) read at once; a block needs about
@@ -70,16 +71,17 @@ def contribution_metrics(
     _check_coverage(coverage)
     first = _contributions_3d(rows_of(slice(0, 1)))
     blocks = row_blocks(n_samples, first.nbytes, block_bytes)
-    total, peak, largest = _column_moments(rows_of, blocks, eps, np.ones(n_samples))
+    total, peak, spread = _column_moments(rows_of, blocks, eps, np.ones(n_samples))
     y = None if y is None else np.asarray(y, dtype=np.float64)
-    sums = _gram_sums(rows_of, blocks, total / n_samples, peak, coverage, eps, y)
+    mean = total / n_samples
+    sums = _gram_sums(rows_of, blocks, mean, peak, spread["scale"], coverage, eps, y)
     values = {
         "n_significant": float(sums["significant"] / (n_samples * first.shape[0])),
         "pullaway_samples": _pullaway_mean(
             np.sum(sums["samples"] ** 2, axis=(1, 2)) - sums["samples_self"], sums["m"]
         ),
         "pullaway_components": _pullaway_of_columns(sums["columns"]),
-        "contribution_corr": _correlation_of_moments(sums["centred"], largest),
+        "contribution_corr": _correlation_of_moments(sums["centred"], spread, n_samples),
     }
     if y is not None:
         values["top_explained"] = float(sums["explained"] / n_samples)
@@ -92,9 +94,9 @@ def correlation_by_blocks(rows_of, n_samples, block_bytes=None, *, sample_weight
 
     With row weights ``w_i`` (1 without ``sample_weight``) the correlation of x-features
     ``k`` and ``l`` for output ``c`` is ``sum_i w_i d_ick d_icl / sqrt(sum_i w_i d_ick^2
-    sum_i w_i d_icl^2)``, ``d_ick = S_ick - sum_i w_i S_ick / sum_i w_i``; whether a
-    column is constant is judged against the largest contribution of the rows of positive
-    weight.
+    sum_i w_i d_icl^2)``, ``d_ick = S_ick - sum_i w_i S_ick / sum_i w_i``; a column is
+    constant when its values on the rows of positive weight are all equal or their spread
+    is within rounding of the column's own largest magnitude (scale-free).
 
     Parameters
     ----------
@@ -118,31 +120,44 @@ def correlation_by_blocks(rows_of, n_samples, block_bytes=None, *, sample_weight
     weights = _row_weights(sample_weight, n_samples)
     first = _contributions_3d(rows_of(slice(0, 1)))
     blocks = row_blocks(n_samples, first.nbytes, block_bytes)
-    total, _, largest = _column_moments(rows_of, blocks, PULLAWAY_EPS, weights)
+    total, _, spread = _column_moments(rows_of, blocks, PULLAWAY_EPS, weights)
     mean, root = total / weights.sum(), np.sqrt(weights)
     centred = sum(
-        _gram((_contributions_3d(rows_of(rows)) - mean[:, None, :]) * root[rows, None])
+        _centred_gram(_contributions_3d(rows_of(rows)), mean, spread["scale"], root[rows])
         for rows in blocks
     )
-    return _correlation_of_moments(centred, largest)
+    return _correlation_of_moments(centred, spread, weights.sum())
 
 
 def _column_moments(rows_of, blocks, eps, weights):
     """First pass: per output and x-feature ``sum_i w_i S_ick`` and ``max_i |S_ick +
-    eps|``, and ``max |S|`` over all of them, for the row weights ``w_i`` (``weights``);
-    the rows of weight 0 count nowhere."""
-    total = peak = None
-    largest = 0.0
+    eps|``, and a dict of each column's spread ``max_i S_ick - min_i S_ick`` (``"ptp"``)
+    and largest magnitude (``"scale"``, 1 for a column of zeros), for the row weights
+    ``w_i`` (``weights``); the rows of weight 0 count nowhere."""
+    total = peak = low = high = None
     for rows in blocks:
         kept = weights[rows] > 0
         S3, w = _contributions_3d(rows_of(rows))[:, kept], weights[rows][kept]
         shifted = np.abs(S3 + eps)
         block_total = (S3 * w[:, None]).sum(axis=1)
         block_peak = shifted.max(axis=1, initial=0.0)
+        block_low = S3.min(axis=1, initial=np.inf)
+        block_high = S3.max(axis=1, initial=-np.inf)
         total = block_total if total is None else total + block_total
         peak = block_peak if peak is None else np.maximum(peak, block_peak)
-        largest = max(largest, float(np.abs(S3).max(initial=0.0)))
-    return total, peak, largest
+        low = block_low if low is None else np.minimum(low, block_low)
+        high = block_high if high is None else np.maximum(high, block_high)
+    scale = np.maximum(np.abs(low), np.abs(high))
+    spread = {"ptp": high - low, "scale": np.where(scale > 0, scale, 1.0)}
+    return total, peak, spread
+
+
+def _centred_gram(S3, mean, scale, root=None):
+    """``D_c^T D_c`` of the centred columns ``D = (S - mean) / scale``, each row times
+    ``root`` (the square roots of the row weights) when given: the scale keeps the squares
+    in range whatever the contributions' magnitude."""
+    D = (S3 - mean[:, None, :]) / scale[:, None, :]
+    return _gram(D if root is None else D * root[:, None])
 
 
 def _gram(A):
@@ -162,7 +177,7 @@ def _sample_sums(S3, eps):
     return _gram(S), self_terms, (norms[..., 0] > 0).sum(axis=1)
 
 
-def _block_sums(S3, mean, col_scale, coverage, eps, y=None):
+def _block_sums(S3, mean, col_scale, corr_scale, coverage, eps, y=None):
     """The second pass's sums over one block of rows ``S3`` (``(C, n_block, K)``), with
     the block's logits ``y`` (or None)."""
     samples, samples_self, m = _sample_sums(S3, eps)
@@ -172,20 +187,21 @@ def _block_sums(S3, mean, col_scale, coverage, eps, y=None):
         "samples_self": samples_self,
         "m": m,
         "columns": _gram((S3 + eps) / col_scale),
-        "centred": _gram(S3 - mean[:, None, :]),
+        "centred": _centred_gram(S3, mean, corr_scale),
     }
     if y is not None:
         sums["explained"] = int(_explained_rows(S3, y).sum())
     return sums
 
 
-def _gram_sums(rows_of, blocks, mean, peak, coverage, eps, y=None):
+def _gram_sums(rows_of, blocks, mean, peak, corr_scale, coverage, eps, y=None):
     """Second pass: the sums over all rows that the metrics need, per output."""
     col_scale = np.where(peak > 0, peak, 1.0)[:, None, :]
     sums = None
     for rows in blocks:
         S3 = _contributions_3d(rows_of(rows))
-        block = _block_sums(S3, mean, col_scale, coverage, eps, None if y is None else y[rows])
+        block_y = None if y is None else y[rows]
+        block = _block_sums(S3, mean, col_scale, corr_scale, coverage, eps, block_y)
         sums = block if sums is None else {key: sums[key] + block[key] for key in sums}
     return sums
 
@@ -207,9 +223,11 @@ def _pullaway_of_columns(gram):
     return _pullaway_mean(cos2.sum(axis=(1, 2)), (norms > 0).sum(axis=1))
 
 
-def _correlation_of_moments(centred, largest):
-    """:func:`mean_abs_correlation` from the centred cross-products ``(C, K, K)``."""
+def _correlation_of_moments(centred, spread, count):
+    """:func:`mean_abs_correlation` from the centred cross-products ``(C, K, K)`` of the
+    columns scaled by ``spread["scale"]``, over ``count`` rows (the sum of the weights)."""
     norms = np.sqrt(np.diagonal(centred, axis1=1, axis2=2))
-    scale = np.where(norms > 1e-12 * (1.0 + largest), norms, np.nan)
+    constant = constant_columns(spread["ptp"], norms, count)
+    scale = np.where(constant, np.nan, norms)
     R = np.clip(centred / (scale[:, :, None] * scale[:, None, :]), -1.0, 1.0)
     return _mean_abs_off_diagonal(R)

@@ -8,29 +8,36 @@ import warnings
 
 import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.utils.validation import _check_sample_weight, check_consistent_length
+from sklearn.utils.validation import _check_sample_weight
 
 _MULTIOUTPUT = ("uniform_average", "variance_weighted", "raw_values")
 
 
-def _as_2d_pair(y_true, y_pred, name):
+def _as_2d_pair(y_true, y_pred, name, labels=("y_true", "y_pred")):
+    """Both arrays as finite float64 ``(n, C)`` of the same shape, ``n >= 1``, or a
+    ValueError naming the metric ``name`` and the arguments (``labels``)."""
     y_true = np.asarray(y_true, dtype=np.float64)
     y_pred = np.asarray(y_pred, dtype=np.float64)
+    first, second = labels
     if y_true.ndim not in (1, 2) or y_pred.ndim not in (1, 2):
         raise ValueError(
             f"{name} expects 1-D or 2-D arrays, got ndim {y_true.ndim} and {y_pred.ndim}."
         )
-    y_true = y_true.reshape(y_true.shape[0], -1)
-    y_pred = y_pred.reshape(y_pred.shape[0], -1)
-    check_consistent_length(y_true, y_pred)
-    if y_true.shape != y_pred.shape:
+    if y_true.shape[0] != y_pred.shape[0]:
         raise ValueError(
-            f"{name}: y_true and y_pred must have the same shape, got {y_true.shape} and "
-            f"{y_pred.shape}."
+            f"{name}: {first} and {second} must have the same number of rows, got shapes "
+            f"{y_true.shape} and {y_pred.shape}."
         )
     if y_true.shape[0] == 0:
         raise ValueError(f"{name} needs at least one row, got 0.")
-    for what, a in (("y_true", y_true), ("y_pred", y_pred)):
+    y_true = y_true.reshape(y_true.shape[0], -1)
+    y_pred = y_pred.reshape(y_pred.shape[0], -1)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(
+            f"{name}: {first} and {second} must have the same shape, got {y_true.shape} "
+            f"and {y_pred.shape}."
+        )
+    for what, a in ((first, y_true), (second, y_pred)):
         _check_finite(a, f"{name}: {what}")
     return y_true, y_pred
 
@@ -327,7 +334,7 @@ def reconstruction_r2(Z, Z_hat, *, sample_weight=None):
     >>> reconstruction_r2([[0.0, 1.0], [2.0, 3.0]], [[1.0, 2.0], [1.0, 2.0]])
     0.0
     """
-    Z, Z_hat = _as_2d_pair(Z, Z_hat, "reconstruction_r2")
+    Z, Z_hat = _as_2d_pair(Z, Z_hat, "reconstruction_r2", ("Z", "Z_hat"))
     w = _row_weights(sample_weight, len(Z))
     undefined = _undefined_on_one_row("reconstruction_r2", *Z.shape, "variance_weighted")
     if undefined is not None:
@@ -367,12 +374,14 @@ def reconstruction_explained_variance(Z, Z_hat):
     >>> reconstruction_explained_variance([[0.0], [2.0]], [[1.0], [3.0]])
     1.0
     """
-    Z, Z_hat = _as_2d_pair(Z, Z_hat, "reconstruction_explained_variance")
+    Z, Z_hat = _as_2d_pair(Z, Z_hat, "reconstruction_explained_variance", ("Z", "Z_hat"))
     undefined = _undefined_on_one_row(
         "reconstruction_explained_variance", *Z.shape, "variance_weighted"
     )
     if undefined is not None:
         return undefined
+    scale = overflow_safe_scale(Z)  # the same ratio, with variances in float64's range
+    Z, Z_hat = Z / scale, Z_hat / scale
     ss_res = np.var(Z - Z_hat, axis=0)
     ss_tot = np.var(Z, axis=0)
     return _r2_from_sums(ss_res, ss_tot, "variance_weighted")

@@ -22,7 +22,35 @@ def _contributions_3d(S):
             f"n_outputs, n_components); got an array with shape {S.shape}."
         )
     _check_rows(S, "contributions")
+    _check_features(S, "contributions")
     return S[None] if S.ndim == 2 else np.transpose(S, (1, 0, 2))
+
+
+def _check_features(a, name):
+    """At least one x-feature (column): with none every metric is an empty reduction."""
+    if a.shape[-1] == 0:
+        raise ValueError(f"{name} needs at least one x-feature (column), got shape {a.shape}.")
+
+
+def constant_columns(ptp, norms, count):
+    """Which columns are constant: no spread at all (``ptp == 0``, exact and scale-free) or,
+    for columns scaled to a largest magnitude of 1, a centred norm within rounding of it
+    (``norms <= 8 eps sqrt(count)``, the residue that centring a constant leaves)."""
+    return (ptp == 0) | (norms <= 8.0 * np.finfo(np.float64).eps * np.sqrt(count))
+
+
+def unit_columns(M):
+    """The columns of ``M`` (rows along axis -2) centred and scaled to unit norm, with a
+    bool mask (axis -2 dropped) of the constant ones (:func:`constant_columns`), which are
+    left all zero. Each column is divided by its largest magnitude first, so the norms
+    neither overflow nor underflow and the test is relative to the column's own scale."""
+    ptp = np.ptp(M, axis=-2, keepdims=True)
+    peak = np.max(np.abs(M), axis=-2, keepdims=True)
+    M = M / np.where(peak > 0, peak, 1.0)
+    centred = M - M.mean(axis=-2, keepdims=True)
+    norms = np.linalg.norm(centred, axis=-2, keepdims=True)
+    constant = constant_columns(ptp, norms, M.shape[-2])
+    return centred / np.where(constant, np.inf, norms), constant[..., 0, :]
 
 
 def _as_matrix(X, name):
@@ -30,6 +58,8 @@ def _as_matrix(X, name):
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_components), got shape {X.shape}.")
     _check_rows(X, name)
+    if name == "X":
+        _check_features(X, name)
     return X
 
 
@@ -135,6 +165,7 @@ def _explained_rows(S3, y):
     """Per row of ``S3`` (``(C, n, K)``), whether its top output under the logits ``y``
     gets a positive contribution (:func:`top_explained`): bools ``(n,)``."""
     y = np.asarray(y, dtype=np.float64)
+    _check_finite(y, "y")
     y = y.reshape(-1, 1) if y.ndim == 1 else y
     if y.ndim != 2 or y.shape != S3.shape[1::-1]:
         raise ValueError(
@@ -232,7 +263,9 @@ def contribution_correlation(S):
 
     ``R_c[k, l] = corr_i(S_ick, S_icl)``; a constant column (a dead x-feature, or a zero
     head weight) has no correlation and gives NaN in its row and column (1 on the
-    diagonal stays NaN too, so it can be spotted).
+    diagonal stays NaN too, so it can be spotted). A column is constant when its values
+    are all equal or its spread is within rounding of its own magnitude (a few ulps), so
+    the result does not depend on the contributions' scale.
 
     Parameters
     ----------
@@ -253,12 +286,9 @@ def contribution_correlation(S):
            [0.993, 1.   ]])
     """
     S3 = _contributions_3d(S)
-    centred = S3 - S3.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(centred, axis=1)  # (C, K)
-    scale = np.where(norms > 1e-12 * (1.0 + np.abs(S3).max()), norms, np.nan)
-    unit = centred / scale[:, None, :]
-    R = np.einsum("cik,cil->ckl", unit, unit)
-    R = np.clip(R, -1.0, 1.0)
+    unit, constant = unit_columns(S3)  # constant: (C, K)
+    R = np.clip(np.einsum("cik,cil->ckl", unit, unit), -1.0, 1.0)
+    R[constant[:, :, None] | constant[:, None, :]] = np.nan
     return R[0] if np.asarray(S).ndim == 2 else R
 
 
@@ -327,6 +357,8 @@ def component_cosines(components):
     (0.7071, 0.4714)
     """
     G = _as_matrix(components, "components")
+    peak = np.max(np.abs(G), axis=1, keepdims=True, initial=0.0)
+    G = G / np.where(peak > 0, peak, 1.0)  # scale-free norms: no overflow or underflow
     norms = np.linalg.norm(G, axis=1)
     G = G[norms > 0] / norms[norms > 0, None]
     if G.shape[0] < 2:
@@ -395,7 +427,5 @@ def mean_contributions(S):
     >>> mean_contributions([[1.0, 0.0], [3.0, -2.0]])
     array([ 2., -1.])
     """
-    S = np.asarray(S, dtype=np.float64)
-    if S.ndim not in (2, 3):
-        raise ValueError(f"contributions must be 2-D or 3-D, got shape {S.shape}.")
-    return S.mean(axis=0)
+    means = _contributions_3d(S).mean(axis=1)  # (C, K)
+    return means[0] if np.asarray(S).ndim == 2 else means

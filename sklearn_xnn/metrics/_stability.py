@@ -12,6 +12,7 @@ from sklearn.utils.validation import _num_samples
 
 from sklearn_xnn.metrics._adapter import embed, fit_explainer
 from sklearn_xnn.metrics._faithfulness import _check_finite
+from sklearn_xnn.metrics._geometry import unit_columns
 
 
 def _paired_columns(A, B):
@@ -47,14 +48,10 @@ def _undefined_correlation(name, n_rows):
 
 
 def _correlations(A, B):
-    """:func:`cross_correlation` of validated arrays with at least two rows."""
-
-    def unit(M):
-        M = M - M.mean(axis=0)
-        norms = np.linalg.norm(M, axis=0)
-        return M / np.where(norms > 0, norms, np.inf)
-
-    return np.clip(unit(A).T @ unit(B), -1.0, 1.0)
+    """:func:`cross_correlation` of validated arrays with at least two rows; a constant
+    column (equal values, or a spread within rounding of its magnitude) is all zeros in
+    :func:`~sklearn_xnn.metrics._geometry.unit_columns`, so it correlates 0."""
+    return np.clip(unit_columns(A)[0].T @ unit_columns(B)[0], -1.0, 1.0)
 
 
 def cross_correlation(A, B):
@@ -191,8 +188,9 @@ def subspace_similarity(A, B):
         return float("nan")
 
     def basis(M):
-        u, s, _ = np.linalg.svd(M - M.mean(axis=0), full_matrices=False)
-        return u[:, s > max(M.shape) * np.finfo(float).eps * s.max(initial=0.0)]
+        # unit columns: constant ones are zero (no direction), and scale cannot tip the rank
+        u, s, _ = np.linalg.svd(unit_columns(M)[0], full_matrices=False)
+        return u[:, s > max(M.shape) * np.finfo(float).eps * max(s.max(initial=0.0), 1.0)]
 
     rho = np.linalg.svd(basis(A).T @ basis(B), compute_uv=False)
     return float(np.clip(rho, 0.0, 1.0).sum() / m)

@@ -58,8 +58,6 @@ def _as_matrix(X, name):
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_components), got shape {X.shape}.")
     _check_rows(X, name)
-    if name == "X":
-        _check_features(X, name)
     return X
 
 
@@ -96,6 +94,7 @@ def mean_active(X, *, threshold=0.0):
     1.5
     """
     X = _as_matrix(X, "X")
+    _check_features(X, "X")
     return float(np.mean((np.abs(X) > threshold).sum(axis=1)))
 
 
@@ -401,6 +400,7 @@ def dead_fraction(X, *, sample_weight=None, atol=0.0):
     0.5
     """
     X = _as_matrix(X, "X")
+    _check_features(X, "X")
     X = X[_row_weights(sample_weight, len(X)) > 0]
     return float(np.mean(np.ptp(X, axis=0) <= atol))
 

@@ -141,9 +141,9 @@ class SRAEExplainer(
     tol : float, default=1e-4
         Minimum improvement of the monitored value (under the constraint the mean number
         of significant x-features per input, else the total loss) that resets the
-        patience counter; an epoch that misses the constraint does not improve. Under
-        the constraint the count must also improve by more than its standard error over
-        the rows it is measured on: a smaller change is sampling noise.
+        patience counter; under the constraint also by more than the count's standard
+        error (sampling noise). An epoch that misses the constraint improves only while
+        none has met it, by missing it by ``tol`` less than any epoch before.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows, monitor them, keep the best weights;
         the constraint is then also checked there, against the bound's held-out value.

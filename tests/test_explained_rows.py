@@ -8,6 +8,7 @@ unexplained (counted per output) is infeasible, and of the feasible epochs the s
 is kept.
 """
 
+import math
 import warnings
 
 import numpy as np
@@ -146,23 +147,29 @@ def test_the_kept_epoch_explains_the_rows_its_start_explained(seed):
 
 
 def test_uncovered_rows_are_counted_and_only_they_are_pushed():
-    W = torch.tensor([[1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])  # output 2: no positive weight
+    W = torch.tensor([[1.0, -1.0], [-1.0, 1.0], [-1.0, -2.0]], requires_grad=True)
     h = torch.tensor(
         [
             [2.0, -1.0],  # top output 0: x-feature 0 is active with a positive weight
             [1.0, -0.5],  # top output 1: its only positive weight is on an inactive feature
-            [-1.0, -2.0],  # top output 2: no x-feature can explain it
+            [-1.0, -2.0],  # top output 2: no positive weight at all
         ],
         requires_grad=True,
     )
     distance, share = losses.uncovered(h, W, torch.tensor([0, 1, 2]))
     assert float(share) == pytest.approx(2 / 3)
     rms = float(np.sqrt(np.mean([1.0, 0.25, 4.0])))  # x-feature 1's pre-activations
-    assert float(distance) == pytest.approx(0.5 / rms / 3)
+    w_rms = float(np.sqrt(np.mean([1.0, 1.0, 1.0, 1.0, 1.0, 4.0])))
+    assert float(distance.detach()) == pytest.approx((0.5 / rms + 1.0 / w_rms) / 3)
     distance.backward()
     expected = torch.zeros(3, 2)
     expected[1, 1] = -1.0 / rms / 3  # lowering the distance raises that pre-activation
     assert torch.allclose(h.grad, expected)
+    # output 2 is not lost for good: its largest weight is raised toward zero, and no
+    # other weight moves (the explained and the merely inactive rows leave the head alone)
+    expected_w = torch.zeros(3, 2)
+    expected_w[2, 0] = -1.0 / w_rms / 3
+    assert torch.allclose(W.grad, expected_w)
 
 
 def test_training_keeps_the_inputs_decisions_explained():
@@ -258,6 +265,26 @@ def test_patience_counts_every_epoch_that_does_not_improve(patch_layer, monkeypa
     # it: they end the run, and the kept epoch stays the feasible one
     assert stops == [False, False, False, True]
     assert run.best == (False, 1.4)
+
+
+def test_until_an_epoch_is_feasible_coming_nearer_is_progress(patch_layer, monkeypatch):
+    Z, y = patch_layer
+    model, Zt, Yt, cfg = _start(SRAEExplainer(5, device="cpu", random_state=0), Z, y)
+    cfg = cfg.replace(n_iter_no_change=2, max_iter=10)
+    violations = [0.3, 0.2, 0.25, 0.1, 0.15, 0.12]
+    script = iter([(None, v, 0.0) for v in violations] + [(1.2, 0.0, 0.0), (None, 0.01, 0.0)])
+    monkeypatch.setattr(training, "_check_epoch", lambda *a, **k: next(script))
+    run = training.Progress(model, Zt, Yt, cfg)
+    stops = [run.end_epoch(model, Zt, [0.0] * 3, 1.0, epoch) for epoch in range(6)]
+    # each epoch nearer to the constraints than any before resets the patience; the start
+    # (feasible) stays the kept epoch
+    assert stops == [False, False, False, False, False, True]
+    assert run.best == (False, math.inf)
+    run = training.Progress(model, Zt, Yt, cfg)
+    script = iter([(1.2, 0.0, 0.0), (None, 0.3, 0.0), (None, 0.2, 0.0)])
+    stops = [run.end_epoch(model, Zt, [0.0] * 3, 1.0, epoch) for epoch in range(3)]
+    assert stops == [False, False, True]  # once one is feasible, infeasible epochs are not
+    assert run.best == (False, 1.2)
 
 
 def test_patience_ignores_drops_within_the_counts_noise(patch_layer, monkeypatch):
@@ -389,7 +416,7 @@ def _head_case(W, b, target):
     return SimpleNamespace(head=head), cfg
 
 
-def test_an_epoch_whose_exact_head_leaves_an_output_unexplained_reports_the_shortfall():
+def test_an_epoch_keeps_its_trained_head_where_the_exact_one_leaves_rows_unexplained():
     x, Y = _two_groups()
     W_ls, b_ls, r2_ls = bound.lstsq_head(bound.moments(x, Y))
     floor = torch.ones(2, dtype=torch.float64)
@@ -399,7 +426,14 @@ def test_an_epoch_whose_exact_head_leaves_an_output_unexplained_reports_the_shor
     model, cfg = _head_case(W0, b_ls, 1.0)
     targets = training.Targets(Y, cfg)
     error, shortfall = training.epoch_head(model, x, targets, cfg, floor)
-    # the epoch ends with the most faithful head, and its shortfall makes it infeasible
+    np.testing.assert_allclose(model.head.weight.detach(), W0, atol=1e-6)
+    assert shortfall == 0.0
+    assert 1.0 - r2_ls < error == pytest.approx(training.head_error(model.head, x, targets, cfg))
+    # when the trained head misses the faithfulness target by more than the exact head
+    # misses the explained rows, the exact head it is, and its shortfall is reported
+    W0[1, 1] = 5.0
+    model, cfg = _head_case(W0, b_ls, 1.0 - r2_ls)
+    error, shortfall = training.epoch_head(model, x, targets, cfg, floor)
     np.testing.assert_allclose(model.head.weight.detach(), W_ls, atol=1e-6)
     assert error == pytest.approx(1.0 - r2_ls, abs=1e-6)
     exact = training.explained_shares(x, W_ls.float(), targets, cfg)

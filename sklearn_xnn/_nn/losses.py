@@ -71,19 +71,24 @@ def uncovered(h, weight, top):
     ``relu(h_k)`` (``h``: their pre-activations) is active and has a positive head weight
     ``W_tk`` (``weight``, ``C x K``): its contribution to the decision is positive.
     ``share`` (detached) is the share of rows that do not. ``distance`` is the mean over
-    the rows of how far below its threshold the nearest x-feature with a positive weight
-    is, ``-max_{k: W_tk > 0} h_k / s_k`` with ``s_k`` the root mean square of ``h_k`` over
-    the rows, on the rows that do not explain their top output (0 on the others, and on
-    rows whose top output has no positive weight, which no x-feature can explain). Its
-    gradient only moves those rows' nearest pre-activation toward its threshold:
-    explained rows cost nothing.
+    the rows of how far each unexplained row is from being explained (0 for the others):
+    how far below its threshold the nearest x-feature with a positive weight is, ``-max_{k:
+    W_tk > 0} h_k / s_k`` with ``s_k`` the root mean square of ``h_k`` over the rows; or,
+    when ``t`` has no positive weight at all, how far its largest weight is below zero,
+    ``-max_k W_tk / s_W`` with ``s_W`` the root mean square of the weights. Its gradient
+    moves only those rows' nearest pre-activation toward its threshold, or their top
+    output's largest weight toward zero: explained rows cost nothing, and an output that
+    lost every positive weight is not lost for good.
     """
-    positive = weight.detach().index_select(0, top) > 0
+    w_top = weight.index_select(0, top)  # (N, K), with its graph
+    positive = w_top.detach() > 0
     scale = h.detach().square().mean(0).sqrt().clamp_min(1e-6)
     nearest = torch.where(positive, h / scale, -torch.inf).amax(-1)
     unexplained = nearest <= 0  # rows without a positive weight too (-inf)
-    distance = torch.where(unexplained & nearest.isfinite(), -nearest, 0.0).mean()
-    return distance, unexplained.to(h.dtype).mean()
+    w_scale = weight.detach().square().mean().sqrt().clamp_min(1e-12)
+    no_weight = -w_top.amax(-1) / w_scale  # how far the largest weight is below zero
+    distance = torch.where(nearest.isfinite(), torch.where(unexplained, -nearest, 0.0), no_weight)
+    return distance.mean(), unexplained.to(h.dtype).mean()
 
 
 def covers_rows(cfg, n_outputs):

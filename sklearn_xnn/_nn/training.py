@@ -13,26 +13,24 @@ lam += rate * (e_faith - target) / slack``, clipped: :func:`start_multiplier`), 
 and shrinks while it has room to spare, so the alphas only trade reconstruction against
 pull-away, whatever the data's scale or number of outputs. With two outputs or more a
 second multiplier holds, in the same way, the share of rows whose top output gets no
-positive contribution to the start's share plus :data:`SHORTFALL_TOL`; its term pushes
-only those rows' nearest x-feature with a positive weight toward activity
-(:func:`~sklearn_xnn._nn.losses.uncovered`), so the slack buys sparser explanations, not
-rows switched off. The learning rate warms up linearly over the first steps, so Adam's
-first updates cannot throw the start away.
+positive contribution to the start's share plus :data:`SHORTFALL_TOL`; its term acts on
+those rows alone (:func:`~sklearn_xnn._nn.losses.uncovered`), so the slack buys sparser
+explanations, not rows switched off. The learning rate warms up linearly over the first
+steps, so Adam's first updates cannot throw the start away.
 
-**One feasibility rule, one selection.** Each epoch ends with the exact least-squares
-head on its x-features (:func:`epoch_head`; for ``"kl"`` only when it lowers the KL). The
-epoch is *feasible* when with that head it meets the faithfulness target (on the training
-rows, and on the validation rows when given), the rows whose top output the start
-explained stay explained (:func:`explained_shares`, per output, so that no output's
-losses are offset by another's gains; with two or more outputs), up to
-:data:`SHORTFALL_TOL` of all rows, and no x-feature is dead. Training keeps the feasible
-epoch with the fewest significant x-features. The start is feasible by construction (for
-``"kl"`` it may miss its target; while no epoch meets it the smallest excess wins), so the
-fitted explainer is faithful, explains the rows its start explained (all but
-:data:`SHORTFALL_TOL` of the rows at most) and has no dead x-feature, whatever happened
-in between. The checks read the outputs through :class:`Targets`, computed once per run:
-an epoch's head and its error come from float64 moments of the x-features with ``Y``, not
-from passes over the ``N x C`` outputs.
+**One feasibility rule, one selection.** An epoch is *feasible* when it meets the
+faithfulness target (on the training rows, and on the validation rows when given), the
+rows whose top output the start explained stay explained (:func:`explained_shares`, per
+output, so that no output's losses are offset by another's gains; with two or more
+outputs), up to :data:`SHORTFALL_TOL` of all rows, and no x-feature is dead. It ends with
+the head, exact least-squares or trained, that misses those constraints by less
+(:func:`epoch_head`). Training keeps the feasible epoch with the fewest significant
+x-features. The start is feasible by construction (for ``"kl"`` it may miss its target;
+while no epoch meets it the smallest excess wins), so the fitted explainer is faithful,
+explains the rows its start explained (all but :data:`SHORTFALL_TOL` of the rows at most)
+and has no dead x-feature, whatever happened in between. The checks read the outputs
+through :class:`Targets`, computed once per run: an epoch's head and its error come from
+float64 moments of the x-features with ``Y``, not from passes over the ``N x C`` outputs.
 """
 
 import logging
@@ -107,11 +105,6 @@ def prediction_error(predict, Z, Y, cfg):
         kl = softmax_kl(y_hat, logits(Y[s].double(), cfg), cfg.temperature)
         total += float(kl) * (min(s.stop, Z.shape[0]) - s.start)
     return cfg.collective.row_mean(total / max(Z.shape[0], 1), Z.shape[0])
-
-
-def faithfulness_on(model, Z, Y, cfg):
-    """:func:`prediction_error` of ``model`` (its rebuilt outputs, no dropout) on ``(Z, Y)``."""
-    return prediction_error(lambda z: model.head(model.encoder(z)), Z, Y, cfg)
 
 
 class Targets:
@@ -282,27 +275,30 @@ def epoch_head(model, x, targets, cfg, floor):
     shortfall)``: its faithfulness error on the rows of ``targets`` (:func:`head_error`)
     and its :func:`explained_shortfall` under ``floor`` (0 when ``floor`` is None).
 
-    The head is the exact least-squares head on ``x`` (the most faithful for ``"mse"``),
-    kept for ``"kl"`` only when its softmax KL is smaller; without ``cfg.exact_head``,
-    the trained head.
+    Of the exact least-squares head on ``x`` (the most faithful for ``"mse"``) and the
+    trained head, the one that misses the constraints by less wins (the error's excess
+    over ``cfg.faith_target`` plus the shortfall's over :data:`SHORTFALL_TOL`), then the
+    more faithful one, the exact head on a tie: the exact solution can turn the only
+    positive weight an output's rows had to zero or below, where the trained head kept
+    it. Without ``cfg.exact_head``, the trained head.
     """
     m = targets.head_moments(x, cfg)
-    refit = m is not None and cfg.exact_head
-    keep = cfg.faithfulness == "kl" or not refit
-    error = head_error(model.head, x, targets, cfg, m) if keep else math.inf
-    if refit:
-        trained = (model.head.weight.detach().clone(), model.head.bias.detach().clone())
-        set_head(model.head, *bound.lstsq_head(m, multioutput=cfg.multioutput)[:2])
-        exact = head_error(model.head, x, targets, cfg, m)
-        if exact > error:
-            set_head(model.head, *trained)
-        else:
-            error = exact
-    shortfall = 0.0
-    if floor is not None:
-        shares = explained_shares(x, model.head.weight.detach(), targets, cfg)
-        shortfall = explained_shortfall(shares, floor)
-    return error, shortfall
+    heads = [(model.head.weight.detach().clone(), model.head.bias.detach().clone())]
+    if m is not None and cfg.exact_head:
+        heads.insert(0, bound.lstsq_head(m, multioutput=cfg.multioutput)[:2])
+    target = math.inf if cfg.faith_target is None else cfg.faith_target
+    best = None
+    for W, b in heads:
+        set_head(model.head, W, b)
+        error, shortfall = head_error(model.head, x, targets, cfg, m), 0.0
+        if floor is not None:
+            shares = explained_shares(x, model.head.weight.detach(), targets, cfg)
+            shortfall = explained_shortfall(shares, floor)
+        miss = max(error - target, 0.0) + max(shortfall - SHORTFALL_TOL, 0.0)
+        if best is None or (miss, error) < best[0]:
+            best = ((miss, error), shortfall, W, b)
+    set_head(model.head, *best[2:])
+    return best[0][1], best[1]
 
 
 @torch.no_grad()
@@ -407,10 +403,8 @@ def fine_tune(
     multiplier)``, the last the run's :class:`~sklearn_xnn._nn.config.Multiplier`.
 
     ``val`` is ``(Z_val, Y_val, val_target)`` or None. Stops after ``cfg.max_iter`` epochs,
-    or when the monitored value (the significant count of feasible epochs under the
-    constraint, else the total loss; on the validation rows when given) has not improved
-    by ``tol`` (and for the count by more than its standard error over the rows) for
-    ``n_iter_no_change`` epochs. A non-finite loss restores the last finite weights and
+    or when no epoch improved for ``n_iter_no_change`` epochs (:class:`Progress`: on the
+    validation rows when given). A non-finite loss restores the last finite weights and
     raises ``NonFiniteLossError``; a ``KeyboardInterrupt`` stops training with the kept
     weights and records ``history.interrupted_epoch``. ``opt`` and ``multiplier`` continue
     an earlier run (``partial_fit``; :func:`start_multiplier`); ``targets`` are the
@@ -501,7 +495,8 @@ class Progress:
     sparsest (:func:`significant_count`) wins, among infeasible ones the smallest
     violation; the start is a candidate, with its own violation (0 for ``"mse"``, where
     the faithful start meets the target). Without the constraint: the best validated
-    epoch, else the last one.
+    epoch, else the last one. Patience counts the epochs that do not improve the key;
+    until an epoch is feasible, one that comes nearer to the constraints improves.
 
     Each epoch is ``begin(model)``, the epoch's steps, then ``end_epoch(...)``, which
     returns True when training stops; ``finish(model)`` restores the kept weights.
@@ -523,10 +518,12 @@ class Progress:
             if start is not None:
                 self.coverage = start[0] / start[1].clamp_min(1.0)
             if cfg.faithfulness == "kl":  # the start may miss a KL target
-                violation = max(faithfulness_on(model, Z, Y, cfg) - cfg.faith_target, 0.0)
+                rebuilt = prediction_error(lambda z: model.head(model.encoder(z)), Z, Y, cfg)
+                violation = max(rebuilt - cfg.faith_target, 0.0)
         self.best = (True, violation) if violation > 0 else (False, math.inf)
         self.state = snapshot(model) if self.constrained else None
         self.stall, self.good_state, self.prev_state = 0, None, None
+        self.nearest = math.inf  # the smallest violation of an epoch so far
 
     def begin(self, model):
         """Remember the weights the epoch starts from (restored if it goes non-finite)."""
@@ -560,6 +557,9 @@ class Progress:
         improved = new[0] < self.best[0] or (
             new[0] == self.best[0] and new[1] < self.best[1] - margin
         )
+        if new[0] and self.best == (False, math.inf):  # no epoch has met the constraints
+            improved = violation < self.nearest - cfg.tol  # coming nearer to them is progress
+            self.nearest = min(self.nearest, violation)
         if new < self.best:
             if self.constrained or self.val is not None:
                 self.state = snapshot(model)

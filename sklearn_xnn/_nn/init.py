@@ -6,12 +6,16 @@ layer holds the pair ``relu(p_k)``, ``relu(-p_k)`` with ``p_k = (z - z_mean) . s
 every later hidden layer passes the pair on, and x-feature ``k`` is ``relu(p_k - c_k)``.
 The subspace is the faithful one of the rank-K linear predictor, completed by the leading
 principal directions of what it leaves out when ``y`` has fewer than ``K`` dimensions,
-and rotated to its varimax-simple directions (:func:`simple_directions`). The head is the
-least-squares head on those x-features, so training starts near the rank-K linear bound;
-the decoder starts as the least-squares affine reconstruction of ``Z`` from the
-x-features. The units not used as carriers keep their random (or pre-trained) weights:
-the nonlinear capacity that training can use to go beyond the linear bound.
+and rotated to its varimax-simple directions (:func:`simple_directions`: each activation
+unit loads on few directions, or each output on few when the units show no simple
+structure beyond chance). The head is the least-squares head on those x-features, so
+training starts near the rank-K linear bound; the decoder starts as the least-squares
+affine reconstruction of ``Z`` from the x-features. The units not used as carriers keep
+their random (or pre-trained) weights: the nonlinear capacity that training can use to go
+beyond the linear bound.
 """
+
+import functools
 
 import numpy as np
 import torch
@@ -143,9 +147,17 @@ def simple_directions(m, S):
     The projections ``(z - z_mean) @ S`` are whitened (uncorrelated, unit variance) and
     rotated so that their loadings (each activation unit's correlation with them) are
     varimax-simple, each unit loading on few directions (:func:`varimax` with Kaiser's
-    normalisation: every unit that varies counts alike, whatever its spread). The same
-    moments give the same directions, whatever the seed. ``S`` itself when the span is
-    degenerate.
+    normalisation: every unit that varies counts alike, whatever its spread).
+
+    When the units' simplest rotation is no simpler than the one varimax finds in as many
+    isotropic loadings (:func:`simplicity` at most :func:`chance_simplicity`: the units
+    carry no simple structure in this span, and their rotation would follow sampling
+    noise) and there are at least as many outputs as directions, the loadings of the
+    outputs (each output's correlation with the directions, Kaiser-normalised) are rotated
+    instead: each output reads few directions, the sparsest explanation of the outputs.
+
+    The same moments give the same directions, whatever the seed. ``S`` itself when the
+    span is degenerate.
     """
     S = S.to(m.zz)
     if S.shape[1] < 2:
@@ -154,11 +166,58 @@ def simple_directions(m, S):
     if float(evals.min()) <= 1e-12 * max(float(evals.max()), 1e-300):
         return S
     white = S @ (evecs.flip(-1) / evals.flip(0).sqrt())
-    loadings = m.zz @ white  # (D, k): each unit's covariance with them, times n
+    units = _kaiser(m.zz @ white)  # (D, k): each unit's covariance with them, unit rows
+    R = varimax(units)
+    if m.zy is not None:
+        outputs = _kaiser(m.zy.T.to(white) @ white)  # (C, k): each output's, likewise
+        n_units, n_outputs = int(units.any(1).sum()), int(outputs.any(1).sum())
+        k = S.shape[1]
+        if n_outputs >= k and simplicity(units @ R) <= chance_simplicity(n_units, k):
+            R = varimax(outputs)
+    return white @ R
+
+
+def _kaiser(loadings):
+    """Rows of ``loadings`` scaled to unit length (rows of zeros, up to rounding, stay 0)."""
     norms = torch.linalg.vector_norm(loadings, dim=1, keepdim=True)
     varying = norms > 1e-12 * float(norms.max())
-    loadings = torch.where(varying, loadings / norms.clamp_min(1e-300), 0.0)
-    return white @ varimax(loadings)
+    return torch.where(varying, loadings / norms.clamp_min(1e-300), 0.0)
+
+
+def simplicity(loadings):
+    """How simple unit-length loadings ``(..., p, k)`` are: the mean over the nonzero rows
+    of ``sum_k L_jk^4``, rescaled so that a row on one column scores 1 and a row drawn
+    uniformly on the sphere 0 in expectation (its mean is ``3 / (k + 2)``); 0 without a
+    nonzero row. One value per set of loadings (a float for one set)."""
+    L = torch.as_tensor(loadings).double()
+    live = (L != 0).any(-1).double()
+    mean = ((L**4).sum(-1) * live).sum(-1) / live.sum(-1).clamp_min(1.0)
+    chance = 3.0 / (L.shape[-1] + 2)
+    out = torch.where(live.sum(-1) > 0, (mean - chance) / (1.0 - chance), 0.0)
+    return float(out) if out.dim() == 0 else out
+
+
+#: Sets of isotropic loadings :func:`chance_simplicity` rotates (drawn from a fixed seed),
+#: and the most rows a set holds (the chance level of more rows is scaled from it).
+CHANCE_DRAWS, CHANCE_ROWS = 20, 512
+
+
+def chance_simplicity(p, k):
+    """The largest :func:`simplicity` varimax reaches on :data:`CHANCE_DRAWS` sets of ``p``
+    unit rows drawn uniformly on the sphere in ``k`` dimensions: no simple structure at
+    all, what varimax finds there is the sampling noise of ``p`` rows. Beyond
+    :data:`CHANCE_ROWS` rows, that of ``CHANCE_ROWS`` rows times ``sqrt(CHANCE_ROWS / p)``
+    (a mean over ``p`` rows: its noise falls as ``1 / sqrt(p)``). Deterministic, and
+    computed once per ``(p, k)``."""
+    rows = min(max(p, 1), CHANCE_ROWS)
+    return _chance_simplicity(rows, k) * float(np.sqrt(rows / max(p, 1)))
+
+
+@functools.lru_cache(maxsize=64)
+def _chance_simplicity(p, k):
+    A = np.random.default_rng(0).standard_normal((CHANCE_DRAWS, p, k))
+    A = torch.as_tensor(A / np.linalg.norm(A, axis=-1, keepdims=True))
+    return float(simplicity(A @ varimax(A)).max())
 
 
 def oriented_directions(Z, m, S, collective=LOCAL):
@@ -189,16 +248,21 @@ def varimax(loadings, max_iter=200, tol=1e-8):
     """The ``(k, k)`` rotation ``R`` maximising the varimax criterion of ``loadings @ R``
     (``(p, k)``): the sum over columns of the variance of the squared loadings, so that
     each row loads on few columns (Kaiser, 1958; the SVD iteration, in float64 NumPy:
-    the matrices are a few outputs by a few directions)."""
+    the matrices are a few outputs by a few directions). Stacked loadings ``(..., p, k)``
+    get one rotation each, iterated together (each stops when its criterion does)."""
     A = loadings.detach().cpu().double().numpy()
-    p, k = A.shape
-    R = np.eye(k)
-    criterion = 0.0
+    p, k = A.shape[-2:]
+    R = np.broadcast_to(np.eye(k), A.shape[:-2] + (k, k)).copy()
+    criterion, moving = np.zeros(A.shape[:-2]), np.ones(A.shape[:-2], dtype=bool)
     for _ in range(max_iter):
         L = A @ R
-        u, s, vt = np.linalg.svd(A.T @ (L**3 - L * (L**2).sum(0) / p))
-        R, previous, criterion = u @ vt, criterion, float(s.sum())
-        if criterion <= previous * (1.0 + tol):
+        u, s, vt = np.linalg.svd(
+            np.swapaxes(A, -1, -2) @ (L**3 - L * (L**2).sum(-2, keepdims=True) / p)
+        )
+        R = np.where(moving[..., None, None], u @ vt, R)
+        previous, criterion = criterion, np.where(moving, s.sum(-1), criterion)
+        moving = moving & (criterion > previous * (1.0 + tol))
+        if not moving.any():
             break
     return torch.as_tensor(R).to(loadings)
 

@@ -303,6 +303,17 @@ def test_patience_ignores_drops_within_the_counts_noise(patch_layer, monkeypatch
     assert run.best == (False, 1.46)  # the sparsest feasible epoch is still the one kept
 
 
+def test_an_epoch_that_loses_exactly_the_tolerated_rows_is_feasible():
+    # 15 of 3,000 rows (0.5%) lose their explanation: the tolerance itself, whatever the
+    # rounding of the float sums (1 - 2985 / 3000 is 0.0050000000000000044 in float64)
+    shares = (
+        torch.tensor([2985.0], dtype=torch.float64),
+        torch.tensor([3000.0], dtype=torch.float64),
+    )
+    shortfall = training.explained_shortfall(shares, torch.ones(1, dtype=torch.float64))
+    assert shortfall == training.SHORTFALL_TOL == 0.005
+
+
 def test_the_counts_standard_error_is_that_of_its_rows():
     rng = np.random.default_rng(0)
     x = torch.as_tensor(rng.exponential(size=(300, 4)))

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.base import TransformerMixin
 from sklearn.metrics import r2_score
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import _num_samples, check_array, check_is_fitted, validate_data
 
 from sklearn_xnn._nn.modules import decode_numpy, encode_numpy
 from sklearn_xnn._validation import (
@@ -15,7 +15,7 @@ from sklearn_xnn._validation import (
     float_dtypes,
     numeric_conversion,
 )
-from sklearn_xnn.metrics._faithfulness import overflow_safe_scale
+from sklearn_xnn.metrics._faithfulness import _row_weights, overflow_safe_scale
 
 
 def _fitted_with_head(est):
@@ -122,7 +122,8 @@ class ExplainerInferenceMixin(TransformerMixin):
             The logits to compare with; required when ``fit`` was given ``y``, refused
             when it was not.
         sample_weight : array-like of shape (n_samples,), default=None
-            Sample weights.
+            Sample weights: finite and not negative (negative ones are refused, as the
+            library's scorers refuse them).
 
         Returns
         -------
@@ -136,6 +137,8 @@ class ExplainerInferenceMixin(TransformerMixin):
             scorer).
         """
         check_is_fitted(self)
+        if sample_weight is not None:  # as the library's scorers: finite, not negative
+            sample_weight = _row_weights(sample_weight, _num_samples(X))
         if not self._has_head:
             if y is not None:
                 raise ValueError(
@@ -190,12 +193,16 @@ class ExplainerInferenceMixin(TransformerMixin):
             top = [np.argmax(x[a : a + step] @ W.T + self.intercept_, axis=1)
                    for a in range(0, x.shape[0], step)]  # fmt: skip
             S = x * W[np.concatenate(top) if top else np.zeros(0, dtype=np.intp)]
-        elif outputs is not None:
-            S = x[:, None, :] * W[self._output_indices(outputs)][None]
-        else:
-            S = x[:, None, :] * W[None]
-            S = S[:, 0, :] if self._y_1d else S
-        return finite_output(S, X.dtype, X, "contributions")
+            return finite_output(S, X.dtype, X, "contributions")
+        W = W if outputs is None else W[self._output_indices(outputs)]
+        # in X's dtype, 2 MB of float64 rows at a time: no float64 copy of the whole array
+        S = np.empty((x.shape[0], *W.shape), dtype=X.dtype)
+        step = max(1, 2**18 // max(W.size, 1))
+        for a in range(0, x.shape[0], step):
+            S[a : a + step] = finite_output(
+                x[a : a + step, None, :] * W, X.dtype, X, "contributions"
+            )
+        return S[:, 0, :] if outputs is None and self._y_1d else S
 
     def _output_indices(self, outputs):
         """``outputs`` as an array of output indices, or a ValueError saying what is wrong."""

@@ -360,7 +360,7 @@ def test_compare_refuses_data_that_do_not_line_up(split):
         "y_test must have one row per activation row": dict(y_test=ys[:-10]),
         "y_train must have one row per activation row": dict(y_train=yt[:-1]),
         "same number of outputs": dict(y_test=ys[:, :-1]),
-        "codes_test must have one row per row of Z_test": dict(codes_test=codes[:-1]),
+        "codes_test must be 2-D, one row per row of Z_test": dict(codes_test=codes[:-1]),
         "y_test contains NaN": dict(y_test=np.where(np.arange(len(ys))[:, None] == 3, np.nan, ys)),
         "same number of columns": dict(Z_test=Zs[:, :-1]),
     }

@@ -88,7 +88,7 @@ def test_block_metrics_refuse_bad_input():
     S = np.ones((4, 2, 3))
     with pytest.raises(ValueError, match="at least one row"):
         contribution_metrics(lambda rows: S[rows], 0)
-    with pytest.raises(ValueError, match="coverage must be in"):
+    with pytest.raises(ValueError, match="coverage must be a number in"):
         contribution_metrics(lambda rows: S[rows], 4, coverage=0.0)
     with pytest.raises(ValueError, match="contributions must have shape"):
         contribution_metrics(lambda rows: S[rows, 0, 0], 4)

@@ -242,7 +242,7 @@ def test_n_significant_hand_cases():
     # 3-D layout (n, C, K): averaged over rows and outputs
     S3 = np.stack([S, S[::-1] * 0 + [[9.0, 0.0, 0.0, 0.0]]], axis=1)
     assert n_significant(S3) == pytest.approx((7 + 4) / 8, rel=1e-12)
-    with pytest.raises(ValueError, match=r"coverage must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"coverage must be a number in \(0, 1\]"):
         n_significant(S, coverage=0.0)
     with pytest.raises(ValueError, match="contributions must have shape"):
         n_significant(np.ones(3))

@@ -141,3 +141,24 @@ def test_mean_contributions_validates_like_the_other_metrics():
         metrics.mean_contributions([[1.0, np.inf], [2.0, 3.0]])
     S3 = np.arange(12.0).reshape(2, 3, 2)
     np.testing.assert_allclose(metrics.mean_contributions(S3), S3.mean(axis=0), rtol=1e-12)
+
+
+def test_empty_outputs_concepts_and_wrong_argument_types_get_the_functions_own_errors():
+    from sklearn.decomposition import PCA
+
+    from sklearn_xnn.metrics import concept_recovery, n_significant, pullaway, seed_stability
+
+    rng = np.random.default_rng(0)
+    no_outputs = rng.random((5, 0, 3))
+    for metric in (n_significant, pullaway):
+        with pytest.raises(ValueError, match="at least one output"):
+            metric(no_outputs)
+    with pytest.raises(ValueError, match="at least one concept"):
+        concept_recovery(rng.random((5, 2)), np.zeros((5, 0)))
+    for coverage in ("0.9", True, None):
+        with pytest.raises(ValueError, match="coverage must be a number in"):
+            n_significant(rng.random((4, 3)), coverage=coverage)
+    assert n_significant([[3.0, 1.0]], coverage=1) == 2.0  # an int is a number
+    for seeds in (3, "01"):
+        with pytest.raises(ValueError, match=r"seeds must be a sequence .* e.g. \[0, 1, 2\]"):
+            seed_stability(PCA(2), rng.random((20, 4)), seeds=seeds)

@@ -283,3 +283,21 @@ def test_scorers_refuse_bad_weights(srae, data, name):
     for message, w in bad.items():
         with pytest.raises(ValueError, match=message):
             scorer(srae, Zt, yt, sample_weight=w)
+
+
+def test_score_refuses_negative_weights_as_the_scorers_do(srae, data):
+    Z, y = data
+    Zt, yt = Z[200:], y[200:]
+    mixed = np.where(np.arange(len(Zt)) % 2 == 0, 3.0, -1.0)  # +3 / -1: a plausible number
+    scorer = get_explanation_scorers()["faithfulness_r2"]
+    for weights in (mixed, -np.ones(len(Zt))):
+        with pytest.raises(ValueError, match="Negative values"):
+            scorer(srae, Zt, yt, sample_weight=weights)
+        with pytest.raises(ValueError, match="Negative values"):
+            srae.score(Zt, yt, sample_weight=weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        unsupervised = SRAEExplainer(3, random_state=0, **SMALL_SRAE).fit(Z[:200])
+    with pytest.raises(ValueError, match="Negative values"):
+        unsupervised.score(Zt, sample_weight=mixed)
+    assert srae.score(Zt, yt, sample_weight=np.ones(len(Zt))) == srae.score(Zt, yt)

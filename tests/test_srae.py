@@ -404,3 +404,26 @@ def test_all_dead_advice_names_a_valid_remedy():
     assert est.n_dead_components_ == est.n_components_  # every one: training went astray
     message = next(str(w.message) for w in record if "dead" in str(w.message))
     assert "n_components=0" not in message and "smaller learning_rate_init" in message
+
+
+def test_contributions_in_float32_hold_no_float64_copy_of_the_whole_array():
+    import tracemalloc
+
+    from sklearn_xnn.datasets import make_concept_activations
+
+    Z, y, _ = make_concept_activations(400, 16, n_outputs=50, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        srae = SRAEExplainer(3, max_iter=1, device="cpu", random_state=0).fit(Z, y)
+    Zq = np.tile(Z, (50, 1)).astype(np.float32)  # 20,000 rows
+    full = srae.contributions(Zq)
+    assert full.dtype == np.float32 and full.shape == (20000, 50, 3)
+    expected = srae.transform(Zq).astype(np.float64)[:, None, :] * srae.coef_[None]
+    np.testing.assert_allclose(full, expected, rtol=1e-6, atol=1e-6)
+    tracemalloc.start()
+    srae.contributions(Zq)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1.5 * full.nbytes  # the float32 result and one block, not 3x its size
+    listed = srae.contributions(Zq[:10], outputs=[4, 0])
+    np.testing.assert_allclose(listed, full[:10][:, [4, 0]], rtol=1e-6)

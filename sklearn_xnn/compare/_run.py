@@ -154,12 +154,24 @@ def _check_data(Z_train, y_train, Z_test, y_test, codes_test=None):
             f"y_train and y_test must have the same number of outputs, got {ys[0].shape[1]} "
             f"and {ys[1].shape[1]}."
         )
-    if codes_test is not None and len(codes_test) != len(Z_test):
-        raise ValueError(
-            f"codes_test must have one row per row of Z_test ({len(Z_test)}), got "
-            f"{len(codes_test)}."
-        )
+    if codes_test is not None:
+        _check_codes(codes_test, len(Z_test))
     return Z_train, Z_test
+
+
+def _check_codes(codes_test, n_test):
+    """Refuse planted codes that concept recovery cannot read, before any explainer fits."""
+    codes = np.asarray(codes_test)
+    if codes.ndim != 2 or len(codes) != n_test:
+        raise ValueError(
+            f"codes_test must be 2-D, one row per row of Z_test ({n_test}) and one column per "
+            f"planted concept, got shape {codes.shape}; one concept is codes.reshape(-1, 1)."
+        )
+    if codes.dtype.kind not in "biuf" or not np.isfinite(codes).all():
+        raise ValueError(
+            "codes_test must hold finite numbers (the planted concepts' values), got "
+            f"{'NaN or infinity' if codes.dtype.kind in 'biuf' else codes.dtype}."
+        )
 
 
 def evaluate_explainer(estimator, Z, y, *, Z_train=None, codes=None):

@@ -5,6 +5,8 @@ Notation: ``n`` rows, ``K`` x-features, ``C`` outputs. ``X`` holds the x-feature
 layout of :meth:`SRAEExplainer.contributions`: ``(n, K)`` for one output or ``(n, C, K)``.
 """
 
+from numbers import Real
+
 import numpy as np
 
 from sklearn_xnn.metrics._faithfulness import _check_finite, _row_weights
@@ -23,6 +25,8 @@ def _contributions_3d(S):
         )
     _check_rows(S, "contributions")
     _check_features(S, "contributions")
+    if S.ndim == 3 and S.shape[1] == 0:
+        raise ValueError(f"contributions needs at least one output (axis 1), got shape {S.shape}.")
     return S[None] if S.ndim == 2 else np.transpose(S, (1, 0, 2))
 
 
@@ -190,8 +194,9 @@ def _significant_counts(S3, coverage):
 
 
 def _check_coverage(coverage):
-    if not 0.0 < coverage <= 1.0:
-        raise ValueError(f"coverage must be in (0, 1], got {coverage}.")
+    number = isinstance(coverage, Real) and not isinstance(coverage, bool)
+    if not number or not 0.0 < coverage <= 1.0:
+        raise ValueError(f"coverage must be a number in (0, 1], got {coverage!r}.")
 
 
 def pullaway(S, *, over="samples", eps=PULLAWAY_EPS):

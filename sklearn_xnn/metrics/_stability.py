@@ -231,8 +231,11 @@ def concept_recovery(X, codes):
     0.5
     """
     codes = np.asarray(codes, dtype=np.float64)
-    if codes.ndim != 2:
-        raise ValueError(f"codes must be 2-D (n_samples, n_concepts), got shape {codes.shape}.")
+    if codes.ndim != 2 or codes.shape[1] == 0:
+        raise ValueError(
+            f"codes must be 2-D (n_samples, n_concepts) with at least one concept, got shape "
+            f"{codes.shape}."
+        )
     codes, X = _paired_columns(codes, X)
     if _undefined_correlation("concept_recovery", codes.shape[0]):
         return float("nan")
@@ -285,6 +288,10 @@ def seed_stability(estimator, Z, y=None, *, seeds=(0, 1, 2), Z_eval=None):
     >>> round(seed_stability(PCA(3), Z, seeds=[0, 1]).mean, 6)
     1.0
     """
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ValueError(
+            f"seeds must be a sequence of at least 2 seeds, e.g. [0, 1, 2]; got {seeds!r}."
+        )
     seeds = list(seeds)
     if len(seeds) < 2:
         raise ValueError(f"seed_stability needs at least 2 seeds, got {len(seeds)}.")

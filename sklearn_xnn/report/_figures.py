@@ -7,6 +7,7 @@ figure instead, e.g. to show it in a notebook or a sphinx-gallery page.
 
 import io
 import textwrap
+from collections import Counter
 from numbers import Integral
 
 import numpy as np
@@ -325,10 +326,21 @@ def checked_output_names(output_names, n_outputs):
     """The names of the outputs (their indices when None); a ValueError for a wrong count."""
     if output_names is None:
         return [str(c) for c in range(n_outputs)]
+    if isinstance(output_names, str):
+        raise ValueError(
+            f"output_names must be a list of str, one per output, got the single string "
+            f"{output_names[:40]!r}; pass e.g. [{output_names[:20]!r}, ...]."
+        )
     names = [str(n) for n in output_names]
     if len(names) != n_outputs:
         raise ValueError(
             f"output_names has {len(names)} names but the explainer has {n_outputs} outputs."
+        )
+    repeated = sorted(n for n, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise ValueError(
+            f"output_names must name each output once; {repeated[:5]} name several outputs. "
+            "Make the names unique (e.g. append the output's index)."
         )
     return names
 
@@ -341,7 +353,16 @@ def _decision_of(y, n_outputs):
             f"y must be the network's {n_outputs} logits for z, of shape ({n_outputs},) or "
             f"(1, {n_outputs}), got shape {y.shape}."
         )
+    if not np.isfinite(y).all():
+        raise ValueError(NONFINITE_Y)
     return int(y.ravel().argmax())
+
+
+#: The error for logits that are not finite, whose argmax is no decision.
+NONFINITE_Y = (
+    "y contains NaN or infinity: the network's decision is read as the argmax of its "
+    "logits, which NaN makes meaningless. Pass finite logits (check the export)."
+)
 
 
 def plot_decision(
@@ -458,6 +479,14 @@ def plot_decision(
     )
 
 
+#: The most characters of an output's name a figure's axis shows (longer names end in "...").
+LABEL_CHARS = 28
+
+
+def _shortened(name):
+    return name if len(name) <= LABEL_CHARS else name[: LABEL_CHARS - 3] + "..."
+
+
 def head_weights_figure(coef, output_names=None, names=None, *, figure=None):
     """The head's weight matrix ``W`` (outputs x x-features), red positive, blue negative.
 
@@ -468,7 +497,8 @@ def head_weights_figure(coef, output_names=None, names=None, *, figure=None):
         the rows are left unlabelled, in the height of 30; pass the rows of the outputs
         of interest (``coef_[outputs]``) to read them by name.
     output_names, names : list of str, default=None
-        Row and column labels; indices and ``x0, x1, ...`` when None.
+        Row and column labels; indices and ``x0, x1, ...`` when None. Row labels longer
+        than 28 characters are cut short (ending in ``...``); the figure widens for them.
     figure : matplotlib Figure, default=None
         Drawn into (and resized) when given.
 
@@ -481,7 +511,10 @@ def head_weights_figure(coef, output_names=None, names=None, *, figure=None):
     names = names or [f"x{k}" for k in range(K)]
     long = max(map(len, names)) > 4
     rows = C if C <= MAX_LABELLED_ROWS else 30  # many outputs: unlabelled, 30 rows high
-    fig = _figure(figure, (0.55 * K + 3.0, 0.32 * rows + (2.4 if long else 1.6)))
+    labels = [_shortened(n) for n in (output_names or [str(c) for c in range(C)])]
+    widest = max(map(len, labels)) if C <= MAX_LABELLED_ROWS else 0  # room for the labels
+    size = (0.55 * K + 3.0 + 0.075 * max(widest - 4, 0), 0.32 * rows + (2.4 if long else 1.6))
+    fig = _figure(figure, size)
     ax = fig.subplots()
     lim = float(np.abs(coef).max()) or 1.0
     im = ax.imshow(coef, cmap="bwr", vmin=-lim, vmax=lim, aspect="auto")
@@ -491,7 +524,7 @@ def head_weights_figure(coef, output_names=None, names=None, *, figure=None):
     )
     if C <= MAX_LABELLED_ROWS:
         ax.set_yticks(range(C))
-        ax.set_yticklabels(output_names or [str(c) for c in range(C)], fontsize=FONT - 1)
+        ax.set_yticklabels(labels, fontsize=FONT - 1)
     ax.set_xlabel("x-feature", fontsize=FONT - 1)
     ax.set_ylabel("output" if C <= MAX_LABELLED_ROWS else f"output (all {C})", fontsize=FONT - 1)
     ax.set_title("head weights W", fontsize=FONT)

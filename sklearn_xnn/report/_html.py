@@ -12,6 +12,7 @@ from sklearn_xnn.compare import DEFAULT_COLUMNS
 from sklearn_xnn.compare._format import check_unique_names, curve_frame
 from sklearn_xnn.report._explainer import linear_view
 from sklearn_xnn.report._figures import (
+    NONFINITE_Y,
     bias_note,
     checked_output_names,
     decomposition_figure,
@@ -405,6 +406,8 @@ def _checked_explainer_inputs(explainer, Z, y, images, output_names):
                 f"y must hold the network's {C} logits per row (the explainer has {C} "
                 f"outputs), got shape {y.shape}."
             )
+        if not np.isfinite(y).all():
+            raise ValueError(NONFINITE_Y)
     decisions = _Decisions(view.X @ view.coef.T + view.intercept, y)
     return view, decisions, images, names
 

@@ -211,12 +211,17 @@ def _prepare(est, X, y, sharded, rank, world):
         _pick_gpu(est)
         names = _get_feature_names(X)  # a data frame's columns, kept as a fit on it keeps them
         X, y = _as_rows(X), None if y is None else _as_rows(y)
+        if y is not None and len(y) != _n_rows(X):  # before slicing: the shapes given
+            raise ValueError(
+                f"y has {len(y)} rows and X {_n_rows(X)}; y needs one row per row of X "
+                "(are X and y from the same files, in the same order?)"
+            )
         if not sharded:
             mine["given"] = _sample_digest(X)
             rows = shard_rows(_n_rows(X), rank, world)
             X, y = X[rows], None if y is None else y[rows]
         mine.update(_describe(X, y))
-    except (ValueError, TypeError, IndexError) as exc:
+    except (ValueError, TypeError, IndexError, RuntimeError) as exc:  # device: RuntimeError
         mine["problem"] = str(exc)
         return X, y, names, mine, exc
     return X, y, names, mine, None
@@ -251,8 +256,10 @@ def _refuse(est):
 
 
 def _pick_gpu(est):
-    """``device="auto"``/``"cuda"`` on a GPU machine: this rank's ``cuda:LOCAL_RANK``."""
-    if est.device not in ("auto", "cuda") or resolve_device(est.device).type != "cuda":
+    """``device="auto"``/``"cuda"`` on a GPU machine: this rank's ``cuda:LOCAL_RANK``; a
+    device this rank cannot use is refused here, before the ranks' first exchange."""
+    device = resolve_device(est.device)
+    if est.device not in ("auto", "cuda") or device.type != "cuda":
         return
     local = int(os.environ.get("LOCAL_RANK", "0"))
     torch.cuda.set_device(local % torch.cuda.device_count())
@@ -310,6 +317,7 @@ def _describe(X, y):
         if not np.isfinite(Y).all():
             raise ValueError("y contains NaN or infinity")
         out["y_max"], out["y_min"] = Y.max(axis=0), Y.min(axis=0)
+        out["y_ndim"] = np.ndim(y)  # 1-D y gives 1-D predictions: the same on every rank
     return out
 
 
@@ -342,10 +350,13 @@ def _check_shards(shards, refused=None):
             f"fit_sharded: the ranks were given different estimator parameters ({told}); "
             "build the same SRAEExplainer in every rank."
         )
-    shapes = [(s["cols"], np.shape(s.get("y_max"))) for s in shards]
+    shapes = [(s["cols"], np.shape(s.get("y_max")), s.get("y_ndim")) for s in shards]
     if len(set(shapes)) != 1:
+        ndims = len({d for _, _, d in shapes}) > 1  # said only where they differ
         told = "; ".join(
-            f"rank {r}: {c} features, {o[0] if o else 0} outputs" for r, (c, o) in enumerate(shapes)
+            f"rank {r}: {c} features, {o[0] if o else 0} outputs"
+            + (f" (y {d}-D)" if ndims and d else "")
+            for r, (c, o, d) in enumerate(shapes)
         )
         raise ValueError(
             f"fit_sharded: the shards differ in their number of features or outputs ({told})."

@@ -42,6 +42,8 @@ REFUSALS = {
     "other_parameters": lambda X, y, p: (X, y, dict(p, max_iter=p["max_iter"] + 1)),
     "complex": lambda X, y, p: (X.astype(np.complex64), y, p),
     "list": lambda X, y, p: (X.tolist(), y, p),
+    "y_rows": lambda X, y, p: (X, np.vstack([y, y[:5]]), p),
+    "device": lambda X, y, p: (X, y, dict(p, device="cuda:99")),
 }
 
 

@@ -255,7 +255,7 @@ def test_one_rank_fit_runs_on_arrays_tensors_and_frames(one_rank_group):
     assert not hasattr(est, "feature_names_in_")
     assert est.transform(Z).shape == (120, 2)
     assert est.faithfulness_ >= est.faithfulness_bound_ - est.faithfulness_tol - 1e-9
-    with pytest.raises(ValueError, match=r"rank 0: y has shape \(100,\) and X 120 rows"):
+    with pytest.raises(ValueError, match=r"rank 0: y has 100 rows and X 120; y needs one row"):
         fit_sharded(SRAEExplainer(**params), Z, y[:100], sharded=True)
 
 
@@ -284,6 +284,8 @@ REFUSED = {
     "other_parameters": "different estimator parameters (rank 0: max_iter=5; rank 1: max_iter=6)",
     "complex": "(rank 1: Complex data not supported: X has a complex dtype",
     "list": "(rank 1: fit_sharded slices X by rows",
+    "y_rows": "(rank 1: y has 205 rows and X 200; y needs one row per row of X",
+    "device": "(rank 1: device='cuda:99' was requested but",
 }
 
 
@@ -320,3 +322,12 @@ def test_ranks_given_different_x_without_sharding_are_refused():
 def test_shard_rows_cover_the_rows_in_order():
     parts = [range(11)[shard_rows(11, r, 3)] for r in range(3)]
     assert [i for p in parts for i in p] == list(range(11))
+
+
+def test_ranks_whose_y_differ_in_dimensions_are_refused():
+    from sklearn_xnn.distributed import _check_shards
+
+    shard = {"problem": None, "given": None, "params": {}, "cols": 4, "y_max": np.ones(1)}
+    with pytest.raises(ValueError, match=r"rank 0: 4 features, 1 outputs \(y 1-D\); rank 1"):
+        _check_shards([dict(shard, y_ndim=1), dict(shard, y_ndim=2)])
+    _check_shards([dict(shard, y_ndim=2), dict(shard, y_ndim=2)])  # alike: accepted

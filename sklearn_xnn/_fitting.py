@@ -60,6 +60,19 @@ REFERENCE_PARAMS = {
 }
 
 
+#: The parameters that decide the network's shape, the scale and the constraint: fixed
+#: by ``fit`` (or the first ``partial_fit``) for every later ``partial_fit`` call.
+FIXED_PARAMS = (
+    "n_components",
+    "hidden_layer_sizes",
+    "faithfulness",
+    "multioutput",
+    "faithfulness_tol",
+    "temperature",
+    "rescale",
+)
+
+
 @dataclasses.dataclass
 class FitRun:
     """What ``fit`` prepared for training one explainer (``SRAEExplainer._start_fit``)."""
@@ -286,6 +299,8 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
     ranks of a sharded fit (:func:`sklearn_xnn.distributed.fit_sharded`)."""
     X, Y = validate_fit_data(est, X, y)
     check_faithfulness(est, Y)
+    params = est.get_params(deep=False)  # what later partial_fit calls must keep
+    est._fixed_params_ = {name: params[name] for name in FIXED_PARAMS}
     if incremental and Y is not None:
         announce_first_chunk(est, X)
     stream = data.should_stream(X, est.stream_threshold)

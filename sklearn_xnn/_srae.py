@@ -461,22 +461,22 @@ class SRAEExplainer(
         """Train on one chunk of rows: streaming training for data larger than memory.
 
         The first call initialises the explainer from its chunk alone, as ``fit`` does (the
-        bound, the faithful start, ``scale_``, ``y_mean_``, ``y_scale_`` and the decoder's
+        bound, the faithful start, ``scale_``, ``y_mean_``, ``y_scale_``, the decoder's
         sign), so **the first chunk must be a representative sample**: several thousand
-        rows with every output varying. Each call then runs one fine-tuning epoch over its
-        chunk with the same Adam optimiser and the constraints' multipliers and targets
-        carried over from the previous ``partial_fit`` call, at the constant learning rate
-        ``learning_rate_init``; the epoch ends with the exact least-squares head on the
-        chunk, as ``fit``'s epochs do, except on a chunk shorter than ``batch_size`` (the
-        tail of a stream), where the head keeps what its gradient steps learned: a
-        least-squares head on a few rows would fit those rows alone. An epoch that breaks
-        the faithfulness constraint on its chunk is undone; ``faithfulness_`` is measured
-        on the last chunk (NaN for one row); no early stopping. ``alpha_reconstruction``,
-        ``alpha_pullaway`` and ``learning_rate_init`` are read at every call (changed
-        with ``set_params`` they take effect at the next one); the network's shape, the
-        scale and the constraint stay those of the first call. After ``fit`` or unpickling,
-        ``partial_fit`` continues from the fitted weights, its multipliers restarting
-        from ``faithfulness_multiplier_``.
+        rows with every output varying. Each call then runs one epoch over its chunk with
+        the same Adam optimiser and the constraints' multipliers and targets carried over,
+        at the constant ``learning_rate_init``; the epoch ends with the exact least-squares
+        head on the chunk, as ``fit``'s epochs do (an output constant on the chunk keeps
+        its head), except on a chunk shorter than ``batch_size`` (a stream's tail), where
+        the head keeps what its steps learned: a least-squares head would fit those few
+        rows alone. An epoch that breaks the constraint on its chunk is undone;
+        ``faithfulness_`` is measured on the last chunk (NaN for one row); no early
+        stopping. ``alpha_reconstruction``, ``alpha_pullaway``, ``learning_rate_init`` are
+        read at every call; the shape, scale and constraint stay the first call's (changing
+        ``n_components``, ``hidden_layer_sizes``, ``faithfulness``, ``multioutput``,
+        ``faithfulness_tol``, ``temperature``, ``rescale`` is refused: call ``fit``). After
+        ``fit`` or unpickling, ``partial_fit`` continues from the fitted weights, its
+        multipliers restarting from ``faithfulness_multiplier_``.
 
         Parameters
         ----------

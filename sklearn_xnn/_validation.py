@@ -207,7 +207,16 @@ def _validate_streamed(est, X, y):
 
 
 def validate_chunk(est, X, y):
-    """``(X, Y)`` of a later ``partial_fit`` chunk, checked against the fitted explainer."""
+    """``(X, Y)`` of a later ``partial_fit`` chunk, checked against the fitted explainer
+    (and its parameters against those it was fitted with: ``_fixed_params_``)."""
+    fixed, now = getattr(est, "_fixed_params_", {}), est.get_params(deep=False)
+    changed = [f"{k}={v!r} -> {now[k]!r}" for k, v in fixed.items() if _same(v) != _same(now[k])]
+    if changed:
+        raise ValueError(
+            f"partial_fit continues the explainer as it was first fitted, but {', '.join(changed)} "
+            "changed since (the network's shape, scale and constraint stay those of the first "
+            "fit). Set them back, or call fit to start over with the new values."
+        )
     X = check_input_kind(X, "X")
     y = None if y is None else check_input_kind(y, "y")
     if (y is None) == est._has_head:
@@ -229,6 +238,13 @@ def validate_chunk(est, X, y):
             f"{est.coef_.shape[0]}; every chunk must have the same outputs."
         )
     return X, Y
+
+
+def _same(value):
+    """A parameter's value in a comparable form (a list or array of widths as a tuple)."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(np.asarray(value).tolist())
+    return value
 
 
 def auto_hidden_sizes(n_features, n_components):

@@ -278,14 +278,17 @@ def epoch_head(model, x, targets, cfg, floor):
     Of the exact least-squares head on ``x`` (the most faithful for ``"mse"``) and the
     trained head, the one that misses the constraints by less wins (the error's excess
     over ``cfg.faith_target`` plus the shortfall's over :data:`SHORTFALL_TOL`), then the
-    more faithful one, the exact head on a tie: the exact solution can turn the only
-    positive weight an output's rows had to zero or below, where the trained head kept
-    it. Without ``cfg.exact_head``, the trained head.
+    more faithful one, the exact head on a tie (it can turn an output's only positive
+    weight to zero or below). An output constant on these rows keeps its trained row
+    (nothing here to fit it to). Without ``cfg.exact_head``, the trained head.
     """
     m = targets.head_moments(x, cfg)
     heads = [(model.head.weight.detach().clone(), model.head.bias.detach().clone())]
     if m is not None and cfg.exact_head:
-        heads.insert(0, bound.lstsq_head(m, multioutput=cfg.multioutput)[:2])
+        W, b = bound.lstsq_head(m, multioutput=cfg.multioutput)[:2]
+        still = m.yy <= 0  # outputs constant on these rows (a chunk): their rows stay
+        W[still], b[still] = heads[0][0][still].to(W), heads[0][1][still].to(b)
+        heads.insert(0, (W, b))
     target = math.inf if cfg.faith_target is None else cfg.faith_target
     best = None
     for W, b in heads:
@@ -584,13 +587,9 @@ class Progress:
             model.load_state_dict(self.state)
 
     def _roll_back(self, model):
-        """Restore the last finite weights after a non-finite loss.
-
-        The weights at the start of the failing epoch can already be non-finite (the last
-        step of the previous epoch overflowed while its loss was finite); then the weights
-        from one epoch earlier are restored and that epoch is dropped from the history. A
-        kept (feasible or validated) state is restored instead when there is one.
-        """
+        """Restore the last finite weights after a non-finite loss: the failing epoch's
+        start, or the epoch before's when the previous epoch's last step already overflowed
+        (that epoch leaves the history); a kept (feasible or validated) state if any."""
         good = self.good_state
         if self.prev_state is not None and not finite_weights(good):
             good = self.prev_state

@@ -197,6 +197,15 @@ def _validate_streamed(est, X, y):
     """Validate a streamed ``X`` on its first rows (NaN/inf are checked while streaming)."""
     with numeric_conversion("X"):
         validate_data(est, np.asarray(X[:2]), dtype=float_dtypes(X), ensure_min_samples=2)
+    try:  # training reads minibatches of scattered rows, in increasing order
+        np.asarray(X[np.array([0, X.shape[0] - 1])])
+    except Exception as exc:
+        raise ValueError(
+            f"X is streamed (its float32 copy would exceed stream_threshold), and training "
+            f"reads minibatches of scattered rows, X[rows] with an increasing integer array, "
+            f"which this {type(X).__name__} refuses ({exc}). Pass a numpy.memmap, or an array "
+            "that takes integer arrays of rows, or a larger stream_threshold to load X."
+        ) from exc
     if y is None:
         return X, None
     y = check_input_kind(y, "y")

@@ -19,7 +19,13 @@ from sklearn_xnn._nn import data
 from sklearn_xnn._nn.collective import Distributed
 from sklearn_xnn._nn.data import resolve_device
 from sklearn_xnn._threads import torch_threads
-from sklearn_xnn._validation import check_input_kind, host_array, n_init_of, warn_user
+from sklearn_xnn._validation import (
+    check_input_kind,
+    host_array,
+    n_init_of,
+    numeric_conversion,
+    warn_user,
+)
 
 __all__ = ["fit_sharded", "shard_rows"]
 
@@ -298,15 +304,18 @@ def _params_of(est):
 def _describe(X, y):
     """This shard's rows, features and outputs' ranges; raises if ``fit`` would refuse it."""
     n = _n_rows(X)
+    if hasattr(X, "tocsr"):
+        raise ValueError("X is a scipy sparse matrix; fit_sharded needs dense rows: X.toarray()")
     if not data.is_streamable(X):
         raise ValueError(f"X of type {type(X).__name__} is not a 2-D array")
     out = {"rows": int(n), "cols": int(X.shape[1])}
     if n < 2:
         raise ValueError(f"its shard holds {n} rows; each rank needs at least 2")
     check_input_kind(X, "X")  # what fit's validation refuses by dtype, refused here
-    for chunk in data.iter_chunks(X):
-        if not np.isfinite(chunk).all():
-            raise ValueError("X contains NaN or infinity")
+    with numeric_conversion("X"):
+        for chunk in data.iter_chunks(X):
+            if not np.isfinite(chunk).all():
+                raise ValueError("X contains NaN or infinity")
     if y is not None:
         y = check_input_kind(y, "y")
         if np.ndim(y) not in (1, 2) or len(y) != n:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse
 import torch
 import torch.distributed as dist
 from _distributed_worker import REFUSALS, SAVED
@@ -235,6 +236,10 @@ def test_an_unusable_shard_is_reported(one_rank_group):
     assert isinstance(exc.value.__cause__, TypeError)
     with pytest.raises(ValueError, match=r"rank 0: fit_sharded trains one initialisation"):
         fit_sharded(SRAEExplainer(random_state=0, n_init=2), np.ones((6, 3)))
+    with pytest.raises(ValueError, match=r"rank 0: X is a scipy sparse matrix.*X.toarray\(\)"):
+        fit_sharded(SRAEExplainer(random_state=0), scipy.sparse.csr_matrix(np.ones((6, 3))))
+    with pytest.raises(ValueError, match=r"rank 0: Non-numeric values in X.*encode or drop"):
+        fit_sharded(SRAEExplainer(random_state=0), np.array([[1.0, "a"], [2.0, 3.0]], dtype=object))
 
 
 def test_one_rank_fit_runs_on_arrays_tensors_and_frames(one_rank_group):

@@ -340,3 +340,27 @@ def test_partial_fit_refuses_a_chunk_in_other_units_and_calls_one_row_r2_undefin
     est.partial_fit(Z[150:200] * 100.0, y[150:200])  # outliers of the same units pass
     assert np.isnan(est.partial_fit(Z[200:201], y[200:201]).faithfulness_)
     assert np.isfinite(est.partial_fit(Z[201:300], y[201:300]).faithfulness_)
+
+
+class _SliceOnly:
+    """A reader over a store that serves contiguous row ranges only."""
+
+    def __init__(self, a):
+        self.a, self.shape, self.dtype = a, a.shape, a.dtype
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice):
+            raise TypeError(f"only row slices are supported, got {type(key).__name__}")
+        return self.a[key]
+
+
+def test_a_streamed_array_that_cannot_take_rows_by_index_is_refused_with_the_fix():
+    from sklearn_xnn.datasets import make_concept_activations
+
+    Z, y, _ = make_concept_activations(300, 16, random_state=0)
+    est = SRAEExplainer(2, max_iter=1, device="cpu", stream_threshold=0)
+    with pytest.raises(ValueError, match=r"X is streamed .* this _SliceOnly refuses \(only row"):
+        est.fit(_SliceOnly(Z.astype(np.float32)), y)

@@ -763,3 +763,23 @@ def test_the_demo_shows_a_progress_bar_only_on_a_terminal(monkeypatch, terminal)
     monkeypatch.setattr(sys, "stderr", Stderr())
     _demo._layer_activations(None, (np.zeros((4, 1, 8, 8)), np.zeros((2, 1, 8, 8))), "cpu")
     assert shown == [terminal, terminal]
+
+
+def test_fit_names_the_outputs_from_a_text_file(arrays, capsys):
+    args = ["fit", "--activations", str(arrays / "Z.npy"), "--logits", str(arrays / "Y.npy")]
+    names = ["great white shark", "tiger shark", "hammerhead", "electric ray"]
+    (arrays / "names.txt").write_text("\n".join(names) + "\n\n", encoding="utf-8")
+    out = arrays / "named"
+    argv = [*args, "--out", str(out), "--n-components", "2", *FAST]
+    assert main([*argv, "--output-names", str(arrays / "names.txt")]) == 0
+    report = html.unescape((out / "report.html").read_text())
+    assert "the network predicts " in report and any(n in report for n in names)
+    for text, message in (
+        ("a\nb\n", "has 2 names but the logits have 4 outputs"),
+        ("a\nb\na\nc\n", "must name each output once: names ['a'] repeat"),
+        ("a\n\nb\nc\n", "must name each output once: a line is blank"),
+    ):
+        (arrays / "bad.txt").write_text(text, encoding="utf-8")
+        capsys.readouterr()
+        assert main([*argv, "--output-names", str(arrays / "bad.txt")]) == 2
+        assert message in capsys.readouterr().err

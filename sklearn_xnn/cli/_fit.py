@@ -156,6 +156,7 @@ def run_fit(args):
     copy: the split copies each side's rows once, float32 and float64 as they are.
     """
     Z, Y = _validated_arrays(args)
+    names = _output_names(args.output_names, 1 if Y.ndim == 1 else Y.shape[1])
     n_features = Z.shape[1]
     shared.check_device(args.device)
     params = shared.checked_params(args, n_features=n_features)
@@ -175,14 +176,38 @@ def run_fit(args):
         fitted["SRAE"].save(model_path)
         table.to_csv(args.out / "comparison.csv")
         step(f"writing report (explainer in {model_path}, load it with sklearn_xnn.load)...")
-        path = _fit_report(args, table, fitted["SRAE"], n_features, (Z_te, y_te), len(Z_tr))
+        held_out = (Z_te, y_te)
+        path = _fit_report(args, table, fitted["SRAE"], n_features, held_out, len(Z_tr), names)
     step(f"wrote {path}")
     return 0
 
 
-def _fit_report(args, table, srae, n_features, held_out, n_train):
+def _output_names(path, n_outputs):
+    """The names in ``--output-names`` (None without it), checked before any fit: one
+    distinct name per line, as many as the logits' columns (trailing blank lines ignored)."""
+    if path is None:
+        return None
+    try:
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--output-names: cannot read {path} as UTF-8 text ({exc})") from None
+    while names and not names[-1]:
+        names.pop()
+    if len(names) != n_outputs:
+        raise UsageError(
+            f"--output-names has {len(names)} names but the logits have {n_outputs} outputs; "
+            "give one name per line, in the logits' column order"
+        )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated or "" in names:
+        what = f"names {repeated[:5]} repeat" if repeated else "a line is blank"
+        raise UsageError(f"--output-names must name each output once: {what}")
+    return names
+
+
+def _fit_report(args, table, srae, n_features, held_out, n_train, names=None):
     """The report on the held-out rows ``(Z_te, y_te)``; the decompositions explain the
-    network's decisions (the argmax of the logits given)."""
+    network's decisions (the argmax of the logits given), the outputs by ``names``."""
     from sklearn_xnn.report import write_report
 
     Z_te, y_te = held_out
@@ -192,6 +217,7 @@ def _fit_report(args, table, srae, n_features, held_out, n_train):
         explainer=srae,
         Z=Z_te,
         y=y_te,
+        output_names=names,
         title="sklearn_xnn: explanation report",
         notes=[
             f"Activations {args.activations} ({n_features} features), logits {args.logits}; "

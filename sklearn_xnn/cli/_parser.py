@@ -129,6 +129,11 @@ def _add_fit_parser(sub):
     add("--activations", required=True, metavar="Z.npy|Z.npz[:KEY]", help=acts)
     logits = "the outputs to explain, (n_samples,) or (n_samples, n_outputs), as for --activations"
     add("--logits", required=True, metavar="Y.npy|Y.npz[:KEY]", help=logits)
+    names = (
+        "a UTF-8 text file naming the outputs, one distinct name per line in the logits' "
+        "column order: the report shows the names (default: column indices)"
+    )
+    add("--output-names", type=Path, default=None, metavar="NAMES.txt", help=names)
     add("--out", type=Path, default=Path("sklearn-xnn-fit"), help=OUT_HELP)
     add("--test-size", type=_FRACTION, default=0.2, metavar="X", help="held-out fraction")
     threads = "torch CPU threads (default: torch's choice)"

@@ -775,9 +775,9 @@ def test_fit_names_the_outputs_from_a_text_file(arrays, capsys):
     report = html.unescape((out / "report.html").read_text())
     assert "the network predicts " in report and any(n in report for n in names)
     for text, message in (
-        ("a\nb\n", "has 2 names but the logits have 4 outputs"),
-        ("a\nb\na\nc\n", "must name each output once: names ['a'] repeat"),
-        ("a\n\nb\nc\n", "must name each output once: a line is blank"),
+        ("a\nb\n", "output_names has 2 names but the explainer has 4 outputs"),
+        ("a\nb\na\nc\n", "output_names must name each output once; ['a'] name several"),
+        ("a\n\nb\nc\n", "--output-names: line 2 is blank; name every output"),
     ):
         (arrays / "bad.txt").write_text(text, encoding="utf-8")
         capsys.readouterr()

@@ -193,16 +193,14 @@ def _output_names(path, n_outputs):
         raise UsageError(f"--output-names: cannot read {path} as UTF-8 text ({exc})") from None
     while names and not names[-1]:
         names.pop()
-    if len(names) != n_outputs:
-        raise UsageError(
-            f"--output-names has {len(names)} names but the logits have {n_outputs} outputs; "
-            "give one name per line, in the logits' column order"
-        )
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated or "" in names:
-        what = f"names {repeated[:5]} repeat" if repeated else "a line is blank"
-        raise UsageError(f"--output-names must name each output once: {what}")
-    return names
+    if "" in names:
+        raise UsageError(f"--output-names: line {names.index('') + 1} is blank; name every output")
+    from sklearn_xnn.report._figures import checked_output_names  # matplotlib: when used
+
+    try:  # the report's own check: as many distinct names as outputs
+        return checked_output_names(names, n_outputs)
+    except ValueError as exc:
+        raise UsageError(f"--output-names {path}: {exc}") from None
 
 
 def _fit_report(args, table, srae, n_features, held_out, n_train, names=None):

@@ -28,6 +28,7 @@ from sklearn_xnn._nn.data import device_generator, make_generator, resolve_devic
 from sklearn_xnn._nn.scaling import Scaler, activation_problem
 from sklearn_xnn._threads import torch_threads
 from sklearn_xnn._validation import (
+    announce_constant_y,
     auto_hidden_sizes,
     check_faithfulness,
     check_params_vs_input,
@@ -62,15 +63,8 @@ REFERENCE_PARAMS = {
 
 #: The parameters that decide the network's shape, the scale and the constraint: fixed
 #: by ``fit`` (or the first ``partial_fit``) for every later ``partial_fit`` call.
-FIXED_PARAMS = (
-    "n_components",
-    "hidden_layer_sizes",
-    "faithfulness",
-    "multioutput",
-    "faithfulness_tol",
-    "temperature",
-    "rescale",
-)
+FIXED_PARAMS = ("n_components", "hidden_layer_sizes", "faithfulness", "multioutput",
+                "faithfulness_tol", "temperature", "rescale")  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -299,6 +293,8 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
     ranks of a sharded fit (:func:`sklearn_xnn.distributed.fit_sharded`)."""
     X, Y = validate_fit_data(est, X, y)
     check_faithfulness(est, Y)
+    if Y is not None and collective is LOCAL:  # fit_sharded judges every rank's rows
+        announce_constant_y(est._constant_outputs, Y.shape[0])
     params = est.get_params(deep=False)  # what later partial_fit calls must keep
     est._fixed_params_ = {name: params[name] for name in FIXED_PARAMS}
     if incremental and Y is not None:

@@ -181,16 +181,21 @@ def _as_targets(est, y, n):
     Y = y.reshape(n, -1)
     # each output's value where it is constant on these rows (NaN where it varies)
     est._constant_outputs = np.where(np.ptp(Y, axis=0) == 0, Y[0], np.nan)
-    if Y.shape[0] > 1 and not np.isnan(est._constant_outputs).any():
+    head = Y[:1000]  # enough rows to tell labels from logits
+    if Y.shape[1] > 1 and ((head == 0) | (head == 1)).all() and (head.sum(axis=1) == 1).all():
+        warn_user(f"y holds one-hot rows (a single 1 in each): {_LABELS}; y is fitted as given.")
+    return Y
+
+
+def announce_constant_y(constant_outputs, n_rows):
+    """Warn when every output is constant on the fit's rows (of every rank's shard):
+    ``constant_outputs`` holds each output's value where it is constant, NaN elsewhere."""
+    if n_rows > 1 and not np.isnan(constant_outputs).any():
         warn_user(
             "y is the same on every row (every output is constant): there is nothing to "
             "explain, and any explainer rebuilds it exactly (score 1.0). Pass the logits "
             "of different inputs."
         )
-    head = Y[:1000]  # enough rows to tell labels from logits
-    if Y.shape[1] > 1 and ((head == 0) | (head == 1)).all() and (head.sum(axis=1) == 1).all():
-        warn_user(f"y holds one-hot rows (a single 1 in each): {_LABELS}; y is fitted as given.")
-    return Y
 
 
 def _validate_streamed(est, X, y):

@@ -20,6 +20,7 @@ from sklearn_xnn._nn.collective import Distributed
 from sklearn_xnn._nn.data import resolve_device
 from sklearn_xnn._threads import torch_threads
 from sklearn_xnn._validation import (
+    announce_constant_y,
     check_input_kind,
     host_array,
     n_init_of,
@@ -175,6 +176,7 @@ def fit_sharded(estimator, X, y=None, *, sharded=False, group=None):
             top = np.max([s["y_max"] for s in shards], axis=0)
             low = np.min([s["y_min"] for s in shards], axis=0)
             estimator._constant_outputs = np.where(top == low, top, np.nan)
+            announce_constant_y(estimator._constant_outputs, sum(sizes))
         result = fitting.train(estimator, run)
     fitting.finish(estimator, run, result)
     if names is not None:

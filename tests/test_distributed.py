@@ -336,3 +336,14 @@ def test_ranks_whose_y_differ_in_dimensions_are_refused():
     with pytest.raises(ValueError, match=r"rank 0: 4 features, 1 outputs \(y 1-D\); rank 1"):
         _check_shards([dict(shard, y_ndim=1), dict(shard, y_ndim=2)])
     _check_shards([dict(shard, y_ndim=2), dict(shard, y_ndim=2)])  # alike: accepted
+
+
+def test_constant_logits_are_judged_on_every_ranks_rows_and_warned_once(one_rank_group):
+    rng = np.random.RandomState(0)
+    Z = np.abs(rng.randn(60, 5))
+    params = dict(n_components=2, hidden_layer_sizes=(8, 4), max_iter=1, random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit_sharded(SRAEExplainer(**params), Z, np.full((60, 2), 3.0))
+    said = [w for w in caught if "y is the same on every row" in str(w.message)]
+    assert len(said) == 1

@@ -320,9 +320,9 @@ def _describe(X, y):
                 raise ValueError("X contains NaN or infinity")
     if y is not None:
         y = check_input_kind(y, "y")
-        if np.ndim(y) not in (1, 2) or len(y) != n:
+        if np.ndim(y) not in (1, 2):  # its row count was checked against X's in _prepare
             raise ValueError(
-                f"y has shape {np.shape(y)} and X {n} rows; y needs one row per row of X"
+                f"y has shape {np.shape(y)}; it needs (n_samples,) or (n_samples, n_outputs)"
             )
         Y = np.asarray(y, dtype=np.float64).reshape(n, -1)
         if not np.isfinite(Y).all():

@@ -172,12 +172,26 @@ def store_constraint(est, cfg, the_bound, train):
 def train_config(est, n_outputs, nonneg_output, batch_size, n_train, incremental, y_stats=None):
     """The :class:`TrainConfig` of ``est``'s parameters (and its stored constraint).
 
-    ``y_stats`` is ``(y_mean, y_scale)``, the logits' standardisation (for ``"kl"``).
+    ``y_stats`` is ``(y_mean, y_scale)``, the logits' standardisation. Its ``logit_unit``
+    is 1, or for logits beyond float32's comfortable range (``1e-30 .. 1e30``) the power
+    of two that brings the largest of ``|y_mean|`` and ``y_scale`` near 1: training reads
+    each row's top logit on the logits over it. The softmax of ``"kl"`` needs the logits
+    themselves, so logits that large are refused there.
     """
     weights = getattr(est, "_output_weights", None)
     device = resolve_device(est.device)
     y_mean, y_scale = (None, None) if y_stats is None else y_stats
-    unit = 1.0 if y_stats is None else logit_unit(est, y_mean, y_scale)
+    unit = 1.0
+    if y_stats is not None:
+        peak = float(max(np.abs(y_mean).max(initial=0.0), np.abs(y_scale).max(initial=0.0)))
+        if est.faithfulness == "kl" and peak > 1e30:
+            raise ValueError(
+                f'faithfulness="kl" takes the softmax of the logits in float32, and these '
+                f'reach {peak:.3g}, beyond its range; use faithfulness="mse" (it rescales '
+                "the logits), or logits below 1e30 in magnitude."
+            )
+        if peak != 0.0 and not 1e-30 <= peak <= 1e30:
+            unit = 2.0 ** round(math.log2(peak))
     return TrainConfig(
         n_components=est._n_components,
         hidden=est._hidden,
@@ -210,23 +224,6 @@ def train_config(est, n_outputs, nonneg_output, batch_size, n_train, incremental
         logit_unit=unit,
         warmup_steps=math.ceil(n_train / batch_size),
     )
-
-
-def logit_unit(est, y_mean, y_scale):
-    """1, or for logits beyond float32's comfortable range (``1e-30 .. 1e30``) the power
-    of two that brings the largest of ``|y_mean|`` and ``y_scale`` near 1: training reads
-    each row's top logit on the logits over it. The softmax of ``"kl"`` needs the logits
-    themselves, so logits that large are refused there."""
-    peak = float(max(np.abs(y_mean).max(initial=0.0), np.abs(y_scale).max(initial=0.0)))
-    if peak == 0.0 or 1e-30 <= peak <= 1e30:
-        return 1.0
-    if est.faithfulness == "kl" and peak > 1e30:
-        raise ValueError(
-            f'faithfulness="kl" takes the softmax of the logits in float32, and these '
-            f'reach {peak:.3g}, beyond its range; use faithfulness="mse" (it rescales '
-            "the logits), or logits below 1e30 in magnitude."
-        )
-    return 2.0 ** round(math.log2(peak))
 
 
 def with_network_head(est, cfg, z_scale, Z):
@@ -401,7 +398,17 @@ def store(est, result, eng, supervised):
     x = result.x_train.double().cpu().numpy()
     est.dead_components_ = x.max(axis=0) <= 0
     est.n_dead_components_ = int(est.dead_components_.sum())
-    est.components_ = decoder_responses(x, result.model.decoder, eng.scaler.scale)
+    # components_: G(m_k e_k) - G(0) in the caller's units, m_k the mean positive value of
+    # x_k and G the trained decoder (in float64; its output times the scale is the
+    # caller's units, as the fitted decoder's weights are)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.nan_to_num(np.nanmean(np.where(x > 0, x, np.nan), axis=0), nan=0.0)
+    probes = torch.as_tensor(np.vstack([np.zeros(x.shape[1]), np.diag(means)]))
+    with torch.no_grad():
+        rebuilt = copy.deepcopy(result.model.decoder).cpu().double()(probes).numpy()
+    rebuilt = rebuilt * eng.scaler.scale
+    est.components_ = rebuilt[1:] - rebuilt[0]
     hist = result.history
     est.loss_curve_ = list(hist.loss)
     kl = est.faithfulness == "kl"
@@ -412,20 +419,6 @@ def store(est, result, eng, supervised):
     est.n_iter_ = hist.n_iter
     est.alphas_ = (eng.cfg.alpha_f, eng.cfg.alpha_r, eng.cfg.alpha_p)
     est._converged = hist.converged
-
-
-@torch.no_grad()
-def decoder_responses(x, decoder, scale):
-    """``components_``: ``G(m_k e_k) - G(0)`` in the caller's units, ``m_k`` the mean
-    positive value of ``x_k`` and ``G`` the trained ``decoder`` (run in float64; its
-    output times ``scale`` is the caller's units, as the fitted decoder's weights are)."""
-    positive = np.where(x > 0, x, np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        means = np.nan_to_num(np.nanmean(positive, axis=0), nan=0.0)
-    probes = torch.as_tensor(np.vstack([np.zeros(x.shape[1]), np.diag(means)]))
-    rebuilt = copy.deepcopy(decoder).cpu().double()(probes).numpy() * scale
-    return rebuilt[1:] - rebuilt[0]
 
 
 def network_weights(est):

@@ -259,7 +259,6 @@ def test_patience_counts_every_epoch_that_does_not_improve(patch_layer, monkeypa
     stats = [0.0, 0.0, 0.0]
     stops = []
     for epoch in range(4):
-        run.begin(model)
         stops.append(run.end_epoch(model, Zt, stats, 1.0, epoch))
     # the two epochs that miss the constraint after epoch 2 was kept do not improve on
     # it: they end the run, and the kept epoch stays the feasible one
@@ -297,7 +296,6 @@ def test_patience_ignores_drops_within_the_counts_noise(patch_layer, monkeypatch
     run = training.Progress(model, Zt, Yt, cfg)
     stops = []
     for epoch in range(3):
-        run.begin(model)
         stops.append(run.end_epoch(model, Zt, [0.0, 0.0, 0.0], 1.0, epoch))
     assert stops == [False, False, True]
     assert run.best == (False, 1.46)  # the sparsest feasible epoch is still the one kept
@@ -342,29 +340,28 @@ def test_varimax_recovers_a_simple_structure():
     np.testing.assert_allclose(found.max(axis=1), np.abs(simple).max(axis=1), rtol=1e-4)
 
 
-def _start_directions(est, Z, y):
-    """``(S, low)`` of ``est``'s start on ``(Z, y)``."""
+def _start_features(est, Z, y):
+    """The x-features of ``est``'s start on its training rows of ``(Z, y)``."""
     run = est._start_fit(Z, y, False)
-    (Zt, Yt), cfg, (m, the_bound) = run.train, run.cfg, run.reference
-    return engine.start_directions(Zt, training.Targets(Yt, cfg), m, the_bound, cfg)
+    model, _ = engine.start(*run.train, run.cfg, run.generator, run.device, run.reference)
+    return training.encode(model, run.train[0])
 
 
 def test_the_start_does_not_depend_on_the_seed(patch_layer):
     Z, y = patch_layer
-    starts = [_start_directions(SRAEExplainer(5, random_state=s), Z, y) for s in (0, 1, None)]
-    for S, low in starts[1:]:
-        assert torch.equal(S, starts[0][0]) and torch.equal(low, starts[0][1])
+    starts = [_start_features(SRAEExplainer(5, random_state=s), Z, y) for s in (0, 1, None)]
+    for x in starts[1:]:
+        assert torch.equal(x, starts[0])
 
 
 def test_the_start_barely_moves_with_rounding(patch_layer):
-    # float32 rows that differ by rounding (one ulp) give the same directions
+    # float32 rows that differ by rounding (one ulp) give the same x-features
     Z, y = patch_layer
     Z32 = Z.astype(np.float32)
     nudged = np.nextafter(Z32, np.float32(np.inf)) * (Z32 != 0) + Z32 * (Z32 == 0)
-    S0, low0 = _start_directions(SRAEExplainer(5), Z32, y)
-    S1, low1 = _start_directions(SRAEExplainer(5), nudged, y)
-    np.testing.assert_allclose(S1.numpy(), S0.numpy(), atol=1e-4 * float(S0.abs().max()))
-    np.testing.assert_allclose(low1.numpy(), low0.numpy(), atol=1e-4 * float(low0.abs().max()))
+    x0 = _start_features(SRAEExplainer(5), Z32, y)
+    x1 = _start_features(SRAEExplainer(5), nudged, y)
+    np.testing.assert_allclose(x1.numpy(), x0.numpy(), atol=1e-4 * float(x0.abs().max()))
 
 
 def _cut(Zt, Yt, z_mean, S, offsets, cfg):
@@ -381,7 +378,10 @@ def test_the_start_spends_half_its_slack_on_sparser_offsets(patch_layer):
     run = SRAEExplainer(5, device="cpu", random_state=0)._start_fit(Z, y, False)
     (Zt, Yt), cfg, (m, the_bound) = run.train, run.cfg, run.reference
     targets = training.Targets(Yt, cfg)
-    S, low = engine.start_directions(Zt, targets, m, the_bound, cfg)
+    # the start's directions, before their offsets (as engine.start orients them)
+    S0 = init.faithful_subspace(m, the_bound, cfg.n_components)
+    S, low, high = init.oriented_directions(Zt, m, init.simple_directions(m, S0), cfg.collective)
+    S, low = init.explaining_signs(m, S, low, high, targets.counts)[:2]
     offsets = engine.sparse_offsets(Zt, targets, m.z_mean, S, low, cfg)
     share = offsets / low  # one share of every offset
     assert torch.allclose(share, share[0].expand_as(share))

@@ -209,8 +209,6 @@ def fine_tune_many(models, jobs):
     ended, epoch = [None] * len(models), 0
     try:
         for epoch in range(max(j.cfg.max_iter for j in jobs)):
-            for i in stack.members:
-                runs[i].begin(models[i])
             generators = [jobs[i].generator for i in stack.members]
             stats = stack.epoch(Z, Y, generators, rates)
             stack.unload(models)

@@ -42,8 +42,16 @@ def linear_reference(
 def start(Z, Y, cfg, generator, device, reference, targets=None):
     """A new network at the faithful start; returns ``(model, interrupted)``.
 
-    ``interrupted`` is True when a ``KeyboardInterrupt`` cut layer-wise pre-training short
-    (the faithful start is still applied, so the network is usable).
+    The encoder carries the faithful subspace (:func:`init.faithful_subspace`) rotated to
+    its simplest directions (:func:`init.simple_directions`, varimax) and oriented so that
+    their long tails are positive (:func:`init.oriented_directions`); with two or more
+    outputs under the constraint, oriented instead so that the most rows get a positive
+    contribution to their top output (:func:`init.explaining_signs`); each x-feature
+    offset as :func:`sparse_offsets` chooses. The decoder and the head are the
+    least-squares ones on those x-features. Every step is deterministic: the start
+    depends on the data only, not on the seed. ``interrupted`` is True when a
+    ``KeyboardInterrupt`` cut layer-wise pre-training short (the faithful start is still
+    applied, so the network is usable).
     """
     model = init.build_model(Z.shape[1], cfg.n_outputs, cfg, generator, device)
     interrupted = False
@@ -58,7 +66,10 @@ def start(Z, Y, cfg, generator, device, reference, targets=None):
     comm = cfg.collective
     if targets is None and Y is not None:
         targets = training.Targets(Y, cfg)
-    S, low = start_directions(Z, targets, m, the_bound, cfg)
+    S0 = init.faithful_subspace(m, the_bound, cfg.n_components)
+    S, low, high = init.oriented_directions(Z, m, init.simple_directions(m, S0), comm)
+    if targets is not None and cfg.faith_target is not None:
+        S, low = init.explaining_signs(m, S, low, high, targets.counts)[:2]
     low = sparse_offsets(Z, targets, m.z_mean, S, low, cfg)
     low = torch.where(S.any(0), low, -1.0)  # no direction left: the constant x-feature 1
     init.carry_subspace(model, m.z_mean, S, low)
@@ -71,24 +82,6 @@ def start(Z, Y, cfg, generator, device, reference, targets=None):
             init.set_head(model.head, *bound.lstsq_head(h_m)[:2])
     comm.broadcast_module(model)  # as DistributedDataParallel does: rank 0's start
     return model, interrupted
-
-
-def start_directions(Z, targets, m, the_bound, cfg):
-    """``(S, low)``: the directions the start carries and their lowest training projections.
-
-    The faithful subspace (:func:`init.faithful_subspace`) rotated to its simplest
-    directions (:func:`init.simple_directions`, varimax) and oriented so that their long
-    tails are positive (:func:`init.oriented_directions`); with two or more outputs under
-    the constraint, oriented instead so that the most rows get a positive contribution to
-    their top output (:func:`init.explaining_signs`). Every step is deterministic: the
-    start depends on the data only, not on the seed.
-    """
-    comm = cfg.collective
-    S0 = init.faithful_subspace(m, the_bound, cfg.n_components)
-    S, low, high = init.oriented_directions(Z, m, init.simple_directions(m, S0), comm)
-    if targets is None or cfg.faith_target is None:
-        return S, low
-    return init.explaining_signs(m, S, low, high, targets.counts)[:2]
 
 
 #: The offset shares :func:`sparse_offsets` tries, largest first, until one costs too much.
@@ -139,30 +132,6 @@ def _cut_fit(p, targets, low, cfg):
     return 1.0 - r2, round(1.0 - float(shares[0].sum() / shares[1].sum().clamp_min(1.0)), 9)
 
 
-def final_head(model, Z, Y, cfg, targets=None, x=None):
-    """Set the head to the least-squares head on the final x-features ``x`` (computed when
-    None) when that is more faithful on the training rows; returns the kept head's
-    training faithfulness: R² (averaged as ``multioutput`` says) for ``"mse"``, the mean
-    softmax KL for ``"kl"``.
-
-    Under the faithfulness constraint every epoch ends with the head chosen for its
-    x-features (:func:`training.epoch_head`), so the kept head stays.
-    """
-    x = training.encode(model, Z) if x is None else x
-    targets = training.Targets(Y, cfg) if targets is None else targets
-    if cfg.faithfulness == "kl":  # the least-squares head unless the trained KL is smaller
-        return training.epoch_head(model, x, targets, cfg, None)[0]
-    m = targets.head_moments(x, cfg)
-    trained = 1.0 - training.head_error(model.head, x, targets, cfg, m)
-    if cfg.faith_target is not None or m is None:
-        return trained
-    W, b, r2 = bound.lstsq_head(m, multioutput=cfg.multioutput)
-    if r2 >= trained:
-        init.set_head(model.head, W, b)
-        return r2
-    return trained
-
-
 def attempt(Z, Y, cfg, generator, device, reference, val=None):
     """Start, fine-tune and assess one network: an :class:`Attempt`. The outputs'
     :class:`~sklearn_xnn._nn.training.Targets` are computed once for all three (each
@@ -207,12 +176,25 @@ def begin(Z, Y, cfg, generator, device, reference, targets=None):
 
 
 def assess(model, Z, Y, history, opt, cfg, lam, stage=None, targets=None):
-    """The :class:`Attempt` of a trained network: the final head and its x-features."""
+    """The :class:`Attempt` of a trained network: its x-features and, after fine-tuning,
+    its final head and that head's training faithfulness (R² averaged as ``multioutput``
+    says for ``"mse"``, the mean softmax KL for ``"kl"``).
+
+    Under the faithfulness constraint the head is the one the kept epoch ended with
+    (:func:`training.epoch_head`, which kept it within the constraints); for ``"kl"``, or
+    without the constraint, :func:`training.epoch_head` chooses again on the final
+    x-features, without a target: the more faithful of the exact and the trained head.
+    """
     faithfulness = x = None
     if training.finite_weights(model):
         x = training.encode(model, Z)  # this rank's rows, for the final head
         if stage is None and model.head is not None:
-            faithfulness = final_head(model, Z, Y, cfg, targets, x)
+            targets = training.Targets(Y, cfg) if targets is None else targets
+            if cfg.faith_target is None or cfg.faithfulness == "kl":
+                error = training.epoch_head(model, x, targets, cfg, None)[0]
+            else:
+                error = training.head_error(model.head, x, targets, cfg)
+            faithfulness = error if cfg.faithfulness == "kl" else 1.0 - error
         x = cfg.collective.all_gather_rows(x)  # every rank's rows, in rank order
     return Attempt(model, history, opt, x, lam, faithfulness, stage or "fine-tuning")
 

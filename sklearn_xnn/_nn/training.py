@@ -425,7 +425,6 @@ def fine_tune(
     epoch = 0
     try:
         for epoch in range(cfg.max_iter):
-            run.begin(model)
             stats = _epoch(model, opt, Z, run.targets, cfg, generator, rates, lam, step)
             stats = stats.tolist()
             if run.end_epoch(model, Z, stats, lam.current(cfg), epoch):
@@ -503,8 +502,8 @@ class Progress:
     epoch, else the last one. Patience counts the epochs that do not improve the key;
     until an epoch is feasible, one that comes nearer to the constraints improves.
 
-    Each epoch is ``begin(model)``, the epoch's steps, then ``end_epoch(...)``, which
-    returns True when training stops; ``finish(model)`` restores the kept weights.
+    Each epoch is its steps, then ``end_epoch(...)``, which returns True when training
+    stops; ``finish(model)`` restores the kept weights.
     """
 
     def __init__(self, model, Z, Y, cfg, val=None, targets=None):
@@ -527,12 +526,9 @@ class Progress:
                 violation = max(rebuilt - cfg.faith_target, 0.0)
         self.best = (True, violation) if violation > 0 else (False, math.inf)
         self.state = snapshot(model) if self.constrained else None
-        self.stall, self.good_state, self.prev_state = 0, None, None
+        # the weights the next epoch starts from, and the ones the epoch before started from
+        self.stall, self.good_state, self.prev_state = 0, snapshot(model), None
         self.nearest = math.inf  # the smallest violation of an epoch so far
-
-    def begin(self, model):
-        """Remember the weights the epoch starts from (restored if it goes non-finite)."""
-        self.prev_state, self.good_state = self.good_state, snapshot(model)
 
     def end_epoch(self, model, Z, parts, multiplier, epoch):
         """Everything after the steps of ``epoch``; ``parts`` is the epoch's mean loss
@@ -572,11 +568,12 @@ class Progress:
         if self.stall >= cfg.n_iter_no_change:
             hist.converged = True
             return True
+        self.prev_state, self.good_state = self.good_state, snapshot(model)
         return False
 
     def interrupt(self, model, epoch):
         """A ``KeyboardInterrupt`` in ``epoch``: back to the last complete epoch's weights."""
-        if len(self.hist.loss) <= epoch and self.good_state is not None:
+        if len(self.hist.loss) <= epoch:
             model.load_state_dict(self.good_state)
         self.hist.interrupted_epoch = epoch
 

@@ -2,7 +2,7 @@
 
 :func:`fit_explainers` fits a list of :class:`~sklearn_xnn.SRAEExplainer` in place, each
 as its own ``fit`` would. Every explainer runs ``fit``'s own preparation
-(``SRAEExplainer._start_fit``: validation, scaling, the linear bound, sharing the scaled
+(:func:`~sklearn_xnn._fitting.start_fit`: validation, scaling, the linear bound, sharing the scaled
 data and the bound between explainers that can), then the training attempts of all of
 them go to :func:`sklearn_xnn._nn.batched.attempts`, which fine-tunes the compatible ones
 as one stacked network, and each explainer then stores its fitted state with ``fit``'s own
@@ -84,7 +84,7 @@ def _train(members, X, y, caught, shared):
     runs = []
     for i, member in enumerate(members):  # its warnings re-emitted once, for the kept one
         with _recording(caught[i]):
-            runs.append(member._start_fit(X, y, False, shared))
+            runs.append(fitting.start_fit(member, X, y, False, shared))
     with torch_threads():
         jobs = [_job(run) for run in runs]
         attempts, sizes = batched.attempts(jobs)

@@ -69,7 +69,7 @@ FIXED_PARAMS = ("n_components", "hidden_layer_sizes", "faithfulness", "multioutp
 
 @dataclasses.dataclass
 class FitRun:
-    """What ``fit`` prepared for training one explainer (``SRAEExplainer._start_fit``)."""
+    """What ``fit`` prepared for training one explainer (:func:`start_fit`)."""
 
     train: tuple
     cfg: TrainConfig
@@ -287,7 +287,9 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
     (and the number of x-features it decides), the configuration and the constraint; a
     :class:`FitRun`. ``shared`` (a dict) lets explainers fitted together on one ``(X, y)``
     share the scaled data and the bound; ``collective`` reduces every statistic over the
-    ranks of a sharded fit (:func:`sklearn_xnn.distributed.fit_sharded`)."""
+    ranks of a sharded fit (:func:`sklearn_xnn.distributed.fit_sharded`; ``X`` and ``y``
+    are then this rank's shard). A fit that fails leaves no earlier fit's state behind."""
+    forget_fit(est)
     X, Y = validate_fit_data(est, X, y)
     check_faithfulness(est, Y)
     if Y is not None and collective is LOCAL:  # fit_sharded judges every rank's rows

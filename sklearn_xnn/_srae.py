@@ -16,7 +16,6 @@ from sklearn_xnn import _batching as batching
 from sklearn_xnn import _fitting as fitting
 from sklearn_xnn import _persistence
 from sklearn_xnn._inference import ExplainerInferenceMixin
-from sklearn_xnn._nn.collective import LOCAL
 from sklearn_xnn._threads import torch_threads
 from sklearn_xnn._validation import (
     PARAMETER_CONSTRAINTS,
@@ -507,20 +506,10 @@ class SRAEExplainer(
             return self
         if not incremental and n_init_of(self) != 1:
             return batching.fit_explainers([self], X, y)[0]
-        run = self._start_fit(X, y, incremental)
+        run = fitting.start_fit(self, X, y, incremental)
         with torch_threads():
             result = fitting.train(self, run)
         return fitting.finish(self, run, result)
-
-    def _start_fit(self, X, y, incremental, shared=None, collective=LOCAL):
-        """Everything ``fit`` does before training: a :class:`~sklearn_xnn._fitting.FitRun`.
-
-        Explainers fitted together on one ``(X, y)`` share the scaled data, the split and
-        the bound through ``shared`` (a dict); a sharded fit passes its ``collective``
-        (``X`` and ``y`` are this rank's shard: :func:`sklearn_xnn.distributed.fit_sharded`).
-        """
-        fitting.forget_fit(self)  # a fit that fails leaves no earlier fit's state behind
-        return fitting.start_fit(self, X, y, incremental, shared, collective)
 
     # ------------------------------------------------------------------ fitted state
     def __getstate__(self):

@@ -171,7 +171,7 @@ def fit_sharded(estimator, X, y=None, *, sharded=False, group=None):
         )
     comm = Distributed(sizes, estimator.random_state, group)
     with torch_threads():
-        run = estimator._start_fit(X, y, False, collective=comm)
+        run = fitting.start_fit(estimator, X, y, False, collective=comm)
         if y is not None:
             top = np.max([s["y_max"] for s in shards], axis=0)
             low = np.min([s["y_min"] for s in shards], axis=0)
@@ -243,8 +243,10 @@ def _check_estimator(est):
 
 def _refuse(est):
     """Parameters a sharded fit does not support, with what to do instead."""
+    from sklearn_xnn._srae import SRAEExplainer
+
     name = type(est).__name__
-    if not hasattr(est, "_start_fit") or not hasattr(est, "n_init"):
+    if not isinstance(est, SRAEExplainer):
         raise TypeError(f"fit_sharded fits an SRAEExplainer, got {name}.")
     if not isinstance(est.random_state, numbers.Integral) or isinstance(est.random_state, bool):
         raise ValueError(

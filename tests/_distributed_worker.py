@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 
 from sklearn_xnn import SRAEExplainer
+from sklearn_xnn._fitting import start_fit
 from sklearn_xnn._nn import bound, engine
 from sklearn_xnn._nn.collective import Distributed
 from sklearn_xnn.distributed import fit_sharded, shard_rows
@@ -55,7 +56,7 @@ def _with_nan(X):
 
 def start_state(est, X, y, collective):
     """The faithful start's weights (and the bound) of ``est`` on ``(X, y)``."""
-    run = est._start_fit(X, y, False, collective=collective)
+    run = start_fit(est, X, y, False, collective=collective)
     model, _ = engine.start(*run.train, run.cfg, run.generator, run.device, run.reference)
     state = {f"start/{k}": v.double().numpy() for k, v in model.state_dict().items()}
     state["bound_coef"] = run.reference[1].coef.numpy()

@@ -21,6 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_xnn import SRAEExplainer, SRAEExplainerCV, sweep
+from sklearn_xnn._fitting import start_fit
 from sklearn_xnn._nn import batched
 from sklearn_xnn.exceptions import TrainingDivergedError
 from sklearn_xnn.metrics import reconstruction_r2_scorer
@@ -169,7 +170,7 @@ def test_dropout_members_train_alone_exactly(planted_small):
 def test_early_stopping_members_share_their_split_and_train_stacked(planted_small):
     Z, y, _ = planted_small
     runs = [
-        SRAEExplainer(**SMALL, early_stopping=True, random_state=s)._start_fit(Z, y, False)
+        start_fit(SRAEExplainer(**SMALL, early_stopping=True, random_state=s), Z, y, False)
         for s in (0, 1)
     ]
     for a, b in zip(runs[0].val[:2], runs[1].val[:2], strict=True):
@@ -197,7 +198,7 @@ def test_a_batch_of_different_shapes_is_refused_with_advice(planted_small):
     Z, y, _ = planted_small
     shared = {}
     runs = [
-        SRAEExplainer(**{**SMALL, "n_components": k})._start_fit(Z, y, False, shared)
+        start_fit(SRAEExplainer(**{**SMALL, "n_components": k}), Z, y, False, shared)
         for k in (2, 3)
     ]
     jobs = [batched.Job(*r.train, r.cfg, r.generator, r.device, r.reference) for r in runs]

@@ -18,6 +18,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_xnn import SRAEExplainer
 from sklearn_xnn import _fitting as fitting
+from sklearn_xnn._fitting import start_fit
 from sklearn_xnn._nn import bound, engine, init, losses, training
 from sklearn_xnn._nn.config import History
 from sklearn_xnn.datasets import make_concept_activations
@@ -96,7 +97,7 @@ def _explained(S, y):
 
 
 def _start(est, Z, y):
-    run = est._start_fit(Z, y, False)
+    run = start_fit(est, Z, y, False)
     (Zt, Yt), cfg = run.train, run.cfg
     model, _ = engine.start(Zt, Yt, cfg, run.generator, run.device, run.reference)
     return model, Zt, Yt, cfg
@@ -342,7 +343,7 @@ def test_varimax_recovers_a_simple_structure():
 
 def _start_features(est, Z, y):
     """The x-features of ``est``'s start on its training rows of ``(Z, y)``."""
-    run = est._start_fit(Z, y, False)
+    run = start_fit(est, Z, y, False)
     model, _ = engine.start(*run.train, run.cfg, run.generator, run.device, run.reference)
     return training.encode(model, run.train[0])
 
@@ -375,7 +376,7 @@ def _cut(Zt, Yt, z_mean, S, offsets, cfg):
 
 def test_the_start_spends_half_its_slack_on_sparser_offsets(patch_layer):
     Z, y = patch_layer
-    run = SRAEExplainer(5, device="cpu", random_state=0)._start_fit(Z, y, False)
+    run = start_fit(SRAEExplainer(5, device="cpu", random_state=0), Z, y, False)
     (Zt, Yt), cfg, (m, the_bound) = run.train, run.cfg, run.reference
     targets = training.Targets(Yt, cfg)
     # the start's directions, before their offsets (as engine.start orients them)

@@ -11,6 +11,7 @@ from sklearn.metrics import r2_score
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_xnn import SRAEExplainer
+from sklearn_xnn._fitting import start_fit
 from sklearn_xnn.datasets import make_concept_activations
 from sklearn_xnn.metrics import n_significant
 
@@ -74,11 +75,14 @@ def test_a_refit_without_logits_keeps_no_constraint_of_the_earlier_fit():
     # without y must not inherit the target and output weights of a fit with y
     Z, y, _ = make_concept_activations(300, 24, n_concepts=3, n_outputs=4, random_state=0)
     est = _fit(Z, y, hidden_layer_sizes=(16, 8), max_iter=2, random_state=0)
-    assert est._start_fit(Z, y, False).cfg.faith_target is not None
-    run = est._start_fit(Z, None, False)
-    fresh = SRAEExplainer(
-        5, device="cpu", hidden_layer_sizes=(16, 8), max_iter=2, random_state=0
-    )._start_fit(Z, None, False)
+    assert start_fit(est, Z, y, False).cfg.faith_target is not None
+    run = start_fit(est, Z, None, False)
+    fresh = start_fit(
+        SRAEExplainer(5, device="cpu", hidden_layer_sizes=(16, 8), max_iter=2, random_state=0),
+        Z,
+        None,
+        False,
+    )
     assert run.cfg.faith_target is None and run.cfg.output_weights is None
     assert run.cfg == fresh.cfg
     # and the refitted explainer keeps no head, no logit scale, no faithfulness of it

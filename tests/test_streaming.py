@@ -12,6 +12,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_xnn import SRAEExplainer
+from sklearn_xnn._fitting import start_fit
 from sklearn_xnn._nn import data
 from tests.conftest import FAST
 
@@ -40,7 +41,7 @@ def test_a_cpu_fit_reads_x_in_place_and_equals_a_fit_on_a_copy(planted_small, dt
     Z = (Z * 1000.0).astype(dtype)  # rescale=True: every row read is scaled
     Z.setflags(write=False)  # a read-only array is read, never written
     before = Z.copy()
-    run = SRAEExplainer(**{**FAST, "random_state": 0})._start_fit(Z, y, False)
+    run = start_fit(SRAEExplainer(**{**FAST, "random_state": 0}), Z, y, False)
     assert isinstance(run.train[0], data.HostRows)  # no float32 copy of X
     a = _fit(Z, y)
     with warnings.catch_warnings():

@@ -96,9 +96,7 @@ def train(est, run, result=None):
     if result is None:
         train, cfg, gen, ref = run.train, run.cfg, run.generator, run.reference
         result = engine.attempt(*train, cfg, gen, run.device, ref, run.val)
-    require_finite(est, result.model, result.stage)
-    result.stopped = announce_stop(est, result.history)
-    return result
+    return checked(est, result, result.stage)
 
 
 def train_chunk(est, eng, X, Y):
@@ -125,8 +123,7 @@ def train_chunk(est, eng, X, Y):
     result = engine.tune(
         eng.model, Zt, Yt, cfg, eng.generator, None, eng.optimizer, resumed, eng.epochs
     )
-    require_finite(est, result.model, "partial_fit")
-    result.stopped = announce_stop(est, result.history)
+    checked(est, result, "partial_fit")
     if X.shape[0] < 2:  # R² of one row is undefined (r2_score: NaN)
         result.faithfulness = math.nan
     eng.optimizer, eng.multiplier = result.optimizer, result.multiplier
@@ -259,19 +256,6 @@ def with_network_head(est, cfg, z_scale, Z):
             f"{cfg.n_outputs} outputs; it must return one logit per column of y."
         )
     return cfg.replace(network_head=head, z_scale=float(z_scale))
-
-
-def require_finite(est, model, stage):
-    """Raise TrainingDivergedError (and forget any earlier fit) if a weight is not finite."""
-    if training.finite_weights(model):
-        return
-    forget_fit(est)
-    raise TrainingDivergedError(
-        f"Training diverged: the weights became NaN or infinite during {stage} "
-        f"(learning_rate_init={est.learning_rate_init}, rescale={est.rescale}) and no "
-        "finite model was reached. Lower learning_rate_init, keep rescale=True, or check "
-        "X and y for extreme values."
-    )
 
 
 def forget_fit(est):
@@ -468,9 +452,33 @@ def finish(est, run, result):
     eng.multiplier, eng.history = result.multiplier, result.history
     eng.constraints = result.constraints
     store(est, result, eng, run.train[1] is not None)
-    announce_problems(est, result, run.incremental)
     if run.incremental:  # fit keeps no torch state; a later partial_fit rebuilds it
         est._engine = eng
+    # dead x-features, unmet constraints, and (fit only: the first partial_fit call runs
+    # its one epoch by design) no convergence
+    out = []
+    if est.n_dead_components_:
+        out.append(
+            f"{est.n_dead_components_} of {est.n_components_} x-features are dead (zero "
+            "on every training row): the explanation space uses fewer concepts than "
+            f"asked. Try {_dead_advice(est)}."
+        )
+    if result.history.infeasible:  # "kl" only: its start may miss the target
+        kl = est.faithfulness == "kl"
+        what, target = ("softmax KL", est._faith_target) if kl else ("R²", 1 - est._faith_target)
+        out.append(
+            f"No epoch, nor the start, met the constraints (training {what} "
+            f"{est.faithfulness_:.4g} against a target of {target:.4g}; every output keeping "
+            "the rows its start explained; no dead x-feature): the explainer keeps the epoch "
+            "closest to them. Try a larger faithfulness_tol, n_components or max_iter."
+        )
+    elif not (est._converged or result.stopped or run.incremental):
+        out.append(
+            f"SRAEExplainer reached max_iter={est.max_iter} epochs before the loss "
+            "stopped improving; consider increasing max_iter."
+        )
+    for msg in out:
+        warn_user(msg, ConvergenceWarning)
     return est
 
 
@@ -517,9 +525,20 @@ def announce_first_chunk(est, X):
         )
 
 
-def announce_stop(est, history):
-    """Warn about an interrupted or diverged training; returns whether it stopped early."""
-    done, max_iter, learning_rate_init = history.n_iter, est.max_iter, est.learning_rate_init
+def checked(est, result, stage):
+    """``result``, a training attempt, once checked: raise TrainingDivergedError (and
+    forget any earlier fit) if a weight is not finite; warn about an interrupted or
+    diverged training and record in ``result.stopped`` whether it stopped early."""
+    if not training.finite_weights(result.model):
+        forget_fit(est)
+        raise TrainingDivergedError(
+            f"Training diverged: the weights became NaN or infinite during {stage} "
+            f"(learning_rate_init={est.learning_rate_init}, rescale={est.rescale}) and no "
+            "finite model was reached. Lower learning_rate_init, keep rescale=True, or check "
+            "X and y for extreme values."
+        )
+    history, max_iter, learning_rate_init = result.history, est.max_iter, est.learning_rate_init
+    done = history.n_iter
     kept = f"after epoch {done}" if done else "from before fine-tuning"
     msg = None
     if history.interrupted_in_pretraining:
@@ -545,7 +564,8 @@ def announce_stop(est, history):
         )
     if msg is not None:
         warn_user(msg, ConvergenceWarning)
-    return msg is not None
+    result.stopped = msg is not None
+    return result
 
 
 def _dead_advice(est):
@@ -560,31 +580,3 @@ def _dead_advice(est):
     if est.faithfulness_tol is None and getattr(est, "_has_head", False):
         advice.append("faithfulness_tol=0.01 (keeps the faithful start's x-features)")
     return ", ".join(advice[:-1]) + " or " + advice[-1]
-
-
-def announce_problems(est, result, incremental=False):
-    """Warn about the fitted explainer ``est``: dead, not converged (``fit`` only: the
-    first ``partial_fit`` call runs its one epoch by design)."""
-    out = []
-    if est.n_dead_components_:
-        out.append(
-            f"{est.n_dead_components_} of {est.n_components_} x-features are dead (zero "
-            "on every training row): the explanation space uses fewer concepts than "
-            f"asked. Try {_dead_advice(est)}."
-        )
-    if result.history.infeasible:  # "kl" only: its start may miss the target
-        kl = est.faithfulness == "kl"
-        what, target = ("softmax KL", est._faith_target) if kl else ("R²", 1 - est._faith_target)
-        out.append(
-            f"No epoch, nor the start, met the constraints (training {what} "
-            f"{est.faithfulness_:.4g} against a target of {target:.4g}; every output keeping "
-            "the rows its start explained; no dead x-feature): the explainer keeps the epoch "
-            "closest to them. Try a larger faithfulness_tol, n_components or max_iter."
-        )
-    elif not (est._converged or result.stopped or incremental):
-        out.append(
-            f"SRAEExplainer reached max_iter={est.max_iter} epochs before the loss "
-            "stopped improving; consider increasing max_iter."
-        )
-    for msg in out:
-        warn_user(msg, ConvergenceWarning)

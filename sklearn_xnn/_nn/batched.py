@@ -154,7 +154,7 @@ def attempts(jobs):
         started = []
         for i in group:
             job = jobs[i]
-            model, done = engine.begin(
+            model, done = engine.start(
                 job.Z, job.Y, job.cfg, job.generator, job.device, job.reference
             )
             if done is None:

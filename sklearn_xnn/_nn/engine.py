@@ -1,9 +1,9 @@
 """One training attempt from data in training units to a trained network.
 
 ``start`` builds the network and gives it the faithful closed-form start, ``attempt``
-fine-tunes it and assesses the result (``begin`` then ``tune``, the two halves that
-:mod:`sklearn_xnn._nn.batched` runs around a stacked fine-tuning), ``resume`` continues a
-trained network on more data (``partial_fit``). The estimator orchestrates (validation,
+starts, fine-tunes and assesses one (``start`` then ``tune``, the two halves that
+:mod:`sklearn_xnn._nn.batched` runs around a stacked fine-tuning); ``tune`` also continues
+a trained network on more data (``partial_fit``). The estimator orchestrates (validation,
 scaling, the fitted state); everything here is torch.
 """
 
@@ -40,7 +40,10 @@ def linear_reference(
 
 
 def start(Z, Y, cfg, generator, device, reference, targets=None):
-    """A new network at the faithful start; returns ``(model, interrupted)``.
+    """A new network at the faithful start: ``(model, None)`` for a network to fine-tune,
+    or ``(model, attempt)``, its :class:`Attempt`, when there is nothing to fine-tune (a
+    non-finite start, or layer-wise pre-training cut short by a ``KeyboardInterrupt``:
+    the faithful start is still applied, so the network is usable).
 
     The encoder carries the faithful subspace (:func:`init.faithful_subspace`) rotated to
     its simplest directions (:func:`init.simple_directions`, varimax) and oriented so that
@@ -49,9 +52,7 @@ def start(Z, Y, cfg, generator, device, reference, targets=None):
     contribution to their top output (:func:`init.explaining_signs`); each x-feature
     offset as :func:`sparse_offsets` chooses. The decoder and the head are the
     least-squares ones on those x-features. Every step is deterministic: the start
-    depends on the data only, not on the seed. ``interrupted`` is True when a
-    ``KeyboardInterrupt`` cut layer-wise pre-training short (the faithful start is still
-    applied, so the network is usable).
+    depends on the data only, not on the seed.
     """
     model = init.build_model(Z.shape[1], cfg.n_outputs, cfg, generator, device)
     interrupted = False
@@ -61,27 +62,32 @@ def start(Z, Y, cfg, generator, device, reference, targets=None):
         except KeyboardInterrupt:
             interrupted = True
     m, the_bound = reference
-    if m is None or not training.finite_weights(model):
-        return model, interrupted  # the caller's finiteness check reports it
-    comm = cfg.collective
-    if targets is None and Y is not None:
-        targets = training.Targets(Y, cfg)
-    S0 = init.faithful_subspace(m, the_bound, cfg.n_components)
-    S, low, high = init.oriented_directions(Z, m, init.simple_directions(m, S0), comm)
-    if targets is not None and cfg.faith_target is not None:
-        S, low = init.explaining_signs(m, S, low, high, targets.counts)[:2]
-    low = sparse_offsets(Z, targets, m.z_mean, S, low, cfg)
-    low = torch.where(S.any(0), low, -1.0)  # no direction left: the constant x-feature 1
-    init.carry_subspace(model, m.z_mean, S, low)
-    x_m = bound.moments(Z, Z, transform=model.encoder, collective=comm)
-    if x_m is not None:
-        init.decoder_from_lstsq(model, x_m)
-    if model.head is not None and targets is not None:
-        h_m = targets.head_moments(training.encode(model, Z), cfg)
-        if h_m is not None:
-            init.set_head(model.head, *bound.lstsq_head(h_m)[:2])
-    comm.broadcast_module(model)  # as DistributedDataParallel does: rank 0's start
-    return model, interrupted
+    if m is not None and training.finite_weights(model):  # m is None: Z is not finite
+        comm = cfg.collective
+        if targets is None and Y is not None:
+            targets = training.Targets(Y, cfg)
+        S0 = init.faithful_subspace(m, the_bound, cfg.n_components)
+        S, low, high = init.oriented_directions(Z, m, init.simple_directions(m, S0), comm)
+        if targets is not None and cfg.faith_target is not None:
+            S, low = init.explaining_signs(m, S, low, high, targets.counts)[:2]
+        low = sparse_offsets(Z, targets, m.z_mean, S, low, cfg)
+        low = torch.where(S.any(0), low, -1.0)  # no direction left: the constant x-feature 1
+        init.carry_subspace(model, m.z_mean, S, low)
+        x_m = bound.moments(Z, Z, transform=model.encoder, collective=comm)
+        if x_m is not None:
+            init.decoder_from_lstsq(model, x_m)
+        if model.head is not None and targets is not None:
+            h_m = targets.head_moments(training.encode(model, Z), cfg)
+            if h_m is not None:
+                init.set_head(model.head, *bound.lstsq_head(h_m)[:2])
+        comm.broadcast_module(model)  # as DistributedDataParallel does: rank 0's start
+    if not training.finite_weights(model):
+        stage = "layer-wise pre-training" if cfg.pretrain else "initialisation"
+        return model, assess(model, Z, Y, History(), None, cfg, cfg.alpha_f, stage=stage)
+    if interrupted:
+        history = History(interrupted_in_pretraining=True)
+        return model, assess(model, Z, Y, history, None, cfg, cfg.alpha_f)
+    return model, None
 
 
 #: The offset shares :func:`sparse_offsets` tries, largest first, until one costs too much.
@@ -137,7 +143,7 @@ def attempt(Z, Y, cfg, generator, device, reference, val=None):
     :class:`~sklearn_xnn._nn.training.Targets` are computed once for all three (each
     step builds its own when not given them)."""
     targets = None if Y is None else training.Targets(Y, cfg)
-    model, done = begin(Z, Y, cfg, generator, device, reference, targets)
+    model, done = start(Z, Y, cfg, generator, device, reference, targets)
     if done is not None:
         return done
     return tune(model, Z, Y, cfg, generator, val, targets=targets)
@@ -146,7 +152,7 @@ def attempt(Z, Y, cfg, generator, device, reference, val=None):
 def tune(
     model, Z, Y, cfg, generator, val=None, opt=None, multiplier=None, start_epoch=0, targets=None
 ):
-    """Fine-tune and assess a started network (see :func:`begin`), or continue training
+    """Fine-tune and assess a started network (see :func:`start`), or continue training
     one on more data (``partial_fit``: its ``opt``, ``multiplier`` and ``start_epoch``):
     an :class:`Attempt`. A non-finite loss ends training with the last finite weights."""
     try:
@@ -159,20 +165,6 @@ def tune(
     attempt = assess(model, Z, Y, history, opt, cfg, lam.current(cfg), targets=targets)
     attempt.constraints = lam
     return attempt
-
-
-def begin(Z, Y, cfg, generator, device, reference, targets=None):
-    """The start of an attempt: ``(model, None)`` for a network to fine-tune, or
-    ``(model, attempt)`` when there is nothing to fine-tune (a non-finite start, or
-    pre-training cut short by a ``KeyboardInterrupt``)."""
-    model, interrupted = start(Z, Y, cfg, generator, device, reference, targets)
-    if not training.finite_weights(model):
-        stage = "layer-wise pre-training" if cfg.pretrain else "initialisation"
-        return model, assess(model, Z, Y, History(), None, cfg, cfg.alpha_f, stage=stage)
-    if interrupted:
-        history = History(interrupted_in_pretraining=True)
-        return model, assess(model, Z, Y, history, None, cfg, cfg.alpha_f)
-    return model, None
 
 
 def assess(model, Z, Y, history, opt, cfg, lam, stage=None, targets=None):

@@ -366,12 +366,14 @@ def test_the_start_barely_moves_with_rounding(patch_layer):
 
 
 def _cut(Zt, Yt, z_mean, S, offsets, cfg):
-    """``(error, unexplained share, significant count)`` of the start cut at ``offsets``."""
+    """``(error, unexplained share, significant count)`` of the start cut at ``offsets``
+    under its least-squares head."""
     p, targets = init.project(Zt, z_mean, S), training.Targets(Yt, cfg)
-    error, unexplained = engine._cut_fit(p, targets, offsets, cfg)
     x = (p - offsets).clamp_min(0.0).to(Yt.dtype)
-    weight = bound.lstsq_head(targets.head_moments(x, cfg))[0].to(x)
-    return error, unexplained, training.significant_count(x, weight)
+    weight, _, r2 = bound.lstsq_head(targets.head_moments(x, cfg))
+    explained, rows = training.explained_shares(x, weight.to(x), targets, cfg)
+    unexplained = 1.0 - float(explained.sum() / rows.sum())
+    return 1.0 - r2, unexplained, training.significant_count(x, weight.to(x))
 
 
 def test_the_start_spends_half_its_slack_on_sparser_offsets(patch_layer):

@@ -113,29 +113,25 @@ def sparse_offsets(Z, targets, z_mean, S, low, cfg):
     if targets is None or cfg.faith_target is None or cfg.faithfulness == "kl":
         return low
     p = init.project(Z, z_mean, S)  # every row, read once and cut many times
-    error, unexplained = _cut_fit(p, targets, low, cfg)
-    allowed = error + 0.5 * max(cfg.faith_target - error, 0.0)
-    kept = low
-    for share in OFFSET_SHARES:
-        cut_error, cut_unexplained = _cut_fit(p, targets, share * low, cfg)
-        if cut_error > allowed or cut_unexplained > unexplained:
+    kept = limits = None
+    for share in (1.0, *OFFSET_SHARES):
+        # the cut x-features under their least-squares head, over every rank's rows: its
+        # error 1 - R² and the share of the rows whose top output gets no positive
+        # contribution (0 with one output)
+        with torch.no_grad():
+            x = (p - share * low.to(p.device)).clamp_min(0.0).to(targets.Y.dtype)
+            m = targets.head_moments(x, cfg)
+            weight, _, r2 = bound.lstsq_head(m, multioutput=cfg.multioutput)
+            shares = training.explained_shares(x, weight.to(x), targets, cfg)
+        error, lost = 1.0 - r2, 0.0
+        if shares is not None:
+            lost = round(1.0 - float(shares[0].sum() / shares[1].sum().clamp_min(1.0)), 9)
+        if limits is None:  # the uncut start: the error allowed, the rows it explains
+            limits = (error + 0.5 * max(cfg.faith_target - error, 0.0), lost)
+        elif error > limits[0] or lost > limits[1]:
             break
         kept = share * low
     return kept
-
-
-@torch.no_grad()
-def _cut_fit(p, targets, low, cfg):
-    """``(error, unexplained)`` of the x-features ``relu(p - low)`` of projections ``p``
-    under their least-squares head (over every rank's rows): its error ``1 - R²`` and the
-    share of the rows whose top output gets no positive contribution (0 with one output)."""
-    x = (p - low.to(p.device)).clamp_min(0.0).to(targets.Y.dtype)
-    m = targets.head_moments(x, cfg)
-    weight, _, r2 = bound.lstsq_head(m, multioutput=cfg.multioutput)
-    shares = training.explained_shares(x, weight.to(x), targets, cfg)
-    if shares is None:
-        return 1.0 - r2, 0.0
-    return 1.0 - r2, round(1.0 - float(shares[0].sum() / shares[1].sum().clamp_min(1.0)), 9)
 
 
 def attempt(Z, Y, cfg, generator, device, reference, val=None):

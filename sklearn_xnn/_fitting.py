@@ -29,11 +29,8 @@ from sklearn_xnn._nn.scaling import Scaler, activation_problem
 from sklearn_xnn._threads import torch_threads
 from sklearn_xnn._validation import (
     announce_constant_y,
-    auto_hidden_sizes,
-    check_faithfulness,
     check_params_vs_input,
     check_widths,
-    rank_request,
     validate_fit_data,
     warn_user,
 )
@@ -275,7 +272,6 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
     are then this rank's shard). A fit that fails leaves no earlier fit's state behind."""
     forget_fit(est)
     X, Y = validate_fit_data(est, X, y)
-    check_faithfulness(est, Y)
     if Y is not None and collective is LOCAL:  # fit_sharded judges every rank's rows
         announce_constant_y(est._constant_outputs, Y.shape[0])
     params = est.get_params(deep=False)  # what later partial_fit calls must keep
@@ -284,7 +280,7 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
         announce_first_chunk(est, X)
     stream = data.should_stream(X, est.stream_threshold)
     n_rows = collective.total_rows(X.shape[0])
-    n_val, batch_size = check_params_vs_input(est, n_rows, incremental)
+    n_val, batch_size, k, fraction = check_params_vs_input(est, n_rows, incremental)
     device = resolve_device(est.device)
     generator = make_generator(check_random_state(est.random_state))
     # "variance_weighted" pools the outputs' squared errors; the softmax KL has its own
@@ -302,7 +298,6 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
         train, val = (Zt, Yt), None
         if n_val:
             train, val = memo(shared, split, engine.split_rows, Zt, Yt, n_val, device)
-        k, fraction = rank_request(est.n_components)
         # outputs left in the caller's units: the uniform average's bound weighs them itself
         standardize = not est.rescale and est.multioutput == "uniform_average"
         standardize = standardize and est.faithfulness == "mse"
@@ -321,9 +316,7 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
         if problem:
             warn_user(problem)
         est.faithfulness_curve_ = curve
-        if est._hidden is None:  # "auto": the widths for the chosen K
-            est._hidden = auto_hidden_sizes(X.shape[1], est._n_components)
-        check_widths(est)
+        check_widths(est, X.shape[1])  # and sets "auto"'s widths for the chosen K
         n_outputs = 0 if Y is None else Y.shape[1]
         y_stats = None if Y is None else (scaler.y_mean, scaler.y_scale)
         cfg = train_config(

@@ -152,39 +152,48 @@ def finite_output(out, dtype, X, method):
 
 def validate_fit_data(est, X, y):
     """``(X, Y)`` for ``fit``: ``Y`` 2-D float32 or float64 (as given; other numbers as
-    float64) or None; a streamed ``X`` is left in place."""
+    float64) or None; a streamed ``X`` is left in place. Sets ``_y_1d`` and
+    ``_constant_outputs`` (each output's value where it is constant on these rows, NaN
+    where it varies), warns when ``y`` looks like one-hot class labels, and refuses
+    ``faithfulness="kl"`` without two or more outputs (it compares softmax distributions)."""
     X = check_input_kind(X, "X")
     if should_stream(X, est.stream_threshold):
-        return _validate_streamed(est, X, y)
-    if y is None:
+        X, y = _validate_streamed(est, X, y)
+    elif y is None:
         with numeric_conversion("X"):
             X = validate_data(est, X, dtype=float_dtypes(X), ensure_min_samples=2)
-        return X, None
-    y = check_input_kind(y, "y")
-    with numeric_conversion("X or y"):
-        X, y = validate_data(
-            est,
-            X,
-            y,
-            dtype=float_dtypes(X),
-            multi_output=True,
-            y_numeric=True,
-            ensure_min_samples=2,
+    else:
+        y = check_input_kind(y, "y")
+        with numeric_conversion("X or y"):
+            X, y = validate_data(
+                est,
+                X,
+                y,
+                dtype=float_dtypes(X),
+                multi_output=True,
+                y_numeric=True,
+                ensure_min_samples=2,
+            )
+    Y = None
+    if y is not None:
+        y = np.asarray(y)  # float32 stays float32: no float64 copy of many outputs
+        y = y if y.dtype in (np.float32, np.float64) else y.astype(np.float64)
+        est._y_1d = y.ndim == 1
+        Y = y.reshape(X.shape[0], -1)
+        est._constant_outputs = np.where(np.ptp(Y, axis=0) == 0, Y[0], np.nan)
+        head = Y[:1000]  # enough rows to tell labels from logits
+        if Y.shape[1] > 1 and ((head == 0) | (head == 1)).all() and (head.sum(axis=1) == 1).all():
+            warn_user(
+                f"y holds one-hot rows (a single 1 in each): {_LABELS}; y is fitted as given."
+            )
+    n_outputs = 0 if Y is None else Y.shape[1]
+    if est.faithfulness == "kl" and n_outputs < 2:
+        raise ValueError(
+            'faithfulness="kl" compares the softmax of the logits, so it needs y with at '
+            f"least 2 columns (one logit per class); got {n_outputs}. Pass the network's logits, "
+            'or use faithfulness="mse".'
         )
-    return X, _as_targets(est, y, X.shape[0])
-
-
-def _as_targets(est, y, n):
-    y = np.asarray(y)  # float32 stays float32: no float64 copy of many outputs
-    y = y if y.dtype in (np.float32, np.float64) else y.astype(np.float64)
-    est._y_1d = y.ndim == 1
-    Y = y.reshape(n, -1)
-    # each output's value where it is constant on these rows (NaN where it varies)
-    est._constant_outputs = np.where(np.ptp(Y, axis=0) == 0, Y[0], np.nan)
-    head = Y[:1000]  # enough rows to tell labels from logits
-    if Y.shape[1] > 1 and ((head == 0) | (head == 1)).all() and (head.sum(axis=1) == 1).all():
-        warn_user(f"y holds one-hot rows (a single 1 in each): {_LABELS}; y is fitted as given.")
-    return Y
+    return X, Y
 
 
 def announce_constant_y(constant_outputs, n_rows):
@@ -199,7 +208,8 @@ def announce_constant_y(constant_outputs, n_rows):
 
 
 def _validate_streamed(est, X, y):
-    """Validate a streamed ``X`` on its first rows (NaN/inf are checked while streaming)."""
+    """``(X, y)`` checked for a streamed ``X``: ``X`` on its first rows (NaN/inf are
+    checked while streaming), ``y`` whole."""
     with numeric_conversion("X"):
         validate_data(est, np.asarray(X[:2]), dtype=float_dtypes(X), ensure_min_samples=2)
     try:  # training reads minibatches of scattered rows, in increasing order
@@ -217,7 +227,7 @@ def _validate_streamed(est, X, y):
     with numeric_conversion("y"):
         y = check_array(y, ensure_2d=False, dtype=[np.float64, np.float32], input_name="y")
     check_consistent_length(X, y)
-    return X, _as_targets(est, y, X.shape[0])
+    return X, y
 
 
 def validate_chunk(est, X, y):
@@ -261,38 +271,17 @@ def _same(value):
     return value
 
 
-def auto_hidden_sizes(n_features, n_components):
-    """``hidden_layer_sizes="auto"``: ``(max(64, 4 K), max(32, 2 K))`` for ``K``
-    x-features, each width capped at the paper's ``(800, 100)`` and at twice the input
-    width ``D``, but never below ``2 K``. Every hidden layer carries the start's ``K``
-    directions as ``relu(p), relu(-p)`` pairs (``2 K`` units); its units beyond those
-    are free capacity; ``2 D`` units already carry the whole input exactly.
-    Wider layers only add cost to every step (``benchmarks/README.md`` has the
-    measurements behind these widths)."""
-    k = int(n_components)
-    return (
-        max(2 * k, min(800, 2 * n_features, max(64, 4 * k))),
-        max(2 * k, min(100, 2 * n_features, max(32, 2 * k))),
-    )
-
-
-def check_widths(est):
-    """Every hidden layer must carry the ``K`` directions of the faithful start: a layer
-    narrower than ``K`` would silently make the start (and the guarantee) unreachable."""
-    narrow = [w for w in est._hidden if w < est._n_components]
-    if narrow:
-        raise ValueError(
-            f"hidden_layer_sizes={tuple(est._hidden)} has a layer of {min(narrow)} units, "
-            f"fewer than the {est._n_components} x-features: every hidden layer needs at "
-            f"least n_components units (2 * n_components carry the faithful start exactly). "
-            'Widen the layers, or use hidden_layer_sizes="auto".'
-        )
+#: The fraction of the reachable faithfulness that ``n_components="auto"`` asks for.
+AUTO_FRACTION = 0.98
 
 
 def check_params_vs_input(est, n_samples, incremental=False):
-    """Cross-parameter rules; returns ``(n_val, batch_size)`` and sets ``_hidden`` (None
-    for ``"auto"``, whose widths follow the number of x-features: see
-    :func:`auto_hidden_sizes`, applied once that number is chosen)."""
+    """Cross-parameter rules; returns ``(n_val, batch_size, k, fraction)`` and sets
+    ``_hidden`` (None for ``"auto"``, whose widths follow the number of x-features: see
+    :func:`check_widths`, applied once that number is chosen). ``(k, fraction)`` is
+    ``n_components`` read: a fixed number of x-features, or the fraction of the
+    reachable faithfulness that decides it (``"auto"``: :data:`AUTO_FRACTION`, or a
+    float in ``(0, 1)``)."""
     sizes = est.hidden_layer_sizes
     est._hidden = None
     if not isinstance(sizes, str):  # "auto" is the only word the parameter validation lets in
@@ -321,7 +310,14 @@ def check_params_vs_input(est, n_samples, incremental=False):
             f"least 2 training rows and 1 validation row; got n_samples={n_samples}. "
             "Pass more samples or set early_stopping=False."
         )
-    return n_val, min(est.batch_size, n_samples - n_val)
+    n = est.n_components
+    if isinstance(n, str):  # "auto"
+        k, fraction = None, AUTO_FRACTION
+    elif isinstance(n, Real) and not isinstance(n, Integral):
+        k, fraction = None, float(n)
+    else:
+        k, fraction = int(n), None
+    return n_val, min(est.batch_size, n_samples - n_val), k, fraction
 
 
 def n_init_of(est):
@@ -338,28 +334,31 @@ def n_init_of(est):
     return 1
 
 
-#: The fraction of the reachable faithfulness that ``n_components="auto"`` asks for.
-AUTO_FRACTION = 0.98
+def check_widths(est, n_features):
+    """Set the widths of ``hidden_layer_sizes="auto"`` (``_hidden`` None) for ``K``
+    x-features and ``D = n_features`` input units, and refuse a hidden layer narrower
+    than ``K``.
 
-
-def rank_request(n_components):
-    """``(k, fraction)``: a fixed number of x-features, or the fraction of the reachable
-    faithfulness that decides it (``"auto"`` or a float in ``(0, 1)``)."""
-    if isinstance(n_components, str):
-        return None, AUTO_FRACTION
-    if isinstance(n_components, Real) and not isinstance(n_components, Integral):
-        return None, float(n_components)
-    return int(n_components), None
-
-
-def check_faithfulness(est, Y):
-    """``faithfulness="kl"`` compares softmax distributions: it needs two or more outputs."""
-    if est.faithfulness == "kl" and (Y is None or Y.shape[1] < 2):
-        n = 0 if Y is None else Y.shape[1]
+    ``"auto"`` is ``(max(64, 4 K), max(32, 2 K))``, each width capped at the paper's
+    ``(800, 100)`` and at ``2 D``, but never below ``2 K``. Every hidden layer carries the
+    start's ``K`` directions as ``relu(p), relu(-p)`` pairs (``2 K`` units); its units
+    beyond those are free capacity; ``2 D`` units already carry the whole input exactly.
+    Wider layers only add cost to every step (``benchmarks/README.md`` has the
+    measurements behind these widths). A layer narrower than ``K`` would silently make
+    the start (and the guarantee) unreachable."""
+    if est._hidden is None:
+        k = int(est._n_components)
+        est._hidden = (
+            max(2 * k, min(800, 2 * n_features, max(64, 4 * k))),
+            max(2 * k, min(100, 2 * n_features, max(32, 2 * k))),
+        )
+    narrow = [w for w in est._hidden if w < est._n_components]
+    if narrow:
         raise ValueError(
-            'faithfulness="kl" compares the softmax of the logits, so it needs y with at '
-            f"least 2 columns (one logit per class); got {n}. Pass the network's logits, "
-            'or use faithfulness="mse".'
+            f"hidden_layer_sizes={tuple(est._hidden)} has a layer of {min(narrow)} units, "
+            f"fewer than the {est._n_components} x-features: every hidden layer needs at "
+            f"least n_components units (2 * n_components carry the faithful start exactly). "
+            'Widen the layers, or use hidden_layer_sizes="auto".'
         )
 
 

@@ -335,14 +335,17 @@ def test_verbose_shows_each_epoch_where_logging_is_configured_or_not(planted_sma
 
 
 def test_every_hidden_layer_carries_the_k_directions(planted_small):
-    from sklearn_xnn._validation import auto_hidden_sizes
+    from sklearn_xnn._validation import check_widths
 
     Z, y, _ = planted_small
     with pytest.raises(ValueError, match=r"a layer of 4 units, fewer than the 5 x-features"):
         SRAEExplainer(5, hidden_layer_sizes=(16, 4), device="cpu").fit(Z, y)
     for n_features in (3, 64, 1000):  # "auto" carries them as pairs, whatever K and D
         for k in (1, 50, 101, 400):
-            assert min(auto_hidden_sizes(n_features, k)) >= 2 * k
+            est = SRAEExplainer(k)
+            est._hidden, est._n_components = None, k
+            check_widths(est, n_features)
+            assert min(est._hidden) >= 2 * k
 
 
 def test_a_failed_refit_leaves_no_earlier_fit_behind(planted_small):

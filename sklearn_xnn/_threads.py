@@ -56,22 +56,8 @@ def _positive_int(value, name):
     return number
 
 
-def _dask_worker_nthreads():
-    """The task threads of the ``distributed`` worker running this code, or None."""
-    distributed = sys.modules.get("distributed")  # never import it just to look
-    if distributed is None:
-        return None
-    try:
-        worker = distributed.get_worker()
-    except (ValueError, AttributeError):
-        return None
-    state = getattr(worker, "state", worker)
-    nthreads = getattr(state, "nthreads", None)
-    return nthreads if isinstance(nthreads, int) and nthreads > 0 else None
-
-
 def choose_num_threads(current, n_cpus, env=None, worker_nthreads=None, override=None):
-    """The rule of :func:`default_num_threads` as a pure function.
+    """The rule of :func:`torch_threads` as a pure function.
 
     Parameters
     ----------
@@ -115,29 +101,6 @@ def choose_num_threads(current, n_cpus, env=None, worker_nthreads=None, override
     return max(min(limits), 1)
 
 
-def default_num_threads(n_threads=None):
-    """The intra-op thread count a fit uses here and now (see the module docstring).
-
-    Parameters
-    ----------
-    n_threads : int, default=None
-        An explicit count; ``None`` reads ``SKLEARN_XNN_NUM_THREADS``, then applies the
-        default rule.
-
-    Returns
-    -------
-    n_threads : int
-        At least 1.
-    """
-    return choose_num_threads(
-        current=torch.get_num_threads(),
-        n_cpus=joblib.cpu_count(),
-        env=os.environ,
-        worker_nthreads=_dask_worker_nthreads(),
-        override=n_threads if n_threads is not None else os.environ.get(ENV_VAR),
-    )
-
-
 @contextlib.contextmanager
 def torch_threads(n_threads=None):
     """Set torch's intra-op thread count for the duration of a block, then restore it.
@@ -145,7 +108,8 @@ def torch_threads(n_threads=None):
     Parameters
     ----------
     n_threads : int, default=None
-        An explicit count; ``None`` uses :func:`default_num_threads`.
+        An explicit count; ``None`` reads ``SKLEARN_XNN_NUM_THREADS``, then applies the
+        default rule (the module docstring, :func:`choose_num_threads`).
 
     Yields
     ------
@@ -164,7 +128,22 @@ def torch_threads(n_threads=None):
     True
     """
     previous = torch.get_num_threads()
-    chosen = default_num_threads(n_threads)
+    worker_nthreads = None  # the task threads of the distributed worker running this code
+    distributed = sys.modules.get("distributed")  # never import it just to look
+    if distributed is not None:
+        try:
+            worker = distributed.get_worker()
+        except (ValueError, AttributeError):  # not in a worker
+            worker = None
+        nthreads = getattr(getattr(worker, "state", worker), "nthreads", None)
+        worker_nthreads = nthreads if isinstance(nthreads, int) and nthreads > 0 else None
+    chosen = choose_num_threads(
+        current=previous,
+        n_cpus=joblib.cpu_count(),
+        env=os.environ,
+        worker_nthreads=worker_nthreads,
+        override=n_threads if n_threads is not None else os.environ.get(ENV_VAR),
+    )
     if chosen != previous:
         torch.set_num_threads(chosen)
     logger.debug("torch intra-op threads: %d (was %d)", chosen, previous)

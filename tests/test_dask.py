@@ -3,6 +3,7 @@
 import hashlib
 import io
 import pickle
+import types
 
 import cloudpickle
 import joblib
@@ -14,7 +15,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_xnn import SRAEExplainer
-from sklearn_xnn._threads import _dask_worker_nthreads, torch_threads
+from sklearn_xnn._threads import ENV_VAR, torch_threads
 from sklearn_xnn.datasets import make_concept_activations
 from tests import conftest
 
@@ -96,8 +97,7 @@ def _fit_in_task(Z, y):
         after=_fingerprint(),
         chosen=chosen,
         inside=inside,
-        nthreads=distributed.get_worker().state.nthreads,
-        detected=_dask_worker_nthreads(),
+        nthreads=distributed.get_worker().state.nthreads,  # what torch_threads reads
         score=est.score(Z, y),
     )
 
@@ -109,12 +109,27 @@ def test_no_thread_or_seed_state_leaks_between_tasks(client, data):
     for report in reports:
         assert report["after"] == report["before"]
         # One task thread per worker, and the nanny's OMP_NUM_THREADS=1: one torch thread.
-        assert report["nthreads"] == report["detected"] == 1
+        assert report["nthreads"] == 1
         assert report["chosen"] == report["inside"] == 1
     # Same seed, same data: every task gets the same model, whichever worker ran it.
     scores = [report["score"] for report in reports]
     np.testing.assert_array_equal(scores, [scores[0]] * len(scores))
-    assert _dask_worker_nthreads() is None  # the client process is no worker
+
+
+def test_a_worker_shares_the_cpus_among_its_task_threads(monkeypatch):
+    for var in (ENV_VAR, "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    n_cpus, before = joblib.cpu_count(), torch.get_num_threads()
+    torch.set_num_threads(n_cpus)
+    try:
+        with torch_threads() as n:
+            assert n == n_cpus  # distributed is imported, but this process is no worker
+        worker = types.SimpleNamespace(state=types.SimpleNamespace(nthreads=2))
+        monkeypatch.setattr(distributed, "get_worker", lambda: worker)
+        with torch_threads() as n:
+            assert n == max(n_cpus // 2, 1)
+    finally:
+        torch.set_num_threads(before)
 
 
 class _TorchSpotter(pickle.Pickler):

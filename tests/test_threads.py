@@ -9,7 +9,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from sklearn_xnn import SRAEExplainer
-from sklearn_xnn._threads import ENV_VAR, choose_num_threads, default_num_threads, torch_threads
+from sklearn_xnn._threads import ENV_VAR, choose_num_threads, torch_threads
 from sklearn_xnn.datasets import make_concept_activations
 from tests import conftest
 
@@ -64,7 +64,9 @@ def test_env_override_is_used_and_invalid_env_raises(torch_two_threads, monkeypa
     assert torch.get_num_threads() == 2
     monkeypatch.setenv(ENV_VAR, "many")
     with pytest.raises(ValueError, match=f"{ENV_VAR} must be a positive integer"):
-        default_num_threads()
+        with torch_threads():
+            pass
+    assert torch.get_num_threads() == 2
 
 
 def test_context_restores_after_a_fit_and_after_an_error(torch_two_threads, planted_small):

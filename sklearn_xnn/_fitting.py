@@ -426,7 +426,7 @@ def engine_from_fitted(est):
     cfg = cfg.replace(dropout_generator=device_generator(generator, device))
     probe = torch.zeros(1, est.n_features_in_, device=device)
     cfg = with_network_head(est, cfg, est.scale_, probe)
-    model = modules.to_module(scaler.unfold(w), dropout=cfg.dropout, device=device)
+    model = modules.to_module(scaler.fold(w, inverse=True), dropout=cfg.dropout, device=device)
     eng = Engine(model, None, generator, cfg, device, scaler)
     eng.multiplier = getattr(est, "faithfulness_multiplier_", cfg.alpha_f)
     kl = est.faithfulness == "kl"

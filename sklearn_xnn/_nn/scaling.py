@@ -23,37 +23,6 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 _SAFE_CAST = (1e-30, 1e30)
 
 
-def statistics(X, Y, rescale, collective=LOCAL):
-    """``(peak, rms, nonnegative, y_mean, y_scale)`` of every rank's rows of ``X`` and
-    ``Y`` (rank ``r`` holds its shard; with :data:`~sklearn_xnn._nn.collective.LOCAL`,
-    this process's rows): ``max |X|``, ``sqrt(mean(X ** 2))``, whether ``X >= 0`` and
-    :func:`standardize_columns` of ``Y`` (None without ``Y``).
-
-    Two streaming passes over ``X`` (never a full copy; a memmap is read in chunks),
-    overflow-safe: the mean of squares is taken of ``X / peak`` in float64. Refuses NaN
-    and infinity.
-    """
-    peak, nonneg = 0.0, True
-    for c in data.iter_chunks(X):
-        if not c.size:
-            continue
-        top = float(np.max(np.abs(c)))  # NaN or infinity when c holds one
-        if not math.isfinite(top):
-            what = "NaN" if np.isnan(c).any() else f"infinity or a value too large for {c.dtype!r}"
-            raise ValueError(f"Input X contains {what}.")
-        peak = max(peak, top)
-        nonneg = nonneg and bool((c >= 0).all())
-    peak, nonneg = collective.max(peak), bool(collective.min(float(nonneg)))
-    rms = 0.0
-    if peak > 0:
-        chunks = data.iter_chunks(X)
-        sumsq = sum(float(np.sum(np.square(c / peak, dtype=np.float64))) for c in chunks)
-        n_values = collective.total_rows(X.shape[0]) * X.shape[1]
-        rms = peak * float(np.sqrt(collective.sum(sumsq) / n_values))
-    y_mean, y_scale = (None, None) if Y is None else standardize_columns(Y, rescale, collective)
-    return peak, rms, nonneg, y_mean, y_scale
-
-
 def check_float32_range(peak, name, rescale):
     """Training computes in float32: refuse values it cannot represent, and say the fix."""
     if peak > FLOAT32_MAX:
@@ -170,11 +139,37 @@ class Scaler:
 
     @classmethod
     def fit(cls, X, Y, rescale, collective=LOCAL, pooled=False):
-        """Statistics of ``X`` and ``Y`` (:func:`statistics`; with a ``collective``, of
-        every rank's rows). With ``pooled`` every output shares one scale
-        (:func:`_shared_scale`), so that squared errors in training units weigh the
-        outputs as their variances do (variance-weighted R²)."""
-        peak, rms, nonneg, y_mean, y_scale = statistics(X, Y, rescale, collective)
+        """The statistics of every rank's rows of ``X`` and ``Y`` (rank ``r`` holds its
+        shard; with :data:`~sklearn_xnn._nn.collective.LOCAL`, this process's rows):
+        ``peak`` is ``max |X|``, ``scale`` ``sqrt(mean(X ** 2))`` (1 without ``rescale``
+        or for an all-zero ``X``), ``nonnegative`` whether ``X >= 0``, ``y_mean`` and
+        ``y_scale`` :func:`standardize_columns` of ``Y`` (None without ``Y``). With
+        ``pooled`` every output shares one scale (:func:`_shared_scale`), so that squared
+        errors in training units weigh the outputs as their variances do
+        (variance-weighted R²).
+
+        Two streaming passes over ``X`` (never a full copy; a memmap is read in chunks),
+        overflow-safe: the mean of squares is taken of ``X / peak`` in float64. Refuses
+        NaN and infinity, and an ``X / scale`` beyond the float32 range.
+        """
+        peak, nonneg = 0.0, True
+        for c in data.iter_chunks(X):
+            if not c.size:
+                continue
+            top = float(np.max(np.abs(c)))  # NaN or infinity when c holds one
+            if not math.isfinite(top):
+                too_large = f"infinity or a value too large for {c.dtype!r}"
+                raise ValueError(f"Input X contains {'NaN' if np.isnan(c).any() else too_large}.")
+            peak = max(peak, top)
+            nonneg = nonneg and bool((c >= 0).all())
+        peak, nonneg = collective.max(peak), bool(collective.min(float(nonneg)))
+        rms = 0.0
+        if peak > 0:
+            chunks = data.iter_chunks(X)
+            sumsq = sum(float(np.sum(np.square(c / peak, dtype=np.float64))) for c in chunks)
+            n_values = collective.total_rows(X.shape[0]) * X.shape[1]
+            rms = peak * float(np.sqrt(collective.sum(sumsq) / n_values))
+        y_mean, y_scale = (None, None) if Y is None else standardize_columns(Y, rescale, collective)
         scale = rms if rescale and rms > 0 else 1.0
         check_float32_range(peak / scale, "X", rescale)
         if pooled and rescale and y_scale is not None:
@@ -203,7 +198,7 @@ class Scaler:
         """A later chunk of activations scaled with this scaler's statistics (refused when
         it reaches :data:`MAX_CHUNK_PEAK` times their scale: other units than the first
         chunk's, which training would not survive)."""
-        peak = statistics(X, None, self.rescale)[0]
+        peak = Scaler.fit(X, None, self.rescale).peak
         check_float32_range(peak / self.scale, "X", self.rescale)
         if self.rescale and peak > MAX_CHUNK_PEAK * self.scale:
             raise ValueError(
@@ -238,23 +233,18 @@ class Scaler:
         return data.to_tensor(out, device)
 
     # ------------------------------------------------------------------ weights
-    def fold(self, weights):
-        """Training-unit weights -> caller-unit weights (see :class:`NetworkWeights`)."""
-        return self._convert(weights, 1.0 / self.scale, self.y_scale, self.y_mean, forward=True)
-
-    def unfold(self, weights):
-        """Caller-unit weights -> training-unit weights (the inverse of :meth:`fold`)."""
-        return self._convert(weights, self.scale, self.y_scale, self.y_mean, forward=False)
-
-    def _convert(self, w, z_factor, y_scale, y_mean, forward):
+    def fold(self, w, inverse=False):
+        """Training-unit weights -> caller-unit weights (see :class:`NetworkWeights`); with
+        ``inverse``, caller-unit weights -> training-unit weights."""
+        z_factor = self.scale if inverse else 1.0 / self.scale
         enc, dec = list(w.encoder), list(w.decoder)  # arithmetic below makes new arrays
         enc[0] = (enc[0][0] * z_factor, enc[0][1])
         dec[-1] = (dec[-1][0] / z_factor, dec[-1][1] / z_factor)
         head = None
         if w.head is not None:
             W, b = w.head
-            if forward:
-                head = (W * y_scale[:, None], b * y_scale + y_mean)
+            if inverse:
+                head = (W / self.y_scale[:, None], (b - self.y_mean) / self.y_scale)
             else:
-                head = (W / y_scale[:, None], (b - y_mean) / y_scale)
+                head = (W * self.y_scale[:, None], b * self.y_scale + self.y_mean)
         return dataclasses.replace(w, encoder=enc, decoder=dec, head=head)

@@ -86,7 +86,7 @@ def srae_curve(Z, y, Zt, yt, batch_size, max_iter, device, precision):
         out.tolist()  # the loop synchronises here anyway
         pause = time.perf_counter()
         if "Z" not in Zt_tensor:
-            Zt_tensor["Z"] = scaler.activations(Zt, out.device)
+            Zt_tensor["Z"] = scaler.to_device(Zt, None, out.device)[0]
         with torch.no_grad():
             model.eval()
             x = training.encode(model, Zt_tensor["Z"])

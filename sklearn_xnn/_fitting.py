@@ -100,7 +100,7 @@ def train_chunk(est, eng, X, Y):
     """One ``partial_fit`` epoch over a chunk, on the kept engine, with the explainer's
     current weights of the regularisers and learning rate (``set_params`` between calls
     takes effect; the network's shape and the constraint stay those of the first call)."""
-    Zt, Yt = eng.scaler.chunk(X, eng.device), eng.scaler.targets(Y, eng.device)
+    Zt, Yt = eng.scaler.chunk(X, Y, eng.device)
     eng.cfg = eng.cfg.replace(
         alpha_r=float(est.alpha_reconstruction),
         alpha_p=float(est.alpha_pullaway),
@@ -292,8 +292,7 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
         # copy of X (stacked fits share one scaled copy, an accelerator holds its own); a
         # streamed fit reads y's rows that way too (every epoch's head reads all of them)
         lazy = stream or (shared is None and device.type == "cpu")
-        Zt = memo(shared, ("Z", key), scaler.activations, X, device, lazy)
-        Yt = memo(shared, ("Y", key), scaler.targets, Y, device, stream)
+        Zt, Yt = memo(shared, ("data", key), scaler.to_device, X, Y, device, lazy, stream)
         split = ("split", key, n_val)
         train, val = (Zt, Yt), None
         if n_val:

@@ -242,7 +242,7 @@ def test_the_monitored_sparsity_is_the_users_significant_count(patch_layer):
         warnings.simplefilter("ignore", ConvergenceWarning)
         est = SRAEExplainer(5, device="cpu", random_state=0, max_iter=3).fit(Z, y)
     eng = fitting.engine_from_fitted(est)  # the fitted network, rebuilt from its weights
-    model, Zt = eng.model, eng.scaler.chunk(Z, "cpu")
+    model, (Zt, _) = eng.model, eng.scaler.chunk(Z, None, "cpu")
     # n_significant is invariant to the per-output standardisation and the input scale
     x, weight = training.encode(model, Zt), model.head.weight.detach()
     assert training.significant_count(x, weight) == pytest.approx(

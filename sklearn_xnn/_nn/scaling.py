@@ -177,47 +177,29 @@ class Scaler:
         return cls(scale, y_mean, y_scale, rescale, nonneg, peak)
 
     # ------------------------------------------------------------------ data
-    def activations(self, X, device, stream=False):
-        """``X / scale`` as float32 on ``device``: a tensor, or with ``stream`` a source
-        that reads and scales the rows asked for (:class:`~sklearn_xnn._nn.data.HostRows`,
-        no copy of ``X``)."""
+    def to_device(self, X, Y, device, stream_x=False, stream_y=False):
+        """``(X / scale, (Y - y_mean) / y_scale)`` as float32 on ``device`` (None for a
+        None ``Y``): tensors, or with ``stream_x`` (``stream_y``) a source that reads and
+        scales the rows of ``X`` (``Y``) asked for (:class:`~sklearn_xnn._nn.data.HostRows`,
+        no copy: a streamed fit holds no ``N x C`` array of its own; ``Y`` must then be
+        the rows these statistics are of)."""
         wide = data.working_dtype(X.dtype) == np.float64
         unsafe = wide and self.scale != 1.0 and not _SAFE_CAST[0] <= self.peak <= _SAFE_CAST[1]
-        if stream:
-            if unsafe:
-                return data.HostRows(X, device, pre_divisor=self.scale)
-            return data.HostRows(X, device, divisor=self.scale)
-        if unsafe:  # divide in float64 first: the cast would overflow or flush to zero
-            return data.to_tensor(X / self.scale, device)
-        out = data.to_tensor(X, device)
-        if out.device.type == "cpu" and np.may_share_memory(out.numpy(), X):
-            return out / self.scale  # the caller's array: never written
-        return out.div_(self.scale)  # a copy already: scaled in place
-
-    def chunk(self, X, device):
-        """A later chunk of activations scaled with this scaler's statistics (refused when
-        it reaches :data:`MAX_CHUNK_PEAK` times their scale: other units than the first
-        chunk's, which training would not survive)."""
-        peak = Scaler.fit(X, None, self.rescale).peak
-        check_float32_range(peak / self.scale, "X", self.rescale)
-        if self.rescale and peak > MAX_CHUNK_PEAK * self.scale:
-            raise ValueError(
-                f"This partial_fit chunk's values reach {peak / self.scale:.3g} times the "
-                f"scale of the first chunk's (scale_ = {self.scale:.3g}), which partial_fit "
-                "keeps: the chunk looks to be in other units, and training on it would "
-                "diverge. Pass every chunk in the units of the first."
-            )
-        return dataclasses.replace(self, peak=peak).activations(X, device)
-
-    def targets(self, Y, device, stream=False):
-        """``(Y - y_mean) / y_scale`` as float32 on ``device`` (None for None), or with
-        ``stream`` a source that reads and scales the rows asked for
-        (:class:`~sklearn_xnn._nn.data.HostRows`, no copy of ``Y``: a streamed fit holds
-        no ``N x C`` array of its own; ``Y`` must then be the rows these statistics
-        are of)."""
+        if stream_x and unsafe:
+            Zt = data.HostRows(X, device, pre_divisor=self.scale)
+        elif stream_x:
+            Zt = data.HostRows(X, device, divisor=self.scale)
+        elif unsafe:  # divide in float64 first: the cast would overflow or flush to zero
+            Zt = data.to_tensor(X / self.scale, device)
+        else:
+            Zt = data.to_tensor(X, device)
+            if Zt.device.type == "cpu" and np.may_share_memory(Zt.numpy(), X):
+                Zt = Zt / self.scale  # the caller's array: never written
+            else:
+                Zt = Zt.div_(self.scale)  # a copy already: scaled in place
         if Y is None:
-            return None
-        out = None if stream else np.empty(Y.shape, np.float32)
+            return Zt, None
+        out = None if stream_y else np.empty(Y.shape, np.float32)
         peak, start = 0.0, 0
         # a fit's rows standardised with their own statistics stay within sqrt(n) of zero
         # (Samuelson's inequality): a streamed fit reads y ahead only for unscaled values
@@ -228,9 +210,24 @@ class Scaler:
             if out is not None:
                 out[start : start + len(c)] = scaled
             start += len(c)
-        if stream:
-            return data.HostRows(Y, device, standardize=(self.y_mean, self.y_scale))
-        return data.to_tensor(out, device)
+        if stream_y:
+            return Zt, data.HostRows(Y, device, standardize=(self.y_mean, self.y_scale))
+        return Zt, data.to_tensor(out, device)
+
+    def chunk(self, X, Y, device):
+        """A later chunk scaled with this scaler's statistics (:meth:`to_device`; refused
+        when its activations reach :data:`MAX_CHUNK_PEAK` times their scale: other units
+        than the first chunk's, which training would not survive)."""
+        peak = Scaler.fit(X, None, self.rescale).peak
+        check_float32_range(peak / self.scale, "X", self.rescale)
+        if self.rescale and peak > MAX_CHUNK_PEAK * self.scale:
+            raise ValueError(
+                f"This partial_fit chunk's values reach {peak / self.scale:.3g} times the "
+                f"scale of the first chunk's (scale_ = {self.scale:.3g}), which partial_fit "
+                "keeps: the chunk looks to be in other units, and training on it would "
+                "diverge. Pass every chunk in the units of the first."
+            )
+        return dataclasses.replace(self, peak=peak).to_device(X, Y, device)
 
     # ------------------------------------------------------------------ weights
     def fold(self, w, inverse=False):

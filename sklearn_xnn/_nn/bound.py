@@ -58,20 +58,16 @@ def moments(Z, Y=None, transform=None, collective=LOCAL):
 
     Sums are shifted by the first chunk's mean, so that centring loses no precision. With
     a :class:`~sklearn_xnn._nn.collective.Distributed` ``collective`` they are the moments
-    of every rank's rows (:func:`combine`).
+    of every rank's rows (:func:`combine`). None when ``transform(Z)`` is not finite (on
+    any rank).
     """
-    out = _moments(Z, Y, transform)
-    return out if collective.world == 1 else combine(out, collective)
-
-
-def _moments(Z, Y, transform):
     n = Z.shape[0]
     zs, ys = Chunks(), Chunks()
     s1 = s2 = sy = syy = sxy = None
     for s in row_slices(n, Z.shape[1]):
         zc = zs.load(Z[s] if transform is None else transform(Z[s]))
         if not torch.isfinite(zc).all():
-            return None
+            return None if collective.world == 1 else combine(None, collective)
         if s1 is None:
             zs.shift = zc.mean(0)
             D = zc.shape[1]
@@ -102,16 +98,17 @@ def _moments(Z, Y, transform):
         out.y_mean = ys.shift + dy
         out.yy = syy - n * dy * dy
         out.zy = sxy - n * torch.outer(dz, dy)
-    return out
+    return out if collective.world == 1 else combine(out, collective)
 
 
+@dataclasses.dataclass
 class Chunks:
     """One float64 buffer that every chunk of a pass is copied into (a new buffer per
     chunk would leave the allocator's heap fragmented, growing the process by about a
     chunk per chunk), and the pass's shift."""
 
-    def __init__(self):
-        self.buffer = self.shift = None
+    buffer: torch.Tensor | None = None
+    shift: torch.Tensor | None = None
 
     def load(self, chunk):
         if self.buffer is None:
@@ -195,14 +192,9 @@ class Bound:
     curve: np.ndarray | None = None  # (rank,) that R² for every rank 1, 2, ...
     output_scale: torch.Tensor | float = 1.0  # coef and basis are of Y / output_scale
 
-    @property
-    def directions(self):
-        """``(D, r)``: ``(z - z_mean) @ directions`` spans the faithful subspace."""
-        return self.coef @ self.basis
-
     def predict(self, Z):
         """The rank-K prediction of ``Y`` for rows ``Z`` (a tensor in training units)."""
-        proj = (Z.double() - self.z_mean) @ self.directions
+        proj = (Z.double() - self.z_mean) @ (self.coef @ self.basis)  # the faithful subspace
         return self.y_mean + (proj @ self.basis.T) * self.output_scale
 
 
@@ -262,18 +254,17 @@ def _gcv_ridge(m):
     mean = float(evals.sum()) / D  # of all D eigenvalues, the zeros left out included
     scale = mean if mean > 0 else 1.0
     total, energy = float(m.yy.sum()), (rot * rot).sum(1)  # energy: per eigenvector
-
-    def gcv(lam):
-        shrink = evals / (evals + lam)
-        fitted = float((energy * (2.0 - shrink) / (evals + lam)).sum())
-        dof = float(shrink.sum())
-        return np.inf if dof >= m.n - 1 else max(total - fitted, 0.0) / (1.0 - dof / m.n) ** 2
-
     ridges, step = RIDGE_GRID * scale, RIDGE_GRID[1] / RIDGE_GRID[0]
     floor = D * np.finfo(np.float64).eps * float(evals.max())
     below = int(np.ceil(np.log(ridges[0] / floor) / np.log(step))) if 0 < floor < ridges[0] else 0
     ridges = np.concatenate([ridges[0] / step ** np.arange(below, 0, -1), ridges])
-    values = np.array([gcv(lam) for lam in ridges])
+    values = np.full(len(ridges), np.inf)  # the criterion, infinite with no degree of freedom left
+    for i, lam in enumerate(ridges):
+        shrink = evals / (evals + lam)
+        fitted = float((energy * (2.0 - shrink) / (evals + lam)).sum())
+        dof = float(shrink.sum())
+        if dof < m.n - 1:
+            values[i] = max(total - fitted, 0.0) / (1.0 - dof / m.n) ** 2
     if not np.isfinite(values.min()):
         return ridges[0], evals, evecs, rot
     near = values <= values.min() + RIDGE_RESOLUTION * total  # within rounding of the least
@@ -284,13 +275,15 @@ def reduced_rank(m, n_components, fraction=None, multioutput="uniform_average", 
     """The :class:`Bound` of rank ``n_components`` from the moments ``m`` (with ``Y``).
 
     With ``fraction`` the rank is chosen instead: the smallest one whose training R²
-    reaches ``fraction`` of the full-rank predictor's (:func:`smallest_rank` on
-    :func:`rank_curve`). The bound's ``curve`` holds that R² for every rank. R² is
-    averaged over the outputs as ``multioutput`` says (:func:`r2_score`); the predictor
-    minimises the sum of the outputs' squared errors in the units of the moments, so
-    they must be standardised per output for ``"uniform_average"`` (``standardize``
-    divides each by its spread here, for outputs left in the caller's units) and share
-    one scale for ``"variance_weighted"``.
+    reaches ``fraction`` of the full-rank predictor's (:func:`smallest_rank` on the
+    curve). The bound's ``curve`` holds that R² for every rank ``1 .. r``, ``r`` the rank
+    of the fitted values: their scatter is ``F = V diag(f) V^T``, so the rank-``k``
+    predictor's fit and cross terms are running sums over the eigenpairs, and the whole
+    curve costs ``O(C^2)``. R² is averaged over the outputs as ``multioutput`` says
+    (:func:`r2_score`); the predictor minimises the sum of the outputs' squared errors in
+    the units of the moments, so they must be standardised per output for
+    ``"uniform_average"`` (``standardize`` divides each by its spread here, for outputs
+    left in the caller's units) and share one scale for ``"variance_weighted"``.
     """
     y_var, scale = m.yy, 1.0
     if standardize:  # the bound of Y / scale, predicting in Y's units
@@ -304,35 +297,21 @@ def reduced_rank(m, n_components, fraction=None, multioutput="uniform_average", 
     fvals, fvecs = fvals.flip(0).clamp_min(0.0), fvecs.flip(-1)
     rank = int((fvals > 1e-12 * max(float(fvals[0]), 1e-300)).sum()) or 1
     y_mean = m.y_mean * scale
-    basis = canonical_signs(fvecs[:, :rank])
-    full = Bound(m.z_mean, y_mean, coef, basis, lam, fvals, y_var, 0.0, output_scale=scale)
-    curve = rank_curve(m, full, multioutput)
-    k = smallest_rank(curve, fraction) if fraction is not None else n_components
-    basis = full.basis[:, : min(k, rank)]
-    r2 = float(curve[basis.shape[1] - 1])  # the curve's value at the bound's rank
-    return dataclasses.replace(full, basis=basis, r2=r2, curve=curve)
-
-
-def rank_curve(m, the_bound, multioutput="uniform_average"):
-    """``(r,)`` float64: the training R² (uniform over outputs) of the best rank-``k``
-    linear predictor for ``k = 1 .. r``, ``r`` the rank of the fitted values.
-
-    ``the_bound`` must be of full rank (``reduced_rank(m, n_outputs)``). The fitted
-    values' scatter is ``F = V diag(f) V^T``, so the rank-``k`` predictor's fit and cross
-    terms are running sums over the eigenpairs: the whole curve costs ``O(C^2)``.
-    """
-    V = the_bound.basis  # (C, r)
-    P = the_bound.coef.T @ m.zy  # (C, C): cross-products of fitted and true values
+    V = canonical_signs(fvecs[:, :rank])  # (C, r)
+    P = coef.T @ m.zy  # (C, C): cross-products of fitted and true values
     cross = V * (V.T @ P).T  # cross[c, j] = V[c, j] (v_j^T P)_c
-    fit = V**2 * the_bound.fitted_variance[: V.shape[1]]  # fit[c, j] = f_j V[c, j]^2
+    fit = V**2 * fvals[:rank]  # fit[c, j] = f_j V[c, j]^2
     rss = m.yy[:, None] - 2 * cross.cumsum(1) + fit.cumsum(1)  # (C, r)
-    y_var = m.yy
-    return np.array([r2_score(rss[:, j], y_var, multioutput) for j in range(V.shape[1])])
+    curve = np.array([r2_score(rss[:, j], m.yy, multioutput) for j in range(rank)])
+    k = smallest_rank(curve, fraction) if fraction is not None else n_components
+    basis = V[:, : min(k, rank)]
+    r2 = float(curve[basis.shape[1] - 1])  # the curve's value at the bound's rank
+    return Bound(m.z_mean, y_mean, coef, basis, lam, fvals, y_var, r2, curve, scale)
 
 
 def variance_curve(m):
     """``(D,)`` float64: the fraction of ``Z``'s variance its top ``k`` principal directions
-    explain, ``k = 1 .. D`` (the unsupervised counterpart of :func:`rank_curve`)."""
+    explain, ``k = 1 .. D`` (the unsupervised counterpart of a :class:`Bound`'s ``curve``)."""
     evals = scatter_eigh((m.zz + m.zz.T) / 2, m.n, vectors=False)[0].flip(0)
     evals = torch.cat([evals, evals.new_zeros(m.zz.shape[0] - evals.numel())])
     total = float(evals.sum())

@@ -100,7 +100,8 @@ def faithful_subspace(m, the_bound, k):
     D = m.zz.shape[0]
     if not bool(torch.isfinite(m.zz).all()) or float(torch.trace(m.zz)) <= 0:
         return m.zz.new_zeros(D, k)
-    A = the_bound.directions[:, :k] if the_bound is not None else m.zz.new_zeros(D, 0)
+    # (z - z_mean) @ coef @ basis spans the bound's faithful subspace
+    A = (the_bound.coef @ the_bound.basis)[:, :k] if the_bound is not None else m.zz.new_zeros(D, 0)
     spread = torch.diagonal(A.T @ m.zz @ A)
     A = A[:, spread > 1e-12 * float(torch.trace(m.zz)) / D]
     if A.shape[1] < k:

@@ -203,6 +203,7 @@ def simplicity(loadings):
 CHANCE_DRAWS, CHANCE_ROWS = 20, 512
 
 
+@functools.lru_cache(maxsize=64)
 def chance_simplicity(p, k):
     """The largest :func:`simplicity` varimax reaches on :data:`CHANCE_DRAWS` sets of ``p``
     unit rows drawn uniformly on the sphere in ``k`` dimensions: no simple structure at
@@ -211,14 +212,9 @@ def chance_simplicity(p, k):
     (a mean over ``p`` rows: its noise falls as ``1 / sqrt(p)``). Deterministic, and
     computed once per ``(p, k)``."""
     rows = min(max(p, 1), CHANCE_ROWS)
-    return _chance_simplicity(rows, k) * float(np.sqrt(rows / max(p, 1)))
-
-
-@functools.lru_cache(maxsize=64)
-def _chance_simplicity(p, k):
-    A = np.random.default_rng(0).standard_normal((CHANCE_DRAWS, p, k))
+    A = np.random.default_rng(0).standard_normal((CHANCE_DRAWS, rows, k))
     A = torch.as_tensor(A / np.linalg.norm(A, axis=-1, keepdims=True))
-    return float(simplicity(A @ varimax(A)).max())
+    return float(simplicity(A @ varimax(A)).max()) * float(np.sqrt(rows / max(p, 1)))
 
 
 def oriented_directions(Z, m, S, collective=LOCAL):

@@ -11,8 +11,8 @@ from sklearn_xnn._nn.losses import (
     PULLAWAY_EPS,
     faithfulness_loss,
     pullaway_loss,
-    reconstruction_loss,
-    srae_loss,
+    srae_terms,
+    weighted_loss,
 )
 
 rng = np.random.RandomState(0)
@@ -24,6 +24,18 @@ X = np.abs(rng.randn(4, 3))
 W = rng.randn(2, 3)
 
 t = torch.as_tensor
+
+
+def reconstruction_loss(z_hat, z, kind, q=100.0):
+    """The reconstruction term of :func:`srae_terms` alone (no outputs, no pull-away)."""
+    cfg = SimpleNamespace(reconstruction=kind, q=q, network_head=None, alpha_p=0.0)
+    return srae_terms(None, None, z_hat, z, None, None, cfg)[1]
+
+
+def srae_loss(x, y_hat, z_hat, z, y, weight, cfg):
+    """The weighted SRAE loss and its three parts, as a training step weighs them."""
+    terms = srae_terms(x, y_hat, z_hat, z, y, weight, cfg)
+    return weighted_loss(terms, (cfg.alpha_f, cfg.alpha_r, cfg.alpha_p))
 
 
 def _pt_numpy(S):
@@ -216,9 +228,9 @@ def test_the_reconstruction_over_a_subset_of_units_estimates_it_without_bias(kin
         full = decoder(x)
         # the decoder rebuilds the columns asked for (to rounding: another matrix product)
         torch.testing.assert_close(decoder(x, subsets[0]), full[:, subsets[0]], rtol=1e-12, atol=0)
-        whole = float(losses.reconstruction_loss(full, z, kind))
+        whole = float(reconstruction_loss(full, z, kind))
         estimates = torch.stack(
-            [losses.reconstruction_loss(decoder(x, u), z[:, u], kind) for u in subsets]
+            [reconstruction_loss(decoder(x, u), z[:, u], kind) for u in subsets]
         )
     se = float(estimates.std()) / np.sqrt(len(subsets))
     assert abs(float(estimates.mean()) - whole) < 4 * se

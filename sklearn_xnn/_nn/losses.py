@@ -1,5 +1,6 @@
-"""The three SRAE loss terms and the errors of the constraints training holds. Each is a
-pure function of tensors with one signature style.
+"""The three SRAE loss terms (:func:`srae_terms`, weighed by :func:`weighted_loss`) and the
+errors of the constraints training holds. Each is a pure function of tensors with one
+signature style.
 
 Notation: ``N`` rows in the batch, ``D`` activation units, ``C`` outputs, ``K`` x-features.
 """
@@ -111,23 +112,6 @@ def constraint_terms(terms, cover):
     return torch.cat([faith, distance.unsqueeze(-1)], -1), torch.cat(
         [faith.detach(), share.unsqueeze(-1)], -1
     )
-
-
-def reconstruction_loss(z_hat, z, kind="log", q=100.0):
-    """Reconstruction penalty of the decoder output.
-
-    ``kind="log"``: ``(1 / D) sum_j log(1 + q e_j)`` with
-    ``e_j = (1 / N) sum_i (z_hat_ij - z_ij)^2``,
-    concave in each unit's error, so the optimiser rebuilds part of the space well and gives
-    up on the rest. ``kind="mse"``: ``(1 / (N D)) sum_ij (z_hat_ij - z_ij)^2``. The
-    difference is squared as a product with itself and summed down the columns: on a CPU
-    the fewest passes over the ``N x D`` batch, forward and backward.
-    """
-    diff = z_hat - z
-    sq = (diff * diff).sum(0) / max(z.shape[0], 1)  # e_j
-    if kind == "mse":
-        return torch.mean(sq)
-    return torch.mean(torch.log1p(q * sq))
 
 
 def pullaway_term(s, over="samples", eps=PULLAWAY_EPS):
@@ -252,21 +236,6 @@ class _FactoredPullaway(torch.autograd.Function):
         return gxt.transpose(-1, -2), gwt.transpose(-1, -2), None
 
 
-def srae_loss(x, y_hat, z_hat, z, y, weight, cfg, constrained=False):
-    """``alpha_f L_faith + alpha_r L_rec + alpha_p L_pt`` and its three parts (detached).
-
-    ``weight`` is the head's ``W`` (``C x K``); ``cfg`` holds ``alpha_f, alpha_r, alpha_p,
-    reconstruction, q, pullaway, faithfulness, network_head``. ``L_faith`` is the logits'
-    mean squared error, or their softmax KL divergence with ``cfg.faithfulness == "kl"``.
-    With ``cfg.network_head`` ``L_rec`` also holds :func:`network_decision_error`. Without
-    a head (``y`` is None, the unsupervised SRAE) the faithfulness term is zero and the
-    pull-away acts on ``x`` itself. With ``constrained`` the faithfulness term is left out
-    of the total (the caller adds it with its multiplier).
-    """
-    terms = srae_terms(x, y_hat, z_hat, z, y, weight, cfg)
-    return weighted_loss(terms, (0.0 if constrained else cfg.alpha_f, cfg.alpha_r, cfg.alpha_p))
-
-
 #: The outputs a training step's pull-away reads at most (:func:`epoch_subsets`).
 PULLAWAY_OUTPUTS = 64
 #: The activation units a training step's reconstruction reads at most (:func:`epoch_subsets`).
@@ -295,14 +264,28 @@ def epoch_subsets(n_outputs, n_units, n_steps, generator, device, cfg):
 
 
 def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, outputs=None):
-    """The three terms ``(L_faith, L_rec, L_pt)`` of :func:`srae_loss`, with their graphs.
+    """The three terms ``(L_faith, L_rec, L_pt)`` of the SRAE loss ``alpha_f L_faith +
+    alpha_r L_rec + alpha_p L_pt`` (:func:`weighted_loss`), with their graphs.
 
-    Under the faithfulness constraint (``cfg.faith_target`` set) ``L_faith`` is the error
-    the constraint bounds, :func:`faithfulness_error`.
+    ``weight`` is the head's ``W`` (``C x K``); ``cfg`` holds ``reconstruction, q,
+    pullaway, faithfulness, faith_target, network_head, alpha_p``. ``L_faith`` is the
+    logits' mean squared error (:func:`faithfulness_loss`); under the faithfulness
+    constraint (``cfg.faith_target`` set) or with ``cfg.faithfulness == "kl"`` it is the
+    error the constraint bounds, :func:`faithfulness_error`. Without a head (``y`` is
+    None, the unsupervised SRAE) it is zero and the pull-away acts on ``x`` itself.
 
-    ``L_pt`` is computed when ``pullaway`` is true (default: when ``cfg.alpha_p`` is
-    nonzero), else it is zero. ``outputs`` (indices) sums the pull-away over those outputs
-    only, scaled to estimate the sum over all of them (:func:`epoch_subsets`).
+    ``L_rec`` penalises the decoder's errors ``e_j = (1 / N) sum_i (z_hat_ij - z_ij)^2``:
+    ``(1 / D) sum_j log(1 + q e_j)`` for ``cfg.reconstruction == "log"``, concave in each
+    unit's error, so the optimiser rebuilds part of the space well and gives up on the
+    rest; ``(1 / D) sum_j e_j`` for ``"mse"``. The difference is squared as a product
+    with itself and summed down the columns: on a CPU the fewest passes over the ``N x D``
+    batch, forward and backward. With ``cfg.network_head`` ``L_rec`` also holds
+    :func:`network_decision_error`.
+
+    ``L_pt`` (:func:`pullaway_loss`) is computed when ``pullaway`` is true (default: when
+    ``cfg.alpha_p`` is nonzero), else it is zero. ``outputs`` (indices) sums the
+    pull-away over those outputs only, scaled to estimate the sum over all of them
+    (:func:`epoch_subsets`).
     """
     faith = z.new_zeros(())
     if y is not None and (cfg.faithfulness == "kl" or cfg.faith_target is not None):
@@ -311,7 +294,9 @@ def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, outputs=None):
         faith = faithfulness_loss(y_hat, y)
     else:
         weight = None
-    rec = reconstruction_loss(z_hat, z, cfg.reconstruction, cfg.q)
+    diff = z_hat - z
+    sq = (diff * diff).sum(0) / max(z.shape[0], 1)  # e_j
+    rec = torch.mean(sq) if cfg.reconstruction == "mse" else torch.mean(torch.log1p(cfg.q * sq))
     if cfg.network_head is not None and y is not None:
         rec = rec + network_decision_error(z_hat, y, cfg)
     pullaway = bool(cfg.alpha_p) if pullaway is None else pullaway

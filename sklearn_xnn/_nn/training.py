@@ -50,7 +50,6 @@ from sklearn_xnn._nn.losses import (
     faithfulness_error,
     logits,
     softmax_kl,
-    srae_loss,
     srae_terms,
     top_outputs,
     uncovered,
@@ -239,7 +238,7 @@ def evaluate(model, Z, Y, cfg):
         yb = None if Y is None else data.batch(Y, idx)
         x, y_hat, z_hat = model(zb)
         weight = None if model.head is None else model.head.weight
-        acc += srae_loss(x, y_hat, z_hat, zb, yb, weight, cfg)[1] * idx.shape[0]
+        acc += torch.stack(srae_terms(x, y_hat, z_hat, zb, yb, weight, cfg)) * idx.shape[0]
     return acc / Z.shape[0]
 
 

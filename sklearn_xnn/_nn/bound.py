@@ -235,44 +235,18 @@ def scatter_eigh(G, n, vectors=True):
     return evals.clamp_min(0.0), Q @ U
 
 
-def _gcv_ridge(m):
-    """``(ridge, evals, evecs, rot)``: the ridge minimising generalised cross-validation,
-    from ``eig(Zc^T Zc) = V diag(evals) V^T``, and ``rot = V^T Zc^T Yc``.
-
-    The ridges tried are :data:`RIDGE_GRID` times the mean eigenvalue, continued below
-    the grid in the same steps down to float64's resolution of the largest eigenvalue,
-    and the largest ridge whose criterion is within :data:`RIDGE_RESOLUTION` of the
-    outputs' scatter of the smallest wins: where some units' scale dwarfs the others',
-    the mean eigenvalue is theirs, and a search stopped higher would shrink the other
-    units away, however much of ``Y`` they carry; where ``Y`` is exactly linear in ``Z``
-    the criterion falls to rounding at every small ridge, and the smallest would follow
-    that rounding.
-    """
-    D = m.zz.shape[0]
-    evals, evecs = scatter_eigh(m.zz, m.n)
-    rot = evecs.T @ m.zy  # (D, C), or (n + 8, C) with few rows: the rest is 0
-    mean = float(evals.sum()) / D  # of all D eigenvalues, the zeros left out included
-    scale = mean if mean > 0 else 1.0
-    total, energy = float(m.yy.sum()), (rot * rot).sum(1)  # energy: per eigenvector
-    ridges, step = RIDGE_GRID * scale, RIDGE_GRID[1] / RIDGE_GRID[0]
-    floor = D * np.finfo(np.float64).eps * float(evals.max())
-    below = int(np.ceil(np.log(ridges[0] / floor) / np.log(step))) if 0 < floor < ridges[0] else 0
-    ridges = np.concatenate([ridges[0] / step ** np.arange(below, 0, -1), ridges])
-    values = np.full(len(ridges), np.inf)  # the criterion, infinite with no degree of freedom left
-    for i, lam in enumerate(ridges):
-        shrink = evals / (evals + lam)
-        fitted = float((energy * (2.0 - shrink) / (evals + lam)).sum())
-        dof = float(shrink.sum())
-        if dof < m.n - 1:
-            values[i] = max(total - fitted, 0.0) / (1.0 - dof / m.n) ** 2
-    if not np.isfinite(values.min()):
-        return ridges[0], evals, evecs, rot
-    near = values <= values.min() + RIDGE_RESOLUTION * total  # within rounding of the least
-    return ridges[near][-1], evals, evecs, rot
-
-
 def reduced_rank(m, n_components, fraction=None, multioutput="uniform_average", standardize=False):
     """The :class:`Bound` of rank ``n_components`` from the moments ``m`` (with ``Y``).
+
+    The ridge minimises generalised cross-validation, from ``eig(Zc^T Zc) = V diag(evals)
+    V^T`` and ``V^T Zc^T Yc``. The ridges tried are :data:`RIDGE_GRID` times the mean
+    eigenvalue, continued below the grid in the same steps down to float64's resolution
+    of the largest eigenvalue, and the largest ridge whose criterion is within
+    :data:`RIDGE_RESOLUTION` of the outputs' scatter of the smallest wins: where some
+    units' scale dwarfs the others', the mean eigenvalue is theirs, and a search stopped
+    higher would shrink the other units away, however much of ``Y`` they carry; where
+    ``Y`` is exactly linear in ``Z`` the criterion falls to rounding at every small ridge,
+    and the smallest would follow that rounding.
 
     With ``fraction`` the rank is chosen instead: the smallest one whose training R²
     reaches ``fraction`` of the full-rank predictor's (:func:`smallest_rank` on the
@@ -289,14 +263,31 @@ def reduced_rank(m, n_components, fraction=None, multioutput="uniform_average", 
     if standardize:  # the bound of Y / scale, predicting in Y's units
         scale = torch.where(m.yy > 0, (m.yy / max(m.n, 1)).sqrt(), 1.0)
         m = dataclasses.replace(m, y_mean=m.y_mean / scale, zy=m.zy / scale, yy=m.yy / scale**2)
-    lam, evals, evecs, rot = _gcv_ridge(m)
+    D = m.zz.shape[0]
+    evals, evecs = scatter_eigh(m.zz, m.n)
+    rot = evecs.T @ m.zy  # (D, C), or (n + 8, C) with few rows: the rest is 0
+    mean = float(evals.sum()) / D  # of all D eigenvalues, the zeros left out included
+    total, energy = float(m.yy.sum()), (rot * rot).sum(1)  # energy: per eigenvector
+    ridges, step = RIDGE_GRID * (mean if mean > 0 else 1.0), RIDGE_GRID[1] / RIDGE_GRID[0]
+    floor = D * np.finfo(np.float64).eps * float(evals.max())
+    below = int(np.ceil(np.log(ridges[0] / floor) / np.log(step))) if 0 < floor < ridges[0] else 0
+    ridges = np.concatenate([ridges[0] / step ** np.arange(below, 0, -1), ridges])
+    values = np.full(len(ridges), np.inf)  # the criterion, infinite with no degree of freedom left
+    for i, lam in enumerate(ridges):
+        shrink = evals / (evals + lam)
+        fitted = float((energy * (2.0 - shrink) / (evals + lam)).sum())
+        dof = float(shrink.sum())
+        if dof < m.n - 1:
+            values[i] = max(total - fitted, 0.0) / (1.0 - dof / m.n) ** 2
+    lam = ridges[0]
+    if np.isfinite(values.min()):  # the largest ridge within rounding of the least criterion
+        lam = ridges[values <= values.min() + RIDGE_RESOLUTION * total][-1]
     scaled = rot / (evals + lam)[:, None]  # the ridge coefficients in the eigenbasis
     coef = evecs @ scaled  # (D, C)
     fitted = scaled.T @ (evals[:, None] * scaled)  # coef^T Zc^T Zc coef: the fitted scatter
     fvals, fvecs = torch.linalg.eigh((fitted + fitted.T) / 2)
     fvals, fvecs = fvals.flip(0).clamp_min(0.0), fvecs.flip(-1)
     rank = int((fvals > 1e-12 * max(float(fvals[0]), 1e-300)).sum()) or 1
-    y_mean = m.y_mean * scale
     V = canonical_signs(fvecs[:, :rank])  # (C, r)
     P = coef.T @ m.zy  # (C, C): cross-products of fitted and true values
     cross = V * (V.T @ P).T  # cross[c, j] = V[c, j] (v_j^T P)_c
@@ -306,7 +297,7 @@ def reduced_rank(m, n_components, fraction=None, multioutput="uniform_average", 
     k = smallest_rank(curve, fraction) if fraction is not None else n_components
     basis = V[:, : min(k, rank)]
     r2 = float(curve[basis.shape[1] - 1])  # the curve's value at the bound's rank
-    return Bound(m.z_mean, y_mean, coef, basis, lam, fvals, y_var, r2, curve, scale)
+    return Bound(m.z_mean, m.y_mean * scale, coef, basis, lam, fvals, y_var, r2, curve, scale)
 
 
 def variance_curve(m):

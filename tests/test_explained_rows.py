@@ -418,7 +418,7 @@ def _head_case(W, b, target):
     from sklearn_xnn._nn.collective import LOCAL
 
     head = torch.nn.Linear(2, 2)
-    init.set_head(head, torch.as_tensor(W), torch.as_tensor(b))
+    head.load_state_dict({"weight": torch.as_tensor(W), "bias": torch.as_tensor(b)})
     cfg = SimpleNamespace(
         collective=LOCAL,
         faith_target=target,

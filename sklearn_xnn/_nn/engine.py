@@ -79,7 +79,8 @@ def start(Z, Y, cfg, generator, device, reference, targets=None):
         if model.head is not None and targets is not None:
             h_m = targets.head_moments(training.encode(model, Z), cfg)
             if h_m is not None:
-                init.set_head(model.head, *bound.lstsq_head(h_m)[:2])
+                W, b = bound.lstsq_head(h_m)[:2]
+                model.head.load_state_dict({"weight": W, "bias": b})
         comm.broadcast_module(model)  # as DistributedDataParallel does: rank 0's start
     if not training.finite_weights(model):
         stage = "layer-wise pre-training" if cfg.pretrain else "initialisation"

@@ -385,9 +385,3 @@ def decoder_from_lstsq(model, x_m):
     last.weight[:, :] = 0.0
     last.weight[:, :k] = W[:, :k].to(last.weight)
     last.bias[:] = b.to(last.bias)
-
-
-@torch.no_grad()
-def set_head(head, W, b):
-    head.weight.copy_(W.to(head.weight))
-    head.bias.copy_(b.to(head.bias))

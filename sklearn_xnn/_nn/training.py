@@ -42,7 +42,6 @@ import torch
 from sklearn_xnn._nn import bound, data
 from sklearn_xnn._nn.collective import LOCAL
 from sklearn_xnn._nn.config import History, Multiplier, adam, schedule
-from sklearn_xnn._nn.init import set_head
 from sklearn_xnn._nn.losses import (
     constraint_terms,
     covers_rows,
@@ -291,7 +290,7 @@ def epoch_head(model, x, targets, cfg, floor):
     target = math.inf if cfg.faith_target is None else cfg.faith_target
     best = None
     for W, b in heads:
-        set_head(model.head, W, b)
+        model.head.load_state_dict({"weight": W, "bias": b})
         error, shortfall = head_error(model.head, x, targets, cfg, m), 0.0
         if floor is not None:
             shares = explained_shares(x, model.head.weight.detach(), targets, cfg)
@@ -299,7 +298,7 @@ def epoch_head(model, x, targets, cfg, floor):
         miss = max(error - target, 0.0) + max(shortfall - SHORTFALL_TOL, 0.0)
         if best is None or (miss, error) < best[0]:
             best = ((miss, error), shortfall, W, b)
-    set_head(model.head, *best[2:])
+    model.head.load_state_dict({"weight": best[2], "bias": best[3]})
     return best[0][1], best[1]
 
 

@@ -72,10 +72,7 @@ def start(Z, Y, cfg, generator, device, reference, targets=None):
             S, low = init.explaining_signs(m, S, low, high, targets.counts)[:2]
         low = sparse_offsets(Z, targets, m.z_mean, S, low, cfg)
         low = torch.where(S.any(0), low, -1.0)  # no direction left: the constant x-feature 1
-        init.carry_subspace(model, m.z_mean, S, low)
-        x_m = bound.moments(Z, Z, transform=model.encoder, collective=comm)
-        if x_m is not None:
-            init.decoder_from_lstsq(model, x_m)
+        init.carry_subspace(model, Z, m.z_mean, S, low, comm)
         if model.head is not None and targets is not None:
             h_m = targets.head_moments(training.encode(model, Z), cfg)
             if h_m is not None:

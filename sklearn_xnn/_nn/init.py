@@ -324,12 +324,17 @@ def explaining_signs(m, S, low, high, counts):
 
 # ---------------------------------------------------------------------------- carriers
 @torch.no_grad()
-def carry_subspace(model, z_mean, S, low, margin=0.0):
-    """Make the encoder compute ``x_k = relu((z - z_mean) . S_k - low_k + margin)`` exactly.
+def carry_subspace(model, Z, z_mean, S, low, collective=LOCAL, margin=0.0):
+    """Make the encoder compute ``x_k = relu((z - z_mean) . S_k - low_k + margin)`` exactly,
+    and the decoder the least-squares affine reconstruction of the rows ``Z`` from them.
 
-    Each hidden layer dedicates its first units to the subspace: a pair per direction when
-    it is at least ``2 K`` wide (exact for every input), one shifted unit otherwise (exact
-    where the shifted projection stays positive). Returns how many directions are carried.
+    Each hidden encoder layer dedicates its first units to the subspace: a pair per
+    direction when it is at least ``2 K`` wide (exact for every input), one shifted unit
+    otherwise (exact where the shifted projection stays positive). The first units of each
+    hidden decoder layer pass the x-features on unchanged (they are >= 0); the last layer
+    is fitted to the moments of the x-features with ``Z`` (of every rank's rows with a
+    ``collective``), and left as it is when the x-features are not finite. Returns how
+    many directions are carried.
     """
     layers = model.encoder.layers
     K = layers[-1].out_features
@@ -350,11 +355,24 @@ def carry_subspace(model, z_mean, S, low, margin=0.0):
         read_w, read_b = eye, -low + margin - shift
     if not widths:
         _set_rows(layers[0], S.T, bias - low + margin)
+    else:
+        _set_rows(layers[0], first_w, first_b)
+        for layer in layers[1:-1]:
+            _set_rows(layer, pass_w, torch.zeros(pass_w.shape[0]).to(S))
+        _set_rows(layers[-1], read_w, read_b, rows=k)
+    x_m = bound.moments(Z, Z, transform=model.encoder, collective=collective)
+    if x_m is None:
         return k
-    _set_rows(layers[0], first_w, first_b)
-    for layer in layers[1:-1]:
-        _set_rows(layer, pass_w, torch.zeros(pass_w.shape[0]).to(S))
-    _set_rows(layers[-1], read_w, read_b, rows=k)
+    layers = model.decoder.layers
+    passed = min([layers[0].in_features, *(layer.out_features for layer in layers[:-1])])
+    eye = torch.eye(passed).to(layers[0].weight)
+    for layer in layers[:-1]:
+        _set_rows(layer, eye, torch.zeros(passed).to(eye))
+    W, b, _ = bound.lstsq_head(x_m)  # (D, K), (D,)
+    last = layers[-1]
+    last.weight[:, :] = 0.0
+    last.weight[:, :passed] = W[:, :passed].to(last.weight)
+    last.bias[:] = b.to(last.bias)
     return k
 
 
@@ -364,24 +382,3 @@ def _set_rows(layer, w, b, rows=None):
     layer.weight[:n] = 0.0
     layer.weight[:n, : w.shape[1]] = w[:n]
     layer.bias[:n] = b[:n]
-
-
-@torch.no_grad()
-def decoder_from_lstsq(model, x_m):
-    """Decoder = the least-squares affine reconstruction of ``Z`` from the x-features.
-
-    ``x_m`` holds the moments of the x-features with ``Z`` as the target. The first units
-    of each hidden decoder layer pass the x-features on unchanged (they are >= 0).
-    """
-    layers = model.decoder.layers
-    K = layers[0].in_features
-    widths = [layer.out_features for layer in layers[:-1]]
-    k = min([K, *widths])
-    eye = torch.eye(k).to(layers[0].weight)
-    for layer in layers[:-1]:
-        _set_rows(layer, eye, torch.zeros(k).to(eye))
-    W, b, _ = bound.lstsq_head(x_m)  # (D, K), (D,)
-    last = layers[-1]
-    last.weight[:, :] = 0.0
-    last.weight[:, :k] = W[:, :k].to(last.weight)
-    last.bias[:] = b.to(last.bias)

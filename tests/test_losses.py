@@ -10,7 +10,6 @@ from sklearn_xnn._nn import losses
 from sklearn_xnn._nn.losses import (
     PULLAWAY_EPS,
     faithfulness_loss,
-    pullaway_loss,
     srae_terms,
     weighted_loss,
 )
@@ -30,6 +29,22 @@ def reconstruction_loss(z_hat, z, kind, q=100.0):
     """The reconstruction term of :func:`srae_terms` alone (no outputs, no pull-away)."""
     cfg = SimpleNamespace(reconstruction=kind, q=q, network_head=None, alpha_p=0.0)
     return srae_terms(None, None, z_hat, z, None, None, cfg)[1]
+
+
+def pullaway_loss(x, weight, over="samples"):
+    """The pull-away term of :func:`srae_terms` alone (its other terms read zeros)."""
+    cfg = SimpleNamespace(
+        faithfulness="mse",
+        faith_target=None,
+        reconstruction="mse",
+        q=100.0,
+        network_head=None,
+        alpha_p=1.0,
+        pullaway=over,
+    )
+    zero = x.new_zeros(1, 1)
+    y = None if weight is None else zero  # without outputs the pull-away acts on x
+    return srae_terms(x, y, zero, zero, y, weight, cfg)[2]
 
 
 def srae_loss(x, y_hat, z_hat, z, y, weight, cfg):
@@ -196,8 +211,8 @@ def test_the_pullaway_over_a_subset_of_outputs_estimates_the_sum_without_bias():
     )
     assert subsets.shape == (4000, losses.PULLAWAY_OUTPUTS)
     assert all(len(set(row.tolist())) == losses.PULLAWAY_OUTPUTS for row in subsets[:50])
-    full = float(losses.pullaway_loss(x, W))
-    per_output = torch.stack([losses.pullaway_loss(x, W[[c]]) for c in range(100)])
+    full = float(pullaway_loss(x, W))
+    per_output = torch.stack([pullaway_loss(x, W[[c]]) for c in range(100)])
     estimates = per_output[subsets].sum(1) * (100 / losses.PULLAWAY_OUTPUTS)
     assert float(per_output.sum()) == pytest.approx(full, rel=1e-9)
     # the mean of 4,000 draws is within 4 standard errors of the full sum

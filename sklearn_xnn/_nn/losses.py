@@ -142,20 +142,6 @@ def contributions(x, weight):
     return x.unsqueeze(0) * weight.unsqueeze(1)
 
 
-def pullaway_loss(x, weight, over="samples", eps=PULLAWAY_EPS):
-    """``sum_c PT(S^(c))`` with ``S^(c)_ik = x_ik W_ck + eps``; ``weight=None`` uses ``S = x``.
-
-    ``x`` is ``(..., N, K)`` and ``weight`` ``(..., C, K)``. Over the samples, with more
-    rows than x-features and more outputs than x-features, the sum is taken without the
-    ``(C, N, K)`` contributions (:class:`_FactoredPullaway`): ``O(N (C + K^2))`` memory.
-    """
-    n, k = x.shape[-2], x.shape[-1]
-    if weight is not None and over == "samples" and n > k and weight.shape[-2] > k:
-        return _FactoredPullaway.apply(x, weight, eps)[0]
-    s = x.unsqueeze(0) if weight is None else contributions(x, weight)
-    return pullaway_term(s, over, eps)
-
-
 def _pairs(k, like):
     """``(ea, eb, twice)``: one-hot ``(T, K)`` maps to the first and second x-feature of
     each pair ``k <= l`` and each pair's count in a symmetric sum (1 on the diagonal, 2
@@ -282,10 +268,14 @@ def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, outputs=None):
     batch, forward and backward. With ``cfg.network_head`` ``L_rec`` also holds
     :func:`network_decision_error`.
 
-    ``L_pt`` (:func:`pullaway_loss`) is computed when ``pullaway`` is true (default: when
-    ``cfg.alpha_p`` is nonzero), else it is zero. ``outputs`` (indices) sums the
-    pull-away over those outputs only, scaled to estimate the sum over all of them
-    (:func:`epoch_subsets`).
+    ``L_pt`` is ``sum_c PT(S^(c))`` (:func:`pullaway_term`, over ``cfg.pullaway``) with
+    ``S^(c)_ik = x_ik W_ck + eps``, or ``PT(x + eps)`` without a head. Over the samples,
+    with more rows than x-features and more outputs than x-features, the sum is taken
+    without the ``(C, N, K)`` contributions (:class:`_FactoredPullaway`): ``O(N (C +
+    K^2))`` memory. It is computed when ``pullaway`` is true (default: when
+    ``cfg.alpha_p`` is nonzero), else it is zero. ``outputs`` (indices) sums it over
+    those outputs only, scaled to estimate the sum over all of them
+    (:func:`epoch_subsets`). ``x`` is ``(..., N, K)`` and ``weight`` ``(..., C, K)``.
     """
     faith = z.new_zeros(())
     if y is not None and (cfg.faithfulness == "kl" or cfg.faith_target is not None):
@@ -301,11 +291,15 @@ def srae_terms(x, y_hat, z_hat, z, y, weight, cfg, pullaway=None, outputs=None):
         rec = rec + network_decision_error(z_hat, y, cfg)
     pullaway = bool(cfg.alpha_p) if pullaway is None else pullaway
     pt = z.new_zeros(())
-    if pullaway and weight is not None and outputs is not None:
-        scale = weight.shape[-2] / outputs.shape[-1]
-        pt = pullaway_loss(x, weight.index_select(-2, outputs), cfg.pullaway) * scale
-    elif pullaway:
-        pt = pullaway_loss(x, weight, cfg.pullaway)
+    if pullaway:
+        w = weight if weight is None or outputs is None else weight.index_select(-2, outputs)
+        n, k = x.shape[-2], x.shape[-1]
+        if w is not None and cfg.pullaway == "samples" and n > k and w.shape[-2] > k:
+            pt = _FactoredPullaway.apply(x, w, PULLAWAY_EPS)[0]
+        else:
+            pt = pullaway_term(x.unsqueeze(0) if w is None else contributions(x, w), cfg.pullaway)
+        if w is not weight:  # over a subset of the outputs
+            pt = pt * (weight.shape[-2] / outputs.shape[-1])
     return faith, rec, pt
 
 

@@ -15,8 +15,6 @@ their random (or pre-trained) weights: the nonlinear capacity that training can 
 beyond the linear bound.
 """
 
-import functools
-
 import numpy as np
 import torch
 from torch import nn
@@ -201,20 +199,23 @@ def simplicity(loadings):
 #: Sets of isotropic loadings :func:`chance_simplicity` rotates (drawn from a fixed seed),
 #: and the most rows a set holds (the chance level of more rows is scaled from it).
 CHANCE_DRAWS, CHANCE_ROWS = 20, 512
+#: The chance level of ``(rows, k)`` (``rows <= CHANCE_ROWS``), once computed.
+_CHANCE = {}
 
 
-@functools.lru_cache(maxsize=64)
 def chance_simplicity(p, k):
     """The largest :func:`simplicity` varimax reaches on :data:`CHANCE_DRAWS` sets of ``p``
     unit rows drawn uniformly on the sphere in ``k`` dimensions: no simple structure at
     all, what varimax finds there is the sampling noise of ``p`` rows. Beyond
     :data:`CHANCE_ROWS` rows, that of ``CHANCE_ROWS`` rows times ``sqrt(CHANCE_ROWS / p)``
     (a mean over ``p`` rows: its noise falls as ``1 / sqrt(p)``). Deterministic, and
-    computed once per ``(p, k)``."""
+    computed once per ``(min(p, CHANCE_ROWS), k)``."""
     rows = min(max(p, 1), CHANCE_ROWS)
-    A = np.random.default_rng(0).standard_normal((CHANCE_DRAWS, rows, k))
-    A = torch.as_tensor(A / np.linalg.norm(A, axis=-1, keepdims=True))
-    return float(simplicity(A @ varimax(A)).max()) * float(np.sqrt(rows / max(p, 1)))
+    if (rows, k) not in _CHANCE:
+        A = np.random.default_rng(0).standard_normal((CHANCE_DRAWS, rows, k))
+        A = torch.as_tensor(A / np.linalg.norm(A, axis=-1, keepdims=True))
+        _CHANCE[rows, k] = float(simplicity(A @ varimax(A)).max())
+    return _CHANCE[rows, k] * float(np.sqrt(rows / max(p, 1)))
 
 
 def oriented_directions(Z, m, S, collective=LOCAL):

@@ -245,10 +245,10 @@ def resolve_device(device, *, strict=True):
     raising (used at inference time, so that a model fitted on a GPU still
     transforms on a machine without one).
     """
+    mps = getattr(torch.backends, "mps", None)
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -261,25 +261,17 @@ def resolve_device(device, *, strict=True):
         ) from exc
     if dev.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device={device!r} is not supported. {_DEVICE_HELP}")
-    problem = _unavailable_reason(dev)
-    if problem is None:
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        problem = "torch sees no CUDA GPU on this machine"
+    elif dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        problem = f"only {torch.cuda.device_count()} CUDA device(s) are visible"
+    elif dev.type == "mps" and (mps is None or not mps.is_available()):
+        problem = "the MPS backend is not available on this machine"
+    else:
         return dev
     if strict:
         raise RuntimeError(f"device={device!r} was requested but {problem}. {_DEVICE_HELP}")
     return torch.device("cpu")
-
-
-def _unavailable_reason(dev):
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            return "torch sees no CUDA GPU on this machine"
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            return f"only {torch.cuda.device_count()} CUDA device(s) are visible"
-    if dev.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            return "the MPS backend is not available on this machine"
-    return None
 
 
 def make_generator(random_state):

@@ -130,20 +130,21 @@ class HostRows:
 
     def take(self, idx):
         """The sub-source of rows ``idx`` (no data are read)."""
-        idx = _as_numpy_index(idx)
-        rows = idx if self.rows is None else self.rows[idx]
+        rows = self._positions(idx)
         return HostRows(
             self.array, self.device, self.divisor, self.pre_divisor, rows, self.standardize
         )
 
     def _positions(self, key):
+        """The rows of ``array`` that ``key`` (a slice, an index tensor or array) selects:
+        a slice when they are one, else an int64 array."""
         if isinstance(key, slice):
             start, stop, step = key.indices(self.shape[0])
             if self.rows is None and step == 1:
                 return slice(start, stop)
             pos = np.arange(start, stop, step)
         else:
-            pos = _as_numpy_index(key)
+            pos = np.asarray(key.cpu().numpy() if torch.is_tensor(key) else key, dtype=np.int64)
         return pos if self.rows is None else self.rows[pos]
 
     def _read(self, pos):
@@ -226,12 +227,6 @@ def batch(data, idx):
 def index_device(data):
     """Where the index tensors of ``data``'s minibatches should live."""
     return getattr(data, "index_device", data.device)
-
-
-def _as_numpy_index(idx):
-    if torch.is_tensor(idx):
-        idx = idx.cpu().numpy()
-    return np.asarray(idx, dtype=np.int64)
 
 
 # --------------------------------------------------------- devices and tensors

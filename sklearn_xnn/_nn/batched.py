@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from sklearn_xnn._nn import data, engine, training
+from sklearn_xnn._nn import engine, training
 from sklearn_xnn._nn.config import Multiplier, adam, schedule
 from sklearn_xnn._nn.data import batches
 from sklearn_xnn._nn.losses import constraint_terms, epoch_subsets, weighted_loss
@@ -317,7 +317,7 @@ class _Stack:
     def epoch(self, Z, Y, generators, rates):
         """One epoch of every member: ``(M, 3)`` rows of mean loss parts."""
         n, sizes, parts_seen = Z.shape[0], [], []
-        orders = [batches(n, self.batch_size, g, data.index_device(Z)) for g in generators]
+        orders = [batches(Z, self.batch_size, g) for g in generators]
         n_steps, cfg = len(orders[0]), self.cfg
         draws = [  # after the order, as each member's own fit draws them
             epoch_subsets(self.n_outputs, Z.shape[1], n_steps, g, self.device, cfg)

@@ -152,9 +152,11 @@ class Distributed(Local):
         b = self._local_batch(batch_size)
         return max(math.ceil(r / b) for r in self.rows)
 
-    def batches(self, n, batch_size, generator, device):
-        """``ceil(batch_size / world)`` rows a step from this rank's own shuffled stream,
-        wrapping around so that every rank takes :meth:`steps` steps of full batches."""
+    def batches(self, data, batch_size, generator):
+        """``ceil(batch_size / world)`` of ``data``'s rows a step from this rank's own
+        shuffled stream, wrapping around so that every rank takes :meth:`steps` steps of
+        full batches (on the device of :func:`~sklearn_xnn._nn.data.batches`)."""
+        n, device = data.shape[0], getattr(data, "index_device", data.device)
         b, steps = self._local_batch(batch_size), self.steps(n, batch_size)
         order = torch.randperm(n, generator=self.shuffle)
         order = order.repeat(math.ceil(steps * b / n))[: steps * b].to(device)

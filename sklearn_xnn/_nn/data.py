@@ -224,11 +224,6 @@ def batch(data, idx):
     return data[idx]
 
 
-def index_device(data):
-    """Where the index tensors of ``data``'s minibatches should live."""
-    return getattr(data, "index_device", data.device)
-
-
 # --------------------------------------------------------- devices and tensors
 _DEVICE_HELP = 'Use device="cpu", or device="auto" to take a GPU only when one is present.'
 
@@ -291,8 +286,11 @@ def to_tensor(array, device, dtype=torch.float32):
     return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
 
 
-def batches(n, batch_size, generator, device, shuffle=True):
-    """Index tensors of the minibatches of one epoch (a permutation drawn on the CPU)."""
+def batches(data, batch_size, generator, shuffle=True):
+    """Index tensors of the minibatches of one epoch over the rows of ``data`` (a
+    permutation drawn on the CPU), where ``data`` wants them: its ``index_device`` (a
+    source that reads host rows takes them on the CPU), else its device."""
+    n = data.shape[0]
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    order = order.to(device)
+    order = order.to(getattr(data, "index_device", data.device))
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]

@@ -56,9 +56,9 @@ def pretrain_layers(model, Z, cfg, generator):
         relu_out = level > 0 or model.decoder.nonnegative_output
         params = [*e.parameters(), *d.parameters()]
         opt = adam(params, cfg.lr, cfg.weight_decay)
-        device, comm = data.index_device(codes), cfg.collective
+        comm = cfg.collective
         for _ in range(cfg.pretrain):
-            for idx in comm.batches(codes.shape[0], cfg.batch_size, generator, device):
+            for idx in comm.batches(codes, cfg.batch_size, generator):
                 target = codes[idx]
                 rebuilt = d(F.relu(e(target)))
                 rebuilt = F.relu(rebuilt) if relu_out else rebuilt

@@ -194,7 +194,7 @@ def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None, subsets=N
 def _epoch(model, opt, Z, targets, cfg, generator, rates, multiplier, step=forward_loss):
     model.train()
     comm, sizes, parts_seen = cfg.collective, [], []
-    order = comm.batches(Z.shape[0], cfg.batch_size, generator, data.index_device(Z))
+    order = comm.batches(Z, cfg.batch_size, generator)
     n_outputs = 0 if targets is None else targets.Y.shape[1]
     subsets = epoch_subsets(n_outputs, Z.shape[1], len(order), generator, Z.device, cfg)
     for i, idx in enumerate(order):
@@ -231,8 +231,8 @@ def evaluate(model, Z, Y, cfg):
     """Mean loss parts ``[faith, rec, pt]`` on ``(Z, Y)`` without dropout, in one batch pass."""
     model.eval()
     acc = torch.zeros(3, device=Z.device)
-    n, size = Z.shape[0], max(cfg.batch_size, 1024)
-    for idx in data.batches(n, size, None, data.index_device(Z), shuffle=False):
+    size = max(cfg.batch_size, 1024)
+    for idx in data.batches(Z, size, None, shuffle=False):
         zb = data.batch(Z, idx)
         yb = None if Y is None else data.batch(Y, idx)
         x, y_hat, z_hat = model(zb)

@@ -32,25 +32,19 @@ class Local:
     order, ``total_rows`` counts them, ``local_rows`` maps sorted global row indices to
     this shard's positions, ``row_mean(value, n)`` averages a per-rank mean over ``n``
     rows, ``broadcast_module`` gives every rank rank 0's weights, ``batches`` and
-    ``steps`` are one epoch's minibatch indices and their count, ``reduce_step`` averages
-    the gradients after ``backward`` (and the step's constraint errors, which it returns),
-    ``epoch_stats`` turns an epoch's sums of loss parts into means.
+    ``steps`` are one epoch's minibatch indices and their count, ``reduce_step(errors,
+    params)`` averages the gradients after ``backward`` and the step's constraint errors,
+    which it returns.
     """
 
     world, rank = 1, 0
     sum = max = min = broadcast = all_gather_rows = total_rows = local_rows = _same
-    row_mean = broadcast_module = _same
+    row_mean = broadcast_module = reduce_step = _same
     batches = staticmethod(batches)
     dropout_generator = staticmethod(device_generator)
 
     def steps(self, n, batch_size):
         return math.ceil(n / batch_size)
-
-    def reduce_step(self, params, errors):
-        return errors
-
-    def epoch_stats(self, acc, seen):
-        return acc / seen
 
 
 #: The collective of every fit that does not name one.
@@ -162,7 +156,7 @@ class Distributed(Local):
         order = order.repeat(math.ceil(steps * b / n))[: steps * b].to(device)
         return [order[i * b : (i + 1) * b] for i in range(steps)]
 
-    def reduce_step(self, params, errors):
+    def reduce_step(self, errors, params):
         """One all-reduce per step: the mean over ranks of every gradient (as
         ``DistributedDataParallel`` averages them) and of the constraint ``errors``."""
         grads = [p.grad for p in params if p.grad is not None]
@@ -178,9 +172,6 @@ class Distributed(Local):
             g.copy_(buffer[start : start + g.numel()].view_as(g))
             start += g.numel()
         return None if errors is None else buffer[start:].view_as(errors).to(errors.dtype)
-
-    def epoch_stats(self, acc, seen):
-        return self.sum(acc) / (self.world * seen)
 
     @torch.no_grad()
     def broadcast_module(self, module):

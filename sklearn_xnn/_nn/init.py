@@ -65,7 +65,7 @@ def pretrain_layers(model, Z, cfg, generator):
                 loss = F.mse_loss(rebuilt, target)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                comm.reduce_step(params, None)
+                comm.reduce_step(None, params)
                 opt.step()
         codes = data.Mapped(codes, e)
 

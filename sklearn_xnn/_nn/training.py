@@ -209,12 +209,12 @@ def _epoch(model, opt, Z, targets, cfg, generator, rates, multiplier, step=forwa
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        errors = comm.reduce_step(model.parameters(), errors)
+        errors = comm.reduce_step(errors, model.parameters())
         opt.step()
         multiplier.update(errors)
         sizes.append(idx.shape[0])
         parts_seen.append(parts)
-    return comm.epoch_stats(epoch_totals(sizes, parts_seen), sum(sizes))
+    return comm.sum(epoch_totals(sizes, parts_seen)) / (comm.world * sum(sizes))
 
 
 def epoch_totals(sizes, parts):

@@ -15,6 +15,8 @@ their random (or pre-trained) weights: the nonlinear capacity that training can 
 beyond the linear bound.
 """
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -23,14 +25,15 @@ from torch.nn import functional as F
 from sklearn_xnn._nn import bound, data
 from sklearn_xnn._nn.collective import LOCAL
 from sklearn_xnn._nn.config import adam
-from sklearn_xnn._nn.modules import XNN, init_linear
+from sklearn_xnn._nn.modules import XNN
 
 
 def build_model(n_features, n_outputs, cfg, generator, device):
     """A freshly initialised XNN (weights drawn from ``generator``) on ``device``.
 
     The layers are built on the meta device, so torch's default initialisation never
-    draws from the global RNG; every weight comes from ``generator`` on the CPU.
+    draws from the global RNG; every weight comes from ``generator`` on the CPU, drawn
+    like torch's default.
     """
     with torch.device("meta"):
         model = XNN(
@@ -39,7 +42,9 @@ def build_model(n_features, n_outputs, cfg, generator, device):
     model = model.to_empty(device="cpu")
     for layer in model.modules():
         if isinstance(layer, nn.Linear):
-            init_linear(layer, generator)
+            nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+            limit = 1.0 / math.sqrt(layer.in_features) if layer.in_features > 0 else 0.0
+            nn.init.uniform_(layer.bias, -limit, limit, generator=generator)
     return model.to(device)
 
 

@@ -13,7 +13,6 @@ to ~1e-15; the caller casts back to the input dtype.
 
 import dataclasses
 import functools
-import math
 
 import numpy as np
 import torch
@@ -21,14 +20,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from sklearn_xnn._nn.data import resolve_device
-
-
-def init_linear(layer, generator):
-    """Re-initialise ``layer`` like torch's default, but drawing from ``generator``."""
-    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
-    bound = 1.0 / math.sqrt(layer.in_features) if layer.in_features > 0 else 0.0
-    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
-    return layer
 
 
 class Encoder(nn.Module):

@@ -222,11 +222,11 @@ def test_the_pullaway_over_a_subset_of_outputs_estimates_the_sum_without_bias():
 
 @pytest.mark.parametrize("kind", ["log", "mse"])
 def test_the_reconstruction_over_a_subset_of_units_estimates_it_without_bias(kind):
-    from sklearn_xnn._nn.modules import Decoder
+    from sklearn_xnn._nn.modules import MLP
 
     gen = torch.Generator().manual_seed(1)
     n_units = losses.RECONSTRUCTION_UNITS + 44
-    decoder = Decoder([4, 8, n_units], nonnegative_output=True).double()
+    decoder = MLP([4, 8, n_units], nonnegative_output=True).double()
     with torch.no_grad():
         for p in decoder.parameters():
             p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64))
@@ -242,10 +242,12 @@ def test_the_reconstruction_over_a_subset_of_units_estimates_it_without_bias(kin
     with torch.no_grad():
         full = decoder(x)
         # the decoder rebuilds the columns asked for (to rounding: another matrix product)
-        torch.testing.assert_close(decoder(x, subsets[0]), full[:, subsets[0]], rtol=1e-12, atol=0)
+        torch.testing.assert_close(
+            decoder(x, units=subsets[0]), full[:, subsets[0]], rtol=1e-12, atol=0
+        )
         whole = float(reconstruction_loss(full, z, kind))
         estimates = torch.stack(
-            [reconstruction_loss(decoder(x, u), z[:, u], kind) for u in subsets]
+            [reconstruction_loss(decoder(x, units=u), z[:, u], kind) for u in subsets]
         )
     se = float(estimates.std()) / np.sqrt(len(subsets))
     assert abs(float(estimates.mean()) - whole) < 4 * se

@@ -22,52 +22,37 @@ from torch.nn import functional as F
 from sklearn_xnn._nn.data import resolve_device
 
 
-class Encoder(nn.Module):
-    """``Linear -> ReLU -> Dropout -> Linear -> ReLU -> ... -> Linear(., K) -> ReLU``.
+class MLP(nn.Module):
+    """``Linear -> ReLU -> ... -> Linear`` and a ReLU on the output when
+    ``nonnegative_output``: the encoder (``... -> Linear(., K) -> ReLU``) and the decoder
+    (``Linear(K, .) -> ... -> Linear(., D)``, ReLU or identity on its output) of an XNN.
 
-    The dropout (after the first layer, when a ``generator`` is given) is inverted
-    dropout whose mask is drawn from that generator, never from the global RNG.
+    With ``p_dropout`` (the encoder's), the first layer's output goes through inverted
+    dropout when more layers follow and a ``generator`` is given; its mask is drawn from
+    that generator, never from the global RNG.
     """
 
-    def __init__(self, sizes, p_dropout=0.0):
+    def __init__(self, sizes, nonnegative_output=True, p_dropout=0.0):
         super().__init__()
         pairs = zip(sizes[:-1], sizes[1:], strict=True)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
-        self.p_dropout = p_dropout
+        self.nonnegative_output, self.p_dropout = nonnegative_output, p_dropout
 
-    def forward(self, z, generator=None, pre=False):
-        """The x-features; with ``pre``, ``(x-features, the last layer's pre-activations)``."""
-        h, p = z, self.p_dropout
+    def forward(self, h, generator=None, pre=False, units=None):
+        """The output (the x-features, or the rebuilt activations); with ``units``
+        (indices) only those of its columns; with ``pre``, ``(output, the last layer's
+        pre-activations)``."""
+        last, p = len(self.layers) - 1, self.p_dropout
         for i, layer in enumerate(self.layers):
-            a = layer(h)
-            h = F.relu(a)
-            if i == 0 and p > 0.0 and generator is not None and len(self.layers) > 1:
+            if i == last and units is not None:  # the rows of the last layer that are read
+                a = F.linear(h, layer.weight[units], layer.bias[units])
+            else:
+                a = layer(h)
+            h = F.relu(a) if i < last or self.nonnegative_output else a
+            if i == 0 and p > 0.0 and generator is not None and last > 0:
                 keep = torch.rand(h.shape, generator=generator, device=h.device, dtype=h.dtype)
                 h = h * (keep >= p) / (1.0 - p)
         return (h, a) if pre else h
-
-
-class Decoder(nn.Module):
-    """``Linear(K, .) -> ReLU -> ... -> Linear(., D) -> out``; out is ReLU or identity."""
-
-    def __init__(self, sizes, nonnegative_output):
-        super().__init__()
-        pairs = zip(sizes[:-1], sizes[1:], strict=True)
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
-        self.nonnegative_output = nonnegative_output
-
-    def forward(self, x, units=None):
-        """The rebuilt activations; with ``units`` (indices) only those columns."""
-        h = x
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            if i == last and units is not None:  # the rows of the last layer that are read
-                h = F.linear(h, layer.weight[units], layer.bias[units])
-            else:
-                h = layer(h)
-            if i < last or self.nonnegative_output:
-                h = F.relu(h)
-        return h
 
 
 class XNN(nn.Module):
@@ -76,8 +61,8 @@ class XNN(nn.Module):
     def __init__(self, n_features, hidden, n_components, n_outputs, p_dropout, nonneg_output):
         super().__init__()
         sizes = [n_features, *hidden, n_components]
-        self.encoder = Encoder(sizes, p_dropout)
-        self.decoder = Decoder(sizes[::-1], nonneg_output)
+        self.encoder = MLP(sizes, p_dropout=p_dropout)
+        self.decoder = MLP(sizes[::-1], nonneg_output)
         self.head = nn.Linear(n_components, n_outputs) if n_outputs else None
 
     def forward(self, z, generator=None, units=None):
@@ -85,7 +70,7 @@ class XNN(nn.Module):
         ``z_hat`` holds only those activation units."""
         x = self.encoder(z, generator)
         y_hat = self.head(x) if self.head is not None else None
-        return x, y_hat, self.decoder(x, units)
+        return x, y_hat, self.decoder(x, units=units)
 
 
 # -------------------------------------------------------------- fitted weights
@@ -145,13 +130,13 @@ def _built(make, coefs, intercepts, device, dtype):
 
 
 def encoder(coefs, intercepts, *, device="cpu", dtype=torch.float64):
-    """An :class:`Encoder` holding MLP-convention weights (every layer Linear + ReLU)."""
-    return _built(Encoder, coefs, intercepts, device, dtype)
+    """An encoder (:class:`MLP`) holding MLP-convention weights (every layer Linear + ReLU)."""
+    return _built(MLP, coefs, intercepts, device, dtype)
 
 
 def decoder(coefs, intercepts, relu_output, *, device="cpu", dtype=torch.float64):
-    """A :class:`Decoder` holding MLP-convention weights."""
-    make = functools.partial(Decoder, nonnegative_output=relu_output)
+    """A decoder (:class:`MLP`) holding MLP-convention weights."""
+    make = functools.partial(MLP, nonnegative_output=relu_output)
     return _built(make, coefs, intercepts, device, dtype)
 
 

@@ -177,7 +177,7 @@ def forward_terms(model, zb, yb, cfg, dropout_gen=None, pullaway=None, subsets=N
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
         x, h = model.encoder(zb, dropout_gen, pre=True)
         y_hat = None if model.head is None else model.head(x)
-        z_hat = model.decoder(x, units)
+        z_hat = model.decoder(x, units=units)
     if bf16:
         x, h, z_hat = x.float(), h.float(), z_hat.float()
         y_hat = None if y_hat is None else y_hat.float()

@@ -101,7 +101,8 @@ def train_chunk(est, eng, X, Y):
     current weights of the regularisers and learning rate (``set_params`` between calls
     takes effect; the network's shape and the constraint stay those of the first call)."""
     Zt, Yt = eng.scaler.chunk(X, Y, eng.device)
-    eng.cfg = eng.cfg.replace(
+    eng.cfg = dataclasses.replace(
+        eng.cfg,
         alpha_r=float(est.alpha_reconstruction),
         alpha_p=float(est.alpha_pullaway),
         lr=float(est.learning_rate_init),
@@ -109,7 +110,8 @@ def train_chunk(est, eng, X, Y):
     # a chunk shorter than one minibatch is a step, not a data set: its own least-squares
     # head would fit it alone, so the head keeps what its gradient steps learn; a stream
     # has no epochs to warm up or decay over: the learning rate stays learning_rate_init
-    cfg = eng.cfg.replace(
+    cfg = dataclasses.replace(
+        eng.cfg,
         max_iter=1,
         batch_size=min(est.batch_size, X.shape[0]),
         exact_head=X.shape[0] >= est.batch_size,
@@ -141,7 +143,7 @@ def store_constraint(est, cfg, the_bound, train):
     est.faithfulness_bound_ = None
     est._faith_target = est._output_weights = None
     if the_bound is None:  # unsupervised: no constraint (nor one left by an earlier fit)
-        return cfg.replace(faith_target=None, output_weights=None)
+        return dataclasses.replace(cfg, faith_target=None, output_weights=None)
     var = the_bound.y_variance.cpu().numpy()
     varying = var > 0
     n = cfg.collective.total_rows(train[1].shape[0])
@@ -150,7 +152,7 @@ def store_constraint(est, cfg, the_bound, train):
     else:  # mean_c rss_c / var_c
         weights = np.where(varying, n / np.where(varying, var, 1.0), 0.0)
         est._output_weights = weights / max(int(varying.sum()), 1)
-    cfg = cfg.replace(output_weights=to_tensor(est._output_weights, train[0].device))
+    cfg = dataclasses.replace(cfg, output_weights=to_tensor(est._output_weights, train[0].device))
     if cfg.faithfulness == "kl":  # the rank-K linear predictor's KL, on every row
         reference = training.prediction_error(the_bound.predict, *train, cfg)
         est.faithfulness_bound_ = reference
@@ -160,7 +162,7 @@ def store_constraint(est, cfg, the_bound, train):
         tol = float(est.faithfulness_tol)
         kl = cfg.faithfulness == "kl"
         est._faith_target = min(tol, reference) if kl else max(1.0 - reference, 0.0) + tol
-    return cfg.replace(faith_target=est._faith_target)
+    return dataclasses.replace(cfg, faith_target=est._faith_target)
 
 
 def train_config(est, n_outputs, nonneg_output, batch_size, n_train, incremental, y_stats=None):
@@ -252,7 +254,7 @@ def with_network_head(est, cfg, z_scale, Z):
             f"network_head maps rows of X to shape {tuple(out.shape)}, but y has "
             f"{cfg.n_outputs} outputs; it must return one logit per column of y."
         )
-    return cfg.replace(network_head=head, z_scale=float(z_scale))
+    return dataclasses.replace(cfg, network_head=head, z_scale=float(z_scale))
 
 
 def forget_fit(est):
@@ -320,10 +322,12 @@ def start_fit(est, X, y, incremental, shared=None, collective=LOCAL):
         y_stats = None if Y is None else (scaler.y_mean, scaler.y_scale)
         cfg = train_config(
             est, n_outputs, scaler.nonnegative, batch_size, n_rows - n_val, incremental, y_stats
-        ).replace(collective=collective)
+        )
+        cfg = dataclasses.replace(cfg, collective=collective)
         cfg = store_constraint(est, cfg, the_bound, train)
         cfg = with_network_head(est, cfg, scaler.scale, train[0])
-        cfg = cfg.replace(dropout_generator=collective.dropout_generator(generator, device))
+        dropout = collective.dropout_generator(generator, device)
+        cfg = dataclasses.replace(cfg, dropout_generator=dropout)
         if val is not None:
             val = engine.validation_target(val, the_bound, est.faithfulness_tol, cfg)
     return FitRun(train, cfg, generator, device, (z_moments, the_bound), val, scaler, incremental)
@@ -349,7 +353,7 @@ class Engine:
 
     @property
     def epochs(self):
-        return self.history.n_iter
+        return len(self.history.loss)
 
 
 def store(est, result, eng, supervised):
@@ -394,7 +398,7 @@ def store(est, result, eng, supervised):
     est.loss_parts_ = np.asarray(hist.parts, dtype=np.float64).reshape(-1, 3)
     est.n_significant_curve_ = np.asarray(hist.significant, dtype=np.float64)
     est.validation_scores_ = list(hist.validation_loss) if hist.validation_loss else None
-    est.n_iter_ = hist.n_iter
+    est.n_iter_ = len(hist.loss)
     est.alphas_ = (eng.cfg.alpha_f, eng.cfg.alpha_r, eng.cfg.alpha_p)
     est._converged = hist.converged
 
@@ -422,7 +426,7 @@ def engine_from_fitted(est):
     est._n_components = est.n_components_
     y_stats = (y_mean, y_scale) if est._has_head else None
     cfg = train_config(est, n_outputs, w.nonneg_output, est.batch_size, 1, True, y_stats=y_stats)
-    cfg = cfg.replace(dropout_generator=device_generator(generator, device))
+    cfg = dataclasses.replace(cfg, dropout_generator=device_generator(generator, device))
     probe = torch.zeros(1, est.n_features_in_, device=device)
     cfg = with_network_head(est, cfg, est.scale_, probe)
     model = modules.to_module(scaler.fold(w, inverse=True), dropout=cfg.dropout, device=device)
@@ -530,7 +534,7 @@ def checked(est, result, stage):
             "X and y for extreme values."
         )
     history, max_iter, learning_rate_init = result.history, est.max_iter, est.learning_rate_init
-    done = history.n_iter
+    done = len(history.loss)
     kept = f"after epoch {done}" if done else "from before fine-tuning"
     msg = None
     if history.interrupted_in_pretraining:

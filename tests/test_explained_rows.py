@@ -8,6 +8,7 @@ unexplained (counted per output) is infeasible, and of the feasible epochs the s
 is kept.
 """
 
+import dataclasses
 import math
 import warnings
 
@@ -253,7 +254,7 @@ def test_the_monitored_sparsity_is_the_users_significant_count(patch_layer):
 def test_patience_counts_every_epoch_that_does_not_improve(patch_layer, monkeypatch):
     Z, y = patch_layer
     model, Zt, Yt, cfg = _start(SRAEExplainer(5, device="cpu", random_state=0), Z, y)
-    cfg = cfg.replace(n_iter_no_change=2, max_iter=10)
+    cfg = dataclasses.replace(cfg, n_iter_no_change=2, max_iter=10)
     script = iter([(1.5, 0.0, 0.0), (1.4, 0.0, 0.0), (1.0, 0.3, 0.0), (0.9, 0.2, 0.0)])
     monkeypatch.setattr(training, "_check_epoch", lambda *a, **k: next(script))
     run = training.Progress(model, Zt, Yt, cfg)
@@ -270,7 +271,7 @@ def test_patience_counts_every_epoch_that_does_not_improve(patch_layer, monkeypa
 def test_until_an_epoch_is_feasible_coming_nearer_is_progress(patch_layer, monkeypatch):
     Z, y = patch_layer
     model, Zt, Yt, cfg = _start(SRAEExplainer(5, device="cpu", random_state=0), Z, y)
-    cfg = cfg.replace(n_iter_no_change=2, max_iter=10)
+    cfg = dataclasses.replace(cfg, n_iter_no_change=2, max_iter=10)
     violations = [0.3, 0.2, 0.25, 0.1, 0.15, 0.12]
     script = iter([(None, v, 0.0) for v in violations] + [(1.2, 0.0, 0.0), (None, 0.01, 0.0)])
     monkeypatch.setattr(training, "_check_epoch", lambda *a, **k: next(script))
@@ -290,7 +291,7 @@ def test_until_an_epoch_is_feasible_coming_nearer_is_progress(patch_layer, monke
 def test_patience_ignores_drops_within_the_counts_noise(patch_layer, monkeypatch):
     Z, y = patch_layer
     model, Zt, Yt, cfg = _start(SRAEExplainer(5, device="cpu", random_state=0), Z, y)
-    cfg = cfg.replace(n_iter_no_change=2, max_iter=10)
+    cfg = dataclasses.replace(cfg, n_iter_no_change=2, max_iter=10)
     # each drop (0.02) is under the count's standard error (0.05): no improvement
     script = iter([(1.5, 0.0, 0.05), (1.48, 0.0, 0.05), (1.46, 0.0, 0.05)])
     monkeypatch.setattr(training, "_check_epoch", lambda *a, **k: next(script))

@@ -252,7 +252,7 @@ class _Objective(nn.Module):
     def forward(self, zb, yb, output_weights, outputs, units):
         cfg = self.cfg
         if output_weights is not None:
-            cfg = cfg.replace(output_weights=output_weights)
+            cfg = dataclasses.replace(cfg, output_weights=output_weights)
         x, _, terms, cover = training.forward_terms(
             self.model, zb, yb, cfg, None, self.pullaway, subsets=(outputs, units)
         )

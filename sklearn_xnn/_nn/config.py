@@ -3,7 +3,6 @@ history, one result; every field is declared once, here) and the optimiser, lear
 schedule and constraint multiplier a configuration sets up."""
 
 import copy
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -71,15 +70,12 @@ class TrainConfig:
     #: The other workers of a fit over several processes (``collective.LOCAL``: none).
     collective: object = field(default=LOCAL, compare=False, repr=False)
 
-    def replace(self, **changes):
-        """A copy with ``changes`` (``dataclasses.replace``)."""
-        return dataclasses.replace(self, **changes)
-
 
 @dataclass
 class History:
     """What fine-tuning recorded, epoch by epoch, and how it ended."""
 
+    #: The loss of every epoch: its length is the number of epochs.
     loss: list = field(default_factory=list)
     parts: list = field(default_factory=list)
     faithfulness: list = field(default_factory=list)
@@ -95,10 +91,6 @@ class History:
 
     #: The lists that get one value per epoch (some only under the constraint).
     PER_EPOCH = ("loss", "parts", "faithfulness", "multiplier", "validation_loss", "significant")
-
-    @property
-    def n_iter(self):
-        return len(self.loss)
 
     def extend(self, other):
         """Append ``other``'s epochs (a later ``partial_fit`` chunk)."""

@@ -14,6 +14,7 @@ the data stay in the operating system's page cache) after every few tens of mega
 read, so that peak memory is bounded by the batch and the model, not by the file.
 """
 
+import dataclasses
 import mmap
 import warnings
 
@@ -53,26 +54,30 @@ def should_stream(X, threshold):
     return n_rows * n_cols * 4 > threshold
 
 
+@dataclasses.dataclass(eq=False)
 class PageReleaser:
-    """Unmaps the pages of a ``numpy.memmap`` after every ``every`` bytes read (no-op else)."""
+    """Unmaps the pages of ``array`` after every :data:`RELEASE_BYTES` read, or when
+    forced, if it is a ``numpy.memmap`` that shares its file's pages (a no-op else)."""
 
-    def __init__(self, array, every=RELEASE_BYTES):
-        self._mmap = getattr(array, "_mmap", None)
-        # never a copy-on-write map (mode "c"): its pages hold the caller's edits
-        shared = getattr(array, "mode", None) in ("r", "r+", "w+")
-        self._ok = shared and self._mmap is not None and hasattr(self._mmap, "madvise")
-        self._every, self._read = every, 0
+    array: object
+    #: Bytes read since the last release.
+    read: int = 0
+    #: Whether unmapping failed (a closed map, or unsupported): it is not tried again.
+    failed: bool = False
 
     def __call__(self, nbytes, force=False):
-        if not self._ok:
+        pages = getattr(self.array, "_mmap", None)
+        # never a copy-on-write map (mode "c"): its pages hold the caller's edits
+        shared = getattr(self.array, "mode", None) in ("r", "r+", "w+")
+        if self.failed or not shared or not hasattr(pages, "madvise"):
             return
-        self._read += nbytes
-        if force or self._read >= self._every:
+        self.read += nbytes
+        if force or self.read >= RELEASE_BYTES:
             try:
-                self._mmap.madvise(mmap.MADV_DONTNEED)
+                pages.madvise(mmap.MADV_DONTNEED)
             except (OSError, ValueError):  # closed or unsupported: keep going without it
-                self._ok = False
-            self._read = 0
+                self.failed = True
+            self.read = 0
 
 
 def working_dtype(dtype):

@@ -310,7 +310,7 @@ def _describe(X, y):
     n = _n_rows(X)
     if hasattr(X, "tocsr"):
         raise ValueError("X is a scipy sparse matrix; fit_sharded needs dense rows: X.toarray()")
-    if not data.is_streamable(X):
+    if not data.should_stream(X):  # without a threshold: whether it can be streamed
         raise ValueError(f"X of type {type(X).__name__} is not a 2-D array")
     out = {"rows": int(n), "cols": int(X.shape[1])}
     if n < 2:

@@ -30,26 +30,25 @@ SCATTER_ROWS = 256
 RELEASE_BYTES = 16 * 2**20
 
 
-def is_streamable(X):
-    """Whether ``X`` can be streamed: a numpy array or an array-like with ``shape``,
-    ``dtype`` and row slicing that is not a data frame or a sparse matrix."""
+def should_stream(X, threshold=None):
+    """Stream ``X`` from the host when it can be streamed (a 2-D numpy array, or an
+    array-like with ``shape``, ``dtype`` and row slicing that is not a data frame or a
+    sparse matrix) and its float32 copy would exceed ``threshold`` bytes; without a
+    ``threshold``, whether it can be streamed."""
     if isinstance(X, np.ndarray):
-        return X.ndim == 2
-    shape, dtype = getattr(X, "shape", None), getattr(X, "dtype", None)
-    return (
-        isinstance(dtype, np.dtype)
-        and shape is not None
-        and len(shape) == 2
-        and hasattr(X, "__getitem__")
-        and not hasattr(X, "columns")
-        and not hasattr(X, "tocsr")
-    )
-
-
-def should_stream(X, threshold):
-    """Stream ``X`` from the host when its float32 copy would exceed ``threshold`` bytes."""
-    if not is_streamable(X):
-        return False
+        streamable = X.ndim == 2
+    else:
+        shape, dtype = getattr(X, "shape", None), getattr(X, "dtype", None)
+        streamable = (
+            isinstance(dtype, np.dtype)
+            and shape is not None
+            and len(shape) == 2
+            and hasattr(X, "__getitem__")
+            and not hasattr(X, "columns")
+            and not hasattr(X, "tocsr")
+        )
+    if not streamable or threshold is None:
+        return streamable
     n_rows, n_cols = X.shape
     return n_rows * n_cols * 4 > threshold
 

@@ -221,8 +221,9 @@ def test_an_epoch_that_stops_explaining_a_class_is_infeasible(patch_layer):
     x, weight = training.encode(model, Zt), model.head.weight.detach()
     shares = training.explained_shares(x, weight, targets, cfg)
     assert shares[0][c] == 0
-    expected = float(shares[1][c] / shares[1].sum())
-    assert training.explained_shortfall(shares, floor) == pytest.approx(expected)
+    expected = float(shares[1][c] / shares[1].sum())  # the class's share of the rows
+    trained = dataclasses.replace(cfg, exact_head=False)  # the epoch keeps this head
+    assert training.epoch_head(model, x, targets, trained, floor)[1] == pytest.approx(expected)
 
 
 def test_an_epoch_with_a_dead_x_feature_is_infeasible(patch_layer):
@@ -306,11 +307,15 @@ def test_patience_ignores_drops_within_the_counts_noise(patch_layer, monkeypatch
 def test_an_epoch_that_loses_exactly_the_tolerated_rows_is_feasible():
     # 15 of 3,000 rows (0.5%) lose their explanation: the tolerance itself, whatever the
     # rounding of the float sums (1 - 2985 / 3000 is 0.0050000000000000044 in float64)
-    shares = (
-        torch.tensor([2985.0], dtype=torch.float64),
-        torch.tensor([3000.0], dtype=torch.float64),
-    )
-    shortfall = training.explained_shortfall(shares, torch.ones(1, dtype=torch.float64))
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.uniform(1, 2, 3000), np.zeros(3000)])
+    x[:15, 0] = 0.0  # output 0 tops every row; these get no positive contribution to it
+    Y = np.column_stack([5.0 + x[:, 0], rng.normal(0, 0.1, 3000)])
+    x, Y = (torch.as_tensor(a, dtype=torch.float32) for a in (x, Y))
+    model, cfg = _head_case(np.eye(2, dtype=np.float32), np.zeros(2, np.float32), 1.0)
+    cfg.exact_head = False
+    targets = training.Targets(Y, cfg)
+    shortfall = training.epoch_head(model, x, targets, cfg, torch.ones(2, dtype=torch.float64))[1]
     assert shortfall == training.SHORTFALL_TOL == 0.005
 
 
@@ -451,8 +456,9 @@ def test_an_epoch_keeps_its_trained_head_where_the_exact_one_leaves_rows_unexpla
     error, shortfall = training.epoch_head(model, x, targets, cfg, floor)
     np.testing.assert_allclose(model.head.weight.detach(), W_ls, atol=1e-6)
     assert error == pytest.approx(1.0 - r2_ls, abs=1e-6)
-    exact = training.explained_shares(x, W_ls.float(), targets, cfg)
-    assert shortfall == pytest.approx(training.explained_shortfall(exact, floor))
+    explained, rows = training.explained_shares(x, W_ls.float(), targets, cfg)
+    lost = (rows * (floor - explained / rows).clamp_min(0.0)).sum() / rows.sum()
+    assert shortfall == pytest.approx(float(lost))
     assert shortfall > training.SHORTFALL_TOL
 
 

@@ -6,9 +6,9 @@ exactly the operations it always did. :class:`Distributed` is the same interface
 ``torch.distributed`` process group, each rank holding a contiguous shard of the rows
 (:func:`sklearn_xnn.distributed.fit_sharded`).
 
-The reductions return their result (a tensor on the caller's device, or a float for a
-float); every rank receives the same bits, so that decisions taken from reduced values
-agree on all ranks.
+The reductions return their result (a tensor on the caller's device, a float for a
+float, a float64 NumPy array for a NumPy array); every rank receives the same bits, so
+that decisions taken from reduced values agree on all ranks.
 """
 
 import math
@@ -84,6 +84,9 @@ class Distributed(Local):
 
     # ------------------------------------------------------------------ primitives
     def _reduce(self, value, op):
+        if isinstance(value, np.ndarray):
+            t = torch.as_tensor(value, dtype=torch.float64)
+            return self._reduce(t, op).numpy()
         if not torch.is_tensor(value):
             return float(self._reduce(torch.tensor(float(value), dtype=torch.float64), op))
         t = value.detach().to(self.wire or "cpu", copy=True).contiguous()

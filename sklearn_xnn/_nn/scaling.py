@@ -103,12 +103,12 @@ def standardize_columns(Y, enabled=True, collective=LOCAL):
     peak = np.zeros(n_outputs)
     for c in data.iter_chunks(Y):
         peak = np.maximum(peak, np.abs(c).max(axis=0, initial=0.0))
-    peak = _reduced(collective.max, peak)
+    peak = collective.max(peak)
     peak = np.where(peak > 0, peak, 1.0)
     n = max(collective.total_rows(Y.shape[0]), 1)
-    mu = _reduced(collective.sum, sum((c / peak).sum(axis=0) for c in data.iter_chunks(Y))) / n
+    mu = collective.sum(sum((c / peak).sum(axis=0) for c in data.iter_chunks(Y))) / n
     squares = sum(np.square(c / peak - mu).sum(axis=0) for c in data.iter_chunks(Y))
-    sd = np.sqrt(_reduced(collective.sum, squares) / n)
+    sd = np.sqrt(collective.sum(squares) / n)
     return peak * mu, np.where(sd > 0, peak * sd, 1.0)
 
 
@@ -116,10 +116,6 @@ def _shared_scale(y_scale):
     """One scale for every output, the root mean square of ``y_scale`` (any common
     scale weighs the outputs alike; this one keeps the values near unit spread)."""
     return np.full_like(y_scale, float(np.sqrt(np.mean(np.square(y_scale)))))
-
-
-def _reduced(op, array):
-    return op(torch.as_tensor(array, dtype=torch.float64)).cpu().numpy()
 
 
 @dataclasses.dataclass

@@ -33,6 +33,7 @@ through :class:`Targets`, computed once per run: an epoch's head and its error c
 float64 moments of the x-features with ``Y``, not from passes over the ``N x C`` outputs.
 """
 
+import copy
 import logging
 import math
 
@@ -249,11 +250,6 @@ def objective(parts, cfg):
     return faith + cfg.alpha_r * parts[1] + cfg.alpha_p * parts[2]
 
 
-def snapshot(model):
-    """A detached copy of ``model``'s state dict (for ``load_state_dict``)."""
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
 def finite_weights(model):
     """Whether every weight of ``model`` (a module or a state dict) is finite."""
     state = model if isinstance(model, dict) else model.state_dict()
@@ -262,7 +258,7 @@ def finite_weights(model):
 
 
 #: The share of all rows by which the outputs' explained shares may fall under the start's
-#: in a feasible epoch (:func:`explained_shortfall`), and by which the share of unexplained
+#: in a feasible epoch (the shortfall of :func:`epoch_head`), and by which the share of unexplained
 #: rows may exceed the start's while training (its multiplier's target).
 SHORTFALL_TOL = 0.005
 
@@ -271,7 +267,9 @@ SHORTFALL_TOL = 0.005
 def epoch_head(model, x, targets, cfg, floor):
     """Set the head an epoch ends with, for its x-features ``x``; returns ``(error,
     shortfall)``: its faithfulness error on the rows of ``targets`` (:func:`head_error`)
-    and its :func:`explained_shortfall` under ``floor`` (0 when ``floor`` is None).
+    and its shortfall under ``floor``: by how much the outputs' explained shares
+    (:func:`explained_shares`) fall under ``floor``, as a fraction of all rows, ``sum_c
+    rows_c max(floor_c - explained_c / rows_c, 0) / N`` (0 when ``floor`` is None).
 
     Of the exact least-squares head on ``x`` (the most faithful for ``"mse"``) and the
     trained head, the one that misses the constraints by less wins (the error's excess
@@ -292,9 +290,10 @@ def epoch_head(model, x, targets, cfg, floor):
     for W, b in heads:
         model.head.load_state_dict({"weight": W, "bias": b})
         error, shortfall = head_error(model.head, x, targets, cfg, m), 0.0
-        if floor is not None:
-            shares = explained_shares(x, model.head.weight.detach(), targets, cfg)
-            shortfall = explained_shortfall(shares, floor)
+        if floor is not None:  # to 12 decimals: a count of rows, not one plus rounding
+            explained, rows = explained_shares(x, model.head.weight.detach(), targets, cfg)
+            short = (rows * (floor - explained / rows.clamp_min(1.0)).clamp_min(0.0)).sum()
+            shortfall = round(float(short / rows.sum().clamp_min(1.0)), 12)
         miss = max(error - target, 0.0) + max(shortfall - SHORTFALL_TOL, 0.0)
         if best is None or (miss, error) < best[0]:
             best = ((miss, error), shortfall, W, b)
@@ -316,16 +315,6 @@ def explained_shares(x, weight, targets, cfg):
     C = targets.Y.shape[1]
     explained = torch.zeros(C, dtype=torch.float64, device=x.device).index_add_(0, top, hit)
     return cfg.collective.sum(explained), targets.counts
-
-
-def explained_shortfall(shares, floor):
-    """By how much the explained shares fall under ``floor`` (per output), as a fraction
-    of all rows: ``sum_c rows_c max(floor_c - explained_c / rows_c, 0) / N``, to 12
-    decimals (a count of rows: 15 rows of 3,000 are 0.005, not 0.005 plus rounding)."""
-    explained, rows = shares
-    share = explained / rows.clamp_min(1.0)
-    short = (rows * (floor - share).clamp_min(0.0)).sum() / rows.sum().clamp_min(1.0)
-    return round(float(short), 12)
 
 
 #: The most contributions ``x_k W_ck`` :func:`significant_count` reads (its first rows).
@@ -367,7 +356,7 @@ def _check_epoch(model, Z, targets, val, cfg, parts, hist, coverage=None):
     noise)`` of the epoch just run.
 
     The violation (0 when feasible) sums the faithfulness error's excess over its target
-    (training rows, and validation rows when given), the outputs' :func:`explained_shortfall`
+    (training rows, and validation rows when given), the outputs' shortfall
     under ``coverage`` beyond :data:`SHORTFALL_TOL`, and the dead x-features. Under the
     constraint the monitored value is :func:`significant_count` (validation rows when
     given; None for an infeasible epoch, never kept), ``noise`` its standard error: the
@@ -418,7 +407,7 @@ def fine_tune(
     n_steps = cfg.collective.steps(Z.shape[0], cfg.batch_size)
     rates = schedule(cfg, n_steps, start_epoch)
     lam = start_multiplier(model, Z, Y, cfg, n_steps, multiplier)
-    initial = lam.resumed(n_steps)  # what a non-finite loss hands back, with good weights
+    initial = copy.copy(lam)  # what a non-finite loss hands back, with good weights
     run = Progress(model, Z, Y, cfg, val, targets)
     epoch = 0
     try:
@@ -523,9 +512,9 @@ class Progress:
                 rebuilt = prediction_error(lambda z: model.head(model.encoder(z)), Z, Y, cfg)
                 violation = max(rebuilt - cfg.faith_target, 0.0)
         self.best = (True, violation) if violation > 0 else (False, math.inf)
-        self.state = snapshot(model) if self.constrained else None
+        self.state = copy.deepcopy(model.state_dict()) if self.constrained else None
         # the weights the next epoch starts from, and the ones the epoch before started from
-        self.stall, self.good_state, self.prev_state = 0, snapshot(model), None
+        self.stall, self.good_state, self.prev_state = 0, copy.deepcopy(model.state_dict()), None
         self.nearest = math.inf  # the smallest violation of an epoch so far
 
     def end_epoch(self, model, Z, parts, multiplier, epoch):
@@ -560,13 +549,13 @@ class Progress:
             self.nearest = min(self.nearest, violation)
         if new < self.best:
             if self.constrained or self.val is not None:
-                self.state = snapshot(model)
+                self.state = copy.deepcopy(model.state_dict())
             self.best = new
         self.stall = 0 if improved else self.stall + 1
         if self.stall >= cfg.n_iter_no_change:
             hist.converged = True
             return True
-        self.prev_state, self.good_state = self.good_state, snapshot(model)
+        self.prev_state, self.good_state = self.good_state, copy.deepcopy(model.state_dict())
         return False
 
     def interrupt(self, model, epoch):

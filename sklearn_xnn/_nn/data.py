@@ -58,7 +58,7 @@ class PageReleaser:
     """Unmaps the pages of ``array`` after every :data:`RELEASE_BYTES` read, or when
     forced, if it is a ``numpy.memmap`` that shares its file's pages (a no-op else)."""
 
-    array: object
+    array: object = dataclasses.field(repr=False)
     #: Bytes read since the last release.
     read: int = 0
     #: Whether unmapping failed (a closed map, or unsupported): it is not tried again.
